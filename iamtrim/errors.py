@@ -1,0 +1,43 @@
+"""The one exception tree of iamtrim.
+
+    IamtrimError                 base; the CLI turns it into a one-line message and an exit code
+     ├── InputError              bad input the run cannot go on without (exit 4)
+     │    └── NoReadableInput    nothing at all could be read from the given paths
+     ├── PrincipalError          unknown / ambiguous principal, no usage (exit 2)
+     ├── StoreError              the SQLite usage store is unusable (exit 4)
+     └── AwsError                a wrapped botocore/boto3 failure (exit 3)
+
+One bad record or one bad file is never an exception: it becomes a counted ``Skipped``.
+"""
+
+from __future__ import annotations
+
+
+class IamtrimError(Exception):
+    """Base of every error iamtrim raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(IamtrimError):
+    exit_code = 4
+
+
+class NoReadableInput(InputError):
+    pass
+
+
+class PrincipalError(IamtrimError):
+    exit_code = 2
+
+    def __init__(self, message: str, candidates: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+class StoreError(IamtrimError):
+    exit_code = 4
+
+
+class AwsError(IamtrimError):
+    exit_code = 3

@@ -1,0 +1,27 @@
+"""Frozen value types shared by every stage. No stage-specific logic lives here."""
+
+from iamtrim.model.arn import Arn, partition_for_region
+from iamtrim.model.principal import Principal, PrincipalKind
+from iamtrim.model.usage import (
+    Context,
+    FileReport,
+    Outcome,
+    Skipped,
+    SkipReason,
+    Usage,
+    UsageRow,
+)
+
+__all__ = [
+    "Arn",
+    "Context",
+    "FileReport",
+    "Outcome",
+    "Principal",
+    "PrincipalKind",
+    "SkipReason",
+    "Skipped",
+    "Usage",
+    "UsageRow",
+    "partition_for_region",
+]

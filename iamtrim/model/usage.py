@@ -1,0 +1,114 @@
+"""What one CloudTrail record means: usage of actions on resources, or a counted skip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from iamtrim.model.principal import Principal
+
+
+class Outcome(StrEnum):
+    USED = "used"  # the call passed authorization (it may still have failed afterwards)
+    DENIED = "denied"  # the call was refused by IAM (AccessDenied, UnauthorizedOperation, ...)
+
+
+class SkipReason(StrEnum):
+    """Why a record (or one action of it) yields no usage. Every value is counted and shown."""
+
+    SERVICE_PRINCIPAL = "service-principal"  # userIdentity.type AWSService: nobody's permissions
+    NO_IDENTITY = "no-identity"  # userIdentity missing or without anything to attach policies to
+    ANONYMOUS = "anonymous"  # unsigned request (public S3 access): no IAM principal
+    CROSS_ACCOUNT_UNNAMED = "cross-account-unnamed"  # AWSAccount caller with no ARN
+    CONSOLE_SIGN_IN = "console-sign-in"  # AwsConsoleSignIn events are not API calls
+    SERVICE_EVENT = "service-event"  # AwsServiceEvent: emitted by AWS, not called by anyone
+    INSIGHT = "insight"  # CloudTrail Insights events
+    NETWORK_ACTIVITY = "network-activity"  # VPC endpoint network-activity events
+    NOT_API_CALL = "not-api-call"  # other eventTypes that do not represent an authorized call
+    NOT_AUTHENTICATED = "not-authenticated"  # failed before authorization (bad/expired credentials)
+    NO_PERMISSION_NEEDED = "no-permission-needed"  # e.g. sts:GetCallerIdentity
+    UNKNOWN_SERVICE = "unknown-service"  # eventSource has no IAM prefix in the catalog
+    UNKNOWN_ACTION = "unknown-action"  # eventName maps to no catalog action
+    MISSING_FIELDS = "missing-fields"  # eventSource/eventName/eventTime absent
+    MALFORMED = "malformed-record"  # not a JSON object, or a field of the wrong type
+    DUPLICATE_EVENT = "duplicate-event"  # eventID already counted
+    RESOURCE_UNKNOWN = "resource-unknown"  # usage kept, but the resource could not be determined
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    reason: SkipReason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Context:
+    """The request context of a call that policy conditions may test.
+
+    Only low-cardinality facts are part of the aggregation key; the source IP is kept as a
+    sample beside the aggregate (see :class:`UsageRow`).
+    """
+
+    region: str = ""
+    vpc_endpoint: str = ""  # vpcEndpointId → aws:SourceVpce
+    invoked_by: str = ""  # userIdentity.invokedBy → the service acting on the caller's behalf
+    kms_key: str = ""  # KMS key ARN used (KMS calls, SSE-KMS on S3 data events)
+    encryption_context_keys: tuple[str, ...] = ()  # kms:EncryptionContextKeys
+    sse: str = ""  # x-amz-server-side-encryption (AES256 | aws:kms | aws:kms:dsse)
+    tls_version: str = ""  # tlsDetails.tlsVersion; empty when not logged
+    source_ip_kind: str = ""  # "ip", "service" (an AWS service name), or "" (unknown)
+
+    def as_dict(self) -> dict[str, str | list[str]]:
+        out: dict[str, str | list[str]] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if value:
+                out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One action on one resource by one principal, from one record.
+
+    ``resource`` is an ARN, ``"*"`` for actions the catalog says take no resource, an ARN
+    pattern where AWS hides part of the ARN (``secret:name-??????``), or ``None`` when the
+    record does not tell (counted as ``resource-unknown``; never guessed as ``*``).
+    """
+
+    principal: Principal
+    action: str
+    resource: str | None
+    outcome: Outcome
+    context: Context
+    time: str
+    event_id: str
+    source_ip: str = ""
+    encryption_context: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Aggregated usage as the store keeps it."""
+
+    principal: str
+    action: str
+    resource: str | None
+    outcome: Outcome
+    context: Context
+    count: int
+    first_seen: str
+    last_seen: str
+    event_ids: tuple[str, ...] = ()
+    source_ips: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FileReport:
+    """What reading one input file gave."""
+
+    path: str
+    records: int
+    error: str = ""  # why (part of) the file could not be read; empty when it was read whole
+    skipped_file: bool = False  # already ingested (same content), not read again
+    skips: tuple[tuple[str, int], ...] = field(default=())
