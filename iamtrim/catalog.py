@@ -194,7 +194,9 @@ def _template_regex(template: str) -> re.Pattern[str]:
     for part in parts:
         if part.startswith("${"):
             var = part[2:-1]
-            if var in ("Partition",):
+            if var == "BucketName":
+                rx.append(r"[^/]+")  # S3 bucket names never contain "/" (object keys do)
+            elif var in ("Partition",):
                 rx.append(r"aws[a-z-]*")
             elif var in ("Region",):
                 rx.append(r"[a-z0-9-]*")
@@ -212,16 +214,23 @@ def arn_matches_template(arn: str, template: str) -> bool:
 
 
 @functools.cache
+def _rt_matchers(action: str) -> tuple[tuple[re.Pattern[str], ResourceType], ...]:
+    """(regex, resource type) for *action*, most specific template (most fixed characters) first."""
+    ranked = sorted(
+        resource_types(action),
+        key=lambda rt: -len(re.sub(r"\$\{[^}]+\}", "", rt.arn_template)),
+    )
+    return tuple((_template_regex(rt.arn_template), rt) for rt in ranked)
+
+
 def resource_type_for_arn(action: str, arn: str) -> ResourceType | None:
     """The resource type of *action* that *arn* is an instance of, if any.
 
     When several templates match (``bucket`` and ``object`` both match ``arn:aws:s3:::b/k``
-    under a greedy variable), the most specific one (most fixed characters) wins.
+    under a greedy variable), the most specific one wins. Not cached per ARN: object ARNs are
+    unbounded in number.
     """
-    best: tuple[int, ResourceType] | None = None
-    for rt in resource_types(action):
-        if arn_matches_template(arn, rt.arn_template):
-            fixed = len(re.sub(r"\$\{[^}]+\}", "", rt.arn_template))
-            if best is None or fixed > best[0]:
-                best = (fixed, rt)
-    return best[1] if best else None
+    for rx, rt in _rt_matchers(action):
+        if rx.match(arn):
+            return rt
+    return None

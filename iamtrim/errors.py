@@ -2,7 +2,8 @@
 
     IamtrimError                 base; the CLI turns it into a one-line message and an exit code
      ├── InputError              bad input the run cannot go on without (exit 4)
-     │    └── NoReadableInput    nothing at all could be read from the given paths
+     │    ├── NoReadableInput    nothing at all could be read from the given paths
+     │    └── PolicyError        a policy document that is not valid IAM policy grammar
      ├── PrincipalError          unknown / ambiguous principal, no usage (exit 2)
      ├── StoreError              the SQLite usage store is unusable (exit 4)
      └── AwsError                a wrapped botocore/boto3 failure (exit 3)
@@ -25,6 +26,13 @@ class InputError(IamtrimError):
 
 class NoReadableInput(InputError):
     pass
+
+
+class PolicyError(InputError):
+    """A policy document that does not follow the IAM JSON policy grammar.
+
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_grammar.html
+    """
 
 
 class PrincipalError(IamtrimError):

@@ -54,7 +54,9 @@ class Context:
     invoked_by: str = ""  # userIdentity.invokedBy → the service acting on the caller's behalf
     kms_key: str = ""  # KMS key ARN used (KMS calls, SSE-KMS on S3 data events)
     encryption_context_keys: tuple[str, ...] = ()  # kms:EncryptionContextKeys
-    sse: str = ""  # x-amz-server-side-encryption (AES256 | aws:kms | aws:kms:dsse)
+    sse_header: str = ""  # request header x-amz-server-side-encryption (AES256 | aws:kms | ...)
+    sse_kms_key_header: str = ""  # request header x-amz-server-side-encryption-aws-kms-key-id
+    sse_applied: str = ""  # additionalEventData.SSEApplied (SSE_KMS, Default_SSE_S3, ...)
     tls_version: str = ""  # tlsDetails.tlsVersion; empty when not logged
     source_ip_kind: str = ""  # "ip", "service" (an AWS service name), or "" (unknown)
 

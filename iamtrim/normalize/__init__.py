@@ -1,0 +1,15 @@
+"""record → Usage | Skipped. The hard knowledge lives here, as data tables with a source per row."""
+
+from iamtrim.normalize.actions import prefix_for_source, resolve_actions
+from iamtrim.normalize.principal import resolve_principal
+from iamtrim.normalize.record import normalize_record, normalize_time
+from iamtrim.normalize.resources import resolve_resources
+
+__all__ = [
+    "normalize_record",
+    "normalize_time",
+    "prefix_for_source",
+    "resolve_actions",
+    "resolve_principal",
+    "resolve_resources",
+]

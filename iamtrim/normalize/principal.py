@@ -1,0 +1,99 @@
+"""userIdentity → the principal whose policies allowed the call.
+
+Reference: https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html
+"""
+
+from __future__ import annotations
+
+from iamtrim.model import Principal, PrincipalKind, Skipped, SkipReason
+from iamtrim.sources.records import UserIdentity
+
+
+def _name_of(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1] if "/" in arn else arn.rsplit(":", 1)[-1]
+
+
+def _role_from_session_arn(arn: str) -> str | None:
+    """``arn:aws:sts::A:assumed-role/Name/session`` → ``arn:aws:iam::A:role/Name`` (path unknown)."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or not parts[5].startswith("assumed-role/"):
+        return None
+    name = parts[5].split("/")[1]
+    return f"arn:{parts[1]}:iam::{parts[4]}:role/{name}"
+
+
+def _role_kind(role_arn: str) -> PrincipalKind:
+    # Identity Center permission sets are provisioned as roles named AWSReservedSSO_<set>_<hash>
+    # under path /aws-reserved/sso.amazonaws.com/ (https://docs.aws.amazon.com/singlesignon/latest/userguide/using-service-linked-roles.html)
+    return PrincipalKind.SSO_ROLE if _name_of(role_arn).startswith("AWSReservedSSO_") else PrincipalKind.ROLE
+
+
+def resolve_principal(ui: UserIdentity | None) -> Principal | Skipped:
+    if ui is None or not ui.type:
+        if ui is not None and ui.arn:
+            return _from_arn(ui.arn, ui.accountId)
+        return Skipped(SkipReason.NO_IDENTITY, "userIdentity missing")
+    kind = ui.type
+    if kind == "AssumedRole":
+        issuer = ui.sessionContext.sessionIssuer if ui.sessionContext else None
+        # The issuer ARN carries the role's path (role/service-role/Name); the session ARN does not.
+        role_arn = issuer.arn if issuer and issuer.arn and ":role/" in issuer.arn else None
+        if role_arn is None and ui.arn:
+            role_arn = _role_from_session_arn(ui.arn)
+        if role_arn is None:
+            return Skipped(SkipReason.NO_IDENTITY, "assumed role without role ARN")
+        return Principal(role_arn, _role_kind(role_arn), role_arn.split(":")[4], _name_of(role_arn))
+    if kind == "IAMUser":
+        if not ui.arn:
+            return Skipped(SkipReason.NO_IDENTITY, "IAM user without ARN")
+        return Principal(ui.arn, PrincipalKind.USER, ui.arn.split(":")[4], _name_of(ui.arn))
+    if kind == "Root":
+        account = ui.accountId or (ui.arn.split(":")[4] if ui.arn else "")
+        if not account:
+            return Skipped(SkipReason.NO_IDENTITY, "root without account")
+        partition = ui.arn.split(":")[1] if ui.arn else "aws"
+        return Principal(f"arn:{partition}:iam::{account}:root", PrincipalKind.ROOT, account, "root")
+    if kind == "FederatedUser":
+        if not ui.arn:
+            return Skipped(SkipReason.NO_IDENTITY, "federated user without ARN")
+        return Principal(ui.arn, PrincipalKind.FEDERATED_USER, ui.arn.split(":")[4], _name_of(ui.arn))
+    if kind in ("SAMLUser", "WebIdentityUser"):
+        provider = ui.identityProvider or "unknown-provider"
+        subject = ui.userName or ui.principalId or "unknown"
+        pk = PrincipalKind.SAML_USER if kind == "SAMLUser" else PrincipalKind.WEB_IDENTITY_USER
+        return Principal(f"{provider}:{subject}", pk, ui.accountId or "", subject)
+    if kind == "IdentityCenterUser":
+        subject = ui.userName or ui.principalId or "unknown"
+        return Principal(
+            f"identitycenter:{subject}", PrincipalKind.IDENTITY_CENTER_USER, ui.accountId or "", subject
+        )
+    if kind == "AWSService":
+        return Skipped(SkipReason.SERVICE_PRINCIPAL, ui.invokedBy or "")
+    if kind == "AWSAccount":
+        if ui.arn:
+            return _from_arn(ui.arn, ui.accountId)
+        return Skipped(SkipReason.CROSS_ACCOUNT_UNNAMED, ui.accountId or "")
+    if kind == "Unknown":
+        # Identity Center / anonymous callers logged without details.
+        return Skipped(SkipReason.NO_IDENTITY, "userIdentity type Unknown")
+    if kind == "Anonymous":
+        return Skipped(SkipReason.ANONYMOUS, "")
+    if ui.arn:
+        return _from_arn(ui.arn, ui.accountId)
+    return Skipped(SkipReason.NO_IDENTITY, f"userIdentity type {kind}")
+
+
+def _from_arn(arn: str, account: str | None) -> Principal | Skipped:
+    role = _role_from_session_arn(arn)
+    if role:
+        return Principal(role, _role_kind(role), role.split(":")[4], _name_of(role))
+    parts = arn.split(":", 5)
+    if len(parts) != 6:
+        return Skipped(SkipReason.NO_IDENTITY, "unparseable principal ARN")
+    if parts[5].startswith("user/"):
+        return Principal(arn, PrincipalKind.USER, parts[4], _name_of(arn))
+    if parts[5] == "root":
+        return Principal(arn, PrincipalKind.ROOT, parts[4], "root")
+    if parts[5].startswith("role/"):
+        return Principal(arn, _role_kind(arn), parts[4], _name_of(arn))
+    return Skipped(SkipReason.NO_IDENTITY, "principal ARN of unknown kind")

@@ -1,0 +1,174 @@
+"""One CloudTrail record → ``Usage`` items or one ``Skipped``. Never raises for a bad record."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from iamtrim.model import Context, Outcome, Principal, Skipped, SkipReason, Usage
+from iamtrim.normalize.actions import S3_VERSIONED, resolve_actions
+from iamtrim.normalize.principal import resolve_principal
+from iamtrim.normalize.resources import resolve_resources
+from iamtrim.sources.records import Record, UserIdentity
+
+# Errors that mean IAM (or an SCP, boundary, VPC endpoint or resource policy) refused the call.
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html
+DENIED_CODES = frozenset({
+    "AccessDenied",
+    "AccessDeniedException",
+    "Client.UnauthorizedOperation",
+    "UnauthorizedOperation",
+    "Client.UnauthorizedAccess",
+    "UnauthorizedAccess",
+    "UnauthorizedException",
+    "AuthorizationError",
+    "AuthorizationErrorException",
+    "Forbidden",
+    "ForbiddenException",
+    "VpceAccessDenied",
+    "AllAccessDisabled",
+    "KMS.AccessDeniedException",
+})
+# Errors raised before authorization (the caller was never authenticated): no evidence either way.
+# https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html
+UNAUTHENTICATED_CODES = frozenset({
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+    "SignatureDoesNotMatch",
+    "InvalidSignatureException",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+    "AuthFailure",
+    "Client.AuthFailure",
+    "CloudTrailInvalidClientTokenIdException",
+    "InvalidToken",
+    "TokenRefreshRequired",
+})
+
+# eventType values that are not calls authorized by the caller's policies.
+# https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html
+_EVENT_TYPE_SKIPS = {
+    "AwsConsoleSignIn": SkipReason.CONSOLE_SIGN_IN,
+    "AwsServiceEvent": SkipReason.SERVICE_EVENT,
+    "AwsCloudTrailInsight": SkipReason.INSIGHT,
+    "AwsVpceEvent": SkipReason.NETWORK_ACTIVITY,
+}
+
+
+def _is_denied(record: Record) -> bool:
+    code = record.errorCode or ""
+    if code in DENIED_CODES:
+        return True
+    if code.endswith("AccessDenied") or code.endswith("AccessDeniedException"):
+        return True
+    message = record.errorMessage or ""
+    return bool(code) and ("not authorized to perform" in message or "is not authorized" in message)
+
+
+def normalize_time(value: str) -> str:
+    """``2021-05-20 15:53:47Z`` / ``...T15:53:47.000Z`` → ``2021-05-20T15:53:47Z`` (sortable)."""
+    text = value.strip().replace(" ", "T", 1)
+    if len(text) >= 19 and text[10] == "T":
+        return text[:19] + "Z"
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _principal_cached(ui: UserIdentity) -> Principal | Skipped:
+    return resolve_principal(ui)
+
+
+def _source_ip_kind(ip: str) -> str:
+    if not ip:
+        return ""
+    if ip.endswith(".amazonaws.com") or ip == "AWS Internal":
+        return "service"
+    return "ip"
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def build_context(record: Record, region: str) -> tuple[Context, tuple[tuple[str, str], ...]]:
+    params = record.requestParameters if isinstance(record.requestParameters, dict) else {}
+    response = record.responseElements if isinstance(record.responseElements, dict) else {}
+    extra = record.additionalEventData if isinstance(record.additionalEventData, dict) else {}
+    ui = record.userIdentity
+    kms_key = ""
+    enc_ctx: tuple[tuple[str, str], ...] = ()
+    source = record.eventSource or ""
+    if source == "kms.amazonaws.com":
+        for res in record.resources or ():
+            if res.ARN and ":key/" in res.ARN:
+                kms_key = res.ARN
+                break
+        ctx = params.get("encryptionContext")
+        if isinstance(ctx, dict):
+            enc_ctx = tuple(sorted((str(k), str(v)) for k, v in ctx.items()))
+    else:
+        kms_key = _str(response.get("x-amz-server-side-encryption-aws-kms-key-id")) or _str(
+            params.get("x-amz-server-side-encryption-aws-kms-key-id")
+        )
+    context = Context(
+        region=region,
+        vpc_endpoint=record.vpcEndpointId or "",
+        invoked_by=(ui.invokedBy or "") if ui else "",
+        kms_key=kms_key,
+        encryption_context_keys=tuple(k for k, _ in enc_ctx),
+        sse_header=_str(params.get("x-amz-server-side-encryption")),
+        sse_kms_key_header=_str(params.get("x-amz-server-side-encryption-aws-kms-key-id")),
+        sse_applied=_str(extra.get("SSEApplied")),
+        tls_version=(record.tlsDetails.tlsVersion or "") if record.tlsDetails else "",
+        source_ip_kind=_source_ip_kind(record.sourceIPAddress or ""),
+    )
+    return context, enc_ctx
+
+
+def normalize_record(record: Record) -> tuple[list[Usage], list[Skipped]] | Skipped:
+    """Usage items of *record* plus per-action notes (``resource-unknown``), or why it was skipped."""
+    event_type = record.eventType or ""
+    if event_type in _EVENT_TYPE_SKIPS:
+        return Skipped(_EVENT_TYPE_SKIPS[event_type], event_type)
+    if record.eventCategory == "NetworkActivity":
+        return Skipped(SkipReason.NETWORK_ACTIVITY, "")
+    if event_type and event_type not in ("AwsApiCall",):
+        return Skipped(SkipReason.NOT_API_CALL, event_type)
+    if not record.eventSource or not record.eventName or not record.eventTime:
+        return Skipped(SkipReason.MISSING_FIELDS, "eventSource/eventName/eventTime")
+    principal = _principal_cached(record.userIdentity) if record.userIdentity else resolve_principal(None)
+    if isinstance(principal, Skipped):
+        return principal
+    code = record.errorCode or ""
+    if code in UNAUTHENTICATED_CODES:
+        return Skipped(SkipReason.NOT_AUTHENTICATED, code)
+    rules = resolve_actions(record.eventSource, record.eventName)
+    if isinstance(rules, Skipped):
+        return rules
+    outcome = Outcome.DENIED if _is_denied(record) else Outcome.USED
+    region = record.awsRegion or ""
+    account = record.recipientAccountId or principal.account
+    context, enc_ctx = build_context(record, region)
+    when = normalize_time(record.eventTime)
+    event_id = record.eventID or ""
+    source_ip = record.sourceIPAddress or ""
+    params = record.requestParameters if isinstance(record.requestParameters, dict) else None
+    usages: list[Usage] = []
+    notes: list[Skipped] = []
+    for rule in rules:
+        action = rule.action
+        if params and action in S3_VERSIONED and params.get("versionId"):
+            action = S3_VERSIONED[action]
+        resources = resolve_resources(action, rule.role, record, region, account)
+        if not resources:
+            notes.append(Skipped(SkipReason.RESOURCE_UNKNOWN, action))
+            resources = (None,)  # type: ignore[assignment]
+        for resource in resources:
+            usages.append(
+                Usage(principal, action, resource, outcome, context, when, event_id, source_ip, enc_ctx)
+            )
+    return usages, notes

@@ -1,0 +1,70 @@
+"""The reviewable mapping tables in ``normalize/data/``: one row per rule, each with its AWS source.
+
+Loaded on first use (never at import time) and cached. A test checks every row: the prefix and
+every action exist in the catalog, and each row names an https source.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from dataclasses import dataclass
+from importlib import resources as importlib_resources
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRule:
+    """eventName → IAM action(s). ``role`` says which resource of the call an action applies to."""
+
+    action: str
+    role: str  # "" (the call's resource), "source", "destination"
+
+
+@dataclass(frozen=True, slots=True)
+class ParamRule:
+    request_parameter: str
+    transform: str
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    text = importlib_resources.files("iamtrim.normalize").joinpath("data", name).read_text("utf-8")
+    return list(csv.DictReader(line for line in text.splitlines() if line.strip()))
+
+
+@functools.cache
+def event_source_prefixes() -> dict[str, str]:
+    return {row["event_source"]: row["iam_prefix"] for row in _rows("event_sources.csv")}
+
+
+@functools.cache
+def event_action_rules() -> dict[tuple[str, str], tuple[ActionRule, ...]]:
+    out: dict[tuple[str, str], tuple[ActionRule, ...]] = {}
+    for row in _rows("event_actions.csv"):
+        rules = []
+        for item in row["actions"].split(";"):
+            action, _, role = item.partition("@")
+            rules.append(ActionRule(action.strip(), role.strip()))
+        out[(row["iam_prefix"], row["event_name"])] = tuple(rules)
+    return out
+
+
+@functools.cache
+def permissionless() -> frozenset[tuple[str, str]]:
+    return frozenset((row["iam_prefix"], row["event_name"]) for row in _rows("permissionless.csv"))
+
+
+@functools.cache
+def param_rules() -> dict[tuple[str, str], tuple[ParamRule, ...]]:
+    out: dict[tuple[str, str], list[ParamRule]] = {}
+    for row in _rows("resource_params.csv"):
+        key = (row["iam_prefix"], row["variable"])
+        out.setdefault(key, []).append(ParamRule(row["request_parameter"], row["transform"]))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def all_table_rows() -> dict[str, list[dict[str, str]]]:
+    """Every row of every table, for the table-validation test and the docs."""
+    return {
+        name: _rows(name)
+        for name in ("event_sources.csv", "event_actions.csv", "permissionless.csv", "resource_params.csv")
+    }

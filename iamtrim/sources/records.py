@@ -1,0 +1,97 @@
+"""Typed views of a CloudTrail record: only the fields iamtrim reads.
+
+Decoding straight into these msgspec structs (instead of building a dict for every field of a
+~1.6 KB record) is what makes ingest fast: see DESIGN.md "Numbers that matter". Fields whose shape
+varies by service (``requestParameters``, ``responseElements``, ``additionalEventData``) are
+decoded generically. Field reference:
+https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class SessionIssuer(msgspec.Struct, frozen=True):
+    type: str | None = None
+    arn: str | None = None
+    accountId: str | None = None
+    userName: str | None = None
+
+
+class WebIdFederationData(msgspec.Struct, frozen=True):
+    federatedProvider: str | None = None
+
+
+class SessionContext(msgspec.Struct, frozen=True):
+    sessionIssuer: SessionIssuer | None = None
+    webIdFederationData: WebIdFederationData | None = None
+
+
+class UserIdentity(msgspec.Struct, frozen=True):
+    type: str | None = None
+    principalId: str | None = None
+    arn: str | None = None
+    accountId: str | None = None
+    userName: str | None = None
+    invokedBy: str | None = None
+    identityProvider: str | None = None
+    sessionContext: SessionContext | None = None
+
+
+class ResourceRef(msgspec.Struct, frozen=True):
+    ARN: str | None = None
+    type: str | None = None
+    accountId: str | None = None
+
+
+class TlsDetails(msgspec.Struct, frozen=True):
+    tlsVersion: str | None = None
+
+
+class Record(msgspec.Struct):
+    eventTime: str | None = None
+    eventSource: str | None = None
+    eventName: str | None = None
+    eventType: str | None = None
+    eventCategory: str | None = None
+    eventID: str | None = None
+    awsRegion: str | None = None
+    sourceIPAddress: str | None = None
+    userAgent: str | None = None
+    errorCode: str | None = None
+    errorMessage: str | None = None
+    recipientAccountId: str | None = None
+    vpcEndpointId: str | None = None
+    userIdentity: UserIdentity | None = None
+    requestParameters: Any = None
+    responseElements: Any = None
+    additionalEventData: Any = None
+    resources: list[ResourceRef] | None = None
+    tlsDetails: TlsDetails | None = None
+
+
+class TrailFile(msgspec.Struct):
+    """A trail file or console Event-history JSON download: ``{"Records": [...]}``."""
+
+    Records: list[Record]
+
+
+class LookupEvent(msgspec.Struct):
+    """One element of ``LookupEvents`` output; the record itself is a JSON *string*."""
+
+    CloudTrailEvent: str | None = None
+    EventId: str | None = None
+
+
+class LookupEventsOutput(msgspec.Struct):
+    Events: list[LookupEvent]
+
+
+RECORD_DECODER = msgspec.json.Decoder(Record)
+TRAIL_DECODER = msgspec.json.Decoder(TrailFile)
+RECORD_LIST_DECODER = msgspec.json.Decoder(list[Record])
+LOOKUP_DECODER = msgspec.json.Decoder(LookupEventsOutput)
+GENERIC_DECODER = msgspec.json.Decoder()
