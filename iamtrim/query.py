@@ -1,0 +1,80 @@
+"""Questions over the usage store: which principals, what one principal used, resolved by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iamtrim.errors import PrincipalError
+from iamtrim.model import Outcome, Principal, UsageRow
+from iamtrim.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipalSummary:
+    principal: Principal
+    actions_used: int
+    actions_denied: int
+    calls: int
+    denied_calls: int
+    first_seen: str
+    last_seen: str
+    services: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipalUsage:
+    principal: Principal
+    used: tuple[UsageRow, ...]
+    denied: tuple[UsageRow, ...]
+    skipped: tuple[tuple[str, int], ...]
+
+
+def resolve_principal_name(store: Store, query: str) -> Principal:
+    """An ARN, or a name unique among the store's principals (role/user name, case-sensitive)."""
+    principals = store.principals()
+    exact = [p for p in principals if p.arn == query]
+    if exact:
+        return exact[0]
+    by_name = [p for p in principals if p.name == query or p.arn.endswith("/" + query)]
+    if len(by_name) == 1:
+        return by_name[0]
+    if len(by_name) > 1:
+        raise PrincipalError(
+            f"principal {query!r} is ambiguous: " + ", ".join(p.arn for p in by_name),
+            tuple(p.arn for p in by_name),
+        )
+    folded = [p for p in principals if p.name.lower() == query.lower()]
+    hint = f"; did you mean {', '.join(p.arn for p in folded)}" if folded else ""
+    raise PrincipalError(f"no principal {query!r} in the usage data ({len(principals)} known{hint})",
+                         tuple(p.arn for p in folded))
+
+
+def principal_usage(store: Store, principal: Principal) -> PrincipalUsage:
+    rows = store.usage(principal.arn)
+    used = tuple(r for r in rows if r.outcome is Outcome.USED)
+    denied = tuple(r for r in rows if r.outcome is Outcome.DENIED)
+    return PrincipalUsage(principal, used, denied, tuple(sorted(store.skips().items())))
+
+
+def summarize_principals(store: Store) -> list[PrincipalSummary]:
+    by_principal: dict[str, list[UsageRow]] = {}
+    for row in store.usage():
+        by_principal.setdefault(row.principal, []).append(row)
+    out = []
+    for p in store.principals():
+        rows = by_principal.get(p.arn, [])
+        if not rows:
+            continue
+        used = [r for r in rows if r.outcome is Outcome.USED]
+        denied = [r for r in rows if r.outcome is Outcome.DENIED]
+        out.append(PrincipalSummary(
+            principal=p,
+            actions_used=len({r.action for r in used}),
+            actions_denied=len({r.action for r in denied}),
+            calls=sum(r.count for r in used),
+            denied_calls=sum(r.count for r in denied),
+            first_seen=min(r.first_seen for r in rows),
+            last_seen=max(r.last_seen for r in rows),
+            services=tuple(sorted({r.action.split(":")[0] for r in rows})),
+        ))
+    return out

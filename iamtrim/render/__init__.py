@@ -1,0 +1,1 @@
+"""Output formats. One module per format; every renderer is deterministic (sorted, stable)."""

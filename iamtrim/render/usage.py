@@ -1,0 +1,99 @@
+"""JSON and table views of principals and usage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from iamtrim.model import UsageRow
+from iamtrim.query import PrincipalSummary, PrincipalUsage
+
+
+def _row(row: UsageRow) -> dict[str, Any]:
+    return {
+        "action": row.action,
+        "resource": row.resource,
+        "count": row.count,
+        "first_seen": row.first_seen,
+        "last_seen": row.last_seen,
+        "context": row.context.as_dict(),
+        "source_ips": list(row.source_ips),
+        "event_ids": list(row.event_ids),
+    }
+
+
+def usage_json(usage: PrincipalUsage) -> str:
+    doc = {
+        "principal": usage.principal.arn,
+        "kind": str(usage.principal.kind),
+        "used": [_row(r) for r in usage.used],
+        "denied": [_row(r) for r in usage.denied],
+        "skipped": dict(usage.skipped),
+    }
+    return json.dumps(doc, indent=2, sort_keys=False)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for r in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, r, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _ctx_text(row: UsageRow) -> str:
+    c = row.context
+    bits = []
+    if c.vpc_endpoint:
+        bits.append(c.vpc_endpoint)
+    if c.invoked_by:
+        bits.append("via " + c.invoked_by)
+    if c.kms_key:
+        bits.append("key " + c.kms_key.rsplit("/", 1)[-1][:8])
+    if c.sse_header:
+        bits.append("sse " + c.sse_header)
+    return ", ".join(bits)
+
+
+def usage_table(usage: PrincipalUsage) -> str:
+    out = [f"{usage.principal.arn} ({usage.principal.kind})", ""]
+    out.append(f"used: {len(usage.used)} action/resource/context combinations, "
+               f"{sum(r.count for r in usage.used)} calls")
+    rows = [[r.action, r.resource or "(unknown)", str(r.count), r.last_seen, _ctx_text(r)] for r in usage.used]
+    out.append(_table(["ACTION", "RESOURCE", "CALLS", "LAST SEEN", "CONTEXT"], rows))
+    if usage.denied:
+        out += ["", f"denied: {sum(r.count for r in usage.denied)} calls (never counted as use)"]
+        rows = [[r.action, r.resource or "(unknown)", str(r.count), r.last_seen, _ctx_text(r)]
+                for r in usage.denied]
+        out.append(_table(["ACTION", "RESOURCE", "CALLS", "LAST SEEN", "CONTEXT"], rows))
+    skipped = ", ".join(f"{k} {v}" for k, v in usage.skipped)
+    if skipped:
+        out += ["", f"records skipped in this data set: {skipped}"]
+    return "\n".join(out)
+
+
+def principals_json(summaries: list[PrincipalSummary]) -> str:
+    return json.dumps([
+        {
+            "principal": s.principal.arn,
+            "kind": str(s.principal.kind),
+            "name": s.principal.name,
+            "account": s.principal.account,
+            "actions_used": s.actions_used,
+            "actions_denied": s.actions_denied,
+            "calls": s.calls,
+            "denied_calls": s.denied_calls,
+            "first_seen": s.first_seen,
+            "last_seen": s.last_seen,
+            "services": list(s.services),
+        }
+        for s in summaries
+    ], indent=2)
+
+
+def principals_table(summaries: list[PrincipalSummary]) -> str:
+    rows = [[s.principal.arn, str(s.principal.kind), str(s.actions_used), str(s.calls),
+             str(s.denied_calls), s.last_seen] for s in summaries]
+    return _table(["PRINCIPAL", "KIND", "ACTIONS", "CALLS", "DENIED", "LAST SEEN"], rows)

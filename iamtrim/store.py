@@ -1,0 +1,229 @@
+"""The SQLite usage store: aggregated usage, not raw events.
+
+One file, incremental and safe to interrupt: each batch of files is committed in one transaction
+together with the files' digests and event-id hashes, so a killed ingest loses nothing already
+committed and never counts an event twice when re-run. Schema in docs/store.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from iamtrim.errors import StoreError
+from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    digest TEXT PRIMARY KEY,           -- sha256 of the file's bytes as read
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    format TEXT NOT NULL,
+    records INTEGER NOT NULL,
+    malformed INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    ingested_at TEXT NOT NULL,
+    event_hashes BLOB NOT NULL         -- int64 hashes of the eventIDs counted from this file
+);
+CREATE INDEX IF NOT EXISTS files_by_path ON files(path, size, mtime_ns);
+CREATE TABLE IF NOT EXISTS principals (
+    arn TEXT PRIMARY KEY, kind TEXT NOT NULL, account TEXT NOT NULL, name TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage (
+    principal TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource TEXT NOT NULL,            -- '' when the record did not tell
+    outcome TEXT NOT NULL,
+    context TEXT NOT NULL,             -- JSON array of the Context fields, in order
+    count INTEGER NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    event_ids TEXT NOT NULL,           -- JSON array: a sample of event ids
+    source_ips TEXT NOT NULL,          -- JSON array: a sample of source IPs
+    PRIMARY KEY (principal, action, resource, outcome, context)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS skips (
+    reason TEXT NOT NULL, detail TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (reason, detail)
+) WITHOUT ROWID;
+"""
+
+CONTEXT_FIELDS = Context.__slots__
+
+
+def context_to_key(ctx: Context) -> str:
+    return json.dumps([list(v) if isinstance(v, tuple) else v for v in (getattr(ctx, f) for f in CONTEXT_FIELDS)],
+                      separators=(",", ":"))
+
+
+def context_from_key(text: str) -> Context:
+    values = json.loads(text)
+    kwargs = {}
+    for name, value in zip(CONTEXT_FIELDS, values, strict=False):
+        kwargs[name] = tuple(value) if isinstance(value, list) else value
+    return Context(**kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    digest: str
+    path: str
+    size: int
+    mtime_ns: int
+    format: str
+    records: int
+    malformed: int
+    error: str
+    ingested_at: str
+    event_hashes: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """A usage row as written: ``UsageRow`` fields with the context already encoded."""
+
+    principal: str
+    action: str
+    resource: str
+    outcome: str
+    context: str
+    count: int
+    first_seen: str
+    last_seen: str
+    event_ids: tuple[str, ...]
+    source_ips: tuple[str, ...]
+
+
+class Store:
+    """A usage store in one SQLite file (or ``:memory:`` for stateless runs)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL" if self.path != ":memory:" else "PRAGMA journal_mode=MEMORY")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: store schema {row[0]}, this iamtrim reads {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable iamtrim store ({exc})") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- files and events -------------------------------------------------------------------
+
+    def known_digests(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT digest FROM files")}
+
+    def known_stat(self) -> set[tuple[str, int, int]]:
+        return {(p, s, m) for p, s, m in self._db.execute("SELECT path, size, mtime_ns FROM files")}
+
+    def event_hashes(self) -> set[int]:
+        seen: set[int] = set()
+        for (blob,) in self._db.execute("SELECT event_hashes FROM files"):
+            arr = array("q")
+            arr.frombytes(blob)
+            seen.update(arr)
+        return seen
+
+    def files(self) -> list[FileEntry]:
+        return [FileEntry(*row) for row in self._db.execute(
+            "SELECT digest, path, size, mtime_ns, format, records, malformed, error, ingested_at, "
+            "event_hashes FROM files ORDER BY path")]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def commit_batch(
+        self,
+        files: Iterable[FileEntry],
+        principals: Iterable[Principal],
+        rows: Iterable[StoredRow],
+        skips: Iterable[tuple[str, str, int]],
+    ) -> None:
+        """Write one batch atomically. ``rows`` are totals (replacing the stored row)."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [(f.digest, f.path, f.size, f.mtime_ns, f.format, f.records, f.malformed, f.error,
+                  f.ingested_at, f.event_hashes) for f in files],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO principals VALUES (?,?,?,?)",
+                [(p.arn, str(p.kind), p.account, p.name) for p in principals],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO usage VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [(r.principal, r.action, r.resource, r.outcome, r.context, r.count, r.first_seen,
+                  r.last_seen, json.dumps(list(r.event_ids)), json.dumps(list(r.source_ips)))
+                 for r in rows],
+            )
+            db.executemany(
+                "INSERT INTO skips VALUES (?,?,?) ON CONFLICT(reason, detail) "
+                "DO UPDATE SET count = count + excluded.count",
+                list(skips),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def stored_rows(self) -> Iterator[StoredRow]:
+        for row in self._db.execute("SELECT * FROM usage"):
+            yield StoredRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+                            tuple(json.loads(row[8])), tuple(json.loads(row[9])))
+
+    def principals(self) -> list[Principal]:
+        return [Principal(arn, PrincipalKind(kind), account, name) for arn, kind, account, name in
+                self._db.execute("SELECT arn, kind, account, name FROM principals ORDER BY arn")]
+
+    def usage(self, principal: str | None = None) -> list[UsageRow]:
+        sql = "SELECT * FROM usage"
+        args: tuple[str, ...] = ()
+        if principal is not None:
+            sql += " WHERE principal = ?"
+            args = (principal,)
+        sql += " ORDER BY principal, outcome, action, resource, context"
+        out = []
+        for row in self._db.execute(sql, args):
+            out.append(UsageRow(
+                principal=row[0], action=row[1], resource=row[2] or None, outcome=Outcome(row[3]),
+                context=context_from_key(row[4]), count=row[5], first_seen=row[6], last_seen=row[7],
+                event_ids=tuple(json.loads(row[8])), source_ips=tuple(json.loads(row[9])),
+            ))
+        return out
+
+    def skips(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for reason, count in self._db.execute("SELECT reason, SUM(count) FROM skips GROUP BY reason ORDER BY reason"):
+            out[reason] = int(count)
+        return out
+
+    def skip_details(self) -> list[tuple[str, str, int]]:
+        return [(r, d, int(c)) for r, d, c in
+                self._db.execute("SELECT reason, detail, count FROM skips ORDER BY reason, count DESC, detail")]
