@@ -1,0 +1,3 @@
+from iamtrim.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""Imports flow one way (cli → stages → model) and each heavy dependency has one home."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "iamtrim"
+
+# Third-party packages and the only modules allowed to import them (DESIGN.md "Layout").
+HOMES = {
+    "policy_sentry": {"iamtrim/catalog.py"},
+    "networkx": {"iamtrim/graph.py"},
+    "typer": {"iamtrim/cli.py"},
+    "rich": {"iamtrim/cli.py"},
+    "click": {"iamtrim/cli.py"},
+    "boto3": {"iamtrim/aws.py"},
+    "botocore": {"iamtrim/aws.py"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _modules() -> dict[str, set[str]]:
+    root = PKG.parent
+    return {str(p.relative_to(root)): _imports(p) for p in PKG.rglob("*.py")}
+
+
+def test_heavy_dependencies_have_one_home() -> None:
+    wrong = []
+    for module, imports in _modules().items():
+        for name in imports:
+            top = name.split(".")[0]
+            if top in HOMES and module not in HOMES[top] and not module.startswith("iamtrim/sources/aws"):
+                wrong.append(f"{module} imports {name}")
+    assert not wrong, wrong
+
+
+def test_model_imports_nothing_but_model_and_errors() -> None:
+    wrong = [
+        f"{m} imports {n}"
+        for m, imports in _modules().items()
+        if m.startswith("iamtrim/model/")
+        for n in imports
+        if n.startswith("iamtrim") and not n.startswith(("iamtrim.model", "iamtrim.errors"))
+    ]
+    assert not wrong, wrong
+
+
+def test_nothing_imports_the_cli() -> None:
+    wrong = [
+        f"{m} imports {n}"
+        for m, imports in _modules().items()
+        if m not in ("iamtrim/cli.py", "iamtrim/__main__.py")
+        for n in imports
+        if n == "iamtrim.cli"
+    ]
+    assert not wrong, wrong
+
+
+def test_only_the_cli_prints_or_exits() -> None:
+    offenders = []
+    for path in PKG.rglob("*.py"):
+        rel = str(path.relative_to(PKG.parent))
+        if rel in ("iamtrim/cli.py", "iamtrim/__main__.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("print", "exit"):
+                offenders.append(f"{rel}:{node.lineno} {node.func.id}()")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "exit" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "sys"):
+                offenders.append(f"{rel}:{node.lineno} sys.exit()")
+    assert not offenders, offenders

@@ -1,0 +1,166 @@
+"""Ingest: incremental, deduplicated, interrupt-safe, folded, tolerant of bad files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iamtrim import ingest as ingest_mod
+from iamtrim.errors import NoReadableInput
+from iamtrim.ingest import ingest, load_events
+from iamtrim.model import Outcome
+from iamtrim.store import Store
+
+ROLE = "arn:aws:iam::111122223333:role/service-role/etl"
+
+
+def s3_get(i: int, key: str, *, event_id: str | None = None, error: str | None = None) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "eventVersion": "1.09",
+        "userIdentity": {
+            "type": "AssumedRole",
+            "principalId": "AROAEXAMPLE:etl",
+            "arn": "arn:aws:sts::111122223333:assumed-role/etl/job",
+            "accountId": "111122223333",
+            "sessionContext": {"sessionIssuer": {"type": "Role", "arn": ROLE, "accountId": "111122223333",
+                                                 "userName": "etl"}},
+        },
+        "eventTime": f"2026-10-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z",
+        "eventSource": "s3.amazonaws.com",
+        "eventName": "GetObject",
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "10.0.0.5",
+        "requestParameters": {"bucketName": "data", "key": key, "Host": "data.s3.amazonaws.com"},
+        "resources": [{"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::data/{key}"},
+                      {"type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::data", "accountId": "111122223333"}],
+        "eventID": event_id or f"00000000-0000-4000-8000-{i:012d}",
+        "eventType": "AwsApiCall",
+        "eventCategory": "Data",
+        "recipientAccountId": "111122223333",
+        "vpcEndpointId": "vpce-0123456789abcdef0",
+    }
+    if error:
+        rec["errorCode"] = error
+        rec["errorMessage"] = "Access Denied"
+    return rec
+
+
+def write_trail(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps({"Records": records}).encode()
+    path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+    return path
+
+
+def total(store: Store, action: str = "s3:GetObject", outcome: Outcome = Outcome.USED) -> int:
+    return sum(r.count for r in store.usage(ROLE) if r.action == action and r.outcome is outcome)
+
+
+def test_second_ingest_reads_nothing_and_counts_nothing_twice(tmp_path: Path) -> None:
+    write_trail(tmp_path / "t" / "a.json.gz", [s3_get(i, f"k/{i}") for i in range(10)])
+    write_trail(tmp_path / "t" / "b.json", [s3_get(i, f"k/{i}") for i in range(10, 15)])
+    with Store(tmp_path / "s.sqlite") as st:
+        first = ingest([tmp_path / "t"], st, workers=1)
+        assert (first.files_read, first.records) == (2, 15)
+        again = ingest([tmp_path / "t"], st, workers=1)
+        assert (again.files_read, again.files_already, again.records) == (0, 2, 0)
+        assert total(st) == 15
+
+
+def test_copied_file_is_recognized_by_content(tmp_path: Path) -> None:
+    write_trail(tmp_path / "a.json", [s3_get(i, f"k/{i}") for i in range(4)])
+    with Store(tmp_path / "s.sqlite") as st:
+        ingest([tmp_path / "a.json"], st, workers=1)
+        (tmp_path / "copy.json").write_bytes((tmp_path / "a.json").read_bytes())
+        report = ingest([tmp_path / "copy.json"], st, workers=1)
+        assert report.files_already == 1
+        assert total(st) == 4
+
+
+def test_event_seen_in_two_files_counts_once(tmp_path: Path) -> None:
+    records = [s3_get(i, f"k/{i}") for i in range(6)]
+    write_trail(tmp_path / "trail.json.gz", records)
+    # The same events again in another shape (Event history as JSON Lines) plus one new event.
+    (tmp_path / "history.jsonl").write_text("\n".join(json.dumps(r) for r in [*records[:3], s3_get(99, "k/99")]))
+    with Store(tmp_path / "s.sqlite") as st:
+        report = ingest([tmp_path], st, workers=1)
+        assert total(st) == 7
+        assert report.skips["duplicate-event"] == 3
+        assert st.skips()["duplicate-event"] == 3
+
+
+def test_interrupted_ingest_keeps_committed_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(6):
+        write_trail(tmp_path / "t" / f"{n}.json", [s3_get(n * 10 + i, f"k/{n}/{i}") for i in range(10)])
+    monkeypatch.setattr(ingest_mod, "BATCH_FILES", 2)
+    calls = {"n": 0}
+
+    def boom(report: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+
+    with Store(tmp_path / "s.sqlite") as st, pytest.raises(KeyboardInterrupt):
+        ingest([tmp_path / "t"], st, workers=1, on_file=boom)
+    with Store(tmp_path / "s.sqlite") as st:
+        committed = total(st)
+        assert committed == 40  # two batches of two files were committed before the interrupt
+        ingest([tmp_path / "t"], st, workers=1)
+        assert total(st) == 60
+
+
+def test_object_keys_fold_into_folder_past_the_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest_mod, "EXACT_KEYS_PER_FOLDER", 5)
+    write_trail(tmp_path / "a.json", [s3_get(i, f"datasets/day1/part-{i:05d}") for i in range(12)])
+    with load_events([tmp_path / "a.json"], workers=1) as st:
+        rows = [r for r in st.usage(ROLE) if r.action == "s3:GetObject"]
+        exact = [r for r in rows if not r.resource.endswith("/*")]  # type: ignore[union-attr]
+        folded = [r for r in rows if r.resource == "arn:aws:s3:::data/datasets/day1/*"]
+        assert len(exact) == 5 and len(folded) == 1
+        assert folded[0].count == 7
+        assert sum(r.count for r in rows) == 12
+
+
+def test_denied_calls_are_kept_apart(tmp_path: Path) -> None:
+    write_trail(tmp_path / "a.json", [s3_get(1, "k/1"), s3_get(2, "k/2", error="AccessDenied"),
+                                      s3_get(3, "k/3", error="NoSuchKey")])
+    with load_events([tmp_path / "a.json"], workers=1) as st:
+        assert total(st) == 2  # NoSuchKey passed authorization: it is use
+        assert total(st, outcome=Outcome.DENIED) == 1
+
+
+def test_bad_files_are_reported_and_the_rest_is_read(tmp_path: Path) -> None:
+    good = [s3_get(i, f"k/{i}") for i in range(5)]
+    write_trail(tmp_path / "good.json.gz", good)
+    full = gzip.compress(json.dumps({"Records": good}).encode())
+    (tmp_path / "truncated.json.gz").write_bytes(full[: len(full) // 2])
+    (tmp_path / "invalid.json").write_text('{"Records": [')
+    (tmp_path / "other.json").write_text('{"AWSTemplateFormatVersion": "2010-09-09"}')
+    with load_events([tmp_path], workers=1) as st:
+        assert total(st) == 5
+    with Store(":memory:") as st:
+        report = ingest([tmp_path], st, workers=1)
+    failed = dict(report.files_failed)
+    assert set(failed) == {str(tmp_path / n) for n in ("truncated.json.gz", "invalid.json", "other.json")}
+    assert "truncated gzip" in failed[str(tmp_path / "truncated.json.gz")]
+    assert "not CloudTrail" in failed[str(tmp_path / "other.json")]
+
+
+def test_nothing_readable_raises(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text("not json")
+    with Store(":memory:") as st, pytest.raises(NoReadableInput):
+        ingest([tmp_path / "x.json", tmp_path / "missing"], st, workers=1)
+
+
+def test_parallel_and_serial_ingest_store_the_same(tmp_path: Path) -> None:
+    for n in range(8):
+        write_trail(tmp_path / "t" / f"{n}.json.gz",
+                    [s3_get(n * 50 + i, f"k/{n % 3}/{i}", error="AccessDenied" if i % 7 == 0 else None)
+                     for i in range(50)])
+    with load_events([tmp_path / "t"], workers=1) as a, load_events([tmp_path / "t"], workers=2) as b:
+        assert a.usage() == b.usage()
+        assert a.skips() == b.skips()
