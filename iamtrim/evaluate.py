@@ -34,7 +34,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from iamtrim.model.policy import Effect, Policy, PolicyVersion, Principals, PrincipalType, Statement, split_operator
+from iamtrim.model.policy import (
+    Effect,
+    Policy,
+    PolicyVersion,
+    Principals,
+    PrincipalType,
+    Statement,
+    split_operator,
+)
 
 __all__ = [
     "Decision",
@@ -277,7 +285,9 @@ def _resource_pattern(text: str, variables: bool) -> _ResourcePattern:
     segs = tuple(_tokens(p, variables) for p in parts)
     if any(_has_vars(s) for s in segs):
         return _ResourcePattern(text, False, None, segs)
-    pieces = [_regex_source(s, None, ".*" if i == len(segs) - 1 else "[^:]*", ".") or "" for i, s in enumerate(segs)]
+    pieces = [
+        _regex_source(s, None, ".*" if i == len(segs) - 1 else "[^:]*", ".") or "" for i, s in enumerate(segs)
+    ]
     return _ResourcePattern(text, False, _compile(":".join(pieces)), ())
 
 
@@ -293,9 +303,7 @@ def _action_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
         service, _, name = p.partition(":")
         if not name or any(c.isspace() for c in name):
             continue
-        alts.append(
-            re.escape(service) + ":" + (_regex_source(_tokens(name, False), None, ".*", ".") or "")
-        )
+        alts.append(re.escape(service) + ":" + (_regex_source(_tokens(name, False), None, ".*", ".") or ""))
     return _compile("(?:" + "|".join(alts) + ")" if alts else r"(?!)", re.IGNORECASE)
 
 
@@ -391,7 +399,7 @@ def _date(text: str) -> float | None:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp() * 1000.0 if False else dt.timestamp()
+    return dt.timestamp()
 
 
 def _epoch_or_date(text: str) -> float | None:
@@ -452,7 +460,9 @@ def _ip_address(v: str, pvals: tuple[str, ...], ctx: _Ctx) -> bool:
     addr = _ip(v)
     if addr is None:
         return False
-    return any((net := _network(p)) is not None and addr.version == net.version and addr in net for p in pvals)
+    return any(
+        (net := _network(p)) is not None and addr.version == net.version and addr in net for p in pvals
+    )
 
 
 def _not_ip_address(v: str, pvals: tuple[str, ...], ctx: _Ctx) -> bool:
@@ -651,7 +661,12 @@ def _entry_match(kind: PrincipalType, value: str, caller: _Caller) -> _Principal
     return _PrincipalMatch.NONE
 
 
-_RANK = {_PrincipalMatch.NONE: 0, _PrincipalMatch.ACCOUNT: 1, _PrincipalMatch.SESSION: 2, _PrincipalMatch.DIRECT: 3}
+_RANK = {
+    _PrincipalMatch.NONE: 0,
+    _PrincipalMatch.ACCOUNT: 1,
+    _PrincipalMatch.SESSION: 2,
+    _PrincipalMatch.DIRECT: 3,
+}
 
 
 def _principals_match(principals: Principals, caller: _Caller) -> _PrincipalMatch:
@@ -673,8 +688,16 @@ def _principals_match(principals: Principals, caller: _Caller) -> _PrincipalMatc
 class _CompiledStatement:
     """Internal, per-statement caches (never leaves this module)."""
 
-    __slots__ = ("_action_cache", "actions_rx", "conditions", "index", "negate_action",
-                 "negate_resource", "resources", "statement")
+    __slots__ = (
+        "_action_cache",
+        "actions_rx",
+        "conditions",
+        "index",
+        "negate_action",
+        "negate_resource",
+        "resources",
+        "statement",
+    )
 
     def __init__(self, statement: Statement, index: int, variables: bool) -> None:
         self.statement = statement
@@ -789,15 +812,36 @@ def _scan(
 # Actions AWS refuses on AWS-owned resources whatever the policies say.
 _AWS_MANAGED_POLICY_ACTIONS = frozenset(
     f"iam:{a}"
-    for a in ("createpolicy", "createpolicyversion", "deletepolicy", "deletepolicyversion",
-              "setdefaultpolicyversion", "tagpolicy", "untagpolicy")
+    for a in (
+        "createpolicy",
+        "createpolicyversion",
+        "deletepolicy",
+        "deletepolicyversion",
+        "setdefaultpolicyversion",
+        "tagpolicy",
+        "untagpolicy",
+    )
 )
 _AWS_RESERVED_ROLE_ACTIONS = frozenset(
     f"iam:{a}"
-    for a in ("attachrolepolicy", "createrole", "createservicelinkedrole", "deleterole",
-              "deleterolepermissionsboundary", "deleterolepolicy", "deleteservicelinkedrole",
-              "detachrolepolicy", "passrole", "putrolepermissionsboundary", "putrolepolicy", "tagrole",
-              "untagrole", "updateassumerolepolicy", "updaterole", "updateroledescription")
+    for a in (
+        "attachrolepolicy",
+        "createrole",
+        "createservicelinkedrole",
+        "deleterole",
+        "deleterolepermissionsboundary",
+        "deleterolepolicy",
+        "deleteservicelinkedrole",
+        "detachrolepolicy",
+        "passrole",
+        "putrolepermissionsboundary",
+        "putrolepolicy",
+        "tagrole",
+        "untagrole",
+        "updateassumerolepolicy",
+        "updaterole",
+        "updateroledescription",
+    )
 )
 _KMS_ALIAS_ACTIONS = frozenset({"kms:createalias", "kms:deletealias", "kms:updatealias"})
 
@@ -806,7 +850,12 @@ def _aws_owned_refusal(action: str, resource: str) -> str:
     parts = resource.split(":", 5)
     res = parts[5] if len(parts) == 6 else ""
     low = action.lower()
-    if low in _AWS_MANAGED_POLICY_ACTIONS and len(parts) == 6 and parts[4] == "aws" and res.startswith("policy/"):
+    if (
+        low in _AWS_MANAGED_POLICY_ACTIONS
+        and len(parts) == 6
+        and parts[4] == "aws"
+        and res.startswith("policy/")
+    ):
         return "AWS managed policies cannot be changed"
     if low in _AWS_RESERVED_ROLE_ACTIONS and res.lower().startswith("role/aws-reserved/"):
         return "roles under /aws-reserved/ are managed by AWS"
@@ -834,8 +883,8 @@ def evaluate(
 
     ctx = _context(request, caller)
     anonymous = caller.kind is _CallerKind.ANONYMOUS
-    identity_allows, identity_denies = ([], []) if anonymous else _scan(
-        PolicyKind.IDENTITY, identity_policies, request, ctx
+    identity_allows, identity_denies = (
+        ([], []) if anonymous else _scan(PolicyKind.IDENTITY, identity_policies, request, ctx)
     )
     boundary_allows: list[MatchedStatement] = []
     boundary_denies: list[MatchedStatement] = []
@@ -898,11 +947,13 @@ def evaluate(
         trust = _account_trust(request, resource_policy is not None, account_allows)
         identity_path = bool(identity_allows) and trust and boundary_ok and session_ok
         if identity_path:
-            used = identity_allows + boundary_allows + session_allows + (account_allows if trust is not True else [])
+            used = identity_allows + boundary_allows + session_allows + account_allows
             decision = Evaluation(Decision.ALLOWED, tuple(used), "identity policy allows")
         elif direct_allows and boundary_ok and session_ok:
             decision = Evaluation(
-                Decision.ALLOWED, tuple(direct_allows + boundary_allows + session_allows), "resource policy allows"
+                Decision.ALLOWED,
+                tuple(direct_allows + boundary_allows + session_allows),
+                "resource policy allows",
             )
         elif bypass_allows:
             decision = Evaluation(
@@ -956,7 +1007,9 @@ def _bypasses_limits(statement: Statement, caller: _Caller) -> bool:
     return False
 
 
-def _account_trust(request: Request, has_resource_policy: bool, account_allows: list[MatchedStatement]) -> bool:
+def _account_trust(
+    request: Request, has_resource_policy: bool, account_allows: list[MatchedStatement]
+) -> bool:
     """Same account: may identity-policy allows count on their own?
 
     Most services trust their account's IAM policies implicitly. A KMS key does only if its key

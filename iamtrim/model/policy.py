@@ -234,7 +234,9 @@ class Policy:
             raw_statements = [raw_statements]
         if not isinstance(raw_statements, list) or not raw_statements:
             raise PolicyError(f"{where}: Statement must be an object or a non-empty list")
-        statements = tuple(_parse_statement(s, f"{where}: Statement[{i}]") for i, s in enumerate(raw_statements))
+        statements = tuple(
+            _parse_statement(s, f"{where}: Statement[{i}]") for i, s in enumerate(raw_statements)
+        )
         return cls(statements=statements, version=version, name=name, id=raw_id)
 
     def to_json(self) -> dict[str, object]:
@@ -252,7 +254,17 @@ class Policy:
 
 
 _STATEMENT_KEYS = frozenset(
-    {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource", "Condition"}
+    {
+        "Sid",
+        "Effect",
+        "Principal",
+        "NotPrincipal",
+        "Action",
+        "NotAction",
+        "Resource",
+        "NotResource",
+        "Condition",
+    }
 )
 
 
@@ -266,7 +278,7 @@ def _parse_statement(raw: object, where: str) -> Statement:
     if not isinstance(sid, str):
         raise PolicyError(f"{where}: Sid must be a string")
     try:
-        effect = Effect(raw.get("Effect"))
+        effect = Effect(str(raw.get("Effect")))
     except ValueError:
         raise PolicyError(f"{where}: Effect must be 'Allow' or 'Deny', not {raw.get('Effect')!r}") from None
     if ("Action" in raw) == ("NotAction" in raw):
@@ -312,7 +324,7 @@ def _parse_principals(raw: object, where: str) -> Principals:
     if raw == "*":
         return Principals(wildcard=True)
     if not isinstance(raw, Mapping) or not raw:
-        raise PolicyError(f"{where}: expected \"*\" or an object like {{\"AWS\": [...]}}")
+        raise PolicyError(f'{where}: expected "*" or an object like {{"AWS": [...]}}')
     entries: list[tuple[PrincipalType, tuple[str, ...]]] = []
     for key, value in raw.items():
         try:
@@ -350,7 +362,8 @@ def _parse_conditions(raw: object, where: str) -> tuple[Condition, ...]:
             if not vals:
                 raise PolicyError(f"{where}.{operator}.{key}: no values")
             out.append(Condition(operator=operator, key=key, values=vals))
-    return tuple(out)
+    # Conditions are AND'd, so their order carries no meaning: keep them sorted, as rendered.
+    return tuple(sorted(out, key=lambda c: (c.operator, c.key)))
 
 
 def _one_or_list(values: tuple[str, ...]) -> str | list[str]:
