@@ -75,10 +75,18 @@ def test_only_the_cli_prints_or_exits() -> None:
             continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("print", "exit"):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("print", "exit")
+            ):
                 offenders.append(f"{rel}:{node.lineno} {node.func.id}()")
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "exit" and isinstance(node.func.value, ast.Name)
-                    and node.func.value.id == "sys"):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "exit"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "sys"
+            ):
                 offenders.append(f"{rel}:{node.lineno} sys.exit()")
     assert not offenders, offenders

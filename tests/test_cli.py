@@ -11,13 +11,16 @@ from tests.test_ingest import ROLE, s3_get, write_trail
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "iamtrim", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "iamtrim", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_ingest_then_usage_json(tmp_path: Path) -> None:
-    write_trail(tmp_path / "t" / "a.json.gz", [s3_get(i, f"k/{i % 2}") for i in range(6)] +
-                [s3_get(9, "k/9", error="AccessDenied")])
+    write_trail(
+        tmp_path / "t" / "a.json.gz",
+        [s3_get(i, f"k/{i % 2}") for i in range(6)] + [s3_get(9, "k/9", error="AccessDenied")],
+    )
     res = run("ingest", "t", "--store", "s.sqlite", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "records: 7" in res.stdout
@@ -26,7 +29,9 @@ def test_ingest_then_usage_json(tmp_path: Path) -> None:
     doc = json.loads(res.stdout)
     assert doc["principal"] == ROLE
     assert sorted((u["resource"], u["count"]) for u in doc["used"]) == [
-        ("arn:aws:s3:::data/k/0", 3), ("arn:aws:s3:::data/k/1", 3)]
+        ("arn:aws:s3:::data/k/0", 3),
+        ("arn:aws:s3:::data/k/1", 3),
+    ]
     assert [d["resource"] for d in doc["denied"]] == ["arn:aws:s3:::data/k/9"]
     used = doc["used"][0]
     assert set(used) >= {"action", "resource", "count", "first_seen", "last_seen", "context"}

@@ -26,8 +26,9 @@ def s3_get(i: int, key: str, *, event_id: str | None = None, error: str | None =
             "principalId": "AROAEXAMPLE:etl",
             "arn": "arn:aws:sts::111122223333:assumed-role/etl/job",
             "accountId": "111122223333",
-            "sessionContext": {"sessionIssuer": {"type": "Role", "arn": ROLE, "accountId": "111122223333",
-                                                 "userName": "etl"}},
+            "sessionContext": {
+                "sessionIssuer": {"type": "Role", "arn": ROLE, "accountId": "111122223333", "userName": "etl"}
+            },
         },
         "eventTime": f"2026-10-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z",
         "eventSource": "s3.amazonaws.com",
@@ -35,8 +36,10 @@ def s3_get(i: int, key: str, *, event_id: str | None = None, error: str | None =
         "awsRegion": "us-east-1",
         "sourceIPAddress": "10.0.0.5",
         "requestParameters": {"bucketName": "data", "key": key, "Host": "data.s3.amazonaws.com"},
-        "resources": [{"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::data/{key}"},
-                      {"type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::data", "accountId": "111122223333"}],
+        "resources": [
+            {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::data/{key}"},
+            {"type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::data", "accountId": "111122223333"},
+        ],
         "eventID": event_id or f"00000000-0000-4000-8000-{i:012d}",
         "eventType": "AwsApiCall",
         "eventCategory": "Data",
@@ -85,7 +88,9 @@ def test_event_seen_in_two_files_counts_once(tmp_path: Path) -> None:
     records = [s3_get(i, f"k/{i}") for i in range(6)]
     write_trail(tmp_path / "trail.json.gz", records)
     # The same events again in another shape (Event history as JSON Lines) plus one new event.
-    (tmp_path / "history.jsonl").write_text("\n".join(json.dumps(r) for r in [*records[:3], s3_get(99, "k/99")]))
+    (tmp_path / "history.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in [*records[:3], s3_get(99, "k/99")])
+    )
     with Store(tmp_path / "s.sqlite") as st:
         report = ingest([tmp_path], st, workers=1)
         assert total(st) == 7
@@ -126,8 +131,10 @@ def test_object_keys_fold_into_folder_past_the_bound(tmp_path: Path, monkeypatch
 
 
 def test_denied_calls_are_kept_apart(tmp_path: Path) -> None:
-    write_trail(tmp_path / "a.json", [s3_get(1, "k/1"), s3_get(2, "k/2", error="AccessDenied"),
-                                      s3_get(3, "k/3", error="NoSuchKey")])
+    write_trail(
+        tmp_path / "a.json",
+        [s3_get(1, "k/1"), s3_get(2, "k/2", error="AccessDenied"), s3_get(3, "k/3", error="NoSuchKey")],
+    )
     with load_events([tmp_path / "a.json"], workers=1) as st:
         assert total(st) == 2  # NoSuchKey passed authorization: it is use
         assert total(st, outcome=Outcome.DENIED) == 1
@@ -158,9 +165,13 @@ def test_nothing_readable_raises(tmp_path: Path) -> None:
 
 def test_parallel_and_serial_ingest_store_the_same(tmp_path: Path) -> None:
     for n in range(8):
-        write_trail(tmp_path / "t" / f"{n}.json.gz",
-                    [s3_get(n * 50 + i, f"k/{n % 3}/{i}", error="AccessDenied" if i % 7 == 0 else None)
-                     for i in range(50)])
+        write_trail(
+            tmp_path / "t" / f"{n}.json.gz",
+            [
+                s3_get(n * 50 + i, f"k/{n % 3}/{i}", error="AccessDenied" if i % 7 == 0 else None)
+                for i in range(50)
+            ],
+        )
     with load_events([tmp_path / "t"], workers=1) as a, load_events([tmp_path / "t"], workers=2) as b:
         assert a.usage() == b.usage()
         assert a.skips() == b.skips()

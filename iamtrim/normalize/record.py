@@ -163,7 +163,7 @@ def normalize_record(record: Record) -> tuple[list[Usage], list[Skipped]] | Skip
         action = rule.action
         if params and action in S3_VERSIONED and params.get("versionId"):
             action = S3_VERSIONED[action]
-        resources = resolve_resources(action, rule.role, record, region, account)
+        resources = resolve_resources(action, rule.role, record, region, account, principal.arn)
         if not resources:
             notes.append(Skipped(SkipReason.RESOURCE_UNKNOWN, action))
             resources = (None,)  # type: ignore[assignment]

@@ -4,8 +4,12 @@ Sources, in order of trust (docs/mapping.md "Resources"):
 1. the record's ``resources[]`` (CloudTrail's own list of ARNs involved);
 2. ARNs in ``responseElements`` (create calls learn their ARN only from the response);
 3. ARNs in ``requestParameters`` (``roleArn``, ``functionName`` given as an ARN, ...);
-4. the action's ARN templates filled from ``requestParameters`` (``bucketName`` + ``key`` →
-   ``arn:aws:s3:::bucket/key``), through ``data/resource_params.csv`` and a naming rule.
+4. for a denied call, the ARN IAM names in ``errorMessage`` ("... on resource: <arn>");
+5. the action's ARN templates filled from ``requestParameters`` (``bucketName`` + ``key`` →
+   ``arn:aws:s3:::bucket/key``), through ``data/resource_params.csv`` and the naming rules below,
+   then, for a required resource type, from ``responseElements`` (a created resource's id);
+6. actions that act on the calling IAM user when ``userName`` is absent
+   (``data/caller_resources.csv``: ``iam:CreateAccessKey`` → the caller's user ARN).
 Each candidate must match one of the action's resource-type templates. Wildcard-only actions get
 ``*``; when nothing resolves the resource stays unknown (never a guessed ``*``).
 """
@@ -15,16 +19,18 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from iamtrim import catalog
 from iamtrim.catalog import ResourceType
 from iamtrim.model import partition_for_region
-from iamtrim.normalize.tables import param_rules
+from iamtrim.normalize.tables import caller_resource_actions, id_prefixes, param_rules
 from iamtrim.sources.records import Record
 
 _MAX_SCAN = 64  # values looked at per record when scanning for ARNs (bounds the cost)
+_MAX_VALUES = 100  # ids taken from one parameter (EC2 lists of instance ids, ...)
 
 
 def _scan_arns(obj: Any, depth: int = 0, budget: list[int] | None = None) -> Iterator[str]:
@@ -44,16 +50,88 @@ def _scan_arns(obj: Any, depth: int = 0, budget: list[int] | None = None) -> Ite
             yield from _scan_arns(value, depth + 1, budget)
 
 
+def _unwrap_item(raw: Any) -> Any:
+    # Newer EC2 APIs log list members as {"content": "<value>", "tag": <n>}
+    # (e.g. DeleteFlowLogs' FlowLogId): the value is "content".
+    if isinstance(raw, dict) and "content" in raw and set(raw) <= {"content", "tag"}:
+        return raw["content"]
+    return raw
+
+
 def _values(raw: Any) -> list[str]:
+    raw = _unwrap_item(raw)
     if isinstance(raw, str):
         return [raw] if raw else []
     if isinstance(raw, bool):
         return []
-    if isinstance(raw, int | float):
+    if isinstance(raw, int):
         return [str(raw)]
     if isinstance(raw, list):
-        return [v for v in raw if isinstance(v, str) and v][:100]
+        out: list[str] = []
+        for item in raw[:_MAX_VALUES]:
+            item = _unwrap_item(item)
+            if isinstance(item, str) and item:
+                out.append(item)
+        return out
     return []
+
+
+@dataclass(frozen=True, slots=True)
+class _ParamIndex:
+    """Request (or response) parameters by lower-cased name, at two depths.
+
+    ``top`` holds the top-level members; when a record wraps them in one ``<Name>Request`` (or
+    ``<Name>Response``) object, as newer EC2 APIs do, the wrapper is looked through.
+    ``nested`` holds the members of *id sets* one level down: EC2's ``instancesSet.items[]``,
+    ``groupSet.items[]``, ``resourcesSet.items[]`` and lists of objects. Only exact parameter
+    names are looked up there (never the derived aliases), and never deeper: deeper ids belong to
+    other things (``ipPermissions.items[].groups.items[].groupId`` is a *source* group of a rule,
+    not the group being changed).
+    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Query-Requests.html
+    """
+
+    top: dict[str, list[str]]
+    nested: dict[str, list[str]]
+    objects: dict[str, list[str]]  # members of plain nested objects (responses: vpc.vpcId)
+
+    @classmethod
+    def build(cls, obj: Any) -> _ParamIndex:
+        top: dict[str, list[str]] = {}
+        nested: dict[str, list[str]] = {}
+        objects: dict[str, list[str]] = {}
+        if not isinstance(obj, dict):
+            return cls(top, nested, objects)
+        if len(obj) <= 2:
+            wrappers = [
+                v for k, v in obj.items()
+                if isinstance(v, dict) and (k.endswith("Request") or k.endswith("Response"))
+            ]
+            if len(wrappers) == 1:
+                obj = wrappers[0]
+        for key, raw in obj.items():
+            lk = key.lower()
+            values = _values(raw)
+            if values:
+                top.setdefault(lk, []).extend(values)
+                continue
+            items: Any = None
+            if isinstance(raw, dict) and isinstance(raw.get("items"), list):
+                items = raw["items"]
+            elif isinstance(raw, list):
+                items = raw
+            if items is not None:
+                for item in items[:_MAX_VALUES]:
+                    if isinstance(item, dict):
+                        for k2, v2 in item.items():
+                            vals = _values(v2)
+                            if vals:
+                                nested.setdefault(k2.lower(), []).extend(vals)
+            elif isinstance(raw, dict):
+                for k2, v2 in raw.items():
+                    vals = _values(v2)
+                    if vals:
+                        objects.setdefault(k2.lower(), []).extend(vals)
+        return cls(top, nested, objects)
 
 
 _SQS_URL = re.compile(r"^https?://(?:sqs\.)?(?P<region>[a-z0-9-]+)?\.?[^/]*/(?P<account>\d{12})/(?P<name>[^/?]+)")
@@ -79,11 +157,17 @@ def _transform(
             parts = host.split(".")
             if len(parts) > 2 and parts[0] == "sqs":
                 qregion = parts[1]
+            elif len(parts) > 2 and parts[1] == "queue":  # legacy <region>.queue.amazonaws.com
+                qregion = parts[0]
             return "", f"arn:{partition}:sqs:{qregion}:{m.group('account')}:{m.group('name')}"
         return value, None
     if transform == "kms-key-id":
+        # KeyId may be a key id, key ARN, alias name or alias ARN
+        # (https://docs.aws.amazon.com/kms/latest/developerguide/concepts.html#key-id). An alias does
+        # not name the key the call was authorized on: KMS authorizes on the key it resolves to,
+        # which CloudTrail lists in resources[] when it knows it.
         if value.startswith("alias/"):
-            return "", None  # an alias does not name the key the call was authorized on
+            return "", None
         return value, None
     if transform == "lambda-function":
         # functionName may be "name", "name:qualifier", "123456789012:function:name" or an ARN.
@@ -92,33 +176,136 @@ def _transform(
             acct = value.split(":function:", 1)[0].rsplit(":", 1)[-1] or account
             return "", f"arn:{partition}:lambda:{region}:{acct}:function:{tail}"
         return value, None
+    if transform == "log-group":
+        # Log group ARNs as IAM sees them end in ":*" for stream-level access; the template
+        # variable is the bare name (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html).
+        return value.removesuffix(":*"), None
     return value, None
 
 
-def _candidates(prefix: str, var: str, action_name: str) -> list[tuple[str, str]]:
+_SUFFIXES = ("Name", "Id", "Identifier", "Arn")
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _candidates(prefix: str, var: str, action_name: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(table rows as (parameter, transform), generic parameter names) for ARN variable *var*.
+
+    The generic naming rules, tried in order, all case-insensitive:
+    * the variable itself (``InstanceId`` ← ``instanceId``) and its plural (``instanceIds``);
+    * the same stem with another identifier suffix (``DbInstanceName`` ← ``dBInstanceIdentifier``,
+      ``FunctionName`` ← ``functionArn``), and plurals of those;
+    * the bare suffix when the action is about that noun (``GetTable`` + ``TableName`` ← ``name``).
+    """
     rules = param_rules()
-    out = [(r.request_parameter, r.transform) for r in rules.get((prefix, var), ())]
-    out += [(r.request_parameter, r.transform) for r in rules.get(("*", var), ())]
-    lc = var[:1].lower() + var[1:]
-    out.append((lc, ""))
-    for suffix in ("Name", "Id", "Arn"):
+    table = [(r.request_parameter, r.transform) for r in rules.get((prefix, var), ())]
+    table += [(r.request_parameter, r.transform) for r in rules.get(("*", var), ())]
+    generic = [_lower_first(var), _lower_first(var) + "s"]
+    for suffix in _SUFFIXES:
         if var.endswith(suffix) and len(var) > len(suffix):
-            stem = var[: -len(suffix)]
-            lstem = stem[:1].lower() + stem[1:]
-            out += [(lstem + s, "") for s in ("Name", "Id", "Arn") if s != suffix]
-            # "GetTable" + var "TableName" → parameter "name": the call's own noun.
+            stem = _lower_first(var[: -len(suffix)])
+            for other in _SUFFIXES:
+                if other != suffix:
+                    generic += [stem + other, stem + other + "s"]
             noun = action_name.rstrip("s")
-            if noun.endswith(stem):
-                out.append((suffix.lower(), ""))
-    return out
+            if noun.endswith(var[: -len(suffix)]):
+                generic.append(suffix.lower())
+    return table, generic
 
 
-def _fill(rt: ResourceType, action: str, params: dict[str, Any], partition: str, region: str,
-          account: str) -> list[str]:
-    prefix, _, action_name = action.partition(":")
-    lowered = {k.lower(): v for k, v in params.items()}
-    choices: list[list[str]] = []
+def _prefix_ok(rt: ResourceType, var: str, value: str) -> bool:
+    """EC2-style ids carry their type in a prefix (``i-``, ``sg-``, ``mi-``): a value of another
+    type does not fill this template (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/resource-ids.html)."""
+    service = rt.arn_template.split(":")[2] if rt.arn_template.count(":") >= 2 else ""
+    wanted = id_prefixes().get((service, rt.name))
+    if wanted is None or value.startswith("arn:") or var != rt.variables[-1]:
+        return True
+    return value.startswith(wanted)
+
+
+def _lookup(
+    rt: ResourceType,
+    var: str,
+    prefix: str,
+    action_name: str,
+    index: _ParamIndex,
+    partition: str,
+    region: str,
+    account: str,
+    *,
+    response: bool = False,
+) -> tuple[list[str], list[str]]:
+    """(variable values, complete ARNs) for *var* from one parameter index."""
+    table, generic = _candidates(prefix, var, action_name)
+    found: list[str] = []
     direct: list[str] = []
+
+    def take(values: list[str], transform: str) -> None:
+        for value in values:
+            if value.startswith("arn:"):
+                if catalog.arn_matches_template(value, rt.arn_template) and value not in direct:
+                    direct.append(value)
+                continue
+            if not _prefix_ok(rt, var, value):
+                continue
+            filled, arn = _transform(value, transform, rt, partition, region, account)
+            if arn is not None:
+                if catalog.arn_matches_template(arn, rt.arn_template) and arn not in direct:
+                    direct.append(arn)
+            elif filled and filled not in found:
+                found.append(filled)
+
+    # Table rows all count (CopyDBSnapshot names its source and its target snapshot). A table
+    # row that matched a parameter but whose transform refused the value (a KMS alias) is final:
+    # the generic rules must not reinterpret the same parameter without the transform.
+    matched = False
+    for param, transform in table:
+        lp = param.lower()
+        for values in (index.top.get(lp), index.nested.get(lp), index.objects.get(lp) if response else None):
+            if values:
+                matched = True
+                take(values, transform)
+    if found or direct or matched:
+        return found, direct
+    for lp in (g.lower() for g in generic):
+        take(index.top.get(lp, []), "")
+        if found or direct:
+            return found, direct
+    exact = (_lower_first(var).lower(), _lower_first(var).lower() + "s")
+    for lp in exact:
+        take(index.nested.get(lp, []), "")
+        if response:
+            take(index.objects.get(lp, []), "")
+        if found or direct:
+            return found, direct
+    # EC2 tagging-style calls name their resources generically (resourcesSet.items[].resourceId,
+    # resourceIds); the id prefix says which resource type each one is.
+    service = rt.arn_template.split(":")[2] if rt.arn_template.count(":") >= 2 else ""
+    if (service, rt.name) in id_prefixes() and var == rt.variables[-1]:
+        for lp in ("resourceid", "resourceids", "resourceidset"):
+            take(index.top.get(lp, []), "")
+            take(index.nested.get(lp, []), "")
+    return found, direct
+
+
+def _account_field(rt: ResourceType) -> str:
+    parts = rt.arn_template.split(":", 5)
+    return parts[4][2:-1] if len(parts) == 6 and parts[4].startswith("${") else ""
+
+
+def _fill(
+    rt: ResourceType,
+    action: str,
+    request: _ParamIndex,
+    response: _ParamIndex | None,
+    partition: str,
+    region: str,
+    account: str,
+) -> list[str]:
+    prefix, _, action_name = action.partition(":")
+    choices: list[list[str]] = []
     for var in rt.variables:
         if var == "Partition":
             choices.append([partition])
@@ -126,27 +313,16 @@ def _fill(rt: ResourceType, action: str, params: dict[str, Any], partition: str,
         if var == "Region":
             choices.append([region])
             continue
-        if var in ("Account", "AccountId"):
+        if var == "Account" or (var == "AccountId" and _account_field(rt) == var):
+            # The ARN's own account field is the account the call was made in. ``AccountId``
+            # elsewhere in a template names another account (organizations account/o-x/<id>).
             choices.append([account])
             continue
-        found: list[str] = []
-        for param, transform in _candidates(prefix, var, action_name):
-            raw = lowered.get(param.lower())
-            if raw is None:
-                continue
-            for value in _values(raw):
-                if value.startswith("arn:"):
-                    if catalog.arn_matches_template(value, rt.arn_template):
-                        direct.append(value)
-                    continue
-                filled, arn = _transform(value, transform, rt, partition, region, account)
-                if arn is not None:
-                    if catalog.arn_matches_template(arn, rt.arn_template):
-                        direct.append(arn)
-                elif filled:
-                    found.append(filled)
-            if found or direct:
-                break
+        found, direct = _lookup(rt, var, prefix, action_name, request, partition, region, account)
+        if not found and not direct and response is not None:
+            found, direct = _lookup(
+                rt, var, prefix, action_name, response, partition, region, account, response=True
+            )
         if direct:
             return direct
         if not found:
@@ -157,13 +333,14 @@ def _fill(rt: ResourceType, action: str, params: dict[str, Any], partition: str,
         choices.append(found)
     template = re.sub(r"\$\{([^}]+)\}", "{}", rt.arn_template)
     out = []
-    for combo in itertools.islice(itertools.product(*choices), 100):
+    for combo in itertools.islice(itertools.product(*choices), _MAX_VALUES):
         out.append(template.format(*combo))
     return out
 
 
 def _copy_source(params: dict[str, Any], partition: str) -> list[str]:
     # x-amz-copy-source: "bucket/key" (URL-encoded), optionally "?versionId=..."; may start with "/".
+    # https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html#API_CopyObject_RequestSyntax
     raw = params.get("x-amz-copy-source") or params.get("copySource")
     if not isinstance(raw, str) or not raw:
         return []
@@ -174,6 +351,8 @@ def _copy_source(params: dict[str, Any], partition: str) -> list[str]:
 
 
 def _kms_role_key(params: dict[str, Any], role: str, partition: str, region: str, account: str) -> list[str]:
+    # ReEncrypt authorizes kms:ReEncryptFrom on the source key and kms:ReEncryptTo on the
+    # destination key (https://docs.aws.amazon.com/kms/latest/APIReference/API_ReEncrypt.html).
     raw = params.get("sourceKeyId" if role == "source" else "destinationKeyId")
     if not isinstance(raw, str) or not raw or raw.startswith("alias/"):
         return []
@@ -182,8 +361,32 @@ def _kms_role_key(params: dict[str, Any], role: str, partition: str, region: str
     return [f"arn:{partition}:kms:{region}:{account}:key/{raw}"]
 
 
-def resolve_resources(action: str, role: str, record: Record, region: str, account: str) -> tuple[str, ...]:
-    """Resource ARNs for *action* in *record*; ``("*",)`` for wildcard-only; ``()`` when unknown."""
+# IAM names the resource it evaluated in the AccessDenied message:
+# "User: <arn> is not authorized to perform: <action> on resource: <arn> because ..."
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html
+_DENIED_ON = re.compile(r"perform: (?P<action>[\w-]+:\w+) on resource: (?P<arn>arn:[^\s\"]+)")
+
+
+def _denied_resource(action: str, record: Record) -> list[str]:
+    message = record.errorMessage or ""
+    out = []
+    for m in _DENIED_ON.finditer(message):
+        arn = m.group("arn").rstrip(".,;")
+        if m.group("action").lower() != action.lower() or "*" in arn:
+            continue
+        if catalog.resource_type_for_arn(action, arn) is not None:
+            out.append(arn)
+    return out
+
+
+def resolve_resources(
+    action: str, role: str, record: Record, region: str, account: str, caller_arn: str = ""
+) -> tuple[str, ...]:
+    """Resource ARNs for *action* in *record*; ``("*",)`` for wildcard-only; ``()`` when unknown.
+
+    *caller_arn* is the principal's IAM ARN; it names the resource of calls that act on the
+    caller itself (``data/caller_resources.csv``).
+    """
     if catalog.is_wildcard_only(action):
         return ("*",)
     partition = partition_for_region(region)
@@ -201,6 +404,8 @@ def resolve_resources(action: str, role: str, record: Record, region: str, accou
         sources.append(list(_scan_arns(record.responseElements)))
     if params:
         sources.append(list(_scan_arns(params)))
+    if record.errorCode and record.errorMessage:
+        sources.append(_denied_resource(action, record))
     for arns in sources:
         matched: dict[str, list[str]] = {}
         for arn in arns:
@@ -210,12 +415,35 @@ def resolve_resources(action: str, role: str, record: Record, region: str, accou
                 if arn not in bucket:
                     bucket.append(arn)
         found.update(matched)
-    if params:
-        for rt in catalog.resource_types(action):
-            if rt.name not in found:
-                filled = _fill(rt, action, params, partition, region, account)
-                if filled:
-                    found[rt.name] = filled
+    request = _ParamIndex.build(params) if params else None
+    response_obj = record.responseElements
+    response = _ParamIndex.build(response_obj) if isinstance(response_obj, dict) and response_obj else None
+    for rt in catalog.resource_types(action):
+        if rt.name in found:
+            continue
+        if request is None and response is None:
+            break
+        filled = _fill(
+            rt,
+            action,
+            request or _ParamIndex({}, {}, {}),
+            response if rt.required else None,
+            partition,
+            region,
+            account,
+        )
+        if filled:
+            found[rt.name] = filled
+    # userName absent: IAM acts on the user whose credentials signed the request.
+    if (
+        not found
+        and ":user/" in caller_arn
+        and action in caller_resource_actions()
+        and not _values(params.get("userName"))
+    ):
+        rt = catalog.resource_type_for_arn(action, caller_arn)
+        if rt is not None:
+            found[rt.name] = [caller_arn]
     out: list[str] = []
     for arns in found.values():
         for arn in arns:

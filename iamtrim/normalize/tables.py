@@ -62,9 +62,31 @@ def param_rules() -> dict[tuple[str, str], tuple[ParamRule, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
+@functools.cache
+def caller_resource_actions() -> frozenset[str]:
+    """IAM actions whose user resource is the caller when ``userName`` is absent."""
+    return frozenset(row["action"] for row in _rows("caller_resources.csv"))
+
+
+@functools.cache
+def id_prefixes() -> dict[tuple[str, str], str]:
+    """(ARN service, resource type) → the id prefix of that resource type (``i-``, ``sg-``)."""
+    return {(row["service"], row["resource_type"]): row["id_prefix"] for row in _rows("id_prefixes.csv")}
+
+
+TABLES = (
+    "event_sources.csv",
+    "event_actions.csv",
+    "permissionless.csv",
+    "resource_params.csv",
+    "caller_resources.csv",
+    "id_prefixes.csv",
+)
+
+
 def all_table_rows() -> dict[str, list[dict[str, str]]]:
     """Every row of every table, for the table-validation test and the docs."""
     return {
         name: _rows(name)
-        for name in ("event_sources.csv", "event_actions.csv", "permissionless.csv", "resource_params.csv")
+        for name in TABLES
     }
