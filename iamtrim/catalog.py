@@ -234,3 +234,35 @@ def resource_type_for_arn(action: str, arn: str) -> ResourceType | None:
         if rx.match(arn):
             return rt
     return None
+
+
+@functools.cache
+def _named_template_regex(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    parts = re.split(r"(\$\{[^}]+\})", template)
+    rx, names = [], []
+    for part in parts:
+        if part.startswith("${"):
+            var = part[2:-1]
+            names.append(var)
+            body = r"[^/]+" if var == "BucketName" else r"[0-9]*" if var in ("Account", "AccountId") else (
+                r"[a-z0-9-]*" if var == "Region" else r"aws[a-z-]*" if var == "Partition" else r".+?")
+            rx.append(f"(?P<v{len(names) - 1}>{body})")
+        else:
+            rx.append(re.escape(part))
+    return re.compile("".join(rx) + r"\Z", re.DOTALL), tuple(names)
+
+
+def arn_variables(template: str, arn: str) -> tuple[tuple[str, str], ...] | None:
+    """The template variables' values in *arn* (``None`` if it is not an instance of *template*).
+
+    The last variable takes the rest (variables are matched lazily left to right).
+    """
+    rx, names = _named_template_regex(template)
+    m = rx.match(arn)
+    if m is None:
+        return None
+    return tuple((names[i], m.group(f"v{i}")) for i in range(len(names)))
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    return re.sub(r"\$\{([^}]+)\}", lambda m: values.get(m.group(1), "*"), template)

@@ -18,8 +18,10 @@ from iamtrim.errors import IamtrimError, InputError
 from iamtrim.ingest import IngestReport, default_store_path, ingest, load_events
 from iamtrim.model import FileReport
 from iamtrim.query import principal_usage, resolve_principal_name, summarize_principals
+from iamtrim.render import policy as render_policy
 from iamtrim.render import usage as render_usage
 from iamtrim.store import Store
+from iamtrim.synth import SynthOptions, Target, generate_identity_policy
 
 app = typer.Typer(
     name="iamtrim",
@@ -136,6 +138,53 @@ def usage_cmd(
         typer.echo(render_usage.usage_json(usage))
     else:
         typer.echo(render_usage.usage_table(usage))
+
+
+class PolicyFormat(StrEnum):
+    json = "json"
+    policy = "policy"
+    terraform = "terraform"
+    cloudformation = "cloudformation"
+
+
+@app.command("generate-policy")
+def generate_policy_cmd(
+    principal: Annotated[str, typer.Argument(help="Principal ARN, or a unique role/user name.")],
+    events: EventsOpt = None,
+    store: StoreOpt = None,
+    fmt: Annotated[PolicyFormat, typer.Option("--format", help="Output format.")] = PolicyFormat.json,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Write one file per policy here.")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Show the evidence behind each statement.")] = False,
+    no_conditions: Annotated[bool, typer.Option("--no-conditions", help="Omit aws:SourceVpce / kms:ViaService.")] = False,
+    target: Annotated[Target, typer.Option("--target", help="Size limits to meet.")] = Target.MANAGED,
+    prefix_threshold: Annotated[int, typer.Option(
+        "--prefix-threshold", min=1,
+        help="Distinct keys (or resources) above which a folder becomes prefix/*.")] = 10,
+) -> None:
+    """The smallest identity policy that still allows everything PRINCIPAL was seen doing."""
+    with _open_usage(events, store) as st:
+        p = resolve_principal_name(st, principal)
+        generated = generate_identity_policy(
+            p, st.usage(p.arn),
+            SynthOptions(conditions=not no_conditions, prefix_threshold=prefix_threshold, target=target),
+        )
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in render_policy.policy_documents(generated):
+            (out_dir / f"{name}.json").write_text(text)
+    if fmt is PolicyFormat.json:
+        typer.echo(render_policy.to_json(generated, explain=explain))
+    elif fmt is PolicyFormat.policy:
+        if out_dir is None:
+            typer.echo(render_policy.to_policy(generated))
+        else:
+            typer.echo("\n".join(str(out_dir / f"{n}.json") for n, _ in render_policy.policy_documents(generated)))
+    elif fmt is PolicyFormat.terraform:
+        typer.echo(render_policy.to_terraform(generated, target))
+    else:
+        typer.echo(render_policy.to_cloudformation(generated, target))
+    if explain and fmt is not PolicyFormat.json:
+        typer.echo(render_policy.explain_text(generated), err=True)
 
 
 def main() -> None:

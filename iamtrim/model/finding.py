@@ -1,0 +1,43 @@
+"""Findings as data: a code from a registry, a severity, a subject and a message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+# code → (title, severity). Codes are stable; tests and --fail-on refer to them.
+FINDINGS: dict[str, tuple[str, Severity]] = {
+    "RESOURCE_UNKNOWN": ("Resource not in the records: scoped to the ARN format instead", Severity.MEDIUM),
+    "OBJECT_KEYS_GENERALIZED": ("S3 object keys generalized to a prefix", Severity.INFO),
+    "RESOURCES_GENERALIZED": ("Many resources of one type generalized along their ARN format", Severity.INFO),
+    "STORE_FOLDED_KEYS": ("The store folded object keys past its per-folder bound", Severity.INFO),
+    "ACTION_WILDCARD": ("Actions written as a wildcard that expands exactly to the used ones", Severity.INFO),
+    "DENIED_NOT_GRANTED": ("Denied attempt: needed but not granted", Severity.LOW),
+    "SPLIT_FOR_SIZE": ("Split into several policies to meet IAM size limits", Severity.INFO),
+    "SECRET_SUFFIX_PATTERN": ("Secrets Manager ARN suffix unknown: '-??????' pattern used", Severity.INFO),
+    "CROSS_ACCOUNT_RESOURCE": ("Resource in another account: its resource policy must also allow", Severity.LOW),
+    "NOT_IAM_PRINCIPAL": ("Principal is not an IAM identity policies attach to", Severity.MEDIUM),
+}
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Finding:
+    code: str
+    subject: str
+    message: str
+
+    @property
+    def title(self) -> str:
+        return FINDINGS[self.code][0]
+
+    @property
+    def severity(self) -> Severity:
+        return FINDINGS[self.code][1]

@@ -1,0 +1,5 @@
+"""Synthesize policies from observed usage: identity policies (and, later, bucket and key policies)."""
+
+from iamtrim.synth.identity import GeneratedPolicy, StatementEvidence, SynthOptions, Target, generate_identity_policy
+
+__all__ = ["GeneratedPolicy", "StatementEvidence", "SynthOptions", "Target", "generate_identity_policy"]

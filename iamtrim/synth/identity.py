@@ -1,0 +1,321 @@
+"""Identity policies from observed usage: the smallest policy that still allows every seen call.
+
+Rules (docs/commands/generate-policy.md):
+* only calls that passed authorization are granted; denied attempts are listed, never added;
+* resources are the ARNs seen; ``"*"`` only for actions the catalog says take no resource;
+  an unknown resource is scoped to the action's ARN format with account and region filled in;
+* S3 object keys are generalized to the narrowest ``prefix/*`` only past ``prefix_threshold``;
+* conditions come only from evidence: ``aws:SourceVpce`` on S3 statements whose every call came
+  through VPC endpoints, ``kms:ViaService`` on KMS statements whose every call a service made on
+  the principal's behalf;
+* statements group actions sharing resources and conditions; a wildcard action is written only
+  when it expands today to actions all in the statement;
+* the output meets IAM's size limits by splitting into several policies, never by widening;
+* every observed call is replayed through the evaluator before anything is returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from iamtrim import catalog
+from iamtrim.errors import IamtrimError, PrincipalError
+from iamtrim.evaluate import evaluate
+from iamtrim.model import Outcome, Principal, UsageRow
+from iamtrim.model.finding import Finding
+from iamtrim.model.policy import Condition, Effect, Policy, Statement
+from iamtrim.synth.limits import Target, pack
+from iamtrim.synth.minimize import action_wildcards, generalize_by_template, generalize_object_arns
+from iamtrim.verify import account_trust_policy, replay, request_for, via_service
+
+
+class SynthError(IamtrimError):
+    """A policy that cannot be emitted without breaking an observed call or IAM's limits."""
+
+    exit_code = 1
+
+
+class EvidenceSource(StrEnum):
+    CLOUDTRAIL = "cloudtrail"
+
+
+@dataclass(frozen=True, slots=True)
+class SynthOptions:
+    conditions: bool = True
+    prefix_threshold: int = 10
+    target: Target = Target.MANAGED
+    wildcards: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Widening:
+    kind: str  # object-prefix | resource-unknown | store-folded | action-wildcard
+    resource: str
+    covers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatementEvidence:
+    sid: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    conditions: tuple[Condition, ...]
+    calls: int
+    first_seen: str
+    last_seen: str
+    event_ids: tuple[str, ...]
+    widened_by: tuple[Widening, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NamedPolicy:
+    name: str
+    policy: Policy
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedPolicy:
+    principal: Principal
+    policies: tuple[NamedPolicy, ...]
+    statements: tuple[StatementEvidence, ...]
+    denied: tuple[UsageRow, ...]
+    findings: tuple[Finding, ...]
+    replayed: int
+
+
+def _format_pattern(template: str, region: str, account: str, partition: str) -> str:
+    text = template.replace("${Partition}", partition).replace("${Region}", region or "*")
+    text = text.replace("${Account}", account or "*").replace("${AccountId}", account or "*")
+    text = re.sub(r"\$\{[^}]+\}", "*", text)
+    return re.sub(r"\*+", "*", text)
+
+
+def _unknown_pattern(action: str, region: str, account: str, partition: str) -> tuple[str, ...]:
+    """The narrowest patterns the action's ARN formats allow when the resource is unknown."""
+    types = catalog.resource_types(action)
+    required = [rt for rt in types if rt.required] or list(types)
+    out = {_format_pattern(rt.arn_template, region, account, partition) for rt in required}
+    return tuple(sorted(out)) or ("*",)
+
+
+def _is_object(resource: str) -> bool:
+    return resource.startswith("arn:") and ":s3:::" in resource and "/" in resource
+
+
+def _conditions(action: str, rows: Sequence[UsageRow], enabled: bool) -> tuple[Condition, ...]:
+    if not enabled:
+        return ()
+    out: list[Condition] = []
+    if action.startswith("s3:"):
+        endpoints = {r.context.vpc_endpoint for r in rows}
+        if endpoints and "" not in endpoints:
+            out.append(Condition("StringEquals", "aws:SourceVpce", tuple(sorted(endpoints))))
+    if action.startswith("kms:"):
+        services = {via_service(r.context.invoked_by, r.context.region) if r.context.invoked_by else ""
+                    for r in rows}
+        if services and "" not in services:
+            out.append(Condition("StringEquals", "kms:ViaService", tuple(sorted(services))))
+    return tuple(out)
+
+
+_LEVEL_SHORT = {"List": "List", "Read": "Read", "Write": "Write", "Tagging": "Tag",
+                "Permissions management": "Perm"}
+_LEVEL_RANK = ["List", "Read", "Tagging", "Write", "Permissions management"]
+
+
+def _sid(actions: Sequence[str], resources: Sequence[str], conditions: Sequence[Condition]) -> str:
+    service = actions[0].split(":")[0]
+    name = "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]", service) if p)
+    levels = [catalog.access_level(a) for a in actions if "*" not in a]
+    top = max(levels, key=lambda lv: _LEVEL_RANK.index(lv) if lv in _LEVEL_RANK else -1) if levels else ""
+    body = json.dumps([sorted(actions), sorted(resources), [(c.operator, c.key, c.values) for c in conditions]])
+    digest = hashlib.sha256(body.encode()).hexdigest()[:8].upper()
+    return f"{name}{_LEVEL_SHORT.get(top, '')}{digest}"
+
+
+def generate_identity_policy(
+    principal: Principal, rows: Iterable[UsageRow], options: SynthOptions | None = None
+) -> GeneratedPolicy:
+    options = options or SynthOptions()
+    if not principal.is_iam:
+        raise PrincipalError(f"{principal.arn} is a {principal.kind}, not an IAM identity: "
+                             "no identity policy attaches to it")
+    rows = list(rows)
+    used = [r for r in rows if r.outcome is Outcome.USED]
+    denied = tuple(r for r in rows if r.outcome is Outcome.DENIED)
+    if not used:
+        raise PrincipalError(f"{principal.arn} made no authorized call in this data "
+                             f"({len(denied)} denied); nothing to grant")
+    partition = principal.arn.split(":")[1]
+    findings: list[Finding] = []
+
+    # 1. Final resource for every (action, resource) seen.
+    final: dict[tuple[str, str | None], str] = {}
+    widenings: dict[tuple[str, str], list[Widening]] = defaultdict(list)
+    stand_ins: dict[tuple[str, str | None], str] = {}
+    by_action: dict[str, list[UsageRow]] = defaultdict(list)
+    for r in used:
+        by_action[r.action].append(r)
+    for action, arows in sorted(by_action.items()):
+        objects = sorted({r.resource for r in arows if r.resource and _is_object(r.resource)})
+        mapping = generalize_object_arns(objects, options.prefix_threshold) if objects else {}
+        others = sorted({r.resource for r in arows if r.resource and r.resource != "*"
+                         and not _is_object(r.resource)})
+        template_mapping = generalize_by_template(action, others, options.prefix_threshold)
+        covered: dict[str, list[str]] = defaultdict(list)
+        for arn, target in [*mapping.items(), *template_mapping.items()]:
+            if target != arn:
+                covered[target].append(arn)
+        mapping.update(template_mapping)
+        for target, arns in covered.items():
+            kind = "object-prefix" if _is_object(target) else "resource-variable"
+            widenings[(action, target)].append(Widening(kind, target, tuple(sorted(arns))))
+            findings.append(Finding("OBJECT_KEYS_GENERALIZED" if kind == "object-prefix" else "RESOURCES_GENERALIZED",
+                                    f"{action} {target}", f"{len(arns)} resources seen under {target}"))
+        for r in arows:
+            if r.resource is None:
+                patterns = _unknown_pattern(action, r.context.region, principal.account, partition)
+                for p in patterns:
+                    final_key = (action, None)
+                    final[final_key] = p
+                    widenings[(action, p)].append(Widening("resource-unknown", p, ()))
+                stand_ins[(action, None)] = patterns[0]
+                findings.append(Finding("RESOURCE_UNKNOWN", action,
+                                        f"records of {action} name no resource; granted on {', '.join(patterns)}"))
+            elif r.resource in mapping:
+                final[(action, r.resource)] = mapping[r.resource]
+                if r.resource.endswith("/*") and mapping[r.resource] == r.resource:
+                    widenings[(action, r.resource)].append(Widening("store-folded", r.resource, ()))
+            else:
+                final[(action, r.resource)] = r.resource
+                if r.resource.endswith("-??????") and action.startswith("secretsmanager:"):
+                    findings.append(Finding("SECRET_SUFFIX_PATTERN", r.resource,
+                                            "the secret was named without its ARN; '-??????' stands for AWS's suffix"))
+            res = r.resource or ""
+            arn_account = res.split(":")[4] if res.startswith("arn:") and res.count(":") >= 5 else ""
+            if arn_account and arn_account != principal.account:
+                findings.append(Finding("CROSS_ACCOUNT_RESOURCE", res,
+                                        f"{action} on a resource of account {arn_account}"))
+
+    # Unknown resources may yield several patterns per action: collect them all.
+    unknown_patterns: dict[str, tuple[str, ...]] = {}
+    for action, arows in by_action.items():
+        if any(r.resource is None for r in arows):
+            region = next(r.context.region for r in arows if r.resource is None)
+            unknown_patterns[action] = _unknown_pattern(action, region, principal.account, partition)
+
+    # 2. Rows per (action, final resource) → conditions.
+    groups: dict[tuple[str, str], list[UsageRow]] = defaultdict(list)
+    for r in used:
+        if r.resource is None:
+            for p in unknown_patterns[r.action]:
+                groups[(r.action, p)].append(r)
+        else:
+            groups[(r.action, final[(r.action, r.resource)])].append(r)
+
+    # AWS authorizes some calls on several resources at once (ec2:RunInstances: image, instance,
+    # network interface, security group, subnet — the reference's required "*" types). A type the
+    # records did not name is granted on its ARN format, scoped to the account and regions seen.
+    for action, arows in sorted(by_action.items()):
+        if action in unknown_patterns:
+            continue
+        required = [rt for rt in catalog.resource_types(action) if rt.required]
+        if len(required) < 2:
+            continue
+        seen_types = set()
+        for r in arows:
+            rt = catalog.resource_type_for_arn(action, final.get((action, r.resource), r.resource or ""))
+            if rt is not None:
+                seen_types.add(rt.name)
+        if not seen_types:
+            continue
+        for rt in required:
+            if rt.name in seen_types:
+                continue
+            for region in sorted({r.context.region for r in arows}):
+                p = _format_pattern(rt.arn_template, region, principal.account, partition)
+                groups[(action, p)].extend(arows)
+                widenings[(action, p)].append(Widening("required-resource-unseen", p, ()))
+                findings.append(Finding("RESOURCE_UNKNOWN", action,
+                                        f"AWS also authorizes {action} on a {rt.name}, which the records "
+                                        f"do not name; granted on {p}"))
+    conds = {k: _conditions(k[0], v, options.conditions) for k, v in groups.items()}
+
+    # 3. (resource, conditions) → actions; then (actions, conditions) → resources.
+    step1: dict[tuple[str, tuple[Condition, ...]], set[str]] = defaultdict(set)
+    for (action, resource), c in conds.items():
+        step1[(resource, c)].add(action)
+    step2: dict[tuple[tuple[str, ...], tuple[Condition, ...]], set[str]] = defaultdict(set)
+    for (resource, c), acts in step1.items():
+        step2[(tuple(sorted(acts)), c)].add(resource)
+
+    statements: list[tuple[Statement, StatementEvidence]] = []
+    for (acts, c), resources in step2.items():
+        res = tuple(sorted(resources))
+        written, expansions = action_wildcards(acts) if options.wildcards else (acts, {})
+        srows = [r for a in acts for rr in res for r in groups.get((a, rr), [])]
+        widened: list[Widening] = []
+        for a in acts:
+            for rr in res:
+                widened.extend(widenings.get((a, rr), []))
+        for pattern, expansion in sorted(expansions.items()):
+            widened.append(Widening("action-wildcard", pattern, expansion))
+            findings.append(Finding("ACTION_WILDCARD", pattern, "expands today to " + ", ".join(expansion)))
+        sid = _sid(written, res, c)
+        st = Statement(Effect.ALLOW, actions=written, resources=res, conditions=c, sid=sid)
+        eids: list[str] = []
+        for r in sorted(srows, key=lambda r: r.first_seen):
+            for e in r.event_ids:
+                if e not in eids and len(eids) < 5:
+                    eids.append(e)
+        ev = StatementEvidence(
+            sid=sid, actions=tuple(acts), resources=res, conditions=c,
+            calls=sum(r.count for r in srows),
+            first_seen=min(r.first_seen for r in srows), last_seen=max(r.last_seen for r in srows),
+            event_ids=tuple(eids), widened_by=tuple(dict.fromkeys(widened)),
+        )
+        statements.append((st, ev))
+    statements.sort(key=lambda pair: (pair[0].actions[0].split(":")[0], pair[0].sid))
+
+    # 4. Pack within IAM's limits (never widen).
+    policies, packing_notes = pack(principal, [s for s, _ in statements], options.target)
+    for note in packing_notes:
+        findings.append(Finding("SPLIT_FOR_SIZE", principal.arn, note))
+
+    # 5. Replay every observed call; refuse to emit a policy that breaks one.
+    docs = [p.policy for p in policies]
+    count, failures = replay(principal.arn, used, docs, stand_ins)
+    if failures:
+        f = failures[0]
+        raise SynthError(
+            f"refusing to emit: the generated policy would deny an observed call "
+            f"({f.row.action} on {f.request.resource}: {f.evaluation.reason}); "
+            f"{len(failures)} of {count} calls fail"
+        )
+    granted_denials = []
+    used_keys = {(r.action, r.resource) for r in used}
+    for r in denied:
+        findings.append(Finding("DENIED_NOT_GRANTED", f"{r.action} {r.resource or '(unknown)'}",
+                                f"denied {r.count}x, last {r.last_seen}"))
+        if (r.action, r.resource) not in used_keys and r.resource is not None:
+            req = request_for(principal.arn, r)
+            if evaluate(req, docs, resource_policy=account_trust_policy(req.resource, req.resource_account)).allowed:
+                granted_denials.append(r)
+    if granted_denials:
+        r = granted_denials[0]
+        raise SynthError(f"refusing to emit: the policy would allow a call that was only ever denied "
+                         f"({r.action} on {r.resource})")
+    return GeneratedPolicy(
+        principal=principal,
+        policies=tuple(policies),
+        statements=tuple(ev for _, ev in statements),
+        denied=denied,
+        findings=tuple(sorted(set(findings))),
+        replayed=count,
+    )

@@ -1,0 +1,102 @@
+"""IAM policy size limits, met by splitting into several policies — never by widening.
+
+Limits (characters, whitespace not counted):
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-entity-length
+managed policy 6,144; inline policies per role 10,240 in total, per user 2,048, per group 5,120;
+managed policies attached to a role or user: 10 by default (quota raisable to 20).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from iamtrim.errors import IamtrimError
+from iamtrim.model import Principal, PrincipalKind
+from iamtrim.model.policy import Policy, Statement
+
+if TYPE_CHECKING:
+    from iamtrim.synth.identity import NamedPolicy
+
+MANAGED_POLICY_CHARS = 6144
+MANAGED_POLICIES_PER_ENTITY = 10
+INLINE_TOTAL_CHARS = {PrincipalKind.USER: 2048, PrincipalKind.ROLE: 10240, PrincipalKind.SSO_ROLE: 10240}
+_ENVELOPE = len('{"Version":"2012-10-17","Statement":[]}')
+
+
+class Target(StrEnum):
+    MANAGED = "managed"
+    INLINE = "inline"
+
+
+class SizeLimitError(IamtrimError):
+    exit_code = 1
+
+
+def size_of(obj: object) -> int:
+    """Characters IAM counts: the JSON without whitespace outside strings."""
+    return len(json.dumps(obj, separators=(",", ":")))
+
+
+def _split(statement: Statement, budget: int) -> list[Statement]:
+    """Split a statement too large alone into parts by resources (same actions and conditions)."""
+    if size_of(statement.to_json()) <= budget or len(statement.resources) <= 1:
+        return [statement]
+    half = len(statement.resources) // 2
+    out = []
+    for i, chunk in enumerate((statement.resources[:half], statement.resources[half:])):
+        part = Statement(statement.effect, actions=statement.actions, resources=chunk,
+                         conditions=statement.conditions, sid=f"{statement.sid}P{i}")
+        out.extend(_split(part, budget))
+    return out
+
+
+def _name(principal: Principal, index: int, total: int) -> str:
+    base = re.sub(r"[^A-Za-z0-9+=,.@_-]", "-", principal.name)[:100]
+    return f"iamtrim-{base}" if total == 1 else f"iamtrim-{base}-{index + 1}"
+
+
+def pack(principal: Principal, statements: Sequence[Statement], target: Target) -> tuple[list[NamedPolicy], list[str]]:
+    from iamtrim.synth.identity import NamedPolicy
+
+    if target is Target.MANAGED:
+        budget, total_budget, max_policies = MANAGED_POLICY_CHARS, None, MANAGED_POLICIES_PER_ENTITY
+    else:
+        total = INLINE_TOTAL_CHARS.get(principal.kind, 2048)
+        budget, total_budget, max_policies = total, total, 10**6
+    pieces: list[Statement] = []
+    for st in statements:
+        pieces.extend(_split(st, budget - _ENVELOPE - 1))
+    bins: list[list[Statement]] = []
+    sizes: list[int] = []
+    for st in pieces:  # first fit, in statement order (deterministic)
+        s = size_of(st.to_json()) + 1
+        for i, used in enumerate(sizes):
+            if used + s <= budget:
+                bins[i].append(st)
+                sizes[i] += s
+                break
+        else:
+            bins.append([st])
+            sizes.append(_ENVELOPE + s)
+    notes = []
+    if len(bins) > max_policies:
+        raise SizeLimitError(
+            f"the policy for {principal.arn} needs {len(bins)} managed policies of at most "
+            f"{MANAGED_POLICY_CHARS} characters; IAM attaches at most {max_policies} by default. "
+            "Not widening it: narrow the evidence or raise the quota (up to 20)"
+        )
+    if total_budget is not None and sum(sizes) > total_budget:
+        raise SizeLimitError(
+            f"the inline policies for {principal.arn} total {sum(sizes)} characters; IAM allows "
+            f"{total_budget} for a {principal.kind}. Use --target managed"
+        )
+    if len(bins) > 1:
+        notes.append(f"{len(bins)} policies of {', '.join(str(s) for s in sizes)} characters "
+                     f"(limit {budget} each)")
+    named = [NamedPolicy(_name(principal, i, len(bins)), Policy(statements=tuple(b), name=_name(principal, i, len(bins))))
+             for i, b in enumerate(bins)]
+    return named, notes

@@ -1,0 +1,137 @@
+"""Compaction that never grants what was not used — or records exactly what it widened.
+
+* S3 object keys → the narrowest ``prefix/*`` covering them, only where a folder holds more than
+  ``threshold`` distinct keys (or child prefixes).
+* Action wildcards → written only when the catalog expands them today to actions that are all in
+  the statement (the expansion is recorded).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from iamtrim import catalog
+
+
+@dataclass
+class _Node:
+    keys: set[str] = field(default_factory=set)  # full resource strings ending at this folder
+    children: dict[str, _Node] = field(default_factory=dict)
+
+
+def generalize_object_arns(arns: Iterable[str], threshold: int) -> dict[str, str]:
+    """Map each S3 object ARN (``arn:aws:s3:::bucket/a/b/c``) to itself or a covering ``.../*``.
+
+    Bottom-up over the key's folders: a folder whose entries (keys plus collapsed children)
+    number more than *threshold* collapses into ``folder/*``. A bucket root never collapses into
+    ``bucket/*`` unless it alone holds more than *threshold* entries.
+    """
+    roots: dict[str, _Node] = {}
+    arns = sorted(set(arns))
+    for arn in arns:
+        head, _, key = arn.partition(":::")
+        bucket, _, path = key.partition("/")
+        node = roots.setdefault(f"{head}:::{bucket}", _Node())
+        parts = path.split("/")
+        for part in parts[:-1]:
+            node = node.children.setdefault(part, _Node())
+        node.keys.add(arn)
+    mapping: dict[str, str] = {}
+
+    def visit(prefix: str, node: _Node) -> tuple[bool, set[str]]:
+        """Returns (collapsed, members) where members are the arns under this node."""
+        members = set(node.keys)
+        entries = len(node.keys)
+        for name, child in sorted(node.children.items()):
+            collapsed, sub = visit(f"{prefix}/{name}", child)
+            members |= sub
+            entries += 1 if collapsed else len(sub)
+        if entries > threshold:
+            for arn in members:  # post-order: a collapsing parent overrides its children
+                mapping[arn] = f"{prefix}/*"
+            return True, members
+        return False, members
+
+    for root, node in sorted(roots.items()):
+        visit(root, node)
+    for arn in arns:
+        mapping.setdefault(arn, arn)
+    return mapping
+
+
+def action_wildcards(actions: Iterable[str]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """Replace groups of actions by ``svc:Prefix*`` where the expansion is exactly a subset.
+
+    Returns (actions and patterns, {pattern: expansion}). Only prefixes ending on a word boundary
+    of the action names are tried (``s3:GetObject*``), and a pattern must cover at least 3 actions
+    to be worth the loss of explicitness.
+    """
+    remaining = sorted(set(actions))
+    by_service: dict[str, list[str]] = {}
+    for a in remaining:
+        by_service.setdefault(a.split(":")[0], []).append(a)
+    out: list[str] = []
+    expansions: dict[str, tuple[str, ...]] = {}
+    for service, acts in sorted(by_service.items()):
+        pool = set(acts)
+        candidates: set[str] = set()
+        for a in acts:
+            name = a.split(":", 1)[1]
+            for i in range(3, len(name)):
+                if name[i].isupper():
+                    candidates.add(f"{service}:{name[:i]}*")
+        for pattern in sorted(candidates, key=lambda p: (-len(catalog.expand_action_pattern(p)), p)):
+            expansion = catalog.expand_action_pattern(pattern)
+            if len(expansion) >= 3 and expansion <= pool:
+                pool -= expansion
+                out.append(pattern)
+                expansions[pattern] = tuple(sorted(expansion))
+        out.extend(sorted(pool))
+    return tuple(sorted(out)), expansions
+
+
+def generalize_by_template(action: str, arns: Iterable[str], threshold: int) -> dict[str, str]:
+    """Non-S3 ARNs of one resource type, more than *threshold* of them: keep the template variables
+    on which they all agree and write ``*`` for the ones that vary (16 log streams of one log group
+    → ``log-group:G:log-stream:*``). Fewer than *threshold*: each ARN is kept as it is.
+    """
+    by_type: dict[str, list[tuple[str, tuple[tuple[str, str], ...]]]] = {}
+    mapping: dict[str, str] = {}
+    for arn in sorted(set(arns)):
+        mapping[arn] = arn
+        rt = catalog.resource_type_for_arn(action, arn)
+        if rt is None or "*" in arn or "?" in arn:
+            continue
+        values = catalog.arn_variables(rt.arn_template, arn)
+        if values is not None:
+            by_type.setdefault(rt.arn_template, []).append((arn, values))
+    for template, all_items in by_type.items():
+        # Partition, region and account are never generalized: group by them.
+        scopes: dict[tuple[str, ...], list[tuple[str, tuple[tuple[str, str], ...]]]] = {}
+        for arn, values in all_items:
+            scope = tuple(v for n, v in values if n in _SCOPE_VARIABLES)
+            scopes.setdefault(scope, []).append((arn, values))
+        for items in scopes.values():
+            if len(items) <= threshold:
+                continue
+            names = [n for n, _ in items[0][1]]
+            agreed: dict[str, str] = {}
+            for i, name in enumerate(names):
+                seen = sorted({vals[i][1] for _, vals in items})
+                agreed[name] = seen[0] if len(seen) == 1 else _common_prefix_pattern(seen)
+            pattern = catalog.fill_template(template, agreed)
+            for arn, _ in items:
+                mapping[arn] = pattern
+    return mapping
+
+
+_SCOPE_VARIABLES = frozenset({"Partition", "Region", "Account", "AccountId"})
+
+
+def _common_prefix_pattern(values: list[str]) -> str:
+    """``["fn:1", "fn:2"]`` → ``fn:*``: the common prefix cut back to a separator, then ``*``."""
+    prefix = os.path.commonprefix(values)
+    cut = max(prefix.rfind(sep) for sep in ":/")
+    return prefix[: cut + 1] + "*" if cut >= 0 else "*"

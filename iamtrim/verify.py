@@ -1,0 +1,103 @@
+"""Replay observed calls through iamtrim's IAM evaluator.
+
+A generated policy that would refuse a call the principal was seen making is a bug, not an
+output; generate-policy runs this before printing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from iamtrim.evaluate import Evaluation, Request, evaluate
+from iamtrim.model import Context, UsageRow
+from iamtrim.model.policy import Effect, Policy, Principals, Statement
+
+
+def via_service(invoked_by: str, region: str) -> str:
+    """``s3.amazonaws.com`` + ``us-east-1`` → ``s3.us-east-1.amazonaws.com`` (the kms:ViaService form).
+
+    https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-via-service
+    """
+    service = invoked_by.removesuffix(".amazonaws.com")
+    return f"{service}.{region}.amazonaws.com" if region else invoked_by
+
+
+def request_context(action: str, context: Context, source_ip: str = "") -> dict[str, str]:
+    """The condition keys AWS would set for a call made in *context*."""
+    out: dict[str, str] = {}
+    # CloudTrail-logged API calls are made over TLS (tlsDetails, when present, says which version).
+    out["aws:SecureTransport"] = "true"
+    if context.vpc_endpoint:
+        out["aws:SourceVpce"] = context.vpc_endpoint
+    elif source_ip and context.source_ip_kind == "ip":
+        out["aws:SourceIp"] = source_ip
+    if context.invoked_by and action.startswith("kms:"):
+        out["kms:ViaService"] = via_service(context.invoked_by, context.region)
+    if context.sse_header and action.startswith("s3:"):
+        out["s3:x-amz-server-side-encryption"] = context.sse_header
+    if context.sse_kms_key_header and action.startswith("s3:"):
+        out["s3:x-amz-server-side-encryption-aws-kms-key-id"] = context.sse_kms_key_header
+    if context.region:
+        out["aws:RequestedRegion"] = context.region
+    return out
+
+
+def request_for(principal_arn: str, row: UsageRow, resource: str | None = None) -> Request:
+    target = resource or row.resource or "*"
+    account = principal_arn.split(":")[4] if principal_arn.startswith("arn:") else ""
+    return Request.make(
+        principal_arn, row.action, target,
+        request_context(row.action, row.context, row.source_ips[0] if row.source_ips else ""),
+        resource_account=account,
+    )
+
+
+def account_trust_policy(resource: str, fallback_account: str) -> Policy | None:
+    """The resource policy AWS needs before identity policies count, for KMS keys and roles.
+
+    Replays assume the key policy (or role trust policy) delegates to the account's IAM policies,
+    as the default key policy does:
+    https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html#key-policy-default-allow-root-enable-iam
+    """
+    parts = resource.split(":", 5)
+    if len(parts) != 6:
+        return None
+    account = parts[4] or fallback_account
+    if account != fallback_account:
+        # A call into another account succeeded, so that account's resource policy allowed the
+        # caller; the replay checks the identity side, keeping the resource side as it was.
+        root = f"arn:{parts[1]}:iam::{fallback_account}:root"
+        return Policy(statements=(Statement(Effect.ALLOW, actions=("*",), resources=("*",),
+                                            principals=Principals.aws(root), sid="ObservedCrossAccess"),),
+                      name="assumed-resource-policy")
+    if not (parts[2] == "kms" and parts[5].startswith("key/") or parts[2] == "iam" and parts[5].startswith("role/")):
+        return None
+    root = f"arn:{parts[1]}:iam::{account}:root"
+    action = "kms:*" if parts[2] == "kms" else "sts:AssumeRole*"
+    return Policy(statements=(Statement(Effect.ALLOW, actions=(action,), resources=("*",),
+                                        principals=Principals.aws(root), sid="EnableIamPolicies"),),
+                  name="assumed-default-resource-policy")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayFailure:
+    row: UsageRow
+    request: Request
+    evaluation: Evaluation
+
+
+def replay(principal_arn: str, rows: Iterable[UsageRow], policies: Sequence[Policy],
+           resources: dict[tuple[str, str | None], str] | None = None) -> tuple[int, list[ReplayFailure]]:
+    """Replay *rows*; ``resources`` maps (action, resource) of unknown resources to a stand-in."""
+    failures = []
+    count = 0
+    for row in rows:
+        stand_in = (resources or {}).get((row.action, row.resource))
+        request = request_for(principal_arn, row, stand_in)
+        result = evaluate(request, policies,
+                          resource_policy=account_trust_policy(request.resource, request.resource_account))
+        count += 1
+        if not result.allowed:
+            failures.append(ReplayFailure(row, request, result))
+    return count, failures
