@@ -29,6 +29,8 @@ __all__ = [
     "is_wildcard_only",
     "resource_type_for_arn",
     "resource_types",
+    "risk_actions",
+    "risk_classes",
     "service_exists",
     "service_prefixes",
 ]
@@ -266,3 +268,64 @@ def arn_variables(template: str, arn: str) -> tuple[tuple[str, str], ...] | None
 
 def fill_template(template: str, values: dict[str, str]) -> str:
     return re.sub(r"\$\{([^}]+)\}", lambda m: values.get(m.group(1), "*"), template)
+
+
+# ---------------------------------------------------------------------------------------------
+# Risk lists. policy_sentry ships three audit lists (policy_sentry/shared/data/audit/*.txt, see
+# its README there): privilege escalation (Rhino Security Labs' research), credentials exposure
+# (actions that return credentials) and resource exposure (Permissions management actions, IAM
+# Write). It ships no data-access list (its README lists it under "Roadmap"), so iamtrim uses
+# Cloudsplaining's "Data Exfiltration" definition: unrestricted reads of object data, parameters
+# and secrets, and RDS snapshot copies
+# (salesforce/cloudsplaining, glossary "Data Exfiltration"; not a policy_sentry list).
+
+RISK_PRIVILEGE_ESCALATION = "privilege-escalation"
+RISK_CREDENTIALS_EXPOSURE = "credentials-exposure"
+RISK_RESOURCE_EXPOSURE = "resource-exposure"
+RISK_DATA_ACCESS = "data-access"
+
+_AUDIT_FILES = {
+    RISK_PRIVILEGE_ESCALATION: "privilege-escalation.txt",
+    RISK_CREDENTIALS_EXPOSURE: "credentials-exposure.txt",
+    RISK_RESOURCE_EXPOSURE: "resource-exposure.txt",
+}
+_DATA_ACCESS_ACTIONS = (
+    "s3:GetObject",
+    "ssm:GetParameter",
+    "ssm:GetParameters",
+    "ssm:GetParametersByPath",
+    "secretsmanager:GetSecretValue",
+    "rds:CopyDBSnapshot",
+    "rds:CreateDBSnapshot",
+)
+
+
+def _canonical_or_none(text: str) -> str | None:
+    prefix, sep, name = text.strip().partition(":")
+    return canonical_action(prefix, name) if sep else None
+
+
+@functools.cache
+def risk_actions(risk: str) -> frozenset[str]:
+    """The catalog actions of one risk class (``privilege-escalation``, ``credentials-exposure``,
+    ``resource-exposure``, ``data-access``), canonically cased. Entries of the lists that the
+    catalog no longer knows are dropped."""
+    if risk == RISK_DATA_ACCESS:
+        names: Iterable[str] = _DATA_ACCESS_ACTIONS
+    elif risk in _AUDIT_FILES:
+        from importlib.resources import files
+
+        text = (files("policy_sentry") / "shared" / "data" / "audit" / _AUDIT_FILES[risk]).read_text()
+        names = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    else:
+        raise ValueError(f"unknown risk class {risk!r}")
+    return frozenset(a for a in (_canonical_or_none(n) for n in names) if a is not None)
+
+
+def risk_classes(action: str) -> tuple[str, ...]:
+    """The risk classes *action* belongs to, in a fixed order (empty when it has none)."""
+    return tuple(
+        r
+        for r in (RISK_PRIVILEGE_ESCALATION, RISK_CREDENTIALS_EXPOSURE, RISK_RESOURCE_EXPOSURE, RISK_DATA_ACCESS)
+        if action in risk_actions(r)
+    )

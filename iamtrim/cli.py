@@ -162,6 +162,9 @@ def generate_policy_cmd(
         help="Distinct keys (or resources) above which a folder becomes prefix/*.")] = 10,
 ) -> None:
     """The smallest identity policy that still allows everything PRINCIPAL was seen doing."""
+    if out_dir is not None and fmt is not PolicyFormat.policy:
+        _err("--out-dir writes policy documents: use it with --format policy")
+        sys.exit(2)
     with _open_usage(events, store) as st:
         p = resolve_principal_name(st, principal)
         generated = generate_identity_policy(

@@ -49,3 +49,11 @@ class StoreError(IamtrimError):
 
 class AwsError(IamtrimError):
     exit_code = 3
+
+
+class AuthzError(InputError):
+    """A GetAccountAuthorizationDetails file (or a --current policy file) that cannot be read or
+    does not say what the principal's policies are (exit 4).
+
+    https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountAuthorizationDetails.html
+    """

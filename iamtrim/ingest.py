@@ -9,6 +9,7 @@ usage keys, not records), and commits batches atomically to the store.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing
 import os
@@ -19,14 +20,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from iamtrim.errors import NoReadableInput
 from iamtrim.model import Context, FileReport, Principal, Skipped, SkipReason
 from iamtrim.normalize import normalize_record
 from iamtrim.sources import iter_input_files, read_file
-from iamtrim.store import FileEntry, Store, StoredRow, context_to_key
+from iamtrim.store import FileEntry, Store, context_to_key
 
-EXACT_KEYS_PER_FOLDER = 64  # exact S3 object keys kept per folder before folding into "folder/*"
+EXACT_KEYS_PER_FOLDER = 32  # exact S3 object keys kept per folder before folding into "folder/*"
 SAMPLE_EVENT_IDS = 3
 SAMPLE_SOURCE_IPS = 5
 BATCH_FILES = 64
@@ -46,8 +48,84 @@ def event_hash(event_id: str, event_time: str = "", event_name: str = "") -> int
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little", signed=True)
 
 
+class _Node:
+    __slots__ = ("children", "collapsed", "entries", "leaves")
+
+    def __init__(self) -> None:
+        self.entries = 0  # distinct keys below, a collapsed child counting as one
+        self.collapsed = False
+        self.children: dict[str, _Node] = {}
+        self.leaves: set[str] = set()
+
+
+class ObjectKeyFolder:
+    """Bounds the distinct S3 object keys kept per (principal, action, outcome, context, bucket).
+
+    The same rule generate-policy applies when it generalizes keys, run incrementally: a folder
+    whose entries (its keys, plus its sub-folders' entries, a folded sub-folder counting as one)
+    exceed ``limit`` is folded into ``folder/*``; later keys under it are counted there. Memory and
+    the store then grow with folders, not objects (DESIGN.md: ~0.7 KB per usage key).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.roots: dict[tuple[str, ...], _Node] = {}
+
+    def fold(self, group: tuple[str, ...], arn: str) -> str:
+        bucket, _, path = arn.partition(":::")[2].partition("/")
+        segments = path.split("/")
+        root_key = (*group, bucket)
+        node = self.roots.get(root_key)
+        if node is None:
+            node = self.roots[root_key] = _Node()
+        prefix = f"{arn.partition(':::')[0]}:::{bucket}"
+        nodes = [node]
+        prefixes = [prefix]
+        for seg in segments[:-1]:
+            if node.collapsed:
+                return prefix + "/*"
+            child = node.children.get(seg)
+            if child is None:
+                child = node.children[seg] = _Node()
+            node = child
+            prefix = f"{prefix}/{seg}"
+            nodes.append(node)
+            prefixes.append(prefix)
+        if node.collapsed:
+            return prefix + "/*"
+        leaf = segments[-1]
+        if leaf == "*":  # already folded upstream (a worker, or an earlier run): fold here too
+            self._collapse(nodes, len(nodes) - 1)
+            return prefix + "/*"
+        if leaf in node.leaves:
+            return arn
+        node.leaves.add(leaf)
+        for n in nodes:
+            n.entries += 1
+        for i in range(len(nodes) - 1, -1, -1):
+            if nodes[i].entries > self.limit:
+                self._collapse(nodes, i)
+                return prefixes[i] + "/*"
+        return arn
+
+    @staticmethod
+    def _collapse(nodes: list[_Node], i: int) -> None:
+        node = nodes[i]
+        if node.collapsed:
+            return
+        delta = 1 - node.entries
+        node.entries = 1
+        node.collapsed = True
+        node.children = {}
+        node.leaves = set()
+        for ancestor in nodes[:i]:
+            ancestor.entries += delta
+
+
 @dataclass(slots=True)
 class FileResult:
+    """What one file gave (its usage is merged into its chunk's aggregate)."""
+
     path: str
     digest: str = ""
     size: int = 0
@@ -56,96 +134,131 @@ class FileResult:
     records: int = 0
     malformed: int = 0
     error: str = ""
+    already: bool = False  # same content as a file already ingested: not counted again
     hashes: array = field(default_factory=lambda: array("q"))  # type: ignore[type-arg]
-    agg: dict[AggKey, list[object]] = field(default_factory=dict)
-    principals: dict[str, Principal] = field(default_factory=dict)
     skips: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
-def _add(agg: dict[AggKey, list[object]], key: AggKey, count: int, first: str, last: str,
-         eids: Sequence[str], ips: Sequence[str]) -> None:
-    acc = agg.get(key)
-    if acc is None:
-        agg[key] = [count, first, last, list(eids[:SAMPLE_EVENT_IDS]), list(ips[:SAMPLE_SOURCE_IPS])]
-        return
-    acc[0] = int(acc[0]) + count  # type: ignore[call-overload]
-    if first < acc[1]:  # type: ignore[operator]
-        acc[1] = first
-    if last > acc[2]:  # type: ignore[operator]
-        acc[2] = last
-    sample_e: list[str] = acc[3]  # type: ignore[assignment]
-    for e in eids:
-        if len(sample_e) >= SAMPLE_EVENT_IDS:
-            break
-        if e and e not in sample_e:
-            sample_e.append(e)
-    sample_i: list[str] = acc[4]  # type: ignore[assignment]
-    for ip in ips:
-        if len(sample_i) >= SAMPLE_SOURCE_IPS:
-            break
-        if ip and ip not in sample_i:
-            sample_i.append(ip)
+@dataclass(slots=True)
+class ChunkResult:
+    """Aggregates of a run of consecutive files, read by one worker."""
+
+    paths: list[str]
+    files: list[FileResult] = field(default_factory=list)
+    agg: dict[AggKey, list[Any]] = field(default_factory=dict)
+    principals: dict[str, Principal] = field(default_factory=dict)
 
 
-def process_file(path: str, exclude: frozenset[int] = frozenset()) -> FileResult:
-    """Read and normalize one file into aggregates. Never raises for bad content."""
-    result = FileResult(path=path)
-    read, raw = read_file(path)
-    result.format, result.malformed, result.error = read.format, read.malformed, read.error
+# Set in each worker by _init_worker: what the store already holds.
+_KNOWN_DIGESTS: frozenset[str] = frozenset()
+_KNOWN_EVENTS: frozenset[int] = frozenset()
+
+
+def _init_worker(digests: frozenset[str], events: frozenset[int]) -> None:
+    global _KNOWN_DIGESTS, _KNOWN_EVENTS
+    _KNOWN_DIGESTS, _KNOWN_EVENTS = digests, events
+
+
+def process_chunk(
+    paths: list[str], exclude: frozenset[int] | None = None, known_digests: frozenset[str] | None = None
+) -> ChunkResult:
+    """Read and normalize consecutive files into one aggregate. Never raises for bad content.
+
+    Aggregating a run of files (not one file) lets the object-key folding work across them, so
+    the parent merges thousands of keys per chunk instead of one per record.
+    """
+    # Decoding builds millions of small acyclic objects; the cyclic GC would re-scan them all on
+    # every generation-2 pass (msgspec's docs recommend the same for bulk decoding).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        st = os.stat(path)
-        result.size, result.mtime_ns = st.st_size, st.st_mtime_ns
-    except OSError:
-        pass
-    result.digest = hashlib.sha256(raw).hexdigest() if raw else ""
-    if read.malformed:
-        result.skips[(str(SkipReason.MALFORMED), "")] += read.malformed
+        return _process_chunk(paths, exclude, known_digests)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _process_chunk(
+    paths: list[str], exclude: frozenset[int] | None, known_digests: frozenset[str] | None
+) -> ChunkResult:
+    exclude = _KNOWN_EVENTS if exclude is None else exclude
+    known_digests = _KNOWN_DIGESTS if known_digests is None else known_digests
+    chunk = ChunkResult(paths=list(paths))
     seen_here: set[int] = set()
+    digests_here: set[str] = set()
     ctx_keys: dict[Context, str] = {}
-    agg = result.agg
-    skips = result.skips
-    hashes = result.hashes
-    for record in read.records:
-        result.records += 1
-        eid = record.eventID
-        if eid:
-            h = event_hash(eid, record.eventTime or "", record.eventName or "")
-            if h in seen_here or h in exclude:
-                skips[(str(SkipReason.DUPLICATE_EVENT), "")] += 1
-                continue
-            seen_here.add(h)
-            hashes.append(h)
-        out = normalize_record(record)
-        if isinstance(out, Skipped):
-            skips[(str(out.reason), out.detail)] += 1
+    folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
+    agg = chunk.agg
+    principals = chunk.principals
+    for path in paths:
+        result = FileResult(path=path)
+        chunk.files.append(result)
+        read, raw = read_file(path)
+        try:
+            st = os.stat(path)
+            result.size, result.mtime_ns = st.st_size, st.st_mtime_ns
+        except OSError:
+            pass
+        result.digest = hashlib.sha256(raw).hexdigest() if raw else ""
+        if result.digest and (result.digest in known_digests or result.digest in digests_here):
+            result.already = True
             continue
-        usages, notes = out
-        for note in notes:
-            skips[(str(note.reason), note.detail)] += 1
-        for u in usages:
-            ck = ctx_keys.get(u.context)
-            if ck is None:
-                ck = ctx_keys[u.context] = context_to_key(u.context)
-            if u.principal.arn not in result.principals:
-                result.principals[u.principal.arn] = u.principal
-            key = (u.principal.arn, u.action, u.resource or "", str(u.outcome), ck)
-            acc = agg.get(key)
-            if acc is None:
-                agg[key] = [1, u.time, u.time, [u.event_id] if u.event_id else [],
-                            [u.source_ip] if u.source_ip else []]
-            else:
-                acc[0] = int(acc[0]) + 1  # type: ignore[call-overload]
-                if u.time < acc[1]:  # type: ignore[operator]
+        digests_here.add(result.digest)
+        result.format, result.malformed, result.error = read.format, read.malformed, read.error
+        skips = result.skips
+        hashes = result.hashes
+        if read.malformed:
+            skips[(str(SkipReason.MALFORMED), "")] += read.malformed
+        for record in read.records:
+            result.records += 1
+            eid = record.eventID
+            if eid:
+                h = event_hash(eid, record.eventTime or "", record.eventName or "")
+                if h in seen_here or h in exclude:
+                    skips[(str(SkipReason.DUPLICATE_EVENT), "")] += 1
+                    continue
+                seen_here.add(h)
+                hashes.append(h)
+            out = normalize_record(record)
+            if isinstance(out, Skipped):
+                skips[(str(out.reason), out.detail)] += 1
+                continue
+            usages, notes = out
+            for note in notes:
+                skips[(str(note.reason), note.detail)] += 1
+            for u in usages:
+                ck = ctx_keys.get(u.context)
+                if ck is None:
+                    ck = ctx_keys[u.context] = context_to_key(u.context)
+                parn = u.principal.arn
+                if parn not in principals:
+                    principals[parn] = u.principal
+                resource = u.resource or ""
+                if ":s3:::" in resource and "/" in resource:
+                    resource = folder.fold((parn, u.action, u.outcome, ck), resource)
+                key = (parn, u.action, resource, u.outcome.value, ck)
+                acc = agg.get(key)
+                if acc is None:
+                    agg[key] = [1, u.time, u.time, [u.event_id] if u.event_id else [],
+                                [u.source_ip] if u.source_ip else []]
+                    continue
+                acc[0] += 1
+                if u.time < acc[1]:
                     acc[1] = u.time
-                elif u.time > acc[2]:  # type: ignore[operator]
+                elif u.time > acc[2]:
                     acc[2] = u.time
-                ips: list[str] = acc[4]  # type: ignore[assignment]
+                ips = acc[4]
                 if u.source_ip and len(ips) < SAMPLE_SOURCE_IPS and u.source_ip not in ips:
                     ips.append(u.source_ip)
-                eids: list[str] = acc[3]  # type: ignore[assignment]
+                eids = acc[3]
                 if u.event_id and len(eids) < SAMPLE_EVENT_IDS:
                     eids.append(u.event_id)
-    return result
+    return chunk
+
+
+def process_file(path: str, exclude: frozenset[int] = frozenset()) -> ChunkResult:
+    """One file on its own (tests, and the serial path)."""
+    return process_chunk([path], exclude=exclude, known_digests=frozenset())
 
 
 @dataclass(slots=True)
@@ -168,43 +281,62 @@ def _is_object_arn(resource: str) -> bool:
     return resource.startswith("arn:") and ":s3:::" in resource and "/" in resource
 
 
+def _add(agg: dict[AggKey, list[Any]], key: AggKey, count: int, first: str, last: str,
+         eids: Sequence[str], ips: Sequence[str]) -> None:
+    acc = agg[key]
+    acc[0] += count
+    if first < acc[1]:
+        acc[1] = first
+    if last > acc[2]:
+        acc[2] = last
+    sample_e: list[str] = acc[3]
+    for e in eids:
+        if len(sample_e) >= SAMPLE_EVENT_IDS:
+            break
+        if e and e not in sample_e:
+            sample_e.append(e)
+    sample_i: list[str] = acc[4]
+    for ip in ips:
+        if len(sample_i) >= SAMPLE_SOURCE_IPS:
+            break
+        if ip and ip not in sample_i:
+            sample_i.append(ip)
+
+
 class _Merger:
     """Totals for the whole store, folded, with the set of rows touched since the last commit."""
 
     def __init__(self, store: Store) -> None:
-        self.totals: dict[AggKey, list[object]] = {}
-        self.folders: dict[tuple[str, str, str, str, str], set[str]] = {}
+        self.totals: dict[AggKey, list[Any]] = {}
+        self.folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
         self.dirty: set[AggKey] = set()
         for row in store.stored_rows():
             key = (row.principal, row.action, row.resource, row.outcome, row.context)
             self.totals[key] = [row.count, row.first_seen, row.last_seen, list(row.event_ids),
                                 list(row.source_ips)]
-            if _is_object_arn(row.resource) and not row.resource.endswith("/*"):
-                self._folder_set(key).add(row.resource)
+            if _is_object_arn(row.resource):
+                self.folder.fold((key[0], key[1], key[3], key[4]), row.resource)
 
-    def _folder_set(self, key: AggKey) -> set[str]:
-        folder = key[2].rsplit("/", 1)[0]
-        return self.folders.setdefault((key[0], key[1], key[3], key[4], folder), set())
-
-    def merge(self, agg: dict[AggKey, list[object]]) -> None:
+    def merge(self, agg: dict[AggKey, list[Any]]) -> None:
+        totals, dirty, fold = self.totals, self.dirty, self.folder.fold
         for key, acc in agg.items():
             resource = key[2]
-            if _is_object_arn(resource) and not resource.endswith("/*"):
-                keys = self._folder_set(key)
-                if resource not in keys:
-                    if len(keys) >= EXACT_KEYS_PER_FOLDER:
-                        key = (key[0], key[1], resource.rsplit("/", 1)[0] + "/*", key[3], key[4])
-                    else:
-                        keys.add(resource)
-            _add(self.totals, key, int(acc[0]), str(acc[1]), str(acc[2]), acc[3], acc[4])  # type: ignore[arg-type, call-overload]
-            self.dirty.add(key)
+            if ":s3:::" in resource and "/" in resource:
+                folded = fold((key[0], key[1], key[3], key[4]), resource)
+                if folded is not resource:
+                    key = (key[0], key[1], folded, key[3], key[4])
+            total = totals.get(key)
+            if total is None:
+                totals[key] = [acc[0], acc[1], acc[2], list(acc[3]), list(acc[4])]
+            else:
+                _add(totals, key, acc[0], acc[1], acc[2], acc[3], acc[4])
+            dirty.add(key)
 
-    def take_dirty(self) -> list[StoredRow]:
-        rows = []
-        for key in sorted(self.dirty):
-            acc = self.totals[key]
-            rows.append(StoredRow(key[0], key[1], key[2], key[3], key[4], int(acc[0]), str(acc[1]),  # type: ignore[call-overload]
-                                  str(acc[2]), tuple(acc[3]), tuple(acc[4])))  # type: ignore[arg-type]
+    def take_dirty(self) -> list[tuple[Any, ...]]:
+        """Dirty rows as store tuples (principal, action, resource, outcome, context, count,
+        first, last, event ids, source ips)."""
+        totals = self.totals
+        rows = [(*key, *totals[key]) for key in self.dirty]
         self.dirty.clear()
         return rows
 
@@ -217,14 +349,20 @@ def _worker_count(n_files: int, workers: int | None) -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def _results(paths: list[str], workers: int) -> Iterator[FileResult]:
+def _chunks(paths: list[str], workers: int) -> list[list[str]]:
+    size = 1 if workers <= 1 else max(1, min(25, len(paths) // (workers * 4) or 1))
+    return [paths[i : i + size] for i in range(0, len(paths), size)]
+
+
+def _results(chunks: list[list[str]], workers: int, digests: frozenset[str],
+             events: frozenset[int]) -> Iterator[ChunkResult]:
     if workers <= 1:
-        for p in paths:
-            yield process_file(p)
+        for c in chunks:
+            yield process_chunk(c, exclude=events, known_digests=digests)
         return
     ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(workers) as pool:
-        yield from pool.imap(process_file, paths, chunksize=1)
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(digests, events)) as pool:
+        yield from pool.imap(process_chunk, chunks, chunksize=1)
 
 
 def ingest(
@@ -266,6 +404,34 @@ def ingest(
     seen = store.event_hashes()
     digests = store.known_digests()
     principals: dict[str, Principal] = {p.arn: p for p in store.principals()}
+    n_workers = _worker_count(len(todo), workers)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the totals are acyclic; see process_chunk
+    try:
+        _merge_chunks(todo, n_workers, store, report, merger, seen, digests, principals, on_file)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    report.usage_keys = len(merger.totals)
+    report.principals = len(principals)
+    report.seconds = time.perf_counter() - started
+    if report.files_read == 0 and report.files_already == 0:
+        detail = "; ".join(f"{p}: {e}" for p, e in report.files_failed[:3])
+        raise NoReadableInput(f"no CloudTrail records could be read ({detail or 'no input files'})")
+    return report
+
+
+def _merge_chunks(
+    todo: list[str],
+    n_workers: int,
+    store: Store,
+    report: IngestReport,
+    merger: _Merger,
+    seen: set[int],
+    digests: set[str],
+    principals: dict[str, Principal],
+    on_file: Callable[[FileReport], None] | None,
+) -> None:
     pending_files: list[FileEntry] = []
     pending_principals: list[Principal] = []
     pending_skips: Counter[tuple[str, str]] = Counter()
@@ -281,50 +447,48 @@ def ingest(
         pending_skips.clear()
         last_commit = time.monotonic()
 
-    for result in _results(todo, _worker_count(len(todo), workers)):
-        if result.digest and result.digest in digests:
-            report.files_already += 1
+    for chunk in _results(_chunks(todo, n_workers), n_workers, frozenset(digests), frozenset(seen)):
+        clash = any(
+            not f.already and (f.digest in digests or not seen.isdisjoint(f.hashes)) for f in chunk.files
+        )
+        if clash:
+            # Some events (or a whole file) of this chunk were already counted from a file read
+            # by another worker in this run (an Event-history download overlapping the trail, a
+            # copied file): redo the chunk here without them.
+            chunk = process_chunk(chunk.paths, exclude=frozenset(seen), known_digests=frozenset(digests))
+        for result in chunk.files:
+            if result.already:
+                report.files_already += 1
+                if on_file:
+                    on_file(FileReport(result.path, 0, skipped_file=True))
+                continue
+            if result.error and not result.records:
+                report.files_failed.append((result.path, result.error))
+            elif result.error:
+                report.files_failed.append((result.path, result.error + " (records before it were read)"))
+            if result.records or not result.error:
+                report.files_read += 1
+            report.records += result.records
+            seen.update(result.hashes)
+            if result.digest:
+                digests.add(result.digest)
+                pending_files.append(FileEntry(result.digest, result.path, result.size, result.mtime_ns,
+                                               result.format, result.records, result.malformed,
+                                               result.error, now, result.hashes.tobytes()))
+            pending_skips.update(result.skips)
+            for (reason, _), count in result.skips.items():
+                report.skips[reason] += count
             if on_file:
-                on_file(FileReport(result.path, 0, skipped_file=True))
-            continue
-        if not seen.isdisjoint(result.hashes):
-            # Some events of this file were counted from another file (an Event-history download
-            # overlapping the trail, a copied file): redo it without them.
-            result = process_file(result.path, exclude=frozenset(seen))
-        if result.error and not result.records:
-            report.files_failed.append((result.path, result.error))
-        elif result.error:
-            report.files_failed.append((result.path, result.error + " (records before it were read)"))
-        if result.records or not result.error:
-            report.files_read += 1
-        report.records += result.records
-        seen.update(result.hashes)
-        if result.digest:
-            digests.add(result.digest)
-            pending_files.append(FileEntry(result.digest, result.path, result.size, result.mtime_ns,
-                                           result.format, result.records, result.malformed,
-                                           result.error, now, result.hashes.tobytes()))
-        for arn, p in result.principals.items():
+                on_file(FileReport(result.path, result.records, error=result.error,
+                                   skips=tuple(sorted((r, c) for (r, _), c in result.skips.items()))))
+        for arn, p in chunk.principals.items():
             if arn not in principals:
                 principals[arn] = p
                 pending_principals.append(p)
-        merger.merge(result.agg)
-        pending_skips.update(result.skips)
-        for (reason, _), count in result.skips.items():
-            report.skips[reason] += count
-        if on_file:
-            on_file(FileReport(result.path, result.records, error=result.error,
-                               skips=tuple(sorted((r, c) for (r, _), c in result.skips.items()))))
+        merger.merge(chunk.agg)
         if len(pending_files) >= BATCH_FILES or time.monotonic() - last_commit > BATCH_SECONDS:
             commit()
     commit()
-    report.usage_keys = len(merger.totals)
-    report.principals = len(principals)
-    report.seconds = time.perf_counter() - started
-    if report.files_read == 0 and report.files_already == 0:
-        detail = "; ".join(f"{p}: {e}" for p, e in report.files_failed[:3])
-        raise NoReadableInput(f"no CloudTrail records could be read ({detail or 'no input files'})")
-    return report
 
 
 def load_events(paths: Sequence[str | os.PathLike[str]], *, workers: int | None = None) -> Store:

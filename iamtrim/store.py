@@ -13,6 +13,9 @@ from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from iamtrim.errors import StoreError
 from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow
@@ -158,10 +161,12 @@ class Store:
         self,
         files: Iterable[FileEntry],
         principals: Iterable[Principal],
-        rows: Iterable[StoredRow],
+        rows: Iterable[tuple[Any, ...]],
         skips: Iterable[tuple[str, str, int]],
     ) -> None:
-        """Write one batch atomically. ``rows`` are totals (replacing the stored row)."""
+        """Write one batch atomically. ``rows`` are totals replacing the stored rows: tuples of
+        (principal, action, resource, outcome, context, count, first_seen, last_seen, event_ids,
+        source_ips)."""
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -174,10 +179,10 @@ class Store:
                 "INSERT OR IGNORE INTO principals VALUES (?,?,?,?)",
                 [(p.arn, str(p.kind), p.account, p.name) for p in principals],
             )
+            encode = msgspec.json.encode
             db.executemany(
                 "INSERT OR REPLACE INTO usage VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [(r.principal, r.action, r.resource, r.outcome, r.context, r.count, r.first_seen,
-                  r.last_seen, json.dumps(list(r.event_ids)), json.dumps(list(r.source_ips)))
+                [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], encode(r[8]).decode(), encode(r[9]).decode())
                  for r in rows],
             )
             db.executemany(

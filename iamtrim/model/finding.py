@@ -25,6 +25,17 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
     "SECRET_SUFFIX_PATTERN": ("Secrets Manager ARN suffix unknown: '-??????' pattern used", Severity.INFO),
     "CROSS_ACCOUNT_RESOURCE": ("Resource in another account: its resource policy must also allow", Severity.LOW),
     "NOT_IAM_PRINCIPAL": ("Principal is not an IAM identity policies attach to", Severity.MEDIUM),
+    # bucket-policy / kms-policy
+    "MIXED_ENDPOINT_USE": ("Seen both through and outside VPC endpoints: not pinned", Severity.MEDIUM),
+    "UPLOAD_WITHOUT_SSE_HEADER": ("Uploads relied on bucket default encryption: SSE header not required",
+                                  Severity.LOW),
+    "MIXED_ENCRYPTION": ("Uploads used SSE-KMS and another encryption: SSE-KMS not enforced", Severity.MEDIUM),
+    "CROSS_ACCOUNT_GRANT": ("Principal of another account granted its observed actions", Severity.INFO),
+    "BUCKET_OWNER_INFERRED": ("Resource owner account inferred from the callers (pass --account)",
+                              Severity.INFO),
+    "NO_BREAK_GLASS": ("No --break-glass principal given: only the account root is checked", Severity.INFO),
+    "KEY_USED_DIRECTLY": ("Key used directly, not only through an AWS service: no kms:ViaService",
+                          Severity.INFO),
 }
 
 

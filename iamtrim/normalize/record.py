@@ -94,15 +94,17 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+_CONTEXTS: dict[tuple[object, ...], Context] = {}
+
+
 def build_context(record: Record, region: str) -> tuple[Context, tuple[tuple[str, str], ...]]:
     params = record.requestParameters if isinstance(record.requestParameters, dict) else {}
     response = record.responseElements if isinstance(record.responseElements, dict) else {}
-    extra = record.additionalEventData if isinstance(record.additionalEventData, dict) else {}
+    extra = record.additionalEventData
     ui = record.userIdentity
     kms_key = ""
     enc_ctx: tuple[tuple[str, str], ...] = ()
-    source = record.eventSource or ""
-    if source == "kms.amazonaws.com":
+    if record.eventSource == "kms.amazonaws.com":
         for res in record.resources or ():
             if res.ARN and ":key/" in res.ARN:
                 kms_key = res.ARN
@@ -110,22 +112,30 @@ def build_context(record: Record, region: str) -> tuple[Context, tuple[tuple[str
         ctx = params.get("encryptionContext")
         if isinstance(ctx, dict):
             enc_ctx = tuple(sorted((str(k), str(v)) for k, v in ctx.items()))
+        sse_header = sse_kms_key_header = ""
     else:
-        kms_key = _str(response.get("x-amz-server-side-encryption-aws-kms-key-id")) or _str(
-            params.get("x-amz-server-side-encryption-aws-kms-key-id")
-        )
-    context = Context(
-        region=region,
-        vpc_endpoint=record.vpcEndpointId or "",
-        invoked_by=(ui.invokedBy or "") if ui else "",
-        kms_key=kms_key,
-        encryption_context_keys=tuple(k for k, _ in enc_ctx),
-        sse_header=_str(params.get("x-amz-server-side-encryption")),
-        sse_kms_key_header=_str(params.get("x-amz-server-side-encryption-aws-kms-key-id")),
-        sse_applied=_str(extra.get("SSEApplied")),
-        tls_version=(record.tlsDetails.tlsVersion or "") if record.tlsDetails else "",
-        source_ip_kind=_source_ip_kind(record.sourceIPAddress or ""),
+        sse_kms_key_header = _str(params.get("x-amz-server-side-encryption-aws-kms-key-id"))
+        kms_key = _str(response.get("x-amz-server-side-encryption-aws-kms-key-id")) or sse_kms_key_header
+        sse_header = _str(params.get("x-amz-server-side-encryption"))
+    ip = record.sourceIPAddress or ""
+    key = (
+        region,
+        record.vpcEndpointId or "",
+        (ui.invokedBy or "") if ui else "",
+        kms_key,
+        tuple(k for k, _ in enc_ctx),
+        sse_header,
+        sse_kms_key_header,
+        (extra.SSEApplied or "") if extra else "",
+        (record.tlsDetails.tlsVersion or "") if record.tlsDetails else "",
+        _source_ip_kind(ip),
     )
+    # Contexts repeat across records: build each distinct one once (and hash it once).
+    context = _CONTEXTS.get(key)
+    if context is None:
+        if len(_CONTEXTS) > 100_000:
+            _CONTEXTS.clear()
+        context = _CONTEXTS[key] = Context(*key)  # type: ignore[arg-type]
     return context, enc_ctx
 
 

@@ -397,24 +397,22 @@ def resolve_resources(
         if action.startswith("kms:"):
             return tuple(_kms_role_key(params, role, partition, region, account))
     found: dict[str, list[str]] = {}
-    sources: list[list[str]] = []
     if record.resources:
-        sources.append([r.ARN for r in record.resources if r.ARN])
-    if record.responseElements:
-        sources.append(list(_scan_arns(record.responseElements)))
+        # CloudTrail's own list of the resources involved is authoritative: when it names
+        # resources of this action's types, nothing else is consulted (and the common case,
+        # S3 data events and KMS calls, stays cheap).
+        _match_into(found, action, [r.ARN for r in record.resources if r.ARN])
+        if found:
+            return _flatten(found)
+    # The request names the resource the call is authorized on; the response of a create call
+    # names the resource it created (with parts the request lacks, e.g. an IAM path), while the
+    # response of other calls may name a different resource (PublishVersion returns the version
+    # ARN, authorization is on the function).
+    creates = action.partition(":")[2].startswith("Create")
+    if creates and record.responseElements:
+        _match_into(found, action, list(_scan_arns(record.responseElements)))
     if params:
-        sources.append(list(_scan_arns(params)))
-    if record.errorCode and record.errorMessage:
-        sources.append(_denied_resource(action, record))
-    for arns in sources:
-        matched: dict[str, list[str]] = {}
-        for arn in arns:
-            rt = catalog.resource_type_for_arn(action, arn)
-            if rt is not None and rt.name not in found:
-                bucket = matched.setdefault(rt.name, [])
-                if arn not in bucket:
-                    bucket.append(arn)
-        found.update(matched)
+        _match_into(found, action, list(_scan_arns(params)))
     request = _ParamIndex.build(params) if params else None
     response_obj = record.responseElements
     response = _ParamIndex.build(response_obj) if isinstance(response_obj, dict) and response_obj else None
@@ -434,6 +432,10 @@ def resolve_resources(
         )
         if filled:
             found[rt.name] = filled
+    if not creates and record.responseElements:
+        _match_into(found, action, list(_scan_arns(record.responseElements)))
+    if record.errorCode and record.errorMessage:
+        _match_into(found, action, _denied_resource(action, record))
     # userName absent: IAM acts on the user whose credentials signed the request.
     if (
         not found
@@ -444,6 +446,22 @@ def resolve_resources(
         rt = catalog.resource_type_for_arn(action, caller_arn)
         if rt is not None:
             found[rt.name] = [caller_arn]
+    return _flatten(found)
+
+
+def _match_into(found: dict[str, list[str]], action: str, arns: list[str]) -> None:
+    """Add the ARNs matching one of *action*'s resource types not already found."""
+    matched: dict[str, list[str]] = {}
+    for arn in arns:
+        rt = catalog.resource_type_for_arn(action, arn)
+        if rt is not None and rt.name not in found:
+            bucket = matched.setdefault(rt.name, [])
+            if arn not in bucket:
+                bucket.append(arn)
+    found.update(matched)
+
+
+def _flatten(found: dict[str, list[str]]) -> tuple[str, ...]:
     out: list[str] = []
     for arns in found.values():
         for arn in arns:

@@ -47,6 +47,12 @@ class ResourceRef(msgspec.Struct, frozen=True):
     accountId: str | None = None
 
 
+class AdditionalEventData(msgspec.Struct, frozen=True):
+    """Only the field iamtrim reads; the rest (x-amz-id-2, bytes counts, ...) is never built."""
+
+    SSEApplied: str | None = None
+
+
 class TlsDetails(msgspec.Struct, frozen=True):
     tlsVersion: str | None = None
 
@@ -68,7 +74,7 @@ class Record(msgspec.Struct):
     userIdentity: UserIdentity | None = None
     requestParameters: Any = None
     responseElements: Any = None
-    additionalEventData: Any = None
+    additionalEventData: AdditionalEventData | None = None
     resources: list[ResourceRef] | None = None
     tlsDetails: TlsDetails | None = None
 

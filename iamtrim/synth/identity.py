@@ -16,12 +16,11 @@ Rules (docs/commands/generate-policy.md):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from iamtrim import catalog
@@ -31,7 +30,12 @@ from iamtrim.model import Outcome, Principal, UsageRow
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Statement
 from iamtrim.synth.limits import Target, pack
-from iamtrim.synth.minimize import action_wildcards, generalize_by_template, generalize_object_arns
+from iamtrim.synth.minimize import (
+    action_wildcards,
+    created_resource_patterns,
+    generalize_by_template,
+    generalize_object_arns,
+)
 from iamtrim.verify import account_trust_policy, replay, request_for, via_service
 
 
@@ -127,16 +131,79 @@ def _conditions(action: str, rows: Sequence[UsageRow], enabled: bool) -> tuple[C
 _LEVEL_SHORT = {"List": "List", "Read": "Read", "Write": "Write", "Tagging": "Tag",
                 "Permissions management": "Perm"}
 _LEVEL_RANK = ["List", "Read", "Tagging", "Write", "Permissions management"]
+_SID_MAX = 64
+
+
+def _camel(text: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", text) if p)
+
+
+def _resource_hint(action: str, resource: str) -> str:
+    """A short readable name for a resource: the bucket, ``Key1a2b3c4d``, the function, the log group."""
+    if resource == "*" or not resource.startswith("arn:"):
+        return ""
+    parts = resource.split(":", 5)
+    if len(parts) < 6:
+        return ""
+    service, rest = parts[2], parts[5]
+    if service == "s3":
+        return _camel(rest.split("/", 1)[0])
+    if service == "kms" and rest.startswith("key/"):
+        return "Key" + _camel(rest[4:12])
+    rt = catalog.resource_type_for_arn(action, resource)
+    values = catalog.arn_variables(rt.arn_template, resource) if rt is not None else None
+    if rt is not None and values is not None:
+        named = [v for n, v in values if n not in ("Partition", "Region", "Account", "AccountId")
+                 and "*" not in v and "?" not in v]
+        if not named:
+            return "Any" + _camel(rt.name)
+        segments = [seg for seg in re.split(r"[/:]", named[-1]) if seg]
+        return _camel(segments[-1] if segments else named[-1])[:24]
+    segments = [seg for seg in re.split(r"[/:]", rest) if seg and "*" not in seg and "?" not in seg]
+    return _camel(segments[-1])[:24] if segments else ""
 
 
 def _sid(actions: Sequence[str], resources: Sequence[str], conditions: Sequence[Condition]) -> str:
-    service = actions[0].split(":")[0]
-    name = "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]", service) if p)
-    levels = [catalog.access_level(a) for a in actions if "*" not in a]
-    top = max(levels, key=lambda lv: _LEVEL_RANK.index(lv) if lv in _LEVEL_RANK else -1) if levels else ""
-    body = json.dumps([sorted(actions), sorted(resources), [(c.operator, c.key, c.values) for c in conditions]])
-    digest = hashlib.sha256(body.encode()).hexdigest()[:8].upper()
-    return f"{name}{_LEVEL_SHORT.get(top, '')}{digest}"
+    """A readable Sid derived from content: service, action(s), resource, condition.
+
+    ``S3GetObjectAcmeMlDatasetsVpce``, ``KmsDecryptKey1a2b3c4dViaS3``, ``EcrWrite5Actions...``.
+    Sids must be alphanumeric (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_sid.html);
+    clashes get a numeric suffix in :func:`_unique_sids`.
+    """
+    services = sorted({a.split(":")[0] for a in actions})
+    name = "".join(_camel(svc) for svc in services[:2]) + ("AndMore" if len(services) > 2 else "")
+    names = [a.split(":", 1)[1].replace("*", "") for a in actions]
+    if len(actions) <= 2:
+        verb = "".join(_camel(n) for n in names)
+    else:
+        levels = [catalog.access_level(a) for a in actions if "*" not in a]
+        top = max(levels, key=lambda lv: _LEVEL_RANK.index(lv) if lv in _LEVEL_RANK else -1) if levels else ""
+        verb = f"{_LEVEL_SHORT.get(top, 'Use')}{len(actions)}Actions"
+    hint = _resource_hint(actions[0], resources[0]) if resources and "*" not in actions[0] else ""
+    if len(resources) > 1:
+        hint += f"And{len(resources) - 1}More"
+    cond = ""
+    for c in conditions:
+        if c.key == "kms:ViaService":
+            cond += "Via" + "".join(_camel(v.split(".")[0]) for v in c.values)
+        elif c.key == "aws:SourceVpce":
+            cond += "Vpce"
+        else:
+            cond += "If"
+    sid = f"{name}{verb}"
+    room = _SID_MAX - len(sid) - len(cond)
+    return (sid + hint[: max(room, 0)] + cond)[:_SID_MAX]
+
+
+def _unique_sids(sids: Sequence[str]) -> list[str]:
+    """Suffix repeated Sids with 2, 3, … in the (deterministic) statement order."""
+    seen: dict[str, int] = {}
+    out = []
+    for sid in sids:
+        n = seen.get(sid, 0) + 1
+        seen[sid] = n
+        out.append(sid if n == 1 else f"{sid[: _SID_MAX - len(str(n))]}{n}")
+    return out
 
 
 def generate_identity_policy(
@@ -160,6 +227,7 @@ def generate_identity_policy(
     widenings: dict[tuple[str, str], list[Widening]] = defaultdict(list)
     stand_ins: dict[tuple[str, str | None], str] = {}
     by_action: dict[str, list[UsageRow]] = defaultdict(list)
+    created_extra: dict[tuple[str, str], list[UsageRow]] = defaultdict(list)
     for r in used:
         by_action[r.action].append(r)
     for action, arows in sorted(by_action.items()):
@@ -168,9 +236,19 @@ def generate_identity_policy(
         others = sorted({r.resource for r in arows if r.resource and r.resource != "*"
                          and not _is_object(r.resource)})
         template_mapping = generalize_by_template(action, others, options.prefix_threshold)
+        # A resource the call created (RunInstances → instance/i-…): its AWS-generated id is
+        # unknowable before the next call, so grant the ARN format with the caller's names kept.
+        created: dict[str, list[str]] = defaultdict(list)
+        for arn in others:
+            patterns = created_resource_patterns(action, arn)
+            if patterns:
+                template_mapping[arn] = patterns[-1]
+                created[patterns[-1]].append(arn)
+                for extra in patterns[:-1]:
+                    created_extra[(action, extra)].extend(r for r in arows if r.resource == arn)
         covered: dict[str, list[str]] = defaultdict(list)
         for arn, target in [*mapping.items(), *template_mapping.items()]:
-            if target != arn:
+            if target != arn and target not in created:
                 covered[target].append(arn)
         mapping.update(template_mapping)
         for target, arns in covered.items():
@@ -178,6 +256,14 @@ def generate_identity_policy(
             widenings[(action, target)].append(Widening(kind, target, tuple(sorted(arns))))
             findings.append(Finding("OBJECT_KEYS_GENERALIZED" if kind == "object-prefix" else "RESOURCES_GENERALIZED",
                                     f"{action} {target}", f"{len(arns)} resources seen under {target}"))
+        for target, arns in created.items():
+            widenings[(action, target)].append(Widening("created-resource", target, tuple(sorted(arns))))
+            findings.append(Finding("RESOURCES_GENERALIZED", f"{action} {target}",
+                                    f"{action} created {len(arns)} resource(s) whose AWS-generated id "
+                                    f"the next call cannot know; granted on {target}"))
+        for (extra_action, extra), _ in sorted(created_extra.items()):
+            if extra_action == action:
+                widenings[(action, extra)].append(Widening("created-resource", extra, ()))
         for r in arows:
             if r.resource is None:
                 patterns = _unknown_pattern(action, r.context.region, principal.account, partition)
@@ -218,6 +304,9 @@ def generate_identity_policy(
                 groups[(r.action, p)].append(r)
         else:
             groups[(r.action, final[(r.action, r.resource)])].append(r)
+
+    for key, extra_rows in created_extra.items():
+        groups[key].extend(extra_rows)
 
     # AWS authorizes some calls on several resources at once (ec2:RunInstances: image, instance,
     # network interface, security group, subnet — the reference's required "*" types). A type the
@@ -281,7 +370,13 @@ def generate_identity_policy(
             event_ids=tuple(eids), widened_by=tuple(dict.fromkeys(widened)),
         )
         statements.append((st, ev))
-    statements.sort(key=lambda pair: (pair[0].actions[0].split(":")[0], pair[0].sid))
+    # Order by service, then Sid, then content (Sids may clash before they are made unique).
+    statements.sort(key=lambda pair: (pair[0].actions[0].split(":")[0], pair[0].sid,
+                                      json.dumps(pair[0].to_json(), sort_keys=True)))
+    unique = _unique_sids([st.sid for st, _ in statements])
+    statements = [
+        (replace(st, sid=sid), replace(ev, sid=sid)) for (st, ev), sid in zip(statements, unique, strict=True)
+    ]
 
     # 4. Pack within IAM's limits (never widen).
     policies, packing_notes = pack(principal, [s for s, _ in statements], options.target)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -47,11 +48,18 @@ def _split(statement: Statement, budget: int) -> list[Statement]:
         return [statement]
     half = len(statement.resources) // 2
     out = []
-    for i, chunk in enumerate((statement.resources[:half], statement.resources[half:])):
+    for chunk in (statement.resources[:half], statement.resources[half:]):
         part = Statement(statement.effect, actions=statement.actions, resources=chunk,
-                         conditions=statement.conditions, sid=f"{statement.sid}P{i}")
+                         conditions=statement.conditions, sid=statement.sid)
         out.extend(_split(part, budget))
     return out
+
+
+def _numbered(parts: list[Statement]) -> list[Statement]:
+    """``Sid`` → ``SidPart1`` … ``SidPartN`` when one statement had to be split."""
+    if len(parts) == 1:
+        return parts
+    return [replace(p, sid=f"{p.sid}Part{i + 1}") for i, p in enumerate(parts)]
 
 
 def _name(principal: Principal, index: int, total: int) -> str:
@@ -69,7 +77,7 @@ def pack(principal: Principal, statements: Sequence[Statement], target: Target) 
         budget, total_budget, max_policies = total, total, 10**6
     pieces: list[Statement] = []
     for st in statements:
-        pieces.extend(_split(st, budget - _ENVELOPE - 1))
+        pieces.extend(_numbered(_split(st, budget - _ENVELOPE - 1 - len('Part10'))))
     bins: list[list[Statement]] = []
     sizes: list[int] = []
     for st in pieces:  # first fit, in statement order (deterministic)

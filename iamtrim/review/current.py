@@ -1,0 +1,215 @@
+"""A principal's current policies: from a GetAccountAuthorizationDetails dump or policy files.
+
+What AWS evaluates for an IAM principal's own calls (no SCPs, no session policy):
+* a role: its inline policies (``RolePolicyList``) and attached managed policies, intersected with
+  its permissions boundary;
+* a user: the same, plus the inline and managed policies of every group it belongs to.
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html
+
+Managed policy documents are the *default* version in ``Policies[].PolicyVersionList``; older
+versions are kept by AWS but never evaluated. The API returns documents URL-encoded; the AWS CLI
+decodes them into objects: both are accepted.
+https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountAuthorizationDetails.html
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from iamtrim.errors import AuthzError, PolicyError, PrincipalError
+from iamtrim.model.policy import Policy
+
+__all__ = ["CurrentPolicies", "authz_principals", "current_from_authz", "current_from_files"]
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentPolicies:
+    """The identity policies and permissions boundary in force for one principal.
+
+    Each policy's ``name`` says where it came from: ``managed:<name>``, ``inline:<name>``,
+    ``group:<group>/inline:<name>``, ``group:<group>/managed:<name>``, ``file:<path>``, and
+    ``boundary:<name>`` for the boundary.
+    """
+
+    principal: str  # the IAM ARN ("" when only policy files were given)
+    identity: tuple[Policy, ...]
+    boundary: Policy | None = None
+    source: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.identity) + ((self.boundary.name,) if self.boundary else ())
+
+
+def _document(raw: object, where: str) -> object:
+    if isinstance(raw, str):
+        text = raw if raw.lstrip().startswith("{") else urllib.parse.unquote(raw)
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise AuthzError(f"{where}: policy document is not JSON: {exc}") from None
+    return raw
+
+
+def _policy(raw: object, name: str, where: str) -> Policy:
+    try:
+        return Policy.from_json(_document(raw, where), name=name)
+    except PolicyError as exc:
+        raise AuthzError(f"{where}: {exc}") from None
+
+
+def _load(path: Path) -> Mapping[str, object]:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise AuthzError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise AuthzError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(data, Mapping) or not any(
+        k in data for k in ("RoleDetailList", "UserDetailList", "GroupDetailList")
+    ):
+        raise AuthzError(f"{path}: not GetAccountAuthorizationDetails output "
+                         "(no RoleDetailList/UserDetailList/GroupDetailList)")
+    return data
+
+
+def _list(data: Mapping[str, object], key: str) -> list[Mapping[str, object]]:
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise AuthzError(f"{key} must be a list")
+    return [v for v in value if isinstance(v, Mapping)]
+
+
+def _str(entry: Mapping[str, object], key: str) -> str:
+    value = entry.get(key, "")
+    return value if isinstance(value, str) else ""
+
+
+def authz_principals(path: Path) -> tuple[str, ...]:
+    """The role and user ARNs in an authorization-details file."""
+    data = _load(path)
+    return tuple(sorted(_str(e, "Arn") for k in ("RoleDetailList", "UserDetailList") for e in _list(data, k)))
+
+
+def _find(data: Mapping[str, object], query: str, path: Path) -> tuple[str, Mapping[str, object]]:
+    for kind in ("RoleDetailList", "UserDetailList"):
+        for entry in _list(data, kind):
+            if _str(entry, "Arn") == query:
+                return kind, entry
+    named = [
+        (kind, entry)
+        for kind in ("RoleDetailList", "UserDetailList")
+        for entry in _list(data, kind)
+        if query in (_str(entry, "RoleName"), _str(entry, "UserName"))
+    ]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        arns = tuple(_str(e, "Arn") for _, e in named)
+        raise PrincipalError(f"principal {query!r} is ambiguous in {path}: " + ", ".join(arns), arns)
+    raise PrincipalError(f"no role or user {query!r} in {path}")
+
+
+def _managed_documents(data: Mapping[str, object]) -> dict[str, tuple[str, object]]:
+    """Policy ARN → (name, default-version document)."""
+    out: dict[str, tuple[str, object]] = {}
+    for pol in _list(data, "Policies"):
+        arn, default = _str(pol, "Arn"), _str(pol, "DefaultVersionId")
+        versions = pol.get("PolicyVersionList") or []
+        if not isinstance(versions, list):
+            continue
+        for v in versions:
+            if isinstance(v, Mapping) and (v.get("IsDefaultVersion") is True or _str(v, "VersionId") == default):
+                out[arn] = (_str(pol, "PolicyName"), v.get("Document"))
+                break
+    return out
+
+
+def _attached(entry: Mapping[str, object], managed: dict[str, tuple[str, object]], prefix: str,
+              where: str) -> list[Policy]:
+    out = []
+    attached = entry.get("AttachedManagedPolicies") or []
+    for att in attached if isinstance(attached, list) else []:
+        if not isinstance(att, Mapping):
+            continue
+        arn = _str(att, "PolicyArn")
+        if arn not in managed:
+            # Without the document the granted set is unknown: refuse rather than under-report.
+            raise AuthzError(f"{where}: attached policy {arn} has no document in Policies "
+                             "(run get-account-authorization-details with --filter including "
+                             "LocalManagedPolicy and AWSManagedPolicy)")
+        name, doc = managed[arn]
+        out.append(_policy(doc, f"{prefix}managed:{name or arn}", f"{where}: {arn}"))
+    return out
+
+
+def _inline(entry: Mapping[str, object], key: str, prefix: str, where: str) -> list[Policy]:
+    out = []
+    items = entry.get(key) or []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, Mapping):
+            name = _str(item, "PolicyName")
+            out.append(_policy(item.get("PolicyDocument"), f"{prefix}inline:{name}", f"{where}: inline {name}"))
+    return out
+
+
+def current_from_authz(path: Path, principal: str) -> CurrentPolicies:
+    """The policies in force for *principal* (an ARN, or a unique role/user name) per *path*."""
+    data = _load(path)
+    kind, entry = _find(data, principal, path)
+    arn = _str(entry, "Arn")
+    managed = _managed_documents(data)
+    where = f"{path.name}: {arn}"
+    if kind == "RoleDetailList":
+        identity = _inline(entry, "RolePolicyList", "", where) + _attached(entry, managed, "", where)
+    else:
+        identity = _inline(entry, "UserPolicyList", "", where) + _attached(entry, managed, "", where)
+        groups = {_str(g, "GroupName"): g for g in _list(data, "GroupDetailList")}
+        member_of = entry.get("GroupList") or []
+        for group in sorted(g for g in member_of if isinstance(g, str)) if isinstance(member_of, list) else []:
+            if group not in groups:
+                raise AuthzError(f"{where}: group {group!r} is not in GroupDetailList")
+            gwhere = f"{path.name}: group {group}"
+            identity += _inline(groups[group], "GroupPolicyList", f"group:{group}/", gwhere)
+            identity += _attached(groups[group], managed, f"group:{group}/", gwhere)
+    boundary = None
+    pb = entry.get("PermissionsBoundary")
+    if isinstance(pb, Mapping) and _str(pb, "PermissionsBoundaryArn"):
+        barn = _str(pb, "PermissionsBoundaryArn")
+        if barn not in managed:
+            raise AuthzError(f"{where}: permissions boundary {barn} has no document in Policies")
+        bname, bdoc = managed[barn]
+        boundary = _policy(bdoc, f"boundary:{bname or barn}", f"{where}: boundary {barn}")
+    return CurrentPolicies(arn, tuple(identity), boundary, str(path))
+
+
+def _file_document(data: object) -> object:
+    """Accept a bare policy document or the AWS CLI's get-policy-version / get-role-policy output."""
+    if isinstance(data, Mapping):
+        if isinstance(data.get("PolicyVersion"), Mapping):
+            return data["PolicyVersion"].get("Document")
+        if "PolicyDocument" in data and "Statement" not in data:
+            return data["PolicyDocument"]
+    return data
+
+
+def current_from_files(paths: Sequence[Path], boundary: Path | None = None,
+                       principal: str = "") -> CurrentPolicies:
+    """Identity policies from policy documents (one per file), and an optional boundary file."""
+
+    def read(p: Path, name: str) -> Policy:
+        try:
+            raw = json.loads(p.read_text())
+        except OSError as exc:
+            raise AuthzError(f"cannot read {p}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise AuthzError(f"{p}: not JSON: {exc}") from None
+        return _policy(_file_document(raw), name, str(p))
+
+    identity = tuple(read(p, f"file:{p.name}") for p in paths)
+    bound = read(boundary, f"boundary:{boundary.name}") if boundary is not None else None
+    return CurrentPolicies(principal, identity, bound, ", ".join(str(p) for p in paths))
