@@ -14,10 +14,12 @@ from typing import Annotated
 
 import typer
 
+from iamtrim import graph as usage_graph
 from iamtrim.errors import IamtrimError, InputError
 from iamtrim.ingest import IngestReport, default_store_path, ingest, load_events
 from iamtrim.model import FileReport
 from iamtrim.query import principal_usage, resolve_principal_name, summarize_principals
+from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
 from iamtrim.render import usage as render_usage
 from iamtrim.store import Store
@@ -188,6 +190,254 @@ def generate_policy_cmd(
         typer.echo(render_policy.to_cloudformation(generated, target))
     if explain and fmt is not PolicyFormat.json:
         typer.echo(render_policy.explain_text(generated), err=True)
+
+
+# -- the usage graph: who-used, graph export, graph render ------------------------------------
+
+
+def _graph_of(st: Store, principals: list[str] | None, resources: list[str] | None) -> object:
+    arns = [resolve_principal_name(st, p).arn for p in principals or []]
+    for r in resources or []:
+        _check_resource_pattern(r)
+    g = usage_graph.build_selected_graph(st.principals(), st.usage(), only_principals=arns,
+                                         only_resources=resources or [])
+    if usage_graph.is_empty(g):
+        _err("no usage matches " + (" and ".join(filter(None, [
+            "principal " + ", ".join(arns) if arns else "", "resource " + ", ".join(resources or [])
+            if resources else ""])) or "(the usage data is empty)"))
+        sys.exit(2)
+    return g
+
+
+def _check_resource_pattern(pattern: str) -> None:
+    if not (pattern.startswith("arn:") or pattern == "*"):
+        _err(f"{pattern!r} is not an ARN or ARN pattern (e.g. arn:aws:s3:::acme-ml-*, "
+             "arn:aws:kms:us-east-1:111122223333:key/*)")
+        sys.exit(2)
+
+
+@app.command("who-used")
+def who_used_cmd(
+    resource: Annotated[str, typer.Argument(
+        help="Resource ARN or pattern (* and ?), e.g. 'arn:aws:s3:::acme-ml-*' or a KMS key ARN. "
+             "A bucket ARN covers its objects.")],
+    events: EventsOpt = None,
+    store: StoreOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Every principal that used RESOURCE: actions, calls, last seen, VPC endpoints, and direct use
+    apart from use through S3 or another service (for KMS keys)."""
+    _check_resource_pattern(resource)
+    with _open_usage(events, store) as st:
+        g = usage_graph.build_selected_graph(st.principals(), st.usage(), only_resources=[resource])
+    uses = usage_graph.who_used(g, resource)
+    summary = usage_graph.summarize_uses(uses)
+    if fmt is Format.json:
+        typer.echo(render_graph.who_used_json(resource, uses, summary))
+    else:
+        typer.echo(render_graph.who_used_table(resource, uses, summary))
+
+
+graph_app = typer.Typer(help="The usage graph: export it (GraphML, JSON, DOT) or draw it (SVG, PNG).",
+                        no_args_is_help=True)
+app.add_typer(graph_app, name="graph")
+
+
+class GraphFormat(StrEnum):
+    graphml = "graphml"
+    json = "json"
+    dot = "dot"
+
+
+PrincipalSel = Annotated[list[str] | None, typer.Option(
+    "--principal", help="Only this principal (ARN or unique name; repeatable).")]
+ResourceSel = Annotated[list[str] | None, typer.Option(
+    "--resource", help="Only resources matching this ARN or pattern (repeatable).")]
+
+
+@graph_app.command("export")
+def graph_export_cmd(
+    events: EventsOpt = None,
+    store: StoreOpt = None,
+    principal: PrincipalSel = None,
+    resource: ResourceSel = None,
+    fmt: Annotated[GraphFormat, typer.Option("--format", help="graphml (Gephi, yEd), json (node-link), dot.")]
+    = GraphFormat.graphml,
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output.")] = None,
+) -> None:
+    """Export the usage graph (principal → action → resource) with counts, times and context."""
+    with _open_usage(events, store) as st:
+        g = _graph_of(st, principal, resource)
+    writer = {GraphFormat.graphml: usage_graph.to_graphml, GraphFormat.json: usage_graph.to_node_link_json,
+              GraphFormat.dot: usage_graph.to_dot}[fmt]
+    text = writer(g)
+    if out is None:
+        typer.echo(text, nl=not text.endswith("\n"))
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
+@graph_app.command("render")
+def graph_render_cmd(
+    out: Annotated[Path, typer.Option(
+        "--out", help="FILE.svg (always available) or FILE.png (needs resvg-py).")],
+    events: EventsOpt = None,
+    store: StoreOpt = None,
+    principal: PrincipalSel = None,
+    resource: ResourceSel = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Principals (and twice as many actions and "
+                                                          "resource groups) drawn before '+K more'.")] = 12,
+    title: Annotated[str | None, typer.Option("--title", help="Picture title.")] = None,
+) -> None:
+    """Draw a principal's or a bucket's neighbourhood: principals | actions by service | resources by
+    bucket or prefix, with VPC endpoints, KMS keys and calling services marked on the edges."""
+    suffix = out.suffix.lower()
+    if suffix not in (".svg", ".png"):
+        _err(f"--out {out}: the picture is written as .svg or .png")
+        sys.exit(2)
+    if suffix == ".png" and not render_graph.png_available():
+        _err(render_graph.PNG_HINT)
+        sys.exit(2)
+    with _open_usage(events, store) as st:
+        g = _graph_of(st, principal, resource)
+    label = title or " + ".join([*(principal or []), *(resource or [])]) or "usage graph"
+    svg = render_graph.to_svg(usage_graph.picture(g, title=label, top=top))
+    if suffix == ".png":
+        out.write_bytes(render_graph.to_png(svg))
+    else:
+        out.write_text(svg, encoding="utf-8")
+    typer.echo(str(out))
+
+
+class ResourcePolicyFormat(StrEnum):
+    json = "json"
+    policy = "policy"
+
+
+@app.command("bucket-policy")
+def bucket_policy_cmd(
+    bucket: Annotated[str, typer.Argument(help="Bucket name.")],
+    events: EventsOpt = None,
+    store: StoreOpt = None,
+    break_glass: Annotated[list[str] | None, typer.Option(
+        "--break-glass",
+        help="Principal ARN that must never be locked out of the bucket policy (repeatable).")] = None,
+    account: Annotated[str | None, typer.Option(
+        "--account", help="The bucket owner's account (default: inferred from the callers).")] = None,
+    fmt: Annotated[ResourcePolicyFormat, typer.Option("--format", help="Output format.")] = (
+        ResourcePolicyFormat.json),
+    explain: Annotated[bool, typer.Option("--explain", help="Show the evidence for each pin and grant.")] = (
+        False),
+) -> None:
+    """An S3 bucket policy from observed use: HTTPS only, VPC-endpoint and SSE-KMS pins, cross-account
+    grants; refused if it would lock the root or a --break-glass principal out of the bucket policy."""
+    from iamtrim.render import bucket as render_bucket
+    from iamtrim.synth.bucket import BucketOptions, generate_bucket_policy
+
+    with _open_usage(events, store) as st:
+        generated = generate_bucket_policy(
+            bucket, st.usage(), BucketOptions(break_glass=tuple(break_glass or ()), account=account or ""))
+    if fmt is ResourcePolicyFormat.json:
+        typer.echo(render_bucket.bucket_json(generated, explain=explain))
+    else:
+        typer.echo(render_bucket.bucket_policy_text(generated))
+    if explain and fmt is not ResourcePolicyFormat.json:
+        typer.echo(render_bucket.bucket_explain_text(generated), err=True)
+
+
+@app.command("kms-policy")
+def kms_policy_cmd(
+    key: Annotated[str, typer.Argument(help="KMS key ARN, or a key id seen in the usage data.")],
+    events: EventsOpt = None,
+    store: StoreOpt = None,
+    admin: Annotated[list[str] | None, typer.Option(
+        "--admin", help="Key administrator ARN, named in the policy (repeatable).")] = None,
+    fmt: Annotated[ResourcePolicyFormat, typer.Option("--format", help="Output format.")] = (
+        ResourcePolicyFormat.json),
+    explain: Annotated[bool, typer.Option("--explain", help="Show the evidence for each statement.")] = False,
+) -> None:
+    """Key-policy statements for the observed users of a KMS key, with kms:ViaService where they used it
+    only through a service; key administration stays with the account's IAM policies."""
+    from iamtrim.render import bucket as render_bucket
+    from iamtrim.synth.kms import generate_key_policy, resolve_key
+
+    with _open_usage(events, store) as st:
+        rows = st.usage()
+        generated = generate_key_policy(resolve_key(rows, key), rows, tuple(admin or ()))
+    if fmt is ResourcePolicyFormat.json:
+        typer.echo(render_bucket.key_json(generated, explain=explain))
+    else:
+        typer.echo(render_bucket.key_policy_text(generated))
+    if explain and fmt is not ResourcePolicyFormat.json:
+        typer.echo(render_bucket.key_explain_text(generated), err=True)
+
+
+class DiffFormat(StrEnum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+class DiffFailOn(StrEnum):
+    unused = "unused"
+    risky = "risky"
+    missing = "missing"
+
+
+@app.command("diff")
+def diff_cmd(
+    principal: Annotated[str, typer.Argument(help="Principal ARN, or a unique role/user name.")],
+    events: EventsOpt = None,
+    store: StoreOpt = None,
+    authz: Annotated[Path | None, typer.Option(
+        "--authz", help="`aws iam get-account-authorization-details` output holding the principal.")] = None,
+    current: Annotated[list[Path] | None, typer.Option(
+        "--current", help="Current identity policy documents (repeatable), instead of --authz.")] = None,
+    boundary: Annotated[Path | None, typer.Option(
+        "--boundary", help="Permissions boundary document (with --current).")] = None,
+    fmt: Annotated[DiffFormat, typer.Option("--format", help="Output format.")] = DiffFormat.text,
+    fail_on: Annotated[DiffFailOn | None, typer.Option(
+        "--fail-on", help="Exit 1 when there are unused, risky unused, or missing entries.")] = None,
+) -> None:
+    """What PRINCIPAL's current policies grant that it never used, and what it needed but lacked."""
+    from iamtrim.errors import PrincipalError
+    from iamtrim.render import diff as render_diff
+    from iamtrim.review.current import current_from_authz, current_from_files, principal_for
+    from iamtrim.review.diff import diff_principal
+
+    if (authz is None) == (not current):
+        raise typer.BadParameter("give --authz FILE or --current FILE..., one of them")
+    if boundary is not None and authz is not None:
+        raise typer.BadParameter("--boundary goes with --current (--authz names the boundary itself)")
+    with _open_usage(events, store) as st:
+        try:
+            p = resolve_principal_name(st, principal)
+            rows = st.usage(p.arn)
+        except PrincipalError:
+            if authz is None:
+                raise
+            p, rows = None, []
+        if authz is not None:
+            policies = current_from_authz(authz, p.arn if p else principal)
+            p = p or principal_for(policies.principal)
+        else:
+            assert p is not None and current
+            policies = current_from_files(current, boundary, p.arn)
+        result = diff_principal(p, rows, policies)
+    if fmt is DiffFormat.json:
+        typer.echo(render_diff.to_json(result))
+    elif fmt is DiffFormat.markdown:
+        typer.echo(render_diff.to_markdown(result), nl=False)
+    else:
+        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        typer.echo(render_diff.to_text(result, colour=colour))
+    failing = {
+        DiffFailOn.unused: bool(result.unused),
+        DiffFailOn.risky: bool(result.risky_unused),
+        DiffFailOn.missing: bool(result.missing),
+    }
+    if fail_on is not None and failing[fail_on]:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -272,6 +272,23 @@ def select_rows(
     return out
 
 
+def build_selected_graph(
+    principals: Iterable[Principal],
+    rows: Iterable[UsageRow],
+    *,
+    only_principals: Sequence[str] = (),
+    only_resources: Sequence[str] = (),
+) -> Any:
+    """The graph of the rows :func:`select_rows` keeps, with only the principals that appear in them."""
+    selected = select_rows(rows, only_principals, only_resources)
+    seen = {r.principal for r in selected}
+    return build_graph([p for p in principals if p.arn in seen], selected)
+
+
+def is_empty(graph: Any) -> bool:
+    return bool(graph.number_of_edges() == 0)
+
+
 # -- questions ---------------------------------------------------------------------------------
 
 
@@ -315,6 +332,7 @@ class PrincipalUse:
     last_seen: str
     vpc_endpoints: tuple[str, ...]
     kms_keys: tuple[str, ...]
+    key_named_calls: int = 0  # calls on other resources whose request named a matching KMS key
 
 
 def who_used(graph: Any, pattern: str) -> list[ResourceUse]:
@@ -368,7 +386,8 @@ def summarize_uses(uses: Iterable[ResourceUse]) -> list[PrincipalUse]:
         by_principal[u.principal].append(u)
     out = []
     for principal, rows in by_principal.items():
-        used = [u for u in rows if u.outcome == Outcome.USED]
+        used = [u for u in rows if u.outcome == Outcome.USED and u.matched == "resource"]
+        named = [u for u in rows if u.outcome == Outcome.USED and u.matched != "resource"]
         via: dict[str, int] = defaultdict(int)
         for u in used:
             if u.via_service:
@@ -376,7 +395,7 @@ def summarize_uses(uses: Iterable[ResourceUse]) -> list[PrincipalUse]:
         out.append(
             PrincipalUse(
                 principal=principal,
-                actions=tuple(sorted({u.action for u in used})),
+                actions=tuple(sorted({u.action for u in used + named})),
                 resources=len({u.resource for u in used}),
                 calls=sum(u.calls for u in used),
                 direct_calls=sum(u.calls for u in used if u.direct),
@@ -386,6 +405,7 @@ def summarize_uses(uses: Iterable[ResourceUse]) -> list[PrincipalUse]:
                 last_seen=max(u.last_seen for u in rows),
                 vpc_endpoints=tuple(sorted({e for u in used for e in u.vpc_endpoints})),
                 kms_keys=tuple(sorted({k for u in used for k in u.kms_keys})),
+                key_named_calls=sum(u.calls for u in named),
             )
         )
     return sorted(out, key=lambda s: (-s.calls, s.principal))

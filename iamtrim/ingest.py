@@ -24,7 +24,7 @@ from typing import Any
 
 from iamtrim.errors import NoReadableInput
 from iamtrim.model import Context, FileReport, Principal, Skipped, SkipReason
-from iamtrim.normalize import normalize_record
+from iamtrim.normalize.record import normalize_parts
 from iamtrim.sources import iter_input_files, read_file
 from iamtrim.store import FileEntry, Store, context_to_key
 
@@ -219,40 +219,42 @@ def _process_chunk(
                     continue
                 seen_here.add(h)
                 hashes.append(h)
-            out = normalize_record(record)
-            if isinstance(out, Skipped):
-                skips[(str(out.reason), out.detail)] += 1
+            parts = normalize_parts(record)
+            if isinstance(parts, Skipped):
+                skips[(str(parts.reason), parts.detail)] += 1
                 continue
-            usages, notes = out
-            for note in notes:
+            for note in parts.notes:
                 skips[(str(note.reason), note.detail)] += 1
-            for u in usages:
-                ck = ctx_keys.get(u.context)
-                if ck is None:
-                    ck = ctx_keys[u.context] = context_to_key(u.context)
-                parn = u.principal.arn
-                if parn not in principals:
-                    principals[parn] = u.principal
-                resource = u.resource or ""
-                if ":s3:::" in resource and "/" in resource:
-                    resource = folder.fold((parn, u.action, u.outcome, ck), resource)
-                key = (parn, u.action, resource, u.outcome.value, ck)
+            principal = parts.principal
+            parn = principal.arn
+            if parn not in principals:
+                principals[parn] = principal
+            ck = ctx_keys.get(parts.context)
+            if ck is None:
+                ck = ctx_keys[parts.context] = context_to_key(parts.context)
+            outcome = parts.outcome.value
+            when, event_id, source_ip = parts.time, parts.event_id, parts.source_ip
+            for action, resource in parts.uses:
+                if resource is None:
+                    resource = ""
+                elif ":s3:::" in resource and "/" in resource:
+                    resource = folder.fold((parn, action, outcome, ck), resource)
+                key = (parn, action, resource, outcome, ck)
                 acc = agg.get(key)
                 if acc is None:
-                    agg[key] = [1, u.time, u.time, [u.event_id] if u.event_id else [],
-                                [u.source_ip] if u.source_ip else []]
+                    agg[key] = [1, when, when, [event_id] if event_id else [], [source_ip] if source_ip else []]
                     continue
                 acc[0] += 1
-                if u.time < acc[1]:
-                    acc[1] = u.time
-                elif u.time > acc[2]:
-                    acc[2] = u.time
+                if when < acc[1]:
+                    acc[1] = when
+                elif when > acc[2]:
+                    acc[2] = when
                 ips = acc[4]
-                if u.source_ip and len(ips) < SAMPLE_SOURCE_IPS and u.source_ip not in ips:
-                    ips.append(u.source_ip)
+                if source_ip and len(ips) < SAMPLE_SOURCE_IPS and source_ip not in ips:
+                    ips.append(source_ip)
                 eids = acc[3]
-                if u.event_id and len(eids) < SAMPLE_EVENT_IDS:
-                    eids.append(u.event_id)
+                if event_id and len(eids) < SAMPLE_EVENT_IDS:
+                    eids.append(event_id)
     return chunk
 
 

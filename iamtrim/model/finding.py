@@ -36,6 +36,13 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
     "NO_BREAK_GLASS": ("No --break-glass principal given: only the account root is checked", Severity.INFO),
     "KEY_USED_DIRECTLY": ("Key used directly, not only through an AWS service: no kms:ViaService",
                           Severity.INFO),
+    # diff (iamtrim/review/diff.py)
+    "UNUSED_RISKY_ACTION": ("Granted, never used, and in a risk class", Severity.HIGH),
+    "UNUSED_ACTIONS": ("Granted actions never used", Severity.LOW),
+    "RESOURCE_NARROWING": ("Used on far fewer resources than granted", Severity.LOW),
+    "DENIED_CALL": ("Call denied in the records", Severity.MEDIUM),
+    "CALL_NOT_ALLOWED": ("Call made, but the current policies would not allow it", Severity.MEDIUM),
+    "UNKNOWN_ACTION_PATTERN": ("Allowed action pattern matches no action in the catalog", Severity.INFO),
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 from iamtrim.model import Context, Outcome, Principal, Skipped, SkipReason, Usage
 from iamtrim.normalize.actions import S3_VERSIONED, resolve_actions
@@ -71,6 +71,8 @@ def _is_denied(record: Record) -> bool:
 
 def normalize_time(value: str) -> str:
     """``2021-05-20 15:53:47Z`` / ``...T15:53:47.000Z`` → ``2021-05-20T15:53:47Z`` (sortable)."""
+    if len(value) == 20 and value[10] == "T" and value[19] == "Z":
+        return value  # the usual CloudTrail form, already sortable
     text = value.strip().replace(" ", "T", 1)
     if len(text) >= 19 and text[10] == "T":
         return text[:19] + "Z"
@@ -139,35 +141,46 @@ def build_context(record: Record, region: str) -> tuple[Context, tuple[tuple[str
     return context, enc_ctx
 
 
-def normalize_record(record: Record) -> tuple[list[Usage], list[Skipped]] | Skipped:
-    """Usage items of *record* plus per-action notes (``resource-unknown``), or why it was skipped."""
+class RecordParts(NamedTuple):
+    """What one record means, before it is spread into one ``Usage`` per (action, resource)."""
+
+    principal: Principal
+    outcome: Outcome
+    context: Context
+    encryption_context: tuple[tuple[str, str], ...]
+    time: str
+    event_id: str
+    source_ip: str
+    uses: list[tuple[str, str | None]]  # (action, resource or None when unknown)
+    notes: list[Skipped]
+
+
+def normalize_parts(record: Record) -> RecordParts | Skipped:
+    """The ingest fast path: the record's facts without building a ``Usage`` per action."""
     event_type = record.eventType or ""
     if event_type in _EVENT_TYPE_SKIPS:
         return Skipped(_EVENT_TYPE_SKIPS[event_type], event_type)
     if record.eventCategory == "NetworkActivity":
         return Skipped(SkipReason.NETWORK_ACTIVITY, "")
-    if event_type and event_type not in ("AwsApiCall",):
+    if event_type and event_type != "AwsApiCall":
         return Skipped(SkipReason.NOT_API_CALL, event_type)
     if not record.eventSource or not record.eventName or not record.eventTime:
         return Skipped(SkipReason.MISSING_FIELDS, "eventSource/eventName/eventTime")
     principal = _principal_cached(record.userIdentity) if record.userIdentity else resolve_principal(None)
     if isinstance(principal, Skipped):
         return principal
-    code = record.errorCode or ""
-    if code in UNAUTHENTICATED_CODES:
+    code = record.errorCode
+    if code and code in UNAUTHENTICATED_CODES:
         return Skipped(SkipReason.NOT_AUTHENTICATED, code)
     rules = resolve_actions(record.eventSource, record.eventName)
     if isinstance(rules, Skipped):
         return rules
-    outcome = Outcome.DENIED if _is_denied(record) else Outcome.USED
+    outcome = Outcome.DENIED if code and _is_denied(record) else Outcome.USED
     region = record.awsRegion or ""
     account = record.recipientAccountId or principal.account
     context, enc_ctx = build_context(record, region)
-    when = normalize_time(record.eventTime)
-    event_id = record.eventID or ""
-    source_ip = record.sourceIPAddress or ""
     params = record.requestParameters if isinstance(record.requestParameters, dict) else None
-    usages: list[Usage] = []
+    uses: list[tuple[str, str | None]] = []
     notes: list[Skipped] = []
     for rule in rules:
         action = rule.action
@@ -176,9 +189,21 @@ def normalize_record(record: Record) -> tuple[list[Usage], list[Skipped]] | Skip
         resources = resolve_resources(action, rule.role, record, region, account, principal.arn)
         if not resources:
             notes.append(Skipped(SkipReason.RESOURCE_UNKNOWN, action))
-            resources = (None,)  # type: ignore[assignment]
-        for resource in resources:
-            usages.append(
-                Usage(principal, action, resource, outcome, context, when, event_id, source_ip, enc_ctx)
-            )
-    return usages, notes
+            uses.append((action, None))
+        else:
+            uses.extend((action, resource) for resource in resources)
+    return RecordParts(principal, outcome, context, enc_ctx, normalize_time(record.eventTime),
+                       record.eventID or "", record.sourceIPAddress or "", uses, notes)
+
+
+def normalize_record(record: Record) -> tuple[list[Usage], list[Skipped]] | Skipped:
+    """Usage items of *record* plus per-action notes (``resource-unknown``), or why it was skipped."""
+    parts = normalize_parts(record)
+    if isinstance(parts, Skipped):
+        return parts
+    usages = [
+        Usage(parts.principal, action, resource, parts.outcome, parts.context, parts.time,
+              parts.event_id, parts.source_ip, parts.encryption_context)
+        for action, resource in parts.uses
+    ]
+    return usages, parts.notes

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+import msgspec
+
 from iamtrim import catalog
 from iamtrim.catalog import ResourceType
 from iamtrim.model import partition_for_region
@@ -379,7 +381,29 @@ def _denied_resource(action: str, record: Record) -> list[str]:
     return out
 
 
+_CACHE: dict[tuple[str, ...], tuple[str, ...]] = {}
+_CACHE_LIMIT = 50_000
+_encode = msgspec.json.Encoder().encode
+
+
 def resolve_resources(
+    action: str, role: str, record: Record, region: str, account: str, caller_arn: str = ""
+) -> tuple[str, ...]:
+    """Resource ARNs for *action* in *record* (see the module docstring); cached for calls whose
+    answer depends on the request alone (no ``resources[]``, response or error): management
+    reads repeat the same parameters many times."""
+    if record.resources or record.responseElements or record.errorCode:
+        return _resolve(action, role, record, region, account, caller_arn)
+    key = (action, role, region, account, caller_arn, _encode(record.requestParameters).decode())
+    hit = _CACHE.get(key)
+    if hit is None:
+        if len(_CACHE) >= _CACHE_LIMIT:
+            _CACHE.clear()
+        hit = _CACHE[key] = _resolve(action, role, record, region, account, caller_arn)
+    return hit
+
+
+def _resolve(
     action: str, role: str, record: Record, region: str, account: str, caller_arn: str = ""
 ) -> tuple[str, ...]:
     """Resource ARNs for *action* in *record*; ``("*",)`` for wildcard-only; ``()`` when unknown.

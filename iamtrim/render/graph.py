@@ -10,11 +10,13 @@ Denied-only calls are red and dashed. Output is deterministic (same picture, sam
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import Any
 
-from iamtrim.graph import Picture, PictureEdge, PictureNode
+from iamtrim.graph import Picture, PictureEdge, PictureNode, PrincipalUse, ResourceUse, resource_group
 
 SVG_NS = "http://www.w3.org/2000/svg"
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
@@ -371,3 +373,104 @@ def to_png(svg: str) -> bytes:
 
     data = resvg_py.svg_to_bytes(svg_string=svg, background="#ffffff")
     return bytes(data)
+
+
+# -- who-used ----------------------------------------------------------------------------------
+
+
+def _tbl(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for r in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, r, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def who_used_json(pattern: str, uses: list[ResourceUse], summary: list[PrincipalUse]) -> str:
+    doc = {
+        "pattern": pattern,
+        "principals": [
+            {
+                "principal": s.principal,
+                "actions": list(s.actions),
+                "resources": s.resources,
+                "calls": s.calls,
+                "direct_calls": s.direct_calls,
+                "via_services": dict(s.via_calls),
+                "denied_calls": s.denied_calls,
+                "first_seen": s.first_seen,
+                "last_seen": s.last_seen,
+                "vpc_endpoints": list(s.vpc_endpoints),
+                "kms_keys": list(s.kms_keys),
+                "key_named_calls": s.key_named_calls,
+            }
+            for s in summary
+        ],
+        "uses": [
+            {
+                "principal": u.principal,
+                "action": u.action,
+                "resource": u.resource,
+                "outcome": u.outcome,
+                "direct": u.direct,
+                "via_service": u.via_service,
+                "calls": u.calls,
+                "first_seen": u.first_seen,
+                "last_seen": u.last_seen,
+                "vpc_endpoints": list(u.vpc_endpoints),
+                "kms_keys": list(u.kms_keys),
+                "matched": u.matched,
+            }
+            for u in uses
+        ],
+    }
+    return json.dumps(doc, indent=2)
+
+
+def _fold(uses: list[ResourceUse]) -> list[list[str]]:
+    """Detail rows per (principal, via, action, resource group): S3 objects fold into folders."""
+    acc: dict[tuple[str, str, str, str], list[Any]] = {}
+    for u in uses:
+        k = (u.principal, u.via_service, u.action, resource_group(u.resource) or u.resource)
+        a = acc.setdefault(k, [0, "", set(), set()])
+        a[0] += u.calls
+        a[1] = max(a[1], u.last_seen)
+        a[2].add(u.resource)
+        a[3].update(u.vpc_endpoints)
+    rows = []
+    for (principal, via, action, grp), (calls, last, members, vpce) in sorted(acc.items()):
+        where = grp if len(members) == 1 else f"{grp} ({len(members)} resources)"
+        rows.append([principal, via or "-", action, where or "(unknown)", str(calls), last,
+                     ",".join(sorted(vpce)) or "-"])
+    return rows
+
+
+def who_used_table(pattern: str, uses: list[ResourceUse], summary: list[PrincipalUse]) -> str:
+    if not uses:
+        return f"no principal used {pattern} in this data"
+    used = [u for u in uses if u.outcome == "used"]
+    calls = sum(s.calls for s in summary)
+    out = [f"who used {pattern}: {len(summary)} principal(s), {calls:,} calls", ""]
+    out.append(_tbl(
+        ["PRINCIPAL", "CALLS", "DIRECT", "THROUGH A SERVICE", "DENIED", "LAST SEEN", "VPC ENDPOINTS",
+         "ACTIONS"],
+        [[s.principal, str(s.calls), str(s.direct_calls),
+          ", ".join(f"{svc} {n}" for svc, n in s.via_calls) or "-", str(s.denied_calls), s.last_seen,
+          ",".join(s.vpc_endpoints) or "-", ", ".join(s.actions)] for s in summary],
+    ))
+    head = ["PRINCIPAL", "VIA", "ACTION", "RESOURCE", "CALLS", "LAST SEEN", "VPC ENDPOINT"]
+    sections = (
+        ("direct use (the principal made the call)",
+         [u for u in used if u.direct and u.matched == "resource"]),
+        ("use through a service (userIdentity.invokedBy: a service called with the principal's permissions)",
+         [u for u in used if not u.direct and u.matched == "resource"]),
+        ("calls that named a matching KMS key (SSE-KMS requests to another service)",
+         [u for u in used if u.matched == "kms_key"]),
+        ("denied (refused by IAM: needed, never used)", [u for u in uses if u.outcome != "used"]),
+    )
+    for title, rows in sections:
+        if rows:
+            out += ["", f"{title}:", _tbl(head, _fold(rows))]
+    return "\n".join(out)

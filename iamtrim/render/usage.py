@@ -8,6 +8,8 @@ from typing import Any
 from iamtrim.model import UsageRow
 from iamtrim.query import PrincipalSummary, PrincipalUsage
 
+SHARED_SHOWN = 15  # shared resources listed in the usage table; JSON lists every one
+
 
 def _row(row: UsageRow) -> dict[str, Any]:
     return {
@@ -29,6 +31,8 @@ def usage_json(usage: PrincipalUsage) -> str:
         "used": [_row(r) for r in usage.used],
         "denied": [_row(r) for r in usage.denied],
         "skipped": dict(usage.skipped),
+        "shared_resources": [{"resource": res, "principals": list(others)} for res, others in usage.shared],
+        "only_this_principal": list(usage.only_this),
     }
     return json.dumps(doc, indent=2, sort_keys=False)
 
@@ -68,6 +72,14 @@ def usage_table(usage: PrincipalUsage) -> str:
         rows = [[r.action, r.resource or "(unknown)", str(r.count), r.last_seen, _ctx_text(r)]
                 for r in usage.denied]
         out.append(_table(["ACTION", "RESOURCE", "CALLS", "LAST SEEN", "CONTEXT"], rows))
+    if usage.shared or usage.only_this:
+        out += ["", f"resources: {len(usage.shared)} also used by other principals, "
+                    f"{len(usage.only_this)} used by this principal alone"]
+    if usage.shared:
+        shown = usage.shared[:SHARED_SHOWN]
+        out.append(_table(["RESOURCE", "ALSO USED BY"], [[res, ", ".join(others)] for res, others in shown]))
+        if len(usage.shared) > SHARED_SHOWN:
+            out.append(f"... {len(usage.shared) - SHARED_SHOWN} more (--format json lists them all)")
     skipped = ", ".join(f"{k} {v}" for k, v in usage.skipped)
     if skipped:
         out += ["", f"records skipped in this data set: {skipped}"]
@@ -88,6 +100,10 @@ def principals_json(summaries: list[PrincipalSummary]) -> str:
             "first_seen": s.first_seen,
             "last_seen": s.last_seen,
             "services": list(s.services),
+            "resources": s.resources,
+            "shared_resources": s.shared_resources,
+            "only_resources": s.only_resources,
+            "shares_with": list(s.shares_with),
         }
         for s in summaries
     ], indent=2)
@@ -95,5 +111,7 @@ def principals_json(summaries: list[PrincipalSummary]) -> str:
 
 def principals_table(summaries: list[PrincipalSummary]) -> str:
     rows = [[s.principal.arn, str(s.principal.kind), str(s.actions_used), str(s.calls),
-             str(s.denied_calls), s.last_seen] for s in summaries]
-    return _table(["PRINCIPAL", "KIND", "ACTIONS", "CALLS", "DENIED", "LAST SEEN"], rows)
+             str(s.denied_calls), s.last_seen, str(s.resources), str(s.shared_resources),
+             str(s.only_resources)] for s in summaries]
+    return _table(["PRINCIPAL", "KIND", "ACTIONS", "CALLS", "DENIED", "LAST SEEN", "RESOURCES", "SHARED",
+                   "ONLY IT"], rows)

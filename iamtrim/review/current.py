@@ -22,8 +22,9 @@ from pathlib import Path
 
 from iamtrim.errors import AuthzError, PolicyError, PrincipalError
 from iamtrim.model.policy import Policy
+from iamtrim.model.principal import Principal, PrincipalKind
 
-__all__ = ["CurrentPolicies", "authz_principals", "current_from_authz", "current_from_files"]
+__all__ = ["CurrentPolicies", "authz_principals", "current_from_authz", "current_from_files", "principal_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,3 +214,11 @@ def current_from_files(paths: Sequence[Path], boundary: Path | None = None,
     identity = tuple(read(p, f"file:{p.name}") for p in paths)
     bound = read(boundary, f"boundary:{boundary.name}") if boundary is not None else None
     return CurrentPolicies(principal, identity, bound, ", ".join(str(p) for p in paths))
+
+
+def principal_for(arn: str) -> Principal:
+    """A :class:`Principal` for an IAM role or user ARN that has no usage in the data."""
+    parts = arn.split(":", 5)
+    resource = parts[5] if len(parts) == 6 else arn
+    kind = PrincipalKind.USER if resource.startswith("user/") else PrincipalKind.ROLE
+    return Principal(arn, kind, parts[4] if len(parts) == 6 else "", resource.rsplit("/", 1)[-1])

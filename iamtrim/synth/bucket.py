@@ -57,10 +57,12 @@ __all__ = [
     "Unpinned",
     "allow_all",
     "bucket_rows",
+    "check_lockout",
     "generate_bucket_policy",
     "lockout_requests",
     "principal_arn_forms",
     "replay_context",
+    "session_arn",
 ]
 
 # What an administrator needs to read and replace a bucket policy.
@@ -253,7 +255,7 @@ def object_prefixes(keys: Iterable[str]) -> dict[str, str]:
         if len(members) == 1:
             mapping[members[0]] = members[0]
             continue
-        prefix = os.path.commonprefix(members)
+        prefix = os.path.commonprefix(members)  # noqa: RUF071 - a key prefix, cut back to "/" below
         target = prefix[: prefix.rfind("/") + 1] + "*"
         for key in members:
             mapping[key] = target
@@ -342,16 +344,16 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
             findings.append(Finding("MIXED_ENDPOINT_USE", p, f"on {bucket}: {msg}"))
         else:
             pins[(tuple(sorted(endpoints)), bool(via))].append(p)
-    for (endpoints, spare_services), principals in sorted(pins.items()):
+    for (pinned_to, spare_services), principals in sorted(pins.items()):
         forms = tuple(sorted({f for p in principals for f in principal_arn_forms(p)}))
-        conditions = [Condition("StringNotEquals", "aws:SourceVpce", endpoints),
+        conditions = [Condition("StringNotEquals", "aws:SourceVpce", pinned_to),
                       Condition("ArnEquals", "aws:PrincipalArn", forms)]
         if spare_services:
             conditions.append(Condition("BoolIfExists", "aws:ViaAWSService", ("false",)))
-        sid = _sid_for("DenyAccessOutside" + "".join(_camel(e) for e in endpoints)[:60], principals)
+        sid = _sid_for("DenyAccessOutside" + "".join(_camel(e) for e in pinned_to)[:60], principals)
         prow = [r for p in principals for r in by_principal[p]]
         calls, first, last, eids = _evidence(prow)
-        purpose = (f"protects {bucket} from {', '.join(principals)} outside {', '.join(endpoints)} "
+        purpose = (f"protects {bucket} from {', '.join(principals)} outside {', '.join(pinned_to)} "
                    f"(all their direct calls came through it)")
         if spare_services:
             purpose += "; calls AWS services make on their behalf are spared"
@@ -405,14 +407,16 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
     key_key = "s3:x-amz-server-side-encryption-aws-kms-key-id"
     texts = {
         "require-sse": ("DenyUploadsWithoutSseKms", sse_key, "uploads without SSE-KMS"),
-        "deny-other-sse": ("DenyUploadsWithOtherEncryption", sse_key, "uploads asking for another encryption"),
+        "deny-other-sse": ("DenyUploadsWithOtherEncryption", sse_key,
+                           "uploads asking for another encryption"),
         "require-kms-key": ("DenyUploadsWithoutKmsKey", key_key, "uploads without the KMS key"),
         "deny-other-kms-key": ("DenyUploadsWithOtherKmsKey", key_key, "uploads naming another KMS key"),
     }
     for (kind, values), principals in sorted(sse_groups.items()):
         prefix, key, what = texts[kind]
         forms = tuple(sorted({f for p in principals for f in principal_arn_forms(p)}))
-        conditions = [Condition("StringNotEquals", key, values), Condition("ArnEquals", "aws:PrincipalArn", forms)]
+        conditions = [Condition("StringNotEquals", key, values),
+                      Condition("ArnEquals", "aws:PrincipalArn", forms)]
         if kind.startswith("deny-other"):
             # Only when the header is sent: a missing header (default encryption) stays allowed.
             conditions.append(Condition("Null", key, ("false",)))
@@ -422,7 +426,8 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
         purpose = (f"protects {bucket}/* from {what} ({', '.join(values)}) by {', '.join(principals)}, "
                    "whose observed uploads all used it")
         drafts.append(_Draft(2, Statement(
-            Effect.DENY, actions=("s3:PutObject",), resources=(f"{bucket_arn}/*",), principals=Principals.star(),
+            Effect.DENY, actions=("s3:PutObject",), resources=(f"{bucket_arn}/*",),
+            principals=Principals.star(),
             conditions=tuple(sorted(conditions)), sid=sid,
         ), BucketStatement(sid, kind, purpose, tuple(principals), calls, first, last, eids)))
 
@@ -430,8 +435,9 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
     for p, prow in sorted(by_principal.items()):
         if _account_of(p) == account:
             continue
-        keys = [m.group(3) for r in prow if (m := _S3_ARN.match(r.resource or "")) and m.group(3) is not None]
-        prefix_of = object_prefixes(keys)
+        object_keys = [m.group(3) for r in prow
+                       if (m := _S3_ARN.match(r.resource or "")) and m.group(3) is not None]
+        prefix_of = object_prefixes(object_keys)
         final: dict[str, set[str]] = defaultdict(set)
         covered: dict[str, set[str]] = defaultdict(set)
         for r in prow:
@@ -446,7 +452,9 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
         for action, targets in sorted(final.items()):
             by_resources[tuple(sorted(targets))].append(action)
         for res, actions in sorted(by_resources.items()):
-            sid = _sid_for("Grant", [p], "|".join(actions) + "|".join(res))
+            names = "".join(a.split(":", 1)[1] for a in actions) if len(actions) <= 3 else (
+                hashlib.sha256("|".join(actions).encode()).hexdigest()[:6].upper())
+            sid = f"Grant{_camel(_short_name(p))}{names}"
             arows = [r for r in prow if r.action in actions]
             calls, first, last, eids = _evidence(arows)
             cov = tuple((t, tuple(sorted(covered[t]))) for t in res if covered.get(t))
@@ -481,34 +489,28 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
     # 5. Replay every observed call; refuse a policy that breaks one.
     count, failures = replay_bucket(policy, used, account)
     if failures:
-        row, ev = failures[0]
+        row, failed = failures[0]
         raise SynthError(f"refusing to emit: the bucket policy would deny an observed call ({row.principal} "
-                         f"{row.action} on {row.resource}: {ev.reason}); {len(failures)} of {count} fail")
+                         f"{row.action} on {row.resource}: {failed.reason}); {len(failures)} of {count} fail")
 
     # 6. The lockout rule.
-    requests = lockout_requests(bucket_arn, account, break_glass, sorted(
-        {r.context.vpc_endpoint for r in used if r.context.vpc_endpoint}))
-    refused = [(req, res) for req in requests if not (res := evaluate(req, [allow_all()],
-                                                                        resource_policy=policy)).allowed]
-    if refused:
-        req, res = refused[0]
-        raise LockoutError(f"refusing to emit: the bucket policy would lock {req.principal_arn} out of "
-                           f"{req.action} ({res.reason}: {', '.join(s.sid for s in res.statements)})")
+    checked = check_lockout(policy, bucket_arn, account, break_glass,
+                            sorted({r.context.vpc_endpoint for r in used if r.context.vpc_endpoint}))
 
     return GeneratedBucketPolicy(
         bucket=bucket, account=account, policy=policy,
         statements=tuple(d.evidence for d in final_drafts),
         unpinned=tuple(sorted(set(unpinned), key=lambda u: (u.guard, u.principal))),
         findings=tuple(sorted(set(findings))), denied=denied, replayed=count,
-        lockout_checked=len(requests), break_glass=break_glass,
+        lockout_checked=checked, break_glass=break_glass,
     )
 
 
-def _session_arn(arn: str, session: str) -> str | None:
+def session_arn(arn: str, session: str) -> str | None:
     m = _IAM_ARN.match(arn)
     if m is None or m.group(3) != "role":
         return None
-    return f"arn:{m.group(1)}:sts::{m.group(2)}:assumed-role/{m.group(4).rsplit('/', 1)[1]}/{session}"
+    return f"arn:{m.group(1)}:sts::{m.group(2)}:assumed-role/{m.group(4).rsplit('/', 1)[-1]}/{session}"
 
 
 def replay_bucket(policy: Policy, rows: Sequence[UsageRow],
@@ -519,7 +521,7 @@ def replay_bucket(policy: Policy, rows: Sequence[UsageRow],
     identity = [allow_all()]
     for row in rows:
         ctx = replay_context(row)
-        for principal in filter(None, (row.principal, _session_arn(row.principal, "iamtrim-replay"))):
+        for principal in filter(None, (row.principal, session_arn(row.principal, "iamtrim-replay"))):
             req = Request.make(principal, row.action, row.resource or "*", ctx, resource_account=account)
             res = evaluate(req, identity, resource_policy=policy)
             count += 1
@@ -537,7 +539,7 @@ def lockout_requests(bucket_arn: str, account: str, break_glass: Sequence[str],
     callers: list[str] = [f"arn:{partition}:iam::{account}:root"]
     for bg in break_glass:
         callers.append(bg)
-        session = _session_arn(bg, "break-glass")
+        session = session_arn(bg, "break-glass")
         if session:
             callers.append(session)
     contexts: list[Mapping[str, str]] = [{"aws:SecureTransport": "true", "aws:ViaAWSService": "false"}]
@@ -545,3 +547,17 @@ def lockout_requests(bucket_arn: str, account: str, break_glass: Sequence[str],
                  for e in endpoints]
     return [Request.make(c, a, bucket_arn, ctx, resource_account=account)
             for c in callers for a in BUCKET_POLICY_ACTIONS for ctx in contexts]
+
+
+def check_lockout(policy: Policy, bucket_arn: str, account: str, break_glass: Sequence[str],
+                  endpoints: Sequence[str] = ()) -> int:
+    """Raise :class:`LockoutError` if *policy* denies one of :func:`lockout_requests`; return how many
+    requests were checked."""
+    requests = lockout_requests(bucket_arn, account, break_glass, endpoints)
+    for req in requests:
+        outcome = evaluate(req, [allow_all()], resource_policy=policy)
+        if not outcome.allowed:
+            sids = ", ".join(s.sid for s in outcome.statements) or "no statement"
+            raise LockoutError(f"refusing to emit: the bucket policy would lock {req.principal_arn} out of "
+                               f"{req.action} ({outcome.reason}: {sids})")
+    return len(requests)

@@ -121,9 +121,20 @@ def generalize_by_template(action: str, arns: Iterable[str], threshold: int) -> 
                 continue
             names = [n for n, _ in items[0][1]]
             agreed: dict[str, str] = {}
+            varying: dict[str, list[str]] = {}
             for i, name in enumerate(names):
                 seen = sorted({vals[i][1] for _, vals in items})
                 agreed[name] = seen[0] if len(seen) == 1 else _common_prefix_pattern(seen)
+                if len(seen) > 1:
+                    varying[name] = seen
+            identifying = [n for n in names if n not in _SCOPE_VARIABLES]
+            if identifying and all(agreed[n] == "*" for n in identifying):
+                # Nothing left that names the resources (20 buckets → arn:aws:s3:::*): fall back to
+                # the names' common stem (acme-data-*), or keep the ARNs exact when there is none.
+                stems = {n: _common_stem_pattern(v) for n, v in varying.items()}
+                if any(stem is None for stem in stems.values()):
+                    continue
+                agreed.update({n: stem for n, stem in stems.items() if stem is not None})
             pattern = catalog.fill_template(template, agreed)
             for arn, _ in items:
                 mapping[arn] = pattern
@@ -131,6 +142,19 @@ def generalize_by_template(action: str, arns: Iterable[str], threshold: int) -> 
 
 
 _SCOPE_VARIABLES = frozenset({"Partition", "Region", "Account", "AccountId"})
+
+
+def _common_stem_pattern(values: list[str]) -> str | None:
+    """``["churn-xgb-2026-10-01", "churn-xgb-2026-10-02"]`` → ``churn-xgb-*``: the common prefix
+    without its trailing numbering, cut at a separator; ``None`` when no word is shared."""
+    prefix = os.path.commonprefix(values)
+    stem = prefix.rstrip("0123456789-_.:/")
+    if not stem:
+        return None
+    if len(stem) < len(prefix):
+        return prefix[: len(stem) + 1] + "*"
+    cut = max(stem.rfind(sep) for sep in "-_.:/")
+    return prefix[: cut + 1] + "*" if cut > 0 else None
 
 
 def _common_prefix_pattern(values: list[str]) -> str:

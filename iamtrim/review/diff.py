@@ -1,0 +1,257 @@
+"""The diff of a principal's current policies against what it did (and against the proposal).
+
+* **granted** — catalog actions the current policies allow (by meaning: :mod:`iamtrim.review.granted`);
+* **used** — actions of calls that passed authorization in the usage data;
+* **unused** — granted but never used, with access level, risk classes and when last attempted;
+* **narrowing** — used actions granted through wildcard resource patterns far wider than the
+  resources used (the patterns are those of the Allow statements that let the observed calls in);
+* **missing** — calls that were denied, and calls that were made but that the current policies
+  would not allow, each naming the policy that would have to change;
+* **proposed** — generate-policy's proposal for the same usage, the granted actions it removes
+  and how many of those are risky.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from iamtrim import catalog
+from iamtrim.errors import IamtrimError
+from iamtrim.evaluate import Decision, Evaluation, evaluate
+from iamtrim.model import Outcome, Principal, UsageRow
+from iamtrim.model.finding import Finding
+from iamtrim.model.policy import Effect, Policy
+from iamtrim.review.current import CurrentPolicies
+from iamtrim.review.granted import GrantedSet, granted_actions
+from iamtrim.synth import GeneratedPolicy, SynthOptions, generate_identity_policy
+from iamtrim.verify import account_trust_policy, request_for
+
+__all__ = ["Diff", "Missing", "Narrowing", "Proposed", "UnusedAction", "diff_principal"]
+
+
+@dataclass(frozen=True, slots=True)
+class UnusedAction:
+    action: str
+    service: str
+    access_level: str
+    risk: tuple[str, ...]
+    last_seen: str | None  # last *denied* attempt, if any; None: never seen in the usage data
+    granted_by: str  # the identity policy whose Allow grants it
+    conditional: bool  # granted only under the statement's conditions
+
+
+@dataclass(frozen=True, slots=True)
+class Narrowing:
+    action: str
+    granted_on: tuple[str, ...]  # Resource patterns of the Allow statements that let the calls in
+    used_on: tuple[str, ...]  # resources the calls named
+    calls: int
+    proposed_on: tuple[str, ...]  # resources of the proposal's statement(s) for this action
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """Calls of one action refused for one reason (resources grouped)."""
+
+    action: str
+    resources: tuple[str, ...]  # "(unknown)" when a record named none
+    kind: str  # "denied" (refused in the records) | "not-allowed" (made, but current policies refuse)
+    count: int
+    last_seen: str
+    decision: str  # the evaluator's decision under the current policies
+    reason: str
+    change: tuple[str, ...]  # the policies that would have to change
+
+
+@dataclass(frozen=True, slots=True)
+class Proposed:
+    policies: tuple[Policy, ...]
+    granted: int
+    removes: tuple[str, ...]  # currently granted actions the proposal does not grant
+    removes_risky: tuple[str, ...]
+    adds: tuple[str, ...]  # actions the proposal grants that the current policies do not
+    error: str = ""  # why no proposal could be made
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    principal: str
+    current: tuple[str, ...]  # names of the policies compared (boundary last)
+    granted: int
+    used: tuple[str, ...]
+    unused: tuple[UnusedAction, ...]
+    narrowing: tuple[Narrowing, ...]
+    missing: tuple[Missing, ...]
+    proposed: Proposed | None
+    unknown_patterns: tuple[str, ...]  # Allow patterns matching no catalog action (newer than it)
+    findings: tuple[Finding, ...]
+    catalog: str
+
+    @property
+    def risky_unused(self) -> tuple[UnusedAction, ...]:
+        return tuple(u for u in self.unused if u.risk)
+
+
+def _evaluate(principal: str, row: UsageRow, current: CurrentPolicies, granted: GrantedSet) -> Evaluation | None:
+    """The current policies' decision on an observed call; ``None`` when the resource is unknown
+    and the action is granted somewhere (the call may well have been allowed)."""
+    request = request_for(principal, row)
+    ev = evaluate(request, current.identity, boundary=current.boundary,
+                  resource_policy=account_trust_policy(request.resource, request.resource_account))
+    if not ev.allowed and row.resource is None and row.action in granted.actions:
+        return None
+    return ev
+
+
+def _change(ev: Evaluation, current: CurrentPolicies) -> tuple[str, ...]:
+    if ev.decision is Decision.EXPLICIT_DENY:
+        return tuple(sorted({f"{m.policy} (Deny{' ' + m.sid if m.sid else ''})"
+                             for m in ev.statements if m.effect is Effect.DENY}))
+    if "boundary" in ev.reason and current.boundary is not None:
+        return (current.boundary.name,)
+    if "resource policy" in ev.reason:
+        return ("the resource's policy (key policy / trust policy)",)
+    return ("an identity policy (none allows it)",)
+
+
+def _patterns(policy: Policy, index: int) -> tuple[str, ...]:
+    st = policy.statements[index]
+    if st.not_resources:
+        return tuple(f"NotResource {r}" for r in st.not_resources)
+    return st.resources or ("*",)
+
+
+def _wide(pattern: str) -> bool:
+    return "*" in pattern or "?" in pattern or pattern.startswith("NotResource ")
+
+
+def diff_principal(principal: Principal, rows: Sequence[UsageRow], current: CurrentPolicies,
+                   options: SynthOptions | None = None, propose: bool = True) -> Diff:
+    arn = principal.arn
+    granted = granted_actions(current, arn)
+    used_rows = [r for r in rows if r.outcome is Outcome.USED]
+    denied_rows = [r for r in rows if r.outcome is Outcome.DENIED]
+    used = tuple(sorted({r.action for r in used_rows}))
+    by_name = {p.name: p for p in current.identity}
+
+    # Missing, and the Allow statements behind each observed call (for narrowing).
+    missing: list[tuple[str, str | None, str, int, str, str, str, tuple[str, ...]]] = []
+    granted_on: dict[str, set[str]] = {}
+    used_on: dict[str, set[str]] = {}
+    calls: dict[str, int] = {}
+    for r in used_rows:
+        ev = _evaluate(arn, r, current, granted)
+        if ev is None:
+            continue
+        if not ev.allowed:
+            missing.append((r.action, r.resource, "not-allowed", r.count, r.last_seen,
+                            str(ev.decision), ev.reason, _change(ev, current)))
+            continue
+        for m in ev.statements:
+            if m.effect is Effect.ALLOW and m.kind.value == "identity" and m.policy in by_name:
+                granted_on.setdefault(r.action, set()).update(_patterns(by_name[m.policy], m.index))
+        if r.resource and r.resource != "*":
+            used_on.setdefault(r.action, set()).add(r.resource)
+            calls[r.action] = calls.get(r.action, 0) + r.count
+    last_denied: dict[str, str] = {}
+    for r in denied_rows:
+        last_denied[r.action] = max(last_denied.get(r.action, ""), r.last_seen)
+        ev = _evaluate(arn, r, current, granted)
+        if ev is None or ev.allowed:
+            missing.append((
+                r.action, r.resource, "denied", r.count, r.last_seen, "allowed",
+                "the current identity policies allow it: the denial came from outside them "
+                "(SCP, resource or session policy) or the policies changed since", ()))
+        else:
+            missing.append((r.action, r.resource, "denied", r.count, r.last_seen,
+                            str(ev.decision), ev.reason, _change(ev, current)))
+
+    used_set = set(used)
+    unused = []
+    for g in granted.grants:
+        if g.action in used_set:
+            continue
+        unused.append(UnusedAction(
+            g.action, g.action.split(":")[0], catalog.access_level(g.action), catalog.risk_classes(g.action),
+            last_denied.get(g.action), g.policy, g.conditional))
+
+    proposed, generated = _proposal(principal, rows, current, granted, options) if propose else (None, None)
+
+    narrowing = []
+    for action in sorted(used_on):
+        wide = sorted(p for p in granted_on.get(action, ()) if _wide(p))
+        if not wide:
+            continue
+        prop: set[str] = set()
+        if generated is not None:
+            for ev_ in generated.statements:
+                if action in ev_.actions:
+                    prop.update(ev_.resources)
+        narrowing.append(Narrowing(action, tuple(sorted(granted_on[action])), tuple(sorted(used_on[action])),
+                                   calls.get(action, 0), tuple(sorted(prop))))
+
+    grouped: dict[tuple[str, str, str, str, tuple[str, ...]], list[tuple[str | None, int, str]]] = {}
+    for action, resource, kind, count, last, decision, reason, change in missing:
+        grouped.setdefault((kind, action, decision, reason, change), []).append((resource, count, last))
+    missing_out = tuple(
+        Missing(action, tuple(sorted({r or "(unknown)" for r, _, _ in items})), kind,
+                sum(c for _, c, _ in items), max(t for _, _, t in items), decision, reason, change)
+        for (kind, action, decision, reason, change), items in sorted(grouped.items())
+    )
+    findings = _findings(arn, unused, narrowing, missing_out, granted)
+    return Diff(
+        principal=arn,
+        current=current.names,
+        granted=len(granted.grants),
+        used=used,
+        unused=tuple(unused),
+        narrowing=tuple(narrowing),
+        missing=missing_out,
+        proposed=proposed,
+        unknown_patterns=granted.unknown_patterns,
+        findings=findings,
+        catalog=catalog.catalog_version(),
+    )
+
+
+def _proposal(principal: Principal, rows: Sequence[UsageRow], current: CurrentPolicies, granted: GrantedSet,
+              options: SynthOptions | None) -> tuple[Proposed, GeneratedPolicy | None]:
+    try:
+        generated = generate_identity_policy(principal, rows, options)
+    except IamtrimError as exc:
+        return Proposed((), 0, (), (), (), error=str(exc)), None
+    docs = tuple(p.policy for p in generated.policies)
+    # The proposal replaces the identity policies; the boundary stays.
+    theirs = granted_actions(CurrentPolicies(principal.arn, docs, current.boundary), principal.arn).actions
+    ours = granted.actions
+    removes = tuple(sorted(ours - theirs))
+    return Proposed(
+        policies=docs,
+        granted=len(theirs),
+        removes=removes,
+        removes_risky=tuple(a for a in removes if catalog.risk_classes(a)),
+        adds=tuple(sorted(theirs - ours)),
+    ), generated
+
+
+def _findings(arn: str, unused: Sequence[UnusedAction], narrowing: Sequence[Narrowing],
+              missing: Sequence[Missing], granted: GrantedSet) -> tuple[Finding, ...]:
+    out: list[Finding] = []
+    for u in unused:
+        if u.risk:
+            out.append(Finding("UNUSED_RISKY_ACTION", u.action,
+                               f"{', '.join(u.risk)}; granted by {u.granted_by}, never used"))
+    plain = [u for u in unused if not u.risk]
+    if plain:
+        out.append(Finding("UNUSED_ACTIONS", arn, f"{len(plain)} granted actions without a risk class never used"))
+    for n in narrowing:
+        out.append(Finding("RESOURCE_NARROWING", n.action,
+                           f"granted on {', '.join(n.granted_on)}; used on {len(n.used_on)} resource(s)"))
+    for m in missing:
+        code = "DENIED_CALL" if m.kind == "denied" else "CALL_NOT_ALLOWED"
+        out.append(Finding(code, f"{m.action} ({len(m.resources)} resource(s))",
+                           f"{m.reason}; change: {', '.join(m.change) or '-'}"))
+    for p in granted.unknown_patterns:
+        out.append(Finding("UNKNOWN_ACTION_PATTERN", p, "matches no action in the catalog (newer than it?)"))
+    return tuple(sorted(out))
