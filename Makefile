@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	@rm -f .demo-store.sqlite
-	$(BIN)/iamtrim ingest samples/AWSLogs --store .demo-store.sqlite
+	$(BIN)/iamtrim ingest samples/AWSLogs samples/other-formats --store .demo-store.sqlite
 	$(BIN)/iamtrim principals --store .demo-store.sqlite
 	$(BIN)/iamtrim usage ml-notebook-execution --store .demo-store.sqlite
+	$(BIN)/iamtrim generate-policy ml-notebook-execution --store .demo-store.sqlite --format policy --explain
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

@@ -151,7 +151,7 @@ def condition_keys(action: str) -> frozenset[str]:
 
 @functools.cache
 def all_actions() -> tuple[str, ...]:
-    out = []
+    out: list[str] = []
     for prefix in sorted(service_prefixes()):
         svc = _service(prefix)
         assert svc is not None
@@ -324,8 +324,5 @@ def risk_actions(risk: str) -> frozenset[str]:
 
 def risk_classes(action: str) -> tuple[str, ...]:
     """The risk classes *action* belongs to, in a fixed order (empty when it has none)."""
-    return tuple(
-        r
-        for r in (RISK_PRIVILEGE_ESCALATION, RISK_CREDENTIALS_EXPOSURE, RISK_RESOURCE_EXPOSURE, RISK_DATA_ACCESS)
-        if action in risk_actions(r)
-    )
+    order = (RISK_PRIVILEGE_ESCALATION, RISK_CREDENTIALS_EXPOSURE, RISK_RESOURCE_EXPOSURE, RISK_DATA_ACCESS)
+    return tuple(r for r in order if action in risk_actions(r))

@@ -242,7 +242,13 @@ def _process_chunk(
                 key = (parn, action, resource, outcome, ck)
                 acc = agg.get(key)
                 if acc is None:
-                    agg[key] = [1, when, when, [event_id] if event_id else [], [source_ip] if source_ip else []]
+                    agg[key] = [
+                        1,
+                        when,
+                        when,
+                        [event_id] if event_id else [],
+                        [source_ip] if source_ip else [],
+                    ]
                     continue
                 acc[0] += 1
                 if when < acc[1]:
@@ -283,8 +289,15 @@ def _is_object_arn(resource: str) -> bool:
     return resource.startswith("arn:") and ":s3:::" in resource and "/" in resource
 
 
-def _add(agg: dict[AggKey, list[Any]], key: AggKey, count: int, first: str, last: str,
-         eids: Sequence[str], ips: Sequence[str]) -> None:
+def _add(
+    agg: dict[AggKey, list[Any]],
+    key: AggKey,
+    count: int,
+    first: str,
+    last: str,
+    eids: Sequence[str],
+    ips: Sequence[str],
+) -> None:
     acc = agg[key]
     acc[0] += count
     if first < acc[1]:
@@ -314,8 +327,13 @@ class _Merger:
         self.dirty: set[AggKey] = set()
         for row in store.stored_rows():
             key = (row.principal, row.action, row.resource, row.outcome, row.context)
-            self.totals[key] = [row.count, row.first_seen, row.last_seen, list(row.event_ids),
-                                list(row.source_ips)]
+            self.totals[key] = [
+                row.count,
+                row.first_seen,
+                row.last_seen,
+                list(row.event_ids),
+                list(row.source_ips),
+            ]
             if _is_object_arn(row.resource):
                 self.folder.fold((key[0], key[1], key[3], key[4]), row.resource)
 
@@ -356,8 +374,9 @@ def _chunks(paths: list[str], workers: int) -> list[list[str]]:
     return [paths[i : i + size] for i in range(0, len(paths), size)]
 
 
-def _results(chunks: list[list[str]], workers: int, digests: frozenset[str],
-             events: frozenset[int]) -> Iterator[ChunkResult]:
+def _results(
+    chunks: list[list[str]], workers: int, digests: frozenset[str], events: frozenset[int]
+) -> Iterator[ChunkResult]:
     if workers <= 1:
         for c in chunks:
             yield process_chunk(c, exclude=events, known_digests=digests)
@@ -442,8 +461,12 @@ def _merge_chunks(
 
     def commit() -> None:
         nonlocal last_commit
-        store.commit_batch(pending_files, pending_principals, merger.take_dirty(),
-                           [(r, d, c) for (r, d), c in sorted(pending_skips.items())])
+        store.commit_batch(
+            pending_files,
+            pending_principals,
+            merger.take_dirty(),
+            [(r, d, c) for (r, d), c in sorted(pending_skips.items())],
+        )
         pending_files.clear()
         pending_principals.clear()
         pending_skips.clear()
@@ -474,15 +497,32 @@ def _merge_chunks(
             seen.update(result.hashes)
             if result.digest:
                 digests.add(result.digest)
-                pending_files.append(FileEntry(result.digest, result.path, result.size, result.mtime_ns,
-                                               result.format, result.records, result.malformed,
-                                               result.error, now, result.hashes.tobytes()))
+                pending_files.append(
+                    FileEntry(
+                        result.digest,
+                        result.path,
+                        result.size,
+                        result.mtime_ns,
+                        result.format,
+                        result.records,
+                        result.malformed,
+                        result.error,
+                        now,
+                        result.hashes.tobytes(),
+                    )
+                )
             pending_skips.update(result.skips)
             for (reason, _), count in result.skips.items():
                 report.skips[reason] += count
             if on_file:
-                on_file(FileReport(result.path, result.records, error=result.error,
-                                   skips=tuple(sorted((r, c) for (r, _), c in result.skips.items()))))
+                on_file(
+                    FileReport(
+                        result.path,
+                        result.records,
+                        error=result.error,
+                        skips=tuple(sorted((r, c) for (r, _), c in result.skips.items())),
+                    )
+                )
         for arn, p in chunk.principals.items():
             if arn not in principals:
                 principals[arn] = p

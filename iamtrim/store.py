@@ -63,13 +63,15 @@ CONTEXT_FIELDS = Context.__slots__
 
 
 def context_to_key(ctx: Context) -> str:
-    return json.dumps([list(v) if isinstance(v, tuple) else v for v in (getattr(ctx, f) for f in CONTEXT_FIELDS)],
-                      separators=(",", ":"))
+    return json.dumps(
+        [list(v) if isinstance(v, tuple) else v for v in (getattr(ctx, f) for f in CONTEXT_FIELDS)],
+        separators=(",", ":"),
+    )
 
 
 def context_from_key(text: str) -> Context:
     values = json.loads(text)
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for name, value in zip(CONTEXT_FIELDS, values, strict=False):
         kwargs[name] = tuple(value) if isinstance(value, list) else value
     return Context(**kwargs)
@@ -114,7 +116,9 @@ class Store:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL" if self.path != ":memory:" else "PRAGMA journal_mode=MEMORY")
+            self._db.execute(
+                "PRAGMA journal_mode=WAL" if self.path != ":memory:" else "PRAGMA journal_mode=MEMORY"
+            )
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -151,9 +155,13 @@ class Store:
         return seen
 
     def files(self) -> list[FileEntry]:
-        return [FileEntry(*row) for row in self._db.execute(
-            "SELECT digest, path, size, mtime_ns, format, records, malformed, error, ingested_at, "
-            "event_hashes FROM files ORDER BY path")]
+        return [
+            FileEntry(*row)
+            for row in self._db.execute(
+                "SELECT digest, path, size, mtime_ns, format, records, malformed, error, ingested_at, "
+                "event_hashes FROM files ORDER BY path"
+            )
+        ]
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -172,8 +180,21 @@ class Store:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [(f.digest, f.path, f.size, f.mtime_ns, f.format, f.records, f.malformed, f.error,
-                  f.ingested_at, f.event_hashes) for f in files],
+                [
+                    (
+                        f.digest,
+                        f.path,
+                        f.size,
+                        f.mtime_ns,
+                        f.format,
+                        f.records,
+                        f.malformed,
+                        f.error,
+                        f.ingested_at,
+                        f.event_hashes,
+                    )
+                    for f in files
+                ],
             )
             db.executemany(
                 "INSERT OR IGNORE INTO principals VALUES (?,?,?,?)",
@@ -182,8 +203,21 @@ class Store:
             encode = msgspec.json.encode
             db.executemany(
                 "INSERT OR REPLACE INTO usage VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], encode(r[8]).decode(), encode(r[9]).decode())
-                 for r in rows],
+                [
+                    (
+                        r[0],
+                        r[1],
+                        r[2],
+                        r[3],
+                        r[4],
+                        r[5],
+                        r[6],
+                        r[7],
+                        encode(r[8]).decode(),
+                        encode(r[9]).decode(),
+                    )
+                    for r in rows
+                ],
             )
             db.executemany(
                 "INSERT INTO skips VALUES (?,?,?) ON CONFLICT(reason, detail) "
@@ -200,12 +234,26 @@ class Store:
 
     def stored_rows(self) -> Iterator[StoredRow]:
         for row in self._db.execute("SELECT * FROM usage"):
-            yield StoredRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                            tuple(json.loads(row[8])), tuple(json.loads(row[9])))
+            yield StoredRow(
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                row[6],
+                row[7],
+                tuple(json.loads(row[8])),
+                tuple(json.loads(row[9])),
+            )
 
     def principals(self) -> list[Principal]:
-        return [Principal(arn, PrincipalKind(kind), account, name) for arn, kind, account, name in
-                self._db.execute("SELECT arn, kind, account, name FROM principals ORDER BY arn")]
+        return [
+            Principal(arn, PrincipalKind(kind), account, name)
+            for arn, kind, account, name in self._db.execute(
+                "SELECT arn, kind, account, name FROM principals ORDER BY arn"
+            )
+        ]
 
     def usage(self, principal: str | None = None) -> list[UsageRow]:
         sql = "SELECT * FROM usage"
@@ -216,19 +264,34 @@ class Store:
         sql += " ORDER BY principal, outcome, action, resource, context"
         out = []
         for row in self._db.execute(sql, args):
-            out.append(UsageRow(
-                principal=row[0], action=row[1], resource=row[2] or None, outcome=Outcome(row[3]),
-                context=context_from_key(row[4]), count=row[5], first_seen=row[6], last_seen=row[7],
-                event_ids=tuple(json.loads(row[8])), source_ips=tuple(json.loads(row[9])),
-            ))
+            out.append(
+                UsageRow(
+                    principal=row[0],
+                    action=row[1],
+                    resource=row[2] or None,
+                    outcome=Outcome(row[3]),
+                    context=context_from_key(row[4]),
+                    count=row[5],
+                    first_seen=row[6],
+                    last_seen=row[7],
+                    event_ids=tuple(json.loads(row[8])),
+                    source_ips=tuple(json.loads(row[9])),
+                )
+            )
         return out
 
     def skips(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for reason, count in self._db.execute("SELECT reason, SUM(count) FROM skips GROUP BY reason ORDER BY reason"):
+        for reason, count in self._db.execute(
+            "SELECT reason, SUM(count) FROM skips GROUP BY reason ORDER BY reason"
+        ):
             out[reason] = int(count)
         return out
 
     def skip_details(self) -> list[tuple[str, str, int]]:
-        return [(r, d, int(c)) for r, d, c in
-                self._db.execute("SELECT reason, detail, count FROM skips ORDER BY reason, count DESC, detail")]
+        return [
+            (r, d, int(c))
+            for r, d, c in self._db.execute(
+                "SELECT reason, detail, count FROM skips ORDER BY reason, count DESC, detail"
+            )
+        ]

@@ -13,41 +13,45 @@ from iamtrim.sources.records import Record, UserIdentity
 
 # Errors that mean IAM (or an SCP, boundary, VPC endpoint or resource policy) refused the call.
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html
-DENIED_CODES = frozenset({
-    "AccessDenied",
-    "AccessDeniedException",
-    "Client.UnauthorizedOperation",
-    "UnauthorizedOperation",
-    "Client.UnauthorizedAccess",
-    "UnauthorizedAccess",
-    "UnauthorizedException",
-    "AuthorizationError",
-    "AuthorizationErrorException",
-    "Forbidden",
-    "ForbiddenException",
-    "VpceAccessDenied",
-    "AllAccessDisabled",
-    "KMS.AccessDeniedException",
-})
+DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "Client.UnauthorizedOperation",
+        "UnauthorizedOperation",
+        "Client.UnauthorizedAccess",
+        "UnauthorizedAccess",
+        "UnauthorizedException",
+        "AuthorizationError",
+        "AuthorizationErrorException",
+        "Forbidden",
+        "ForbiddenException",
+        "VpceAccessDenied",
+        "AllAccessDisabled",
+        "KMS.AccessDeniedException",
+    }
+)
 # Errors raised before authorization (the caller was never authenticated): no evidence either way.
 # https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html
-UNAUTHENTICATED_CODES = frozenset({
-    "InvalidClientTokenId",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "RequestExpired",
-    "SignatureDoesNotMatch",
-    "InvalidSignatureException",
-    "IncompleteSignature",
-    "MissingAuthenticationToken",
-    "UnrecognizedClientException",
-    "InvalidAccessKeyId",
-    "AuthFailure",
-    "Client.AuthFailure",
-    "CloudTrailInvalidClientTokenIdException",
-    "InvalidToken",
-    "TokenRefreshRequired",
-})
+UNAUTHENTICATED_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "UnrecognizedClientException",
+        "InvalidAccessKeyId",
+        "AuthFailure",
+        "Client.AuthFailure",
+        "CloudTrailInvalidClientTokenIdException",
+        "InvalidToken",
+        "TokenRefreshRequired",
+    }
+)
 
 # eventType values that are not calls authorized by the caller's policies.
 # https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html
@@ -137,7 +141,7 @@ def build_context(record: Record, region: str) -> tuple[Context, tuple[tuple[str
     if context is None:
         if len(_CONTEXTS) > 100_000:
             _CONTEXTS.clear()
-        context = _CONTEXTS[key] = Context(*key)  # type: ignore[arg-type]
+        context = _CONTEXTS[key] = Context(*key)
     return context, enc_ctx
 
 
@@ -192,8 +196,17 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
             uses.append((action, None))
         else:
             uses.extend((action, resource) for resource in resources)
-    return RecordParts(principal, outcome, context, enc_ctx, normalize_time(record.eventTime),
-                       record.eventID or "", record.sourceIPAddress or "", uses, notes)
+    return RecordParts(
+        principal,
+        outcome,
+        context,
+        enc_ctx,
+        normalize_time(record.eventTime),
+        record.eventID or "",
+        record.sourceIPAddress or "",
+        uses,
+        notes,
+    )
 
 
 def normalize_record(record: Record) -> tuple[list[Usage], list[Skipped]] | Skipped:
@@ -202,8 +215,17 @@ def normalize_record(record: Record) -> tuple[list[Usage], list[Skipped]] | Skip
     if isinstance(parts, Skipped):
         return parts
     usages = [
-        Usage(parts.principal, action, resource, parts.outcome, parts.context, parts.time,
-              parts.event_id, parts.source_ip, parts.encryption_context)
+        Usage(
+            parts.principal,
+            action,
+            resource,
+            parts.outcome,
+            parts.context,
+            parts.time,
+            parts.event_id,
+            parts.source_ip,
+            parts.encryption_context,
+        )
         for action, resource in parts.uses
     ]
     return usages, parts.notes

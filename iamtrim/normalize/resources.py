@@ -105,7 +105,8 @@ class _ParamIndex:
             return cls(top, nested, objects)
         if len(obj) <= 2:
             wrappers = [
-                v for k, v in obj.items()
+                v
+                for k, v in obj.items()
                 if isinstance(v, dict) and (k.endswith("Request") or k.endswith("Response"))
             ]
             if len(wrappers) == 1:
@@ -136,7 +137,9 @@ class _ParamIndex:
         return cls(top, nested, objects)
 
 
-_SQS_URL = re.compile(r"^https?://(?:sqs\.)?(?P<region>[a-z0-9-]+)?\.?[^/]*/(?P<account>\d{12})/(?P<name>[^/?]+)")
+_SQS_URL = re.compile(
+    r"^https?://(?:sqs\.)?(?P<region>[a-z0-9-]+)?\.?[^/]*/(?P<account>\d{12})/(?P<name>[^/?]+)"
+)
 
 
 def _transform(
@@ -467,9 +470,9 @@ def _resolve(
         and action in caller_resource_actions()
         and not _values(params.get("userName"))
     ):
-        rt = catalog.resource_type_for_arn(action, caller_arn)
-        if rt is not None:
-            found[rt.name] = [caller_arn]
+        caller_type = catalog.resource_type_for_arn(action, caller_arn)
+        if caller_type is not None:
+            found[caller_type.name] = [caller_arn]
     return _flatten(found)
 
 

@@ -86,7 +86,4 @@ TABLES = (
 
 def all_table_rows() -> dict[str, list[dict[str, str]]]:
     """Every row of every table, for the table-validation test and the docs."""
-    return {
-        name: _rows(name)
-        for name in TABLES
-    }
+    return {name: _rows(name) for name in TABLES}

@@ -35,6 +35,7 @@ from iamtrim.sources.records import (
 
 SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".csv", ".gz")
 
+_gzip_fast: Any
 try:  # zlib-ng decompresses about twice as fast (DESIGN.md numbers); stdlib is the fallback
     from zlib_ng import gzip_ng as _gzip_fast
 except ImportError:  # pragma: no cover - optional extra
@@ -57,7 +58,7 @@ def iter_input_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = []
+            found: list[Path] = []
             for root, dirs, files in os.walk(path):
                 dirs.sort()
                 found.extend(
@@ -79,7 +80,7 @@ def _gunzip(data: bytes) -> tuple[bytes, str]:
     """Decompress all gzip members; on a truncated or corrupt stream keep what decompressed."""
     if _gzip_fast is not None:
         try:
-            return _gzip_fast.decompress(data), ""
+            return bytes(_gzip_fast.decompress(data)), ""
         except (OSError, EOFError, ValueError):
             pass  # fall through to the salvaging path below
     else:
