@@ -245,6 +245,23 @@ def test_copy_object_source_and_destination() -> None:
     }
 
 
+def test_copy_object_with_resources_list_keeps_put_on_the_destination() -> None:
+    # CloudTrail lists both objects in resources[]; PutObject must not land on the source.
+    record = make_record(
+        eventName="CopyObject",
+        requestParameters={"bucketName": "dst-bucket", "key": "out/x.csv", "x-amz-copy-source": "src-bucket/in/x.csv"},
+        resources=[
+            {"type": "AWS::S3::Object", "ARN": "arn:aws:s3:::dst-bucket/out/x.csv"},
+            {"type": "AWS::S3::Object", "ARN": "arn:aws:s3:::src-bucket/in/x.csv"},
+            {"type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::dst-bucket"},
+        ],
+    )
+    assert pairs(record) == {
+        ("s3:GetObject", "arn:aws:s3:::src-bucket/in/x.csv"),
+        ("s3:PutObject", "arn:aws:s3:::dst-bucket/out/x.csv"),
+    }
+
+
 def test_reencrypt_uses_source_and_destination_keys() -> None:
     src, dst = (
         "1111aaaa-11aa-11aa-11aa-111111111111",

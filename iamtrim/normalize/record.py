@@ -186,11 +186,21 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
     params = record.requestParameters if isinstance(record.requestParameters, dict) else None
     uses: list[tuple[str, str | None]] = []
     notes: list[Skipped] = []
+    # Calls with a source and a destination (CopyObject, UploadPartCopy): resources[] lists
+    # both objects, so the destination's action must not also take the source's ARN.
+    sources: set[str] = set()
+    if len(rules) > 1:
+        for rule in rules:
+            if rule.role == "source":
+                sources.update(resolve_resources(rule.action, rule.role, record, region, account, principal.arn))
     for rule in rules:
         action = rule.action
         if params and action in S3_VERSIONED and params.get("versionId"):
             action = S3_VERSIONED[action]
         resources = resolve_resources(action, rule.role, record, region, account, principal.arn)
+        if sources and not rule.role:
+            kept = tuple(r for r in resources if r not in sources)
+            resources = kept or resources
         if not resources:
             notes.append(Skipped(SkipReason.RESOURCE_UNKNOWN, action))
             uses.append((action, None))
