@@ -13,8 +13,13 @@ from iamtrim.synth.kms import GeneratedKeyPolicy, KeyStatement
 
 
 def _finding(f: Finding) -> dict[str, str]:
-    return {"code": f.code, "severity": str(f.severity), "title": f.title, "subject": f.subject,
-            "message": f.message}
+    return {
+        "code": f.code,
+        "severity": str(f.severity),
+        "title": f.title,
+        "subject": f.subject,
+        "message": f.message,
+    }
 
 
 def _conditions(conditions: tuple[Condition, ...]) -> list[dict[str, Any]]:
@@ -22,19 +27,39 @@ def _conditions(conditions: tuple[Condition, ...]) -> list[dict[str, Any]]:
 
 
 def _denied(r: UsageRow) -> dict[str, Any]:
-    return {"principal": r.principal, "action": r.action, "resource": r.resource, "count": r.count,
-            "last_seen": r.last_seen, "event_ids": list(r.event_ids)}
+    return {
+        "principal": r.principal,
+        "action": r.action,
+        "resource": r.resource,
+        "count": r.count,
+        "last_seen": r.last_seen,
+        "event_ids": list(r.event_ids),
+    }
 
 
 def _bucket_statement(s: BucketStatement, explain: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "sid": s.sid, "kind": s.kind, "purpose": s.purpose, "principals": list(s.principals),
-        "evidence": {"calls": s.calls, "first_seen": s.first_seen, "last_seen": s.last_seen,
-                     **({"event_ids": list(s.event_ids)} if explain else {})},
+        "sid": s.sid,
+        "kind": s.kind,
+        "purpose": s.purpose,
+        "principals": list(s.principals),
+        "evidence": {
+            "calls": s.calls,
+            "first_seen": s.first_seen,
+            "last_seen": s.last_seen,
+            **({"event_ids": list(s.event_ids)} if explain else {}),
+        },
     }
     if s.covered:
-        out["widened_by"] = [{"kind": "object-prefix", "resource": t, "covers": len(m),
-                              **({"covered": list(m)} if explain else {})} for t, m in s.covered]
+        out["widened_by"] = [
+            {
+                "kind": "object-prefix",
+                "resource": t,
+                "covers": len(m),
+                **({"covered": list(m)} if explain else {}),
+            }
+            for t, m in s.covered
+        ]
     return out
 
 
@@ -47,8 +72,12 @@ def bucket_json(g: GeneratedBucketPolicy, explain: bool = False) -> str:
         "unpinned": [{"principal": u.principal, "guard": u.guard, "reason": u.reason} for u in g.unpinned],
         "findings": [_finding(f) for f in g.findings],
         "denied": [_denied(r) for r in g.denied],
-        "verification": {"replayed_calls": g.replayed, "failed": 0,
-                         "lockout_checked": g.lockout_checked, "break_glass": list(g.break_glass)},
+        "verification": {
+            "replayed_calls": g.replayed,
+            "failed": 0,
+            "lockout_checked": g.lockout_checked,
+            "break_glass": list(g.break_glass),
+        },
     }
     return json.dumps(doc, indent=2)
 
@@ -58,16 +87,23 @@ def bucket_policy_text(g: GeneratedBucketPolicy) -> str:
 
 
 def bucket_explain_text(g: GeneratedBucketPolicy) -> str:
-    lines = [f"# bucket {g.bucket} (owner {g.account}): {len(g.statements)} statements, "
-             f"{g.replayed} observed calls replayed, {g.lockout_checked} lockout requests checked"]
+    lines = [
+        f"# bucket {g.bucket} (owner {g.account}): {len(g.statements)} statements, "
+        f"{g.replayed} observed calls replayed, {g.lockout_checked} lockout requests checked"
+    ]
     for s in g.statements:
         lines.append(f"{s.sid} [{s.kind}]: {s.purpose}")
         if s.calls:
-            lines.append(f"    evidence: {s.calls} calls {s.first_seen} .. {s.last_seen}; events "
-                         + ", ".join(s.event_ids))
+            lines.append(
+                f"    evidence: {s.calls} calls {s.first_seen} .. {s.last_seen}; events "
+                + ", ".join(s.event_ids)
+            )
         for target, members in s.covered:
-            lines.append(f"    {target} covers {len(members)}: " + ", ".join(members[:5])
-                         + (" ..." if len(members) > 5 else ""))
+            lines.append(
+                f"    {target} covers {len(members)}: "
+                + ", ".join(members[:5])
+                + (" ..." if len(members) > 5 else "")
+            )
     if g.unpinned:
         lines.append("left unpinned:")
         lines += [f"    {u.principal} [{u.guard}]: {u.reason}" for u in g.unpinned]
@@ -78,10 +114,17 @@ def bucket_explain_text(g: GeneratedBucketPolicy) -> str:
 
 def _key_statement(s: KeyStatement, explain: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "sid": s.sid, "kind": s.kind, "purpose": s.purpose, "principals": list(s.principals),
+        "sid": s.sid,
+        "kind": s.kind,
+        "purpose": s.purpose,
+        "principals": list(s.principals),
         "actions": list(s.actions),
-        "evidence": {"calls": s.calls, "first_seen": s.first_seen, "last_seen": s.last_seen,
-                     **({"event_ids": list(s.event_ids)} if explain else {})},
+        "evidence": {
+            "calls": s.calls,
+            "first_seen": s.first_seen,
+            "last_seen": s.last_seen,
+            **({"event_ids": list(s.event_ids)} if explain else {}),
+        },
     }
     if s.conditions:
         out["conditions"] = _conditions(s.conditions)
@@ -96,8 +139,12 @@ def key_json(g: GeneratedKeyPolicy, explain: bool = False) -> str:
         "statements": [_key_statement(s, explain) for s in g.statements],
         "findings": [_finding(f) for f in g.findings],
         "denied": [_denied(r) for r in g.denied],
-        "verification": {"replayed_calls": g.replayed, "failed": 0, "lockout_checked": g.lockout_checked,
-                         "admins": list(g.admins)},
+        "verification": {
+            "replayed_calls": g.replayed,
+            "failed": 0,
+            "lockout_checked": g.lockout_checked,
+            "admins": list(g.admins),
+        },
     }
     return json.dumps(doc, indent=2)
 
@@ -107,13 +154,17 @@ def key_policy_text(g: GeneratedKeyPolicy) -> str:
 
 
 def key_explain_text(g: GeneratedKeyPolicy) -> str:
-    lines = [f"# key {g.key}: {len(g.statements)} statements, {g.replayed} observed calls replayed, "
-             f"{g.lockout_checked} lockout requests checked"]
+    lines = [
+        f"# key {g.key}: {len(g.statements)} statements, {g.replayed} observed calls replayed, "
+        f"{g.lockout_checked} lockout requests checked"
+    ]
     for s in g.statements:
         lines.append(f"{s.sid} [{s.kind}]: {s.purpose}")
         if s.calls:
-            lines.append(f"    evidence: {s.calls} calls {s.first_seen} .. {s.last_seen}; events "
-                         + ", ".join(s.event_ids))
+            lines.append(
+                f"    evidence: {s.calls} calls {s.first_seen} .. {s.last_seen}; events "
+                + ", ".join(s.event_ids)
+            )
     for f in g.findings:
         lines.append(f"finding {f.code} ({f.severity}) {f.subject}: {f.message}")
     return "\n".join(lines)

@@ -135,8 +135,10 @@ class GeneratedBucketPolicy:
 
 def allow_all() -> Policy:
     """The broad identity policy the owner's principals are assumed to hold when replaying."""
-    return Policy(statements=(Statement(Effect.ALLOW, actions=("*",), resources=("*",), sid="AllowAll"),),
-                  name="assumed-allow-all")
+    return Policy(
+        statements=(Statement(Effect.ALLOW, actions=("*",), resources=("*",), sid="AllowAll"),),
+        name="assumed-allow-all",
+    )
 
 
 def principal_arn_forms(arn: str) -> tuple[str, ...]:
@@ -191,7 +193,8 @@ def bucket_rows(rows: Iterable[UsageRow], bucket: str) -> list[UsageRow]:
 def replay_context(row: UsageRow) -> dict[str, str | list[str]]:
     """The request context of an observed S3 call, as AWS would set it for the bucket policy."""
     ctx: dict[str, str | list[str]] = dict(
-        request_context(row.action, row.context, row.source_ips[0] if row.source_ips else ""))
+        request_context(row.action, row.context, row.source_ips[0] if row.source_ips else "")
+    )
     # A call a service made on the principal's behalf (Athena reading the data, ...) carries
     # aws:ViaAWSService true and the service in aws:CalledVia.
     # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-viaawsservice
@@ -211,8 +214,12 @@ def _evidence(rows: Sequence[UsageRow]) -> tuple[int, str, str, tuple[str, ...]]
         for e in r.event_ids:
             if e not in eids and len(eids) < 5:
                 eids.append(e)
-    return (sum(r.count for r in rows), min(r.first_seen for r in rows), max(r.last_seen for r in rows),
-            tuple(eids))
+    return (
+        sum(r.count for r in rows),
+        min(r.first_seen for r in rows),
+        max(r.last_seen for r in rows),
+        tuple(eids),
+    )
 
 
 def _kms_applied(row: UsageRow) -> bool:
@@ -230,8 +237,10 @@ def infer_owner(rows: Sequence[UsageRow]) -> str:
     if not ranked:
         raise BucketError("cannot tell the bucket owner's account from the callers: pass --account")
     if len(ranked) > 1 and len(ranked[0][1]) == len(ranked[1][1]):
-        raise BucketError("the bucket's callers come from several accounts in equal numbers "
-                          f"({', '.join(a for a, _ in ranked)}): pass --account")
+        raise BucketError(
+            "the bucket's callers come from several accounts in equal numbers "
+            f"({', '.join(a for a, _ in ranked)}): pass --account"
+        )
     return ranked[0][0]
 
 
@@ -273,16 +282,19 @@ class _Draft:
     evidence: BucketStatement
 
 
-def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
-                           options: BucketOptions | None = None) -> GeneratedBucketPolicy:
+def generate_bucket_policy(
+    bucket: str, rows: Iterable[UsageRow], options: BucketOptions | None = None
+) -> GeneratedBucketPolicy:
     """The bucket policy for *bucket* from *rows* (any rows: those on other resources are ignored)."""
     options = options or BucketOptions()
     on_bucket = bucket_rows(rows, bucket)
     used = [r for r in on_bucket if r.outcome is Outcome.USED]
     denied = tuple(r for r in on_bucket if r.outcome is Outcome.DENIED)
     if not used:
-        raise BucketError(f"no authorized call on bucket {bucket!r} in the usage data "
-                          f"({len(denied)} denied): nothing to protect or grant")
+        raise BucketError(
+            f"no authorized call on bucket {bucket!r} in the usage data "
+            f"({len(denied)} denied): nothing to protect or grant"
+        )
     m = _S3_ARN.match(used[0].resource or "")
     partition = m.group(1) if m else "aws"
     bucket_arn = f"arn:{partition}:s3:::{bucket}"
@@ -291,18 +303,26 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
     account = options.account
     if not account:
         account = infer_owner(used)
-        findings.append(Finding("BUCKET_OWNER_INFERRED", bucket,
-                                f"owner taken to be {account} (the account of most callers)"))
+        findings.append(
+            Finding(
+                "BUCKET_OWNER_INFERRED", bucket, f"owner taken to be {account} (the account of most callers)"
+            )
+        )
     break_glass = tuple(sorted(set(options.break_glass)))
     for bg in break_glass:
         if _account_of(bg) != account:
             # Only identities of the bucket owner's account may call the bucket-policy APIs.
             # https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutBucketPolicy.html
-            raise BucketError(f"--break-glass {bg} is not of the bucket owner's account {account}: "
-                              "only the owner's identities can read or replace a bucket policy")
+            raise BucketError(
+                f"--break-glass {bg} is not of the bucket owner's account {account}: "
+                "only the owner's identities can read or replace a bucket policy"
+            )
     if not break_glass:
-        findings.append(Finding("NO_BREAK_GLASS", bucket,
-                                f"the lockout check covers arn:{partition}:iam::{account}:root only"))
+        findings.append(
+            Finding(
+                "NO_BREAK_GLASS", bucket, f"the lockout check covers arn:{partition}:iam::{account}:root only"
+            )
+        )
     bg_forms = {f for bg in break_glass for f in principal_arn_forms(bg)}
 
     by_principal: dict[str, list[UsageRow]] = defaultdict(list)
@@ -314,12 +334,29 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
 
     # 1. Plain HTTP, for everybody.
     calls, first, last, eids = _evidence(used)
-    drafts.append(_Draft(0, Statement(
-        Effect.DENY, actions=("s3:*",), resources=resources, principals=Principals.star(),
-        conditions=(Condition("Bool", "aws:SecureTransport", ("false",)),), sid="DenyInsecureTransport",
-    ), BucketStatement("DenyInsecureTransport", "deny-insecure-transport",
-                       f"protects {bucket} from requests over plain HTTP (every observed call used TLS)",
-                       (), calls, first, last, eids)))
+    drafts.append(
+        _Draft(
+            0,
+            Statement(
+                Effect.DENY,
+                actions=("s3:*",),
+                resources=resources,
+                principals=Principals.star(),
+                conditions=(Condition("Bool", "aws:SecureTransport", ("false",)),),
+                sid="DenyInsecureTransport",
+            ),
+            BucketStatement(
+                "DenyInsecureTransport",
+                "deny-insecure-transport",
+                f"protects {bucket} from requests over plain HTTP (every observed call used TLS)",
+                (),
+                calls,
+                first,
+                last,
+                eids,
+            ),
+        )
+    )
 
     # 2. VPC endpoint pins.
     pins: dict[tuple[tuple[str, ...], bool], list[str]] = defaultdict(list)
@@ -330,37 +367,51 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
         if set(principal_arn_forms(p)) & bg_forms:
             unpinned.append(Unpinned(p, "vpce", "break-glass principal: never named in a Deny"))
         elif not direct:
-            unpinned.append(Unpinned(p, "vpce", "only calls made by a service on its behalf ("
-                                     + ", ".join(via) + ")"))
+            unpinned.append(
+                Unpinned(p, "vpce", "only calls made by a service on its behalf (" + ", ".join(via) + ")")
+            )
         elif endpoints == {""}:
             n = sum(r.count for r in direct)
             unpinned.append(Unpinned(p, "vpce", f"never came through a VPC endpoint ({n} direct calls)"))
         elif "" in endpoints:
             outside = sum(r.count for r in direct if not r.context.vpc_endpoint)
             inside = sum(r.count for r in direct if r.context.vpc_endpoint)
-            msg = (f"{inside} calls through {', '.join(sorted(endpoints - {''}))} and {outside} from "
-                   "elsewhere")
+            msg = f"{inside} calls through {', '.join(sorted(endpoints - {''}))} and {outside} from elsewhere"
             unpinned.append(Unpinned(p, "vpce", "mixed endpoint use: " + msg))
             findings.append(Finding("MIXED_ENDPOINT_USE", p, f"on {bucket}: {msg}"))
         else:
             pins[(tuple(sorted(endpoints)), bool(via))].append(p)
     for (pinned_to, spare_services), principals in sorted(pins.items()):
         forms = tuple(sorted({f for p in principals for f in principal_arn_forms(p)}))
-        conditions = [Condition("StringNotEquals", "aws:SourceVpce", pinned_to),
-                      Condition("ArnEquals", "aws:PrincipalArn", forms)]
+        conditions = [
+            Condition("StringNotEquals", "aws:SourceVpce", pinned_to),
+            Condition("ArnEquals", "aws:PrincipalArn", forms),
+        ]
         if spare_services:
             conditions.append(Condition("BoolIfExists", "aws:ViaAWSService", ("false",)))
         sid = _sid_for("DenyAccessOutside" + "".join(_camel(e) for e in pinned_to)[:60], principals)
         prow = [r for p in principals for r in by_principal[p]]
         calls, first, last, eids = _evidence(prow)
-        purpose = (f"protects {bucket} from {', '.join(principals)} outside {', '.join(pinned_to)} "
-                   f"(all their direct calls came through it)")
+        purpose = (
+            f"protects {bucket} from {', '.join(principals)} outside {', '.join(pinned_to)} "
+            f"(all their direct calls came through it)"
+        )
         if spare_services:
             purpose += "; calls AWS services make on their behalf are spared"
-        drafts.append(_Draft(1, Statement(
-            Effect.DENY, actions=("s3:*",), resources=resources, principals=Principals.star(),
-            conditions=tuple(sorted(conditions)), sid=sid,
-        ), BucketStatement(sid, "pin-vpce", purpose, tuple(principals), calls, first, last, eids)))
+        drafts.append(
+            _Draft(
+                1,
+                Statement(
+                    Effect.DENY,
+                    actions=("s3:*",),
+                    resources=resources,
+                    principals=Principals.star(),
+                    conditions=tuple(sorted(conditions)),
+                    sid=sid,
+                ),
+                BucketStatement(sid, "pin-vpce", purpose, tuple(principals), calls, first, last, eids),
+            )
+        )
 
     # 3. SSE-KMS on uploads.
     sse_groups: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
@@ -380,8 +431,11 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
             reason = f"{sum(r.count for r in other)} uploads not SSE-KMS ({', '.join(applied)})"
             unpinned.append(Unpinned(p, "sse-kms", reason))
             if kms:
-                findings.append(Finding("MIXED_ENCRYPTION", p, f"on {bucket}: {reason}, "
-                                        f"{sum(r.count for r in kms)} SSE-KMS"))
+                findings.append(
+                    Finding(
+                        "MIXED_ENCRYPTION", p, f"on {bucket}: {reason}, {sum(r.count for r in kms)} SSE-KMS"
+                    )
+                )
             continue
         headers = tuple(sorted({r.context.sse_header for r in uploads if r.context.sse_header}))
         bare = [r for r in uploads if not r.context.sse_header]
@@ -389,10 +443,15 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
             sse_groups[("require-sse", headers)].append(p)
         else:
             n = sum(r.count for r in bare)
-            findings.append(Finding("UPLOAD_WITHOUT_SSE_HEADER", p,
-                                    f"on {bucket}: {n} of {sum(r.count for r in uploads)} uploads sent no "
-                                    "x-amz-server-side-encryption header (bucket default encryption, or "
-                                    "multipart parts); the header is not required, another one is refused"))
+            findings.append(
+                Finding(
+                    "UPLOAD_WITHOUT_SSE_HEADER",
+                    p,
+                    f"on {bucket}: {n} of {sum(r.count for r in uploads)} uploads sent no "
+                    "x-amz-server-side-encryption header (bucket default encryption, or "
+                    "multipart parts); the header is not required, another one is refused",
+                )
+            )
             sse_groups[("deny-other-sse", headers or ("aws:kms",))].append(p)
         keys = {r.context.sse_kms_key_header for r in uploads}
         named = tuple(sorted(keys - {""}))
@@ -401,42 +460,64 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
         elif named:
             sse_groups[("deny-other-kms-key", named)].append(p)
         else:
-            unpinned.append(Unpinned(p, "sse-kms", "no upload named a KMS key (the bucket's default key "
-                                     "was used): the key is not pinned"))
+            unpinned.append(
+                Unpinned(
+                    p,
+                    "sse-kms",
+                    "no upload named a KMS key (the bucket's default key was used): the key is not pinned",
+                )
+            )
     sse_key = "s3:x-amz-server-side-encryption"
     key_key = "s3:x-amz-server-side-encryption-aws-kms-key-id"
     texts = {
         "require-sse": ("DenyUploadsWithoutSseKms", sse_key, "uploads without SSE-KMS"),
-        "deny-other-sse": ("DenyUploadsWithOtherEncryption", sse_key,
-                           "uploads asking for another encryption"),
+        "deny-other-sse": (
+            "DenyUploadsWithOtherEncryption",
+            sse_key,
+            "uploads asking for another encryption",
+        ),
         "require-kms-key": ("DenyUploadsWithoutKmsKey", key_key, "uploads without the KMS key"),
         "deny-other-kms-key": ("DenyUploadsWithOtherKmsKey", key_key, "uploads naming another KMS key"),
     }
     for (kind, values), principals in sorted(sse_groups.items()):
         prefix, key, what = texts[kind]
         forms = tuple(sorted({f for p in principals for f in principal_arn_forms(p)}))
-        conditions = [Condition("StringNotEquals", key, values),
-                      Condition("ArnEquals", "aws:PrincipalArn", forms)]
+        conditions = [
+            Condition("StringNotEquals", key, values),
+            Condition("ArnEquals", "aws:PrincipalArn", forms),
+        ]
         if kind.startswith("deny-other"):
             # Only when the header is sent: a missing header (default encryption) stays allowed.
             conditions.append(Condition("Null", key, ("false",)))
         sid = _sid_for(prefix, principals, "|".join(values) if kind.endswith("kms-key") else "")
         prow = [r for p in principals for r in sse_rows[p]]
         calls, first, last, eids = _evidence(prow)
-        purpose = (f"protects {bucket}/* from {what} ({', '.join(values)}) by {', '.join(principals)}, "
-                   "whose observed uploads all used it")
-        drafts.append(_Draft(2, Statement(
-            Effect.DENY, actions=("s3:PutObject",), resources=(f"{bucket_arn}/*",),
-            principals=Principals.star(),
-            conditions=tuple(sorted(conditions)), sid=sid,
-        ), BucketStatement(sid, kind, purpose, tuple(principals), calls, first, last, eids)))
+        purpose = (
+            f"protects {bucket}/* from {what} ({', '.join(values)}) by {', '.join(principals)}, "
+            "whose observed uploads all used it"
+        )
+        drafts.append(
+            _Draft(
+                2,
+                Statement(
+                    Effect.DENY,
+                    actions=("s3:PutObject",),
+                    resources=(f"{bucket_arn}/*",),
+                    principals=Principals.star(),
+                    conditions=tuple(sorted(conditions)),
+                    sid=sid,
+                ),
+                BucketStatement(sid, kind, purpose, tuple(principals), calls, first, last, eids),
+            )
+        )
 
     # 4. Cross-account grants: exactly the observed actions, on the prefixes used.
     for p, prow in sorted(by_principal.items()):
         if _account_of(p) == account:
             continue
-        object_keys = [m.group(3) for r in prow
-                       if (m := _S3_ARN.match(r.resource or "")) and m.group(3) is not None]
+        object_keys = [
+            m.group(3) for r in prow if (m := _S3_ARN.match(r.resource or "")) and m.group(3) is not None
+        ]
         prefix_of = object_prefixes(object_keys)
         final: dict[str, set[str]] = defaultdict(set)
         covered: dict[str, set[str]] = defaultdict(set)
@@ -452,21 +533,43 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
         for action, targets in sorted(final.items()):
             by_resources[tuple(sorted(targets))].append(action)
         for res, actions in sorted(by_resources.items()):
-            names = "".join(a.split(":", 1)[1] for a in actions) if len(actions) <= 3 else (
-                hashlib.sha256("|".join(actions).encode()).hexdigest()[:6].upper())
+            names = (
+                "".join(a.split(":", 1)[1] for a in actions)
+                if len(actions) <= 3
+                else (hashlib.sha256("|".join(actions).encode()).hexdigest()[:6].upper())
+            )
             sid = f"Grant{_camel(_short_name(p))}{names}"
             arows = [r for r in prow if r.action in actions]
             calls, first, last, eids = _evidence(arows)
             cov = tuple((t, tuple(sorted(covered[t]))) for t in res if covered.get(t))
-            drafts.append(_Draft(3, Statement(
-                Effect.ALLOW, actions=tuple(actions), resources=res, principals=Principals.aws(p), sid=sid,
-            ), BucketStatement(sid, "cross-account-grant",
-                               f"grants {p} (account {_account_of(p)}) exactly its observed "
-                               f"{', '.join(actions)}", (p,), calls, first, last, eids, cov)))
+            drafts.append(
+                _Draft(
+                    3,
+                    Statement(
+                        Effect.ALLOW,
+                        actions=tuple(actions),
+                        resources=res,
+                        principals=Principals.aws(p),
+                        sid=sid,
+                    ),
+                    BucketStatement(
+                        sid,
+                        "cross-account-grant",
+                        f"grants {p} (account {_account_of(p)}) exactly its observed {', '.join(actions)}",
+                        (p,),
+                        calls,
+                        first,
+                        last,
+                        eids,
+                        cov,
+                    ),
+                )
+            )
             findings.append(Finding("CROSS_ACCOUNT_GRANT", p, f"{', '.join(actions)} on {', '.join(res)}"))
             for t, members in cov:
-                findings.append(Finding("OBJECT_KEYS_GENERALIZED", f"{p} {t}",
-                                        f"{len(members)} objects seen under {t}"))
+                findings.append(
+                    Finding("OBJECT_KEYS_GENERALIZED", f"{p} {t}", f"{len(members)} objects seen under {t}")
+                )
 
     drafts.sort(key=lambda d: (d.order, d.statement.sid))
     seen: dict[str, int] = {}
@@ -476,12 +579,28 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
         seen[d.statement.sid] = n + 1
         if n:
             sid = f"{d.statement.sid}{n + 1}"
-            st = Statement(d.statement.effect, d.statement.actions, d.statement.not_actions,
-                           d.statement.resources, d.statement.not_resources, d.statement.principals,
-                           d.statement.not_principals, d.statement.conditions, sid)
-            ev = BucketStatement(sid, d.evidence.kind, d.evidence.purpose, d.evidence.principals,
-                                 d.evidence.calls, d.evidence.first_seen, d.evidence.last_seen,
-                                 d.evidence.event_ids, d.evidence.covered)
+            st = Statement(
+                d.statement.effect,
+                d.statement.actions,
+                d.statement.not_actions,
+                d.statement.resources,
+                d.statement.not_resources,
+                d.statement.principals,
+                d.statement.not_principals,
+                d.statement.conditions,
+                sid,
+            )
+            ev = BucketStatement(
+                sid,
+                d.evidence.kind,
+                d.evidence.purpose,
+                d.evidence.principals,
+                d.evidence.calls,
+                d.evidence.first_seen,
+                d.evidence.last_seen,
+                d.evidence.event_ids,
+                d.evidence.covered,
+            )
             d = _Draft(d.order, st, ev)
         final_drafts.append(d)
     policy = Policy(statements=tuple(d.statement for d in final_drafts), name=f"bucket-policy:{bucket}")
@@ -490,19 +609,31 @@ def generate_bucket_policy(bucket: str, rows: Iterable[UsageRow],
     count, failures = replay_bucket(policy, used, account)
     if failures:
         row, failed = failures[0]
-        raise SynthError(f"refusing to emit: the bucket policy would deny an observed call ({row.principal} "
-                         f"{row.action} on {row.resource}: {failed.reason}); {len(failures)} of {count} fail")
+        raise SynthError(
+            f"refusing to emit: the bucket policy would deny an observed call ({row.principal} "
+            f"{row.action} on {row.resource}: {failed.reason}); {len(failures)} of {count} fail"
+        )
 
     # 6. The lockout rule.
-    checked = check_lockout(policy, bucket_arn, account, break_glass,
-                            sorted({r.context.vpc_endpoint for r in used if r.context.vpc_endpoint}))
+    checked = check_lockout(
+        policy,
+        bucket_arn,
+        account,
+        break_glass,
+        sorted({r.context.vpc_endpoint for r in used if r.context.vpc_endpoint}),
+    )
 
     return GeneratedBucketPolicy(
-        bucket=bucket, account=account, policy=policy,
+        bucket=bucket,
+        account=account,
+        policy=policy,
         statements=tuple(d.evidence for d in final_drafts),
         unpinned=tuple(sorted(set(unpinned), key=lambda u: (u.guard, u.principal))),
-        findings=tuple(sorted(set(findings))), denied=denied, replayed=count,
-        lockout_checked=checked, break_glass=break_glass,
+        findings=tuple(sorted(set(findings))),
+        denied=denied,
+        replayed=count,
+        lockout_checked=checked,
+        break_glass=break_glass,
     )
 
 
@@ -513,8 +644,9 @@ def session_arn(arn: str, session: str) -> str | None:
     return f"arn:{m.group(1)}:sts::{m.group(2)}:assumed-role/{m.group(4).rsplit('/', 1)[-1]}/{session}"
 
 
-def replay_bucket(policy: Policy, rows: Sequence[UsageRow],
-                  account: str) -> tuple[int, list[tuple[UsageRow, Evaluation]]]:
+def replay_bucket(
+    policy: Policy, rows: Sequence[UsageRow], account: str
+) -> tuple[int, list[tuple[UsageRow, Evaluation]]]:
     """Replay *rows* (as the role and as a session of it) with an allow-all identity policy."""
     failures: list[tuple[UsageRow, Evaluation]] = []
     count = 0
@@ -530,8 +662,9 @@ def replay_bucket(policy: Policy, rows: Sequence[UsageRow],
     return count, failures
 
 
-def lockout_requests(bucket_arn: str, account: str, break_glass: Sequence[str],
-                     endpoints: Sequence[str] = ()) -> list[Request]:
+def lockout_requests(
+    bucket_arn: str, account: str, break_glass: Sequence[str], endpoints: Sequence[str] = ()
+) -> list[Request]:
     """The requests that must stay allowed: root and every break-glass principal (and a session of
     each break-glass role) reading and replacing the bucket policy over TLS, from the internet and
     through each endpoint seen."""
@@ -543,14 +676,20 @@ def lockout_requests(bucket_arn: str, account: str, break_glass: Sequence[str],
         if session:
             callers.append(session)
     contexts: list[Mapping[str, str]] = [{"aws:SecureTransport": "true", "aws:ViaAWSService": "false"}]
-    contexts += [{"aws:SecureTransport": "true", "aws:ViaAWSService": "false", "aws:SourceVpce": e}
-                 for e in endpoints]
-    return [Request.make(c, a, bucket_arn, ctx, resource_account=account)
-            for c in callers for a in BUCKET_POLICY_ACTIONS for ctx in contexts]
+    contexts += [
+        {"aws:SecureTransport": "true", "aws:ViaAWSService": "false", "aws:SourceVpce": e} for e in endpoints
+    ]
+    return [
+        Request.make(c, a, bucket_arn, ctx, resource_account=account)
+        for c in callers
+        for a in BUCKET_POLICY_ACTIONS
+        for ctx in contexts
+    ]
 
 
-def check_lockout(policy: Policy, bucket_arn: str, account: str, break_glass: Sequence[str],
-                  endpoints: Sequence[str] = ()) -> int:
+def check_lockout(
+    policy: Policy, bucket_arn: str, account: str, break_glass: Sequence[str], endpoints: Sequence[str] = ()
+) -> int:
     """Raise :class:`LockoutError` if *policy* denies one of :func:`lockout_requests`; return how many
     requests were checked."""
     requests = lockout_requests(bucket_arn, account, break_glass, endpoints)
@@ -558,6 +697,8 @@ def check_lockout(policy: Policy, bucket_arn: str, account: str, break_glass: Se
         outcome = evaluate(req, [allow_all()], resource_policy=policy)
         if not outcome.allowed:
             sids = ", ".join(s.sid for s in outcome.statements) or "no statement"
-            raise LockoutError(f"refusing to emit: the bucket policy would lock {req.principal_arn} out of "
-                               f"{req.action} ({outcome.reason}: {sids})")
+            raise LockoutError(
+                f"refusing to emit: the bucket policy would lock {req.principal_arn} out of "
+                f"{req.action} ({outcome.reason}: {sids})"
+            )
     return len(requests)

@@ -110,8 +110,9 @@ class GeneratedKeyPolicy:
 
 def resolve_key(rows: Iterable[UsageRow], query: str) -> str:
     """A key ARN, or a key id (``1a2b…``, ``key/1a2b…``) unique among the keys seen."""
-    keys = sorted({r.resource for r in rows if r.resource and r.action.startswith("kms:")
-                   and ":key/" in r.resource})
+    keys = sorted(
+        {r.resource for r in rows if r.resource and r.action.startswith("kms:") and ":key/" in r.resource}
+    )
     if query in keys:
         return query
     suffix = query if query.startswith("key/") else f"key/{query}"
@@ -133,15 +134,22 @@ def _evidence(rows: Sequence[UsageRow]) -> tuple[int, str, str, tuple[str, ...]]
         for e in r.event_ids:
             if e not in eids and len(eids) < 5:
                 eids.append(e)
-    return (sum(r.count for r in rows), min(r.first_seen for r in rows), max(r.last_seen for r in rows),
-            tuple(eids))
+    return (
+        sum(r.count for r in rows),
+        min(r.first_seen for r in rows),
+        max(r.last_seen for r in rows),
+        tuple(eids),
+    )
 
 
 def key_lockout_requests(key: str, account: str, admins: Sequence[str]) -> list[Request]:
     partition = key.split(":")[1]
     callers = [f"arn:{partition}:iam::{account}:root", *admins]
-    return [Request.make(c, a, key, {"aws:SecureTransport": "true"}, resource_account=account)
-            for c in callers for a in _LOCKOUT_ACTIONS]
+    return [
+        Request.make(c, a, key, {"aws:SecureTransport": "true"}, resource_account=account)
+        for c in callers
+        for a in _LOCKOUT_ACTIONS
+    ]
 
 
 def generate_key_policy(key: str, rows: Iterable[UsageRow], admins: Sequence[str] = ()) -> GeneratedKeyPolicy:
@@ -157,21 +165,54 @@ def generate_key_policy(key: str, rows: Iterable[UsageRow], admins: Sequence[str
     findings: list[Finding] = []
     statements: list[tuple[Statement, KeyStatement]] = []
 
-    statements.append((
-        Statement(Effect.ALLOW, actions=KEY_ADMIN_ACTIONS, resources=("*",), principals=Principals.aws(root),
-                  sid="AllowKeyAdministrationThroughIam"),
-        KeyStatement("AllowKeyAdministrationThroughIam", "admin-through-iam",
-                     f"keeps the key administrators of account {account} (by their IAM policies) and the "
-                     "root able to manage the key and replace this policy; grants no cryptographic use",
-                     (root,), KEY_ADMIN_ACTIONS, (), 0, "", "", ()),
-    ))
+    statements.append(
+        (
+            Statement(
+                Effect.ALLOW,
+                actions=KEY_ADMIN_ACTIONS,
+                resources=("*",),
+                principals=Principals.aws(root),
+                sid="AllowKeyAdministrationThroughIam",
+            ),
+            KeyStatement(
+                "AllowKeyAdministrationThroughIam",
+                "admin-through-iam",
+                f"keeps the key administrators of account {account} (by their IAM policies) and the "
+                "root able to manage the key and replace this policy; grants no cryptographic use",
+                (root,),
+                KEY_ADMIN_ACTIONS,
+                (),
+                0,
+                "",
+                "",
+                (),
+            ),
+        )
+    )
     if admins:
-        statements.append((
-            Statement(Effect.ALLOW, actions=KEY_ADMIN_ACTIONS, resources=("*",),
-                      principals=Principals.aws(*admins), sid="AllowKeyAdministrators"),
-            KeyStatement("AllowKeyAdministrators", "admins", "the named key administrators",
-                         admins, KEY_ADMIN_ACTIONS, (), 0, "", "", ()),
-        ))
+        statements.append(
+            (
+                Statement(
+                    Effect.ALLOW,
+                    actions=KEY_ADMIN_ACTIONS,
+                    resources=("*",),
+                    principals=Principals.aws(*admins),
+                    sid="AllowKeyAdministrators",
+                ),
+                KeyStatement(
+                    "AllowKeyAdministrators",
+                    "admins",
+                    "the named key administrators",
+                    admins,
+                    KEY_ADMIN_ACTIONS,
+                    (),
+                    0,
+                    "",
+                    "",
+                    (),
+                ),
+            )
+        )
 
     # Per principal and action: the services it went through ("" = directly).
     conds: dict[tuple[str, str], tuple[Condition, ...]] = {}
@@ -179,12 +220,18 @@ def generate_key_policy(key: str, rows: Iterable[UsageRow], admins: Sequence[str
     for r in used:
         by_pa[(r.principal, r.action)].append(r)
     for (p, action), prow in sorted(by_pa.items()):
-        services = {via_service(r.context.invoked_by, r.context.region) if r.context.invoked_by else ""
-                    for r in prow}
+        services = {
+            via_service(r.context.invoked_by, r.context.region) if r.context.invoked_by else "" for r in prow
+        }
         if "" in services:
             conds[(p, action)] = ()
-            findings.append(Finding("KEY_USED_DIRECTLY", f"{p} {action}",
-                                    f"{sum(r.count for r in prow if not r.context.invoked_by)} direct calls"))
+            findings.append(
+                Finding(
+                    "KEY_USED_DIRECTLY",
+                    f"{p} {action}",
+                    f"{sum(r.count for r in prow if not r.context.invoked_by)} direct calls",
+                )
+            )
         else:
             conds[(p, action)] = (Condition("StringEquals", "kms:ViaService", tuple(sorted(services))),)
     # (principal, conditions) → actions; then (actions, conditions) → principals.
@@ -204,10 +251,19 @@ def generate_key_policy(key: str, rows: Iterable[UsageRow], admins: Sequence[str
         calls, first, last, eids = _evidence(prow)
         purpose = f"{', '.join(principals)}: {', '.join(actions)}"
         purpose += f" only through {', '.join(c[0].values)}" if c else " (called directly)"
-        uses.append((Statement(Effect.ALLOW, actions=actions, resources=("*",),
-                               principals=Principals.aws(*principals), conditions=c, sid=sid),
-                     KeyStatement(sid, "use", purpose, tuple(principals), actions, c, calls, first, last,
-                                  eids)))
+        uses.append(
+            (
+                Statement(
+                    Effect.ALLOW,
+                    actions=actions,
+                    resources=("*",),
+                    principals=Principals.aws(*principals),
+                    conditions=c,
+                    sid=sid,
+                ),
+                KeyStatement(sid, "use", purpose, tuple(principals), actions, c, calls, first, last, eids),
+            )
+        )
         for p in principals:
             if p.split(":")[4] != account:
                 findings.append(Finding("CROSS_ACCOUNT_GRANT", p, f"{', '.join(actions)} on {key}"))
@@ -221,19 +277,33 @@ def generate_key_policy(key: str, rows: Iterable[UsageRow], admins: Sequence[str
     for r in used:
         ctx = request_context(r.action, r.context, r.source_ips[0] if r.source_ips else "")
         for who in filter(None, (r.principal, session_arn(r.principal, "iamtrim-replay"))):
-            res = evaluate(Request.make(who, r.action, key, ctx, resource_account=account), identity,
-                           resource_policy=policy)
+            res = evaluate(
+                Request.make(who, r.action, key, ctx, resource_account=account),
+                identity,
+                resource_policy=policy,
+            )
             count += 1
             if not res.allowed:
-                raise SynthError(f"refusing to emit: the key policy would deny an observed call ({who} "
-                                 f"{r.action}: {res.reason})")
+                raise SynthError(
+                    f"refusing to emit: the key policy would deny an observed call ({who} "
+                    f"{r.action}: {res.reason})"
+                )
     lockout = key_lockout_requests(key, account, admins)
     for req in lockout:
         res = evaluate(req, identity, resource_policy=policy)
         if not res.allowed:
-            raise LockoutError(f"refusing to emit: the key policy would lock {req.principal_arn} out of "
-                               f"{req.action} ({res.reason})")
-    return GeneratedKeyPolicy(key=key, account=account, policy=policy,
-                              statements=tuple(ks for _, ks in statements),
-                              findings=tuple(sorted(set(findings))), denied=denied, replayed=count,
-                              lockout_checked=len(lockout), admins=admins)
+            raise LockoutError(
+                f"refusing to emit: the key policy would lock {req.principal_arn} out of "
+                f"{req.action} ({res.reason})"
+            )
+    return GeneratedKeyPolicy(
+        key=key,
+        account=account,
+        policy=policy,
+        statements=tuple(ks for _, ks in statements),
+        findings=tuple(sorted(set(findings))),
+        denied=denied,
+        replayed=count,
+        lockout_checked=len(lockout),
+        admins=admins,
+    )
