@@ -47,7 +47,9 @@ def request_for(principal_arn: str, row: UsageRow, resource: str | None = None) 
     target = resource or row.resource or "*"
     account = principal_arn.split(":")[4] if principal_arn.startswith("arn:") else ""
     return Request.make(
-        principal_arn, row.action, target,
+        principal_arn,
+        row.action,
+        target,
         request_context(row.action, row.context, row.source_ips[0] if row.source_ips else ""),
         resource_account=account,
     )
@@ -68,16 +70,39 @@ def account_trust_policy(resource: str, fallback_account: str) -> Policy | None:
         # A call into another account succeeded, so that account's resource policy allowed the
         # caller; the replay checks the identity side, keeping the resource side as it was.
         root = f"arn:{parts[1]}:iam::{fallback_account}:root"
-        return Policy(statements=(Statement(Effect.ALLOW, actions=("*",), resources=("*",),
-                                            principals=Principals.aws(root), sid="ObservedCrossAccess"),),
-                      name="assumed-resource-policy")
-    if not (parts[2] == "kms" and parts[5].startswith("key/") or parts[2] == "iam" and parts[5].startswith("role/")):
+        return Policy(
+            statements=(
+                Statement(
+                    Effect.ALLOW,
+                    actions=("*",),
+                    resources=("*",),
+                    principals=Principals.aws(root),
+                    sid="ObservedCrossAccess",
+                ),
+            ),
+            name="assumed-resource-policy",
+        )
+    if not (
+        (parts[2] == "kms"
+        and parts[5].startswith("key/"))
+        or (parts[2] == "iam"
+        and parts[5].startswith("role/"))
+    ):
         return None
     root = f"arn:{parts[1]}:iam::{account}:root"
     action = "kms:*" if parts[2] == "kms" else "sts:AssumeRole*"
-    return Policy(statements=(Statement(Effect.ALLOW, actions=(action,), resources=("*",),
-                                        principals=Principals.aws(root), sid="EnableIamPolicies"),),
-                  name="assumed-default-resource-policy")
+    return Policy(
+        statements=(
+            Statement(
+                Effect.ALLOW,
+                actions=(action,),
+                resources=("*",),
+                principals=Principals.aws(root),
+                sid="EnableIamPolicies",
+            ),
+        ),
+        name="assumed-default-resource-policy",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +112,23 @@ class ReplayFailure:
     evaluation: Evaluation
 
 
-def replay(principal_arn: str, rows: Iterable[UsageRow], policies: Sequence[Policy],
-           resources: dict[tuple[str, str | None], str] | None = None) -> tuple[int, list[ReplayFailure]]:
+def replay(
+    principal_arn: str,
+    rows: Iterable[UsageRow],
+    policies: Sequence[Policy],
+    resources: dict[tuple[str, str | None], str] | None = None,
+) -> tuple[int, list[ReplayFailure]]:
     """Replay *rows*; ``resources`` maps (action, resource) of unknown resources to a stand-in."""
     failures = []
     count = 0
     for row in rows:
         stand_in = (resources or {}).get((row.action, row.resource))
         request = request_for(principal_arn, row, stand_in)
-        result = evaluate(request, policies,
-                          resource_policy=account_trust_policy(request.resource, request.resource_account))
+        result = evaluate(
+            request,
+            policies,
+            resource_policy=account_trust_policy(request.resource, request.resource_account),
+        )
         count += 1
         if not result.allowed:
             failures.append(ReplayFailure(row, request, result))

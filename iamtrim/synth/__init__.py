@@ -1,5 +1,6 @@
 """Synthesize policies from observed usage: identity policies (and, later, bucket and key policies)."""
 
-from iamtrim.synth.identity import GeneratedPolicy, StatementEvidence, SynthOptions, Target, generate_identity_policy
+from iamtrim.synth.identity import GeneratedPolicy, StatementEvidence, SynthOptions, generate_identity_policy
+from iamtrim.synth.limits import Target
 
 __all__ = ["GeneratedPolicy", "StatementEvidence", "SynthOptions", "Target", "generate_identity_policy"]

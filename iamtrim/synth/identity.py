@@ -121,15 +121,21 @@ def _conditions(action: str, rows: Sequence[UsageRow], enabled: bool) -> tuple[C
         if endpoints and "" not in endpoints:
             out.append(Condition("StringEquals", "aws:SourceVpce", tuple(sorted(endpoints))))
     if action.startswith("kms:"):
-        services = {via_service(r.context.invoked_by, r.context.region) if r.context.invoked_by else ""
-                    for r in rows}
+        services = {
+            via_service(r.context.invoked_by, r.context.region) if r.context.invoked_by else "" for r in rows
+        }
         if services and "" not in services:
             out.append(Condition("StringEquals", "kms:ViaService", tuple(sorted(services))))
     return tuple(out)
 
 
-_LEVEL_SHORT = {"List": "List", "Read": "Read", "Write": "Write", "Tagging": "Tag",
-                "Permissions management": "Perm"}
+_LEVEL_SHORT = {
+    "List": "List",
+    "Read": "Read",
+    "Write": "Write",
+    "Tagging": "Tag",
+    "Permissions management": "Perm",
+}
 _LEVEL_RANK = ["List", "Read", "Tagging", "Write", "Permissions management"]
 _SID_MAX = 64
 
@@ -153,8 +159,11 @@ def _resource_hint(action: str, resource: str) -> str:
     rt = catalog.resource_type_for_arn(action, resource)
     values = catalog.arn_variables(rt.arn_template, resource) if rt is not None else None
     if rt is not None and values is not None:
-        named = [v for n, v in values if n not in ("Partition", "Region", "Account", "AccountId")
-                 and "*" not in v and "?" not in v]
+        named = [
+            v
+            for n, v in values
+            if n not in ("Partition", "Region", "Account", "AccountId") and "*" not in v and "?" not in v
+        ]
         if not named:
             return "Any" + _camel(rt.name)
         segments = [seg for seg in re.split(r"[/:]", named[-1]) if seg]
@@ -211,14 +220,16 @@ def generate_identity_policy(
 ) -> GeneratedPolicy:
     options = options or SynthOptions()
     if not principal.is_iam:
-        raise PrincipalError(f"{principal.arn} is a {principal.kind}, not an IAM identity: "
-                             "no identity policy attaches to it")
+        raise PrincipalError(
+            f"{principal.arn} is a {principal.kind}, not an IAM identity: no identity policy attaches to it"
+        )
     rows = list(rows)
     used = [r for r in rows if r.outcome is Outcome.USED]
     denied = tuple(r for r in rows if r.outcome is Outcome.DENIED)
     if not used:
-        raise PrincipalError(f"{principal.arn} made no authorized call in this data "
-                             f"({len(denied)} denied); nothing to grant")
+        raise PrincipalError(
+            f"{principal.arn} made no authorized call in this data ({len(denied)} denied); nothing to grant"
+        )
     partition = principal.arn.split(":")[1]
     findings: list[Finding] = []
 
@@ -233,8 +244,9 @@ def generate_identity_policy(
     for action, arows in sorted(by_action.items()):
         objects = sorted({r.resource for r in arows if r.resource and _is_object(r.resource)})
         mapping = generalize_object_arns(objects, options.prefix_threshold) if objects else {}
-        others = sorted({r.resource for r in arows if r.resource and r.resource != "*"
-                         and not _is_object(r.resource)})
+        others = sorted(
+            {r.resource for r in arows if r.resource and r.resource != "*" and not _is_object(r.resource)}
+        )
         template_mapping = generalize_by_template(action, others, options.prefix_threshold)
         # A resource the call created (RunInstances → instance/i-…): its AWS-generated id is
         # unknowable before the next call, so grant the ARN format with the caller's names kept.
@@ -254,13 +266,23 @@ def generate_identity_policy(
         for target, arns in covered.items():
             kind = "object-prefix" if _is_object(target) else "resource-variable"
             widenings[(action, target)].append(Widening(kind, target, tuple(sorted(arns))))
-            findings.append(Finding("OBJECT_KEYS_GENERALIZED" if kind == "object-prefix" else "RESOURCES_GENERALIZED",
-                                    f"{action} {target}", f"{len(arns)} resources seen under {target}"))
+            findings.append(
+                Finding(
+                    "OBJECT_KEYS_GENERALIZED" if kind == "object-prefix" else "RESOURCES_GENERALIZED",
+                    f"{action} {target}",
+                    f"{len(arns)} resources seen under {target}",
+                )
+            )
         for target, arns in created.items():
             widenings[(action, target)].append(Widening("created-resource", target, tuple(sorted(arns))))
-            findings.append(Finding("RESOURCES_GENERALIZED", f"{action} {target}",
-                                    f"{action} created {len(arns)} resource(s) whose AWS-generated id "
-                                    f"the next call cannot know; granted on {target}"))
+            findings.append(
+                Finding(
+                    "RESOURCES_GENERALIZED",
+                    f"{action} {target}",
+                    f"{action} created {len(arns)} resource(s) whose AWS-generated id "
+                    f"the next call cannot know; granted on {target}",
+                )
+            )
         for (extra_action, extra), _ in sorted(created_extra.items()):
             if extra_action == action:
                 widenings[(action, extra)].append(Widening("created-resource", extra, ()))
@@ -272,8 +294,13 @@ def generate_identity_policy(
                     final[final_key] = p
                     widenings[(action, p)].append(Widening("resource-unknown", p, ()))
                 stand_ins[(action, None)] = patterns[0]
-                findings.append(Finding("RESOURCE_UNKNOWN", action,
-                                        f"records of {action} name no resource; granted on {', '.join(patterns)}"))
+                findings.append(
+                    Finding(
+                        "RESOURCE_UNKNOWN",
+                        action,
+                        f"records of {action} name no resource; granted on {', '.join(patterns)}",
+                    )
+                )
             elif r.resource in mapping:
                 final[(action, r.resource)] = mapping[r.resource]
                 if r.resource.endswith("/*") and mapping[r.resource] == r.resource:
@@ -281,13 +308,19 @@ def generate_identity_policy(
             else:
                 final[(action, r.resource)] = r.resource
                 if r.resource.endswith("-??????") and action.startswith("secretsmanager:"):
-                    findings.append(Finding("SECRET_SUFFIX_PATTERN", r.resource,
-                                            "the secret was named without its ARN; '-??????' stands for AWS's suffix"))
+                    findings.append(
+                        Finding(
+                            "SECRET_SUFFIX_PATTERN",
+                            r.resource,
+                            "the secret was named without its ARN; '-??????' stands for AWS's suffix",
+                        )
+                    )
             res = r.resource or ""
             arn_account = res.split(":")[4] if res.startswith("arn:") and res.count(":") >= 5 else ""
             if arn_account and arn_account != principal.account:
-                findings.append(Finding("CROSS_ACCOUNT_RESOURCE", res,
-                                        f"{action} on a resource of account {arn_account}"))
+                findings.append(
+                    Finding("CROSS_ACCOUNT_RESOURCE", res, f"{action} on a resource of account {arn_account}")
+                )
 
     # Unknown resources may yield several patterns per action: collect them all.
     unknown_patterns: dict[str, tuple[str, ...]] = {}
@@ -331,9 +364,14 @@ def generate_identity_policy(
                 p = _format_pattern(rt.arn_template, region, principal.account, partition)
                 groups[(action, p)].extend(arows)
                 widenings[(action, p)].append(Widening("required-resource-unseen", p, ()))
-                findings.append(Finding("RESOURCE_UNKNOWN", action,
-                                        f"AWS also authorizes {action} on a {rt.name}, which the records "
-                                        f"do not name; granted on {p}"))
+                findings.append(
+                    Finding(
+                        "RESOURCE_UNKNOWN",
+                        action,
+                        f"AWS also authorizes {action} on a {rt.name}, which the records "
+                        f"do not name; granted on {p}",
+                    )
+                )
     conds = {k: _conditions(k[0], v, options.conditions) for k, v in groups.items()}
 
     # 3. (resource, conditions) → actions; then (actions, conditions) → resources.
@@ -345,34 +383,44 @@ def generate_identity_policy(
         step2[(tuple(sorted(acts)), c)].add(resource)
 
     statements: list[tuple[Statement, StatementEvidence]] = []
-    for (acts, c), resources in step2.items():
-        res = tuple(sorted(resources))
-        written, expansions = action_wildcards(acts) if options.wildcards else (acts, {})
-        srows = [r for a in acts for rr in res for r in groups.get((a, rr), [])]
+    for (stmt_actions, c), resources in step2.items():
+        stmt_resources = tuple(sorted(resources))
+        written, expansions = action_wildcards(stmt_actions) if options.wildcards else (stmt_actions, {})
+        srows = [r for a in stmt_actions for rr in stmt_resources for r in groups.get((a, rr), [])]
         widened: list[Widening] = []
-        for a in acts:
-            for rr in res:
+        for a in stmt_actions:
+            for rr in stmt_resources:
                 widened.extend(widenings.get((a, rr), []))
         for pattern, expansion in sorted(expansions.items()):
             widened.append(Widening("action-wildcard", pattern, expansion))
             findings.append(Finding("ACTION_WILDCARD", pattern, "expands today to " + ", ".join(expansion)))
-        sid = _sid(written, res, c)
-        st = Statement(Effect.ALLOW, actions=written, resources=res, conditions=c, sid=sid)
+        sid = _sid(written, stmt_resources, c)
+        st = Statement(Effect.ALLOW, actions=written, resources=stmt_resources, conditions=c, sid=sid)
         eids: list[str] = []
         for r in sorted(srows, key=lambda r: r.first_seen):
             for e in r.event_ids:
                 if e not in eids and len(eids) < 5:
                     eids.append(e)
         ev = StatementEvidence(
-            sid=sid, actions=tuple(acts), resources=res, conditions=c,
+            sid=sid,
+            actions=stmt_actions,
+            resources=stmt_resources,
+            conditions=c,
             calls=sum(r.count for r in srows),
-            first_seen=min(r.first_seen for r in srows), last_seen=max(r.last_seen for r in srows),
-            event_ids=tuple(eids), widened_by=tuple(dict.fromkeys(widened)),
+            first_seen=min(r.first_seen for r in srows),
+            last_seen=max(r.last_seen for r in srows),
+            event_ids=tuple(eids),
+            widened_by=tuple(dict.fromkeys(widened)),
         )
         statements.append((st, ev))
     # Order by service, then Sid, then content (Sids may clash before they are made unique).
-    statements.sort(key=lambda pair: (pair[0].actions[0].split(":")[0], pair[0].sid,
-                                      json.dumps(pair[0].to_json(), sort_keys=True)))
+    statements.sort(
+        key=lambda pair: (
+            pair[0].actions[0].split(":")[0],
+            pair[0].sid,
+            json.dumps(pair[0].to_json(), sort_keys=True),
+        )
+    )
     unique = _unique_sids([st.sid for st, _ in statements])
     statements = [
         (replace(st, sid=sid), replace(ev, sid=sid)) for (st, ev), sid in zip(statements, unique, strict=True)
@@ -396,16 +444,25 @@ def generate_identity_policy(
     granted_denials = []
     used_keys = {(r.action, r.resource) for r in used}
     for r in denied:
-        findings.append(Finding("DENIED_NOT_GRANTED", f"{r.action} {r.resource or '(unknown)'}",
-                                f"denied {r.count}x, last {r.last_seen}"))
+        findings.append(
+            Finding(
+                "DENIED_NOT_GRANTED",
+                f"{r.action} {r.resource or '(unknown)'}",
+                f"denied {r.count}x, last {r.last_seen}",
+            )
+        )
         if (r.action, r.resource) not in used_keys and r.resource is not None:
             req = request_for(principal.arn, r)
-            if evaluate(req, docs, resource_policy=account_trust_policy(req.resource, req.resource_account)).allowed:
+            if evaluate(
+                req, docs, resource_policy=account_trust_policy(req.resource, req.resource_account)
+            ).allowed:
                 granted_denials.append(r)
     if granted_denials:
         r = granted_denials[0]
-        raise SynthError(f"refusing to emit: the policy would allow a call that was only ever denied "
-                         f"({r.action} on {r.resource})")
+        raise SynthError(
+            f"refusing to emit: the policy would allow a call that was only ever denied "
+            f"({r.action} on {r.resource})"
+        )
     return GeneratedPolicy(
         principal=principal,
         policies=tuple(policies),

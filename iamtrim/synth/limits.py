@@ -49,8 +49,13 @@ def _split(statement: Statement, budget: int) -> list[Statement]:
     half = len(statement.resources) // 2
     out = []
     for chunk in (statement.resources[:half], statement.resources[half:]):
-        part = Statement(statement.effect, actions=statement.actions, resources=chunk,
-                         conditions=statement.conditions, sid=statement.sid)
+        part = Statement(
+            statement.effect,
+            actions=statement.actions,
+            resources=chunk,
+            conditions=statement.conditions,
+            sid=statement.sid,
+        )
         out.extend(_split(part, budget))
     return out
 
@@ -67,7 +72,9 @@ def _name(principal: Principal, index: int, total: int) -> str:
     return f"iamtrim-{base}" if total == 1 else f"iamtrim-{base}-{index + 1}"
 
 
-def pack(principal: Principal, statements: Sequence[Statement], target: Target) -> tuple[list[NamedPolicy], list[str]]:
+def pack(
+    principal: Principal, statements: Sequence[Statement], target: Target
+) -> tuple[list[NamedPolicy], list[str]]:
     from iamtrim.synth.identity import NamedPolicy
 
     if target is Target.MANAGED:
@@ -77,7 +84,7 @@ def pack(principal: Principal, statements: Sequence[Statement], target: Target) 
         budget, total_budget, max_policies = total, total, 10**6
     pieces: list[Statement] = []
     for st in statements:
-        pieces.extend(_numbered(_split(st, budget - _ENVELOPE - 1 - len('Part10'))))
+        pieces.extend(_numbered(_split(st, budget - _ENVELOPE - 1 - len("Part10"))))
     bins: list[list[Statement]] = []
     sizes: list[int] = []
     for st in pieces:  # first fit, in statement order (deterministic)
@@ -103,8 +110,13 @@ def pack(principal: Principal, statements: Sequence[Statement], target: Target) 
             f"{total_budget} for a {principal.kind}. Use --target managed"
         )
     if len(bins) > 1:
-        notes.append(f"{len(bins)} policies of {', '.join(str(s) for s in sizes)} characters "
-                     f"(limit {budget} each)")
-    named = [NamedPolicy(_name(principal, i, len(bins)), Policy(statements=tuple(b), name=_name(principal, i, len(bins))))
-             for i, b in enumerate(bins)]
+        notes.append(
+            f"{len(bins)} policies of {', '.join(str(s) for s in sizes)} characters (limit {budget} each)"
+        )
+    named = [
+        NamedPolicy(
+            _name(principal, i, len(bins)), Policy(statements=tuple(b), name=_name(principal, i, len(bins)))
+        )
+        for i, b in enumerate(bins)
+    ]
     return named, notes

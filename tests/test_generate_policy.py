@@ -1,0 +1,234 @@
+"""`iamtrim generate-policy`: golden policies for every samples principal, determinism, the CLI.
+
+Regenerate the golden files after an intended change with::
+
+    UPDATE_GOLDEN=1 python -m pytest tests/test_generate_policy.py
+
+and review the diff like code: every changed statement is a changed permission.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iamtrim.ingest import load_events
+from iamtrim.model import Outcome
+from iamtrim.render import policy as render_policy
+from iamtrim.synth import generate_identity_policy
+from tests.conftest import ROOT, SAMPLES
+from tests.factories import ACCOUNT, make_record_dict, user_identity
+
+TRAIL = SAMPLES / "AWSLogs"
+GOLDEN = ROOT / "tests" / "golden" / "generate-policy"
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "iamtrim", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def sample_principals() -> list[str]:
+    """IAM principals in the samples with at least one authorized call (what generate-policy accepts)."""
+    with load_events([TRAIL]) as st:
+        return sorted(
+            p.arn
+            for p in st.principals()
+            if p.is_iam and any(r.outcome is Outcome.USED for r in st.usage(p.arn))
+        )
+
+
+def golden_name(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1] + ".json"
+
+
+PRINCIPALS = sample_principals()
+
+
+def test_samples_have_the_expected_principals() -> None:
+    names = sorted(golden_name(a) for a in PRINCIPALS)
+    assert names == [
+        "ci-deployer.json",
+        "data-scientist.json",
+        "ml-notebook-execution.json",
+        "ml-training-job.json",
+        "partner-analytics.json",
+    ]
+    if not os.environ.get("UPDATE_GOLDEN"):
+        assert sorted(p.name for p in GOLDEN.glob("*.json")) == names, "stale or missing golden files"
+
+
+@pytest.mark.parametrize("arn", PRINCIPALS, ids=golden_name)
+def test_golden_policy(arn: str) -> None:
+    proc = run_cli("generate-policy", arn, "--events", str(TRAIL), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    path = GOLDEN / golden_name(arn)
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(proc.stdout, encoding="utf-8")
+    assert path.exists(), f"no golden file {path}: run with UPDATE_GOLDEN=1"
+    assert proc.stdout == path.read_text(encoding="utf-8"), (
+        f"{path.name} differs: review, then UPDATE_GOLDEN=1"
+    )
+    out = json.loads(proc.stdout)
+    assert out["principal"] == arn
+    assert out["verification"]["failed"] == 0 and out["verification"]["replayed_calls"] > 0
+    assert {"principal", "policies", "statements", "denied", "findings"} <= set(out)
+
+
+def _all_outputs(workers: int) -> dict[str, str]:
+    out = {}
+    with load_events([TRAIL], workers=workers) as st:
+        for arn in PRINCIPALS:
+            p = next(p for p in st.principals() if p.arn == arn)
+            out[arn] = render_policy.to_json(generate_identity_policy(p, st.usage(arn)), explain=True)
+    return out
+
+
+def test_output_is_deterministic_across_runs_and_worker_counts() -> None:
+    one = _all_outputs(workers=1)
+    assert _all_outputs(workers=1) == one
+    assert _all_outputs(workers=2) == one
+
+
+def test_golden_policies_never_grant_a_denied_attempt() -> None:
+    for arn in PRINCIPALS:
+        out = json.loads((GOLDEN / golden_name(arn)).read_text(encoding="utf-8"))
+        granted = {
+            a
+            for p in out["policies"]
+            for s in p["document"]["Statement"]
+            for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        }
+        for d in out["denied"]:
+            assert d["action"] not in granted, (arn, d)
+
+
+def test_explain_shows_evidence_and_widenings() -> None:
+    proc = run_cli(
+        "generate-policy", "ml-training-job", "--events", str(TRAIL), "--format", "policy", "--explain"
+    )
+    assert proc.returncode == 0, proc.stderr
+    json.loads(proc.stdout)  # stdout stays a clean policy document
+    assert "observed calls replayed: all allowed" in proc.stderr
+    assert "widened (resource-variable)" in proc.stderr
+    proc = run_cli("generate-policy", "data-scientist", "--events", str(TRAIL), "--explain")
+    out = json.loads(proc.stdout)
+    assert any(w.get("covered") for s in out["statements"] for w in s["widened_by"])
+    assert {d["action"] for d in out["denied"]} == {"s3:PutBucketPolicy", "iam:CreateAccessKey"}
+
+
+def test_policy_format_with_out_dir_writes_one_file_per_policy(tmp_path: Path) -> None:
+    proc = run_cli(
+        "generate-policy",
+        "ci-deployer",
+        "--events",
+        str(TRAIL),
+        "--format",
+        "policy",
+        "--out-dir",
+        str(tmp_path / "out"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    files = sorted((tmp_path / "out").iterdir())
+    assert [f.name for f in files] == ["iamtrim-ci-deployer.json"]
+    assert proc.stdout.split() == [str(f) for f in files]
+    doc = json.loads(files[0].read_text(encoding="utf-8"))
+    assert doc["Version"] == "2012-10-17"
+    bad = run_cli("generate-policy", "ci-deployer", "--events", str(TRAIL), "--out-dir", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "--format policy" in bad.stderr
+
+
+@pytest.mark.parametrize("fmt", ["terraform", "cloudformation"])
+def test_other_formats_render(fmt: str) -> None:
+    proc = run_cli("generate-policy", "ml-training-job", "--events", str(TRAIL), "--format", fmt)
+    assert proc.returncode == 0, proc.stderr
+    assert "ml-training-job" in proc.stdout
+
+
+def test_no_conditions_drops_every_condition() -> None:
+    proc = run_cli(
+        "generate-policy", "ml-training-job", "--events", str(TRAIL), "--format", "policy", "--no-conditions"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Condition" not in proc.stdout
+
+
+def test_inline_target_for_the_ci_user_fits_or_fails_cleanly() -> None:
+    proc = run_cli("generate-policy", "ci-deployer", "--events", str(TRAIL), "--target", "inline")
+    if proc.returncode == 0:
+        out = json.loads(proc.stdout)
+        assert sum(len(json.dumps(p["document"], separators=(",", ":"))) for p in out["policies"]) <= 2048
+    else:
+        assert proc.returncode == 1 and "2048" in proc.stderr and not proc.stdout
+
+
+# --- bad input: one line, exit 2 ----------------------------------------------------------------
+
+
+def _trail(tmp_path: Path, records: list[dict[str, Any]]) -> Path:
+    path = tmp_path / "trail.json"
+    path.write_text(json.dumps({"Records": records}), encoding="utf-8")
+    return path
+
+
+def _role_identity(account: str, name: str) -> dict[str, Any]:
+    return user_identity(
+        "AssumedRole",
+        arn=f"arn:aws:sts::{account}:assumed-role/{name}/s1",
+        accountId=account,
+        sessionContext={
+            "sessionIssuer": {
+                "type": "Role",
+                "arn": f"arn:aws:iam::{account}:role/{name}",
+                "accountId": account,
+                "userName": name,
+            }
+        },
+    )
+
+
+def test_bad_principals_are_one_line_errors_with_exit_2(tmp_path: Path) -> None:
+    other = "999988887777"
+    trail = _trail(
+        tmp_path,
+        [
+            make_record_dict(userIdentity=_role_identity(ACCOUNT, "app")),
+            make_record_dict(userIdentity=_role_identity(other, "app")),
+            make_record_dict(
+                userIdentity=_role_identity(ACCOUNT, "locked-out"),
+                errorCode="AccessDenied",
+                errorMessage="Access Denied",
+            ),
+        ],
+    )
+    cases = {
+        "nobody": "no principal 'nobody'",
+        "app": "ambiguous",
+        "locked-out": "no authorized call",
+    }
+    for name, message in cases.items():
+        proc = run_cli("generate-policy", name, "--events", str(trail))
+        assert proc.returncode == 2, (name, proc.stderr)
+        assert proc.stdout == ""
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (name, proc.stderr)
+    ambiguous = run_cli("generate-policy", "app", "--events", str(trail)).stderr
+    assert f"arn:aws:iam::{ACCOUNT}:role/app" in ambiguous and f"arn:aws:iam::{other}:role/app" in ambiguous
+    # A SAML caller is not an IAM identity: nothing to attach a policy to.
+    saml = run_cli("generate-policy", "jane@acme.example", "--events", str(TRAIL))
+    assert saml.returncode == 2 and "not an IAM identity" in saml.stderr

@@ -1,0 +1,306 @@
+"""generate_identity_policy's rules, one at a time, on usage rows built directly.
+
+Each test states a rule of docs/commands/generate-policy.md and checks the generated documents
+with iamtrim's evaluator (the oracle replays the samples and the corpus in
+test_generate_oracle.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import pytest
+
+from iamtrim.errors import PrincipalError
+from iamtrim.evaluate import Request, evaluate
+from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow
+from iamtrim.model.policy import Policy
+from iamtrim.synth import GeneratedPolicy, SynthOptions, generate_identity_policy
+from iamtrim.synth.minimize import action_wildcards, created_resource_patterns
+from iamtrim.verify import account_trust_policy, request_for
+
+ACCT = "111122223333"
+ROLE = Principal(f"arn:aws:iam::{ACCT}:role/app", PrincipalKind.ROLE, ACCT, "app")
+USER = Principal(f"arn:aws:iam::{ACCT}:user/deployer", PrincipalKind.USER, ACCT, "deployer")
+KEY = f"arn:aws:kms:us-east-1:{ACCT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+KEY2 = f"arn:aws:kms:us-east-1:{ACCT}:key/0000aaaa-12ab-34cd-56ef-1234567890ab"
+VPCE = "vpce-0a1b2c3d"
+_ids = iter(range(1, 10**9))
+
+
+def row(
+    action: str,
+    resource: str | None,
+    *,
+    outcome: Outcome = Outcome.USED,
+    count: int = 1,
+    principal: Principal = ROLE,
+    **context: str,
+) -> UsageRow:
+    ctx = Context(region=context.pop("region", "us-east-1"), **context)  # type: ignore[arg-type]
+    n = next(_ids)
+    return UsageRow(
+        principal.arn,
+        action,
+        resource,
+        outcome,
+        ctx,
+        count,
+        f"2026-10-01T00:{n % 60:02d}:00Z",
+        f"2026-10-02T00:{n % 60:02d}:00Z",
+        (f"evt-{n:06d}",),
+        ("10.0.0.5",),
+    )
+
+
+def generate(rows: Iterable[UsageRow], principal: Principal = ROLE, **options: object) -> GeneratedPolicy:
+    return generate_identity_policy(principal, list(rows), SynthOptions(**options))  # type: ignore[arg-type]
+
+
+def docs(g: GeneratedPolicy) -> list[Policy]:
+    return [p.policy for p in g.policies]
+
+
+def allowed(g: GeneratedPolicy, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
+    ctx = {"aws:SecureTransport": "true", "aws:RequestedRegion": "us-east-1", **(context or {})}
+    req = Request.make(g.principal.arn, action, resource, ctx, resource_account=g.principal.account)
+    return evaluate(req, docs(g), resource_policy=account_trust_policy(resource, g.principal.account)).allowed
+
+
+def allows_row(g: GeneratedPolicy, r: UsageRow) -> bool:
+    req = request_for(g.principal.arn, r)
+    return evaluate(
+        req, docs(g), resource_policy=account_trust_policy(req.resource, req.resource_account)
+    ).allowed
+
+
+def statement_resources(g: GeneratedPolicy) -> set[str]:
+    return {res for p in g.policies for s in p.policy.statements for res in s.resources}
+
+
+def statement_actions(g: GeneratedPolicy) -> set[str]:
+    return {a for p in g.policies for s in p.policy.statements for a in s.actions}
+
+
+def widenings(g: GeneratedPolicy, kind: str) -> list[str]:
+    return [w.resource for s in g.statements for w in s.widened_by if w.kind == kind]
+
+
+# --- object keys and prefixes -------------------------------------------------------------------
+
+
+def _objects(bucket: str, folder: str, n: int) -> list[UsageRow]:
+    return [row("s3:GetObject", f"arn:aws:s3:::{bucket}/{folder}/part-{i:05d}.parquet") for i in range(n)]
+
+
+def test_keys_stay_exact_up_to_the_threshold_and_collapse_past_it() -> None:
+    few = generate(_objects("data", "day=01", 10), prefix_threshold=10)
+    assert statement_resources(few) == {f"arn:aws:s3:::data/day=01/part-{i:05d}.parquet" for i in range(10)}
+    many = generate(_objects("data", "day=01", 11), prefix_threshold=10)
+    assert statement_resources(many) == {"arn:aws:s3:::data/day=01/*"}
+    assert widenings(many, "object-prefix") == ["arn:aws:s3:::data/day=01/*"]
+    assert any(f.code == "OBJECT_KEYS_GENERALIZED" for f in many.findings)
+    # The prefix is the narrowest folder: a sibling folder and another bucket stay denied.
+    assert allowed(many, "s3:GetObject", "arn:aws:s3:::data/day=01/new.parquet")
+    assert not allowed(many, "s3:GetObject", "arn:aws:s3:::data/day=02/part-00000.parquet")
+    assert not allowed(many, "s3:GetObject", "arn:aws:s3:::other/day=01/part-00000.parquet")
+
+
+def test_prefix_threshold_option_moves_the_cut() -> None:
+    rows = _objects("data", "a", 4) + _objects("data", "b", 4)
+    assert statement_resources(generate(rows, prefix_threshold=3)) == {
+        "arn:aws:s3:::data/a/*",
+        "arn:aws:s3:::data/b/*",
+    }
+    assert len(statement_resources(generate(rows, prefix_threshold=8))) == 8
+    # Past the threshold at the parent level too: two collapsed folders + 2 keys > 3 → data/*.
+    more = [*rows, row("s3:GetObject", "arn:aws:s3:::data/x.csv"), row("s3:GetObject", "arn:aws:s3:::data/y")]
+    assert statement_resources(generate(more, prefix_threshold=3)) == {"arn:aws:s3:::data/*"}
+
+
+# --- action wildcards ---------------------------------------------------------------------------
+
+
+def test_wildcard_only_when_its_expansion_is_within_the_used_actions() -> None:
+    from iamtrim import catalog
+
+    full = sorted(
+        catalog.expand_action_pattern("ecr:BatchGet*") | catalog.expand_action_pattern("ecr:Describe*")
+    )
+    written, expansions = action_wildcards([*full, "ecr:PutImage"])
+    for pattern, expansion in expansions.items():
+        assert set(expansion) == set(catalog.expand_action_pattern(pattern))
+        assert set(expansion) <= {*full, "ecr:PutImage"}
+    assert "ecr:Describe*" in written and "ecr:PutImage" in written
+    # One Describe action missing: the wildcard would grant it, so no wildcard.
+    partial = [a for a in full if a != "ecr:DescribeRepositories"]
+    written2, exp2 = action_wildcards(partial)
+    assert "ecr:Describe*" not in written2
+    for pattern in exp2:
+        assert set(catalog.expand_action_pattern(pattern)) <= set(partial)
+
+
+def test_wildcard_expansion_is_recorded_in_the_output() -> None:
+    from iamtrim import catalog
+
+    actions = sorted(catalog.expand_action_pattern("ecr:Describe*"))
+    repo = f"arn:aws:ecr:us-east-1:{ACCT}:repository/app"
+    g = generate([row(a, repo) for a in actions])
+    recorded = [w for s in g.statements for w in s.widened_by if w.kind == "action-wildcard"]
+    assert recorded and set(recorded[0].covers) == set(actions)
+    assert any(f.code == "ACTION_WILDCARD" for f in g.findings)
+    nowild = generate([row(a, repo) for a in actions], wildcards=False)
+    assert statement_actions(nowild) == set(actions)
+
+
+# --- conditions from evidence -------------------------------------------------------------------
+
+
+def test_source_vpce_only_when_every_call_of_that_kind_came_through_endpoints() -> None:
+    obj = "arn:aws:s3:::data/k.csv"
+    g = generate([row("s3:GetObject", obj, vpc_endpoint=VPCE, count=5)])
+    assert allowed(g, "s3:GetObject", obj, {"aws:SourceVpce": VPCE})
+    assert not allowed(g, "s3:GetObject", obj)
+    assert not allowed(g, "s3:GetObject", obj, {"aws:SourceVpce": "vpce-other"})
+    mixed = generate([row("s3:GetObject", obj, vpc_endpoint=VPCE), row("s3:GetObject", obj)])
+    assert allowed(mixed, "s3:GetObject", obj)  # one call came from outside: no condition
+    off = generate([row("s3:GetObject", obj, vpc_endpoint=VPCE)], conditions=False)
+    assert allowed(off, "s3:GetObject", obj)
+    assert all(not s.conditions for p in off.policies for s in p.policy.statements)
+
+
+def test_kms_via_service_only_when_every_call_was_made_by_a_service() -> None:
+    g = generate([row("kms:Decrypt", KEY, invoked_by="s3.amazonaws.com", count=3)])
+    assert allowed(g, "kms:Decrypt", KEY, {"kms:ViaService": "s3.us-east-1.amazonaws.com"})
+    assert not allowed(g, "kms:Decrypt", KEY)  # called directly
+    assert not allowed(g, "kms:Decrypt", KEY, {"kms:ViaService": "ec2.us-east-1.amazonaws.com"})
+    direct = generate([row("kms:Decrypt", KEY, invoked_by="s3.amazonaws.com"), row("kms:Decrypt", KEY)])
+    assert allowed(direct, "kms:Decrypt", KEY)
+    off = generate([row("kms:Decrypt", KEY, invoked_by="s3.amazonaws.com")], conditions=False)
+    assert allowed(off, "kms:Decrypt", KEY)
+    assert not allowed(off, "kms:Decrypt", KEY2)
+
+
+# --- resources ----------------------------------------------------------------------------------
+
+
+def test_unknown_resource_becomes_the_arn_format_with_a_finding() -> None:
+    g = generate([row("sqs:SendMessage", None)])
+    assert statement_resources(g) == {f"arn:aws:sqs:us-east-1:{ACCT}:*"}
+    assert any(f.code == "RESOURCE_UNKNOWN" for f in g.findings)
+    assert "*" not in statement_resources(g)
+
+
+def test_resource_star_only_for_wildcard_only_actions() -> None:
+    g = generate([row("s3:ListAllMyBuckets", "*"), row("s3:GetObject", "arn:aws:s3:::b/k")])
+    for p in g.policies:
+        for s in p.policy.statements:
+            if "*" in s.resources:
+                assert s.actions == ("s3:ListAllMyBuckets",)
+
+
+def test_copy_object_reencrypt_and_glue_grant_every_resource_they_need() -> None:
+    rows = [
+        # CopyObject → GetObject on the source, PutObject on the destination (normalize's split).
+        row("s3:GetObject", "arn:aws:s3:::src/in.csv"),
+        row("s3:PutObject", "arn:aws:s3:::dst/out.csv"),
+        # ReEncrypt → ReEncryptFrom on the source key, ReEncryptTo on the destination key.
+        row("kms:ReEncryptFrom", KEY),
+        row("kms:ReEncryptTo", KEY2),
+        # Glue GetTable is authorized on the catalog, the database and the table.
+        row("glue:GetTable", f"arn:aws:glue:us-east-1:{ACCT}:catalog"),
+        row("glue:GetTable", f"arn:aws:glue:us-east-1:{ACCT}:database/db"),
+        row("glue:GetTable", f"arn:aws:glue:us-east-1:{ACCT}:table/db/t"),
+    ]
+    g = generate(rows)
+    assert all(allows_row(g, r) for r in rows)
+    assert not allowed(g, "s3:PutObject", "arn:aws:s3:::src/in.csv")
+    assert not allowed(g, "s3:GetObject", "arn:aws:s3:::dst/out.csv")
+    assert not allowed(g, "kms:ReEncryptFrom", KEY2)
+    assert not allowed(g, "kms:ReEncryptTo", KEY)
+    assert not allowed(g, "glue:GetTable", f"arn:aws:glue:us-east-1:{ACCT}:table/db/other")
+
+
+def test_created_resources_are_granted_on_their_arn_format() -> None:
+    instance = f"arn:aws:ec2:us-east-1:{ACCT}:instance/i-0abc1234def567890"
+    subnet = f"arn:aws:ec2:us-east-1:{ACCT}:subnet/subnet-0a1b2c3d"
+    image = "arn:aws:ec2:us-east-1::image/ami-0a1b2c3d"
+    g = generate([row("ec2:RunInstances", r) for r in (instance, subnet, image)])
+    assert f"arn:aws:ec2:us-east-1:{ACCT}:instance/*" in statement_resources(g)
+    assert instance not in statement_resources(g)
+    # The next RunInstances creates another instance: still allowed; the named subnet and image stay exact.
+    assert allowed(g, "ec2:RunInstances", f"arn:aws:ec2:us-east-1:{ACCT}:instance/i-0ffffffffffffffff")
+    assert not allowed(g, "ec2:RunInstances", f"arn:aws:ec2:us-east-1:{ACCT}:subnet/subnet-other")
+    assert not allowed(g, "ec2:RunInstances", "arn:aws:ec2:us-east-1::image/ami-other")
+    assert widenings(g, "created-resource") == [f"arn:aws:ec2:us-east-1:{ACCT}:instance/*"]
+    assert any(f.code == "RESOURCES_GENERALIZED" and "AWS-generated" in f.message for f in g.findings)
+
+
+def test_publish_version_is_granted_on_the_function_not_the_version_it_created() -> None:
+    fn = f"arn:aws:lambda:us-east-1:{ACCT}:function:score"
+    g = generate([row("lambda:PublishVersion", f"{fn}:7")])
+    assert allowed(g, "lambda:PublishVersion", fn)  # what AWS authorizes next time
+    assert allowed(g, "lambda:PublishVersion", f"{fn}:8")
+    assert not allowed(g, "lambda:PublishVersion", f"{fn}-other")
+
+
+@pytest.mark.parametrize(
+    ("action", "arn", "expected"),
+    [
+        ("ec2:CreateImage", "arn:aws:ec2:us-east-1::image/ami-1", ("arn:aws:ec2:us-east-1::image/*",)),
+        ("ec2:CreateImage", f"arn:aws:ec2:us-east-1:{ACCT}:instance/i-1", ()),  # the source, not created
+        ("ec2:CreateSecurityGroup", f"arn:aws:ec2:us-east-1:{ACCT}:vpc/vpc-1", ()),
+        (
+            "ec2:CreateTrafficMirrorFilterRule",
+            f"arn:aws:ec2:us-east-1:{ACCT}:traffic-mirror-filter/tmf-1",
+            (),
+        ),
+        ("iam:CreateUser", f"arn:aws:iam::{ACCT}:user/bob", ()),  # the caller chose the name
+        ("s3:GetObject", "arn:aws:s3:::b/k", ()),
+    ],
+)
+def test_created_resource_rule(action: str, arn: str, expected: tuple[str, ...]) -> None:
+    assert created_resource_patterns(action, arn) == expected
+
+
+# --- denied attempts, bad principals ------------------------------------------------------------
+
+
+def test_denied_attempts_are_listed_and_never_granted() -> None:
+    bucket = "arn:aws:s3:::data"
+    g = generate(
+        [
+            row("s3:ListBucket", bucket),
+            row("s3:PutBucketPolicy", bucket, outcome=Outcome.DENIED, count=2),
+            row("iam:CreateAccessKey", f"arn:aws:iam::{ACCT}:user/x", outcome=Outcome.DENIED),
+        ]
+    )
+    assert {r.action for r in g.denied} == {"s3:PutBucketPolicy", "iam:CreateAccessKey"}
+    assert not allowed(g, "s3:PutBucketPolicy", bucket)
+    assert statement_actions(g) == {"s3:ListBucket"}
+    assert sum(f.code == "DENIED_NOT_GRANTED" for f in g.findings) == 2
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [],
+        [row("s3:GetObject", "arn:aws:s3:::b/k", outcome=Outcome.DENIED)],
+    ],
+)
+def test_no_authorized_use_is_a_principal_error(rows: Sequence[UsageRow]) -> None:
+    with pytest.raises(PrincipalError) as info:
+        generate(rows)
+    assert info.value.exit_code == 2
+
+
+def test_sids_are_readable_unique_and_alphanumeric() -> None:
+    rows = [row("s3:GetObject", f"arn:aws:s3:::b{i}/k") for i in range(3)]
+    rows += [row("s3:GetObject", "arn:aws:s3:::b0/k2", vpc_endpoint=VPCE)]
+    rows += [row("kms:Decrypt", KEY, invoked_by="s3.amazonaws.com")]
+    g = generate(rows)
+    sids = [s.sid for p in g.policies for s in p.policy.statements]
+    assert len(sids) == len(set(sids))
+    assert all(s.isalnum() and len(s) <= 64 for s in sids)
+    assert "KmsDecryptKey1234abcdViaS3" in sids
+    assert any(s.startswith("S3GetObject") for s in sids)
