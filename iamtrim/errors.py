@@ -57,3 +57,15 @@ class AuthzError(InputError):
 
     https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountAuthorizationDetails.html
     """
+
+
+class FailOnFindings(IamtrimError):
+    """Entries at or above ``--fail-on`` exist (exit 1); the report itself was printed."""
+
+    exit_code = 1
+
+
+class OptionsError(IamtrimError):
+    """Options that do not go together, or a required choice not made (exit 2)."""
+
+    exit_code = 2

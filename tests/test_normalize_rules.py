@@ -546,3 +546,16 @@ def test_resource_param_variables_exist_in_catalog_templates() -> None:
     for row in all_table_rows()["resource_params.csv"]:
         pool = every if row["iam_prefix"] == "*" else variables.get(row["iam_prefix"], set())
         assert row["variable"] in pool, row
+
+
+def test_a_role_passed_to_a_service_implies_pass_role_when_the_call_succeeded() -> None:
+    role = f"arn:aws:iam::{ACCOUNT}:role/ml-training-job"
+    params = {"trainingJobName": "job-1", "roleArn": role}
+    ok = management_event("sagemaker.amazonaws.com", "CreateTrainingJob", params)
+    assert ("iam:PassRole", role) in pairs(ok)
+    denied = management_event("sagemaker.amazonaws.com", "CreateTrainingJob", params,
+                              errorCode="AccessDenied", errorMessage="not authorized to perform")
+    assert all(action != "iam:PassRole" for action, _ in pairs(denied))
+    # sts:AssumeRole's roleArn is the role being assumed, not one being passed.
+    assume = management_event("sts.amazonaws.com", "AssumeRole", {"roleArn": role, "roleSessionName": "s"})
+    assert all(action != "iam:PassRole" for action, _ in pairs(assume))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, NamedTuple
 
 from iamtrim.model import Context, Outcome, Principal, Skipped, SkipReason, Usage
@@ -145,6 +146,27 @@ def build_context(record: Record, region: str) -> tuple[Context, tuple[tuple[str
     return context, enc_ctx
 
 
+# A request parameter naming a role the service will use on the caller's behalf. Passing a role
+# to a service needs iam:PassRole on it, which CloudTrail never logs: when such a call succeeded,
+# PassRole was allowed. https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html
+_PASSED_ROLE_PARAM = re.compile(r"(?i)^(?:[a-z]*rolearn|role|servicerole|[a-z]*role)$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+")
+# Services whose role-ARN parameters name a role to *assume* or *manage*, not one to pass.
+_NOT_PASSING = frozenset({"sts", "iam", "sso", "identitystore"})
+
+
+def passed_roles(action: str, params: dict[str, Any]) -> list[str]:
+    """Role ARNs a call passes to its service (top-level request parameters only)."""
+    if action.partition(":")[0] in _NOT_PASSING:
+        return []
+    out = []
+    for key, value in params.items():
+        if isinstance(value, str) and _PASSED_ROLE_PARAM.match(key) and _ROLE_ARN.match(value):
+            if value not in out:
+                out.append(value)
+    return out
+
+
 class RecordParts(NamedTuple):
     """What one record means, before it is spread into one ``Usage`` per (action, resource)."""
 
@@ -206,6 +228,8 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
             uses.append((action, None))
         else:
             uses.extend((action, resource) for resource in resources)
+    if outcome is Outcome.USED and params:
+        uses.extend(("iam:PassRole", arn) for arn in passed_roles(rules[0].action, params))
     return RecordParts(
         principal,
         outcome,

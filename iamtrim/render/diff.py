@@ -23,7 +23,8 @@ def _grouped(unused: Sequence[UnusedAction]) -> list[tuple[str, str, list[Unused
     groups: dict[tuple[str, str], list[UnusedAction]] = defaultdict(list)
     for u in unused:
         groups[(u.service, u.access_level)].append(u)
-    return [(svc, lvl, groups[(svc, lvl)]) for svc, lvl in sorted(groups, key=lambda k: (k[0], _level_rank(k[1])))]
+    keys = sorted(groups, key=lambda k: (k[0], _level_rank(k[1])))
+    return [(svc, lvl, groups[(svc, lvl)]) for svc, lvl in keys]
 
 
 def _headline(d: Diff) -> str:
@@ -76,7 +77,8 @@ def to_json(d: Diff) -> str:
         "missing": [_missing_json(m) for m in d.missing],
         "proposed": proposed,
         "headline": {
-            "granted": d.granted, "used": len(d.used), "unused": len(d.unused), "unused_risky": len(d.risky_unused),
+            "granted": d.granted, "used": len(d.used), "unused": len(d.unused),
+            "unused_risky": len(d.risky_unused),
             "proposal_removes": len(d.proposed.removes) if d.proposed else None,
             "proposal_removes_risky": len(d.proposed.removes_risky) if d.proposed else None,
             "missing": len(d.missing), "text": _headline(d),
@@ -149,7 +151,8 @@ def to_text(d: Diff, colour: bool = False) -> str:
                 out.append(f"  adds (not granted today): {_names(p.adds, 12)}")
     if d.unknown_patterns:
         out.append("")
-        out.append(_paint(f"Action patterns unknown to {d.catalog}: {', '.join(d.unknown_patterns)}", dim, colour))
+        unknown = ", ".join(d.unknown_patterns)
+        out.append(_paint(f"Action patterns unknown to {d.catalog}: {unknown}", dim, colour))
     return "\n".join(out)
 
 
@@ -197,5 +200,6 @@ def to_markdown(d: Diff) -> str:
                 out.append("")
                 out.append("Adds (not granted today): " + ", ".join(f"`{a}`" for a in p.adds))
     if d.unknown_patterns:
-        out += ["", f"Action patterns unknown to {d.catalog}: " + ", ".join(f"`{a}`" for a in d.unknown_patterns)]
+        unknown = ", ".join(f"`{a}`" for a in d.unknown_patterns)
+        out += ["", f"Action patterns unknown to {d.catalog}: {unknown}"]
     return "\n".join(out) + "\n"

@@ -9,7 +9,7 @@ Denied-only calls are red and dashed. Output is deterministic (same picture, sam
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -360,7 +360,12 @@ PNG_HINT = (
 
 
 def png_available() -> bool:
-    return importlib.util.find_spec("resvg_py") is not None
+    """Whether resvg-py imports (an optional, pure-pip dependency: a Rust wheel, no system libraries)."""
+    try:
+        importlib.import_module("resvg_py")
+    except ImportError:
+        return False
+    return True
 
 
 def to_png(svg: str) -> bytes:

@@ -124,7 +124,8 @@ def _managed_documents(data: Mapping[str, object]) -> dict[str, tuple[str, objec
         if not isinstance(versions, list):
             continue
         for v in versions:
-            if isinstance(v, Mapping) and (v.get("IsDefaultVersion") is True or _str(v, "VersionId") == default):
+            if isinstance(v, Mapping) and (v.get("IsDefaultVersion") is True
+                                           or _str(v, "VersionId") == default):
                 out[arn] = (_str(pol, "PolicyName"), v.get("Document"))
                 break
     return out
@@ -154,7 +155,8 @@ def _inline(entry: Mapping[str, object], key: str, prefix: str, where: str) -> l
     for item in items if isinstance(items, list) else []:
         if isinstance(item, Mapping):
             name = _str(item, "PolicyName")
-            out.append(_policy(item.get("PolicyDocument"), f"{prefix}inline:{name}", f"{where}: inline {name}"))
+            doc = item.get("PolicyDocument")
+            out.append(_policy(doc, f"{prefix}inline:{name}", f"{where}: inline {name}"))
     return out
 
 
@@ -171,7 +173,8 @@ def current_from_authz(path: Path, principal: str) -> CurrentPolicies:
         identity = _inline(entry, "UserPolicyList", "", where) + _attached(entry, managed, "", where)
         groups = {_str(g, "GroupName"): g for g in _list(data, "GroupDetailList")}
         member_of = entry.get("GroupList") or []
-        for group in sorted(g for g in member_of if isinstance(g, str)) if isinstance(member_of, list) else []:
+        names = sorted(g for g in member_of if isinstance(g, str)) if isinstance(member_of, list) else []
+        for group in names:
             if group not in groups:
                 raise AuthzError(f"{where}: group {group!r} is not in GroupDetailList")
             gwhere = f"{path.name}: group {group}"

@@ -23,7 +23,7 @@ from iamtrim.model import Outcome, Principal, UsageRow
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Effect, Policy
 from iamtrim.review.current import CurrentPolicies
-from iamtrim.review.granted import GrantedSet, granted_actions
+from iamtrim.review.granted import GrantedSet, allowed_with_unlogged_keys, granted_actions
 from iamtrim.synth import GeneratedPolicy, SynthOptions, generate_identity_policy
 from iamtrim.verify import account_trust_policy, request_for
 
@@ -93,7 +93,8 @@ class Diff:
         return tuple(u for u in self.unused if u.risk)
 
 
-def _evaluate(principal: str, row: UsageRow, current: CurrentPolicies, granted: GrantedSet) -> Evaluation | None:
+def _evaluate(principal: str, row: UsageRow, current: CurrentPolicies,
+              granted: GrantedSet) -> Evaluation | None:
     """The current policies' decision on an observed call; ``None`` when the resource is unknown
     and the action is granted somewhere (the call may well have been allowed)."""
     request = request_for(principal, row)
@@ -101,6 +102,9 @@ def _evaluate(principal: str, row: UsageRow, current: CurrentPolicies, granted: 
                   resource_policy=account_trust_policy(request.resource, request.resource_account))
     if not ev.allowed and row.resource is None and row.action in granted.actions:
         return None
+    if ev.decision is Decision.IMPLICIT_DENY:
+        # The record may lack a condition key the policies test (iam:PassedToService, ...).
+        return allowed_with_unlogged_keys(request, current) or ev
     return ev
 
 
@@ -244,7 +248,8 @@ def _findings(arn: str, unused: Sequence[UnusedAction], narrowing: Sequence[Narr
                                f"{', '.join(u.risk)}; granted by {u.granted_by}, never used"))
     plain = [u for u in unused if not u.risk]
     if plain:
-        out.append(Finding("UNUSED_ACTIONS", arn, f"{len(plain)} granted actions without a risk class never used"))
+        out.append(Finding("UNUSED_ACTIONS", arn,
+                           f"{len(plain)} granted actions without a risk class never used"))
     for n in narrowing:
         out.append(Finding("RESOURCE_NARROWING", n.action,
                            f"granted on {', '.join(n.granted_on)}; used on {len(n.used_on)} resource(s)"))

@@ -15,7 +15,7 @@ Text comparison gets this wrong: ``NotAction`` grants everything *but* the liste
    resource type of A: an ARN of that type (from the catalog's ARN template) built to fall inside
    S's and B's ``Resource`` patterns (partition, region and account of the principal; ``*`` and
    ``?`` in a pattern filled with ``x``; policy variables from the request context). Actions
-   without resource types (or with only optional ones) are also probed on ``"*"``. One allowed
+   without resource types are probed on ``"*"``. One allowed
    resource type is enough: the catalog marks alternatives (``states:DescribeExecution`` on an
    ``execution`` *or* an ``express`` execution) and co-requisites (``ec2:RunInstances`` needs its
    image, subnet, ... all allowed) the same way, so the two cannot be told apart.
@@ -47,7 +47,7 @@ from iamtrim.model.policy import Condition, Effect, Policy, Statement
 from iamtrim.review.current import CurrentPolicies
 from iamtrim.verify import account_trust_policy
 
-__all__ = ["Grant", "GrantedSet", "granted_actions", "statement_actions"]
+__all__ = ["Grant", "GrantedSet", "allowed_with_unlogged_keys", "granted_actions", "statement_actions"]
 
 _DEFAULT_REGION = "us-east-1"
 _OTHER = "iamtrim-other"
@@ -94,7 +94,7 @@ def statement_actions(statement: Statement) -> frozenset[str]:
 
 
 def _unknown_patterns(policies: Iterable[Policy]) -> tuple[str, ...]:
-    out = set()
+    out: set[str] = set()
     for p in policies:
         for st in p.statements:
             if st.effect is Effect.ALLOW:
@@ -162,7 +162,8 @@ def _holds(conditions: tuple[Condition, ...], ctx: _Ctx, caller: _Caller) -> boo
     return evaluate(request, [_probe_policy(conditions)]).allowed
 
 
-def _value_candidates(conditions: Sequence[Condition], ctx: _Ctx, caller: _Caller) -> list[tuple[str, ...] | None]:
+def _value_candidates(conditions: Sequence[Condition], ctx: _Ctx,
+                      caller: _Caller) -> list[tuple[str, ...] | None]:
     out: list[tuple[str, ...] | None] = [None]
     for c in conditions:
         for raw in c.values:
@@ -343,9 +344,10 @@ def _probe_type(action: str, template: str | None, allow: _Located, bound: _Loca
 def _probe(action: str, allow: _Located, bound: _Located | None, current: CurrentPolicies,
            caller: _Caller) -> Grant | None:
     types = catalog.resource_types(action)
-    templates: list[str | None] = [rt.arn_template for rt in types]
-    if not any(rt.required for rt in types):
-        templates.append(None)  # no resource type is required: the request may name none ("*")
+    # Actions without resource types are authorized on "*"; the others always name a resource of
+    # one of their types (the catalog's "required" flag does not say otherwise: s3:GetObject's
+    # object and access-point types are both optional, yet every GetObject names one).
+    templates: list[str | None] = [rt.arn_template for rt in types] or [None]
     hit = None
     for template in templates:
         hit = _probe_type(action, template, allow, bound, current, caller)
@@ -366,8 +368,10 @@ def granted_actions(current: CurrentPolicies, principal_arn: str = "") -> Grante
     """The catalog actions *current* grants to *principal_arn* (see the module docstring)."""
     caller = _caller(principal_arn or current.principal or "arn:aws:iam::123456789012:role/iamtrim-probe")
     allows = [_Located(p, st) for p in current.identity for st in p.statements if st.effect is Effect.ALLOW]
-    bounds = ([_Located(current.boundary, st) for st in current.boundary.statements if st.effect is Effect.ALLOW]
-              if current.boundary is not None else [])
+    bounds = []
+    if current.boundary is not None:
+        bounds = [_Located(current.boundary, st) for st in current.boundary.statements
+                  if st.effect is Effect.ALLOW]
     candidates: set[str] = set()
     for loc in allows:
         candidates |= statement_actions(loc.statement)
@@ -381,9 +385,9 @@ def granted_actions(current: CurrentPolicies, principal_arn: str = "") -> Grante
     for action in sorted(candidates):
         grant = None
         for allow in (a for a in allows if action in statement_actions(a.statement)):
-            pairs: list[_Located | None] = (
-                [b for b in bounds if action in statement_actions(b.statement)] if current.boundary else [None]
-            )
+            pairs: list[_Located | None] = [None]
+            if current.boundary is not None:
+                pairs = [b for b in bounds if action in statement_actions(b.statement)]
             for bound in pairs:
                 grant = _probe(action, allow, bound, current, caller)
                 if grant:
@@ -404,4 +408,34 @@ def _why_not(action: str, current: CurrentPolicies, caller: _Caller) -> str:
     if ev.decision is Decision.EXPLICIT_DENY:
         names = sorted({m.policy for m in ev.statements if m.effect is Effect.DENY})
         return "explicit deny in " + ", ".join(names)
-    return ev.reason if ev.reason != "no statement allows" else "no Allow reaches a resource this action takes"
+    if ev.reason == "no statement allows":
+        return "no Allow reaches a resource this action takes"
+    return ev.reason
+
+
+def allowed_with_unlogged_keys(request: Request, current: CurrentPolicies) -> Evaluation | None:
+    """Replay an observed call whose record lacks condition keys the policies test.
+
+    CloudTrail does not log every key a policy may test (``iam:PassedToService`` for the
+    ``iam:PassRole`` a ``sagemaker:CreateTrainingJob`` implies, tag keys, ...). Keys the request
+    carries keep their values; keys it lacks are chosen, per covering Allow, to satisfy that Allow's
+    conditions. Returns the allowing evaluation, or ``None`` when no choice lets the call through.
+    """
+    caller = _caller(request.principal_arn)
+    observed = {k.lower() for k, _ in request.context}
+    for policy in current.identity:
+        for st in policy.statements:
+            if st.effect is not Effect.ALLOW or request.action not in statement_actions(st):
+                continue
+            unlogged = tuple(c for c in st.conditions if c.key.lower() not in observed)
+            if not unlogged:
+                continue
+            ctx: _Ctx = {k.lower(): v for k, v in request.context}
+            _satisfy(unlogged, ctx, caller)
+            ev = evaluate(Request(request.principal_arn, request.action, request.resource,
+                                  tuple(sorted(ctx.items())), request.resource_account),
+                          current.identity, boundary=current.boundary,
+                          resource_policy=account_trust_policy(request.resource, caller.account))
+            if ev.allowed:
+                return ev
+    return None

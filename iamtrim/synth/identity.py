@@ -26,7 +26,7 @@ from enum import StrEnum
 from iamtrim import catalog
 from iamtrim.errors import IamtrimError, PrincipalError
 from iamtrim.evaluate import evaluate
-from iamtrim.model import Outcome, Principal, UsageRow
+from iamtrim.model import Outcome, Principal, PrincipalKind, UsageRow
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Statement
 from iamtrim.synth.limits import Target, pack
@@ -223,6 +223,12 @@ def generate_identity_policy(
         raise PrincipalError(
             f"{principal.arn} is a {principal.kind}, not an IAM identity: no identity policy attaches to it"
         )
+    if principal.kind in (PrincipalKind.ROOT, PrincipalKind.FEDERATED_USER):
+        # The root user has every permission and takes no identity policy; a federated-user
+        # session gets the permissions of the IAM user that called GetFederationToken.
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_root-user.html
+        raise PrincipalError(f"{principal.arn} is the {principal.kind}: no identity policy attaches to it; "
+                             "generate one for the IAM user or role behind it")
     rows = list(rows)
     used = [r for r in rows if r.outcome is Outcome.USED]
     denied = tuple(r for r in rows if r.outcome is Outcome.DENIED)
@@ -395,7 +401,11 @@ def generate_identity_policy(
             widened.append(Widening("action-wildcard", pattern, expansion))
             findings.append(Finding("ACTION_WILDCARD", pattern, "expands today to " + ", ".join(expansion)))
         sid = _sid(written, stmt_resources, c)
-        st = Statement(Effect.ALLOW, actions=written, resources=stmt_resources, conditions=c, sid=sid)
+        # A "$" in an observed name (an S3 key "a/${x}") would start a policy variable in the
+        # 2012-10-17 grammar; "${$}" is IAM's escape for a literal "$".
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#policy-vars-specialchars
+        escaped = tuple(r.replace("$", "${$}") for r in stmt_resources)
+        st = Statement(Effect.ALLOW, actions=written, resources=escaped, conditions=c, sid=sid)
         eids: list[str] = []
         for r in sorted(srows, key=lambda r: r.first_seen):
             for e in r.event_ids:
