@@ -16,6 +16,7 @@ import typer
 
 from iamtrim import graph as usage_graph
 from iamtrim.errors import IamtrimError, InputError
+from iamtrim.evidence import ingest_access_advisor
 from iamtrim.ingest import IngestReport, default_store_path, ingest, load_events
 from iamtrim.model import FileReport
 from iamtrim.query import principal_usage, resolve_principal_name, summarize_principals
@@ -69,14 +70,38 @@ def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
 
 @app.command("ingest")
 def ingest_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="CloudTrail files or folders (recursively).")],
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="CloudTrail files or folders (recursively).")] = None,
     store: StoreOpt = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print problems.")] = False,
+    access_advisor: Annotated[list[Path] | None, typer.Option(
+        "--access-advisor", help="IAM Access Advisor reports (get-service-last-accessed-details[-with-"
+                                 "entities] output, JSON) or folders of them (repeatable).")] = None,
+    aa_principal: Annotated[str, typer.Option(
+        "--principal", help="ARN the --access-advisor reports were generated for (role, user, group "
+                            "or policy), when the file does not name it.")] = "",
 ) -> None:
     """Read CloudTrail records into the usage store (incremental: files and events already
-    ingested are not counted again)."""
+    ingested are not counted again), and Access Advisor reports beside them."""
+    if not paths and not access_advisor:
+        _err("give CloudTrail PATHS, --access-advisor FILE, or both")
+        sys.exit(2)
     path = store or default_store_path()
+    if access_advisor:
+        with Store(path) as st:
+            aa_report = ingest_access_advisor(
+                access_advisor, st, principal=aa_principal,
+                on_file=lambda p, why: _err(f"{p}: skipped: {why}"),
+            )
+        for note_path, note in aa_report.notes:
+            _err(f"{note_path}: {note}")
+        if not quiet:
+            typer.echo(f"access advisor: {aa_report.files_read} reports read, {aa_report.files_already} "
+                       f"already stored, {len(aa_report.skipped)} skipped; {aa_report.entries} entries "
+                       f"for {len(aa_report.principals)} principals")
+        if not paths:
+            return
     progress = None
     show_bar = sys.stderr.isatty() and not quiet
 
@@ -94,7 +119,7 @@ def ingest_cmd(
             progress.start()
             task = progress.add_task("ingesting", total=None)
         try:
-            report = ingest(paths, st, workers=workers, on_file=on_file,
+            report = ingest(paths or [], st, workers=workers, on_file=on_file,
                             on_start=lambda n: progress.update(task, total=n) if progress else None)
         finally:
             if progress is not None:
@@ -165,8 +190,10 @@ def generate_policy_cmd(
 ) -> None:
     """The smallest identity policy that still allows everything PRINCIPAL was seen doing."""
     if out_dir is not None and fmt is not PolicyFormat.policy:
-        _err("--out-dir writes policy documents: use it with --format policy")
-        sys.exit(2)
+        from iamtrim.errors import OptionsError
+
+        raise OptionsError("generate-policy: --out-dir writes policy documents; use it with "
+                           "--format policy")
     with _open_usage(events, store) as st:
         p = resolve_principal_name(st, principal)
         generated = generate_identity_policy(
@@ -183,7 +210,8 @@ def generate_policy_cmd(
         if out_dir is None:
             typer.echo(render_policy.to_policy(generated))
         else:
-            typer.echo("\n".join(str(out_dir / f"{n}.json") for n, _ in render_policy.policy_documents(generated)))
+            written = [str(out_dir / f"{n}.json") for n, _ in render_policy.policy_documents(generated)]
+            typer.echo("\n".join(written))
     elif fmt is PolicyFormat.terraform:
         typer.echo(render_policy.to_terraform(generated, target))
     else:
@@ -405,10 +433,12 @@ def diff_cmd(
     from iamtrim.review.current import current_from_authz, current_from_files, principal_for
     from iamtrim.review.diff import diff_principal
 
+    from iamtrim.errors import OptionsError
+
     if (authz is None) == (not current):
-        raise typer.BadParameter("give --authz FILE or --current FILE..., one of them")
+        raise OptionsError("diff: give --authz FILE or --current FILE..., one of them")
     if boundary is not None and authz is not None:
-        raise typer.BadParameter("--boundary goes with --current (--authz names the boundary itself)")
+        raise OptionsError("diff: --boundary goes with --current (--authz names the boundary itself)")
     with _open_usage(events, store) as st:
         try:
             p = resolve_principal_name(st, principal)
@@ -437,12 +467,23 @@ def diff_cmd(
         DiffFailOn.missing: bool(result.missing),
     }
     if fail_on is not None and failing[fail_on]:
-        raise typer.Exit(1)
+        from iamtrim.errors import FailOnFindings
+
+        raise FailOnFindings(f"diff: {fail_on} entries present (--fail-on {fail_on})")
 
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the exit code of typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.TyperException as exc:  # usage errors, bad option values: click's own message
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            _err(str(exc))
+        sys.exit(int(getattr(exc, "exit_code", 2)))
     except IamtrimError as exc:
         _err(str(exc))
         sys.exit(exc.exit_code)
@@ -455,11 +496,6 @@ def main() -> None:
         _err("interrupted; everything committed so far is kept")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
         if os.environ.get("IAMTRIM_DEBUG"):
             raise
         _err(f"internal error: {type(exc).__name__}: {exc} (set IAMTRIM_DEBUG=1 for a traceback)")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from iamtrim.errors import NoReadableInput
+from iamtrim.evidence import DATA_EVENT_NAMES
 from iamtrim.model import Context, FileReport, Principal, Skipped, SkipReason
 from iamtrim.normalize.record import normalize_parts
 from iamtrim.sources import iter_input_files, read_file
@@ -35,6 +36,7 @@ BATCH_FILES = 64
 BATCH_SECONDS = 2.0
 
 AggKey = tuple[str, str, str, str, str]  # principal, action, resource ('' = unknown), outcome, context
+CoverageKey = tuple[str, str, str, str, bool]  # account, region, day, data eventSource ('' = mgmt), complete
 
 
 def event_hash(event_id: str, event_time: str = "", event_name: str = "") -> int:
@@ -147,6 +149,19 @@ class ChunkResult:
     files: list[FileResult] = field(default_factory=list)
     agg: dict[AggKey, list[Any]] = field(default_factory=dict)
     principals: dict[str, Principal] = field(default_factory=dict)
+    # What the records could show (see iamtrim/evidence.py): one key per account, region, UTC
+    # day, data-event source and file completeness, with its record count. A few dozen keys per
+    # chunk, so the parent merges sets, not records.
+    coverage: Counter[CoverageKey] = field(default_factory=Counter)
+
+
+def _is_trail_delivery(path: str, fmt: str) -> bool:
+    """A file as CloudTrail delivers it (``<account>_CloudTrail_<region>_<time>_<id>.json.gz``)
+    holds every event the trail logged in its window; downloads and exports may be filtered
+    (Event history by user, LookupEvents by attribute), so they cannot prove non-use.
+    https://docs.aws.amazon.com/awscloudtrail/latest/userguide/get-and-view-cloudtrail-log-files.html
+    """
+    return fmt == "trail" and "_CloudTrail_" in os.path.basename(path)
 
 
 # Set in each worker by _init_worker: what the store already holds.
@@ -190,6 +205,8 @@ def _process_chunk(
     folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
     agg = chunk.agg
     principals = chunk.principals
+    coverage = chunk.coverage
+    data_names = DATA_EVENT_NAMES
     for path in paths:
         result = FileResult(path=path)
         chunk.files.append(result)
@@ -209,6 +226,7 @@ def _process_chunk(
         hashes = result.hashes
         if read.malformed:
             skips[(str(SkipReason.MALFORMED), "")] += read.malformed
+        complete = _is_trail_delivery(path, read.format)
         for record in read.records:
             result.records += 1
             eid = record.eventID
@@ -219,6 +237,23 @@ def _process_chunk(
                     continue
                 seen_here.add(h)
                 hashes.append(h)
+            # Coverage: every distinct record (skipped ones too) shows what the trail logged.
+            category = record.eventCategory
+            if category == "Data":
+                data_source = record.eventSource or ""
+            elif category is None:  # records before eventVersion 1.07 carry no eventCategory
+                data_source = (
+                    record.eventSource or "" if (record.eventSource, record.eventName) in data_names else ""
+                )
+            elif category == "Management":
+                data_source = ""
+            else:  # NetworkActivity / Insight: say nothing about API calls
+                data_source = None
+            if data_source is not None and record.eventTime:
+                coverage[
+                    (record.recipientAccountId or "", record.awsRegion or "", record.eventTime[:10],
+                     data_source, complete)
+                ] += 1
             parts = normalize_parts(record)
             if isinstance(parts, Skipped):
                 skips[(str(parts.reason), parts.detail)] += 1
@@ -456,6 +491,7 @@ def _merge_chunks(
     pending_files: list[FileEntry] = []
     pending_principals: list[Principal] = []
     pending_skips: Counter[tuple[str, str]] = Counter()
+    pending_coverage: Counter[CoverageKey] = Counter()
     last_commit = time.monotonic()
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -466,10 +502,12 @@ def _merge_chunks(
             pending_principals,
             merger.take_dirty(),
             [(r, d, c) for (r, d), c in sorted(pending_skips.items())],
+            [(*k, n) for k, n in sorted(pending_coverage.items())],
         )
         pending_files.clear()
         pending_principals.clear()
         pending_skips.clear()
+        pending_coverage.clear()
         last_commit = time.monotonic()
 
     for chunk in _results(_chunks(todo, n_workers), n_workers, frozenset(digests), frozenset(seen)):
@@ -528,6 +566,7 @@ def _merge_chunks(
                 principals[arn] = p
                 pending_principals.append(p)
         merger.merge(chunk.agg)
+        pending_coverage.update(chunk.coverage)
         if len(pending_files) >= BATCH_FILES or time.monotonic() - last_commit > BATCH_SECONDS:
             commit()
     commit()

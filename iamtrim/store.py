@@ -19,8 +19,12 @@ import msgspec
 
 from iamtrim.errors import StoreError
 from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow
+from iamtrim.sources.access_advisor import Granularity, LastAccessed
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# Versions this iamtrim migrates in place (by creating the tables added since): 1 → 2 added
+# coverage, access_advisor and access_advisor_files.
+_MIGRATES_FROM = frozenset({"1"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,6 +62,63 @@ CREATE TABLE IF NOT EXISTS skips (
     PRIMARY KEY (reason, detail)
 ) WITHOUT ROWID;
 """
+
+# Added in schema 2: what the ingested CloudTrail could show, and Access Advisor evidence.
+_SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS coverage (
+    account TEXT NOT NULL,             -- recipientAccountId ('' when absent)
+    region TEXT NOT NULL,              -- awsRegion
+    day TEXT NOT NULL,                 -- YYYY-MM-DD (UTC) of eventTime
+    data_source TEXT NOT NULL,         -- '' management events, else the eventSource of data events
+    complete INTEGER NOT NULL,         -- 1 a trail delivery file, 0 a download or export (may be filtered)
+    records INTEGER NOT NULL,
+    PRIMARY KEY (account, region, day, data_source, complete)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS access_advisor (
+    principal TEXT NOT NULL,           -- role/user ARN the fact is about
+    service TEXT NOT NULL,             -- service namespace
+    action TEXT NOT NULL,              -- '' service level; 'svc:Action' tracked action
+    granularity TEXT NOT NULL,         -- service | action | entity
+    generated_at TEXT NOT NULL,        -- JobCompletionDate of the report
+    last_accessed TEXT NOT NULL,       -- '' = not attempted in the tracking period
+    region TEXT NOT NULL,
+    entity TEXT NOT NULL,              -- the last accessor AWS named
+    report TEXT NOT NULL,              -- what the report was generated for, when known
+    source TEXT NOT NULL,              -- sha256 of the file it came from
+    PRIMARY KEY (principal, service, action, granularity, generated_at)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS access_advisor_files (
+    digest TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+    generated_at TEXT NOT NULL, entries INTEGER NOT NULL, skipped TEXT NOT NULL,
+    notes TEXT NOT NULL,               -- JSON array of non-fatal notes
+    ingested_at TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageRow:
+    """CloudTrail records seen for one account, region, UTC day and kind of event."""
+
+    account: str
+    region: str
+    day: str
+    data_source: str  # "" for management events, else the eventSource of the data events
+    complete: bool  # from a trail delivery file (not a possibly filtered download)
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccessAdvisorFile:
+    digest: str
+    path: str
+    kind: str
+    status: str
+    generated_at: str
+    entries: int
+    skipped: str
+    notes: tuple[str, ...]
+    ingested_at: str
 
 CONTEXT_FIELDS = Context.__slots__
 
@@ -123,11 +184,40 @@ class Store:
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
+                self._db.executescript(_SCHEMA_2)
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            elif row[0] in _MIGRATES_FROM:
+                self._migrate(row[0])
             elif row[0] != SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: store schema {row[0]}, this iamtrim reads {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable iamtrim store ({exc})") from exc
+
+    def _migrate(self, version: str) -> None:
+        """Bring an older store up to date in place. Files ingested before
+        schema 2 left no coverage: their count is kept (``coverage_unknown_files``) so that
+        evidence queries say coverage is incomplete instead of guessing it."""
+        db = self._db
+        # CREATE ... IF NOT EXISTS is idempotent: if interrupted before the version is written,
+        # the next open migrates again from the same state.
+        db.executescript(_SCHEMA_2)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            (n_files,) = db.execute("SELECT COUNT(*) FROM files").fetchone()
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('coverage_unknown_files', ?)", (str(n_files),)
+            )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', ?)", (version,))
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def meta(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else ""
 
     def close(self) -> None:
         self._db.close()
@@ -171,10 +261,13 @@ class Store:
         principals: Iterable[Principal],
         rows: Iterable[tuple[Any, ...]],
         skips: Iterable[tuple[str, str, int]],
+        coverage: Iterable[tuple[str, str, str, str, bool, int]] = (),
     ) -> None:
         """Write one batch atomically. ``rows`` are totals replacing the stored rows: tuples of
         (principal, action, resource, outcome, context, count, first_seen, last_seen, event_ids,
-        source_ips)."""
+        source_ips). ``coverage`` are increments (account, region, day, data_source, complete,
+        records), committed with the files they came from so an interrupted ingest never leaves
+        a file counted without its coverage."""
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -223,6 +316,12 @@ class Store:
                 "INSERT INTO skips VALUES (?,?,?) ON CONFLICT(reason, detail) "
                 "DO UPDATE SET count = count + excluded.count",
                 list(skips),
+            )
+            db.executemany(
+                "INSERT INTO coverage VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT(account, region, day, data_source, complete) "
+                "DO UPDATE SET records = records + excluded.records",
+                [(a, r, d, s, int(c), n) for a, r, d, s, c, n in coverage],
             )
             db.execute("COMMIT")
         except BaseException:
@@ -293,5 +392,77 @@ class Store:
             (r, d, int(c))
             for r, d, c in self._db.execute(
                 "SELECT reason, detail, count FROM skips ORDER BY reason, count DESC, detail"
+            )
+        ]
+
+    # -- coverage ----------------------------------------------------------------------------
+
+    def coverage(self, account: str | None = None) -> list[CoverageRow]:
+        sql = "SELECT account, region, day, data_source, complete, records FROM coverage"
+        args: tuple[str, ...] = ()
+        if account is not None:
+            sql += " WHERE account = ?"
+            args = (account,)
+        sql += " ORDER BY account, region, day, data_source, complete"
+        return [
+            CoverageRow(a, r, d, s, bool(c), int(n)) for a, r, d, s, c, n in self._db.execute(sql, args)
+        ]
+
+    # -- Access Advisor ----------------------------------------------------------------------
+
+    def known_access_advisor(self) -> set[str]:
+        """Digests of Access Advisor files already stored (read or skipped)."""
+        return {row[0] for row in self._db.execute("SELECT digest FROM access_advisor_files")}
+
+    def add_access_advisor(self, file: AccessAdvisorFile, entries: Iterable[LastAccessed]) -> None:
+        """Store one report file and its entries atomically. Re-adding the same report replaces
+        its rows (the key includes the report's generation time), so nothing is counted twice."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT OR REPLACE INTO access_advisor_files VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    file.digest, file.path, file.kind, file.status, file.generated_at, file.entries,
+                    file.skipped, json.dumps(list(file.notes)), file.ingested_at,
+                ),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO access_advisor VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        e.principal, e.service, e.action, str(e.granularity), e.generated_at,
+                        e.last_accessed, e.region, e.entity, e.report, file.digest,
+                    )
+                    for e in entries
+                ],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def access_advisor(self, principal: str | None = None) -> list[LastAccessed]:
+        sql = (
+            "SELECT principal, service, action, last_accessed, region, entity, report, granularity, "
+            "generated_at FROM access_advisor"
+        )
+        args: tuple[str, ...] = ()
+        if principal is not None:
+            sql += " WHERE principal = ?"
+            args = (principal,)
+        sql += " ORDER BY principal, service, action, granularity, generated_at"
+        return [
+            LastAccessed(p, s, a, la, r, e, rep, Granularity(g), gen)
+            for p, s, a, la, r, e, rep, g, gen in self._db.execute(sql, args)
+        ]
+
+    def access_advisor_files(self) -> list[AccessAdvisorFile]:
+        return [
+            AccessAdvisorFile(d, p, k, st, g, int(n), sk, tuple(json.loads(notes)), at)
+            for d, p, k, st, g, n, sk, notes, at in self._db.execute(
+                "SELECT digest, path, kind, status, generated_at, entries, skipped, notes, ingested_at "
+                "FROM access_advisor_files ORDER BY path"
             )
         ]

@@ -156,7 +156,11 @@ def test_actions_agree_with_iam_dataset_map(
     for record, result, _ in normalized:
         if isinstance(result, Skipped):
             continue
-        ours = {u.action for u in result}
+        # iam:PassRole is inferred from a role ARN the request passes to the service (CloudTrail
+        # never logs it); the map lists it for some methods only, so it is not compared here.
+        ours = {u.action for u in result} - {"iam:PassRole"}
+        if not ours:
+            continue
         prefix = next(iter(ours)).partition(":")[0]
         for sdk in sdk_of_prefix.get(prefix, []):
             entry = methods.get(f"{sdk}.{record.eventName}")
