@@ -24,7 +24,7 @@ from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
 from iamtrim.render import usage as render_usage
 from iamtrim.store import Store
-from iamtrim.synth import SynthOptions, Target, generate_identity_policy
+from iamtrim.synth import AdvisedGrant, SynthOptions, Target, generate_identity_policy
 
 app = typer.Typer(
     name="iamtrim",
@@ -167,6 +167,11 @@ def usage_cmd(
         typer.echo(render_usage.usage_table(usage))
 
 
+class EvidenceSource(StrEnum):
+    all = "all"
+    cloudtrail = "cloudtrail"
+
+
 class PolicyFormat(StrEnum):
     json = "json"
     policy = "policy"
@@ -187,6 +192,10 @@ def generate_policy_cmd(
     prefix_threshold: Annotated[int, typer.Option(
         "--prefix-threshold", min=1,
         help="Distinct keys (or resources) above which a folder becomes prefix/*.")] = 10,
+    evidence_source: Annotated[EvidenceSource, typer.Option(
+        "--evidence",
+        help="all: also keep actions Access Advisor shows used (ingested with --access-advisor); "
+             "cloudtrail: CloudTrail only.")] = EvidenceSource.all,
 ) -> None:
     """The smallest identity policy that still allows everything PRINCIPAL was seen doing."""
     if out_dir is not None and fmt is not PolicyFormat.policy:
@@ -196,9 +205,18 @@ def generate_policy_cmd(
                            "--format policy")
     with _open_usage(events, store) as st:
         p = resolve_principal_name(st, principal)
+        advised: list[AdvisedGrant] = []
+        if evidence_source is EvidenceSource.all:
+            from iamtrim import evidence
+
+            advised = [
+                AdvisedGrant(a.action, a.region, a.last_accessed, a.explain, a.denied_in_cloudtrail)
+                for a in evidence.for_principal(st, p.arn).access_advisor_actions(missing_from_cloudtrail=True)
+            ]
         generated = generate_identity_policy(
             p, st.usage(p.arn),
             SynthOptions(conditions=not no_conditions, prefix_threshold=prefix_threshold, target=target),
+            advised,
         )
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,11 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
     "RESOURCE_UNKNOWN": ("Resource not in the records: scoped to the ARN format instead", Severity.MEDIUM),
     "OBJECT_KEYS_GENERALIZED": ("S3 object keys generalized to a prefix", Severity.INFO),
     "RESOURCES_GENERALIZED": ("Many resources of one type generalized along their ARN format", Severity.INFO),
+    "ACCESS_ADVISOR_KEPT": ("Kept: Access Advisor shows it used, CloudTrail has no record of it", Severity.LOW),
+    "ACCESS_ADVISOR_DENIED_ONLY": (
+        "Access Advisor shows it accessed but CloudTrail shows only denied attempts (AA counts denials)",
+        Severity.LOW,
+    ),
     "STORE_FOLDED_KEYS": ("The store folded object keys past its per-folder bound", Severity.INFO),
     "ACTION_WILDCARD": ("Actions written as a wildcard that expands exactly to the used ones", Severity.INFO),
     "DENIED_NOT_GRANTED": ("Denied attempt: needed but not granted", Severity.LOW),

@@ -1,6 +1,12 @@
 """Synthesize policies from observed usage: identity policies (and, later, bucket and key policies)."""
 
-from iamtrim.synth.identity import GeneratedPolicy, StatementEvidence, SynthOptions, generate_identity_policy
+from iamtrim.synth.identity import (
+    AdvisedGrant,
+    GeneratedPolicy,
+    StatementEvidence,
+    SynthOptions,
+    generate_identity_policy,
+)
 from iamtrim.synth.limits import Target
 
-__all__ = ["GeneratedPolicy", "StatementEvidence", "SynthOptions", "Target", "generate_identity_policy"]
+__all__ = ["AdvisedGrant", "GeneratedPolicy", "StatementEvidence", "SynthOptions", "Target", "generate_identity_policy"]

@@ -58,6 +58,22 @@ class SynthOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class AdvisedGrant:
+    """An action Access Advisor (action level) shows attempted that CloudTrail does not show used.
+
+    ``denied_only``: CloudTrail shows only denied attempts of it, and Access Advisor counts denied
+    attempts as access — such an action is reported, never granted.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_last-accessed.html
+    """
+
+    action: str
+    region: str
+    last_accessed: str
+    note: str
+    denied_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Widening:
     kind: str  # object-prefix | resource-unknown | store-folded | action-wildcard
     resource: str
@@ -216,7 +232,10 @@ def _unique_sids(sids: Sequence[str]) -> list[str]:
 
 
 def generate_identity_policy(
-    principal: Principal, rows: Iterable[UsageRow], options: SynthOptions | None = None
+    principal: Principal,
+    rows: Iterable[UsageRow],
+    options: SynthOptions | None = None,
+    advised: Sequence[AdvisedGrant] = (),
 ) -> GeneratedPolicy:
     options = options or SynthOptions()
     if not principal.is_iam:
@@ -232,7 +251,8 @@ def generate_identity_policy(
     rows = list(rows)
     used = [r for r in rows if r.outcome is Outcome.USED]
     denied = tuple(r for r in rows if r.outcome is Outcome.DENIED)
-    if not used:
+    kept_advice = [a for a in advised if not a.denied_only and catalog.action_exists(a.action)]
+    if not used and not kept_advice:
         raise PrincipalError(
             f"{principal.arn} made no authorized call in this data ({len(denied)} denied); nothing to grant"
         )
@@ -378,6 +398,23 @@ def generate_identity_policy(
                         f"do not name; granted on {p}",
                     )
                 )
+    # Access Advisor (action level) saw these attempted, maybe before the trail's window: kept,
+    # scoped to the ARN format for the account and the region AWS reported, and flagged.
+    advice_time: dict[tuple[str, str], str] = {}
+    for advice in advised:
+        if advice.denied_only:
+            findings.append(Finding("ACCESS_ADVISOR_DENIED_ONLY", advice.action, advice.note + "; not granted"))
+            continue
+        if not catalog.action_exists(advice.action) or advice.action in by_action:
+            continue
+        patterns = ("*",) if catalog.is_wildcard_only(advice.action) else _unknown_pattern(
+            advice.action, advice.region, principal.account, partition)
+        for p in patterns:
+            groups.setdefault((advice.action, p), [])
+            advice_time[(advice.action, p)] = advice.last_accessed
+            widenings[(advice.action, p)].append(Widening("access-advisor", p, ()))
+        findings.append(Finding("ACCESS_ADVISOR_KEPT", advice.action,
+                                advice.note + f"; granted on {', '.join(patterns)}"))
     conds = {k: _conditions(k[0], v, options.conditions) for k, v in groups.items()}
 
     # 3. (resource, conditions) → actions; then (actions, conditions) → resources.
@@ -406,6 +443,7 @@ def generate_identity_policy(
         # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#policy-vars-specialchars
         escaped = tuple(r.replace("$", "${$}") for r in stmt_resources)
         st = Statement(Effect.ALLOW, actions=written, resources=escaped, conditions=c, sid=sid)
+        times = [advice_time[(a, rr)] for a in stmt_actions for rr in stmt_resources if (a, rr) in advice_time]
         eids: list[str] = []
         for r in sorted(srows, key=lambda r: r.first_seen):
             for e in r.event_ids:
@@ -417,8 +455,8 @@ def generate_identity_policy(
             resources=stmt_resources,
             conditions=c,
             calls=sum(r.count for r in srows),
-            first_seen=min(r.first_seen for r in srows),
-            last_seen=max(r.last_seen for r in srows),
+            first_seen=min([r.first_seen for r in srows] + times),
+            last_seen=max([r.last_seen for r in srows] + times),
             event_ids=tuple(eids),
             widened_by=tuple(dict.fromkeys(widened)),
         )
