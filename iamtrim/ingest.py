@@ -24,7 +24,7 @@ from typing import Any
 
 from iamtrim.errors import NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
-from iamtrim.model import Context, FileReport, Principal, Skipped, SkipReason
+from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason
 from iamtrim.normalize.record import normalize_parts
 from iamtrim.sources import iter_input_files, read_file
 from iamtrim.store import FileEntry, Store, context_to_key
@@ -72,15 +72,44 @@ class ObjectKeyFolder:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.roots: dict[tuple[str, ...], _Node] = {}
+        # (group, folder ARN) → the path of nodes and prefixes down to it. Keys repeat folders far
+        # more often than they add new ones; any fold invalidates the paths (folds are rare).
+        self._paths: dict[tuple[tuple[str, ...], str], tuple[list[_Node], list[str]]] = {}
 
     def fold(self, group: tuple[str, ...], arn: str) -> str:
-        bucket, _, path = arn.partition(":::")[2].partition("/")
+        folder, _, leaf = arn.rpartition("/")
+        cached = self._paths.get((group, folder))
+        if cached is None:
+            walked = self._walk(group, arn)
+            if isinstance(walked, str):
+                return walked
+            cached = self._paths[(group, folder)] = walked
+        nodes, prefixes = cached
+        node = nodes[-1]
+        if leaf == "*":  # already folded upstream (a worker, or an earlier run): fold here too
+            self._collapse(nodes, len(nodes) - 1)
+            return folder + "/*"
+        if leaf in node.leaves:
+            return arn
+        node.leaves.add(leaf)
+        for n in nodes:
+            n.entries += 1
+        for i in range(len(nodes) - 1, -1, -1):
+            if nodes[i].entries > self.limit:
+                self._collapse(nodes, i)
+                return prefixes[i] + "/*"
+        return arn
+
+    def _walk(self, group: tuple[str, ...], arn: str) -> tuple[list[_Node], list[str]] | str:
+        """The nodes from the bucket to the key's folder, or the folded ``prefix/*`` on the way."""
+        head, _, key = arn.partition(":::")
+        bucket, _, path = key.partition("/")
         segments = path.split("/")
         root_key = (*group, bucket)
         node = self.roots.get(root_key)
         if node is None:
             node = self.roots[root_key] = _Node()
-        prefix = f"{arn.partition(':::')[0]}:::{bucket}"
+        prefix = f"{head}:::{bucket}"
         nodes = [node]
         prefixes = [prefix]
         for seg in segments[:-1]:
@@ -95,26 +124,13 @@ class ObjectKeyFolder:
             prefixes.append(prefix)
         if node.collapsed:
             return prefix + "/*"
-        leaf = segments[-1]
-        if leaf == "*":  # already folded upstream (a worker, or an earlier run): fold here too
-            self._collapse(nodes, len(nodes) - 1)
-            return prefix + "/*"
-        if leaf in node.leaves:
-            return arn
-        node.leaves.add(leaf)
-        for n in nodes:
-            n.entries += 1
-        for i in range(len(nodes) - 1, -1, -1):
-            if nodes[i].entries > self.limit:
-                self._collapse(nodes, i)
-                return prefixes[i] + "/*"
-        return arn
+        return nodes, prefixes
 
-    @staticmethod
-    def _collapse(nodes: list[_Node], i: int) -> None:
+    def _collapse(self, nodes: list[_Node], i: int) -> None:
         node = nodes[i]
         if node.collapsed:
             return
+        self._paths.clear()
         delta = 1 - node.entries
         node.entries = 1
         node.collapsed = True
@@ -163,6 +179,8 @@ def _is_trail_delivery(path: str, fmt: str) -> bool:
     """
     return fmt == "trail" and "_CloudTrail_" in os.path.basename(path)
 
+
+_OUTCOME_TEXT = {o: o.value for o in Outcome}
 
 # Set in each worker by _init_worker: what the store already holds.
 _KNOWN_DIGESTS: frozenset[str] = frozenset()
@@ -258,18 +276,17 @@ def _process_chunk(
             if isinstance(parts, Skipped):
                 skips[(str(parts.reason), parts.detail)] += 1
                 continue
-            for note in parts.notes:
+            principal, outcome_enum, context, _, when, event_id, source_ip, uses, notes = parts
+            for note in notes:
                 skips[(str(note.reason), note.detail)] += 1
-            principal = parts.principal
             parn = principal.arn
             if parn not in principals:
                 principals[parn] = principal
-            ck = ctx_keys.get(parts.context)
+            ck = ctx_keys.get(context)
             if ck is None:
-                ck = ctx_keys[parts.context] = context_to_key(parts.context)
-            outcome = parts.outcome.value
-            when, event_id, source_ip = parts.time, parts.event_id, parts.source_ip
-            for action, resource in parts.uses:
+                ck = ctx_keys[context] = context_to_key(context)
+            outcome = _OUTCOME_TEXT[outcome_enum]
+            for action, resource in uses:
                 if resource is None:
                     resource = ""
                 elif ":s3:::" in resource and "/" in resource:

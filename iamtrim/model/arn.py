@@ -6,9 +6,11 @@ Format: ``arn:partition:service:region:account-id:resource`` where *resource* ma
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 
+@functools.lru_cache(maxsize=256)
 def partition_for_region(region: str | None) -> str:
     """The partition a region belongs to (China and GovCloud have their own)."""
     if not region:
