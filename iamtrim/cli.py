@@ -443,15 +443,15 @@ def diff_cmd(
         "--boundary", help="Permissions boundary document (with --current).")] = None,
     fmt: Annotated[DiffFormat, typer.Option("--format", help="Output format.")] = DiffFormat.text,
     fail_on: Annotated[DiffFailOn | None, typer.Option(
-        "--fail-on", help="Exit 1 when there are unused, risky unused, or missing entries.")] = None,
+        "--fail-on", help="Exit 1 when there are unused entries safe to remove (observable and not used), "
+                          "such entries with a risk class, or missing entries.")] = None,
 ) -> None:
     """What PRINCIPAL's current policies grant that it never used, and what it needed but lacked."""
-    from iamtrim.errors import PrincipalError
+    from iamtrim import evidence
+    from iamtrim.errors import OptionsError, PrincipalError
     from iamtrim.render import diff as render_diff
     from iamtrim.review.current import current_from_authz, current_from_files, principal_for
     from iamtrim.review.diff import diff_principal
-
-    from iamtrim.errors import OptionsError
 
     if (authz is None) == (not current):
         raise OptionsError("diff: give --authz FILE or --current FILE..., one of them")
@@ -471,7 +471,9 @@ def diff_cmd(
         else:
             assert p is not None and current
             policies = current_from_files(current, boundary, p.arn)
-        result = diff_principal(p, rows, policies)
+        # What the store could have shown (coverage, Access Advisor): only evidence of non-use
+        # makes an unused entry safe to remove. --events records coverage from its files too.
+        result = diff_principal(p, rows, policies, evidence=evidence.for_principal(st, p.arn))
     if fmt is DiffFormat.json:
         typer.echo(render_diff.to_json(result))
     elif fmt is DiffFormat.markdown:
@@ -480,8 +482,8 @@ def diff_cmd(
         colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         typer.echo(render_diff.to_text(result, colour=colour))
     failing = {
-        DiffFailOn.unused: bool(result.unused),
-        DiffFailOn.risky: bool(result.risky_unused),
+        DiffFailOn.unused: bool(result.removable),  # never the unobservable ones
+        DiffFailOn.risky: bool(result.risky_removable),
         DiffFailOn.missing: bool(result.missing),
     }
     if fail_on is not None and failing[fail_on]:

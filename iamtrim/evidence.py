@@ -465,7 +465,10 @@ class PrincipalEvidence:
             service_denied_only = service not in self.services_used and any(
                 a.partition(":")[0] == service for a in self.denied
             )
-            if window is not None and svc.last[:10] >= window.first_day:
+            # The service's last use falls inside the trail's window, so CloudTrail saw that call
+            # and it was not this action. A last use after the window (or before it) is a call
+            # CloudTrail cannot speak for: then which action it was is unknown.
+            if window is not None and window.first_day <= svc.last[:10] <= window.last_day:
                 return Observability(
                     action, Evidence.NOT_USED_OBSERVABLE_SINCE, since=ct_since,
                     last_used=svc.last, source="cloudtrail", caveats=caveats,

@@ -7,18 +7,21 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from iamtrim import catalog
-from iamtrim.ingest import load_events
+from iamtrim import catalog, evidence
+from iamtrim.evidence import Evidence, ingest_access_advisor
+from iamtrim.ingest import ingest
 from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow
 from iamtrim.model.policy import Policy
 from iamtrim.render import diff as render_diff
 from iamtrim.review.current import CurrentPolicies, current_from_authz
 from iamtrim.review.diff import diff_principal
 from iamtrim.review.granted import granted_actions, statement_actions
+from iamtrim.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden" / "diff"
@@ -28,8 +31,8 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/app"
 PRINCIPAL = Principal(ROLE, PrincipalKind.ROLE, ACCOUNT, "app")
 
 
-def policy(name: str, *statements: dict[str, object]) -> Policy:
-    return Policy.from_json({"Version": "2012-10-17", "Statement": list(statements)}, name=name)
+def policy(name: str, *statements: Mapping[str, object]) -> Policy:
+    return Policy.from_json({"Version": "2012-10-17", "Statement": [dict(s) for s in statements]}, name=name)
 
 
 def current(*policies: Policy, boundary: Policy | None = None) -> CurrentPolicies:
@@ -203,8 +206,11 @@ SAMPLE_ROLES = ["ml-notebook-execution", "ml-training-job", "data-scientist", "c
 
 
 @pytest.fixture(scope="module")
-def sample_store(samples: Path):  # type: ignore[no-untyped-def]
-    st = load_events([samples / "AWSLogs"])
+def sample_store(samples: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The sample trail and its Access Advisor reports, as `iamtrim ingest AWSLogs --access-advisor`."""
+    st = Store(tmp_path_factory.mktemp("diff") / "usage.sqlite")
+    ingest([samples / "AWSLogs"], st, workers=1)
+    ingest_access_advisor([samples / "access-advisor"], st)
     yield st
     st.close()
 
@@ -214,7 +220,8 @@ def test_sample_roles_golden(name: str, sample_store) -> None:  # type: ignore[n
     from iamtrim.query import resolve_principal_name
 
     p = resolve_principal_name(sample_store, name)
-    d = diff_principal(p, sample_store.usage(p.arn), current_from_authz(AUTHZ, p.arn))
+    d = diff_principal(p, sample_store.usage(p.arn), current_from_authz(AUTHZ, p.arn),
+                       evidence=evidence.for_principal(sample_store, p.arn))
     text = render_diff.to_markdown(d)
     golden = GOLDEN / f"{name}.md"
     if os.environ.get("UPDATE_GOLDEN"):
@@ -228,7 +235,8 @@ def test_sample_facts(sample_store) -> None:  # type: ignore[no-untyped-def]
 
     def diff(name: str):  # type: ignore[no-untyped-def]
         p = resolve_principal_name(sample_store, name)
-        return diff_principal(p, sample_store.usage(p.arn), current_from_authz(AUTHZ, p.arn))
+        return diff_principal(p, sample_store.usage(p.arn), current_from_authz(AUTHZ, p.arn),
+                              evidence=evidence.for_principal(sample_store, p.arn))
 
     ci = diff("ci-deployer")
     # The guardrail's NotAction Deny: only ecr/lambda/cloudformation reads/ec2 reads+RunInstances remain.
@@ -243,7 +251,11 @@ def test_sample_facts(sample_store) -> None:  # type: ignore[no-untyped-def]
     assert denied == {"s3:PutBucketPolicy", "iam:CreateAccessKey"}
     for d in (ci, training, ds, diff("ml-notebook-execution")):
         assert d.proposed is not None and not d.proposed.error
-        assert d.proposed.granted == len(d.used)
+        # The proposal grants what was used, and (like generate-policy) what Access Advisor shows
+        # used that CloudTrail does not; never what CloudTrail shows only denied.
+        kept = [u for u in d.unused if u.evidence.evidence is Evidence.USED_ACCESS_ADVISOR
+                and not u.evidence.denied_only]
+        assert d.proposed.granted == len(d.used) + len(kept)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,9 +334,9 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     # Unreadable or invalid input: exit 4, one line.
     (tmp_path / "bad.json").write_text("{nope")
     (tmp_path / "badpolicy.json").write_text(json.dumps({"Statement": [{"Effect": "Maybe", "Action": "*"}]}))
-    for args in (("--authz", "bad.json"), ("--authz", "missing.json"), ("--current", "badpolicy.json")):
-        res = run("diff", "ml-training-job", "--events", trail, *args, cwd=tmp_path)
-        assert res.returncode == 4, (args, res.stderr)
+    for bad in (("--authz", "bad.json"), ("--authz", "missing.json"), ("--current", "badpolicy.json")):
+        res = run("diff", "ml-training-job", "--events", trail, *bad, cwd=tmp_path)
+        assert res.returncode == 4, (bad, res.stderr)
         assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
 
 

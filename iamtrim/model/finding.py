@@ -49,6 +49,10 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
     "DENIED_CALL": ("Call denied in the records", Severity.MEDIUM),
     "CALL_NOT_ALLOWED": ("Call made, but the current policies would not allow it", Severity.MEDIUM),
     "UNKNOWN_ACTION_PATTERN": ("Allowed action pattern matches no action in the catalog", Severity.INFO),
+    "USED_PER_ACCESS_ADVISOR": ("Granted, no CloudTrail use, but Access Advisor shows it used: keep it",
+                                Severity.MEDIUM),
+    "UNUSED_UNPROVEN": ("Granted and not seen used, but nothing could show its use (not observable, or "
+                        "its service used per Access Advisor): review before removing", Severity.LOW),
 }
 
 

@@ -7,7 +7,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from iamtrim.review.diff import Diff, Missing, Narrowing, UnusedAction
+from iamtrim.evidence import Evidence
+from iamtrim.review.diff import Diff, Missing, Narrowing, UnusedAction, class_label
 
 __all__ = ["to_json", "to_markdown", "to_text"]
 
@@ -27,13 +28,35 @@ def _grouped(unused: Sequence[UnusedAction]) -> list[tuple[str, str, list[Unused
     return [(svc, lvl, groups[(svc, lvl)]) for svc, lvl in keys]
 
 
+def _classes(items: Sequence[UnusedAction]) -> list[tuple[str, int]]:
+    """Counts per observability class, removable classes first, then by count."""
+    counts: dict[str, int] = defaultdict(int)
+    removable: dict[str, bool] = {}
+    for u in items:
+        label = class_label(u.evidence)
+        counts[label] += 1
+        removable[label] = u.removable
+    return sorted(counts.items(), key=lambda kv: (not removable[kv[0]], -kv[1], kv[0]))
+
+
+def _risky(items: Sequence[UnusedAction]) -> str:
+    n = sum(1 for u in items if u.risk)
+    return f"; {n} risky" if n else ""
+
+
 def _headline(d: Diff) -> str:
     risky = len(d.risky_unused)
-    text = (f"{d.granted} actions granted, {len(d.used)} used, {len(d.unused)} never used "
-            f"({risky} risky)")
+    since = f", not used since {d.removable_since}" if d.removable_since else ""
+    text = (f"{d.granted} actions granted, {len(d.used)} used, {len(d.unused)} not seen used "
+            f"({risky} risky): {len(d.removable)} safe to remove (observable{since}"
+            f"{_risky(d.removable)}), {len(d.to_review)} not observable / used per Access Advisor — "
+            f"review before removing" + (f" ({len([u for u in d.to_review if u.risk])} risky)"
+                                         if any(u.risk for u in d.to_review) else ""))
     if d.proposed is not None and not d.proposed.error:
         text += (f"; the proposal removes {len(d.proposed.removes)} granted actions, "
                  f"{len(d.proposed.removes_risky)} of them risky")
+        if d.proposed.removes_unproven:
+            text += f", {len(d.proposed.removes_unproven)} without evidence of non-use"
     if d.missing:
         text += f"; {len(d.missing)} missing"
     return text
@@ -44,8 +67,18 @@ def _headline(d: Diff) -> str:
 
 
 def _unused_json(u: UnusedAction) -> dict[str, Any]:
+    obs = u.evidence
+    evidence: dict[str, Any] = {
+        "class": str(obs.evidence), "since": obs.since or None, "last_used": obs.last_used or None,
+        "detail": obs.detail, "removable": obs.removable,
+    }
+    if obs.reason is not None:
+        evidence["reason"] = str(obs.reason)
+    if obs.denied_only:
+        evidence["denied_only"] = True
     return {"action": u.action, "service": u.service, "access_level": u.access_level, "risk": list(u.risk),
-            "last_seen": u.last_seen, "granted_by": u.granted_by, "conditional": u.conditional}
+            "last_seen": u.last_seen, "granted_by": u.granted_by, "conditional": u.conditional,
+            "evidence": evidence}
 
 
 def _narrowing_json(n: Narrowing) -> dict[str, Any]:
@@ -54,8 +87,11 @@ def _narrowing_json(n: Narrowing) -> dict[str, Any]:
 
 
 def _missing_json(m: Missing) -> dict[str, Any]:
-    return {"action": m.action, "kind": m.kind, "resources": list(m.resources), "count": m.count,
-            "last_seen": m.last_seen, "decision": m.decision, "reason": m.reason, "change": list(m.change)}
+    doc = {"action": m.action, "kind": m.kind, "resources": list(m.resources), "count": m.count,
+           "last_seen": m.last_seen, "decision": m.decision, "reason": m.reason, "change": list(m.change)}
+    if m.note:
+        doc["note"] = m.note
+    return doc
 
 
 def to_json(d: Diff) -> str:
@@ -63,6 +99,7 @@ def to_json(d: Diff) -> str:
     if d.proposed is not None:
         p = d.proposed
         proposed = {"granted": p.granted, "removes": len(p.removes), "removes_risky": list(p.removes_risky),
+                    "removes_unproven": list(p.removes_unproven),
                     "adds": list(p.adds), "policies": [pol.to_json() for pol in p.policies]}
         if p.error:
             proposed["error"] = p.error
@@ -76,9 +113,13 @@ def to_json(d: Diff) -> str:
         "narrowing": [_narrowing_json(n) for n in d.narrowing],
         "missing": [_missing_json(m) for m in d.missing],
         "proposed": proposed,
+        "evidence": {"basis": list(d.basis), "caveats": list(d.caveats),
+                     "classes": dict(_classes(d.unused))},
         "headline": {
             "granted": d.granted, "used": len(d.used), "unused": len(d.unused),
             "unused_risky": len(d.risky_unused),
+            "removable": len(d.removable), "removable_risky": len(d.risky_removable),
+            "removable_since": d.removable_since or None, "review": len(d.to_review),
             "proposal_removes": len(d.proposed.removes) if d.proposed else None,
             "proposal_removes_risky": len(d.proposed.removes_risky) if d.proposed else None,
             "missing": len(d.missing), "text": _headline(d),
@@ -95,6 +136,48 @@ def to_json(d: Diff) -> str:
 # Text
 
 
+def _last(u: UnusedAction) -> str:
+    if not u.last_seen:
+        return ""
+    if u.evidence.evidence is Evidence.USED_ACCESS_ADVISOR and not u.evidence.denied_only:
+        return f", last attempted {u.last_seen} (Access Advisor)"
+    return f", last denied {u.last_seen}"
+
+
+def _n(count: int) -> str:
+    return f"{count} action" + ("" if count == 1 else "s")
+
+
+def _review(d: Diff) -> list[str]:
+    """One line per action Access Advisor shows used; one per service whose use Access Advisor
+    shows but not which action; one per not-observable reason (actions named)."""
+    lines: list[str] = []
+    for u in d.to_review:
+        if u.evidence.evidence is Evidence.USED_ACCESS_ADVISOR:
+            risk = f" [{', '.join(u.risk)}]" if u.risk else ""
+            lines.append(f"{u.action}{risk} USED_ACCESS_ADVISOR: {u.evidence.detail}")
+    services: dict[tuple[str, str], list[UnusedAction]] = defaultdict(list)
+    hidden: dict[tuple[str, str], list[UnusedAction]] = defaultdict(list)
+    for u in d.to_review:
+        if u.evidence.evidence is Evidence.SERVICE_USED_ACTION_UNKNOWN:
+            # why CloudTrail cannot tell: outside its window, or an action it never shows
+            why = next((p for p in u.evidence.detail.split("; ") if p.startswith("CloudTrail")), "")
+            services[(u.service, why)].append(u)
+        elif u.evidence.evidence is Evidence.NOT_OBSERVABLE:
+            reason = u.evidence.detail.removeprefix("not observable: ").split("; denied in")[0]
+            hidden[(class_label(u.evidence), reason)].append(u)
+    for (svc, why), items in sorted(services.items()):
+        obs = items[0].evidence
+        denied = "; CloudTrail shows only denied attempts in it (Access Advisor counts denials)" \
+            if obs.denied_only else ""
+        lines.append(f"{svc}: {_n(len(items))} SERVICE_USED_ACTION_UNKNOWN — Access Advisor shows {svc} "
+                     f"last attempted {obs.last_used}, which action unknown; {why}{denied}: "
+                     f"{_names([u.action for u in items], 8)}")
+    for (label, reason), items in sorted(hidden.items()):
+        lines.append(f"{_n(len(items))} {label} ({reason}): {_names([u.action for u in items], 8)}")
+    return lines
+
+
 def _paint(text: str, code: str, colour: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if colour else text
 
@@ -107,8 +190,10 @@ def _names(items: Sequence[str], limit: int = 6) -> str:
 def to_text(d: Diff, colour: bool = False) -> str:
     bold, red, yellow, green, dim = "1", "31", "33", "32", "2"
     out = [_paint(f"diff {d.principal}", bold, colour), f"current: {', '.join(d.current)}",
-           _paint(_headline(d), bold, colour), ""]
-    out.append(_paint(f"Unused ({len(d.unused)} of {d.granted} granted)", bold, colour))
+           _paint(_headline(d), bold, colour)]
+    out += [_paint(f"evidence: {'; '.join(d.basis)}", dim, colour), ""] if d.basis else [""]
+    out.append(_paint(f"Unused ({len(d.unused)} of {d.granted} granted: {len(d.removable)} safe to remove, "
+                      f"{len(d.to_review)} to review)", bold, colour))
     if not d.unused:
         out.append("  none")
     for svc, lvl, items in _grouped(d.unused):
@@ -117,9 +202,19 @@ def to_text(d: Diff, colour: bool = False) -> str:
         if risky:
             head += _paint(f"  {len(risky)} risky", red, colour)
         out.append(head)
+        classes = ", ".join(f"{n} {label}" for label, n in _classes(items))
+        out.append(_paint(f"        {classes}", dim, colour))
         for u in risky:
-            seen = f", last denied {u.last_seen}" if u.last_seen else ""
-            out.append(_paint(f"      ! {u.action} [{', '.join(u.risk)}]{seen}", red, colour))
+            mark = "!" if u.removable else "?"
+            out.append(_paint(f"      {mark} {u.action} [{', '.join(u.risk)}] {class_label(u.evidence)}"
+                              + _last(u), red if u.removable else yellow, colour))
+    out.append("")
+    review = _review(d)
+    out.append(_paint(f"Review before removing ({len(d.to_review)})", bold, colour))
+    for line in review:
+        out.append(_paint(f"  {line}", yellow, colour))
+    if not review:
+        out.append("  none")
     out.append("")
     out.append(_paint(f"Resource narrowing ({len(d.narrowing)})", bold, colour))
     for n in d.narrowing:
@@ -135,6 +230,8 @@ def to_text(d: Diff, colour: bool = False) -> str:
         out.append(f"      on {_names(m.resources, _SAMPLE)}")
         if m.change:
             out.append(f"      change: {', '.join(m.change)}")
+        if m.note:
+            out.append(f"      note: {m.note}")
     if not d.missing:
         out.append("  none")
     if d.proposed is not None:
@@ -144,7 +241,11 @@ def to_text(d: Diff, colour: bool = False) -> str:
             out.append(_paint(f"Proposed: none ({p.error})", dim, colour))
         else:
             out.append(_paint(f"Proposed: {p.granted} actions granted; removes {len(p.removes)} "
-                              f"({len(p.removes_risky)} risky)", green, colour))
+                              f"({len(p.removes_risky)} risky"
+                              + (f", {len(p.removes_unproven)} without evidence of non-use"
+                                 if p.removes_unproven else "") + ")", green, colour))
+            if p.removes_unproven:
+                out.append(f"  removed without evidence of non-use: {_names(p.removes_unproven, 12)}")
             if p.removes_risky:
                 out.append(f"  risky removed: {_names(p.removes_risky, 12)}")
             if p.adds:
@@ -167,10 +268,20 @@ def _md(text: str) -> str:
 def to_markdown(d: Diff) -> str:
     out = [f"### iamtrim diff: `{d.principal}`", "", f"**{_headline(d)}**", "",
            "Current policies: " + ", ".join(f"`{n}`" for n in d.current), ""]
-    out += ["#### Unused", "", "| service | access level | unused | risky |", "|---|---|---:|---|"]
+    if d.basis:
+        out += ["Evidence: " + "; ".join(_md(b) for b in d.basis), ""]
+    out += ["#### Unused", "",
+            f"{len(d.removable)} safe to remove, {len(d.to_review)} to review before removing. Only "
+            "`NOT_USED_OBSERVABLE_SINCE` is evidence of non-use.", "",
+            "| service | access level | unused | evidence | risky |", "|---|---|---:|---|---|"]
     for svc, lvl, items in _grouped(d.unused):
-        risky = [f"`{u.action}` ({', '.join(u.risk)})" for u in items if u.risk]
-        out.append(f"| {svc} | {lvl or '-'} | {len(items)} | {_md('<br>'.join(risky))} |")
+        classes = "<br>".join(f"{n} `{label}`" for label, n in _classes(items))
+        risky = [f"`{u.action}` ({', '.join(u.risk)})"
+                 + ("" if u.removable else f" `{class_label(u.evidence)}`") for u in items if u.risk]
+        out.append(f"| {svc} | {lvl or '-'} | {len(items)} | {classes} | {_md('<br>'.join(risky))} |")
+    out += ["", "#### Review before removing", ""]
+    review = _review(d)
+    out += [f"* {_md(line)}" for line in review] if review else ["None."]
     out += ["", "#### Resource narrowing", ""]
     if d.narrowing:
         out += ["| action | granted on | used on | proposed |", "|---|---|---|---|"]
@@ -183,8 +294,9 @@ def to_markdown(d: Diff) -> str:
     if d.missing:
         out += ["| action | kind | calls | resources | why | change |", "|---|---|---:|---|---|---|"]
         for m in d.missing:
+            why = m.decision + ": " + m.reason + (f" ({m.note})" if m.note else "")
             out.append(f"| `{m.action}` | {m.kind} | {m.count} | {_md(_names(m.resources, _SAMPLE))} | "
-                       f"{_md(m.decision + ': ' + m.reason)} | {_md(', '.join(m.change) or '-')} |")
+                       f"{_md(why)} | {_md(', '.join(m.change) or '-')} |")
     else:
         out.append("None.")
     if d.proposed is not None:
@@ -196,6 +308,10 @@ def to_markdown(d: Diff) -> str:
             out.append(f"Grants {p.granted} actions; removes {len(p.removes)} granted today "
                        f"({len(p.removes_risky)} risky" + (": " + ", ".join(f"`{a}`" for a in p.removes_risky)
                                                            if p.removes_risky else "") + ").")
+            if p.removes_unproven:
+                out.append("")
+                out.append(f"Removes {len(p.removes_unproven)} without evidence of non-use (review them): "
+                           + _md(_names([f"`{a}`" for a in p.removes_unproven], 12)))
             if p.adds:
                 out.append("")
                 out.append("Adds (not granted today): " + ", ".join(f"`{a}`" for a in p.adds))

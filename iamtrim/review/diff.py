@@ -2,13 +2,21 @@
 
 * **granted** — catalog actions the current policies allow (by meaning: :mod:`iamtrim.review.granted`);
 * **used** — actions of calls that passed authorization in the usage data;
-* **unused** — granted but never used, with access level, risk classes and when last attempted;
+* **unused** — granted but not seen used, with access level, risk classes, when last attempted, and
+  the *evidence* for calling it unused (:mod:`iamtrim.evidence`): only an entry whose class is
+  ``NOT_USED_OBSERVABLE_SINCE`` is safe to remove; one that no source could have shown
+  (``NOT_OBSERVABLE``) or that Access Advisor shows used (``USED_ACCESS_ADVISOR``,
+  ``SERVICE_USED_ACTION_UNKNOWN``) is to be reviewed, never called unused;
 * **narrowing** — used actions granted through wildcard resource patterns far wider than the
   resources used (the patterns are those of the Allow statements that let the observed calls in);
 * **missing** — calls that were denied, and calls that were made but that the current policies
   would not allow, each naming the policy that would have to change;
-* **proposed** — generate-policy's proposal for the same usage, the granted actions it removes
-  and how many of those are risky.
+* **proposed** — generate-policy's proposal for the same usage (keeping, like generate-policy,
+  the actions Access Advisor shows used), the granted actions it removes, how many of those are
+  risky and how many it removes without evidence of non-use.
+
+Without a :class:`~iamtrim.evidence.PrincipalEvidence` (a diff built from rows alone) nothing is
+known about what the records could have shown: every unused action is ``NOT_OBSERVABLE(no-trail)``.
 """
 
 from __future__ import annotations
@@ -19,15 +27,27 @@ from dataclasses import dataclass
 from iamtrim import catalog
 from iamtrim.errors import IamtrimError
 from iamtrim.evaluate import Decision, Evaluation, evaluate
+from iamtrim.evidence import Evidence, Observability, PrincipalEvidence, coverage_from_rows
 from iamtrim.model import Outcome, Principal, UsageRow
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Effect, Policy
 from iamtrim.review.current import CurrentPolicies
 from iamtrim.review.granted import GrantedSet, allowed_with_unlogged_keys, granted_actions
-from iamtrim.synth import GeneratedPolicy, SynthOptions, generate_identity_policy
+from iamtrim.synth import AdvisedGrant, GeneratedPolicy, SynthOptions, generate_identity_policy
 from iamtrim.verify import account_trust_policy, request_for
 
-__all__ = ["Diff", "Missing", "Narrowing", "Proposed", "UnusedAction", "diff_principal"]
+__all__ = ["Diff", "Missing", "Narrowing", "Proposed", "UnusedAction", "class_label", "diff_principal",
+           "evidence_from_rows"]
+
+
+def class_label(obs: Observability) -> str:
+    """``NOT_USED_OBSERVABLE_SINCE(2026-10-01)``, ``NOT_OBSERVABLE(never-logged)``,
+    ``USED_ACCESS_ADVISOR``, … — the class as docs/evidence.md names it."""
+    if obs.evidence is Evidence.NOT_USED_OBSERVABLE_SINCE:
+        return f"{obs.evidence.name}({obs.since or '?'})"
+    if obs.evidence is Evidence.NOT_OBSERVABLE:
+        return f"{obs.evidence.name}({obs.reason or '?'})"
+    return obs.evidence.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +56,15 @@ class UnusedAction:
     service: str
     access_level: str
     risk: tuple[str, ...]
-    last_seen: str | None  # last *denied* attempt, if any; None: never seen in the usage data
+    last_seen: str | None  # last denied attempt in CloudTrail, else Access Advisor's last attempt
+    #                        (action level); None: no source shows an attempt
     granted_by: str  # the identity policy whose Allow grants it
     conditional: bool  # granted only under the statement's conditions
+    evidence: Observability  # how iamtrim knows it was not used; .removable: safe to remove
+
+    @property
+    def removable(self) -> bool:
+        return self.evidence.removable
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +88,7 @@ class Missing:
     decision: str  # the evaluator's decision under the current policies
     reason: str
     change: tuple[str, ...]  # the policies that would have to change
+    note: str = ""  # e.g. Access Advisor counting these denied attempts as access
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +99,7 @@ class Proposed:
     removes_risky: tuple[str, ...]
     adds: tuple[str, ...]  # actions the proposal grants that the current policies do not
     error: str = ""  # why no proposal could be made
+    removes_unproven: tuple[str, ...] = ()  # removed without evidence of non-use (review them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +115,32 @@ class Diff:
     unknown_patterns: tuple[str, ...]  # Allow patterns matching no catalog action (newer than it)
     findings: tuple[Finding, ...]
     catalog: str
+    basis: tuple[str, ...] = ()  # what the evidence rests on: CloudTrail window, Access Advisor report
+    caveats: tuple[str, ...] = ()  # the evidence's caveats over every unused entry
 
     @property
     def risky_unused(self) -> tuple[UnusedAction, ...]:
         return tuple(u for u in self.unused if u.risk)
+
+    @property
+    def removable(self) -> tuple[UnusedAction, ...]:
+        """Unused with evidence of non-use (``NOT_USED_OBSERVABLE_SINCE``): safe to remove."""
+        return tuple(u for u in self.unused if u.removable)
+
+    @property
+    def risky_removable(self) -> tuple[UnusedAction, ...]:
+        return tuple(u for u in self.unused if u.removable and u.risk)
+
+    @property
+    def to_review(self) -> tuple[UnusedAction, ...]:
+        """Not seen used, but nothing shows it unused: not observable, or used per Access Advisor."""
+        return tuple(u for u in self.unused if not u.removable)
+
+    @property
+    def removable_since(self) -> str:
+        """The day since which *every* removable entry is known unused (the latest of their
+        ``since`` days); "" when none is removable."""
+        return max((u.evidence.since for u in self.removable), default="")
 
 
 def _evaluate(principal: str, row: UsageRow, current: CurrentPolicies,
@@ -130,9 +180,51 @@ def _wide(pattern: str) -> bool:
     return "*" in pattern or "?" in pattern or pattern.startswith("NotResource ")
 
 
+def evidence_from_rows(principal_arn: str, rows: Sequence[UsageRow]) -> PrincipalEvidence:
+    """Evidence from usage rows alone: no coverage, no Access Advisor. Nothing is observable."""
+    ev = PrincipalEvidence(principal_arn, coverage_from_rows(()))
+    for r in rows:
+        target = ev.used if r.outcome is Outcome.USED else ev.denied
+        target[r.action] = max(target.get(r.action, ""), r.last_seen)
+        if r.outcome is Outcome.USED:
+            ev.services_used.add(r.action.partition(":")[0])
+    return ev
+
+
+def _basis(ev: PrincipalEvidence) -> tuple[str, ...]:
+    account = _account_of(ev.principal)
+    window = ev.coverage.management_window(account)
+    if window is None:
+        ct = f"CloudTrail: no complete trail file for account {account or '?'}"
+    else:
+        sources = sorted(s.removesuffix(".amazonaws.com") for s in ev.coverage.data_sources(account))
+        ct = (f"CloudTrail: {window.first_day}..{window.last_day} ({', '.join(window.regions)}; data events: "
+              f"{', '.join(sources) or 'none'})")
+    advice = (*ev.actions.values(), *ev.services.values())
+    reports = sorted({a.generated_at for a in advice if a.generated_at})
+    aa = f"Access Advisor: report of {reports[-1]}" if reports else "Access Advisor: none ingested"
+    return ct, aa
+
+
+def _account_of(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 5 else ""
+
+
+def _advised(ev: PrincipalEvidence) -> list[AdvisedGrant]:
+    """What generate-policy keeps from Access Advisor (its ``--evidence all``)."""
+    return [AdvisedGrant(a.action, a.region, a.last_accessed, a.explain, a.denied_in_cloudtrail)
+            for a in ev.access_advisor_actions(missing_from_cloudtrail=True)]
+
+
 def diff_principal(principal: Principal, rows: Sequence[UsageRow], current: CurrentPolicies,
-                   options: SynthOptions | None = None, propose: bool = True) -> Diff:
+                   options: SynthOptions | None = None, propose: bool = True,
+                   evidence: PrincipalEvidence | None = None) -> Diff:
+    """The diff of *current* against *rows*. *evidence* (``evidence.for_principal(store, arn)``)
+    says which unused actions are safe to remove; without it none is (nothing was observable)."""
     arn = principal.arn
+    ev_known = evidence is not None
+    evidence = evidence if evidence is not None else evidence_from_rows(arn, rows)
     granted = granted_actions(current, arn)
     used_rows = [r for r in rows if r.outcome is Outcome.USED]
     denied_rows = [r for r in rows if r.outcome is Outcome.DENIED]
@@ -176,11 +268,20 @@ def diff_principal(principal: Principal, rows: Sequence[UsageRow], current: Curr
     for g in granted.grants:
         if g.action in used_set:
             continue
+        obs = evidence.classify(g.action)
+        aa_last = obs.last_used if obs.evidence is Evidence.USED_ACCESS_ADVISOR else ""
         unused.append(UnusedAction(
             g.action, g.action.split(":")[0], catalog.access_level(g.action), catalog.risk_classes(g.action),
-            last_denied.get(g.action), g.policy, g.conditional))
+            last_denied.get(g.action) or aa_last or None, g.policy, g.conditional, obs))
 
-    proposed, generated = _proposal(principal, rows, current, granted, options) if propose else (None, None)
+    advised = _advised(evidence) if ev_known else []
+    proposed, generated = (_proposal(principal, rows, current, granted, options, advised)
+                           if propose else (None, None))
+    if proposed is not None and proposed.removes:
+        removable = {u.action for u in unused if u.removable}
+        unproven = tuple(a for a in proposed.removes if a not in removable)
+        proposed = Proposed(proposed.policies, proposed.granted, proposed.removes, proposed.removes_risky,
+                            proposed.adds, proposed.error, unproven)
 
     narrowing = []
     for action in sorted(used_on):
@@ -200,7 +301,8 @@ def diff_principal(principal: Principal, rows: Sequence[UsageRow], current: Curr
         grouped.setdefault((kind, action, decision, reason, change), []).append((resource, count, last))
     missing_out = tuple(
         Missing(action, tuple(sorted({r or "(unknown)" for r, _, _ in items})), kind,
-                sum(c for _, c, _ in items), max(t for _, _, t in items), decision, reason, change)
+                sum(c for _, c, _ in items), max(t for _, _, t in items), decision, reason, change,
+                _missing_note(evidence, action) if kind == "denied" else "")
         for (kind, action, decision, reason, change), items in sorted(grouped.items())
     )
     findings = _findings(arn, unused, narrowing, missing_out, granted)
@@ -216,13 +318,25 @@ def diff_principal(principal: Principal, rows: Sequence[UsageRow], current: Curr
         unknown_patterns=granted.unknown_patterns,
         findings=findings,
         catalog=catalog.catalog_version(),
+        basis=_basis(evidence),
+        caveats=tuple(sorted({c for u in unused for c in u.evidence.caveats})),
     )
 
 
+def _missing_note(ev: PrincipalEvidence, action: str) -> str:
+    """Access Advisor counts denied attempts as access: a denied call it reports as accessed."""
+    obs = ev.classify(action)
+    if obs.evidence is Evidence.USED_ACCESS_ADVISOR and obs.denied_only:
+        return (f"Access Advisor reports it accessed ({obs.last_used}), but CloudTrail shows only denied "
+                "attempts: Access Advisor counts denials as access")
+    return ""
+
+
 def _proposal(principal: Principal, rows: Sequence[UsageRow], current: CurrentPolicies, granted: GrantedSet,
-              options: SynthOptions | None) -> tuple[Proposed, GeneratedPolicy | None]:
+              options: SynthOptions | None,
+              advised: Sequence[AdvisedGrant] = ()) -> tuple[Proposed, GeneratedPolicy | None]:
     try:
-        generated = generate_identity_policy(principal, rows, options)
+        generated = generate_identity_policy(principal, rows, options, advised)
     except IamtrimError as exc:
         return Proposed((), 0, (), (), (), error=str(exc)), None
     docs = tuple(p.policy for p in generated.policies)
@@ -243,13 +357,33 @@ def _findings(arn: str, unused: Sequence[UnusedAction], narrowing: Sequence[Narr
               missing: Sequence[Missing], granted: GrantedSet) -> tuple[Finding, ...]:
     out: list[Finding] = []
     for u in unused:
-        if u.risk:
+        obs = u.evidence
+        if u.removable and u.risk:
             out.append(Finding("UNUSED_RISKY_ACTION", u.action,
-                               f"{', '.join(u.risk)}; granted by {u.granted_by}, never used"))
-    plain = [u for u in unused if not u.risk]
+                               f"{', '.join(u.risk)}; granted by {u.granted_by}, not used since {obs.since}"))
+        elif obs.evidence is Evidence.USED_ACCESS_ADVISOR:
+            out.append(Finding("USED_PER_ACCESS_ADVISOR", u.action,
+                               f"granted by {u.granted_by}; {obs.detail}"))
+        elif not u.removable and u.risk:
+            out.append(Finding("UNUSED_UNPROVEN", u.action,
+                               f"{', '.join(u.risk)}; granted by {u.granted_by}; "
+                               f"{class_label(obs)}: {obs.detail}"))
+        if obs.denied_only:
+            out.append(Finding("ACCESS_ADVISOR_DENIED_ONLY", u.action, obs.detail))
+    plain = [u for u in unused if u.removable and not u.risk]
     if plain:
+        since = max(u.evidence.since for u in plain)
         out.append(Finding("UNUSED_ACTIONS", arn,
-                           f"{len(plain)} granted actions without a risk class never used"))
+                           f"{len(plain)} granted actions without a risk class not used since {since}"))
+    unproven: dict[str, int] = {}
+    for u in unused:
+        if not u.removable and not u.risk and u.evidence.evidence is not Evidence.USED_ACCESS_ADVISOR:
+            label = class_label(u.evidence)
+            unproven[label] = unproven.get(label, 0) + 1
+    for label, count in unproven.items():
+        out.append(Finding("UNUSED_UNPROVEN", arn,
+                           f"{count} granted actions without a risk class not seen used, but {label}: "
+                           "review before removing"))
     for n in narrowing:
         out.append(Finding("RESOURCE_NARROWING", n.action,
                            f"granted on {', '.join(n.granted_on)}; used on {len(n.used_on)} resource(s)"))
@@ -257,6 +391,8 @@ def _findings(arn: str, unused: Sequence[UnusedAction], narrowing: Sequence[Narr
         code = "DENIED_CALL" if m.kind == "denied" else "CALL_NOT_ALLOWED"
         out.append(Finding(code, f"{m.action} ({len(m.resources)} resource(s))",
                            f"{m.reason}; change: {', '.join(m.change) or '-'}"))
+        if m.note:
+            out.append(Finding("ACCESS_ADVISOR_DENIED_ONLY", m.action, m.note))
     for p in granted.unknown_patterns:
         out.append(Finding("UNKNOWN_ACTION_PATTERN", p, "matches no action in the catalog (newer than it?)"))
     return tuple(sorted(out))
