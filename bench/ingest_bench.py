@@ -65,9 +65,11 @@ def ensure_trail(trail: Path, records: int, files: int, seed: int, regen: bool) 
         shutil.rmtree(trail)
     print(f"generating {records:,} records in {files} files under {trail} ...")
     m = make_trail.generate(records, files, trail, seed, procs=2)
-    print(f"  done in {m['generation_seconds']:.1f}s: {m['bytes_raw'] / MiB:,.0f} MiB raw, "
-          f"{m['bytes_gz'] / MiB:,.0f} MiB gzip ({m['gzip_ratio']}:1), "
-          f"avg record {m['avg_record_bytes']:.0f} B")
+    print(
+        f"  done in {m['generation_seconds']:.1f}s: {m['bytes_raw'] / MiB:,.0f} MiB raw, "
+        f"{m['bytes_gz'] / MiB:,.0f} MiB gzip ({m['gzip_ratio']}:1), "
+        f"avg record {m['avg_record_bytes']:.0f} B"
+    )
     return m
 
 
@@ -179,8 +181,10 @@ def resolve_cmd(template: str, trail: Path, store: Path) -> list[str]:
         beside = Path(sys.executable).parent / "iamtrim"
         found = str(beside) if beside.exists() else shutil.which("iamtrim")
         if not found:
-            raise SystemExit("iamtrim is not installed in this environment: run `make bench`, or pass "
-                             "--cmd 'python -m yourmodule {trail} --store {store}'")
+            raise SystemExit(
+                "iamtrim is not installed in this environment: run `make bench`, or pass "
+                "--cmd 'python -m yourmodule {trail} --store {store}'"
+            )
         argv[0] = found
     return [a.format(trail=trail, store=store) for a in argv]
 
@@ -203,8 +207,9 @@ def run_ingest(argv: list[str], store: Path, log: Path, interval: float) -> dict
         proc.returncode = os.waitstatus_to_exitcode(status)
         sampler.halt.set()
         sampler.join()
-    store_bytes = sum(Path(str(store) + s).stat().st_size for s in ("", "-wal")
-                      if Path(str(store) + s).exists())
+    store_bytes = sum(
+        Path(str(store) + s).stat().st_size for s in ("", "-wal") if Path(str(store) + s).exists()
+    )
     return {
         "exit_code": proc.returncode,
         "wall_seconds": round(wall, 3),
@@ -236,15 +241,19 @@ def bench_ingest(args: argparse.Namespace, manifest: dict[str, Any]) -> dict[str
             print("\n".join("    " + t for t in tail))
             break
     print()
-    hdr = f"{'run':>3}  {'wall s':>8}  {'records/s':>10}  {'cpu s':>7}  {'tree RSS MiB':>12}  " \
-          f"{'tree PSS MiB':>12}  {'max 1-proc MiB':>14}  {'procs':>5}  {'store MiB':>9}"
+    hdr = (
+        f"{'run':>3}  {'wall s':>8}  {'records/s':>10}  {'cpu s':>7}  {'tree RSS MiB':>12}  "
+        f"{'tree PSS MiB':>12}  {'max 1-proc MiB':>14}  {'procs':>5}  {'store MiB':>9}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for i, r in enumerate(runs, 1):
-        print(f"{i:>3}  {r['wall_seconds']:>8.2f}  {r['records_per_second']:>10,}  {r['cpu_seconds']:>7.1f}  "
-              f"{r['peak_tree_rss_mib']:>12.1f}  {r['peak_tree_pss_mib']:>12.1f}  "
-              f"{r['max_rss_single_process_mib']:>14.1f}  {r['peak_processes']:>5}  {r['store_mib']:>9.2f}"
-              + ("" if r["exit_code"] == 0 else f"  (exit {r['exit_code']})"))
+        print(
+            f"{i:>3}  {r['wall_seconds']:>8.2f}  {r['records_per_second']:>10,}  {r['cpu_seconds']:>7.1f}  "
+            f"{r['peak_tree_rss_mib']:>12.1f}  {r['peak_tree_pss_mib']:>12.1f}  "
+            f"{r['max_rss_single_process_mib']:>14.1f}  {r['peak_processes']:>5}  {r['store_mib']:>9.2f}"
+            + ("" if r["exit_code"] == 0 else f"  (exit {r['exit_code']})")
+        )
     ok = [r for r in runs if r["exit_code"] == 0]
     best = min(ok, key=lambda r: r["wall_seconds"]) if ok else None
     return {
@@ -400,16 +409,32 @@ def bench_baseline(args: argparse.Namespace, manifest: dict[str, Any]) -> dict[s
             secs = time.perf_counter() - t0
             if counts and counts[0] >= 0 and sum(counts) != n:
                 raise SystemExit(f"{name}: decoded {sum(counts)} records, manifest says {n}")
-            row = {"name": name, "what": desc, "jobs": jobs, "seconds": round(secs, 3),
-                   "records_per_second": round(n / secs), "raw_mib_per_second": round(raw / MiB / secs, 1)}
+            row = {
+                "name": name,
+                "what": desc,
+                "jobs": jobs,
+                "seconds": round(secs, 3),
+                "records_per_second": round(n / secs),
+                "raw_mib_per_second": round(raw / MiB / secs, 1),
+            }
             rows.append(row)
-            print(f"{name:<17} {desc:<45} {jobs:>4} {secs:>8.2f} {row['records_per_second']:>10,} "
-                  f"{row['raw_mib_per_second']:>9.1f}", flush=True)
-    return {"files": len(paths), "records": n, "bytes_raw": raw, "rows": rows,
-            "versions": {"msgspec": getattr(msgspec, "__version__", None),
-                         "orjson": getattr(orjson, "__version__", None),
-                         "zlib": zlib.ZLIB_RUNTIME_VERSION,
-                         "zlib_ng": getattr(zlib_ng, "ZLIBNG_VERSION", None) if zlib_ng else None}}
+            print(
+                f"{name:<17} {desc:<45} {jobs:>4} {secs:>8.2f} {row['records_per_second']:>10,} "
+                f"{row['raw_mib_per_second']:>9.1f}",
+                flush=True,
+            )
+    return {
+        "files": len(paths),
+        "records": n,
+        "bytes_raw": raw,
+        "rows": rows,
+        "versions": {
+            "msgspec": getattr(msgspec, "__version__", None),
+            "orjson": getattr(orjson, "__version__", None),
+            "zlib": zlib.ZLIB_RUNTIME_VERSION,
+            "zlib_ng": getattr(zlib_ng, "ZLIBNG_VERSION", None) if zlib_ng else None,
+        },
+    }
 
 
 # --------------------------------------------------------------------------- main
@@ -428,21 +453,31 @@ def hardware() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)), "cpu_model": model,
-            "mem_gib": mem, "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "mem_gib": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--trail", type=Path, default=OUT / "trail",
-                    help="corpus directory (default bench/out/trail)")
+    ap.add_argument(
+        "--trail", type=Path, default=OUT / "trail", help="corpus directory (default bench/out/trail)"
+    )
     ap.add_argument("--store", type=Path, default=OUT / "store.sqlite", help="store file, recreated per run")
     ap.add_argument("--records", type=int, default=make_trail.DEFAULT_RECORDS)
     ap.add_argument("--files", type=int, default=make_trail.DEFAULT_FILES)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--regen", action="store_true", help="regenerate the trail even if it matches")
-    ap.add_argument("--cmd", default=DEFAULT_CMD,
-                    help=f"ingest command; {{trail}} and {{store}} are filled in (default: {DEFAULT_CMD!r})")
+    ap.add_argument(
+        "--cmd",
+        default=DEFAULT_CMD,
+        help=f"ingest command; {{trail}} and {{store}} are filled in (default: {DEFAULT_CMD!r})",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="ingest runs (fresh store each)")
     ap.add_argument("--interval", type=float, default=0.05, help="RSS sampling interval, seconds")
     ap.add_argument("--baseline", action="store_true", help="measure raw reading rates instead of ingest")
@@ -462,8 +497,10 @@ def main(argv: list[str] | None = None) -> int:
             result = json.loads(args.result.read_text())
         except ValueError:
             result = {}
-    if result.get("trail", {}).get("seed") != manifest["seed"] or \
-            result.get("trail", {}).get("records") != manifest["records"]:
+    if (
+        result.get("trail", {}).get("seed") != manifest["seed"]
+        or result.get("trail", {}).get("records") != manifest["records"]
+    ):
         result = {}
     result["hardware"] = hardware()
     result["trail"] = trail_summary(manifest)

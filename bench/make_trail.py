@@ -132,27 +132,60 @@ class Principal:
 
 
 DATASETS = [
-    "clickstream", "transactions", "customer-profiles", "product-catalog", "search-logs",
-    "support-tickets", "fraud-labels", "images-train", "images-val", "reviews-text",
-    "recsys-interactions", "pricing-history", "inventory-snapshots", "ad-impressions", "sessions",
+    "clickstream",
+    "transactions",
+    "customer-profiles",
+    "product-catalog",
+    "search-logs",
+    "support-tickets",
+    "fraud-labels",
+    "images-train",
+    "images-val",
+    "reviews-text",
+    "recsys-interactions",
+    "pricing-history",
+    "inventory-snapshots",
+    "ad-impressions",
+    "sessions",
 ]
 FEATURE_GROUPS = [
-    "user-features", "item-features", "session-features", "fraud-features", "pricing-features",
-    "ctr-features", "embedding-features", "risk-features",
+    "user-features",
+    "item-features",
+    "session-features",
+    "fraud-features",
+    "pricing-features",
+    "ctr-features",
+    "embedding-features",
+    "risk-features",
 ]
 MODELS = [
-    "ctr-xgboost", "fraud-detector", "recsys-two-tower", "price-elasticity", "churn-lgbm",
-    "search-ranker", "image-classifier", "text-sentiment",
+    "ctr-xgboost",
+    "fraud-detector",
+    "recsys-two-tower",
+    "price-elasticity",
+    "churn-lgbm",
+    "search-ranker",
+    "image-classifier",
+    "text-sentiment",
 ]
 NOTEBOOK_USERS = ["alice", "bob", "chen", "dana", "emeka", "farah", "goran", "hiro"]
 SECRETS = [
-    "prod/feature-store/db", "prod/airflow/fernet", "ml/wandb-api-key", "ml/huggingface-token",
-    "prod/redshift/readonly", "ci/github-app-key",
+    "prod/feature-store/db",
+    "prod/airflow/fernet",
+    "ml/wandb-api-key",
+    "ml/huggingface-token",
+    "prod/redshift/readonly",
+    "ci/github-app-key",
 ]
 PARAMS = [
-    "/ml/feature-store/endpoint", "/ml/training/default-instance", "/ml/registry/bucket",
-    "/platform/vpc/subnets", "/platform/vpc/security-group", "/ml/inference/threshold",
-    "/ml/airflow/dag-config", "/platform/kms/artifacts-key",
+    "/ml/feature-store/endpoint",
+    "/ml/training/default-instance",
+    "/ml/registry/bucket",
+    "/platform/vpc/subnets",
+    "/platform/vpc/security-group",
+    "/ml/inference/threshold",
+    "/ml/airflow/dag-config",
+    "/platform/kms/artifacts-key",
 ]
 TABLES = ["feature-store-online", "model-registry", "experiment-tracking", "pipeline-locks"]
 QUEUES = ["training-requests", "feature-backfill", "inference-batch", "dead-letter"]
@@ -192,84 +225,333 @@ def _acts(base: dict[str, float], **extra: float) -> dict[str, float]:
 def build_principals() -> list[Principal]:
     P = Principal
     ps = [
-        P("AmazonSageMaker-ExecutionRole-20240412T101530", "role", "/service-role/", 9, ["sagemaker"],
-          "sagemaker", _acts(S3_HEAVY, sagemaker=3, ecr_pull=2, logs=2, ssm=1, secrets=0.5, kms_direct=0.3),
-          ["acme-ml-datasets", "acme-ml-features", "acme-ml-artifacts", "acme-ml-models"], 0.9),
-        P("ml-notebook-execution", "role", "/", 8, ["sagemaker", "boto3"], "notebook",
-          _acts(S3_HEAVY, sagemaker=4, athena=2, glue=2, ssm=1, secrets=1, sts_ident=1, iam_read=0.3,
-                ec2_describe=0.5),
-          ["acme-ml-datasets", "acme-ml-features", "acme-ml-notebooks", "acme-ml-athena-results",
-           "acme-ml-models"], 0.8),
-        P("ml-training-job", "role", "/ml/", 10, ["sagemaker", "boto3"], "sagemaker",
-          _acts(S3_HEAVY, logs=3, ecr_pull=2, ssm=0.5, kms_direct=0.3, sagemaker=0.5),
-          ["acme-ml-datasets", "acme-ml-features", "acme-ml-artifacts"], 1.0),
-        P("feature-pipeline", "role", "/ml/", 9, ["spark"], "glue",
-          _acts(S3_HEAVY, glue=5, logs=2, dynamodb=2, secrets=0.5, sqs=1),
-          ["acme-ml-datasets", "acme-ml-features", "acme-raw-ingest"], 0.7),
-        P("AWSGlueServiceRole-etl", "role", "/service-role/", 5, ["spark"], "glue",
-          _acts(S3_HEAVY, glue=6, logs=2, cloudwatch=1),
-          ["acme-raw-ingest", "acme-ml-datasets"], 0.3),
-        P("model-registry-writer", "role", "/ml/", 3, ["boto3"], "lambda",
-          _acts(S3_HEAVY, dynamodb=6, sagemaker=2, sns=1, logs=1),
-          ["acme-ml-models", "acme-ml-artifacts"], 0.5),
-        P("inference-endpoint", "role", "/ml/", 5, ["java"], "sagemaker",
-          _acts(S3_HEAVY, dynamodb=5, logs=3, cloudwatch=2, kms_direct=1, ecr_pull=1),
-          ["acme-ml-models", "acme-ml-features"], 1.0),
-        P("s3-object-notifier", "role", "/service-role/", 2, ["node"], "lambda",
-          _acts(S3_HEAVY, sqs=8, logs=4, sns=2, kms_direct=1),
-          ["acme-raw-ingest"], 0.0),
-        P("airflow-worker", "role", "/", 6, ["boto3"], "airflow",
-          _acts(S3_HEAVY, sagemaker=5, glue=3, athena=3, states=2, secrets=2, ssm=2, sqs=2,
-                lambda_invoke=1, sts_assume=0.5),
-          ["acme-ml-datasets", "acme-ml-features", "acme-ml-artifacts", "acme-ml-athena-results"], 0.6),
-        P("batch-scoring", "role", "/ml/", 4, ["boto3"], "ecs",
-          _acts(S3_HEAVY, dynamodb=2, logs=2, ecr_pull=1, sqs=2),
-          ["acme-ml-models", "acme-ml-features", "acme-ml-datasets"], 0.9),
-        P("model-monitor", "role", "/ml/", 2, ["sagemaker"], "sagemaker",
-          _acts(S3_HEAVY, cloudwatch=6, sagemaker=3, sns=1, logs=2),
-          ["acme-ml-artifacts", "acme-ml-models"], 0.9),
-        P("ecs-task-feature-store", "role", "/", 3, ["go"], "ecs",
-          _acts(S3_HEAVY, dynamodb=8, secrets=2, logs=2, kms_direct=1),
-          ["acme-ml-features"], 0.9),
-        P("ec2-gpu-worker", "role", "/", 2, ["boto3", "cli"], "ec2",
-          _acts(S3_HEAVY, ec2_describe=3, ssm=3, logs=2, cloudwatch=2, ecr_pull=1),
-          ["acme-ml-datasets", "acme-ml-artifacts"], 0.9),
-        P("athena-analyst", "role", "/", 1.5, ["boto3", "console"], "sso",
-          _acts({"s3_get": 6, "s3_put": 3, "s3_list": 3, "s3_bucket": 1}, athena=12, glue=6),
-          ["acme-ml-athena-results", "acme-ml-datasets"], 0.0),
-        P("AWSReservedSSO_DataScientist_5f2c1a9e8d7b6c4a", "role", "/aws-reserved/sso.amazonaws.com/",
-          2, ["console", "browser", "cli"], "sso",
-          _acts({"s3_get": 5, "s3_list": 6, "s3_bucket": 2, "s3_head": 1}, sagemaker=8, iam_read=1,
-                cloudwatch=2, logs_read=2, athena=1, ec2_describe=1, signin=0.3),
-          ["acme-ml-datasets", "acme-ml-notebooks", "acme-ml-models"], 0.0, via_console=True),
-        P("AWSReservedSSO_AdministratorAccess_0a9b8c7d6e5f4a3b", "role", "/aws-reserved/sso.amazonaws.com/",
-          0.8, ["console", "browser"], "sso",
-          _acts({"s3_list": 2, "s3_bucket": 3}, iam_read=6, ec2_describe=4, cloudformation=3,
-                cloudtrail=2, kms_direct=1, signin=0.3, logs_read=1, config=1),
-          ["acme-ml-models", "acme-platform-logs"], 0.0, via_console=True),
-        P("ci-deployer", "role", "/ci/", 1.5, ["terraform", "cli"], "ci",
-          _acts({"s3_get": 2, "s3_put": 2, "s3_list": 1}, cloudformation=6, iam_read=6, ecr_push=3,
-                lambda_mgmt=4, ec2_describe=3, sts_ident=1, kms_direct=1, elb=1, autoscaling=1),
-          ["acme-ml-artifacts"], 0.0),
-        P("terraform-apply", "role", "/platform/", 1, ["terraform"], "ci",
-          _acts({"s3_get": 1, "s3_put": 1, "s3_bucket": 2}, iam_read=8, ec2_describe=6, kms_direct=2,
-                cloudformation=1, elb=2, autoscaling=1, events=1, sqs_mgmt=1, sns=0.5, lambda_mgmt=2,
-                dynamodb_mgmt=1),
-          ["acme-platform-logs"], 0.0),
-        P("readonly-auditor", "role", "/security/", 0.7, ["boto3"], "ci",
-          _acts({"s3_bucket": 4}, iam_read=10, ec2_describe=3, cloudtrail=3, config=2, kms_direct=1),
-          [b.name for b in BUCKETS], 0.0),
-        P("platform-break-glass", "role", "/", 0.05, ["console"], "sso",
-          _acts({"s3_bucket": 1}, iam_read=2, signin=1), ["acme-ml-models"], 0.0, via_console=True),
-        P("alice.ml", "user", "/", 0.6, ["cli", "browser"], "user",
-          _acts({"s3_get": 5, "s3_list": 4, "s3_put": 1}, sagemaker=2, signin=0.5, sts_ident=1),
-          ["acme-ml-datasets", "acme-ml-notebooks"], 0.0, via_console=True),
-        P("bob.data", "user", "/", 0.4, ["cli"], "user",
-          _acts({"s3_get": 5, "s3_list": 4}, athena=3, glue=2, signin=0.3),
-          ["acme-ml-datasets", "acme-ml-athena-results"], 0.0),
-        P("svc-legacy-etl", "user", "/service/", 1.2, ["java"], "user",
-          _acts({"s3_get": 6, "s3_put": 6, "s3_list": 2}, sqs=2, dynamodb=1),
-          ["acme-raw-ingest"], 0.0),
+        P(
+            "AmazonSageMaker-ExecutionRole-20240412T101530",
+            "role",
+            "/service-role/",
+            9,
+            ["sagemaker"],
+            "sagemaker",
+            _acts(S3_HEAVY, sagemaker=3, ecr_pull=2, logs=2, ssm=1, secrets=0.5, kms_direct=0.3),
+            ["acme-ml-datasets", "acme-ml-features", "acme-ml-artifacts", "acme-ml-models"],
+            0.9,
+        ),
+        P(
+            "ml-notebook-execution",
+            "role",
+            "/",
+            8,
+            ["sagemaker", "boto3"],
+            "notebook",
+            _acts(
+                S3_HEAVY,
+                sagemaker=4,
+                athena=2,
+                glue=2,
+                ssm=1,
+                secrets=1,
+                sts_ident=1,
+                iam_read=0.3,
+                ec2_describe=0.5,
+            ),
+            [
+                "acme-ml-datasets",
+                "acme-ml-features",
+                "acme-ml-notebooks",
+                "acme-ml-athena-results",
+                "acme-ml-models",
+            ],
+            0.8,
+        ),
+        P(
+            "ml-training-job",
+            "role",
+            "/ml/",
+            10,
+            ["sagemaker", "boto3"],
+            "sagemaker",
+            _acts(S3_HEAVY, logs=3, ecr_pull=2, ssm=0.5, kms_direct=0.3, sagemaker=0.5),
+            ["acme-ml-datasets", "acme-ml-features", "acme-ml-artifacts"],
+            1.0,
+        ),
+        P(
+            "feature-pipeline",
+            "role",
+            "/ml/",
+            9,
+            ["spark"],
+            "glue",
+            _acts(S3_HEAVY, glue=5, logs=2, dynamodb=2, secrets=0.5, sqs=1),
+            ["acme-ml-datasets", "acme-ml-features", "acme-raw-ingest"],
+            0.7,
+        ),
+        P(
+            "AWSGlueServiceRole-etl",
+            "role",
+            "/service-role/",
+            5,
+            ["spark"],
+            "glue",
+            _acts(S3_HEAVY, glue=6, logs=2, cloudwatch=1),
+            ["acme-raw-ingest", "acme-ml-datasets"],
+            0.3,
+        ),
+        P(
+            "model-registry-writer",
+            "role",
+            "/ml/",
+            3,
+            ["boto3"],
+            "lambda",
+            _acts(S3_HEAVY, dynamodb=6, sagemaker=2, sns=1, logs=1),
+            ["acme-ml-models", "acme-ml-artifacts"],
+            0.5,
+        ),
+        P(
+            "inference-endpoint",
+            "role",
+            "/ml/",
+            5,
+            ["java"],
+            "sagemaker",
+            _acts(S3_HEAVY, dynamodb=5, logs=3, cloudwatch=2, kms_direct=1, ecr_pull=1),
+            ["acme-ml-models", "acme-ml-features"],
+            1.0,
+        ),
+        P(
+            "s3-object-notifier",
+            "role",
+            "/service-role/",
+            2,
+            ["node"],
+            "lambda",
+            _acts(S3_HEAVY, sqs=8, logs=4, sns=2, kms_direct=1),
+            ["acme-raw-ingest"],
+            0.0,
+        ),
+        P(
+            "airflow-worker",
+            "role",
+            "/",
+            6,
+            ["boto3"],
+            "airflow",
+            _acts(
+                S3_HEAVY,
+                sagemaker=5,
+                glue=3,
+                athena=3,
+                states=2,
+                secrets=2,
+                ssm=2,
+                sqs=2,
+                lambda_invoke=1,
+                sts_assume=0.5,
+            ),
+            ["acme-ml-datasets", "acme-ml-features", "acme-ml-artifacts", "acme-ml-athena-results"],
+            0.6,
+        ),
+        P(
+            "batch-scoring",
+            "role",
+            "/ml/",
+            4,
+            ["boto3"],
+            "ecs",
+            _acts(S3_HEAVY, dynamodb=2, logs=2, ecr_pull=1, sqs=2),
+            ["acme-ml-models", "acme-ml-features", "acme-ml-datasets"],
+            0.9,
+        ),
+        P(
+            "model-monitor",
+            "role",
+            "/ml/",
+            2,
+            ["sagemaker"],
+            "sagemaker",
+            _acts(S3_HEAVY, cloudwatch=6, sagemaker=3, sns=1, logs=2),
+            ["acme-ml-artifacts", "acme-ml-models"],
+            0.9,
+        ),
+        P(
+            "ecs-task-feature-store",
+            "role",
+            "/",
+            3,
+            ["go"],
+            "ecs",
+            _acts(S3_HEAVY, dynamodb=8, secrets=2, logs=2, kms_direct=1),
+            ["acme-ml-features"],
+            0.9,
+        ),
+        P(
+            "ec2-gpu-worker",
+            "role",
+            "/",
+            2,
+            ["boto3", "cli"],
+            "ec2",
+            _acts(S3_HEAVY, ec2_describe=3, ssm=3, logs=2, cloudwatch=2, ecr_pull=1),
+            ["acme-ml-datasets", "acme-ml-artifacts"],
+            0.9,
+        ),
+        P(
+            "athena-analyst",
+            "role",
+            "/",
+            1.5,
+            ["boto3", "console"],
+            "sso",
+            _acts({"s3_get": 6, "s3_put": 3, "s3_list": 3, "s3_bucket": 1}, athena=12, glue=6),
+            ["acme-ml-athena-results", "acme-ml-datasets"],
+            0.0,
+        ),
+        P(
+            "AWSReservedSSO_DataScientist_5f2c1a9e8d7b6c4a",
+            "role",
+            "/aws-reserved/sso.amazonaws.com/",
+            2,
+            ["console", "browser", "cli"],
+            "sso",
+            _acts(
+                {"s3_get": 5, "s3_list": 6, "s3_bucket": 2, "s3_head": 1},
+                sagemaker=8,
+                iam_read=1,
+                cloudwatch=2,
+                logs_read=2,
+                athena=1,
+                ec2_describe=1,
+                signin=0.3,
+            ),
+            ["acme-ml-datasets", "acme-ml-notebooks", "acme-ml-models"],
+            0.0,
+            via_console=True,
+        ),
+        P(
+            "AWSReservedSSO_AdministratorAccess_0a9b8c7d6e5f4a3b",
+            "role",
+            "/aws-reserved/sso.amazonaws.com/",
+            0.8,
+            ["console", "browser"],
+            "sso",
+            _acts(
+                {"s3_list": 2, "s3_bucket": 3},
+                iam_read=6,
+                ec2_describe=4,
+                cloudformation=3,
+                cloudtrail=2,
+                kms_direct=1,
+                signin=0.3,
+                logs_read=1,
+                config=1,
+            ),
+            ["acme-ml-models", "acme-platform-logs"],
+            0.0,
+            via_console=True,
+        ),
+        P(
+            "ci-deployer",
+            "role",
+            "/ci/",
+            1.5,
+            ["terraform", "cli"],
+            "ci",
+            _acts(
+                {"s3_get": 2, "s3_put": 2, "s3_list": 1},
+                cloudformation=6,
+                iam_read=6,
+                ecr_push=3,
+                lambda_mgmt=4,
+                ec2_describe=3,
+                sts_ident=1,
+                kms_direct=1,
+                elb=1,
+                autoscaling=1,
+            ),
+            ["acme-ml-artifacts"],
+            0.0,
+        ),
+        P(
+            "terraform-apply",
+            "role",
+            "/platform/",
+            1,
+            ["terraform"],
+            "ci",
+            _acts(
+                {"s3_get": 1, "s3_put": 1, "s3_bucket": 2},
+                iam_read=8,
+                ec2_describe=6,
+                kms_direct=2,
+                cloudformation=1,
+                elb=2,
+                autoscaling=1,
+                events=1,
+                sqs_mgmt=1,
+                sns=0.5,
+                lambda_mgmt=2,
+                dynamodb_mgmt=1,
+            ),
+            ["acme-platform-logs"],
+            0.0,
+        ),
+        P(
+            "readonly-auditor",
+            "role",
+            "/security/",
+            0.7,
+            ["boto3"],
+            "ci",
+            _acts({"s3_bucket": 4}, iam_read=10, ec2_describe=3, cloudtrail=3, config=2, kms_direct=1),
+            [b.name for b in BUCKETS],
+            0.0,
+        ),
+        P(
+            "platform-break-glass",
+            "role",
+            "/",
+            0.05,
+            ["console"],
+            "sso",
+            _acts({"s3_bucket": 1}, iam_read=2, signin=1),
+            ["acme-ml-models"],
+            0.0,
+            via_console=True,
+        ),
+        P(
+            "alice.ml",
+            "user",
+            "/",
+            0.6,
+            ["cli", "browser"],
+            "user",
+            _acts({"s3_get": 5, "s3_list": 4, "s3_put": 1}, sagemaker=2, signin=0.5, sts_ident=1),
+            ["acme-ml-datasets", "acme-ml-notebooks"],
+            0.0,
+            via_console=True,
+        ),
+        P(
+            "bob.data",
+            "user",
+            "/",
+            0.4,
+            ["cli"],
+            "user",
+            _acts({"s3_get": 5, "s3_list": 4}, athena=3, glue=2, signin=0.3),
+            ["acme-ml-datasets", "acme-ml-athena-results"],
+            0.0,
+        ),
+        P(
+            "svc-legacy-etl",
+            "user",
+            "/service/",
+            1.2,
+            ["java"],
+            "user",
+            _acts({"s3_get": 6, "s3_put": 6, "s3_list": 2}, sqs=2, dynamodb=1),
+            ["acme-raw-ingest"],
+            0.0,
+        ),
     ]
     ip_rng = random.Random("iamtrim-bench-ips")
     for p in ps:
@@ -366,9 +648,11 @@ class Ctx:
             },
         }
         if slot % 2:
-            ident["sessionContext"] = {"sessionIssuer": ident["sessionContext"]["sessionIssuer"],
-                                       "webIdFederationData": {},
-                                       "attributes": ident["sessionContext"]["attributes"]}
+            ident["sessionContext"] = {
+                "sessionIssuer": ident["sessionContext"]["sessionIssuer"],
+                "webIdFederationData": {},
+                "attributes": ident["sessionContext"]["attributes"],
+            }
         if style == "ec2":
             ident["sessionContext"]["ec2RoleDelivery"] = "2.0"
         return ident
@@ -447,13 +731,17 @@ def deny(rec: Rec, ctx: Ctx, action: str, resource: str) -> Rec:
         code, msg = "AccessDenied", "Access Denied"
     elif src == "ec2.amazonaws.com":
         code = "Client.UnauthorizedOperation"
-        msg = (f"You are not authorized to perform this operation. User: {who} is not authorized to "
-               f"perform: {action} because no identity-based policy allows the {action} action")
+        msg = (
+            f"You are not authorized to perform this operation. User: {who} is not authorized to "
+            f"perform: {action} because no identity-based policy allows the {action} action"
+        )
     else:
         global_src = src in ("iam.amazonaws.com", "sts.amazonaws.com")
         code = "AccessDenied" if global_src else "AccessDeniedException"
-        msg = (f"User: {who} is not authorized to perform: {action} on resource: {resource} "
-               f"because no identity-based policy allows the {action} action")
+        msg = (
+            f"User: {who} is not authorized to perform: {action} on resource: {resource} "
+            f"because no identity-based policy allows the {action} action"
+        )
     out: Rec = {}
     for k, v in rec.items():
         if k == "requestParameters":
@@ -487,8 +775,10 @@ def object_key(rng: random.Random, family: str, day: str) -> str:
         return f"datasets/{ds}/{back.isoformat()}/part-{rng.randrange(0, 96):05d}.parquet"
     if family == "feature":
         fg = rng.choice(FEATURE_GROUPS)
-        return (f"features/{fg}/2025/03/{rng.randrange(1, 18):02d}/"
-                f"{rng.randrange(0, 24):02d}/part-{rng.randrange(0, 120):04d}.parquet")
+        return (
+            f"features/{fg}/2025/03/{rng.randrange(1, 18):02d}/"
+            f"{rng.randrange(0, 24):02d}/part-{rng.randrange(0, 120):04d}.parquet"
+        )
     if family == "model":
         m = rng.choice(MODELS)
         name = rng.choice(["model.tar.gz", "metadata.json", "metrics.json"])
@@ -503,16 +793,23 @@ def object_key(rng: random.Random, family: str, day: str) -> str:
         return f"checkpoints/{m}/run-{rng.randrange(0, 60):03d}/step-{rng.randrange(0, 50) * 1000:07d}.pt"
     if family == "notebook":
         u = rng.choice(NOTEBOOK_USERS)
-        return f"notebooks/{u}/" + rng.choice(["eda", "training", "eval", "scratch", "features"]) + \
-            f"-{rng.randrange(0, 40):02d}.ipynb"
+        return (
+            f"notebooks/{u}/"
+            + rng.choice(["eda", "training", "eval", "scratch", "features"])
+            + f"-{rng.randrange(0, 40):02d}.ipynb"
+        )
     if family == "athena":
         return f"query-results/{rng.choice(NOTEBOOK_USERS)}/{uuid4(random.Random(rng.randrange(4000)))}.csv"
     if family == "raw":
         src = rng.choice(["web", "mobile", "pos", "crm", "partner-feed"])
-        return (f"incoming/{src}/2025/03/{rng.randrange(1, 18):02d}/{rng.randrange(0, 24):02d}/"
-                f"batch-{rng.randrange(0, 500):05d}.json.gz")
-    return (f"AWSLogs/{ACCOUNT}/elasticloadbalancing/{HOME_REGION}/2025/03/{rng.randrange(1, 18):02d}/"
-            f"{ACCOUNT}_elb_{rng.randrange(0, 2000):06d}.log.gz")
+        return (
+            f"incoming/{src}/2025/03/{rng.randrange(1, 18):02d}/{rng.randrange(0, 24):02d}/"
+            f"batch-{rng.randrange(0, 500):05d}.json.gz"
+        )
+    return (
+        f"AWSLogs/{ACCOUNT}/elasticloadbalancing/{HOME_REGION}/2025/03/{rng.randrange(1, 18):02d}/"
+        f"{ACCOUNT}_elb_{rng.randrange(0, 2000):06d}.log.gz"
+    )
 
 
 def s3_host(bucket: str, region: str, vpce: bool, rng: random.Random) -> str:
@@ -538,7 +835,8 @@ def act_s3_object(ctx: Ctx, p: Principal, ident: Rec, op: str) -> list[Rec]:
         params["x-amz-server-side-encryption"] = "aws:kms" if bucket.kms else "AES256"
         if bucket.kms:
             params["x-amz-server-side-encryption-aws-kms-key-id"] = (
-                f"arn:aws:kms:{ctx.region}:{ACCOUNT}:key/{KMS_KEYS['data']}")
+                f"arn:aws:kms:{ctx.region}:{ACCOUNT}:key/{KMS_KEYS['data']}"
+            )
     size = int(rng.lognormvariate(13, 2.0)) if op in ("get", "put") else 0
     extra_data: Rec = {
         "SignatureVersion": "SigV4",
@@ -554,8 +852,9 @@ def act_s3_object(ctx: Ctx, p: Principal, ident: Rec, op: str) -> list[Rec]:
     response: Rec | None = None
     if op == "put" and bucket.kms:
         response = {
-            "x-amz-server-side-encryption-aws-kms-key-id":
-                f"arn:aws:kms:{ctx.region}:{ACCOUNT}:key/{KMS_KEYS['data']}",
+            "x-amz-server-side-encryption-aws-kms-key-id": (
+                f"arn:aws:kms:{ctx.region}:{ACCOUNT}:key/{KMS_KEYS['data']}"
+            ),
             "x-amz-server-side-encryption": "aws:kms",
             "x-amz-server-side-encryption-bucket-key-enabled": "true",
         }
@@ -569,13 +868,30 @@ def act_s3_object(ctx: Ctx, p: Principal, ident: Rec, op: str) -> list[Rec]:
         {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket.name}/{key}"},
         {"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket.name}"},
     ]
-    rec = record(ctx, p, ident, "s3.amazonaws.com", name, params, response, t=t,
-                 read_only=op in ("get", "head"), resources=resources, data=True,
-                 extra={"additionalEventData": extra_data}, host=host, vpce=vpce)
+    rec = record(
+        ctx,
+        p,
+        ident,
+        "s3.amazonaws.com",
+        name,
+        params,
+        response,
+        t=t,
+        read_only=op in ("get", "head"),
+        resources=resources,
+        data=True,
+        extra={"additionalEventData": extra_data},
+        host=host,
+        vpce=vpce,
+    )
     r = rng.random()
     if r < 0.02:
-        action = {"get": "s3:GetObject", "head": "s3:GetObject", "put": "s3:PutObject",
-                  "delete": "s3:DeleteObject"}[op]
+        action = {
+            "get": "s3:GetObject",
+            "head": "s3:GetObject",
+            "put": "s3:PutObject",
+            "delete": "s3:DeleteObject",
+        }[op]
         return [deny(rec, ctx, action, resources[0]["ARN"])]
     if op in ("get", "head") and r < 0.03:
         return [fail(rec, "NoSuchKey", "The specified key does not exist.")]
@@ -586,17 +902,29 @@ def act_s3_object(ctx: Ctx, p: Principal, ident: Rec, op: str) -> list[Rec]:
         kms_ident["invokedBy"] = "s3.amazonaws.com"
         key_arn = f"arn:aws:kms:{ctx.region}:{ACCOUNT}:key/{KMS_KEYS['data']}"
         ctx_arn = f"arn:aws:s3:::{bucket.name}" if rng.random() < 0.7 else f"arn:aws:s3:::{bucket.name}/{key}"
-        kparams: Rec = {"encryptionContext": {"aws:s3:arn": ctx_arn},
-                         "encryptionAlgorithm": "SYMMETRIC_DEFAULT"}
+        kparams: Rec = {
+            "encryptionContext": {"aws:s3:arn": ctx_arn},
+            "encryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }
         if op == "put":
             kparams = {"keyId": key_arn, "encryptionContext": {"aws:s3:arn": ctx_arn}, "keySpec": "AES_256"}
-        out.append(record(
-            ctx, p, kms_ident, "kms.amazonaws.com", "Decrypt" if op == "get" else "GenerateDataKey", kparams,
-            t=t, read_only=True,
-            resources=[{"accountId": ACCOUNT, "type": "AWS::KMS::Key", "ARN": key_arn}],
-            ip="s3.amazonaws.com", agent="s3.amazonaws.com", host=None,
-            extra={"sharedEventID": uuid4(rng)},
-        ))
+        out.append(
+            record(
+                ctx,
+                p,
+                kms_ident,
+                "kms.amazonaws.com",
+                "Decrypt" if op == "get" else "GenerateDataKey",
+                kparams,
+                t=t,
+                read_only=True,
+                resources=[{"accountId": ACCOUNT, "type": "AWS::KMS::Key", "ARN": key_arn}],
+                ip="s3.amazonaws.com",
+                agent="s3.amazonaws.com",
+                host=None,
+                extra={"sharedEventID": uuid4(rng)},
+            )
+        )
         out[-1].pop("tlsDetails", None)
     return out
 
@@ -608,18 +936,39 @@ def act_s3_list(ctx: Ctx, p: Principal, ident: Rec) -> list[Rec]:
     prefix = "/".join(key.split("/")[: rng.randrange(1, 3)]) + "/"
     vpce = bucket.vpce and rng.random() < p.vpce_share
     host = s3_host(bucket.name, ctx.region, vpce, rng)
-    params: Rec = {"list-type": "2", "bucketName": bucket.name, "encoding-type": "url", "prefix": prefix,
-                   "delimiter": "/", "Host": host}
+    params: Rec = {
+        "list-type": "2",
+        "bucketName": bucket.name,
+        "encoding-type": "url",
+        "prefix": prefix,
+        "delimiter": "/",
+        "Host": host,
+    }
     if rng.random() < 0.5:
         params["max-keys"] = "1000"
     extra_data = {
-        "SignatureVersion": "SigV4", "CipherSuite": TLS13[1], "bytesTransferredIn": 0,
-        "AuthenticationMethod": "AuthHeader", "x-amz-id-2": base64.b64encode(rng.randbytes(56)).decode(),
+        "SignatureVersion": "SigV4",
+        "CipherSuite": TLS13[1],
+        "bytesTransferredIn": 0,
+        "AuthenticationMethod": "AuthHeader",
+        "x-amz-id-2": base64.b64encode(rng.randbytes(56)).decode(),
         "bytesTransferredOut": rng.randrange(300, 90000),
     }
     res = [{"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket.name}"}]
-    rec = record(ctx, p, ident, "s3.amazonaws.com", "ListObjects", params, None, resources=res, data=True,
-                 extra={"additionalEventData": extra_data}, host=host, vpce=vpce)
+    rec = record(
+        ctx,
+        p,
+        ident,
+        "s3.amazonaws.com",
+        "ListObjects",
+        params,
+        None,
+        resources=res,
+        data=True,
+        extra={"additionalEventData": extra_data},
+        host=host,
+        vpce=vpce,
+    )
     if rng.random() < 0.02:
         return [deny(rec, ctx, "s3:ListBucket", res[0]["ARN"])]
     return [rec]
@@ -627,8 +976,18 @@ def act_s3_list(ctx: Ctx, p: Principal, ident: Rec) -> list[Rec]:
 
 def act_s3_bucket(ctx: Ctx, p: Principal, ident: Rec) -> list[Rec]:
     rng = ctx.rng
-    name = rng.choice(["GetBucketLocation", "GetBucketLocation", "ListBuckets", "GetBucketPolicy",
-                       "GetBucketAcl", "GetBucketEncryption", "GetBucketVersioning", "GetBucketTagging"])
+    name = rng.choice(
+        [
+            "GetBucketLocation",
+            "GetBucketLocation",
+            "ListBuckets",
+            "GetBucketPolicy",
+            "GetBucketAcl",
+            "GetBucketEncryption",
+            "GetBucketVersioning",
+            "GetBucketTagging",
+        ]
+    )
     bucket = rng.choice(p.buckets)
     host = f"{bucket}.s3.{ctx.region}.amazonaws.com"
     if name == "ListBuckets":
@@ -636,19 +995,40 @@ def act_s3_bucket(ctx: Ctx, p: Principal, ident: Rec) -> list[Rec]:
         res = None
         host = params["Host"]
     else:
-        q = {"GetBucketLocation": "location", "GetBucketPolicy": "policy", "GetBucketAcl": "acl",
-             "GetBucketEncryption": "encryption", "GetBucketVersioning": "versioning",
-             "GetBucketTagging": "tagging"}[name]
+        q = {
+            "GetBucketLocation": "location",
+            "GetBucketPolicy": "policy",
+            "GetBucketAcl": "acl",
+            "GetBucketEncryption": "encryption",
+            "GetBucketVersioning": "versioning",
+            "GetBucketTagging": "tagging",
+        }[name]
         params = {"bucketName": bucket, "Host": host, q: ""}
         res = [{"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"}]
-    extra_data = {"SignatureVersion": "SigV4", "CipherSuite": TLS13[1], "bytesTransferredIn": 0,
-                  "AuthenticationMethod": "AuthHeader",
-                  "x-amz-id-2": base64.b64encode(rng.randbytes(56)).decode(), "bytesTransferredOut": 0}
-    rec = record(ctx, p, ident, "s3.amazonaws.com", name, params, None, resources=res,
-                 extra={"additionalEventData": extra_data}, host=host)
+    extra_data = {
+        "SignatureVersion": "SigV4",
+        "CipherSuite": TLS13[1],
+        "bytesTransferredIn": 0,
+        "AuthenticationMethod": "AuthHeader",
+        "x-amz-id-2": base64.b64encode(rng.randbytes(56)).decode(),
+        "bytesTransferredOut": 0,
+    }
+    rec = record(
+        ctx,
+        p,
+        ident,
+        "s3.amazonaws.com",
+        name,
+        params,
+        None,
+        resources=res,
+        extra={"additionalEventData": extra_data},
+        host=host,
+    )
     if rng.random() < 0.02:
-        return [deny(rec, ctx, "s3:" + name.replace("ListBuckets", "ListAllMyBuckets"),
-                     f"arn:aws:s3:::{bucket}")]
+        return [
+            deny(rec, ctx, "s3:" + name.replace("ListBuckets", "ListAllMyBuckets"), f"arn:aws:s3:::{bucket}")
+        ]
     if name == "GetBucketPolicy" and rng.random() < 0.2:
         return [fail(rec, "NoSuchBucketPolicy", "The bucket policy does not exist")]
     return [rec]
@@ -664,87 +1044,237 @@ def _arn(service: str, region: str, rest: str) -> str:
 
 MGMT: dict[str, list[tuple[str, str, str, ParamFn, bool]]] = {
     "sagemaker": [
-        ("sagemaker", "DescribeTrainingJob", "sagemaker:DescribeTrainingJob",
-         lambda r, g: {"trainingJobName": f"{r.choice(MODELS)}-2025-03-{r.randrange(1, 18):02d}-"
-                       f"{r.randrange(0, 24):02d}-{r.randrange(0, 60):02d}"}, True),
-        ("sagemaker", "DescribeEndpoint", "sagemaker:DescribeEndpoint",
-         lambda r, g: {"endpointName": r.choice(MODELS) + "-prod"}, True),
-        ("sagemaker", "ListTrainingJobs", "sagemaker:ListTrainingJobs",
-         lambda r, g: {"maxResults": 100, "sortBy": "CreationTime", "sortOrder": "Descending"}, True),
-        ("sagemaker", "DescribeNotebookInstance", "sagemaker:DescribeNotebookInstance",
-         lambda r, g: {"notebookInstanceName": r.choice(NOTEBOOK_USERS) + "-nb"}, True),
-        ("sagemaker", "DescribeModelPackage", "sagemaker:DescribeModelPackage",
-         lambda r, g: {"modelPackageName": _arn("sagemaker", g, f"model-package/{r.choice(MODELS)}/"
-                                                 f"{r.randrange(1, 40)}")}, True),
-        ("sagemaker", "CreateTrainingJob", "sagemaker:CreateTrainingJob",
-         lambda r, g: {"trainingJobName": f"{r.choice(MODELS)}-2025-03-{r.randrange(1, 18):02d}",
-                       "algorithmSpecification": {"trainingImage": f"{ACCOUNT}.dkr.ecr.{g}.amazonaws.com/"
-                                                  "ml/training-base:latest", "trainingInputMode": "FastFile"},
-                       "roleArn": f"arn:aws:iam::{ACCOUNT}:role/ml/ml-training-job",
-                       "outputDataConfig": {"s3OutputPath": "s3://acme-ml-artifacts/training-jobs/",
-                                            "kmsKeyId": KMS_KEYS["artifacts"]},
-                       "resourceConfig": {"instanceType": "ml.g5.2xlarge", "instanceCount": 1,
-                                          "volumeSizeInGB": 100},
-                       "stoppingCondition": {"maxRuntimeInSeconds": 86400},
-                       "vpcConfig": {"securityGroupIds": ["sg-0a1b2c3d4e5f60718"],
-                                     "subnets": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]}},
-         False),
+        (
+            "sagemaker",
+            "DescribeTrainingJob",
+            "sagemaker:DescribeTrainingJob",
+            lambda r, g: {
+                "trainingJobName": f"{r.choice(MODELS)}-2025-03-{r.randrange(1, 18):02d}-"
+                f"{r.randrange(0, 24):02d}-{r.randrange(0, 60):02d}"
+            },
+            True,
+        ),
+        (
+            "sagemaker",
+            "DescribeEndpoint",
+            "sagemaker:DescribeEndpoint",
+            lambda r, g: {"endpointName": r.choice(MODELS) + "-prod"},
+            True,
+        ),
+        (
+            "sagemaker",
+            "ListTrainingJobs",
+            "sagemaker:ListTrainingJobs",
+            lambda r, g: {"maxResults": 100, "sortBy": "CreationTime", "sortOrder": "Descending"},
+            True,
+        ),
+        (
+            "sagemaker",
+            "DescribeNotebookInstance",
+            "sagemaker:DescribeNotebookInstance",
+            lambda r, g: {"notebookInstanceName": r.choice(NOTEBOOK_USERS) + "-nb"},
+            True,
+        ),
+        (
+            "sagemaker",
+            "DescribeModelPackage",
+            "sagemaker:DescribeModelPackage",
+            lambda r, g: {
+                "modelPackageName": _arn(
+                    "sagemaker", g, f"model-package/{r.choice(MODELS)}/{r.randrange(1, 40)}"
+                )
+            },
+            True,
+        ),
+        (
+            "sagemaker",
+            "CreateTrainingJob",
+            "sagemaker:CreateTrainingJob",
+            lambda r, g: {
+                "trainingJobName": f"{r.choice(MODELS)}-2025-03-{r.randrange(1, 18):02d}",
+                "algorithmSpecification": {
+                    "trainingImage": f"{ACCOUNT}.dkr.ecr.{g}.amazonaws.com/ml/training-base:latest",
+                    "trainingInputMode": "FastFile",
+                },
+                "roleArn": f"arn:aws:iam::{ACCOUNT}:role/ml/ml-training-job",
+                "outputDataConfig": {
+                    "s3OutputPath": "s3://acme-ml-artifacts/training-jobs/",
+                    "kmsKeyId": KMS_KEYS["artifacts"],
+                },
+                "resourceConfig": {
+                    "instanceType": "ml.g5.2xlarge",
+                    "instanceCount": 1,
+                    "volumeSizeInGB": 100,
+                },
+                "stoppingCondition": {"maxRuntimeInSeconds": 86400},
+                "vpcConfig": {
+                    "securityGroupIds": ["sg-0a1b2c3d4e5f60718"],
+                    "subnets": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"],
+                },
+            },
+            False,
+        ),
     ],
     "ecr_pull": [
         ("ecr", "GetAuthorizationToken", "ecr:GetAuthorizationToken", lambda r, g: None, True),
-        ("ecr", "BatchGetImage", "ecr:BatchGetImage",
-         lambda r, g: {"imageIds": [{"imageTag": "latest"}], "acceptedMediaTypes":
-                       ["application/vnd.docker.distribution.manifest.v2+json"],
-                       "repositoryName": r.choice(REPOS), "registryId": ACCOUNT}, True),
-        ("ecr", "GetDownloadUrlForLayer", "ecr:GetDownloadUrlForLayer",
-         lambda r, g: {"repositoryName": r.choice(REPOS), "registryId": ACCOUNT,
-                       "layerDigest": "sha256:" + hexid(r, 64)}, True),
+        (
+            "ecr",
+            "BatchGetImage",
+            "ecr:BatchGetImage",
+            lambda r, g: {
+                "imageIds": [{"imageTag": "latest"}],
+                "acceptedMediaTypes": ["application/vnd.docker.distribution.manifest.v2+json"],
+                "repositoryName": r.choice(REPOS),
+                "registryId": ACCOUNT,
+            },
+            True,
+        ),
+        (
+            "ecr",
+            "GetDownloadUrlForLayer",
+            "ecr:GetDownloadUrlForLayer",
+            lambda r, g: {
+                "repositoryName": r.choice(REPOS),
+                "registryId": ACCOUNT,
+                "layerDigest": "sha256:" + hexid(r, 64),
+            },
+            True,
+        ),
     ],
     "ecr_push": [
-        ("ecr", "InitiateLayerUpload", "ecr:InitiateLayerUpload",
-         lambda r, g: {"repositoryName": r.choice(REPOS), "registryId": ACCOUNT}, False),
-        ("ecr", "PutImage", "ecr:PutImage",
-         lambda r, g: {"repositoryName": r.choice(REPOS), "registryId": ACCOUNT,
-                       "imageTag": f"git-{hexid(r, 7)}"}, False),
-        ("ecr", "BatchCheckLayerAvailability", "ecr:BatchCheckLayerAvailability",
-         lambda r, g: {"repositoryName": r.choice(REPOS), "registryId": ACCOUNT,
-                       "layerDigests": ["sha256:" + hexid(r, 64)]}, True),
+        (
+            "ecr",
+            "InitiateLayerUpload",
+            "ecr:InitiateLayerUpload",
+            lambda r, g: {"repositoryName": r.choice(REPOS), "registryId": ACCOUNT},
+            False,
+        ),
+        (
+            "ecr",
+            "PutImage",
+            "ecr:PutImage",
+            lambda r, g: {
+                "repositoryName": r.choice(REPOS),
+                "registryId": ACCOUNT,
+                "imageTag": f"git-{hexid(r, 7)}",
+            },
+            False,
+        ),
+        (
+            "ecr",
+            "BatchCheckLayerAvailability",
+            "ecr:BatchCheckLayerAvailability",
+            lambda r, g: {
+                "repositoryName": r.choice(REPOS),
+                "registryId": ACCOUNT,
+                "layerDigests": ["sha256:" + hexid(r, 64)],
+            },
+            True,
+        ),
     ],
     "logs": [
-        ("logs", "CreateLogStream", "logs:CreateLogStream",
-         lambda r, g: {"logGroupName": "/aws/sagemaker/TrainingJobs",
-                       "logStreamName": f"{r.choice(MODELS)}-2025-03-{r.randrange(1, 18):02d}/algo-1-"
-                                        f"{r.randrange(1_700_000_000, 1_740_000_000)}"}, False),
-        ("logs", "CreateLogGroup", "logs:CreateLogGroup",
-         lambda r, g: {"logGroupName": "/aws/lambda/" + r.choice(FUNCTIONS)}, False),
-        ("logs", "DescribeLogStreams", "logs:DescribeLogStreams",
-         lambda r, g: {"logGroupName": "/aws/sagemaker/Endpoints/" + r.choice(MODELS) + "-prod",
-                       "orderBy": "LastEventTime", "descending": True}, True),
+        (
+            "logs",
+            "CreateLogStream",
+            "logs:CreateLogStream",
+            lambda r, g: {
+                "logGroupName": "/aws/sagemaker/TrainingJobs",
+                "logStreamName": f"{r.choice(MODELS)}-2025-03-{r.randrange(1, 18):02d}/algo-1-"
+                f"{r.randrange(1_700_000_000, 1_740_000_000)}",
+            },
+            False,
+        ),
+        (
+            "logs",
+            "CreateLogGroup",
+            "logs:CreateLogGroup",
+            lambda r, g: {"logGroupName": "/aws/lambda/" + r.choice(FUNCTIONS)},
+            False,
+        ),
+        (
+            "logs",
+            "DescribeLogStreams",
+            "logs:DescribeLogStreams",
+            lambda r, g: {
+                "logGroupName": "/aws/sagemaker/Endpoints/" + r.choice(MODELS) + "-prod",
+                "orderBy": "LastEventTime",
+                "descending": True,
+            },
+            True,
+        ),
     ],
     "logs_read": [
         ("logs", "DescribeLogGroups", "logs:DescribeLogGroups", lambda r, g: {"limit": 50}, True),
-        ("logs", "FilterLogEvents", "logs:FilterLogEvents",
-         lambda r, g: {"logGroupName": "/aws/lambda/" + r.choice(FUNCTIONS), "limit": 100}, True),
-        ("logs", "StartQuery", "logs:StartQuery",
-         lambda r, g: {"logGroupNames": ["/aws/sagemaker/TrainingJobs"], "queryString":
-                       "fields @timestamp, @message | filter @message like /ERROR/ | sort @timestamp desc",
-                       "startTime": 1741000000, "endTime": 1741086400}, True),
+        (
+            "logs",
+            "FilterLogEvents",
+            "logs:FilterLogEvents",
+            lambda r, g: {"logGroupName": "/aws/lambda/" + r.choice(FUNCTIONS), "limit": 100},
+            True,
+        ),
+        (
+            "logs",
+            "StartQuery",
+            "logs:StartQuery",
+            lambda r, g: {
+                "logGroupNames": ["/aws/sagemaker/TrainingJobs"],
+                "queryString": (
+                    "fields @timestamp, @message | filter @message like /ERROR/ | sort @timestamp desc"
+                ),
+                "startTime": 1741000000,
+                "endTime": 1741086400,
+            },
+            True,
+        ),
     ],
     "ssm": [
-        ("ssm", "GetParameter", "ssm:GetParameter",
-         lambda r, g: {"name": r.choice(PARAMS), "withDecryption": r.random() < 0.5}, True),
-        ("ssm", "GetParameters", "ssm:GetParameters",
-         lambda r, g: {"names": r.sample(PARAMS, 2), "withDecryption": True}, True),
-        ("ssm", "GetParametersByPath", "ssm:GetParametersByPath",
-         lambda r, g: {"path": r.choice(["/ml/", "/platform/"]), "recursive": True,
-                       "withDecryption": False}, True),
+        (
+            "ssm",
+            "GetParameter",
+            "ssm:GetParameter",
+            lambda r, g: {"name": r.choice(PARAMS), "withDecryption": r.random() < 0.5},
+            True,
+        ),
+        (
+            "ssm",
+            "GetParameters",
+            "ssm:GetParameters",
+            lambda r, g: {"names": r.sample(PARAMS, 2), "withDecryption": True},
+            True,
+        ),
+        (
+            "ssm",
+            "GetParametersByPath",
+            "ssm:GetParametersByPath",
+            lambda r, g: {
+                "path": r.choice(["/ml/", "/platform/"]),
+                "recursive": True,
+                "withDecryption": False,
+            },
+            True,
+        ),
     ],
     "secrets": [
-        ("secretsmanager", "GetSecretValue", "secretsmanager:GetSecretValue",
-         lambda r, g: {"secretId": _arn("secretsmanager", g, f"secret:{r.choice(SECRETS)}-"
-                                        f"{r.choice(['Ab12Cd', 'xY9zQ1', 'Lm3No4'])}")}, True),
-        ("secretsmanager", "DescribeSecret", "secretsmanager:DescribeSecret",
-         lambda r, g: {"secretId": r.choice(SECRETS)}, True),
+        (
+            "secretsmanager",
+            "GetSecretValue",
+            "secretsmanager:GetSecretValue",
+            lambda r, g: {
+                "secretId": _arn(
+                    "secretsmanager",
+                    g,
+                    f"secret:{r.choice(SECRETS)}-{r.choice(['Ab12Cd', 'xY9zQ1', 'Lm3No4'])}",
+                )
+            },
+            True,
+        ),
+        (
+            "secretsmanager",
+            "DescribeSecret",
+            "secretsmanager:DescribeSecret",
+            lambda r, g: {"secretId": r.choice(SECRETS)},
+            True,
+        ),
     ],
     "sts_ident": [
         ("sts", "GetCallerIdentity", "sts:GetCallerIdentity", lambda r, g: None, True),
@@ -752,188 +1282,507 @@ MGMT: dict[str, list[tuple[str, str, str, ParamFn, bool]]] = {
     "iam_read": [
         ("iam", "GetRole", "iam:GetRole", lambda r, g: {"roleName": r.choice(ROLE_NAMES)}, True),
         ("iam", "ListRoles", "iam:ListRoles", lambda r, g: {"maxItems": 100}, True),
-        ("iam", "ListAttachedRolePolicies", "iam:ListAttachedRolePolicies",
-         lambda r, g: {"roleName": r.choice(ROLE_NAMES)}, True),
-        ("iam", "GetRolePolicy", "iam:GetRolePolicy",
-         lambda r, g: {"roleName": r.choice(ROLE_NAMES), "policyName": "inline-access"}, True),
-        ("iam", "GetPolicyVersion", "iam:GetPolicyVersion",
-         lambda r, g: {"policyArn": "arn:aws:iam::aws:policy/AmazonSageMakerFullAccess", "versionId": "v27"},
-         True),
-        ("iam", "ListPolicies", "iam:ListPolicies",
-         lambda r, g: {"scope": "Local", "onlyAttached": False, "maxItems": 100}, True),
-        ("iam", "GetAccountAuthorizationDetails", "iam:GetAccountAuthorizationDetails",
-         lambda r, g: {"filter": ["Role", "User", "LocalManagedPolicy"]}, True),
+        (
+            "iam",
+            "ListAttachedRolePolicies",
+            "iam:ListAttachedRolePolicies",
+            lambda r, g: {"roleName": r.choice(ROLE_NAMES)},
+            True,
+        ),
+        (
+            "iam",
+            "GetRolePolicy",
+            "iam:GetRolePolicy",
+            lambda r, g: {"roleName": r.choice(ROLE_NAMES), "policyName": "inline-access"},
+            True,
+        ),
+        (
+            "iam",
+            "GetPolicyVersion",
+            "iam:GetPolicyVersion",
+            lambda r, g: {
+                "policyArn": "arn:aws:iam::aws:policy/AmazonSageMakerFullAccess",
+                "versionId": "v27",
+            },
+            True,
+        ),
+        (
+            "iam",
+            "ListPolicies",
+            "iam:ListPolicies",
+            lambda r, g: {"scope": "Local", "onlyAttached": False, "maxItems": 100},
+            True,
+        ),
+        (
+            "iam",
+            "GetAccountAuthorizationDetails",
+            "iam:GetAccountAuthorizationDetails",
+            lambda r, g: {"filter": ["Role", "User", "LocalManagedPolicy"]},
+            True,
+        ),
     ],
     "ec2_describe": [
-        ("ec2", "DescribeInstances", "ec2:DescribeInstances",
-         lambda r, g: {"instancesSet": {}, "filterSet": {"items": [{"name": "tag:team", "valueSet":
-                                                                   {"items": [{"value": "ml"}]}}]}}, True),
-        ("ec2", "DescribeSubnets", "ec2:DescribeSubnets",
-         lambda r, g: {"subnetSet": {"items": [{"subnetId": "subnet-0123456789abcdef0"}]},
-                       "filterSet": {}}, True),
-        ("ec2", "DescribeSecurityGroups", "ec2:DescribeSecurityGroups",
-         lambda r, g: {"securityGroupIdSet": {"items": [{"groupId": "sg-0a1b2c3d4e5f60718"}]},
-                       "securityGroupSet": {}, "filterSet": {}}, True),
+        (
+            "ec2",
+            "DescribeInstances",
+            "ec2:DescribeInstances",
+            lambda r, g: {
+                "instancesSet": {},
+                "filterSet": {"items": [{"name": "tag:team", "valueSet": {"items": [{"value": "ml"}]}}]},
+            },
+            True,
+        ),
+        (
+            "ec2",
+            "DescribeSubnets",
+            "ec2:DescribeSubnets",
+            lambda r, g: {
+                "subnetSet": {"items": [{"subnetId": "subnet-0123456789abcdef0"}]},
+                "filterSet": {},
+            },
+            True,
+        ),
+        (
+            "ec2",
+            "DescribeSecurityGroups",
+            "ec2:DescribeSecurityGroups",
+            lambda r, g: {
+                "securityGroupIdSet": {"items": [{"groupId": "sg-0a1b2c3d4e5f60718"}]},
+                "securityGroupSet": {},
+                "filterSet": {},
+            },
+            True,
+        ),
         ("ec2", "DescribeVpcs", "ec2:DescribeVpcs", lambda r, g: {"vpcSet": {}, "filterSet": {}}, True),
-        ("ec2", "DescribeNetworkInterfaces", "ec2:DescribeNetworkInterfaces",
-         lambda r, g: {"networkInterfaceIdSet": {}, "filterSet": {"items": [{"name": "vpc-id", "valueSet":
-                       {"items": [{"value": "vpc-0abc1234def567890"}]}}]}}, True),
-        ("ec2", "DescribeVpcEndpoints", "ec2:DescribeVpcEndpoints",
-         lambda r, g: {"DescribeVpcEndpointsRequest": {"VpcEndpointId": {"tag": 1, "content": VPCES[0]}}},
-         True),
+        (
+            "ec2",
+            "DescribeNetworkInterfaces",
+            "ec2:DescribeNetworkInterfaces",
+            lambda r, g: {
+                "networkInterfaceIdSet": {},
+                "filterSet": {
+                    "items": [{"name": "vpc-id", "valueSet": {"items": [{"value": "vpc-0abc1234def567890"}]}}]
+                },
+            },
+            True,
+        ),
+        (
+            "ec2",
+            "DescribeVpcEndpoints",
+            "ec2:DescribeVpcEndpoints",
+            lambda r, g: {"DescribeVpcEndpointsRequest": {"VpcEndpointId": {"tag": 1, "content": VPCES[0]}}},
+            True,
+        ),
     ],
     "lambda_invoke": [
-        ("lambda", "Invoke", "lambda:InvokeFunction",
-         lambda r, g: {"functionName": _arn("lambda", g, "function:" + r.choice(FUNCTIONS)),
-                       "invocationType": "RequestResponse", "logType": "None"}, False),
+        (
+            "lambda",
+            "Invoke",
+            "lambda:InvokeFunction",
+            lambda r, g: {
+                "functionName": _arn("lambda", g, "function:" + r.choice(FUNCTIONS)),
+                "invocationType": "RequestResponse",
+                "logType": "None",
+            },
+            False,
+        ),
     ],
     "lambda_mgmt": [
-        ("lambda", "GetFunction20150331v2", "lambda:GetFunction",
-         lambda r, g: {"functionName": r.choice(FUNCTIONS)}, True),
-        ("lambda", "GetFunctionConfiguration20150331v2", "lambda:GetFunctionConfiguration",
-         lambda r, g: {"functionName": r.choice(FUNCTIONS)}, True),
+        (
+            "lambda",
+            "GetFunction20150331v2",
+            "lambda:GetFunction",
+            lambda r, g: {"functionName": r.choice(FUNCTIONS)},
+            True,
+        ),
+        (
+            "lambda",
+            "GetFunctionConfiguration20150331v2",
+            "lambda:GetFunctionConfiguration",
+            lambda r, g: {"functionName": r.choice(FUNCTIONS)},
+            True,
+        ),
         ("lambda", "ListFunctions20150331", "lambda:ListFunctions", lambda r, g: None, True),
-        ("lambda", "UpdateFunctionCode20150331v2", "lambda:UpdateFunctionCode",
-         lambda r, g: {"functionName": r.choice(FUNCTIONS), "s3Bucket": "acme-ml-artifacts",
-                       "s3Key": f"lambda/{r.choice(FUNCTIONS)}.zip", "publish": True}, False),
-        ("lambda", "UpdateFunctionConfiguration20150331v2", "lambda:UpdateFunctionConfiguration",
-         lambda r, g: {"functionName": r.choice(FUNCTIONS), "timeout": 60, "memorySize": 512}, False),
-        ("lambda", "ListVersionsByFunction20150331", "lambda:ListVersionsByFunction",
-         lambda r, g: {"functionName": r.choice(FUNCTIONS)}, True),
+        (
+            "lambda",
+            "UpdateFunctionCode20150331v2",
+            "lambda:UpdateFunctionCode",
+            lambda r, g: {
+                "functionName": r.choice(FUNCTIONS),
+                "s3Bucket": "acme-ml-artifacts",
+                "s3Key": f"lambda/{r.choice(FUNCTIONS)}.zip",
+                "publish": True,
+            },
+            False,
+        ),
+        (
+            "lambda",
+            "UpdateFunctionConfiguration20150331v2",
+            "lambda:UpdateFunctionConfiguration",
+            lambda r, g: {"functionName": r.choice(FUNCTIONS), "timeout": 60, "memorySize": 512},
+            False,
+        ),
+        (
+            "lambda",
+            "ListVersionsByFunction20150331",
+            "lambda:ListVersionsByFunction",
+            lambda r, g: {"functionName": r.choice(FUNCTIONS)},
+            True,
+        ),
     ],
     "dynamodb": [
-        ("dynamodb", "DescribeTable", "dynamodb:DescribeTable",
-         lambda r, g: {"tableName": r.choice(TABLES)}, True),
-        ("dynamodb", "GetItem", "dynamodb:GetItem",
-         lambda r, g: {"tableName": r.choice(TABLES), "key": {"pk": "HIDDEN_DUE_TO_SECURITY_REASONS"},
-                       "consistentRead": False}, True),
-        ("dynamodb", "PutItem", "dynamodb:PutItem",
-         lambda r, g: {"tableName": r.choice(TABLES),
-                       "key": {"pk": "HIDDEN_DUE_TO_SECURITY_REASONS",
-                               "sk": "HIDDEN_DUE_TO_SECURITY_REASONS"}},
-         False),
-        ("dynamodb", "Query", "dynamodb:Query",
-         lambda r, g: {"tableName": r.choice(TABLES), "limit": 100,
-                       "keyConditionExpression": "pk = :pk"}, True),
+        (
+            "dynamodb",
+            "DescribeTable",
+            "dynamodb:DescribeTable",
+            lambda r, g: {"tableName": r.choice(TABLES)},
+            True,
+        ),
+        (
+            "dynamodb",
+            "GetItem",
+            "dynamodb:GetItem",
+            lambda r, g: {
+                "tableName": r.choice(TABLES),
+                "key": {"pk": "HIDDEN_DUE_TO_SECURITY_REASONS"},
+                "consistentRead": False,
+            },
+            True,
+        ),
+        (
+            "dynamodb",
+            "PutItem",
+            "dynamodb:PutItem",
+            lambda r, g: {
+                "tableName": r.choice(TABLES),
+                "key": {"pk": "HIDDEN_DUE_TO_SECURITY_REASONS", "sk": "HIDDEN_DUE_TO_SECURITY_REASONS"},
+            },
+            False,
+        ),
+        (
+            "dynamodb",
+            "Query",
+            "dynamodb:Query",
+            lambda r, g: {"tableName": r.choice(TABLES), "limit": 100, "keyConditionExpression": "pk = :pk"},
+            True,
+        ),
     ],
     "dynamodb_mgmt": [
-        ("dynamodb", "DescribeContinuousBackups", "dynamodb:DescribeContinuousBackups",
-         lambda r, g: {"tableName": r.choice(TABLES)}, True),
-        ("dynamodb", "ListTagsOfResource", "dynamodb:ListTagsOfResource",
-         lambda r, g: {"resourceArn": _arn("dynamodb", g, "table/" + r.choice(TABLES))}, True),
+        (
+            "dynamodb",
+            "DescribeContinuousBackups",
+            "dynamodb:DescribeContinuousBackups",
+            lambda r, g: {"tableName": r.choice(TABLES)},
+            True,
+        ),
+        (
+            "dynamodb",
+            "ListTagsOfResource",
+            "dynamodb:ListTagsOfResource",
+            lambda r, g: {"resourceArn": _arn("dynamodb", g, "table/" + r.choice(TABLES))},
+            True,
+        ),
     ],
     "sqs": [
-        ("sqs", "SendMessage", "sqs:SendMessage",
-         lambda r, g: {"queueUrl": f"https://sqs.{g}.amazonaws.com/{ACCOUNT}/{r.choice(QUEUES)}"}, False),
-        ("sqs", "ReceiveMessage", "sqs:ReceiveMessage",
-         lambda r, g: {"queueUrl": f"https://sqs.{g}.amazonaws.com/{ACCOUNT}/{r.choice(QUEUES)}",
-                       "maxNumberOfMessages": 10, "waitTimeSeconds": 20}, True),
-        ("sqs", "DeleteMessage", "sqs:DeleteMessage",
-         lambda r, g: {"queueUrl": f"https://sqs.{g}.amazonaws.com/{ACCOUNT}/{r.choice(QUEUES)}",
-                       "receiptHandle": "HIDDEN_DUE_TO_SECURITY_REASONS"}, False),
-        ("sqs", "GetQueueAttributes", "sqs:GetQueueAttributes",
-         lambda r, g: {"queueUrl": f"https://sqs.{g}.amazonaws.com/{ACCOUNT}/{r.choice(QUEUES)}",
-                       "attributeNames": ["ApproximateNumberOfMessages"]}, True),
+        (
+            "sqs",
+            "SendMessage",
+            "sqs:SendMessage",
+            lambda r, g: {"queueUrl": f"https://sqs.{g}.amazonaws.com/{ACCOUNT}/{r.choice(QUEUES)}"},
+            False,
+        ),
+        (
+            "sqs",
+            "ReceiveMessage",
+            "sqs:ReceiveMessage",
+            lambda r, g: {
+                "queueUrl": f"https://sqs.{g}.amazonaws.com/{ACCOUNT}/{r.choice(QUEUES)}",
+                "maxNumberOfMessages": 10,
+                "waitTimeSeconds": 20,
+            },
+            True,
+        ),
+        (
+            "sqs",
+            "DeleteMessage",
+            "sqs:DeleteMessage",
+            lambda r, g: {
+                "queueUrl": f"https://sqs.{g}.amazonaws.com/{ACCOUNT}/{r.choice(QUEUES)}",
+                "receiptHandle": "HIDDEN_DUE_TO_SECURITY_REASONS",
+            },
+            False,
+        ),
+        (
+            "sqs",
+            "GetQueueAttributes",
+            "sqs:GetQueueAttributes",
+            lambda r, g: {
+                "queueUrl": f"https://sqs.{g}.amazonaws.com/{ACCOUNT}/{r.choice(QUEUES)}",
+                "attributeNames": ["ApproximateNumberOfMessages"],
+            },
+            True,
+        ),
     ],
     "sqs_mgmt": [
         ("sqs", "GetQueueUrl", "sqs:GetQueueUrl", lambda r, g: {"queueName": r.choice(QUEUES)}, True),
         ("sqs", "ListQueues", "sqs:ListQueues", lambda r, g: {"queueNamePrefix": "ml-"}, True),
     ],
     "cloudformation": [
-        ("cloudformation", "DescribeStacks", "cloudformation:DescribeStacks",
-         lambda r, g: {"stackName": r.choice(STACKS)}, True),
-        ("cloudformation", "DescribeStackEvents", "cloudformation:DescribeStackEvents",
-         lambda r, g: {"stackName": _arn("cloudformation", g, f"stack/{r.choice(STACKS)}/"
-                                         "0a1b2c3d-4e5f-11ee-8a9b-0a1b2c3d4e5f")}, True),
-        ("cloudformation", "GetTemplate", "cloudformation:GetTemplate",
-         lambda r, g: {"stackName": r.choice(STACKS), "templateStage": "Original"}, True),
-        ("cloudformation", "ListStackResources", "cloudformation:ListStackResources",
-         lambda r, g: {"stackName": r.choice(STACKS)}, True),
+        (
+            "cloudformation",
+            "DescribeStacks",
+            "cloudformation:DescribeStacks",
+            lambda r, g: {"stackName": r.choice(STACKS)},
+            True,
+        ),
+        (
+            "cloudformation",
+            "DescribeStackEvents",
+            "cloudformation:DescribeStackEvents",
+            lambda r, g: {
+                "stackName": _arn(
+                    "cloudformation", g, f"stack/{r.choice(STACKS)}/0a1b2c3d-4e5f-11ee-8a9b-0a1b2c3d4e5f"
+                )
+            },
+            True,
+        ),
+        (
+            "cloudformation",
+            "GetTemplate",
+            "cloudformation:GetTemplate",
+            lambda r, g: {"stackName": r.choice(STACKS), "templateStage": "Original"},
+            True,
+        ),
+        (
+            "cloudformation",
+            "ListStackResources",
+            "cloudformation:ListStackResources",
+            lambda r, g: {"stackName": r.choice(STACKS)},
+            True,
+        ),
     ],
     "glue": [
-        ("glue", "GetTable", "glue:GetTable",
-         lambda r, g: {"databaseName": r.choice(GLUE_DBS), "name": r.choice(DATASETS).replace("-", "_")},
-         True),
+        (
+            "glue",
+            "GetTable",
+            "glue:GetTable",
+            lambda r, g: {"databaseName": r.choice(GLUE_DBS), "name": r.choice(DATASETS).replace("-", "_")},
+            True,
+        ),
         ("glue", "GetDatabase", "glue:GetDatabase", lambda r, g: {"name": r.choice(GLUE_DBS)}, True),
-        ("glue", "GetPartitions", "glue:GetPartitions",
-         lambda r, g: {"databaseName": r.choice(GLUE_DBS), "tableName": r.choice(DATASETS).replace("-", "_"),
-                       "expression": "dt >= '2025-03-01'"}, True),
-        ("glue", "BatchCreatePartition", "glue:BatchCreatePartition",
-         lambda r, g: {"databaseName": "curated", "tableName": r.choice(DATASETS).replace("-", "_"),
-                       "partitionInputList": [{"values": ["2025-03-0" + str(r.randrange(1, 10))]}]}, False),
+        (
+            "glue",
+            "GetPartitions",
+            "glue:GetPartitions",
+            lambda r, g: {
+                "databaseName": r.choice(GLUE_DBS),
+                "tableName": r.choice(DATASETS).replace("-", "_"),
+                "expression": "dt >= '2025-03-01'",
+            },
+            True,
+        ),
+        (
+            "glue",
+            "BatchCreatePartition",
+            "glue:BatchCreatePartition",
+            lambda r, g: {
+                "databaseName": "curated",
+                "tableName": r.choice(DATASETS).replace("-", "_"),
+                "partitionInputList": [{"values": ["2025-03-0" + str(r.randrange(1, 10))]}],
+            },
+            False,
+        ),
     ],
     "athena": [
-        ("athena", "StartQueryExecution", "athena:StartQueryExecution",
-         lambda r, g: {"queryString": "***OMITTED***", "clientRequestToken": uuid4(r),
-                       "queryExecutionContext": {"database": r.choice(GLUE_DBS)}, "workGroup": "ml-analysts"},
-         False),
-        ("athena", "GetQueryExecution", "athena:GetQueryExecution",
-         lambda r, g: {"queryExecutionId": uuid4(r)}, True),
-        ("athena", "GetQueryResults", "athena:GetQueryResults",
-         lambda r, g: {"queryExecutionId": uuid4(r), "maxResults": 1000}, True),
+        (
+            "athena",
+            "StartQueryExecution",
+            "athena:StartQueryExecution",
+            lambda r, g: {
+                "queryString": "***OMITTED***",
+                "clientRequestToken": uuid4(r),
+                "queryExecutionContext": {"database": r.choice(GLUE_DBS)},
+                "workGroup": "ml-analysts",
+            },
+            False,
+        ),
+        (
+            "athena",
+            "GetQueryExecution",
+            "athena:GetQueryExecution",
+            lambda r, g: {"queryExecutionId": uuid4(r)},
+            True,
+        ),
+        (
+            "athena",
+            "GetQueryResults",
+            "athena:GetQueryResults",
+            lambda r, g: {"queryExecutionId": uuid4(r), "maxResults": 1000},
+            True,
+        ),
     ],
     "kms_direct": [
-        ("kms", "Decrypt", "kms:Decrypt",
-         lambda r, g: {"encryptionContext": {"aws:lambda:FunctionArn": _arn("lambda", g, "function:"
-                                                                            + r.choice(FUNCTIONS))},
-                       "encryptionAlgorithm": "SYMMETRIC_DEFAULT"}, True),
-        ("kms", "DescribeKey", "kms:DescribeKey",
-         lambda r, g: {"keyId": "alias/ml-" + r.choice(["data", "artifacts", "secrets"])}, True),
-        ("kms", "GenerateDataKey", "kms:GenerateDataKey",
-         lambda r, g: {"keyId": _arn("kms", g, "key/" + KMS_KEYS["artifacts"]), "keySpec": "AES_256"}, True),
+        (
+            "kms",
+            "Decrypt",
+            "kms:Decrypt",
+            lambda r, g: {
+                "encryptionContext": {
+                    "aws:lambda:FunctionArn": _arn("lambda", g, "function:" + r.choice(FUNCTIONS))
+                },
+                "encryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            },
+            True,
+        ),
+        (
+            "kms",
+            "DescribeKey",
+            "kms:DescribeKey",
+            lambda r, g: {"keyId": "alias/ml-" + r.choice(["data", "artifacts", "secrets"])},
+            True,
+        ),
+        (
+            "kms",
+            "GenerateDataKey",
+            "kms:GenerateDataKey",
+            lambda r, g: {"keyId": _arn("kms", g, "key/" + KMS_KEYS["artifacts"]), "keySpec": "AES_256"},
+            True,
+        ),
         ("kms", "ListAliases", "kms:ListAliases", lambda r, g: None, True),
     ],
     "cloudwatch": [
-        ("monitoring", "DescribeAlarms", "cloudwatch:DescribeAlarms",
-         lambda r, g: {"alarmNamePrefix": "ml-", "maxRecords": 100}, True),
-        ("monitoring", "GetMetricData", "cloudwatch:GetMetricData",
-         lambda r, g: {"startTime": "Mar 3, 2025, 12:00:00 AM", "endTime": "Mar 3, 2025, 1:00:00 AM"}, True),
-        ("monitoring", "PutMetricAlarm", "cloudwatch:PutMetricAlarm",
-         lambda r, g: {"alarmName": f"ml-{r.choice(MODELS)}-latency", "namespace": "AWS/SageMaker",
-                       "metricName": "ModelLatency", "threshold": 250.0, "period": 60}, False),
+        (
+            "monitoring",
+            "DescribeAlarms",
+            "cloudwatch:DescribeAlarms",
+            lambda r, g: {"alarmNamePrefix": "ml-", "maxRecords": 100},
+            True,
+        ),
+        (
+            "monitoring",
+            "GetMetricData",
+            "cloudwatch:GetMetricData",
+            lambda r, g: {"startTime": "Mar 3, 2025, 12:00:00 AM", "endTime": "Mar 3, 2025, 1:00:00 AM"},
+            True,
+        ),
+        (
+            "monitoring",
+            "PutMetricAlarm",
+            "cloudwatch:PutMetricAlarm",
+            lambda r, g: {
+                "alarmName": f"ml-{r.choice(MODELS)}-latency",
+                "namespace": "AWS/SageMaker",
+                "metricName": "ModelLatency",
+                "threshold": 250.0,
+                "period": 60,
+            },
+            False,
+        ),
     ],
     "sns": [
-        ("sns", "Publish", "sns:Publish",
-         lambda r, g: {"topicArn": _arn("sns", g, r.choice(["ml-alerts", "model-promotions"]))}, False),
+        (
+            "sns",
+            "Publish",
+            "sns:Publish",
+            lambda r, g: {"topicArn": _arn("sns", g, r.choice(["ml-alerts", "model-promotions"]))},
+            False,
+        ),
         ("sns", "ListTopics", "sns:ListTopics", lambda r, g: None, True),
     ],
     "states": [
-        ("states", "StartExecution", "states:StartExecution",
-         lambda r, g: {"stateMachineArn": _arn("states", g, "stateMachine:ml-training-pipeline"),
-                       "name": uuid4(r), "input": "HIDDEN_DUE_TO_SECURITY_REASONS"}, False),
-        ("states", "DescribeExecution", "states:DescribeExecution",
-         lambda r, g: {"executionArn": _arn("states", g, "execution:ml-training-pipeline:" + uuid4(r))},
-         True),
+        (
+            "states",
+            "StartExecution",
+            "states:StartExecution",
+            lambda r, g: {
+                "stateMachineArn": _arn("states", g, "stateMachine:ml-training-pipeline"),
+                "name": uuid4(r),
+                "input": "HIDDEN_DUE_TO_SECURITY_REASONS",
+            },
+            False,
+        ),
+        (
+            "states",
+            "DescribeExecution",
+            "states:DescribeExecution",
+            lambda r, g: {"executionArn": _arn("states", g, "execution:ml-training-pipeline:" + uuid4(r))},
+            True,
+        ),
     ],
     "elb": [
-        ("elasticloadbalancing", "DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancers",
-         lambda r, g: None, True),
-        ("elasticloadbalancing", "DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroups",
-         lambda r, g: {"loadBalancerArn": _arn("elasticloadbalancing", g,
-                                               "loadbalancer/app/ml-inference/50dc6c495c0c9188")}, True),
+        (
+            "elasticloadbalancing",
+            "DescribeLoadBalancers",
+            "elasticloadbalancing:DescribeLoadBalancers",
+            lambda r, g: None,
+            True,
+        ),
+        (
+            "elasticloadbalancing",
+            "DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetGroups",
+            lambda r, g: {
+                "loadBalancerArn": _arn(
+                    "elasticloadbalancing", g, "loadbalancer/app/ml-inference/50dc6c495c0c9188"
+                )
+            },
+            True,
+        ),
     ],
     "autoscaling": [
-        ("autoscaling", "DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingGroups",
-         lambda r, g: {"autoScalingGroupNames": ["ml-gpu-workers"]}, True),
+        (
+            "autoscaling",
+            "DescribeAutoScalingGroups",
+            "autoscaling:DescribeAutoScalingGroups",
+            lambda r, g: {"autoScalingGroupNames": ["ml-gpu-workers"]},
+            True,
+        ),
     ],
     "events": [
         ("events", "DescribeRule", "events:DescribeRule", lambda r, g: {"name": "ml-nightly-retrain"}, True),
-        ("events", "ListTargetsByRule", "events:ListTargetsByRule",
-         lambda r, g: {"rule": "ml-nightly-retrain"}, True),
+        (
+            "events",
+            "ListTargetsByRule",
+            "events:ListTargetsByRule",
+            lambda r, g: {"rule": "ml-nightly-retrain"},
+            True,
+        ),
     ],
     "cloudtrail": [
-        ("cloudtrail", "DescribeTrails", "cloudtrail:DescribeTrails",
-         lambda r, g: {"includeShadowTrails": True}, True),
-        ("cloudtrail", "LookupEvents", "cloudtrail:LookupEvents",
-         lambda r, g: {"maxResults": 50, "lookupAttributes": [{"attributeKey": "EventName",
-                                                                "attributeValue": "AssumeRole"}]}, True),
-        ("cloudtrail", "GetEventSelectors", "cloudtrail:GetEventSelectors",
-         lambda r, g: {"trailName": "org-trail"}, True),
+        (
+            "cloudtrail",
+            "DescribeTrails",
+            "cloudtrail:DescribeTrails",
+            lambda r, g: {"includeShadowTrails": True},
+            True,
+        ),
+        (
+            "cloudtrail",
+            "LookupEvents",
+            "cloudtrail:LookupEvents",
+            lambda r, g: {
+                "maxResults": 50,
+                "lookupAttributes": [{"attributeKey": "EventName", "attributeValue": "AssumeRole"}],
+            },
+            True,
+        ),
+        (
+            "cloudtrail",
+            "GetEventSelectors",
+            "cloudtrail:GetEventSelectors",
+            lambda r, g: {"trailName": "org-trail"},
+            True,
+        ),
     ],
     "config": [
         ("config", "DescribeConfigRules", "config:DescribeConfigRules", lambda r, g: None, True),
-        ("config", "GetComplianceDetailsByConfigRule", "config:GetComplianceDetailsByConfigRule",
-         lambda r, g: {"configRuleName": "s3-bucket-ssl-requests-only"}, True),
+        (
+            "config",
+            "GetComplianceDetailsByConfigRule",
+            "config:GetComplianceDetailsByConfigRule",
+            lambda r, g: {"configRuleName": "s3-bucket-ssl-requests-only"},
+            True,
+        ),
     ],
 }
 GLOBAL_SOURCES = {"iam", "sts_global", "signin", "cloudfront"}
@@ -957,8 +1806,11 @@ def act_mgmt(ctx: Ctx, p: Principal, ident: Rec, group: str) -> list[Rec]:
     console = p.via_console and rng.random() < 0.7
     agent = USER_AGENTS["console"] if console else None
     ip = rng.choice(p.ips[N_PRIVATE_IPS:]) if console else None
-    vpce = p.vpce_share > 0 and short in ("logs", "ssm", "secretsmanager", "kms", "sts", "ecr", "sqs") and \
-        rng.random() < p.vpce_share
+    vpce = (
+        p.vpce_share > 0
+        and short in ("logs", "ssm", "secretsmanager", "kms", "sts", "ecr", "sqs")
+        and rng.random() < p.vpce_share
+    )
     response: Any = None
     resources = None
     data = False
@@ -967,8 +1819,13 @@ def act_mgmt(ctx: Ctx, p: Principal, ident: Rec, group: str) -> list[Rec]:
         resources = [{"accountId": ACCOUNT, "type": "AWS::Lambda::Function", "ARN": params["functionName"]}]
     elif short == "dynamodb" and name in ("GetItem", "PutItem", "Query"):
         data = True
-        resources = [{"accountId": ACCOUNT, "type": "AWS::DynamoDB::Table",
-                      "ARN": _arn("dynamodb", region, "table/" + params["tableName"])}]
+        resources = [
+            {
+                "accountId": ACCOUNT,
+                "type": "AWS::DynamoDB::Table",
+                "ARN": _arn("dynamodb", region, "table/" + params["tableName"]),
+            }
+        ]
     elif short == "sqs" and name in ("SendMessage", "ReceiveMessage", "DeleteMessage"):
         data = True
     if name == "SendMessage":
@@ -978,25 +1835,48 @@ def act_mgmt(ctx: Ctx, p: Principal, ident: Rec, group: str) -> list[Rec]:
     elif name == "StartQueryExecution":
         response = {"queryExecutionId": uuid4(rng)}
     elif name == "StartExecution":
-        response = {"executionArn": _arn("states", region, "execution:ml-training-pipeline:" + uuid4(rng)),
-                    "startDate": "Mar 3, 2025, 9:15:02 AM"}
+        response = {
+            "executionArn": _arn("states", region, "execution:ml-training-pipeline:" + uuid4(rng)),
+            "startDate": "Mar 3, 2025, 9:15:02 AM",
+        }
     elif name == "CreateTrainingJob":
         response = {"trainingJobArn": _arn("sagemaker", region, "training-job/" + params["trainingJobName"])}
     elif name == "GetAuthorizationToken":
-        response = {"authorizationData": [{"authorizationToken": "HIDDEN_DUE_TO_SECURITY_REASONS",
-                                           "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{region}.amazonaws.com"}]}
+        response = {
+            "authorizationData": [
+                {
+                    "authorizationToken": "HIDDEN_DUE_TO_SECURITY_REASONS",
+                    "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{region}.amazonaws.com",
+                }
+            ]
+        }
     elif name == "GetCallerIdentity":
         response = None
-    rec = record(ctx, p, ident, source, name, params, response, read_only=read_only, resources=resources,
-                 data=data, agent=agent, ip=ip, vpce=vpce, region=region,
-                 host=f"{short}.amazonaws.com" if short == "iam" else None)
+    rec = record(
+        ctx,
+        p,
+        ident,
+        source,
+        name,
+        params,
+        response,
+        read_only=read_only,
+        resources=resources,
+        data=data,
+        agent=agent,
+        ip=ip,
+        vpce=vpce,
+        region=region,
+        host=f"{short}.amazonaws.com" if short == "iam" else None,
+    )
     if console:
         rec["sessionCredentialFromConsole"] = "true"
     r = rng.random()
     if r < 0.02:
         target = params.get("roleName") if isinstance(params, dict) else None
-        res = (f"arn:aws:iam::{ACCOUNT}:role/{target}" if target else
-               (resources[0]["ARN"] if resources else "*"))
+        res = (
+            f"arn:aws:iam::{ACCOUNT}:role/{target}" if target else (resources[0]["ARN"] if resources else "*")
+        )
         return [deny(rec, ctx, action, res)]
     if r < 0.03 and short in NOT_FOUND:
         code, msg = NOT_FOUND[short]
@@ -1012,12 +1892,25 @@ def act_sts_assume(ctx: Ctx, p: Principal, ident: Rec) -> list[Rec]:
     rng = ctx.rng
     target = rng.choice(["ml-training-job", "feature-pipeline", "readonly-auditor"])
     session = f"airflow-{hexid(rng, 8)}"
-    params = {"roleArn": f"arn:aws:iam::{ACCOUNT}:role/ml/{target}", "roleSessionName": session,
-              "durationSeconds": 3600}
+    params = {
+        "roleArn": f"arn:aws:iam::{ACCOUNT}:role/ml/{target}",
+        "roleSessionName": session,
+        "durationSeconds": 3600,
+    }
     response = _sts_response(ctx, target, session)
-    return [record(ctx, p, ident, "sts.amazonaws.com", "AssumeRole", params, response,
-                   resources=[{"accountId": ACCOUNT, "type": "AWS::IAM::Role", "ARN": params["roleArn"]}],
-                   vpce=rng.random() < p.vpce_share)]
+    return [
+        record(
+            ctx,
+            p,
+            ident,
+            "sts.amazonaws.com",
+            "AssumeRole",
+            params,
+            response,
+            resources=[{"accountId": ACCOUNT, "type": "AWS::IAM::Role", "ARN": params["roleArn"]}],
+            vpce=rng.random() < p.vpce_share,
+        )
+    ]
 
 
 def _sts_response(ctx: Ctx, role: str, session: str) -> Rec:
@@ -1039,14 +1932,27 @@ def act_signin(ctx: Ctx, p: Principal, ident: Rec) -> list[Rec]:
     rng = ctx.rng
     ok = rng.random() > 0.05
     rec = record(
-        ctx, p, ident, "signin.amazonaws.com", "ConsoleLogin", None,
-        {"ConsoleLogin": "Success" if ok else "Failure"}, read_only=False,
-        ip=rng.choice(p.ips[N_PRIVATE_IPS:]), agent=USER_AGENTS["browser"], event_type="AwsConsoleSignIn",
-        region=HOME_REGION, host="signin.aws.amazon.com",
-        extra={"additionalEventData": {
-            "LoginTo": "https://console.aws.amazon.com/console/home?hashArgs=%23&isauthcode=true&state=hashArgs",
-            "MobileVersion": "No", "MFAIdentifier": f"arn:aws:iam::{ACCOUNT}:mfa/{p.name}",
-            "MFAUsed": "Yes" if p.kind == "user" else "No"}},
+        ctx,
+        p,
+        ident,
+        "signin.amazonaws.com",
+        "ConsoleLogin",
+        None,
+        {"ConsoleLogin": "Success" if ok else "Failure"},
+        read_only=False,
+        ip=rng.choice(p.ips[N_PRIVATE_IPS:]),
+        agent=USER_AGENTS["browser"],
+        event_type="AwsConsoleSignIn",
+        region=HOME_REGION,
+        host="signin.aws.amazon.com",
+        extra={
+            "additionalEventData": {
+                "LoginTo": "https://console.aws.amazon.com/console/home?hashArgs=%23&isauthcode=true&state=hashArgs",
+                "MobileVersion": "No",
+                "MFAIdentifier": f"arn:aws:iam::{ACCOUNT}:mfa/{p.name}",
+                "MFAUsed": "Yes" if p.kind == "user" else "No",
+            }
+        },
     )
     if not ok:
         rec = fail(rec, "Failed authentication", "Failed authentication")
@@ -1056,7 +1962,10 @@ def act_signin(ctx: Ctx, p: Principal, ident: Rec) -> list[Rec]:
 
 SERVICE_ROLES = {
     "sagemaker.amazonaws.com": (
-        "AmazonSageMaker-ExecutionRole-20240412T101530", "/service-role/", "SageMaker"),
+        "AmazonSageMaker-ExecutionRole-20240412T101530",
+        "/service-role/",
+        "SageMaker",
+    ),
     "glue.amazonaws.com": ("AWSGlueServiceRole-etl", "/service-role/", "GlueJobRunnerSession"),
     "lambda.amazonaws.com": ("s3-object-notifier", "/service-role/", "s3-object-notifier"),
     "ecs-tasks.amazonaws.com": ("batch-scoring", "/ml/", "ecs-task"),
@@ -1077,39 +1986,91 @@ def act_service(ctx: Ctx) -> list[Rec]:
         params = {"roleArn": arn, "roleSessionName": session, "durationSeconds": 3600}
         if svc == "sagemaker.amazonaws.com":
             params["sourceIdentity"] = ""
-        return [record(ctx, None, ident, "sts.amazonaws.com", "AssumeRole", params,
-                       _sts_response(ctx, role, session), read_only=True, ip=svc, agent=svc,
-                       resources=[{"accountId": ACCOUNT, "type": "AWS::IAM::Role", "ARN": arn}],
-                       extra={"sharedEventID": uuid4(rng)}, host=None)]
+        return [
+            record(
+                ctx,
+                None,
+                ident,
+                "sts.amazonaws.com",
+                "AssumeRole",
+                params,
+                _sts_response(ctx, role, session),
+                read_only=True,
+                ip=svc,
+                agent=svc,
+                resources=[{"accountId": ACCOUNT, "type": "AWS::IAM::Role", "ARN": arn}],
+                extra={"sharedEventID": uuid4(rng)},
+                host=None,
+            )
+        ]
     if r < 0.85:
         ident = {"type": "AWSService", "invokedBy": "cloudtrail.amazonaws.com"}
-        key = (f"AWSLogs/{ACCOUNT}/CloudTrail/{ctx.region}/2025/03/{rng.randrange(1, 18):02d}/"
-               f"{ACCOUNT}_CloudTrail_{ctx.region}_{hexid(rng, 6)}.json.gz")
+        key = (
+            f"AWSLogs/{ACCOUNT}/CloudTrail/{ctx.region}/2025/03/{rng.randrange(1, 18):02d}/"
+            f"{ACCOUNT}_CloudTrail_{ctx.region}_{hexid(rng, 6)}.json.gz"
+        )
         bucket = "acme-platform-logs"
         host = f"{bucket}.s3.{ctx.region}.amazonaws.com"
-        extra_data = {"SignatureVersion": "SigV4", "CipherSuite": TLS12[1],
-                      "bytesTransferredIn": rng.randrange(2000, 600000), "SSEApplied": "SSE_S3",
-                      "AuthenticationMethod": "AuthHeader",
-                      "x-amz-id-2": base64.b64encode(rng.randbytes(56)).decode(), "bytesTransferredOut": 0}
-        return [record(ctx, None, ident, "s3.amazonaws.com", "PutObject",
-                       {"bucketName": bucket, "Host": host, "key": key,
-                        "x-amz-acl": "bucket-owner-full-control", "x-amz-server-side-encryption": "AES256"},
-                       {"x-amz-server-side-encryption": "AES256"}, read_only=False, data=True,
-                       resources=[{"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{key}"},
-                                  {"accountId": ACCOUNT, "type": "AWS::S3::Bucket",
-                                   "ARN": f"arn:aws:s3:::{bucket}"}],
-                       ip="cloudtrail.amazonaws.com", agent="cloudtrail.amazonaws.com", host=host,
-                       extra={"additionalEventData": extra_data})]
+        extra_data = {
+            "SignatureVersion": "SigV4",
+            "CipherSuite": TLS12[1],
+            "bytesTransferredIn": rng.randrange(2000, 600000),
+            "SSEApplied": "SSE_S3",
+            "AuthenticationMethod": "AuthHeader",
+            "x-amz-id-2": base64.b64encode(rng.randbytes(56)).decode(),
+            "bytesTransferredOut": 0,
+        }
+        return [
+            record(
+                ctx,
+                None,
+                ident,
+                "s3.amazonaws.com",
+                "PutObject",
+                {
+                    "bucketName": bucket,
+                    "Host": host,
+                    "key": key,
+                    "x-amz-acl": "bucket-owner-full-control",
+                    "x-amz-server-side-encryption": "AES256",
+                },
+                {"x-amz-server-side-encryption": "AES256"},
+                read_only=False,
+                data=True,
+                resources=[
+                    {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{key}"},
+                    {"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"},
+                ],
+                ip="cloudtrail.amazonaws.com",
+                agent="cloudtrail.amazonaws.com",
+                host=host,
+                extra={"additionalEventData": extra_data},
+            )
+        ]
     ident = {"type": "AWSService", "invokedBy": "secretsmanager.amazonaws.com"}
     key_arn = f"arn:aws:kms:{ctx.region}:{ACCOUNT}:key/{KMS_KEYS['secrets']}"
-    return [record(ctx, None, ident, "kms.amazonaws.com", "Decrypt",
-                   {"encryptionContext": {"SecretARN": _arn("secretsmanager", ctx.region,
-                                                            f"secret:{rng.choice(SECRETS)}-Ab12Cd"),
-                                          "SecretVersionId": uuid4(rng)},
-                    "encryptionAlgorithm": "SYMMETRIC_DEFAULT"},
-                   read_only=True, ip="secretsmanager.amazonaws.com", agent="secretsmanager.amazonaws.com",
-                   resources=[{"accountId": ACCOUNT, "type": "AWS::KMS::Key", "ARN": key_arn}],
-                   extra={"sharedEventID": uuid4(rng)}, host=None)]
+    return [
+        record(
+            ctx,
+            None,
+            ident,
+            "kms.amazonaws.com",
+            "Decrypt",
+            {
+                "encryptionContext": {
+                    "SecretARN": _arn("secretsmanager", ctx.region, f"secret:{rng.choice(SECRETS)}-Ab12Cd"),
+                    "SecretVersionId": uuid4(rng),
+                },
+                "encryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            },
+            read_only=True,
+            ip="secretsmanager.amazonaws.com",
+            agent="secretsmanager.amazonaws.com",
+            resources=[{"accountId": ACCOUNT, "type": "AWS::KMS::Key", "ARN": key_arn}],
+            extra={"sharedEventID": uuid4(rng)},
+            host=None,
+        )
+    ]
 
 
 def one_event(ctx: Ctx) -> list[Rec]:
@@ -1179,18 +2140,29 @@ def make_file(job: tuple[int, int, int, int, str]) -> dict[str, Any]:
     end = time.gmtime(t0 + FILE_WINDOW_S)
     stamp = time.strftime("%Y%m%dT%H%MZ", end)
     suffix = "".join(ctx.rng.choices(_FILE_CHARS, k=16))
-    rel = (f"AWSLogs/{ACCOUNT}/CloudTrail/{region}/{time.strftime('%Y/%m/%d', end)}/"
-           f"{ACCOUNT}_CloudTrail_{region}_{stamp}_{suffix}.json.gz")
+    rel = (
+        f"AWSLogs/{ACCOUNT}/CloudTrail/{region}/{time.strftime('%Y/%m/%d', end)}/"
+        f"{ACCOUNT}_CloudTrail_{region}_{stamp}_{suffix}.json.gz"
+    )
     path = Path(out) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(gz)
     os.replace(tmp, path)
     s3_data = sum(1 for r in recs if r["eventSource"] == "s3.amazonaws.com" and not r["managementEvent"])
-    return {"path": rel, "records": len(recs), "bytes_gz": len(gz), "bytes_raw": len(body),
-            "s3_data": s3_data, "errors": sum(1 for r in recs if "errorCode" in r),
-            "denied": sum(1 for r in recs if r.get("errorCode") in
-                          ("AccessDenied", "AccessDeniedException", "Client.UnauthorizedOperation"))}
+    return {
+        "path": rel,
+        "records": len(recs),
+        "bytes_gz": len(gz),
+        "bytes_raw": len(body),
+        "s3_data": s3_data,
+        "errors": sum(1 for r in recs if "errorCode" in r),
+        "denied": sum(
+            1
+            for r in recs
+            if r.get("errorCode") in ("AccessDenied", "AccessDeniedException", "Client.UnauthorizedOperation")
+        ),
+    }
 
 
 def generate(
@@ -1249,10 +2221,14 @@ def main(argv: list[str] | None = None) -> int:
     mb = 1024 * 1024
     print(f"{m['records']:,} records in {m['files']} files under {args.out / 'AWSLogs'}")
     print(f"  generated in {m['generation_seconds']:.1f}s with {args.procs} processes")
-    print(f"  uncompressed {m['bytes_raw'] / mb:,.1f} MiB, gzip {m['bytes_gz'] / mb:,.1f} MiB "
-          f"(ratio {m['gzip_ratio']}:1), avg record {m['avg_record_bytes']:,.0f} B")
-    print(f"  S3 data events {m['s3_data_share']:.1%}, errors {m['error_share']:.1%}, "
-          f"denied {m['denied_share']:.1%}")
+    print(
+        f"  uncompressed {m['bytes_raw'] / mb:,.1f} MiB, gzip {m['bytes_gz'] / mb:,.1f} MiB "
+        f"(ratio {m['gzip_ratio']}:1), avg record {m['avg_record_bytes']:,.0f} B"
+    )
+    print(
+        f"  S3 data events {m['s3_data_share']:.1%}, errors {m['error_share']:.1%}, "
+        f"denied {m['denied_share']:.1%}"
+    )
     return 0
 
 

@@ -246,8 +246,13 @@ def _named_template_regex(template: str) -> tuple[re.Pattern[str], tuple[str, ..
         if part.startswith("${"):
             var = part[2:-1]
             names.append(var)
-            body = r"[^/]+" if var == "BucketName" else r"[0-9]*" if var in ("Account", "AccountId") else (
-                r"[a-z0-9-]*" if var == "Region" else r"aws[a-z-]*" if var == "Partition" else r".+?")
+            body = (
+                r"[^/]+"
+                if var == "BucketName"
+                else r"[0-9]*"
+                if var in ("Account", "AccountId")
+                else (r"[a-z0-9-]*" if var == "Region" else r"aws[a-z-]*" if var == "Partition" else r".+?")
+            )
             rx.append(f"(?P<v{len(names) - 1}>{body})")
         else:
             rx.append(re.escape(part))

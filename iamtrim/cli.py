@@ -46,8 +46,10 @@ EventsOpt = Annotated[
 ]
 StoreOpt = Annotated[
     Path | None,
-    typer.Option("--store", help="Usage store from `iamtrim ingest` (default: $IAMTRIM_STORE or "
-                                 "./iamtrim-usage.sqlite)."),
+    typer.Option(
+        "--store",
+        help="Usage store from `iamtrim ingest` (default: $IAMTRIM_STORE or ./iamtrim-usage.sqlite).",
+    ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
 
@@ -63,24 +65,36 @@ def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
         return load_events(events)
     path = store or default_store_path()
     if not path.exists():
-        raise InputError(f"no usage store at {path}: run `iamtrim ingest PATH --store {path}` "
-                         "or pass --events PATH")
+        raise InputError(
+            f"no usage store at {path}: run `iamtrim ingest PATH --store {path}` or pass --events PATH"
+        )
     return Store(path)
 
 
 @app.command("ingest")
 def ingest_cmd(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="CloudTrail files or folders (recursively).")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="CloudTrail files or folders (recursively).")
+    ] = None,
     store: StoreOpt = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print problems.")] = False,
-    access_advisor: Annotated[list[Path] | None, typer.Option(
-        "--access-advisor", help="IAM Access Advisor reports (get-service-last-accessed-details[-with-"
-                                 "entities] output, JSON) or folders of them (repeatable).")] = None,
-    aa_principal: Annotated[str, typer.Option(
-        "--principal", help="ARN the --access-advisor reports were generated for (role, user, group "
-                            "or policy), when the file does not name it.")] = "",
+    access_advisor: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--access-advisor",
+            help="IAM Access Advisor reports (get-service-last-accessed-details[-with-"
+            "entities] output, JSON) or folders of them (repeatable).",
+        ),
+    ] = None,
+    aa_principal: Annotated[
+        str,
+        typer.Option(
+            "--principal",
+            help="ARN the --access-advisor reports were generated for (role, user, group "
+            "or policy), when the file does not name it.",
+        ),
+    ] = "",
 ) -> None:
     """Read CloudTrail records into the usage store (incremental: files and events already
     ingested are not counted again), and Access Advisor reports beside them."""
@@ -91,15 +105,19 @@ def ingest_cmd(
     if access_advisor:
         with Store(path) as st:
             aa_report = ingest_access_advisor(
-                access_advisor, st, principal=aa_principal,
+                access_advisor,
+                st,
+                principal=aa_principal,
                 on_file=lambda p, why: _err(f"{p}: skipped: {why}"),
             )
         for note_path, note in aa_report.notes:
             _err(f"{note_path}: {note}")
         if not quiet:
-            typer.echo(f"access advisor: {aa_report.files_read} reports read, {aa_report.files_already} "
-                       f"already stored, {len(aa_report.skipped)} skipped; {aa_report.entries} entries "
-                       f"for {len(aa_report.principals)} principals")
+            typer.echo(
+                f"access advisor: {aa_report.files_read} reports read, {aa_report.files_already} "
+                f"already stored, {len(aa_report.skipped)} skipped; {aa_report.entries} entries "
+                f"for {len(aa_report.principals)} principals"
+            )
         if not paths:
             return
     progress = None
@@ -119,8 +137,13 @@ def ingest_cmd(
             progress.start()
             task = progress.add_task("ingesting", total=None)
         try:
-            report = ingest(paths or [], st, workers=workers, on_file=on_file,
-                            on_start=lambda n: progress.update(task, total=n) if progress else None)
+            report = ingest(
+                paths or [],
+                st,
+                workers=workers,
+                on_file=on_file,
+                on_start=lambda n: progress.update(task, total=n) if progress else None,
+            )
         finally:
             if progress is not None:
                 progress.stop()
@@ -130,11 +153,15 @@ def ingest_cmd(
 
 def _print_ingest(report: IngestReport, path: Path) -> None:
     typer.echo(f"store: {path}")
-    typer.echo(f"files: {report.files_read} read, {report.files_already} already ingested, "
-               f"{len(report.files_failed)} with problems")
-    typer.echo(f"records: {report.records} in {report.seconds:.2f}s "
-               f"({report.records_per_second:,.0f}/s); usage keys: {report.usage_keys}; "
-               f"principals: {report.principals}")
+    typer.echo(
+        f"files: {report.files_read} read, {report.files_already} already ingested, "
+        f"{len(report.files_failed)} with problems"
+    )
+    typer.echo(
+        f"records: {report.records} in {report.seconds:.2f}s "
+        f"({report.records_per_second:,.0f}/s); usage keys: {report.usage_keys}; "
+        f"principals: {report.principals}"
+    )
     if report.skips:
         typer.echo("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(report.skips.items())))
 
@@ -186,23 +213,35 @@ def generate_policy_cmd(
     store: StoreOpt = None,
     fmt: Annotated[PolicyFormat, typer.Option("--format", help="Output format.")] = PolicyFormat.json,
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Write one file per policy here.")] = None,
-    explain: Annotated[bool, typer.Option("--explain", help="Show the evidence behind each statement.")] = False,
-    no_conditions: Annotated[bool, typer.Option("--no-conditions", help="Omit aws:SourceVpce / kms:ViaService.")] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show the evidence behind each statement.")
+    ] = False,
+    no_conditions: Annotated[
+        bool, typer.Option("--no-conditions", help="Omit aws:SourceVpce / kms:ViaService.")
+    ] = False,
     target: Annotated[Target, typer.Option("--target", help="Size limits to meet.")] = Target.MANAGED,
-    prefix_threshold: Annotated[int, typer.Option(
-        "--prefix-threshold", min=1,
-        help="Distinct keys (or resources) above which a folder becomes prefix/*.")] = 10,
-    evidence_source: Annotated[EvidenceSource, typer.Option(
-        "--evidence",
-        help="all: also keep actions Access Advisor shows used (ingested with --access-advisor); "
-             "cloudtrail: CloudTrail only.")] = EvidenceSource.all,
+    prefix_threshold: Annotated[
+        int,
+        typer.Option(
+            "--prefix-threshold",
+            min=1,
+            help="Distinct keys (or resources) above which a folder becomes prefix/*.",
+        ),
+    ] = 10,
+    evidence_source: Annotated[
+        EvidenceSource,
+        typer.Option(
+            "--evidence",
+            help="all: also keep actions Access Advisor shows used (ingested with --access-advisor); "
+            "cloudtrail: CloudTrail only.",
+        ),
+    ] = EvidenceSource.all,
 ) -> None:
     """The smallest identity policy that still allows everything PRINCIPAL was seen doing."""
     if out_dir is not None and fmt is not PolicyFormat.policy:
         from iamtrim.errors import OptionsError
 
-        raise OptionsError("generate-policy: --out-dir writes policy documents; use it with "
-                           "--format policy")
+        raise OptionsError("generate-policy: --out-dir writes policy documents; use it with --format policy")
     with _open_usage(events, store) as st:
         p = resolve_principal_name(st, principal)
         advised: list[AdvisedGrant] = []
@@ -211,10 +250,13 @@ def generate_policy_cmd(
 
             advised = [
                 AdvisedGrant(a.action, a.region, a.last_accessed, a.explain, a.denied_in_cloudtrail)
-                for a in evidence.for_principal(st, p.arn).access_advisor_actions(missing_from_cloudtrail=True)
+                for a in evidence.for_principal(st, p.arn).access_advisor_actions(
+                    missing_from_cloudtrail=True
+                )
             ]
         generated = generate_identity_policy(
-            p, st.usage(p.arn),
+            p,
+            st.usage(p.arn),
             SynthOptions(conditions=not no_conditions, prefix_threshold=prefix_threshold, target=target),
             advised,
         )
@@ -245,28 +287,47 @@ def _graph_of(st: Store, principals: list[str] | None, resources: list[str] | No
     arns = [resolve_principal_name(st, p).arn for p in principals or []]
     for r in resources or []:
         _check_resource_pattern(r)
-    g = usage_graph.build_selected_graph(st.principals(), st.usage(), only_principals=arns,
-                                         only_resources=resources or [])
+    g = usage_graph.build_selected_graph(
+        st.principals(), st.usage(), only_principals=arns, only_resources=resources or []
+    )
     if usage_graph.is_empty(g):
-        _err("no usage matches " + (" and ".join(filter(None, [
-            "principal " + ", ".join(arns) if arns else "", "resource " + ", ".join(resources or [])
-            if resources else ""])) or "(the usage data is empty)"))
+        _err(
+            "no usage matches "
+            + (
+                " and ".join(
+                    filter(
+                        None,
+                        [
+                            "principal " + ", ".join(arns) if arns else "",
+                            "resource " + ", ".join(resources or []) if resources else "",
+                        ],
+                    )
+                )
+                or "(the usage data is empty)"
+            )
+        )
         sys.exit(2)
     return g
 
 
 def _check_resource_pattern(pattern: str) -> None:
     if not (pattern.startswith("arn:") or pattern == "*"):
-        _err(f"{pattern!r} is not an ARN or ARN pattern (e.g. arn:aws:s3:::acme-ml-*, "
-             "arn:aws:kms:us-east-1:111122223333:key/*)")
+        _err(
+            f"{pattern!r} is not an ARN or ARN pattern (e.g. arn:aws:s3:::acme-ml-*, "
+            "arn:aws:kms:us-east-1:111122223333:key/*)"
+        )
         sys.exit(2)
 
 
 @app.command("who-used")
 def who_used_cmd(
-    resource: Annotated[str, typer.Argument(
-        help="Resource ARN or pattern (* and ?), e.g. 'arn:aws:s3:::acme-ml-*' or a KMS key ARN. "
-             "A bucket ARN covers its objects.")],
+    resource: Annotated[
+        str,
+        typer.Argument(
+            help="Resource ARN or pattern (* and ?), e.g. 'arn:aws:s3:::acme-ml-*' or a KMS key ARN. "
+            "A bucket ARN covers its objects."
+        ),
+    ],
     events: EventsOpt = None,
     store: StoreOpt = None,
     fmt: FormatOpt = Format.table,
@@ -284,8 +345,9 @@ def who_used_cmd(
         typer.echo(render_graph.who_used_table(resource, uses, summary))
 
 
-graph_app = typer.Typer(help="The usage graph: export it (GraphML, JSON, DOT) or draw it (SVG, PNG).",
-                        no_args_is_help=True)
+graph_app = typer.Typer(
+    help="The usage graph: export it (GraphML, JSON, DOT) or draw it (SVG, PNG).", no_args_is_help=True
+)
 app.add_typer(graph_app, name="graph")
 
 
@@ -295,10 +357,14 @@ class GraphFormat(StrEnum):
     dot = "dot"
 
 
-PrincipalSel = Annotated[list[str] | None, typer.Option(
-    "--principal", help="Only this principal (ARN or unique name; repeatable).")]
-ResourceSel = Annotated[list[str] | None, typer.Option(
-    "--resource", help="Only resources matching this ARN or pattern (repeatable).")]
+PrincipalSel = Annotated[
+    list[str] | None,
+    typer.Option("--principal", help="Only this principal (ARN or unique name; repeatable)."),
+]
+ResourceSel = Annotated[
+    list[str] | None,
+    typer.Option("--resource", help="Only resources matching this ARN or pattern (repeatable)."),
+]
 
 
 @graph_app.command("export")
@@ -307,15 +373,19 @@ def graph_export_cmd(
     store: StoreOpt = None,
     principal: PrincipalSel = None,
     resource: ResourceSel = None,
-    fmt: Annotated[GraphFormat, typer.Option("--format", help="graphml (Gephi, yEd), json (node-link), dot.")]
-    = GraphFormat.graphml,
+    fmt: Annotated[
+        GraphFormat, typer.Option("--format", help="graphml (Gephi, yEd), json (node-link), dot.")
+    ] = GraphFormat.graphml,
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output.")] = None,
 ) -> None:
     """Export the usage graph (principal → action → resource) with counts, times and context."""
     with _open_usage(events, store) as st:
         g = _graph_of(st, principal, resource)
-    writer = {GraphFormat.graphml: usage_graph.to_graphml, GraphFormat.json: usage_graph.to_node_link_json,
-              GraphFormat.dot: usage_graph.to_dot}[fmt]
+    writer = {
+        GraphFormat.graphml: usage_graph.to_graphml,
+        GraphFormat.json: usage_graph.to_node_link_json,
+        GraphFormat.dot: usage_graph.to_dot,
+    }[fmt]
     text = writer(g)
     if out is None:
         typer.echo(text, nl=not text.endswith("\n"))
@@ -325,14 +395,21 @@ def graph_export_cmd(
 
 @graph_app.command("render")
 def graph_render_cmd(
-    out: Annotated[Path, typer.Option(
-        "--out", help="FILE.svg (always available) or FILE.png (needs resvg-py).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="FILE.svg (always available) or FILE.png (needs resvg-py).")
+    ],
     events: EventsOpt = None,
     store: StoreOpt = None,
     principal: PrincipalSel = None,
     resource: ResourceSel = None,
-    top: Annotated[int, typer.Option("--top", min=1, help="Principals (and twice as many actions and "
-                                                          "resource groups) drawn before '+K more'.")] = 12,
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top",
+            min=1,
+            help="Principals (and twice as many actions and resource groups) drawn before '+K more'.",
+        ),
+    ] = 12,
     title: Annotated[str | None, typer.Option("--title", help="Picture title.")] = None,
 ) -> None:
     """Draw a principal's or a bucket's neighbourhood: principals | actions by service | resources by
@@ -365,15 +442,23 @@ def bucket_policy_cmd(
     bucket: Annotated[str, typer.Argument(help="Bucket name.")],
     events: EventsOpt = None,
     store: StoreOpt = None,
-    break_glass: Annotated[list[str] | None, typer.Option(
-        "--break-glass",
-        help="Principal ARN that must never be locked out of the bucket policy (repeatable).")] = None,
-    account: Annotated[str | None, typer.Option(
-        "--account", help="The bucket owner's account (default: inferred from the callers).")] = None,
+    break_glass: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--break-glass",
+            help="Principal ARN that must never be locked out of the bucket policy (repeatable).",
+        ),
+    ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option("--account", help="The bucket owner's account (default: inferred from the callers)."),
+    ] = None,
     fmt: Annotated[ResourcePolicyFormat, typer.Option("--format", help="Output format.")] = (
-        ResourcePolicyFormat.json),
+        ResourcePolicyFormat.json
+    ),
     explain: Annotated[bool, typer.Option("--explain", help="Show the evidence for each pin and grant.")] = (
-        False),
+        False
+    ),
 ) -> None:
     """An S3 bucket policy from observed use: HTTPS only, VPC-endpoint and SSE-KMS pins, cross-account
     grants; refused if it would lock the root or a --break-glass principal out of the bucket policy."""
@@ -382,7 +467,8 @@ def bucket_policy_cmd(
 
     with _open_usage(events, store) as st:
         generated = generate_bucket_policy(
-            bucket, st.usage(), BucketOptions(break_glass=tuple(break_glass or ()), account=account or ""))
+            bucket, st.usage(), BucketOptions(break_glass=tuple(break_glass or ()), account=account or "")
+        )
     if fmt is ResourcePolicyFormat.json:
         typer.echo(render_bucket.bucket_json(generated, explain=explain))
     else:
@@ -396,10 +482,13 @@ def kms_policy_cmd(
     key: Annotated[str, typer.Argument(help="KMS key ARN, or a key id seen in the usage data.")],
     events: EventsOpt = None,
     store: StoreOpt = None,
-    admin: Annotated[list[str] | None, typer.Option(
-        "--admin", help="Key administrator ARN, named in the policy (repeatable).")] = None,
+    admin: Annotated[
+        list[str] | None,
+        typer.Option("--admin", help="Key administrator ARN, named in the policy (repeatable)."),
+    ] = None,
     fmt: Annotated[ResourcePolicyFormat, typer.Option("--format", help="Output format.")] = (
-        ResourcePolicyFormat.json),
+        ResourcePolicyFormat.json
+    ),
     explain: Annotated[bool, typer.Option("--explain", help="Show the evidence for each statement.")] = False,
 ) -> None:
     """Key-policy statements for the observed users of a KMS key, with kms:ViaService where they used it
@@ -435,16 +524,28 @@ def diff_cmd(
     principal: Annotated[str, typer.Argument(help="Principal ARN, or a unique role/user name.")],
     events: EventsOpt = None,
     store: StoreOpt = None,
-    authz: Annotated[Path | None, typer.Option(
-        "--authz", help="`aws iam get-account-authorization-details` output holding the principal.")] = None,
-    current: Annotated[list[Path] | None, typer.Option(
-        "--current", help="Current identity policy documents (repeatable), instead of --authz.")] = None,
-    boundary: Annotated[Path | None, typer.Option(
-        "--boundary", help="Permissions boundary document (with --current).")] = None,
+    authz: Annotated[
+        Path | None,
+        typer.Option(
+            "--authz", help="`aws iam get-account-authorization-details` output holding the principal."
+        ),
+    ] = None,
+    current: Annotated[
+        list[Path] | None,
+        typer.Option("--current", help="Current identity policy documents (repeatable), instead of --authz."),
+    ] = None,
+    boundary: Annotated[
+        Path | None, typer.Option("--boundary", help="Permissions boundary document (with --current).")
+    ] = None,
     fmt: Annotated[DiffFormat, typer.Option("--format", help="Output format.")] = DiffFormat.text,
-    fail_on: Annotated[DiffFailOn | None, typer.Option(
-        "--fail-on", help="Exit 1 when there are unused entries safe to remove (observable and not used), "
-                          "such entries with a risk class, or missing entries.")] = None,
+    fail_on: Annotated[
+        DiffFailOn | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when there are unused entries safe to remove (observable and not used), "
+            "such entries with a risk class, or missing entries.",
+        ),
+    ] = None,
 ) -> None:
     """What PRINCIPAL's current policies grant that it never used, and what it needed but lacked."""
     from iamtrim import evidence
@@ -515,7 +616,7 @@ def main() -> None:
     except KeyboardInterrupt:
         _err("interrupted; everything committed so far is kept")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+    except Exception as exc:
         if os.environ.get("IAMTRIM_DEBUG"):
             raise
         _err(f"internal error: {type(exc).__name__}: {exc} (set IAMTRIM_DEBUG=1 for a traceback)")

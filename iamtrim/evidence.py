@@ -79,10 +79,14 @@ _S3_DATA = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/cloudtrail-log
 _LAMBDA_DATA = "https://docs.aws.amazon.com/lambda/latest/dg/logging-using-cloudtrail.html"
 _DDB_DATA = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/logging-using-cloudtrail.html"
 _SNS_DATA = "https://docs.aws.amazon.com/sns/latest/dg/logging-using-cloudtrail.html"
-_SQS_DATA = "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/logging-using-cloudtrail.html"
+_SQS_DATA = (
+    "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/logging-using-cloudtrail.html"
+)
 _KINESIS_DATA = "https://docs.aws.amazon.com/streams/latest/dev/logging-using-cloudtrail.html"
 _EBS_DATA = "https://docs.aws.amazon.com/ebs/latest/userguide/logging-ebs-apis-using-cloudtrail.html"
-_CT_DATA = "https://docs.aws.amazon.com/awscloudtrail/latest/userguide/logging-data-events-with-cloudtrail.html"
+_CT_DATA = (
+    "https://docs.aws.amazon.com/awscloudtrail/latest/userguide/logging-data-events-with-cloudtrail.html"
+)
 
 # IAM action (or fnmatch pattern) → (eventSource its data events carry, source). S3 object-level
 # actions (resource type "object" in the catalog) are added by data_event_source().
@@ -122,21 +126,59 @@ DATA_EVENT_ACTIONS: dict[str, tuple[str, str]] = {
 # no eventCategory (the trail then only had S3, Lambda and DynamoDB data events to offer).
 # Sources: _S3_DATA, _LAMBDA_DATA, _DDB_DATA.
 DATA_EVENT_NAMES: frozenset[tuple[str | None, str | None]] = frozenset(
-    [("s3.amazonaws.com", n) for n in (
-        "GetObject", "HeadObject", "PutObject", "CopyObject", "DeleteObject", "DeleteObjects",
-        "ListObjects", "ListObjectsV2", "ListObjectVersions", "ListParts", "ListMultipartUploads",
-        "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload",
-        "AbortMultipartUpload", "GetObjectAcl", "PutObjectAcl", "GetObjectTagging", "PutObjectTagging",
-        "DeleteObjectTagging", "GetObjectAttributes", "GetObjectRetention", "PutObjectRetention",
-        "GetObjectLegalHold", "PutObjectLegalHold", "RestoreObject", "SelectObjectContent",
-        "GetObjectTorrent",
-    )]
+    [
+        ("s3.amazonaws.com", n)
+        for n in (
+            "GetObject",
+            "HeadObject",
+            "PutObject",
+            "CopyObject",
+            "DeleteObject",
+            "DeleteObjects",
+            "ListObjects",
+            "ListObjectsV2",
+            "ListObjectVersions",
+            "ListParts",
+            "ListMultipartUploads",
+            "CreateMultipartUpload",
+            "UploadPart",
+            "UploadPartCopy",
+            "CompleteMultipartUpload",
+            "AbortMultipartUpload",
+            "GetObjectAcl",
+            "PutObjectAcl",
+            "GetObjectTagging",
+            "PutObjectTagging",
+            "DeleteObjectTagging",
+            "GetObjectAttributes",
+            "GetObjectRetention",
+            "PutObjectRetention",
+            "GetObjectLegalHold",
+            "PutObjectLegalHold",
+            "RestoreObject",
+            "SelectObjectContent",
+            "GetObjectTorrent",
+        )
+    ]
     + [("lambda.amazonaws.com", "Invoke")]
-    + [("dynamodb.amazonaws.com", n) for n in (
-        "GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem", "BatchWriteItem", "Query",
-        "Scan", "TransactGetItems", "TransactWriteItems", "ExecuteStatement", "BatchExecuteStatement",
-        "ExecuteTransaction",
-    )]
+    + [
+        ("dynamodb.amazonaws.com", n)
+        for n in (
+            "GetItem",
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "BatchGetItem",
+            "BatchWriteItem",
+            "Query",
+            "Scan",
+            "TransactGetItems",
+            "TransactWriteItems",
+            "ExecuteStatement",
+            "BatchExecuteStatement",
+            "ExecuteTransaction",
+        )
+    ]
 )
 
 # Actions CloudTrail never records as a call by the principal: (why, source).
@@ -342,8 +384,9 @@ def _window(days: set[str], regions: set[str]) -> Window:
     return Window(first, last, len(ordered), max(0, span - len(ordered)), tuple(sorted(regions)))
 
 
-def coverage_from_rows(rows: Iterable[CoverageRow], unknown_files: int = 0, *,
-                       trust_exports: bool = False) -> Coverage:
+def coverage_from_rows(
+    rows: Iterable[CoverageRow], unknown_files: int = 0, *, trust_exports: bool = False
+) -> Coverage:
     """Summarize coverage rows. Only complete trail files count, unless *trust_exports* (for
     exports known to be unfiltered, e.g. a CloudTrail Lake or Athena dump as JSON Lines)."""
     mgmt: dict[str, tuple[set[str], set[str]]] = {}
@@ -355,8 +398,10 @@ def coverage_from_rows(rows: Iterable[CoverageRow], unknown_files: int = 0, *,
         if not (r.complete or trust_exports):
             partial.setdefault(r.account, set()).add(r.day)
             continue
-        bucket = mgmt.setdefault(r.account, (set(), set())) if not r.data_source else data.setdefault(
-            (r.account, r.data_source), (set(), set())
+        bucket = (
+            mgmt.setdefault(r.account, (set(), set()))
+            if not r.data_source
+            else data.setdefault((r.account, r.data_source), (set(), set()))
         )
         bucket[0].add(r.day)
         bucket[1].add(r.region)
@@ -366,7 +411,8 @@ def coverage_from_rows(rows: Iterable[CoverageRow], unknown_files: int = 0, *,
         management=tuple((a, _window(d, g)) for a, (d, g) in sorted(mgmt.items())),
         data=tuple((a, s, _window(d, g)) for (a, s), (d, g) in sorted(data.items())),
         partial_days=tuple(
-            (a, len(d - complete_days.get(a, set()))) for a, d in sorted(partial.items())
+            (a, len(d - complete_days.get(a, set())))
+            for a, d in sorted(partial.items())
             if d - complete_days.get(a, set())
         ),
         unknown_files=unknown_files,
@@ -436,27 +482,40 @@ class PrincipalEvidence:
         denied_last = self.denied.get(action, "")
         if action in self.used:
             return Observability(
-                action, Evidence.USED_CLOUDTRAIL, last_used=self.used[action], source="cloudtrail",
+                action,
+                Evidence.USED_CLOUDTRAIL,
+                last_used=self.used[action],
+                source="cloudtrail",
                 detail=f"used per CloudTrail, last {self.used[action]}",
             )
         act = self.actions.get(action)
         if act is not None and act.last:
             return Observability(
-                action, Evidence.USED_ACCESS_ADVISOR, last_used=act.last, region=act.region,
-                source="access-advisor", denied_only=bool(denied_last),
+                action,
+                Evidence.USED_ACCESS_ADVISOR,
+                last_used=act.last,
+                region=act.region,
+                source="access-advisor",
+                denied_only=bool(denied_last),
                 detail=f"Access Advisor: last attempted {act.last}"
                 + (f" in {act.region}" if act.region else "")
                 + f" (report of {act.generated_at}); no CloudTrail use"
-                + ("; CloudTrail shows only denied attempts and Access Advisor counts denials as access"
-                   if denied_last else ""),
+                + (
+                    "; CloudTrail shows only denied attempts and Access Advisor counts denials as access"
+                    if denied_last
+                    else ""
+                ),
             )
         window, not_seen, caveats = self._cloudtrail_window(action)
         ct_since = window.first_day if window else ""
         if act is not None:  # tracked at action level and not attempted in the tracking period
             since = min(s for s in (act.since, ct_since) if s) if (act.since or ct_since) else ""
             return Observability(
-                action, Evidence.NOT_USED_OBSERVABLE_SINCE, since=since,
-                source="access-advisor" + ("+cloudtrail" if ct_since else ""), caveats=caveats,
+                action,
+                Evidence.NOT_USED_OBSERVABLE_SINCE,
+                since=since,
+                source="access-advisor" + ("+cloudtrail" if ct_since else ""),
+                caveats=caveats,
                 detail=f"not attempted per Access Advisor (tracked action, report of {act.generated_at})"
                 + (f"; not in CloudTrail since {ct_since}" if ct_since else ""),
             )
@@ -470,21 +529,37 @@ class PrincipalEvidence:
             # CloudTrail cannot speak for: then which action it was is unknown.
             if window is not None and window.first_day <= svc.last[:10] <= window.last_day:
                 return Observability(
-                    action, Evidence.NOT_USED_OBSERVABLE_SINCE, since=ct_since,
-                    last_used=svc.last, source="cloudtrail", caveats=caveats,
+                    action,
+                    Evidence.NOT_USED_OBSERVABLE_SINCE,
+                    since=ct_since,
+                    last_used=svc.last,
+                    source="cloudtrail",
+                    caveats=caveats,
                     detail=f"not in CloudTrail since {ct_since}; Access Advisor shows {service} last "
                     f"attempted {svc.last}, inside that window"
                     + (f"; denied in CloudTrail, last {denied_last}" if denied_last else ""),
                 )
             return Observability(
-                action, Evidence.SERVICE_USED_ACTION_UNKNOWN, last_used=svc.last, region=svc.region,
-                source="access-advisor", denied_only=service_denied_only, caveats=caveats,
+                action,
+                Evidence.SERVICE_USED_ACTION_UNKNOWN,
+                last_used=svc.last,
+                region=svc.region,
+                source="access-advisor",
+                denied_only=service_denied_only,
+                caveats=caveats,
                 detail=f"Access Advisor shows {service} last attempted {svc.last} (report of "
                 f"{svc.generated_at}); which action is unknown"
-                + (f"; CloudTrail cannot show it: {not_seen[1]}" if window is None else
-                   f"; CloudTrail covers only {ct_since}..{window.last_day}")
-                + ("; CloudTrail shows only denied attempts in this service, and Access Advisor "
-                   "counts denials as access" if service_denied_only else ""),
+                + (
+                    f"; CloudTrail cannot show it: {not_seen[1]}"
+                    if window is None
+                    else f"; CloudTrail covers only {ct_since}..{window.last_day}"
+                )
+                + (
+                    "; CloudTrail shows only denied attempts in this service, and Access Advisor "
+                    "counts denials as access"
+                    if service_denied_only
+                    else ""
+                ),
             )
         aa_since = svc.since if svc is not None and _access_advisor_sees(action) else ""
         if aa_since or ct_since:
@@ -498,14 +573,21 @@ class PrincipalEvidence:
             if denied_last:
                 parts.append(f"denied in CloudTrail, last {denied_last}")
             return Observability(
-                action, Evidence.NOT_USED_OBSERVABLE_SINCE, since=since, source=sources,
-                caveats=caveats, detail="; ".join(parts),
+                action,
+                Evidence.NOT_USED_OBSERVABLE_SINCE,
+                since=since,
+                source=sources,
+                caveats=caveats,
+                detail="; ".join(parts),
             )
         reason, text = not_seen
         return Observability(
-            action, Evidence.NOT_OBSERVABLE, reason=reason, caveats=caveats,
-            detail=f"not observable: {text}" + (f"; denied in CloudTrail, last {denied_last}"
-                                                 if denied_last else ""),
+            action,
+            Evidence.NOT_OBSERVABLE,
+            reason=reason,
+            caveats=caveats,
+            detail=f"not observable: {text}"
+            + (f"; denied in CloudTrail, last {denied_last}" if denied_last else ""),
         )
 
     def classify_all(self, actions: Iterable[str]) -> dict[str, Observability]:
@@ -523,8 +605,9 @@ class PrincipalEvidence:
             if missing_from_cloudtrail and in_ct:
                 continue
             out.append(
-                AdvisedAction(action, adv.last, adv.region, adv.generated_at, in_ct,
-                              not in_ct and action in self.denied)
+                AdvisedAction(
+                    action, adv.last, adv.region, adv.generated_at, in_ct, not in_ct and action in self.denied
+                )
             )
         return tuple(out)
 
@@ -536,37 +619,52 @@ class PrincipalEvidence:
         """The CloudTrail window that would have shown *action*, or why there is none."""
         caveats: list[str] = []
         if self.coverage.unknown_files:
-            caveats.append(f"{self.coverage.unknown_files} files were ingested before the store "
-                           "recorded coverage (schema 1): re-ingest into a new store to count them")
+            caveats.append(
+                f"{self.coverage.unknown_files} files were ingested before the store "
+                "recorded coverage (schema 1): re-ingest into a new store to count them"
+            )
         why = never_logged(action)
         if why:
             return None, (NotObservableReason.NEVER_LOGGED, why), tuple(caveats)
         account = _account_of(self.principal)
         partial = dict(self.coverage.partial_days).get(account, 0)
         if partial:
-            caveats.append(f"{partial} days seen only in downloads/exports, which may be filtered "
-                           "and are not counted as coverage")
+            caveats.append(
+                f"{partial} days seen only in downloads/exports, which may be filtered "
+                "and are not counted as coverage"
+            )
         source = data_event_source(action)
         if source:
             window = self.coverage.data_window(account, source)
             if window is None:
-                return None, (
-                    NotObservableReason.DATA_EVENTS_ABSENT,
-                    f"a data event, and the trail of account {account or '?'} has no {source} data "
-                    f"events (trails log data events only when selected: {_CT_DATA})",
-                ), tuple(caveats)
-            caveats.append(f"data events are logged only for the resources the trail's selectors "
-                           f"name; {source} data events seen on {window.days} days")
+                return (
+                    None,
+                    (
+                        NotObservableReason.DATA_EVENTS_ABSENT,
+                        f"a data event, and the trail of account {account or '?'} has no {source} data "
+                        f"events (trails log data events only when selected: {_CT_DATA})",
+                    ),
+                    tuple(caveats),
+                )
+            caveats.append(
+                f"data events are logged only for the resources the trail's selectors "
+                f"name; {source} data events seen on {window.days} days"
+            )
         else:
             window = self.coverage.management_window(account)
             if window is None:
-                return None, (
-                    NotObservableReason.NO_TRAIL,
-                    f"no complete CloudTrail trail file for account {account or '?'} was ingested",
-                ), tuple(caveats)
+                return (
+                    None,
+                    (
+                        NotObservableReason.NO_TRAIL,
+                        f"no complete CloudTrail trail file for account {account or '?'} was ingested",
+                    ),
+                    tuple(caveats),
+                )
         if window.gaps and not source:  # data events come and go with use; gaps mean nothing there
-            caveats.append(f"{window.gaps} days without records between {window.first_day} and "
-                           f"{window.last_day}")
+            caveats.append(
+                f"{window.gaps} days without records between {window.first_day} and {window.last_day}"
+            )
         caveats.append("regions covered: " + ", ".join(window.regions))
         return window, (NotObservableReason.NO_TRAIL, ""), tuple(caveats)
 
@@ -670,8 +768,17 @@ def ingest_access_advisor(
             continue
         known.add(digest)
         store.add_access_advisor(
-            AccessAdvisorFile(digest, path, read.kind, read.status, read.generated_at,
-                              len(read.entries), "", tuple(read.notes), now),
+            AccessAdvisorFile(
+                digest,
+                path,
+                read.kind,
+                read.status,
+                read.generated_at,
+                len(read.entries),
+                "",
+                tuple(read.notes),
+                now,
+            ),
             read.entries,
         )
         report.files_read += 1
@@ -681,7 +788,12 @@ def ingest_access_advisor(
     if report.files_read == 0 and report.files_already == 0:
         raise NoReadableInput(
             "no Access Advisor report could be read "
-            + (f"({report.skipped[0][0]}: {report.skipped[0][1]})" if len(report.skipped) == 1 and not on_file
-               else f"({len(report.skipped)} skipped)" if report.skipped else "(no input files)")
+            + (
+                f"({report.skipped[0][0]}: {report.skipped[0][1]})"
+                if len(report.skipped) == 1 and not on_file
+                else f"({len(report.skipped)} skipped)"
+                if report.skipped
+                else "(no input files)"
+            )
         )
     return report

@@ -269,8 +269,13 @@ def _process_chunk(
                 data_source = None
             if data_source is not None and record.eventTime:
                 coverage[
-                    (record.recipientAccountId or "", record.awsRegion or "", record.eventTime[:10],
-                     data_source, complete)
+                    (
+                        record.recipientAccountId or "",
+                        record.awsRegion or "",
+                        record.eventTime[:10],
+                        data_source,
+                        complete,
+                    )
                 ] += 1
             parts = normalize_parts(record)
             if isinstance(parts, Skipped):

@@ -61,8 +61,10 @@ def resolve_principal_name(store: Store, query: str) -> Principal:
         )
     folded = [p for p in principals if p.name.lower() == query.lower()]
     hint = f"; did you mean {', '.join(p.arn for p in folded)}" if folded else ""
-    raise PrincipalError(f"no principal {query!r} in the usage data ({len(principals)} known{hint})",
-                         tuple(p.arn for p in folded))
+    raise PrincipalError(
+        f"no principal {query!r} in the usage data ({len(principals)} known{hint})",
+        tuple(p.arn for p in folded),
+    )
 
 
 def principal_usage(store: Store, principal: Principal) -> PrincipalUsage:
@@ -91,18 +93,20 @@ def summarize_principals(store: Store) -> list[PrincipalSummary]:
         denied = [r for r in rows if r.outcome is Outcome.DENIED]
         mine = {r.resource for r in used if r.resource and r.resource in users}
         shared = {res for res in mine if len(users[res]) > 1}
-        out.append(PrincipalSummary(
-            principal=p,
-            actions_used=len({r.action for r in used}),
-            actions_denied=len({r.action for r in denied}),
-            calls=sum(r.count for r in used),
-            denied_calls=sum(r.count for r in denied),
-            first_seen=min(r.first_seen for r in rows),
-            last_seen=max(r.last_seen for r in rows),
-            services=tuple(sorted({r.action.split(":")[0] for r in rows})),
-            resources=len(mine),
-            shared_resources=len(shared),
-            only_resources=len(mine) - len(shared),
-            shares_with=tuple(sorted({q for res in shared for q in users[res]} - {p.arn})),
-        ))
+        out.append(
+            PrincipalSummary(
+                principal=p,
+                actions_used=len({r.action for r in used}),
+                actions_denied=len({r.action for r in denied}),
+                calls=sum(r.count for r in used),
+                denied_calls=sum(r.count for r in denied),
+                first_seen=min(r.first_seen for r in rows),
+                last_seen=max(r.last_seen for r in rows),
+                services=tuple(sorted({r.action.split(":")[0] for r in rows})),
+                resources=len(mine),
+                shared_resources=len(shared),
+                only_resources=len(mine) - len(shared),
+                shares_with=tuple(sorted({q for res in shared for q in users[res]} - {p.arn})),
+            )
+        )
     return out

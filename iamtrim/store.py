@@ -120,6 +120,7 @@ class AccessAdvisorFile:
     notes: tuple[str, ...]
     ingested_at: str
 
+
 CONTEXT_FIELDS = Context.__slots__
 
 
@@ -204,9 +205,7 @@ class Store:
         db.execute("BEGIN IMMEDIATE")
         try:
             (n_files,) = db.execute("SELECT COUNT(*) FROM files").fetchone()
-            db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('coverage_unknown_files', ?)", (str(n_files),)
-            )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('coverage_unknown_files', ?)", (str(n_files),))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', ?)", (version,))
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             db.execute("COMMIT")
@@ -404,9 +403,7 @@ class Store:
             sql += " WHERE account = ?"
             args = (account,)
         sql += " ORDER BY account, region, day, data_source, complete"
-        return [
-            CoverageRow(a, r, d, s, bool(c), int(n)) for a, r, d, s, c, n in self._db.execute(sql, args)
-        ]
+        return [CoverageRow(a, r, d, s, bool(c), int(n)) for a, r, d, s, c, n in self._db.execute(sql, args)]
 
     # -- Access Advisor ----------------------------------------------------------------------
 
@@ -423,16 +420,31 @@ class Store:
             db.execute(
                 "INSERT OR REPLACE INTO access_advisor_files VALUES (?,?,?,?,?,?,?,?,?)",
                 (
-                    file.digest, file.path, file.kind, file.status, file.generated_at, file.entries,
-                    file.skipped, json.dumps(list(file.notes)), file.ingested_at,
+                    file.digest,
+                    file.path,
+                    file.kind,
+                    file.status,
+                    file.generated_at,
+                    file.entries,
+                    file.skipped,
+                    json.dumps(list(file.notes)),
+                    file.ingested_at,
                 ),
             )
             db.executemany(
                 "INSERT OR REPLACE INTO access_advisor VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
-                        e.principal, e.service, e.action, str(e.granularity), e.generated_at,
-                        e.last_accessed, e.region, e.entity, e.report, file.digest,
+                        e.principal,
+                        e.service,
+                        e.action,
+                        str(e.granularity),
+                        e.generated_at,
+                        e.last_accessed,
+                        e.region,
+                        e.entity,
+                        e.report,
+                        file.digest,
                     )
                     for e in entries
                 ],

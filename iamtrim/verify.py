@@ -83,10 +83,8 @@ def account_trust_policy(resource: str, fallback_account: str) -> Policy | None:
             name="assumed-resource-policy",
         )
     if not (
-        (parts[2] == "kms"
-        and parts[5].startswith("key/"))
-        or (parts[2] == "iam"
-        and parts[5].startswith("role/"))
+        (parts[2] == "kms" and parts[5].startswith("key/"))
+        or (parts[2] == "iam" and parts[5].startswith("role/"))
     ):
         return None
     root = f"arn:{parts[1]}:iam::{account}:root"

@@ -43,10 +43,24 @@ def granted(*policies: Policy, boundary: Policy | None = None) -> frozenset[str]
     return granted_actions(current(*policies, boundary=boundary), ROLE).actions
 
 
-def row(action: str, resource: str | None, outcome: Outcome = Outcome.USED, count: int = 1,
-        context: Context | None = None) -> UsageRow:
-    return UsageRow(ROLE, action, resource, outcome, context or Context(region="us-east-1"), count,
-                    "2026-10-01T10:00:00Z", "2026-10-02T10:00:00Z", ("e1",))
+def row(
+    action: str,
+    resource: str | None,
+    outcome: Outcome = Outcome.USED,
+    count: int = 1,
+    context: Context | None = None,
+) -> UsageRow:
+    return UsageRow(
+        ROLE,
+        action,
+        resource,
+        outcome,
+        context or Context(region="us-east-1"),
+        count,
+        "2026-10-01T10:00:00Z",
+        "2026-10-02T10:00:00Z",
+        ("e1",),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,7 +80,8 @@ def test_not_action_grants_everything_else() -> None:
     assert not any(a.startswith(("iam:", "organizations:")) for a in got)
     everything = len(catalog.all_actions())
     assert len(got) == everything - len(catalog.expand_action_pattern("iam:*")) - len(
-        catalog.expand_action_pattern("organizations:*"))
+        catalog.expand_action_pattern("organizations:*")
+    )
 
 
 def test_deny_removes_and_not_action_deny_keeps_only_the_exceptions() -> None:
@@ -98,8 +113,9 @@ def test_resource_scope_decides_which_actions_of_a_wildcard_are_granted() -> Non
     assert "s3:ListAllMyBuckets" not in got  # takes no resource: needs "Resource": "*"
     # NotResource: everything but the excluded ARNs. Objects are excluded, but s3:GetObject also
     # takes access-point objects, which the NotResource does not exclude.
-    res = granted_actions(current(policy("p", {"Effect": "Allow", "Action": "s3:*",
-                                               "NotResource": "arn:aws:s3:::*/*"})), ROLE)
+    res = granted_actions(
+        current(policy("p", {"Effect": "Allow", "Action": "s3:*", "NotResource": "arn:aws:s3:::*/*"})), ROLE
+    )
     assert {"s3:ListBucket", "s3:ListAllMyBuckets"} <= res.actions
     g = res.grant("s3:GetObject")
     assert g is not None and ":accesspoint/" in g.resource
@@ -110,34 +126,57 @@ def test_resource_scope_decides_which_actions_of_a_wildcard_are_granted() -> Non
 
 
 def test_conditions_are_satisfied_when_they_can_be() -> None:
-    cond_allow = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
-                  "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-1"},
-                                "Bool": {"aws:SecureTransport": True},
-                                "IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}
+    cond_allow = {
+        "Effect": "Allow",
+        "Action": "s3:GetObject",
+        "Resource": "*",
+        "Condition": {
+            "StringEquals": {"aws:SourceVpce": "vpce-1"},
+            "Bool": {"aws:SecureTransport": True},
+            "IpAddress": {"aws:SourceIp": "10.0.0.0/8"},
+        },
+    }
     res = granted_actions(current(policy("p", cond_allow)), ROLE)
     g = res.grant("s3:GetObject")
     assert g is not None and g.conditional
     assert dict(g.context)["aws:sourcevpce"] == ("vpce-1",)
     # A Deny unless through an endpoint still leaves the action granted (through that endpoint) ...
     allow = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
-    deny_unless_vpce = {"Effect": "Deny", "Action": "s3:*", "Resource": "*",
-                        "Condition": {"StringNotEquals": {"aws:SourceVpce": "vpce-1"}}}
+    deny_unless_vpce = {
+        "Effect": "Deny",
+        "Action": "s3:*",
+        "Resource": "*",
+        "Condition": {"StringNotEquals": {"aws:SourceVpce": "vpce-1"}},
+    }
     assert "s3:GetObject" in granted(policy("p", allow, deny_unless_vpce))
     # ... but not when the Allow itself demands another endpoint.
-    allow_other = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
-                   "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-2"}}}
+    allow_other = {
+        "Effect": "Allow",
+        "Action": "s3:GetObject",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-2"}},
+    }
     assert "s3:GetObject" not in granted(policy("p", allow_other, deny_unless_vpce))
     # Conditions no request can meet grant nothing.
-    impossible = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
-                  "Condition": {"Null": {"aws:SourceIp": "true"},
-                                "IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}
+    impossible = {
+        "Effect": "Allow",
+        "Action": "s3:GetObject",
+        "Resource": "*",
+        "Condition": {"Null": {"aws:SourceIp": "true"}, "IpAddress": {"aws:SourceIp": "10.0.0.0/8"}},
+    }
     assert "s3:GetObject" not in granted(policy("p", impossible))
 
 
 def test_policy_variables_in_resources() -> None:
     user = f"arn:aws:iam::{ACCOUNT}:user/alice"
-    p = policy("p", {"Effect": "Allow", "Action": "iam:CreateAccessKey",
-                     "Resource": "arn:aws:iam::*:user/${aws:username}"})
+    p = policy(
+        "p",
+        {
+            "Effect": "Allow",
+            "Action": "iam:CreateAccessKey",
+            "Resource": "arn:aws:iam::*:user/${aws:username}",
+        },
+    )
     g = granted_actions(CurrentPolicies(user, (p,)), user).grant("iam:CreateAccessKey")
     assert g is not None and g.resource == f"arn:aws:iam::{ACCOUNT}:user/alice"
 
@@ -147,9 +186,11 @@ def test_policy_variables_in_resources() -> None:
 
 
 def test_diff_unused_narrowing_missing_and_proposal() -> None:
-    p = policy("inline:app", {"Sid": "All", "Effect": "Allow", "Action": ["s3:*", "iam:PassRole"],
-                              "Resource": "*"},
-               {"Sid": "NoDelete", "Effect": "Deny", "Action": "s3:DeleteBucket", "Resource": "*"})
+    p = policy(
+        "inline:app",
+        {"Sid": "All", "Effect": "Allow", "Action": ["s3:*", "iam:PassRole"], "Resource": "*"},
+        {"Sid": "NoDelete", "Effect": "Deny", "Action": "s3:DeleteBucket", "Resource": "*"},
+    )
     rows = [
         row("s3:GetObject", "arn:aws:s3:::data/a.csv", count=3),
         row("s3:GetObject", "arn:aws:s3:::data/b.csv"),
@@ -180,8 +221,12 @@ def test_diff_unused_narrowing_missing_and_proposal() -> None:
 def test_diff_boundary_names_the_boundary_as_the_policy_to_change() -> None:
     identity = policy("inline:app", {"Effect": "Allow", "Action": "s3:*", "Resource": "*"})
     boundary = policy("boundary:ceiling", {"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"})
-    d = diff_principal(PRINCIPAL, [row("s3:PutObject", "arn:aws:s3:::data/x", Outcome.DENIED)],
-                       current(identity, boundary=boundary), propose=False)
+    d = diff_principal(
+        PRINCIPAL,
+        [row("s3:PutObject", "arn:aws:s3:::data/x", Outcome.DENIED)],
+        current(identity, boundary=boundary),
+        propose=False,
+    )
     (m,) = d.missing
     assert m.change == ("boundary:ceiling",) and "boundary" in m.reason
     assert all(u.action.startswith("s3:Get") for u in d.unused)
@@ -194,8 +239,9 @@ def test_renderings_are_deterministic_and_colour_only_when_asked() -> None:
     doc = json.loads(render_diff.to_json(d))
     assert set(doc) >= {"principal", "granted", "used", "unused", "narrowing", "missing", "proposed"}
     assert set(doc["unused"][0]) >= {"action", "access_level", "risk", "last_seen"}
-    assert render_diff.to_json(d) == render_diff.to_json(diff_principal(
-        PRINCIPAL, [row("s3:GetObject", "arn:aws:s3:::data/a")], current(p)))
+    assert render_diff.to_json(d) == render_diff.to_json(
+        diff_principal(PRINCIPAL, [row("s3:GetObject", "arn:aws:s3:::data/a")], current(p))
+    )
     assert render_diff.to_markdown(d).startswith("### iamtrim diff")
 
 
@@ -220,8 +266,12 @@ def test_sample_roles_golden(name: str, sample_store) -> None:  # type: ignore[n
     from iamtrim.query import resolve_principal_name
 
     p = resolve_principal_name(sample_store, name)
-    d = diff_principal(p, sample_store.usage(p.arn), current_from_authz(AUTHZ, p.arn),
-                       evidence=evidence.for_principal(sample_store, p.arn))
+    d = diff_principal(
+        p,
+        sample_store.usage(p.arn),
+        current_from_authz(AUTHZ, p.arn),
+        evidence=evidence.for_principal(sample_store, p.arn),
+    )
     text = render_diff.to_markdown(d)
     golden = GOLDEN / f"{name}.md"
     if os.environ.get("UPDATE_GOLDEN"):
@@ -235,8 +285,12 @@ def test_sample_facts(sample_store) -> None:  # type: ignore[no-untyped-def]
 
     def diff(name: str):  # type: ignore[no-untyped-def]
         p = resolve_principal_name(sample_store, name)
-        return diff_principal(p, sample_store.usage(p.arn), current_from_authz(AUTHZ, p.arn),
-                              evidence=evidence.for_principal(sample_store, p.arn))
+        return diff_principal(
+            p,
+            sample_store.usage(p.arn),
+            current_from_authz(AUTHZ, p.arn),
+            evidence=evidence.for_principal(sample_store, p.arn),
+        )
 
     ci = diff("ci-deployer")
     # The guardrail's NotAction Deny: only ecr/lambda/cloudformation reads/ec2 reads+RunInstances remain.
@@ -253,8 +307,11 @@ def test_sample_facts(sample_store) -> None:  # type: ignore[no-untyped-def]
         assert d.proposed is not None and not d.proposed.error
         # The proposal grants what was used, and (like generate-policy) what Access Advisor shows
         # used that CloudTrail does not; never what CloudTrail shows only denied.
-        kept = [u for u in d.unused if u.evidence.evidence is Evidence.USED_ACCESS_ADVISOR
-                and not u.evidence.denied_only]
+        kept = [
+            u
+            for u in d.unused
+            if u.evidence.evidence is Evidence.USED_ACCESS_ADVISOR and not u.evidence.denied_only
+        ]
         assert d.proposed.granted == len(d.used) + len(kept)
 
 
@@ -288,14 +345,26 @@ def test_sagemaker_full_access_against_corpus(corpus: Path) -> None:
     assert len(newer) <= 0.05 * len(theirs)
     covered = frozenset().union(*(statement_actions(s) for s in p.statements if s.effect.value == "Allow"))
     assert covered - ours == removed
-    excluded = ("domain/", "user-profile/", "app/", "space/", "partner-app/", "flow-definition/",
-                "training-plan/", "reserved-capacity/")
+    excluded = (
+        "domain/",
+        "user-profile/",
+        "app/",
+        "space/",
+        "partner-app/",
+        "flow-definition/",
+        "training-plan/",
+        "reserved-capacity/",
+    )
     for action in removed:
         templates = [rt.arn_template for rt in catalog.resource_types(action)]
         assert action in ("states:StartExecution", "states:UpdateStateMachine") or all(
-            any(x in t for x in excluded) for t in templates), (action, templates)
-    assert ("sagemaker:CreateTrainingJob" in ours and "sagemaker:CreateDomain" not in ours
-            and "sagemaker:DescribeDomain" in ours)
+            any(x in t for x in excluded) for t in templates
+        ), (action, templates)
+    assert (
+        "sagemaker:CreateTrainingJob" in ours
+        and "sagemaker:CreateDomain" not in ours
+        and "sagemaker:DescribeDomain" in ours
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,8 +372,9 @@ def test_sagemaker_full_access_against_corpus(corpus: Path) -> None:
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "iamtrim", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "iamtrim", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_exit_codes(tmp_path: Path) -> None:
@@ -324,8 +394,11 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     doc = json.loads(res.stdout)
     assert doc["used"] == 0 and len(doc["unused"]) == doc["granted"] > 0 and doc["proposed"]["error"]
     # Unknown principal; neither / both of --authz and --current: usage errors.
-    for args in (("nobody", *base), ("ml-training-job", "--events", trail),
-                 ("ml-training-job", *base, "--current", str(AUTHZ))):
+    for args in (
+        ("nobody", *base),
+        ("ml-training-job", "--events", trail),
+        ("ml-training-job", *base, "--current", str(AUTHZ)),
+    ):
         res = run("diff", *args, cwd=tmp_path)
         assert res.returncode == 2, (args, res.stderr)
         assert "Traceback" not in res.stderr
@@ -341,12 +414,38 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
 
 
 def test_cli_current_files_with_boundary(tmp_path: Path) -> None:
-    (tmp_path / "p.json").write_text(json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
-    (tmp_path / "b.json").write_text(json.dumps({"PolicyVersion": {"Document": {"Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"}]}}}))
-    res = run("diff", "ml-training-job", "--events", str(ROOT / "samples" / "AWSLogs"),
-              "--current", "p.json", "--boundary", "b.json", "--format", "json", cwd=tmp_path)
+    (tmp_path / "p.json").write_text(
+        json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        )
+    )
+    (tmp_path / "b.json").write_text(
+        json.dumps(
+            {
+                "PolicyVersion": {
+                    "Document": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"}
+                        ],
+                    }
+                }
+            }
+        )
+    )
+    res = run(
+        "diff",
+        "ml-training-job",
+        "--events",
+        str(ROOT / "samples" / "AWSLogs"),
+        "--current",
+        "p.json",
+        "--boundary",
+        "b.json",
+        "--format",
+        "json",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["current"] == ["file:p.json", "boundary:b.json"]
@@ -358,10 +457,19 @@ def test_condition_keys_cloudtrail_does_not_log_do_not_make_a_call_missing() -> 
     """The iam:PassRole that CreateTrainingJob implies carries no iam:PassedToService in the record;
     the Allow that requires it still counts (the key is chosen to satisfy it), a wrong role does not."""
     passed_to = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    p = policy("managed:sm", {"Effect": "Allow", "Action": "iam:PassRole",
-                              "Resource": "arn:aws:iam::*:role/train*", "Condition": passed_to})
-    rows = [row("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/training"),
-            row("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/admin")]
+    p = policy(
+        "managed:sm",
+        {
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": "arn:aws:iam::*:role/train*",
+            "Condition": passed_to,
+        },
+    )
+    rows = [
+        row("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/training"),
+        row("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/admin"),
+    ]
     d = diff_principal(PRINCIPAL, rows, current(p), propose=False)
     (m,) = d.missing
     assert m.resources == (f"arn:aws:iam::{ACCOUNT}:role/admin",) and m.kind == "not-allowed"

@@ -61,8 +61,12 @@ def management_only(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def sample_diff(st: Store, name: str, current: CurrentPolicies | None = None) -> Diff:
     p = resolve_principal_name(st, name)
-    return diff_principal(p, st.usage(p.arn), current or current_from_authz(AUTHZ, p.arn),
-                          evidence=evidence.for_principal(st, p.arn))
+    return diff_principal(
+        p,
+        st.usage(p.arn),
+        current or current_from_authz(AUTHZ, p.arn),
+        evidence=evidence.for_principal(st, p.arn),
+    )
 
 
 def classes(d: Diff) -> Counter[str]:
@@ -70,8 +74,13 @@ def classes(d: Diff) -> Counter[str]:
 
 
 def policy(*actions: str) -> Policy:
-    return Policy.from_json({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": list(actions), "Resource": "*"}]}, name="inline:test")
+    return Policy.from_json(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}],
+        },
+        name="inline:test",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,8 +100,11 @@ def test_used_per_access_advisor_is_never_removable(store: Store) -> None:
     entry = next(e for e in doc["unused"] if e["action"] == "s3:GetBucketLocation")
     assert entry["last_seen"] == "2026-08-27T14:03:00Z"
     assert entry["evidence"] == {
-        "class": "used-access-advisor", "since": None, "last_used": "2026-08-27T14:03:00Z",
-        "detail": u.evidence.detail, "removable": False,
+        "class": "used-access-advisor",
+        "since": None,
+        "last_used": "2026-08-27T14:03:00Z",
+        "detail": u.evidence.detail,
+        "removable": False,
     }
 
 
@@ -130,7 +142,9 @@ def test_object_actions_without_data_events_are_not_observable(management_only: 
     got = {u.action: u.evidence for u in d.unused}
     for action in ("s3:GetObject", "s3:DeleteObject", "s3:PutObjectAcl", "s3:ListBucket"):
         assert (got[action].evidence, got[action].reason) == (
-            Evidence.NOT_OBSERVABLE, NotObservableReason.DATA_EVENTS_ABSENT), action
+            Evidence.NOT_OBSERVABLE,
+            NotObservableReason.DATA_EVENTS_ABSENT,
+        ), action
     assert class_label(got["s3:DeleteObject"]) == "NOT_OBSERVABLE(data-events-absent)"
     # management actions stay observable
     assert class_label(got["s3:PutBucketPolicy"]) == "NOT_USED_OBSERVABLE_SINCE(2026-10-01)"
@@ -145,8 +159,10 @@ def test_ordinary_unused_management_action_is_removable(store: Store) -> None:
     assert (u.evidence.evidence, u.evidence.since) == (Evidence.NOT_USED_OBSERVABLE_SINCE, "2026-10-01")
     assert u.removable and u.last_seen is None and u.risk
     assert class_label(u.evidence) == "NOT_USED_OBSERVABLE_SINCE(2026-10-01)"
-    assert any(f.code == "UNUSED_RISKY_ACTION" and f.subject == u.action and "2026-10-01" in f.message
-               for f in d.findings)
+    assert any(
+        f.code == "UNUSED_RISKY_ACTION" and f.subject == u.action and "2026-10-01" in f.message
+        for f in d.findings
+    )
     # tracked by Access Advisor and never attempted: non-use known from 400 days before the report
     nb = {u.action: u for u in sample_diff(store, "ml-notebook-execution").unused}
     assert class_label(nb["s3:CreateBucket"].evidence) == "NOT_USED_OBSERVABLE_SINCE(2025-09-10)"
@@ -171,13 +187,19 @@ def test_denied_only_actions_access_advisor_reports_as_accessed(store: Store) ->
 
 # unused entries per class, per sample role (store with Access Advisor)
 EXPECTED = {
-    "ml-notebook-execution": {"NOT_USED_OBSERVABLE_SINCE(2026-10-01)": 497,
-                              "NOT_USED_OBSERVABLE_SINCE(2025-09-10)": 68,
-                              "SERVICE_USED_ACTION_UNKNOWN": 191, "USED_ACCESS_ADVISOR": 3},
+    "ml-notebook-execution": {
+        "NOT_USED_OBSERVABLE_SINCE(2026-10-01)": 497,
+        "NOT_USED_OBSERVABLE_SINCE(2025-09-10)": 68,
+        "SERVICE_USED_ACTION_UNKNOWN": 191,
+        "USED_ACCESS_ADVISOR": 3,
+    },
     "ml-training-job": {"NOT_USED_OBSERVABLE_SINCE(2026-10-01)": 166, "NOT_OBSERVABLE(never-logged)": 6},
-    "data-scientist": {"NOT_USED_OBSERVABLE_SINCE(2026-10-01)": 1045,
-                       "NOT_USED_OBSERVABLE_SINCE(2025-09-10)": 3,
-                       "SERVICE_USED_ACTION_UNKNOWN": 1, "USED_ACCESS_ADVISOR": 1},
+    "data-scientist": {
+        "NOT_USED_OBSERVABLE_SINCE(2026-10-01)": 1045,
+        "NOT_USED_OBSERVABLE_SINCE(2025-09-10)": 3,
+        "SERVICE_USED_ACTION_UNKNOWN": 1,
+        "USED_ACCESS_ADVISOR": 1,
+    },
     # Its service-level report shows lambda and ecr last used on 2026-10-15, the day after the
     # trail ends: a call CloudTrail cannot speak for, so those services' unused actions are unknown.
     "ci-deployer": {"NOT_USED_OBSERVABLE_SINCE(2026-10-01)": 187, "SERVICE_USED_ACTION_UNKNOWN": 135},
@@ -196,8 +218,10 @@ def test_headline_splits_safe_to_remove_from_review(store: Store) -> None:
     d = sample_diff(store, "ml-notebook-execution")
     assert (len(d.removable), len(d.to_review), d.removable_since) == (565, 194, "2026-10-01")
     text = render_diff.to_text(d)
-    assert ("565 safe to remove (observable, not used since 2026-10-01; 9 risky), 194 not observable / "
-            "used per Access Advisor — review before removing (1 risky)") in text
+    assert (
+        "565 safe to remove (observable, not used since 2026-10-01; 9 risky), 194 not observable / "
+        "used per Access Advisor — review before removing (1 risky)"
+    ) in text
     assert "Review before removing (194)" in text
     assert "s3:GetBucketLocation USED_ACCESS_ADVISOR" in text
     md = render_diff.to_markdown(d)
@@ -230,8 +254,10 @@ def test_events_mode_records_coverage(samples: Path, store: Store) -> None:
     try:
         assert evidence.coverage(mem) == evidence.coverage(store)
         d = sample_diff(mem, "ml-notebook-execution")
-        assert dict(classes(d)) == {"NOT_USED_OBSERVABLE_SINCE(2026-10-01)": 753,
-                                    "NOT_OBSERVABLE(never-logged)": 6}
+        assert dict(classes(d)) == {
+            "NOT_USED_OBSERVABLE_SINCE(2026-10-01)": 753,
+            "NOT_OBSERVABLE(never-logged)": 6,
+        }
         assert "Access Advisor: none ingested" in d.basis
     finally:
         mem.close()
@@ -242,14 +268,28 @@ def test_events_mode_records_coverage(samples: Path, store: Store) -> None:
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "iamtrim", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "iamtrim", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_fail_on_counts_only_removable_entries(tmp_path: Path) -> None:
     trail = str(ROOT / "samples" / "AWSLogs")
-    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
-        "s3:GetObject", "s3:ReplicateObject", "s3:ObjectOwnerOverrideToBucketOwner", "iam:PassRole"]}]}
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Resource": "*",
+                "Action": [
+                    "s3:GetObject",
+                    "s3:ReplicateObject",
+                    "s3:ObjectOwnerOverrideToBucketOwner",
+                    "iam:PassRole",
+                ],
+            }
+        ],
+    }
     (tmp_path / "unobservable.json").write_text(json.dumps(doc))
     doc["Statement"][0]["Action"].append("s3:PutBucketPolicy")  # type: ignore[index]
     (tmp_path / "observable.json").write_text(json.dumps(doc))
@@ -258,10 +298,13 @@ def test_cli_fail_on_counts_only_removable_entries(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert {u["action"]: u["evidence"]["class"] for u in out["unused"]} == {
-        "s3:ReplicateObject": "not-observable", "s3:ObjectOwnerOverrideToBucketOwner": "not-observable",
-        "iam:PassRole": "not-observable"}
-    assert all(u["evidence"]["reason"] == "never-logged" and not u["evidence"]["removable"]
-               for u in out["unused"])
+        "s3:ReplicateObject": "not-observable",
+        "s3:ObjectOwnerOverrideToBucketOwner": "not-observable",
+        "iam:PassRole": "not-observable",
+    }
+    assert all(
+        u["evidence"]["reason"] == "never-logged" and not u["evidence"]["removable"] for u in out["unused"]
+    )
     # unused, but nothing shown unused: no gate fires
     for gate in ("unused", "risky"):
         assert run("diff", *base, "unobservable.json", "--fail-on", gate, cwd=tmp_path).returncode == 0
@@ -270,11 +313,28 @@ def test_cli_fail_on_counts_only_removable_entries(tmp_path: Path) -> None:
 
 def test_cli_store_with_access_advisor(tmp_path: Path) -> None:
     db = str(tmp_path / "u.sqlite")
-    res = run("ingest", str(ROOT / "samples" / "AWSLogs"), "--access-advisor",
-              str(ROOT / "samples" / "access-advisor"), "--store", db, "--quiet", cwd=tmp_path)
+    res = run(
+        "ingest",
+        str(ROOT / "samples" / "AWSLogs"),
+        "--access-advisor",
+        str(ROOT / "samples" / "access-advisor"),
+        "--store",
+        db,
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
-    res = run("diff", "ml-notebook-execution", "--store", db, "--authz", str(AUTHZ), "--format", "json",
-              cwd=tmp_path)
+    res = run(
+        "diff",
+        "ml-notebook-execution",
+        "--store",
+        db,
+        "--authz",
+        str(AUTHZ),
+        "--format",
+        "json",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     loc = next(u for u in out["unused"] if u["action"] == "s3:GetBucketLocation")
@@ -288,5 +348,7 @@ def test_principal_unknown_to_the_store_is_classified_by_its_account(store: Stor
     cur = current_from_authz(AUTHZ, f"arn:aws:iam::{ACCT}:role/ml-batch-worker")
     p = principal_for(cur.principal)
     d = diff_principal(p, [], cur, evidence=evidence.for_principal(store, p.arn), propose=False)
-    assert dict(classes(d)) == {"NOT_USED_OBSERVABLE_SINCE(2026-10-01)": 89,
-                                "NOT_OBSERVABLE(never-logged)": 1}
+    assert dict(classes(d)) == {
+        "NOT_USED_OBSERVABLE_SINCE(2026-10-01)": 89,
+        "NOT_OBSERVABLE(never-logged)": 1,
+    }

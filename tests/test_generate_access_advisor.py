@@ -16,9 +16,20 @@ from tests.conftest import SAMPLES
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("aa") / "usage.sqlite"
     res = subprocess.run(
-        [sys.executable, "-m", "iamtrim", "ingest", str(SAMPLES / "AWSLogs"), "--access-advisor",
-         str(SAMPLES / "access-advisor"), "--store", str(path)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "iamtrim",
+            "ingest",
+            str(SAMPLES / "AWSLogs"),
+            "--access-advisor",
+            str(SAMPLES / "access-advisor"),
+            "--store",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert res.returncode == 0, res.stderr
     return path
@@ -27,7 +38,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def generate(store: Path, principal: str, *extra: str) -> dict[str, object]:
     res = subprocess.run(
         [sys.executable, "-m", "iamtrim", "generate-policy", principal, "--store", str(store), *extra],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert res.returncode == 0, res.stderr
     doc: dict[str, object] = json.loads(res.stdout)

@@ -28,11 +28,11 @@ from typing import Any
 import pytest
 
 from iamtrim import catalog
-from iamtrim.normalize.tables import permissionless
 from iamtrim.errors import IamtrimError
 from iamtrim.evaluate import Request
 from iamtrim.ingest import load_events
 from iamtrim.model import Outcome, UsageRow
+from iamtrim.normalize.tables import permissionless
 from iamtrim.synth import GeneratedPolicy, generate_identity_policy
 from iamtrim.verify import account_trust_policy, request_for
 from tests.conftest import SAMPLES
@@ -141,7 +141,8 @@ def _unobserved(
     for service in sorted({a.split(":")[0] for a in used}):
         # Actions AWS never denies (sts:GetCallerIdentity) are no probe of the policy.
         pool = sorted(
-            a for a in catalog.all_actions()
+            a
+            for a in catalog.all_actions()
             if a.split(":")[0] == service and a not in used and a not in _NEEDS_NO_PERMISSION
         )
         for action in rng.sample(pool, min(per_service, len(pool))):

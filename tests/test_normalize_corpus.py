@@ -26,14 +26,27 @@ pytestmark = pytest.mark.corpus
 # authorized with the instance's credentials but absent from
 # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonmessagedeliveryservice.html)
 # and "DescribeTrail" (the API is DescribeTrails; the singular appears only in a fixture).
-KNOWN_UNKNOWN_ACTIONS = frozenset({
-    "ec2:PutBucketVersioning", "ec2:DeleteBucketEncryption", "ec2:DeleteBucketPublicAccessBlock",
-    "ec2:DeleteBucketReplication", "ec2:PutBucketLogging", "ec2:RegisterManagedInstance",
-    "cloudtrail:DescribeTrail", "cloudtrail:DeleteRule", "cloudtrail:EnableRegion",
-    "iam:PutPolicy", "iam:NotCreateUser", "iam:DescribePolicy", "iam:DetachUserGroup",
-    "s3:CreateServiceLinkedRole", "s3:SetQueueAttributes", "apigateway:GetResource",
-    "ec2messages:SendHeartbeat",
-})
+KNOWN_UNKNOWN_ACTIONS = frozenset(
+    {
+        "ec2:PutBucketVersioning",
+        "ec2:DeleteBucketEncryption",
+        "ec2:DeleteBucketPublicAccessBlock",
+        "ec2:DeleteBucketReplication",
+        "ec2:PutBucketLogging",
+        "ec2:RegisterManagedInstance",
+        "cloudtrail:DescribeTrail",
+        "cloudtrail:DeleteRule",
+        "cloudtrail:EnableRegion",
+        "iam:PutPolicy",
+        "iam:NotCreateUser",
+        "iam:DescribePolicy",
+        "iam:DetachUserGroup",
+        "s3:CreateServiceLinkedRole",
+        "s3:SetQueueAttributes",
+        "apigateway:GetResource",
+        "ec2messages:SendHeartbeat",
+    }
+)
 # macie.amazonaws.com is Amazon Macie Classic's endpoint (retired); the catalog only has macie2,
 # whose CloudTrail source is macie2.amazonaws.com
 # (https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-macie2.html).
@@ -146,7 +159,8 @@ KNOWN_MAP_DIFFERENCES = frozenset({"S3Control"})
 
 
 def test_actions_agree_with_iam_dataset_map(
-    corpus: Path, normalized: Normalized,
+    corpus: Path,
+    normalized: Normalized,
 ) -> None:
     data = json.loads((corpus / "iam-dataset-map" / "map.json").read_text())
     methods: dict[str, list[dict[str, object]]] = data["sdk_method_iam_mappings"]

@@ -249,7 +249,11 @@ def test_copy_object_with_resources_list_keeps_put_on_the_destination() -> None:
     # CloudTrail lists both objects in resources[]; PutObject must not land on the source.
     record = make_record(
         eventName="CopyObject",
-        requestParameters={"bucketName": "dst-bucket", "key": "out/x.csv", "x-amz-copy-source": "src-bucket/in/x.csv"},
+        requestParameters={
+            "bucketName": "dst-bucket",
+            "key": "out/x.csv",
+            "x-amz-copy-source": "src-bucket/in/x.csv",
+        },
         resources=[
             {"type": "AWS::S3::Object", "ARN": "arn:aws:s3:::dst-bucket/out/x.csv"},
             {"type": "AWS::S3::Object", "ARN": "arn:aws:s3:::src-bucket/in/x.csv"},
@@ -553,8 +557,13 @@ def test_a_role_passed_to_a_service_implies_pass_role_when_the_call_succeeded() 
     params = {"trainingJobName": "job-1", "roleArn": role}
     ok = management_event("sagemaker.amazonaws.com", "CreateTrainingJob", params)
     assert ("iam:PassRole", role) in pairs(ok)
-    denied = management_event("sagemaker.amazonaws.com", "CreateTrainingJob", params,
-                              errorCode="AccessDenied", errorMessage="not authorized to perform")
+    denied = management_event(
+        "sagemaker.amazonaws.com",
+        "CreateTrainingJob",
+        params,
+        errorCode="AccessDenied",
+        errorMessage="not authorized to perform",
+    )
     assert all(action != "iam:PassRole" for action, _ in pairs(denied))
     # sts:AssumeRole's roleArn is the role being assumed, not one being passed.
     assume = management_event("sts.amazonaws.com", "AssumeRole", {"roleArn": role, "roleSessionName": "s"})

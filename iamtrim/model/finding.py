@@ -18,7 +18,10 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
     "RESOURCE_UNKNOWN": ("Resource not in the records: scoped to the ARN format instead", Severity.MEDIUM),
     "OBJECT_KEYS_GENERALIZED": ("S3 object keys generalized to a prefix", Severity.INFO),
     "RESOURCES_GENERALIZED": ("Many resources of one type generalized along their ARN format", Severity.INFO),
-    "ACCESS_ADVISOR_KEPT": ("Kept: Access Advisor shows it used, CloudTrail has no record of it", Severity.LOW),
+    "ACCESS_ADVISOR_KEPT": (
+        "Kept: Access Advisor shows it used, CloudTrail has no record of it",
+        Severity.LOW,
+    ),
     "ACCESS_ADVISOR_DENIED_ONLY": (
         "Access Advisor shows it accessed but CloudTrail shows only denied attempts (AA counts denials)",
         Severity.LOW,
@@ -28,20 +31,31 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
     "DENIED_NOT_GRANTED": ("Denied attempt: needed but not granted", Severity.LOW),
     "SPLIT_FOR_SIZE": ("Split into several policies to meet IAM size limits", Severity.INFO),
     "SECRET_SUFFIX_PATTERN": ("Secrets Manager ARN suffix unknown: '-??????' pattern used", Severity.INFO),
-    "CROSS_ACCOUNT_RESOURCE": ("Resource in another account: its resource policy must also allow", Severity.LOW),
+    "CROSS_ACCOUNT_RESOURCE": (
+        "Resource in another account: its resource policy must also allow",
+        Severity.LOW,
+    ),
     "NOT_IAM_PRINCIPAL": ("Principal is not an IAM identity policies attach to", Severity.MEDIUM),
     # bucket-policy / kms-policy
     "MIXED_ENDPOINT_USE": ("Seen both through and outside VPC endpoints: not pinned", Severity.MEDIUM),
-    "UPLOAD_WITHOUT_SSE_HEADER": ("Uploads relied on bucket default encryption: SSE header not required",
-                                  Severity.LOW),
-    "MIXED_ENCRYPTION": ("Uploads used SSE-KMS and another encryption: SSE-KMS not enforced",
-                         Severity.MEDIUM),
+    "UPLOAD_WITHOUT_SSE_HEADER": (
+        "Uploads relied on bucket default encryption: SSE header not required",
+        Severity.LOW,
+    ),
+    "MIXED_ENCRYPTION": (
+        "Uploads used SSE-KMS and another encryption: SSE-KMS not enforced",
+        Severity.MEDIUM,
+    ),
     "CROSS_ACCOUNT_GRANT": ("Principal of another account granted its observed actions", Severity.INFO),
-    "BUCKET_OWNER_INFERRED": ("Resource owner account inferred from the callers (pass --account)",
-                              Severity.INFO),
+    "BUCKET_OWNER_INFERRED": (
+        "Resource owner account inferred from the callers (pass --account)",
+        Severity.INFO,
+    ),
     "NO_BREAK_GLASS": ("No --break-glass principal given: only the account root is checked", Severity.INFO),
-    "KEY_USED_DIRECTLY": ("Key used directly, not only through an AWS service: no kms:ViaService",
-                          Severity.INFO),
+    "KEY_USED_DIRECTLY": (
+        "Key used directly, not only through an AWS service: no kms:ViaService",
+        Severity.INFO,
+    ),
     # diff (iamtrim/review/diff.py)
     "UNUSED_RISKY_ACTION": ("Granted, never used, and in a risk class", Severity.HIGH),
     "UNUSED_ACTIONS": ("Granted actions never used", Severity.LOW),
@@ -49,10 +63,15 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
     "DENIED_CALL": ("Call denied in the records", Severity.MEDIUM),
     "CALL_NOT_ALLOWED": ("Call made, but the current policies would not allow it", Severity.MEDIUM),
     "UNKNOWN_ACTION_PATTERN": ("Allowed action pattern matches no action in the catalog", Severity.INFO),
-    "USED_PER_ACCESS_ADVISOR": ("Granted, no CloudTrail use, but Access Advisor shows it used: keep it",
-                                Severity.MEDIUM),
-    "UNUSED_UNPROVEN": ("Granted and not seen used, but nothing could show its use (not observable, or "
-                        "its service used per Access Advisor): review before removing", Severity.LOW),
+    "USED_PER_ACCESS_ADVISOR": (
+        "Granted, no CloudTrail use, but Access Advisor shows it used: keep it",
+        Severity.MEDIUM,
+    ),
+    "UNUSED_UNPROVEN": (
+        "Granted and not seen used, but nothing could show its use (not observable, or "
+        "its service used per Access Advisor): review before removing",
+        Severity.LOW,
+    ),
 }
 
 

@@ -162,9 +162,14 @@ def passed_roles(action: str, params: dict[str, Any]) -> list[str]:
     out = []
     for key, value in params.items():
         # The cheap test first: this runs for every record with request parameters.
-        if type(value) is str and ":role/" in value and _ROLE_ARN.match(value) and _PASSED_ROLE_PARAM.match(key):
-            if value not in out:
-                out.append(value)
+        if (
+            type(value) is str
+            and ":role/" in value
+            and _ROLE_ARN.match(value)
+            and _PASSED_ROLE_PARAM.match(key)
+            and value not in out
+        ):
+            out.append(value)
     return out
 
 
@@ -215,7 +220,9 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
     if len(rules) > 1:
         for rule in rules:
             if rule.role == "source":
-                sources.update(resolve_resources(rule.action, rule.role, record, region, account, principal.arn))
+                sources.update(
+                    resolve_resources(rule.action, rule.role, record, region, account, principal.arn)
+                )
     for rule in rules:
         action = rule.action
         if params and action in S3_VERSIONED and params.get("versionId"):

@@ -47,14 +47,18 @@ def _risky(items: Sequence[UnusedAction]) -> str:
 def _headline(d: Diff) -> str:
     risky = len(d.risky_unused)
     since = f", not used since {d.removable_since}" if d.removable_since else ""
-    text = (f"{d.granted} actions granted, {len(d.used)} used, {len(d.unused)} not seen used "
-            f"({risky} risky): {len(d.removable)} safe to remove (observable{since}"
-            f"{_risky(d.removable)}), {len(d.to_review)} not observable / used per Access Advisor — "
-            f"review before removing" + (f" ({len([u for u in d.to_review if u.risk])} risky)"
-                                         if any(u.risk for u in d.to_review) else ""))
+    text = (
+        f"{d.granted} actions granted, {len(d.used)} used, {len(d.unused)} not seen used "
+        f"({risky} risky): {len(d.removable)} safe to remove (observable{since}"
+        f"{_risky(d.removable)}), {len(d.to_review)} not observable / used per Access Advisor — "
+        f"review before removing"
+        + (f" ({len([u for u in d.to_review if u.risk])} risky)" if any(u.risk for u in d.to_review) else "")
+    )
     if d.proposed is not None and not d.proposed.error:
-        text += (f"; the proposal removes {len(d.proposed.removes)} granted actions, "
-                 f"{len(d.proposed.removes_risky)} of them risky")
+        text += (
+            f"; the proposal removes {len(d.proposed.removes)} granted actions, "
+            f"{len(d.proposed.removes_risky)} of them risky"
+        )
         if d.proposed.removes_unproven:
             text += f", {len(d.proposed.removes_unproven)} without evidence of non-use"
     if d.missing:
@@ -69,26 +73,49 @@ def _headline(d: Diff) -> str:
 def _unused_json(u: UnusedAction) -> dict[str, Any]:
     obs = u.evidence
     evidence: dict[str, Any] = {
-        "class": str(obs.evidence), "since": obs.since or None, "last_used": obs.last_used or None,
-        "detail": obs.detail, "removable": obs.removable,
+        "class": str(obs.evidence),
+        "since": obs.since or None,
+        "last_used": obs.last_used or None,
+        "detail": obs.detail,
+        "removable": obs.removable,
     }
     if obs.reason is not None:
         evidence["reason"] = str(obs.reason)
     if obs.denied_only:
         evidence["denied_only"] = True
-    return {"action": u.action, "service": u.service, "access_level": u.access_level, "risk": list(u.risk),
-            "last_seen": u.last_seen, "granted_by": u.granted_by, "conditional": u.conditional,
-            "evidence": evidence}
+    return {
+        "action": u.action,
+        "service": u.service,
+        "access_level": u.access_level,
+        "risk": list(u.risk),
+        "last_seen": u.last_seen,
+        "granted_by": u.granted_by,
+        "conditional": u.conditional,
+        "evidence": evidence,
+    }
 
 
 def _narrowing_json(n: Narrowing) -> dict[str, Any]:
-    return {"action": n.action, "granted_on": list(n.granted_on), "used_on": list(n.used_on),
-            "calls": n.calls, "proposed_on": list(n.proposed_on)}
+    return {
+        "action": n.action,
+        "granted_on": list(n.granted_on),
+        "used_on": list(n.used_on),
+        "calls": n.calls,
+        "proposed_on": list(n.proposed_on),
+    }
 
 
 def _missing_json(m: Missing) -> dict[str, Any]:
-    doc = {"action": m.action, "kind": m.kind, "resources": list(m.resources), "count": m.count,
-           "last_seen": m.last_seen, "decision": m.decision, "reason": m.reason, "change": list(m.change)}
+    doc = {
+        "action": m.action,
+        "kind": m.kind,
+        "resources": list(m.resources),
+        "count": m.count,
+        "last_seen": m.last_seen,
+        "decision": m.decision,
+        "reason": m.reason,
+        "change": list(m.change),
+    }
     if m.note:
         doc["note"] = m.note
     return doc
@@ -98,9 +125,14 @@ def to_json(d: Diff) -> str:
     proposed: dict[str, Any] | None = None
     if d.proposed is not None:
         p = d.proposed
-        proposed = {"granted": p.granted, "removes": len(p.removes), "removes_risky": list(p.removes_risky),
-                    "removes_unproven": list(p.removes_unproven),
-                    "adds": list(p.adds), "policies": [pol.to_json() for pol in p.policies]}
+        proposed = {
+            "granted": p.granted,
+            "removes": len(p.removes),
+            "removes_risky": list(p.removes_risky),
+            "removes_unproven": list(p.removes_unproven),
+            "adds": list(p.adds),
+            "policies": [pol.to_json() for pol in p.policies],
+        }
         if p.error:
             proposed["error"] = p.error
     doc = {
@@ -113,20 +145,26 @@ def to_json(d: Diff) -> str:
         "narrowing": [_narrowing_json(n) for n in d.narrowing],
         "missing": [_missing_json(m) for m in d.missing],
         "proposed": proposed,
-        "evidence": {"basis": list(d.basis), "caveats": list(d.caveats),
-                     "classes": dict(_classes(d.unused))},
+        "evidence": {"basis": list(d.basis), "caveats": list(d.caveats), "classes": dict(_classes(d.unused))},
         "headline": {
-            "granted": d.granted, "used": len(d.used), "unused": len(d.unused),
+            "granted": d.granted,
+            "used": len(d.used),
+            "unused": len(d.unused),
             "unused_risky": len(d.risky_unused),
-            "removable": len(d.removable), "removable_risky": len(d.risky_removable),
-            "removable_since": d.removable_since or None, "review": len(d.to_review),
+            "removable": len(d.removable),
+            "removable_risky": len(d.risky_removable),
+            "removable_since": d.removable_since or None,
+            "review": len(d.to_review),
             "proposal_removes": len(d.proposed.removes) if d.proposed else None,
             "proposal_removes_risky": len(d.proposed.removes_risky) if d.proposed else None,
-            "missing": len(d.missing), "text": _headline(d),
+            "missing": len(d.missing),
+            "text": _headline(d),
         },
         "unknown_action_patterns": list(d.unknown_patterns),
-        "findings": [{"code": f.code, "severity": str(f.severity), "subject": f.subject, "message": f.message}
-                     for f in d.findings],
+        "findings": [
+            {"code": f.code, "severity": str(f.severity), "subject": f.subject, "message": f.message}
+            for f in d.findings
+        ],
         "catalog": d.catalog,
     }
     return json.dumps(doc, indent=2)
@@ -168,11 +206,16 @@ def _review(d: Diff) -> list[str]:
             hidden[(class_label(u.evidence), reason)].append(u)
     for (svc, why), items in sorted(services.items()):
         obs = items[0].evidence
-        denied = "; CloudTrail shows only denied attempts in it (Access Advisor counts denials)" \
-            if obs.denied_only else ""
-        lines.append(f"{svc}: {_n(len(items))} SERVICE_USED_ACTION_UNKNOWN — Access Advisor shows {svc} "
-                     f"last attempted {obs.last_used}, which action unknown; {why}{denied}: "
-                     f"{_names([u.action for u in items], 8)}")
+        denied = (
+            "; CloudTrail shows only denied attempts in it (Access Advisor counts denials)"
+            if obs.denied_only
+            else ""
+        )
+        lines.append(
+            f"{svc}: {_n(len(items))} SERVICE_USED_ACTION_UNKNOWN — Access Advisor shows {svc} "
+            f"last attempted {obs.last_used}, which action unknown; {why}{denied}: "
+            f"{_names([u.action for u in items], 8)}"
+        )
     for (label, reason), items in sorted(hidden.items()):
         lines.append(f"{_n(len(items))} {label} ({reason}): {_names([u.action for u in items], 8)}")
     return lines
@@ -189,11 +232,20 @@ def _names(items: Sequence[str], limit: int = 6) -> str:
 
 def to_text(d: Diff, colour: bool = False) -> str:
     bold, red, yellow, green, dim = "1", "31", "33", "32", "2"
-    out = [_paint(f"diff {d.principal}", bold, colour), f"current: {', '.join(d.current)}",
-           _paint(_headline(d), bold, colour)]
+    out = [
+        _paint(f"diff {d.principal}", bold, colour),
+        f"current: {', '.join(d.current)}",
+        _paint(_headline(d), bold, colour),
+    ]
     out += [_paint(f"evidence: {'; '.join(d.basis)}", dim, colour), ""] if d.basis else [""]
-    out.append(_paint(f"Unused ({len(d.unused)} of {d.granted} granted: {len(d.removable)} safe to remove, "
-                      f"{len(d.to_review)} to review)", bold, colour))
+    out.append(
+        _paint(
+            f"Unused ({len(d.unused)} of {d.granted} granted: {len(d.removable)} safe to remove, "
+            f"{len(d.to_review)} to review)",
+            bold,
+            colour,
+        )
+    )
     if not d.unused:
         out.append("  none")
     for svc, lvl, items in _grouped(d.unused):
@@ -206,8 +258,13 @@ def to_text(d: Diff, colour: bool = False) -> str:
         out.append(_paint(f"        {classes}", dim, colour))
         for u in risky:
             mark = "!" if u.removable else "?"
-            out.append(_paint(f"      {mark} {u.action} [{', '.join(u.risk)}] {class_label(u.evidence)}"
-                              + _last(u), red if u.removable else yellow, colour))
+            out.append(
+                _paint(
+                    f"      {mark} {u.action} [{', '.join(u.risk)}] {class_label(u.evidence)}" + _last(u),
+                    red if u.removable else yellow,
+                    colour,
+                )
+            )
     out.append("")
     review = _review(d)
     out.append(_paint(f"Review before removing ({len(d.to_review)})", bold, colour))
@@ -218,8 +275,10 @@ def to_text(d: Diff, colour: bool = False) -> str:
     out.append("")
     out.append(_paint(f"Resource narrowing ({len(d.narrowing)})", bold, colour))
     for n in d.narrowing:
-        out.append(f"  {n.action}: granted on {_names(n.granted_on, 3)}; used on {len(n.used_on)}: "
-                   f"{_names(n.used_on, _SAMPLE)}")
+        out.append(
+            f"  {n.action}: granted on {_names(n.granted_on, 3)}; used on {len(n.used_on)}: "
+            f"{_names(n.used_on, _SAMPLE)}"
+        )
     if not d.narrowing:
         out.append("  none")
     out.append("")
@@ -240,10 +299,20 @@ def to_text(d: Diff, colour: bool = False) -> str:
         if p.error:
             out.append(_paint(f"Proposed: none ({p.error})", dim, colour))
         else:
-            out.append(_paint(f"Proposed: {p.granted} actions granted; removes {len(p.removes)} "
-                              f"({len(p.removes_risky)} risky"
-                              + (f", {len(p.removes_unproven)} without evidence of non-use"
-                                 if p.removes_unproven else "") + ")", green, colour))
+            out.append(
+                _paint(
+                    f"Proposed: {p.granted} actions granted; removes {len(p.removes)} "
+                    f"({len(p.removes_risky)} risky"
+                    + (
+                        f", {len(p.removes_unproven)} without evidence of non-use"
+                        if p.removes_unproven
+                        else ""
+                    )
+                    + ")",
+                    green,
+                    colour,
+                )
+            )
             if p.removes_unproven:
                 out.append(f"  removed without evidence of non-use: {_names(p.removes_unproven, 12)}")
             if p.removes_risky:
@@ -266,18 +335,32 @@ def _md(text: str) -> str:
 
 
 def to_markdown(d: Diff) -> str:
-    out = [f"### iamtrim diff: `{d.principal}`", "", f"**{_headline(d)}**", "",
-           "Current policies: " + ", ".join(f"`{n}`" for n in d.current), ""]
+    out = [
+        f"### iamtrim diff: `{d.principal}`",
+        "",
+        f"**{_headline(d)}**",
+        "",
+        "Current policies: " + ", ".join(f"`{n}`" for n in d.current),
+        "",
+    ]
     if d.basis:
         out += ["Evidence: " + "; ".join(_md(b) for b in d.basis), ""]
-    out += ["#### Unused", "",
-            f"{len(d.removable)} safe to remove, {len(d.to_review)} to review before removing. Only "
-            "`NOT_USED_OBSERVABLE_SINCE` is evidence of non-use.", "",
-            "| service | access level | unused | evidence | risky |", "|---|---|---:|---|---|"]
+    out += [
+        "#### Unused",
+        "",
+        f"{len(d.removable)} safe to remove, {len(d.to_review)} to review before removing. Only "
+        "`NOT_USED_OBSERVABLE_SINCE` is evidence of non-use.",
+        "",
+        "| service | access level | unused | evidence | risky |",
+        "|---|---|---:|---|---|",
+    ]
     for svc, lvl, items in _grouped(d.unused):
         classes = "<br>".join(f"{n} `{label}`" for label, n in _classes(items))
-        risky = [f"`{u.action}` ({', '.join(u.risk)})"
-                 + ("" if u.removable else f" `{class_label(u.evidence)}`") for u in items if u.risk]
+        risky = [
+            f"`{u.action}` ({', '.join(u.risk)})" + ("" if u.removable else f" `{class_label(u.evidence)}`")
+            for u in items
+            if u.risk
+        ]
         out.append(f"| {svc} | {lvl or '-'} | {len(items)} | {classes} | {_md('<br>'.join(risky))} |")
     out += ["", "#### Review before removing", ""]
     review = _review(d)
@@ -286,8 +369,10 @@ def to_markdown(d: Diff) -> str:
     if d.narrowing:
         out += ["| action | granted on | used on | proposed |", "|---|---|---|---|"]
         for n in d.narrowing:
-            out.append(f"| `{n.action}` | {_md(', '.join(n.granted_on))} | {len(n.used_on)}: "
-                       f"{_md(_names(n.used_on, _SAMPLE))} | {_md(_names(n.proposed_on, _SAMPLE))} |")
+            out.append(
+                f"| `{n.action}` | {_md(', '.join(n.granted_on))} | {len(n.used_on)}: "
+                f"{_md(_names(n.used_on, _SAMPLE))} | {_md(_names(n.proposed_on, _SAMPLE))} |"
+            )
     else:
         out.append("None.")
     out += ["", "#### Missing", ""]
@@ -295,8 +380,10 @@ def to_markdown(d: Diff) -> str:
         out += ["| action | kind | calls | resources | why | change |", "|---|---|---:|---|---|---|"]
         for m in d.missing:
             why = m.decision + ": " + m.reason + (f" ({m.note})" if m.note else "")
-            out.append(f"| `{m.action}` | {m.kind} | {m.count} | {_md(_names(m.resources, _SAMPLE))} | "
-                       f"{_md(why)} | {_md(', '.join(m.change) or '-')} |")
+            out.append(
+                f"| `{m.action}` | {m.kind} | {m.count} | {_md(_names(m.resources, _SAMPLE))} | "
+                f"{_md(why)} | {_md(', '.join(m.change) or '-')} |"
+            )
     else:
         out.append("None.")
     if d.proposed is not None:
@@ -305,13 +392,18 @@ def to_markdown(d: Diff) -> str:
         if p.error:
             out.append(f"No proposal: {_md(p.error)}")
         else:
-            out.append(f"Grants {p.granted} actions; removes {len(p.removes)} granted today "
-                       f"({len(p.removes_risky)} risky" + (": " + ", ".join(f"`{a}`" for a in p.removes_risky)
-                                                           if p.removes_risky else "") + ").")
+            out.append(
+                f"Grants {p.granted} actions; removes {len(p.removes)} granted today "
+                f"({len(p.removes_risky)} risky"
+                + (": " + ", ".join(f"`{a}`" for a in p.removes_risky) if p.removes_risky else "")
+                + ")."
+            )
             if p.removes_unproven:
                 out.append("")
-                out.append(f"Removes {len(p.removes_unproven)} without evidence of non-use (review them): "
-                           + _md(_names([f"`{a}`" for a in p.removes_unproven], 12)))
+                out.append(
+                    f"Removes {len(p.removes_unproven)} without evidence of non-use (review them): "
+                    + _md(_names([f"`{a}`" for a in p.removes_unproven], 12))
+                )
             if p.adds:
                 out.append("")
                 out.append("Adds (not granted today): " + ", ".join(f"`{a}`" for a in p.adds))

@@ -447,8 +447,17 @@ def _fold(uses: list[ResourceUse]) -> list[list[str]]:
     rows = []
     for (principal, via, action, grp), (calls, last, members, vpce) in sorted(acc.items()):
         where = grp if len(members) == 1 else f"{grp} ({len(members)} resources)"
-        rows.append([principal, via or "-", action, where or "(unknown)", str(calls), last,
-                     ",".join(sorted(vpce)) or "-"])
+        rows.append(
+            [
+                principal,
+                via or "-",
+                action,
+                where or "(unknown)",
+                str(calls),
+                last,
+                ",".join(sorted(vpce)) or "-",
+            ]
+        )
     return rows
 
 
@@ -458,21 +467,48 @@ def who_used_table(pattern: str, uses: list[ResourceUse], summary: list[Principa
     used = [u for u in uses if u.outcome == "used"]
     calls = sum(s.calls for s in summary)
     out = [f"who used {pattern}: {len(summary)} principal(s), {calls:,} calls", ""]
-    out.append(_tbl(
-        ["PRINCIPAL", "CALLS", "DIRECT", "THROUGH A SERVICE", "DENIED", "LAST SEEN", "VPC ENDPOINTS",
-         "ACTIONS"],
-        [[s.principal, str(s.calls), str(s.direct_calls),
-          ", ".join(f"{svc} {n}" for svc, n in s.via_calls) or "-", str(s.denied_calls), s.last_seen,
-          ",".join(s.vpc_endpoints) or "-", ", ".join(s.actions)] for s in summary],
-    ))
+    out.append(
+        _tbl(
+            [
+                "PRINCIPAL",
+                "CALLS",
+                "DIRECT",
+                "THROUGH A SERVICE",
+                "DENIED",
+                "LAST SEEN",
+                "VPC ENDPOINTS",
+                "ACTIONS",
+            ],
+            [
+                [
+                    s.principal,
+                    str(s.calls),
+                    str(s.direct_calls),
+                    ", ".join(f"{svc} {n}" for svc, n in s.via_calls) or "-",
+                    str(s.denied_calls),
+                    s.last_seen,
+                    ",".join(s.vpc_endpoints) or "-",
+                    ", ".join(s.actions),
+                ]
+                for s in summary
+            ],
+        )
+    )
     head = ["PRINCIPAL", "VIA", "ACTION", "RESOURCE", "CALLS", "LAST SEEN", "VPC ENDPOINT"]
     sections = (
-        ("direct use (the principal made the call)",
-         [u for u in used if u.direct and u.matched == "resource"]),
-        ("use through a service (userIdentity.invokedBy: a service called with the principal's permissions)",
-         [u for u in used if not u.direct and u.matched == "resource"]),
-        ("calls that named a matching KMS key (SSE-KMS requests to another service)",
-         [u for u in used if u.matched == "kms_key"]),
+        (
+            "direct use (the principal made the call)",
+            [u for u in used if u.direct and u.matched == "resource"],
+        ),
+        (
+            "use through a service (userIdentity.invokedBy: a service called with the principal's "
+            "permissions)",
+            [u for u in used if not u.direct and u.matched == "resource"],
+        ),
+        (
+            "calls that named a matching KMS key (SSE-KMS requests to another service)",
+            [u for u in used if u.matched == "kms_key"],
+        ),
         ("denied (refused by IAM: needed, never used)", [u for u in uses if u.outcome != "used"]),
     )
     for title, rows in sections:

@@ -63,18 +63,27 @@ def _ctx_text(row: UsageRow) -> str:
 
 def usage_table(usage: PrincipalUsage) -> str:
     out = [f"{usage.principal.arn} ({usage.principal.kind})", ""]
-    out.append(f"used: {len(usage.used)} action/resource/context combinations, "
-               f"{sum(r.count for r in usage.used)} calls")
-    rows = [[r.action, r.resource or "(unknown)", str(r.count), r.last_seen, _ctx_text(r)] for r in usage.used]
+    out.append(
+        f"used: {len(usage.used)} action/resource/context combinations, "
+        f"{sum(r.count for r in usage.used)} calls"
+    )
+    rows = [
+        [r.action, r.resource or "(unknown)", str(r.count), r.last_seen, _ctx_text(r)] for r in usage.used
+    ]
     out.append(_table(["ACTION", "RESOURCE", "CALLS", "LAST SEEN", "CONTEXT"], rows))
     if usage.denied:
         out += ["", f"denied: {sum(r.count for r in usage.denied)} calls (never counted as use)"]
-        rows = [[r.action, r.resource or "(unknown)", str(r.count), r.last_seen, _ctx_text(r)]
-                for r in usage.denied]
+        rows = [
+            [r.action, r.resource or "(unknown)", str(r.count), r.last_seen, _ctx_text(r)]
+            for r in usage.denied
+        ]
         out.append(_table(["ACTION", "RESOURCE", "CALLS", "LAST SEEN", "CONTEXT"], rows))
     if usage.shared or usage.only_this:
-        out += ["", f"resources: {len(usage.shared)} also used by other principals, "
-                    f"{len(usage.only_this)} used by this principal alone"]
+        out += [
+            "",
+            f"resources: {len(usage.shared)} also used by other principals, "
+            f"{len(usage.only_this)} used by this principal alone",
+        ]
     if usage.shared:
         shown = usage.shared[:SHARED_SHOWN]
         out.append(_table(["RESOURCE", "ALSO USED BY"], [[res, ", ".join(others)] for res, others in shown]))
@@ -87,31 +96,47 @@ def usage_table(usage: PrincipalUsage) -> str:
 
 
 def principals_json(summaries: list[PrincipalSummary]) -> str:
-    return json.dumps([
-        {
-            "principal": s.principal.arn,
-            "kind": str(s.principal.kind),
-            "name": s.principal.name,
-            "account": s.principal.account,
-            "actions_used": s.actions_used,
-            "actions_denied": s.actions_denied,
-            "calls": s.calls,
-            "denied_calls": s.denied_calls,
-            "first_seen": s.first_seen,
-            "last_seen": s.last_seen,
-            "services": list(s.services),
-            "resources": s.resources,
-            "shared_resources": s.shared_resources,
-            "only_resources": s.only_resources,
-            "shares_with": list(s.shares_with),
-        }
-        for s in summaries
-    ], indent=2)
+    return json.dumps(
+        [
+            {
+                "principal": s.principal.arn,
+                "kind": str(s.principal.kind),
+                "name": s.principal.name,
+                "account": s.principal.account,
+                "actions_used": s.actions_used,
+                "actions_denied": s.actions_denied,
+                "calls": s.calls,
+                "denied_calls": s.denied_calls,
+                "first_seen": s.first_seen,
+                "last_seen": s.last_seen,
+                "services": list(s.services),
+                "resources": s.resources,
+                "shared_resources": s.shared_resources,
+                "only_resources": s.only_resources,
+                "shares_with": list(s.shares_with),
+            }
+            for s in summaries
+        ],
+        indent=2,
+    )
 
 
 def principals_table(summaries: list[PrincipalSummary]) -> str:
-    rows = [[s.principal.arn, str(s.principal.kind), str(s.actions_used), str(s.calls),
-             str(s.denied_calls), s.last_seen, str(s.resources), str(s.shared_resources),
-             str(s.only_resources)] for s in summaries]
-    return _table(["PRINCIPAL", "KIND", "ACTIONS", "CALLS", "DENIED", "LAST SEEN", "RESOURCES", "SHARED",
-                   "ONLY IT"], rows)
+    rows = [
+        [
+            s.principal.arn,
+            str(s.principal.kind),
+            str(s.actions_used),
+            str(s.calls),
+            str(s.denied_calls),
+            s.last_seen,
+            str(s.resources),
+            str(s.shared_resources),
+            str(s.only_resources),
+        ]
+        for s in summaries
+    ]
+    return _table(
+        ["PRINCIPAL", "KIND", "ACTIONS", "CALLS", "DENIED", "LAST SEEN", "RESOURCES", "SHARED", "ONLY IT"],
+        rows,
+    )

@@ -73,8 +73,10 @@ def _load(path: Path) -> Mapping[str, object]:
     if not isinstance(data, Mapping) or not any(
         k in data for k in ("RoleDetailList", "UserDetailList", "GroupDetailList")
     ):
-        raise AuthzError(f"{path}: not GetAccountAuthorizationDetails output "
-                         "(no RoleDetailList/UserDetailList/GroupDetailList)")
+        raise AuthzError(
+            f"{path}: not GetAccountAuthorizationDetails output "
+            "(no RoleDetailList/UserDetailList/GroupDetailList)"
+        )
     return data
 
 
@@ -124,15 +126,17 @@ def _managed_documents(data: Mapping[str, object]) -> dict[str, tuple[str, objec
         if not isinstance(versions, list):
             continue
         for v in versions:
-            if isinstance(v, Mapping) and (v.get("IsDefaultVersion") is True
-                                           or _str(v, "VersionId") == default):
+            if isinstance(v, Mapping) and (
+                v.get("IsDefaultVersion") is True or _str(v, "VersionId") == default
+            ):
                 out[arn] = (_str(pol, "PolicyName"), v.get("Document"))
                 break
     return out
 
 
-def _attached(entry: Mapping[str, object], managed: dict[str, tuple[str, object]], prefix: str,
-              where: str) -> list[Policy]:
+def _attached(
+    entry: Mapping[str, object], managed: dict[str, tuple[str, object]], prefix: str, where: str
+) -> list[Policy]:
     out = []
     attached = entry.get("AttachedManagedPolicies") or []
     for att in attached if isinstance(attached, list) else []:
@@ -141,9 +145,11 @@ def _attached(entry: Mapping[str, object], managed: dict[str, tuple[str, object]
         arn = _str(att, "PolicyArn")
         if arn not in managed:
             # Without the document the granted set is unknown: refuse rather than under-report.
-            raise AuthzError(f"{where}: attached policy {arn} has no document in Policies "
-                             "(run get-account-authorization-details with --filter including "
-                             "LocalManagedPolicy and AWSManagedPolicy)")
+            raise AuthzError(
+                f"{where}: attached policy {arn} has no document in Policies "
+                "(run get-account-authorization-details with --filter including "
+                "LocalManagedPolicy and AWSManagedPolicy)"
+            )
         name, doc = managed[arn]
         out.append(_policy(doc, f"{prefix}managed:{name or arn}", f"{where}: {arn}"))
     return out
@@ -201,8 +207,9 @@ def _file_document(data: object) -> object:
     return data
 
 
-def current_from_files(paths: Sequence[Path], boundary: Path | None = None,
-                       principal: str = "") -> CurrentPolicies:
+def current_from_files(
+    paths: Sequence[Path], boundary: Path | None = None, principal: str = ""
+) -> CurrentPolicies:
     """Identity policies from policy documents (one per file), and an optional boundary file."""
 
     def read(p: Path, name: str) -> Policy:

@@ -36,8 +36,16 @@ from iamtrim.review.granted import GrantedSet, allowed_with_unlogged_keys, grant
 from iamtrim.synth import AdvisedGrant, GeneratedPolicy, SynthOptions, generate_identity_policy
 from iamtrim.verify import account_trust_policy, request_for
 
-__all__ = ["Diff", "Missing", "Narrowing", "Proposed", "UnusedAction", "class_label", "diff_principal",
-           "evidence_from_rows"]
+__all__ = [
+    "Diff",
+    "Missing",
+    "Narrowing",
+    "Proposed",
+    "UnusedAction",
+    "class_label",
+    "diff_principal",
+    "evidence_from_rows",
+]
 
 
 def class_label(obs: Observability) -> str:
@@ -143,13 +151,18 @@ class Diff:
         return max((u.evidence.since for u in self.removable), default="")
 
 
-def _evaluate(principal: str, row: UsageRow, current: CurrentPolicies,
-              granted: GrantedSet) -> Evaluation | None:
+def _evaluate(
+    principal: str, row: UsageRow, current: CurrentPolicies, granted: GrantedSet
+) -> Evaluation | None:
     """The current policies' decision on an observed call; ``None`` when the resource is unknown
     and the action is granted somewhere (the call may well have been allowed)."""
     request = request_for(principal, row)
-    ev = evaluate(request, current.identity, boundary=current.boundary,
-                  resource_policy=account_trust_policy(request.resource, request.resource_account))
+    ev = evaluate(
+        request,
+        current.identity,
+        boundary=current.boundary,
+        resource_policy=account_trust_policy(request.resource, request.resource_account),
+    )
     if not ev.allowed and row.resource is None and row.action in granted.actions:
         return None
     if ev.decision is Decision.IMPLICIT_DENY:
@@ -160,8 +173,15 @@ def _evaluate(principal: str, row: UsageRow, current: CurrentPolicies,
 
 def _change(ev: Evaluation, current: CurrentPolicies) -> tuple[str, ...]:
     if ev.decision is Decision.EXPLICIT_DENY:
-        return tuple(sorted({f"{m.policy} (Deny{' ' + m.sid if m.sid else ''})"
-                             for m in ev.statements if m.effect is Effect.DENY}))
+        return tuple(
+            sorted(
+                {
+                    f"{m.policy} (Deny{' ' + m.sid if m.sid else ''})"
+                    for m in ev.statements
+                    if m.effect is Effect.DENY
+                }
+            )
+        )
     if "boundary" in ev.reason and current.boundary is not None:
         return (current.boundary.name,)
     if "resource policy" in ev.reason:
@@ -198,8 +218,10 @@ def _basis(ev: PrincipalEvidence) -> tuple[str, ...]:
         ct = f"CloudTrail: no complete trail file for account {account or '?'}"
     else:
         sources = sorted(s.removesuffix(".amazonaws.com") for s in ev.coverage.data_sources(account))
-        ct = (f"CloudTrail: {window.first_day}..{window.last_day} ({', '.join(window.regions)}; data events: "
-              f"{', '.join(sources) or 'none'})")
+        ct = (
+            f"CloudTrail: {window.first_day}..{window.last_day} ({', '.join(window.regions)}; data events: "
+            f"{', '.join(sources) or 'none'})"
+        )
     advice = (*ev.actions.values(), *ev.services.values())
     reports = sorted({a.generated_at for a in advice if a.generated_at})
     aa = f"Access Advisor: report of {reports[-1]}" if reports else "Access Advisor: none ingested"
@@ -213,13 +235,20 @@ def _account_of(arn: str) -> str:
 
 def _advised(ev: PrincipalEvidence) -> list[AdvisedGrant]:
     """What generate-policy keeps from Access Advisor (its ``--evidence all``)."""
-    return [AdvisedGrant(a.action, a.region, a.last_accessed, a.explain, a.denied_in_cloudtrail)
-            for a in ev.access_advisor_actions(missing_from_cloudtrail=True)]
+    return [
+        AdvisedGrant(a.action, a.region, a.last_accessed, a.explain, a.denied_in_cloudtrail)
+        for a in ev.access_advisor_actions(missing_from_cloudtrail=True)
+    ]
 
 
-def diff_principal(principal: Principal, rows: Sequence[UsageRow], current: CurrentPolicies,
-                   options: SynthOptions | None = None, propose: bool = True,
-                   evidence: PrincipalEvidence | None = None) -> Diff:
+def diff_principal(
+    principal: Principal,
+    rows: Sequence[UsageRow],
+    current: CurrentPolicies,
+    options: SynthOptions | None = None,
+    propose: bool = True,
+    evidence: PrincipalEvidence | None = None,
+) -> Diff:
     """The diff of *current* against *rows*. *evidence* (``evidence.for_principal(store, arn)``)
     says which unused actions are safe to remove; without it none is (nothing was observable)."""
     arn = principal.arn
@@ -241,8 +270,18 @@ def diff_principal(principal: Principal, rows: Sequence[UsageRow], current: Curr
         if ev is None:
             continue
         if not ev.allowed:
-            missing.append((r.action, r.resource, "not-allowed", r.count, r.last_seen,
-                            str(ev.decision), ev.reason, _change(ev, current)))
+            missing.append(
+                (
+                    r.action,
+                    r.resource,
+                    "not-allowed",
+                    r.count,
+                    r.last_seen,
+                    str(ev.decision),
+                    ev.reason,
+                    _change(ev, current),
+                )
+            )
             continue
         for m in ev.statements:
             if m.effect is Effect.ALLOW and m.kind.value == "identity" and m.policy in by_name:
@@ -255,13 +294,32 @@ def diff_principal(principal: Principal, rows: Sequence[UsageRow], current: Curr
         last_denied[r.action] = max(last_denied.get(r.action, ""), r.last_seen)
         ev = _evaluate(arn, r, current, granted)
         if ev is None or ev.allowed:
-            missing.append((
-                r.action, r.resource, "denied", r.count, r.last_seen, "allowed",
-                "the current identity policies allow it: the denial came from outside them "
-                "(SCP, resource or session policy) or the policies changed since", ()))
+            missing.append(
+                (
+                    r.action,
+                    r.resource,
+                    "denied",
+                    r.count,
+                    r.last_seen,
+                    "allowed",
+                    "the current identity policies allow it: the denial came from outside them "
+                    "(SCP, resource or session policy) or the policies changed since",
+                    (),
+                )
+            )
         else:
-            missing.append((r.action, r.resource, "denied", r.count, r.last_seen,
-                            str(ev.decision), ev.reason, _change(ev, current)))
+            missing.append(
+                (
+                    r.action,
+                    r.resource,
+                    "denied",
+                    r.count,
+                    r.last_seen,
+                    str(ev.decision),
+                    ev.reason,
+                    _change(ev, current),
+                )
+            )
 
     used_set = set(used)
     unused = []
@@ -270,18 +328,35 @@ def diff_principal(principal: Principal, rows: Sequence[UsageRow], current: Curr
             continue
         obs = evidence.classify(g.action)
         aa_last = obs.last_used if obs.evidence is Evidence.USED_ACCESS_ADVISOR else ""
-        unused.append(UnusedAction(
-            g.action, g.action.split(":")[0], catalog.access_level(g.action), catalog.risk_classes(g.action),
-            last_denied.get(g.action) or aa_last or None, g.policy, g.conditional, obs))
+        unused.append(
+            UnusedAction(
+                g.action,
+                g.action.split(":")[0],
+                catalog.access_level(g.action),
+                catalog.risk_classes(g.action),
+                last_denied.get(g.action) or aa_last or None,
+                g.policy,
+                g.conditional,
+                obs,
+            )
+        )
 
     advised = _advised(evidence) if ev_known else []
-    proposed, generated = (_proposal(principal, rows, current, granted, options, advised)
-                           if propose else (None, None))
+    proposed, generated = (
+        _proposal(principal, rows, current, granted, options, advised) if propose else (None, None)
+    )
     if proposed is not None and proposed.removes:
         removable = {u.action for u in unused if u.removable}
         unproven = tuple(a for a in proposed.removes if a not in removable)
-        proposed = Proposed(proposed.policies, proposed.granted, proposed.removes, proposed.removes_risky,
-                            proposed.adds, proposed.error, unproven)
+        proposed = Proposed(
+            proposed.policies,
+            proposed.granted,
+            proposed.removes,
+            proposed.removes_risky,
+            proposed.adds,
+            proposed.error,
+            unproven,
+        )
 
     narrowing = []
     for action in sorted(used_on):
@@ -293,16 +368,31 @@ def diff_principal(principal: Principal, rows: Sequence[UsageRow], current: Curr
             for ev_ in generated.statements:
                 if action in ev_.actions:
                     prop.update(ev_.resources)
-        narrowing.append(Narrowing(action, tuple(sorted(granted_on[action])), tuple(sorted(used_on[action])),
-                                   calls.get(action, 0), tuple(sorted(prop))))
+        narrowing.append(
+            Narrowing(
+                action,
+                tuple(sorted(granted_on[action])),
+                tuple(sorted(used_on[action])),
+                calls.get(action, 0),
+                tuple(sorted(prop)),
+            )
+        )
 
     grouped: dict[tuple[str, str, str, str, tuple[str, ...]], list[tuple[str | None, int, str]]] = {}
     for action, resource, kind, count, last, decision, reason, change in missing:
         grouped.setdefault((kind, action, decision, reason, change), []).append((resource, count, last))
     missing_out = tuple(
-        Missing(action, tuple(sorted({r or "(unknown)" for r, _, _ in items})), kind,
-                sum(c for _, c, _ in items), max(t for _, _, t in items), decision, reason, change,
-                _missing_note(evidence, action) if kind == "denied" else "")
+        Missing(
+            action,
+            tuple(sorted({r or "(unknown)" for r, _, _ in items})),
+            kind,
+            sum(c for _, c, _ in items),
+            max(t for _, _, t in items),
+            decision,
+            reason,
+            change,
+            _missing_note(evidence, action) if kind == "denied" else "",
+        )
         for (kind, action, decision, reason, change), items in sorted(grouped.items())
     )
     findings = _findings(arn, unused, narrowing, missing_out, granted)
@@ -327,14 +417,21 @@ def _missing_note(ev: PrincipalEvidence, action: str) -> str:
     """Access Advisor counts denied attempts as access: a denied call it reports as accessed."""
     obs = ev.classify(action)
     if obs.evidence is Evidence.USED_ACCESS_ADVISOR and obs.denied_only:
-        return (f"Access Advisor reports it accessed ({obs.last_used}), but CloudTrail shows only denied "
-                "attempts: Access Advisor counts denials as access")
+        return (
+            f"Access Advisor reports it accessed ({obs.last_used}), but CloudTrail shows only denied "
+            "attempts: Access Advisor counts denials as access"
+        )
     return ""
 
 
-def _proposal(principal: Principal, rows: Sequence[UsageRow], current: CurrentPolicies, granted: GrantedSet,
-              options: SynthOptions | None,
-              advised: Sequence[AdvisedGrant] = ()) -> tuple[Proposed, GeneratedPolicy | None]:
+def _proposal(
+    principal: Principal,
+    rows: Sequence[UsageRow],
+    current: CurrentPolicies,
+    granted: GrantedSet,
+    options: SynthOptions | None,
+    advised: Sequence[AdvisedGrant] = (),
+) -> tuple[Proposed, GeneratedPolicy | None]:
     try:
         generated = generate_identity_policy(principal, rows, options, advised)
     except IamtrimError as exc:
@@ -353,44 +450,79 @@ def _proposal(principal: Principal, rows: Sequence[UsageRow], current: CurrentPo
     ), generated
 
 
-def _findings(arn: str, unused: Sequence[UnusedAction], narrowing: Sequence[Narrowing],
-              missing: Sequence[Missing], granted: GrantedSet) -> tuple[Finding, ...]:
+def _findings(
+    arn: str,
+    unused: Sequence[UnusedAction],
+    narrowing: Sequence[Narrowing],
+    missing: Sequence[Missing],
+    granted: GrantedSet,
+) -> tuple[Finding, ...]:
     out: list[Finding] = []
     for u in unused:
         obs = u.evidence
         if u.removable and u.risk:
-            out.append(Finding("UNUSED_RISKY_ACTION", u.action,
-                               f"{', '.join(u.risk)}; granted by {u.granted_by}, not used since {obs.since}"))
+            out.append(
+                Finding(
+                    "UNUSED_RISKY_ACTION",
+                    u.action,
+                    f"{', '.join(u.risk)}; granted by {u.granted_by}, not used since {obs.since}",
+                )
+            )
         elif obs.evidence is Evidence.USED_ACCESS_ADVISOR:
-            out.append(Finding("USED_PER_ACCESS_ADVISOR", u.action,
-                               f"granted by {u.granted_by}; {obs.detail}"))
+            out.append(
+                Finding("USED_PER_ACCESS_ADVISOR", u.action, f"granted by {u.granted_by}; {obs.detail}")
+            )
         elif not u.removable and u.risk:
-            out.append(Finding("UNUSED_UNPROVEN", u.action,
-                               f"{', '.join(u.risk)}; granted by {u.granted_by}; "
-                               f"{class_label(obs)}: {obs.detail}"))
+            out.append(
+                Finding(
+                    "UNUSED_UNPROVEN",
+                    u.action,
+                    f"{', '.join(u.risk)}; granted by {u.granted_by}; {class_label(obs)}: {obs.detail}",
+                )
+            )
         if obs.denied_only:
             out.append(Finding("ACCESS_ADVISOR_DENIED_ONLY", u.action, obs.detail))
     plain = [u for u in unused if u.removable and not u.risk]
     if plain:
         since = max(u.evidence.since for u in plain)
-        out.append(Finding("UNUSED_ACTIONS", arn,
-                           f"{len(plain)} granted actions without a risk class not used since {since}"))
+        out.append(
+            Finding(
+                "UNUSED_ACTIONS",
+                arn,
+                f"{len(plain)} granted actions without a risk class not used since {since}",
+            )
+        )
     unproven: dict[str, int] = {}
     for u in unused:
         if not u.removable and not u.risk and u.evidence.evidence is not Evidence.USED_ACCESS_ADVISOR:
             label = class_label(u.evidence)
             unproven[label] = unproven.get(label, 0) + 1
     for label, count in unproven.items():
-        out.append(Finding("UNUSED_UNPROVEN", arn,
-                           f"{count} granted actions without a risk class not seen used, but {label}: "
-                           "review before removing"))
+        out.append(
+            Finding(
+                "UNUSED_UNPROVEN",
+                arn,
+                f"{count} granted actions without a risk class not seen used, but {label}: "
+                "review before removing",
+            )
+        )
     for n in narrowing:
-        out.append(Finding("RESOURCE_NARROWING", n.action,
-                           f"granted on {', '.join(n.granted_on)}; used on {len(n.used_on)} resource(s)"))
+        out.append(
+            Finding(
+                "RESOURCE_NARROWING",
+                n.action,
+                f"granted on {', '.join(n.granted_on)}; used on {len(n.used_on)} resource(s)",
+            )
+        )
     for m in missing:
         code = "DENIED_CALL" if m.kind == "denied" else "CALL_NOT_ALLOWED"
-        out.append(Finding(code, f"{m.action} ({len(m.resources)} resource(s))",
-                           f"{m.reason}; change: {', '.join(m.change) or '-'}"))
+        out.append(
+            Finding(
+                code,
+                f"{m.action} ({len(m.resources)} resource(s))",
+                f"{m.reason}; change: {', '.join(m.change) or '-'}",
+            )
+        )
         if m.note:
             out.append(Finding("ACCESS_ADVISOR_DENIED_ONLY", m.action, m.note))
     for p in granted.unknown_patterns:

@@ -152,8 +152,10 @@ def _substitute(text: str, ctx: _Ctx, caller: _Caller) -> str:
 
 @functools.cache
 def _probe_policy(conditions: tuple[Condition, ...]) -> Policy:
-    return Policy((Statement(Effect.ALLOW, actions=("*",), resources=("*",), conditions=conditions),),
-                  name="iamtrim-condition-probe")
+    return Policy(
+        (Statement(Effect.ALLOW, actions=("*",), resources=("*",), conditions=conditions),),
+        name="iamtrim-condition-probe",
+    )
 
 
 def _holds(conditions: tuple[Condition, ...], ctx: _Ctx, caller: _Caller) -> bool:
@@ -162,8 +164,9 @@ def _holds(conditions: tuple[Condition, ...], ctx: _Ctx, caller: _Caller) -> boo
     return evaluate(request, [_probe_policy(conditions)]).allowed
 
 
-def _value_candidates(conditions: Sequence[Condition], ctx: _Ctx,
-                      caller: _Caller) -> list[tuple[str, ...] | None]:
+def _value_candidates(
+    conditions: Sequence[Condition], ctx: _Ctx, caller: _Caller
+) -> list[tuple[str, ...] | None]:
     out: list[tuple[str, ...] | None] = [None]
     for c in conditions:
         for raw in c.values:
@@ -242,8 +245,12 @@ def _falsify(conditions: Sequence[Condition], ctx: _Ctx, pinned: set[str], calle
 
 
 def _fill_template(template: str, caller: _Caller, region: str) -> str:
-    values = {"Partition": caller.partition, "Region": region, "Account": caller.account,
-              "AccountId": caller.account}
+    values = {
+        "Partition": caller.partition,
+        "Region": region,
+        "Account": caller.account,
+        "AccountId": caller.account,
+    }
     return re.sub(r"\$\{([^}]+)\}", lambda m: values.get(m.group(1), "x"), template)
 
 
@@ -268,8 +275,9 @@ def _concretize(pattern: str, caller: _Caller, region: str, filler: str) -> str:
     return ":".join(out)
 
 
-def _resource_candidates(action: str, template: str | None, statements: Sequence[Statement | None],
-                         ctx: _Ctx, caller: _Caller) -> list[str]:
+def _resource_candidates(
+    action: str, template: str | None, statements: Sequence[Statement | None], ctx: _Ctx, caller: _Caller
+) -> list[str]:
     """Probe resources for one resource type of *action* (``None``: the action takes ``"*"``)."""
     if template is None:
         return ["*"]
@@ -316,12 +324,22 @@ def _deny_conditions(ev: Evaluation, current: CurrentPolicies) -> list[tuple[Con
 
 def _run(action: str, resource: str, ctx: _Ctx, current: CurrentPolicies, caller: _Caller) -> Evaluation:
     request = Request(caller.arn, action, resource, tuple(sorted(ctx.items())))
-    return evaluate(request, current.identity, boundary=current.boundary,
-                    resource_policy=account_trust_policy(resource, caller.account))
+    return evaluate(
+        request,
+        current.identity,
+        boundary=current.boundary,
+        resource_policy=account_trust_policy(resource, caller.account),
+    )
 
 
-def _probe_type(action: str, template: str | None, allow: _Located, bound: _Located | None,
-                current: CurrentPolicies, caller: _Caller) -> tuple[str, _Ctx, Evaluation] | None:
+def _probe_type(
+    action: str,
+    template: str | None,
+    allow: _Located,
+    bound: _Located | None,
+    current: CurrentPolicies,
+    caller: _Caller,
+) -> tuple[str, _Ctx, Evaluation] | None:
     ctx: _Ctx = {}
     pinned = _satisfy(allow.statement.conditions + (bound.statement.conditions if bound else ()), ctx, caller)
     stmts = [allow.statement, bound.statement if bound else None]
@@ -341,8 +359,9 @@ def _probe_type(action: str, template: str | None, allow: _Located, bound: _Loca
     return None
 
 
-def _probe(action: str, allow: _Located, bound: _Located | None, current: CurrentPolicies,
-           caller: _Caller) -> Grant | None:
+def _probe(
+    action: str, allow: _Located, bound: _Located | None, current: CurrentPolicies, caller: _Caller
+) -> Grant | None:
     types = catalog.resource_types(action)
     # Actions without resource types are authorized on "*"; the others always name a resource of
     # one of their types (the catalog's "required" flag does not say otherwise: s3:GetObject's
@@ -370,8 +389,9 @@ def granted_actions(current: CurrentPolicies, principal_arn: str = "") -> Grante
     allows = [_Located(p, st) for p in current.identity for st in p.statements if st.effect is Effect.ALLOW]
     bounds = []
     if current.boundary is not None:
-        bounds = [_Located(current.boundary, st) for st in current.boundary.statements
-                  if st.effect is Effect.ALLOW]
+        bounds = [
+            _Located(current.boundary, st) for st in current.boundary.statements if st.effect is Effect.ALLOW
+        ]
     candidates: set[str] = set()
     for loc in allows:
         candidates |= statement_actions(loc.statement)
@@ -432,10 +452,18 @@ def allowed_with_unlogged_keys(request: Request, current: CurrentPolicies) -> Ev
                 continue
             ctx: _Ctx = {k.lower(): v for k, v in request.context}
             _satisfy(unlogged, ctx, caller)
-            ev = evaluate(Request(request.principal_arn, request.action, request.resource,
-                                  tuple(sorted(ctx.items())), request.resource_account),
-                          current.identity, boundary=current.boundary,
-                          resource_policy=account_trust_policy(request.resource, caller.account))
+            ev = evaluate(
+                Request(
+                    request.principal_arn,
+                    request.action,
+                    request.resource,
+                    tuple(sorted(ctx.items())),
+                    request.resource_account,
+                ),
+                current.identity,
+                boundary=current.boundary,
+                resource_policy=account_trust_policy(request.resource, caller.account),
+            )
             if ev.allowed:
                 return ev
     return None

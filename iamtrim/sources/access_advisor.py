@@ -181,9 +181,8 @@ def parse_response(
         why = ""
         if isinstance(error, Mapping):
             why = f": {_str(error.get('Code'))} {_str(error.get('Message'))}".rstrip()
-        out.skipped = (
-            f"job status {out.status or 'missing'}{why}; only COMPLETED reports are evidence"
-            + (" (fetch it again when the job completes)" if out.status == "IN_PROGRESS" else "")
+        out.skipped = f"job status {out.status or 'missing'}{why}; only COMPLETED reports are evidence" + (
+            " (fetch it again when the job completes)" if out.status == "IN_PROGRESS" else ""
         )
         return out
     out.generated_at = normalize_timestamp(data.get("JobCompletionDate"))
@@ -194,9 +193,7 @@ def parse_response(
             return out
         out.notes.append("no JobCompletionDate: JobCreationDate taken as the report's time")
     if data.get("IsTruncated") is True:
-        out.notes.append(
-            "IsTruncated: only this page was saved; entries on later pages (Marker) are missing"
-        )
+        out.notes.append("IsTruncated: only this page was saved; entries on later pages (Marker) are missing")
     if principal and not principal_kind(principal):
         out.skipped = f"--principal {principal!r} is not an IAM role, user, group or policy ARN"
         return out
@@ -279,8 +276,15 @@ def _parse_services(
             continue
         out.entries.append(
             LastAccessed(
-                who, ns, "", when, _str(raw.get("LastAuthenticatedRegion")), entity, principal,
-                Granularity.SERVICE, out.generated_at,
+                who,
+                ns,
+                "",
+                when,
+                _str(raw.get("LastAuthenticatedRegion")),
+                entity,
+                principal,
+                Granularity.SERVICE,
+                out.generated_at,
             )
         )
         tracked = raw.get("TrackedActionsLastAccessed")
@@ -305,9 +309,15 @@ def _parse_services(
                 continue
             out.entries.append(
                 LastAccessed(
-                    a_who, ns, action, normalize_timestamp(item.get("LastAccessedTime")),
-                    _str(item.get("LastAccessedRegion")), a_entity, principal,
-                    Granularity.ACTION, out.generated_at,
+                    a_who,
+                    ns,
+                    action,
+                    normalize_timestamp(item.get("LastAccessedTime")),
+                    _str(item.get("LastAccessedRegion")),
+                    a_entity,
+                    principal,
+                    Granularity.ACTION,
+                    out.generated_at,
                 )
             )
     if unattributed:
@@ -316,8 +326,10 @@ def _parse_services(
             "(a group or policy report names only members that used a service)"
         )
     if unknown_actions:
-        out.notes.append("tracked actions not in the IAM catalog, kept as written: "
-                         + ", ".join(sorted(set(unknown_actions))[:5]))
+        out.notes.append(
+            "tracked actions not in the IAM catalog, kept as written: "
+            + ", ".join(sorted(set(unknown_actions))[:5])
+        )
     if not out.entries:
         out.skipped = "no entry could be attributed to a principal: pass --principal ARN"
 
@@ -336,7 +348,7 @@ def _parse_entities(
     ns = _str(data.get("ServiceNamespace")) or service or _service_from_name(out.path, service_exists)
     if not ns:
         out.skipped = (
-            "with-entities response does not say its service: add \"ServiceNamespace\": \"<prefix>\" "
+            'with-entities response does not say its service: add "ServiceNamespace": "<prefix>" '
             "to the file or name it …-<prefix>.json"
         )
         return
@@ -348,8 +360,15 @@ def _parse_entities(
         arn = _str(info["Arn"])
         out.entries.append(
             LastAccessed(
-                arn, ns, "", normalize_timestamp(raw.get("LastAuthenticated")), "", arn, principal,
-                Granularity.ENTITY, out.generated_at,
+                arn,
+                ns,
+                "",
+                normalize_timestamp(raw.get("LastAuthenticated")),
+                "",
+                arn,
+                principal,
+                Granularity.ENTITY,
+                out.generated_at,
             )
         )
     if not out.entries:

@@ -9,4 +9,11 @@ from iamtrim.synth.identity import (
 )
 from iamtrim.synth.limits import Target
 
-__all__ = ["AdvisedGrant", "GeneratedPolicy", "StatementEvidence", "SynthOptions", "Target", "generate_identity_policy"]
+__all__ = [
+    "AdvisedGrant",
+    "GeneratedPolicy",
+    "StatementEvidence",
+    "SynthOptions",
+    "Target",
+    "generate_identity_policy",
+]

@@ -246,8 +246,10 @@ def generate_identity_policy(
         # The root user has every permission and takes no identity policy; a federated-user
         # session gets the permissions of the IAM user that called GetFederationToken.
         # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_root-user.html
-        raise PrincipalError(f"{principal.arn} is the {principal.kind}: no identity policy attaches to it; "
-                             "generate one for the IAM user or role behind it")
+        raise PrincipalError(
+            f"{principal.arn} is the {principal.kind}: no identity policy attaches to it; "
+            "generate one for the IAM user or role behind it"
+        )
     rows = list(rows)
     used = [r for r in rows if r.outcome is Outcome.USED]
     denied = tuple(r for r in rows if r.outcome is Outcome.DENIED)
@@ -403,18 +405,24 @@ def generate_identity_policy(
     advice_time: dict[tuple[str, str], str] = {}
     for advice in advised:
         if advice.denied_only:
-            findings.append(Finding("ACCESS_ADVISOR_DENIED_ONLY", advice.action, advice.note + "; not granted"))
+            findings.append(
+                Finding("ACCESS_ADVISOR_DENIED_ONLY", advice.action, advice.note + "; not granted")
+            )
             continue
         if not catalog.action_exists(advice.action) or advice.action in by_action:
             continue
-        patterns = ("*",) if catalog.is_wildcard_only(advice.action) else _unknown_pattern(
-            advice.action, advice.region, principal.account, partition)
+        patterns = (
+            ("*",)
+            if catalog.is_wildcard_only(advice.action)
+            else _unknown_pattern(advice.action, advice.region, principal.account, partition)
+        )
         for p in patterns:
             groups.setdefault((advice.action, p), [])
             advice_time[(advice.action, p)] = advice.last_accessed
             widenings[(advice.action, p)].append(Widening("access-advisor", p, ()))
-        findings.append(Finding("ACCESS_ADVISOR_KEPT", advice.action,
-                                advice.note + f"; granted on {', '.join(patterns)}"))
+        findings.append(
+            Finding("ACCESS_ADVISOR_KEPT", advice.action, advice.note + f"; granted on {', '.join(patterns)}")
+        )
     conds = {k: _conditions(k[0], v, options.conditions) for k, v in groups.items()}
 
     # 3. (resource, conditions) → actions; then (actions, conditions) → resources.
@@ -443,7 +451,9 @@ def generate_identity_policy(
         # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#policy-vars-specialchars
         escaped = tuple(r.replace("$", "${$}") for r in stmt_resources)
         st = Statement(Effect.ALLOW, actions=written, resources=escaped, conditions=c, sid=sid)
-        times = [advice_time[(a, rr)] for a in stmt_actions for rr in stmt_resources if (a, rr) in advice_time]
+        times = [
+            advice_time[(a, rr)] for a in stmt_actions for rr in stmt_resources if (a, rr) in advice_time
+        ]
         eids: list[str] = []
         for r in sorted(srows, key=lambda r: r.first_seen):
             for e in r.event_ids:
