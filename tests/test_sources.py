@@ -150,3 +150,13 @@ def test_wrong_field_type_dropped_but_record_kept(tmp_path: Path) -> None:
     result, _ = read_file(path)
     assert [r.eventName for r in result.records] == ["GetObject"]
     assert result.records[0].resources is None
+
+
+def test_multi_member_gzip_is_read_whole(tmp_path: Path) -> None:
+    # gzip files may hold several members (concatenated .gz files); each must be read.
+    rec = {"eventName": "GetObject", "eventSource": "s3.amazonaws.com", "eventTime": "2026-01-01T00:00:00Z"}
+    member = gzip.compress(json.dumps(rec).encode() + b"\n")
+    path = tmp_path / "two.jsonl.gz"
+    path.write_bytes(member + member + member)
+    read, _ = read_file(path)
+    assert (len(read.records), read.error) == (3, "")
