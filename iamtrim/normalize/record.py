@@ -6,6 +6,7 @@ import functools
 import re
 from typing import Any, NamedTuple
 
+from iamtrim import catalog
 from iamtrim.model import Context, Outcome, Principal, Skipped, SkipReason, Usage
 from iamtrim.normalize.actions import S3_VERSIONED, resolve_actions
 from iamtrim.normalize.principal import resolve_principal
@@ -89,6 +90,16 @@ def _principal_cached(ui: UserIdentity) -> Principal | Skipped:
     return resolve_principal(ui)
 
 
+_IP_KINDS: dict[str, str] = {}
+
+
+def _ip_kind_memo(ip: str) -> str:
+    kind = _source_ip_kind(ip)
+    if len(_IP_KINDS) < 50_000:
+        _IP_KINDS[ip] = kind
+    return kind
+
+
 def _source_ip_kind(ip: str) -> str:
     if not ip:
         return ""
@@ -130,12 +141,12 @@ def build_context(record: Record, region: str) -> tuple[Context, tuple[tuple[str
         record.vpcEndpointId or "",
         (ui.invokedBy or "") if ui else "",
         kms_key,
-        tuple(k for k, _ in enc_ctx),
+        tuple(k for k, _ in enc_ctx) if enc_ctx else (),
         sse_header,
         sse_kms_key_header,
         (extra.SSEApplied or "") if extra else "",
         (record.tlsDetails.tlsVersion or "") if record.tlsDetails else "",
-        _source_ip_kind(ip),
+        _IP_KINDS.get(ip) or _ip_kind_memo(ip),
     )
     # Contexts repeat across records: build each distinct one once (and hash it once).
     context = _CONTEXTS.get(key)
@@ -153,6 +164,7 @@ _PASSED_ROLE_PARAM = re.compile(r"(?i)^(?:[a-z]*rolearn|role|servicerole|[a-z]*r
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+")
 # Services whose role-ARN parameters name a role to *assume* or *manage*, not one to pass.
 _NOT_PASSING = frozenset({"sts", "iam", "sso", "identitystore"})
+_READS = frozenset({"Read", "List"})
 
 
 def passed_roles(action: str, params: dict[str, Any]) -> list[str]:
@@ -185,6 +197,9 @@ class RecordParts(NamedTuple):
     source_ip: str
     uses: list[tuple[str, str | None]]  # (action, resource or None when unknown)
     notes: list[Skipped]
+
+
+_new_parts = tuple.__new__
 
 
 def normalize_parts(record: Record) -> RecordParts | Skipped:
@@ -236,18 +251,23 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
             uses.append((action, None))
         else:
             uses.extend((action, resource) for resource in resources)
-    if outcome is Outcome.USED and params:
+    # Passing a role is part of creating or changing something: never of a Read or List call.
+    if outcome is Outcome.USED and params and catalog.access_level(rules[0].action) not in _READS:
         uses.extend(("iam:PassRole", arn) for arn in passed_roles(rules[0].action, params))
-    return RecordParts(
-        principal,
-        outcome,
-        context,
-        enc_ctx,
-        normalize_time(record.eventTime),
-        record.eventID or "",
-        record.sourceIPAddress or "",
-        uses,
-        notes,
+    # tuple.__new__ directly: a NamedTuple's generated __new__ is a Python-level call per record.
+    return _new_parts(
+        RecordParts,
+        (
+            principal,
+            outcome,
+            context,
+            enc_ctx,
+            normalize_time(record.eventTime),
+            record.eventID or "",
+            record.sourceIPAddress or "",
+            uses,
+            notes,
+        ),
     )
 
 

@@ -428,8 +428,20 @@ def _resolve(
         # CloudTrail's own list of the resources involved is authoritative: when it names
         # resources of this action's types, nothing else is consulted (and the common case,
         # S3 data events and KMS calls, stays cheap).
-        _match_into(found, action, [r.ARN for r in record.resources if r.ARN])
+        for ref in record.resources:
+            arn = ref.ARN
+            if arn:
+                rt = catalog.resource_type_for_arn(action, arn)
+                if rt is not None:
+                    bucket = found.get(rt.name)
+                    if bucket is None:
+                        found[rt.name] = [arn]
+                    elif arn not in bucket:
+                        bucket.append(arn)
         if found:
+            if len(found) == 1:
+                (only,) = found.values()
+                return tuple(only)
             return _flatten(found)
     # The request names the resource the call is authorized on; the response of a create call
     # names the resource it created (with parts the request lacks, e.g. an IAM path), while the
