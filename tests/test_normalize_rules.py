@@ -568,3 +568,17 @@ def test_a_role_passed_to_a_service_implies_pass_role_when_the_call_succeeded() 
     # sts:AssumeRole's roleArn is the role being assumed, not one being passed.
     assume = management_event("sts.amazonaws.com", "AssumeRole", {"roleArn": role, "roleSessionName": "s"})
     assert all(action != "iam:PassRole" for action, _ in pairs(assume))
+
+
+def test_aws_owned_ssm_documents_have_no_account_in_their_arn() -> None:
+    params = {"documentName": "AWS-RunShellScript", "instanceIds": ["i-0123456789abcdef0"]}
+    record = management_event("ssm.amazonaws.com", "SendCommand", params)
+    assert ("ssm:SendCommand", f"arn:aws:ssm:{REGION}::document/AWS-RunShellScript") in pairs(record)
+    own = management_event("ssm.amazonaws.com", "SendCommand", {**params, "documentName": "team-patch"})
+    assert ("ssm:SendCommand", f"arn:aws:ssm:{REGION}:{ACCOUNT}:document/team-patch") in pairs(own)
+
+
+def test_public_ssm_parameters_have_no_account_in_their_arn() -> None:
+    name = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    record = management_event("ssm.amazonaws.com", "GetParameter", {"name": name})
+    assert pairs(record) == {("ssm:GetParameter", f"arn:aws:ssm:{REGION}::parameter{name}")}

@@ -181,6 +181,23 @@ def _transform(
             acct = value.split(":function:", 1)[0].rsplit(":", 1)[-1] or account
             return "", f"arn:{partition}:lambda:{region}:{acct}:function:{tail}"
         return value, None
+    if transform == "ssm-parameter":
+        # The ARN drops the name's leading "/". Public parameters AWS publishes (/aws/service/…)
+        # have no account in their ARN; customer names cannot start with "aws" or "ssm".
+        # https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html
+        # https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-public-parameters.html
+        name = value[1:] if value.startswith("/") else value
+        if name.lower().startswith("aws/"):
+            return "", f"arn:{partition}:ssm:{region}::parameter/{name}"
+        return name, None
+    if transform == "ssm-document":
+        # Documents AWS owns (AWS-RunShellScript, AWSSupport-…, AmazonCloudWatch-…) have no
+        # account in their ARN; customers cannot create names with those prefixes.
+        # https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CreateDocument.html
+        # https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-rc-setting-up-cmdsec.html
+        if value.lower().startswith(("aws", "amazon", "amzn")):
+            return "", f"arn:{partition}:ssm:{region}::document/{value}"
+        return value, None
     if transform == "log-group":
         # Log group ARNs as IAM sees them end in ":*" for stream-level access; the template
         # variable is the bare name (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html).
