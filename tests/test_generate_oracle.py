@@ -64,6 +64,16 @@ def context_dict(request: Request) -> dict[str, Any]:
     return {k: v[0] if len(v) == 1 else list(v) for k, v in request.context}
 
 
+def _oracle_arn(arn: str, account: str) -> str:
+    """The oracle types no account-less SSM ARN ("no.resource.types") although AWS owns such
+    resources (arn:aws:ssm:REGION::document/AWS-RunShellScript); ask it about the same resource
+    with the caller's account, which the generated policy's ``:*:`` account field also matches."""
+    parts = arn.split(":", 5)
+    if len(parts) == 6 and parts[2] == "ssm" and parts[4] == "" and account:
+        return ":".join([*parts[:4], account, parts[5]])
+    return arn
+
+
 def oracle_request(
     principal: str,
     request: Request,
@@ -71,7 +81,7 @@ def oracle_request(
     drop: tuple[str, ...] = (),
     add: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    target = resource or request.resource
+    target = _oracle_arn(resource or request.resource, request.resource_account)
     ctx = {k: v for k, v in context_dict(request).items() if k not in drop}
     ctx.update(add or {})
     out: dict[str, Any] = {

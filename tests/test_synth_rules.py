@@ -304,3 +304,13 @@ def test_sids_are_readable_unique_and_alphanumeric() -> None:
     assert all(s.isalnum() and len(s) <= 64 for s in sids)
     assert "KmsDecryptKey1234abcdViaS3" in sids
     assert any(s.startswith("S3GetObject") for s in sids)
+
+
+def test_aws_owned_ssm_document_is_granted_with_any_account() -> None:
+    doc = "arn:aws:ssm:us-east-1::document/AWS-RunShellScript"
+    g = generate([row("ssm:SendCommand", doc)])
+    assert "arn:aws:ssm:us-east-1:*:document/AWS-RunShellScript" in statement_resources(g)
+    # The account-less ARN AWS checks, and the same name written with the caller's account.
+    assert allowed(g, "ssm:SendCommand", doc)
+    assert allowed(g, "ssm:SendCommand", f"arn:aws:ssm:us-east-1:{ACCT}:document/AWS-RunShellScript")
+    assert not allowed(g, "ssm:SendCommand", f"arn:aws:ssm:us-east-1:{ACCT}:document/team-script")

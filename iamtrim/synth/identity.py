@@ -124,6 +124,20 @@ def _unknown_pattern(action: str, region: str, account: str, partition: str) -> 
     return tuple(sorted(out)) or ("*",)
 
 
+def _account_any_if_aws_owned(resource: str) -> str:
+    """``arn:aws:ssm:r::document/AWS-…`` → ``arn:aws:ssm:r:*:document/AWS-…``.
+
+    SSM documents and public parameters AWS owns have no account in their ARN, and their names
+    use prefixes customers cannot create (``AWS``, ``Amazon``, ``/aws/``), so ``*`` in the account
+    field matches only them — and also matches tools that write the caller's account into the
+    ARN. https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CreateDocument.html
+    """
+    parts = resource.split(":", 5)
+    if len(parts) == 6 and parts[2] == "ssm" and parts[4] == "" and parts[3]:
+        return ":".join([*parts[:4], "*", parts[5]])
+    return resource
+
+
 def _is_object(resource: str) -> bool:
     return resource.startswith("arn:") and ":s3:::" in resource and "/" in resource
 
@@ -449,7 +463,7 @@ def generate_identity_policy(
         # A "$" in an observed name (an S3 key "a/${x}") would start a policy variable in the
         # 2012-10-17 grammar; "${$}" is IAM's escape for a literal "$".
         # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#policy-vars-specialchars
-        escaped = tuple(r.replace("$", "${$}") for r in stmt_resources)
+        escaped = tuple(_account_any_if_aws_owned(r).replace("$", "${$}") for r in stmt_resources)
         st = Statement(Effect.ALLOW, actions=written, resources=escaped, conditions=c, sid=sid)
         times = [
             advice_time[(a, rr)] for a in stmt_actions for rr in stmt_resources if (a, rr) in advice_time
