@@ -225,6 +225,22 @@ def _rt_matchers(action: str) -> tuple[tuple[re.Pattern[str], ResourceType], ...
     return tuple((_template_regex(rt.arn_template), rt) for rt in ranked)
 
 
+_S3_BUCKET = "arn:${Partition}:s3:::${BucketName}"
+_S3_OBJECT = "arn:${Partition}:s3:::${BucketName}/${ObjectName}"
+
+
+@functools.cache
+def _s3_types(action: str) -> tuple[ResourceType | None, ResourceType | None]:
+    """The action's bucket and object resource types, if it has them."""
+    bucket = obj = None
+    for rt in resource_types(action):
+        if rt.arn_template == _S3_BUCKET:
+            bucket = rt
+        elif rt.arn_template == _S3_OBJECT:
+            obj = rt
+    return bucket, obj
+
+
 def resource_type_for_arn(action: str, arn: str) -> ResourceType | None:
     """The resource type of *action* that *arn* is an instance of, if any.
 
@@ -232,6 +248,17 @@ def resource_type_for_arn(action: str, arn: str) -> ResourceType | None:
     under a greedy variable), the most specific one wins. Not cached per ARN: object ARNs are
     unbounded in number.
     """
+    # S3 bucket and object ARNs (no region, no account) are the most common by far, and the two
+    # templates differ only by the "/" after the bucket name: decide without a regex.
+    i = arn.find(":s3:::")
+    if 3 < i < 16:
+        bucket, obj = _s3_types(action)
+        rest = arn[i + 6 :]
+        slash = rest.find("/")
+        if slash < 0 and rest and bucket is not None:
+            return bucket
+        if 0 < slash < len(rest) - 1 and obj is not None:
+            return obj
     for rx, rt in _rt_matchers(action):
         if rx.match(arn):
             return rt
