@@ -5,36 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from iamtrim.model import UsageRow
-from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition
+from iamtrim.render.common import denied_json, finding_json
 from iamtrim.synth.bucket import BucketStatement, GeneratedBucketPolicy
 from iamtrim.synth.kms import GeneratedKeyPolicy, KeyStatement
 
 
-def _finding(f: Finding) -> dict[str, str]:
-    return {
-        "code": f.code,
-        "severity": str(f.severity),
-        "title": f.title,
-        "subject": f.subject,
-        "message": f.message,
-    }
-
-
 def _conditions(conditions: tuple[Condition, ...]) -> list[dict[str, Any]]:
     return [{"operator": c.operator, "key": c.key, "values": list(c.values)} for c in conditions]
-
-
-def _denied(r: UsageRow) -> dict[str, Any]:
-    return {
-        "principal": r.principal,
-        "action": r.action,
-        "resource": r.resource,
-        "count": r.count,
-        "last_seen": r.last_seen,
-        "event_ids": list(r.event_ids),
-    }
 
 
 def _bucket_statement(s: BucketStatement, explain: bool) -> dict[str, Any]:
@@ -70,8 +48,8 @@ def bucket_json(g: GeneratedBucketPolicy, explain: bool = False) -> str:
         "document": g.policy.to_json(),
         "statements": [_bucket_statement(s, explain) for s in g.statements],
         "unpinned": [{"principal": u.principal, "guard": u.guard, "reason": u.reason} for u in g.unpinned],
-        "findings": [_finding(f) for f in g.findings],
-        "denied": [_denied(r) for r in g.denied],
+        "findings": [finding_json(f) for f in g.findings],
+        "denied": [denied_json(r, with_principal=True) for r in g.denied],
         "verification": {
             "replayed_calls": g.replayed,
             "failed": 0,
@@ -137,8 +115,8 @@ def key_json(g: GeneratedKeyPolicy, explain: bool = False) -> str:
         "account": g.account,
         "document": g.policy.to_json(),
         "statements": [_key_statement(s, explain) for s in g.statements],
-        "findings": [_finding(f) for f in g.findings],
-        "denied": [_denied(r) for r in g.denied],
+        "findings": [finding_json(f) for f in g.findings],
+        "denied": [denied_json(r, with_principal=True) for r in g.denied],
         "verification": {
             "replayed_calls": g.replayed,
             "failed": 0,

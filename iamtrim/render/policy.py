@@ -6,20 +6,10 @@ import json
 import re
 from typing import Any
 
-from iamtrim.model import PrincipalKind, UsageRow
-from iamtrim.model.finding import Finding
+from iamtrim.model import PrincipalKind
+from iamtrim.render.common import denied_json, finding_json
 from iamtrim.synth.identity import GeneratedPolicy, StatementEvidence
 from iamtrim.synth.limits import Target
-
-
-def _finding(f: Finding) -> dict[str, str]:
-    return {
-        "code": f.code,
-        "severity": str(f.severity),
-        "title": f.title,
-        "subject": f.subject,
-        "message": f.message,
-    }
 
 
 def _statement(ev: StatementEvidence, explain: bool) -> dict[str, Any]:
@@ -50,23 +40,13 @@ def _statement(ev: StatementEvidence, explain: bool) -> dict[str, Any]:
     return out
 
 
-def _denied(r: UsageRow) -> dict[str, Any]:
-    return {
-        "action": r.action,
-        "resource": r.resource,
-        "count": r.count,
-        "last_seen": r.last_seen,
-        "event_ids": list(r.event_ids),
-    }
-
-
 def to_json(g: GeneratedPolicy, explain: bool = False) -> str:
     doc = {
         "principal": g.principal.arn,
         "policies": [{"name": p.name, "document": p.policy.to_json()} for p in g.policies],
         "statements": [_statement(s, explain) for s in g.statements],
-        "denied": [_denied(r) for r in g.denied],
-        "findings": [_finding(f) for f in g.findings],
+        "denied": [denied_json(r) for r in g.denied],
+        "findings": [finding_json(f) for f in g.findings],
         "verification": {"replayed_calls": g.replayed, "failed": 0},
     }
     return json.dumps(doc, indent=2)
