@@ -15,7 +15,9 @@ Two things the oracle does that a caller must know:
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -30,13 +32,31 @@ from tests.conftest import oracle_path
 DECISIONS = {"Allowed": "allowed", "ImplicitDeny": "implicit-deny", "ExplicitDeny": "explicit-deny"}
 
 
+_installed: list[bool] = []
+
+
 def require_oracle() -> Path:
-    """The oracle's path, or skip the test when node or the oracle is not available."""
+    """The oracle's path, or skip the test when node or the oracle is not available.
+
+    The oracle installs its npm packages on first use. Test workers (pytest -n 2) may reach it at
+    the same moment on a fresh machine, so the install runs once, under a file lock.
+    """
     path = oracle_path()
     if path is None:
         pytest.skip("IAM oracle not found (set IAMTRIM_ORACLE or provide ../shared/oracle)")
     if shutil.which("node") is None:
         pytest.skip("node is not installed (the IAM oracle is an npm package)")
+    if not _installed:
+        home = Path(os.environ.get("IAM_ORACLE_HOME", Path.home() / ".cache" / "iam-oracle"))
+        home.parent.mkdir(parents=True, exist_ok=True)
+        with open(home.parent / "iam-oracle.install.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            proc = subprocess.run(
+                [str(path), "--setup"], capture_output=True, text=True, timeout=1800, check=False
+            )
+        if proc.returncode != 0:
+            pytest.skip(f"IAM oracle could not install its npm packages: {proc.stderr.strip()[-300:]}")
+        _installed.append(True)
     return path
 
 
