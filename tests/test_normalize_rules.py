@@ -526,6 +526,8 @@ def test_table_rows_are_catalog_valid_and_sourced(name: str) -> None:
             assert catalog.action_exists(action), (name, row, "not a catalog action or wrong casing")
         if name == "event_sources.csv":
             assert catalog.service_exists(row["iam_prefix"]), row
+        if name == "singleton_resources.csv":
+            assert row["resource_type"] in _resource_type_names(row["iam_prefix"]), row
         if name == "id_prefixes.csv":
             assert any(rt_name == row["resource_type"] for rt_name in _resource_type_names(row["service"])), (
                 row
@@ -582,3 +584,58 @@ def test_public_ssm_parameters_have_no_account_in_their_arn() -> None:
     name = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
     record = management_event("ssm.amazonaws.com", "GetParameter", {"name": name})
     assert pairs(record) == {("ssm:GetParameter", f"arn:aws:ssm:{REGION}::parameter{name}")}
+
+
+def test_dynamodb_transactions_and_partiql_need_per_item_actions() -> None:
+    table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table"
+    write = management_event(
+        "dynamodb.amazonaws.com",
+        "TransactWriteItems",
+        {"transactItems": [{"put": {"tableName": "orders"}}, {"conditionCheck": {"tableName": "stock"}}]},
+    )
+    assert pairs(write) == {
+        ("dynamodb:PutItem", f"{table}/orders"),
+        ("dynamodb:ConditionCheckItem", f"{table}/stock"),
+    }
+    select = management_event(
+        "dynamodb.amazonaws.com", "ExecuteStatement", {"statement": 'SELECT * FROM "orders" WHERE id = ?'}
+    )
+    assert pairs(select) == {("dynamodb:PartiQLSelect", f"{table}/orders")}
+    batch = management_event(
+        "dynamodb.amazonaws.com",
+        "BatchExecuteStatement",
+        {
+            "statements": [
+                {"statement": "INSERT INTO orders VALUE {'id': ?}"},
+                {"statement": 'DELETE FROM "stock"'},
+            ]
+        },
+    )
+    assert pairs(batch) == {
+        ("dynamodb:PartiQLInsert", f"{table}/orders"),
+        ("dynamodb:PartiQLDelete", f"{table}/stock"),
+    }
+    blank = management_event(
+        "dynamodb.amazonaws.com", "ExecuteStatement", {"statement": "HIDDEN_DUE_TO_SECURITY_REASONS"}
+    )
+    assert skip_of(blank).reason is SkipReason.UNKNOWN_ACTION
+
+
+def test_batch_and_converse_calls_map_to_their_single_actions() -> None:
+    queue = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/jobs"
+    batch = management_event("sqs.amazonaws.com", "SendMessageBatch", {"queueUrl": queue, "entries": []})
+    assert pairs(batch) == {("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:jobs")}
+    converse = management_event("bedrock.amazonaws.com", "Converse", {"modelId": "anthropic.claude-3-haiku"})
+    assert {a for a, _ in pairs(converse)} == {"bedrock:InvokeModel"}
+
+
+def test_alternative_resource_types_without_a_name_are_not_guessed() -> None:
+    # bedrock:InvokeModel lists foundation-model, inference-profile, ... and
+    # marketplace/model-endpoint/all-access as (alternative) resource types; the request names one.
+    model = "anthropic.claude-3-haiku-20240307-v1:0"
+    record = management_event("bedrock.amazonaws.com", "InvokeModel", {"modelId": model})
+    assert pairs(record) == {("bedrock:InvokeModel", f"arn:aws:bedrock:{REGION}::foundation-model/{model}")}
+    profile = management_event("bedrock.amazonaws.com", "Converse", {"modelId": "us." + model})
+    assert pairs(profile) == {
+        ("bedrock:InvokeModel", f"arn:aws:bedrock:{REGION}:{ACCOUNT}:inference-profile/us.{model}")
+    }

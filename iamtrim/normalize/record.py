@@ -7,7 +7,8 @@ import re
 from typing import Any, NamedTuple
 
 from iamtrim import catalog
-from iamtrim.model import Context, Outcome, Principal, Skipped, SkipReason, Usage
+from iamtrim.model import Context, Outcome, Principal, Skipped, SkipReason, Usage, partition_for_region
+from iamtrim.normalize import dynamodb
 from iamtrim.normalize.actions import S3_VERSIONED, resolve_actions
 from iamtrim.normalize.principal import resolve_principal
 from iamtrim.normalize.resources import resolve_resources
@@ -221,6 +222,8 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
         return Skipped(SkipReason.NOT_AUTHENTICATED, code)
     rules = resolve_actions(record.eventSource, record.eventName)
     if isinstance(rules, Skipped):
+        if record.eventSource == "dynamodb.amazonaws.com" and record.eventName in dynamodb.EVENTS:
+            return _dynamodb_parts(record, principal, rules)
         return rules
     outcome = Outcome.DENIED if code and _is_denied(record) else Outcome.USED
     region = record.awsRegion or ""
@@ -267,6 +270,34 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
             record.sourceIPAddress or "",
             uses,
             notes,
+        ),
+    )
+
+
+def _dynamodb_parts(record: Record, principal: Principal, unknown: Skipped) -> RecordParts | Skipped:
+    """Transactions and PartiQL: the actions depend on the items or statements of the request."""
+    region = record.awsRegion or ""
+    account = record.recipientAccountId or principal.account
+    uses = dynamodb.request_uses(
+        record.eventName or "", record.requestParameters, partition_for_region(region), region, account
+    )
+    if not uses:
+        return unknown
+    outcome = Outcome.DENIED if record.errorCode and _is_denied(record) else Outcome.USED
+    context, enc_ctx = build_context(record, region)
+    pairs: list[tuple[str, str | None]] = list(uses)
+    return _new_parts(
+        RecordParts,
+        (
+            principal,
+            outcome,
+            context,
+            enc_ctx,
+            normalize_time(record.eventTime or ""),
+            record.eventID or "",
+            record.sourceIPAddress or "",
+            pairs,
+            [],
         ),
     )
 

@@ -28,7 +28,7 @@ import msgspec
 from iamtrim import catalog
 from iamtrim.catalog import ResourceType
 from iamtrim.model import partition_for_region
-from iamtrim.normalize.tables import caller_resource_actions, id_prefixes, param_rules
+from iamtrim.normalize.tables import caller_resource_actions, id_prefixes, param_rules, singleton_resources
 from iamtrim.sources.records import Record
 
 _MAX_SCAN = 64  # values looked at per record when scanning for ARNs (bounds the cost)
@@ -181,6 +181,14 @@ def _transform(
             acct = value.split(":function:", 1)[0].rsplit(":", 1)[-1] or account
             return "", f"arn:{partition}:lambda:{region}:{acct}:function:{tail}"
         return value, None
+    if transform == "bedrock-model":
+        # modelId is a foundation model id, an inference profile id (its region-group prefix:
+        # "us.", "eu.", "apac.", "global."), or an ARN (handled before transforms).
+        # https://docs.aws.amazon.com/bedrock/latest/userguide/security_iam_id-based-policy-examples.html
+        # https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-support.html
+        if value.split(".", 1)[0] in ("us", "eu", "apac", "global", "us-gov", "ca", "jp", "au"):
+            return "", f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{value}"
+        return "", f"arn:{partition}:bedrock:{region}::foundation-model/{value}"
     if transform == "ssm-parameter":
         # The ARN drops the name's leading "/". Public parameters AWS publishes (/aws/service/…)
         # have no account in their ARN; customer names cannot start with "aws" or "ssm".
@@ -206,6 +214,7 @@ def _transform(
 
 
 _SUFFIXES = ("Name", "Id", "Identifier", "Arn")
+_SCOPE_VARIABLES = frozenset({"Partition", "Region", "Account", "AccountId"})
 
 
 def _lower_first(text: str) -> str:
@@ -477,6 +486,19 @@ def _resolve(
             continue
         if request is None and response is None:
             break
+        if (
+            not (set(rt.variables) - _SCOPE_VARIABLES)
+            and (
+                action.partition(":")[0],
+                rt.name,
+            )
+            not in singleton_resources()
+        ):
+            # A template naming no resource of its own would "fill" from any request. Some are
+            # part of every call (Glue's catalog: data/singleton_resources.csv); others are one
+            # of several alternatives (bedrock's marketplace/model-endpoint/all-access beside
+            # foundation-model/…) or a wildcard, and only an ARN in the record names them.
+            continue
         filled = _fill(
             rt,
             action,

@@ -81,7 +81,14 @@ TABLES = (
     "resource_params.csv",
     "caller_resources.csv",
     "id_prefixes.csv",
+    "singleton_resources.csv",
 )
+
+
+@functools.cache
+def singleton_resources() -> frozenset[tuple[str, str]]:
+    """Resource types without a name of their own that a call always involves (Glue's catalog)."""
+    return frozenset((row["iam_prefix"], row["resource_type"]) for row in _rows("singleton_resources.csv"))
 
 
 def all_table_rows() -> dict[str, list[dict[str, str]]]:

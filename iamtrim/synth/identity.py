@@ -33,6 +33,7 @@ from iamtrim.synth.limits import Target, pack
 from iamtrim.synth.minimize import (
     action_wildcards,
     created_resource_patterns,
+    creates_resources,
     generalize_by_template,
     generalize_object_arns,
 )
@@ -388,6 +389,11 @@ def generate_identity_policy(
     # records did not name is granted on its ARN format, scoped to the account and regions seen.
     for action, arows in sorted(by_action.items()):
         if action in unknown_patterns:
+            continue
+        # Only for calls that create something: the reference also marks alternatives as
+        # required (bedrock:InvokeModel on a foundation model *or* an inference profile *or* ...),
+        # and for other calls the record names the one that was used.
+        if not creates_resources(action):
             continue
         required = [rt for rt in catalog.resource_types(action) if rt.required]
         if len(required) < 2:

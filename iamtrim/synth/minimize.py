@@ -193,6 +193,11 @@ _CREATE_VERBS = (
 )
 
 
+def creates_resources(action: str) -> bool:
+    """Whether the action's verb creates something (``RunInstances``, ``CreateTable``, ...)."""
+    return bool(_created_noun(action))
+
+
 def _created_noun(action: str) -> str:
     """``ec2:RunInstances`` → ``instance``; ``""`` when the action's verb creates nothing."""
     name = action.partition(":")[2]
