@@ -184,31 +184,13 @@ def expand_action_pattern(pattern: str) -> frozenset[str]:
     return frozenset(a for a in _actions_of(prefix) if rx.match(a.partition(":")[2].lower()))
 
 
-@functools.cache
 def _template_regex(template: str) -> re.Pattern[str]:
     """Regex for an ARN template: each ``${Var}`` matches a non-empty run of characters.
 
-    Variables inside the resource part may contain ``/`` (object keys, role paths), so they are
-    matched greedily; the fixed parts anchor the match.
+    Variables inside the resource part may contain ``/`` (object keys, role paths); the fixed
+    parts anchor the match. One builder serves matching and variable extraction.
     """
-    parts = re.split(r"(\$\{[^}]+\})", template)
-    rx = []
-    for part in parts:
-        if part.startswith("${"):
-            var = part[2:-1]
-            if var == "BucketName":
-                rx.append(r"[^/]+")  # S3 bucket names never contain "/" (object keys do)
-            elif var in ("Partition",):
-                rx.append(r"aws[a-z-]*")
-            elif var in ("Region",):
-                rx.append(r"[a-z0-9-]*")
-            elif var in ("Account", "AccountId"):
-                rx.append(r"[0-9]*")
-            else:
-                rx.append(r".+")
-        else:
-            rx.append(re.escape(part))
-    return re.compile("".join(rx) + r"\Z", re.DOTALL)
+    return _named_template_regex(template)[0]
 
 
 def arn_matches_template(arn: str, template: str) -> bool:
@@ -265,22 +247,25 @@ def resource_type_for_arn(action: str, arn: str) -> ResourceType | None:
     return None
 
 
+def _variable_pattern(var: str) -> str:
+    if var == "BucketName":
+        return r"[^/]+"  # S3 bucket names never contain "/" (object keys do)
+    if var in ("Account", "AccountId"):
+        return r"[0-9]*"
+    if var == "Region":
+        return r"[a-z0-9-]*"
+    if var == "Partition":
+        return r"aws[a-z-]*"
+    return r".+?"  # lazy: with several variables, the last takes the rest
+
+
 @functools.cache
 def _named_template_regex(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
-    parts = re.split(r"(\$\{[^}]+\})", template)
     rx, names = [], []
-    for part in parts:
+    for part in re.split(r"(\$\{[^}]+\})", template):
         if part.startswith("${"):
-            var = part[2:-1]
-            names.append(var)
-            body = (
-                r"[^/]+"
-                if var == "BucketName"
-                else r"[0-9]*"
-                if var in ("Account", "AccountId")
-                else (r"[a-z0-9-]*" if var == "Region" else r"aws[a-z-]*" if var == "Partition" else r".+?")
-            )
-            rx.append(f"(?P<v{len(names) - 1}>{body})")
+            names.append(part[2:-1])
+            rx.append(f"(?P<v{len(names) - 1}>{_variable_pattern(names[-1])})")
         else:
             rx.append(re.escape(part))
     return re.compile("".join(rx) + r"\Z", re.DOTALL), tuple(names)

@@ -24,7 +24,7 @@ from typing import Any
 
 from iamtrim.errors import NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
-from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason
+from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
 from iamtrim.normalize.record import normalize_parts
 from iamtrim.sources import iter_input_files, read_file
 from iamtrim.store import FileEntry, Store, context_to_key
@@ -321,11 +321,6 @@ def _process_chunk(
     return chunk
 
 
-def process_file(path: str, exclude: frozenset[int] = frozenset()) -> ChunkResult:
-    """One file on its own (tests, and the serial path)."""
-    return process_chunk([path], exclude=exclude, known_digests=frozenset())
-
-
 @dataclass(slots=True)
 class IngestReport:
     files_read: int = 0
@@ -340,10 +335,6 @@ class IngestReport:
     @property
     def records_per_second(self) -> float:
         return self.records / self.seconds if self.seconds else 0.0
-
-
-def _is_object_arn(resource: str) -> bool:
-    return resource.startswith("arn:") and ":s3:::" in resource and "/" in resource
 
 
 def _add(
@@ -391,7 +382,7 @@ class _Merger:
                 list(row.event_ids),
                 list(row.source_ips),
             ]
-            if _is_object_arn(row.resource):
+            if is_s3_object_arn(row.resource):
                 self.folder.fold((key[0], key[1], key[3], key[4]), row.resource)
 
     def merge(self, agg: dict[AggKey, list[Any]]) -> None:

@@ -1,6 +1,6 @@
 """Frozen value types shared by every stage. No stage-specific logic lives here."""
 
-from iamtrim.model.arn import Arn, partition_for_region
+from iamtrim.model.arn import Arn, is_s3_object_arn, partition_for_region
 from iamtrim.model.principal import Principal, PrincipalKind
 from iamtrim.model.usage import (
     Context,
@@ -23,5 +23,6 @@ __all__ = [
     "Skipped",
     "Usage",
     "UsageRow",
+    "is_s3_object_arn",
     "partition_for_region",
 ]

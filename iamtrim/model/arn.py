@@ -46,3 +46,8 @@ class Arn:
 
     def __str__(self) -> str:
         return f"arn:{self.partition}:{self.service}:{self.region}:{self.account}:{self.resource}"
+
+
+def is_s3_object_arn(resource: str) -> bool:
+    """``arn:aws:s3:::bucket/key`` (or an object pattern such as ``bucket/folder/*``)."""
+    return resource.startswith("arn:") and ":s3:::" in resource and "/" in resource

@@ -64,18 +64,23 @@ def bucket_policy_text(g: GeneratedBucketPolicy) -> str:
     return json.dumps(g.policy.to_json(), indent=2)
 
 
+def _statement_lines(s: BucketStatement | KeyStatement) -> list[str]:
+    """The --explain head of one statement: what it is for and the evidence behind it."""
+    lines = [f"{s.sid} [{s.kind}]: {s.purpose}"]
+    if s.calls:
+        lines.append(
+            f"    evidence: {s.calls} calls {s.first_seen} .. {s.last_seen}; events " + ", ".join(s.event_ids)
+        )
+    return lines
+
+
 def bucket_explain_text(g: GeneratedBucketPolicy) -> str:
     lines = [
         f"# bucket {g.bucket} (owner {g.account}): {len(g.statements)} statements, "
         f"{g.replayed} observed calls replayed, {g.lockout_checked} lockout requests checked"
     ]
     for s in g.statements:
-        lines.append(f"{s.sid} [{s.kind}]: {s.purpose}")
-        if s.calls:
-            lines.append(
-                f"    evidence: {s.calls} calls {s.first_seen} .. {s.last_seen}; events "
-                + ", ".join(s.event_ids)
-            )
+        lines += _statement_lines(s)
         for target, members in s.covered:
             lines.append(
                 f"    {target} covers {len(members)}: "
@@ -85,8 +90,7 @@ def bucket_explain_text(g: GeneratedBucketPolicy) -> str:
     if g.unpinned:
         lines.append("left unpinned:")
         lines += [f"    {u.principal} [{u.guard}]: {u.reason}" for u in g.unpinned]
-    for f in g.findings:
-        lines.append(f"finding {f.code} ({f.severity}) {f.subject}: {f.message}")
+    lines += [f"finding {f.code} ({f.severity}) {f.subject}: {f.message}" for f in g.findings]
     return "\n".join(lines)
 
 
@@ -137,12 +141,6 @@ def key_explain_text(g: GeneratedKeyPolicy) -> str:
         f"{g.lockout_checked} lockout requests checked"
     ]
     for s in g.statements:
-        lines.append(f"{s.sid} [{s.kind}]: {s.purpose}")
-        if s.calls:
-            lines.append(
-                f"    evidence: {s.calls} calls {s.first_seen} .. {s.last_seen}; events "
-                + ", ".join(s.event_ids)
-            )
-    for f in g.findings:
-        lines.append(f"finding {f.code} ({f.severity}) {f.subject}: {f.message}")
+        lines += _statement_lines(s)
+    lines += [f"finding {f.code} ({f.severity}) {f.subject}: {f.message}" for f in g.findings]
     return "\n".join(lines)

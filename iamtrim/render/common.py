@@ -1,4 +1,4 @@
-"""Pieces every JSON renderer shares: findings and denied attempts."""
+"""Pieces the renderers share: findings and denied attempts as JSON, aligned text tables."""
 
 from __future__ import annotations
 
@@ -28,3 +28,14 @@ def denied_json(r: UsageRow, with_principal: bool = False) -> dict[str, Any]:
         event_ids=list(r.event_ids),
     )
     return out
+
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns under a dashed rule, trailing spaces trimmed."""
+    widths = [len(h) for h in headers]
+    for r in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, r, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)

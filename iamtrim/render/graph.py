@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iamtrim.graph import Picture, PictureEdge, PictureNode, PrincipalUse, ResourceUse, resource_group
+from iamtrim.render.common import text_table
 
 SVG_NS = "http://www.w3.org/2000/svg"
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
@@ -383,16 +384,6 @@ def to_png(svg: str) -> bytes:
 # -- who-used ----------------------------------------------------------------------------------
 
 
-def _tbl(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for r in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, r, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
-
-
 def who_used_json(pattern: str, uses: list[ResourceUse], summary: list[PrincipalUse]) -> str:
     doc = {
         "pattern": pattern,
@@ -468,7 +459,7 @@ def who_used_table(pattern: str, uses: list[ResourceUse], summary: list[Principa
     calls = sum(s.calls for s in summary)
     out = [f"who used {pattern}: {len(summary)} principal(s), {calls:,} calls", ""]
     out.append(
-        _tbl(
+        text_table(
             [
                 "PRINCIPAL",
                 "CALLS",
@@ -513,5 +504,5 @@ def who_used_table(pattern: str, uses: list[ResourceUse], summary: list[Principa
     )
     for title, rows in sections:
         if rows:
-            out += ["", f"{title}:", _tbl(head, _fold(rows))]
+            out += ["", f"{title}:", text_table(head, _fold(rows))]
     return "\n".join(out)

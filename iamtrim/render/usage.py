@@ -7,6 +7,7 @@ from typing import Any
 
 from iamtrim.model import UsageRow
 from iamtrim.query import PrincipalSummary, PrincipalUsage
+from iamtrim.render.common import text_table
 
 SHARED_SHOWN = 15  # shared resources listed in the usage table; JSON lists every one
 
@@ -37,16 +38,6 @@ def usage_json(usage: PrincipalUsage) -> str:
     return json.dumps(doc, indent=2, sort_keys=False)
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for r in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, r, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
-
-
 def _ctx_text(row: UsageRow) -> str:
     c = row.context
     bits = []
@@ -70,14 +61,14 @@ def usage_table(usage: PrincipalUsage) -> str:
     rows = [
         [r.action, r.resource or "(unknown)", str(r.count), r.last_seen, _ctx_text(r)] for r in usage.used
     ]
-    out.append(_table(["ACTION", "RESOURCE", "CALLS", "LAST SEEN", "CONTEXT"], rows))
+    out.append(text_table(["ACTION", "RESOURCE", "CALLS", "LAST SEEN", "CONTEXT"], rows))
     if usage.denied:
         out += ["", f"denied: {sum(r.count for r in usage.denied)} calls (never counted as use)"]
         rows = [
             [r.action, r.resource or "(unknown)", str(r.count), r.last_seen, _ctx_text(r)]
             for r in usage.denied
         ]
-        out.append(_table(["ACTION", "RESOURCE", "CALLS", "LAST SEEN", "CONTEXT"], rows))
+        out.append(text_table(["ACTION", "RESOURCE", "CALLS", "LAST SEEN", "CONTEXT"], rows))
     if usage.shared or usage.only_this:
         out += [
             "",
@@ -86,7 +77,9 @@ def usage_table(usage: PrincipalUsage) -> str:
         ]
     if usage.shared:
         shown = usage.shared[:SHARED_SHOWN]
-        out.append(_table(["RESOURCE", "ALSO USED BY"], [[res, ", ".join(others)] for res, others in shown]))
+        out.append(
+            text_table(["RESOURCE", "ALSO USED BY"], [[res, ", ".join(others)] for res, others in shown])
+        )
         if len(usage.shared) > SHARED_SHOWN:
             out.append(f"... {len(usage.shared) - SHARED_SHOWN} more (--format json lists them all)")
     skipped = ", ".join(f"{k} {v}" for k, v in usage.skipped)
@@ -136,7 +129,7 @@ def principals_table(summaries: list[PrincipalSummary]) -> str:
         ]
         for s in summaries
     ]
-    return _table(
+    return text_table(
         ["PRINCIPAL", "KIND", "ACTIONS", "CALLS", "DENIED", "LAST SEEN", "RESOURCES", "SHARED", "ONLY IT"],
         rows,
     )

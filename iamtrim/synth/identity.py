@@ -26,7 +26,7 @@ from enum import StrEnum
 from iamtrim import catalog
 from iamtrim.errors import IamtrimError, PrincipalError
 from iamtrim.evaluate import evaluate
-from iamtrim.model import Outcome, Principal, PrincipalKind, UsageRow
+from iamtrim.model import Outcome, Principal, PrincipalKind, UsageRow, is_s3_object_arn
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Statement
 from iamtrim.synth.limits import Target, pack
@@ -137,10 +137,6 @@ def _account_any_if_aws_owned(resource: str) -> str:
     if len(parts) == 6 and parts[2] == "ssm" and parts[4] == "" and parts[3]:
         return ":".join([*parts[:4], "*", parts[5]])
     return resource
-
-
-def _is_object(resource: str) -> bool:
-    return resource.startswith("arn:") and ":s3:::" in resource and "/" in resource
 
 
 def _conditions(action: str, rows: Sequence[UsageRow], enabled: bool) -> tuple[Condition, ...]:
@@ -285,10 +281,14 @@ def generate_identity_policy(
     for r in used:
         by_action[r.action].append(r)
     for action, arows in sorted(by_action.items()):
-        objects = sorted({r.resource for r in arows if r.resource and _is_object(r.resource)})
+        objects = sorted({r.resource for r in arows if r.resource and is_s3_object_arn(r.resource)})
         mapping = generalize_object_arns(objects, options.prefix_threshold) if objects else {}
         others = sorted(
-            {r.resource for r in arows if r.resource and r.resource != "*" and not _is_object(r.resource)}
+            {
+                r.resource
+                for r in arows
+                if r.resource and r.resource != "*" and not is_s3_object_arn(r.resource)
+            }
         )
         template_mapping = generalize_by_template(action, others, options.prefix_threshold)
         # A resource the call created (RunInstances → instance/i-…): its AWS-generated id is
@@ -307,7 +307,7 @@ def generate_identity_policy(
                 covered[target].append(arn)
         mapping.update(template_mapping)
         for target, arns in covered.items():
-            kind = "object-prefix" if _is_object(target) else "resource-variable"
+            kind = "object-prefix" if is_s3_object_arn(target) else "resource-variable"
             widenings[(action, target)].append(Widening(kind, target, tuple(sorted(arns))))
             findings.append(
                 Finding(
