@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any, NamedTuple
+
+import msgspec
 
 from iamtrim import catalog
 from iamtrim.model import Context, Outcome, Principal, Skipped, SkipReason, Usage, partition_for_region
@@ -12,7 +13,7 @@ from iamtrim.normalize import dynamodb
 from iamtrim.normalize.actions import S3_VERSIONED, resolve_actions
 from iamtrim.normalize.principal import resolve_principal
 from iamtrim.normalize.resources import resolve_resources
-from iamtrim.sources.records import Record, UserIdentity
+from iamtrim.sources.records import USER_IDENTITY_DECODER, Record, UserIdentity
 
 # Errors that mean IAM (or an SCP, boundary, VPC endpoint or resource policy) refused the call.
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html
@@ -86,9 +87,34 @@ def normalize_time(value: str) -> str:
     return text
 
 
-@functools.lru_cache(maxsize=4096)
-def _principal_cached(ui: UserIdentity) -> Principal | Skipped:
-    return resolve_principal(ui)
+_IDENTITIES: dict[bytes, tuple[Principal | Skipped, str]] = {}
+_IDENTITY_FIELDS: dict[UserIdentity | None, tuple[Principal | Skipped, str]] = {}
+_IDENTITIES_LIMIT = 50_000
+
+
+def identity_of(record: Record) -> tuple[Principal | Skipped, str]:
+    """(the principal, or why there is none; ``userIdentity.invokedBy``) of *record*.
+
+    Resolved once per distinct ``userIdentity`` JSON: every call of one session carries the same
+    bytes. A ``userIdentity`` that is not an object (a hand-edited record) counts as missing.
+    """
+    raw = bytes(record.userIdentity)
+    hit = _IDENTITIES.get(raw)
+    if hit is None:
+        # The bytes also differ by accessKeyId and session creationDate; the fields read here
+        # repeat far more often, so resolving is cached on them too.
+        try:
+            ui = USER_IDENTITY_DECODER.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            ui = None
+        hit = _IDENTITY_FIELDS.get(ui)
+        if hit is None:
+            hit = _IDENTITY_FIELDS[ui] = (resolve_principal(ui), (ui.invokedBy or "") if ui else "")
+        if len(_IDENTITIES) >= _IDENTITIES_LIMIT:
+            _IDENTITIES.clear()
+            _IDENTITY_FIELDS.clear()
+        _IDENTITIES[raw] = hit
+    return hit
 
 
 _IP_KINDS: dict[str, str] = {}
@@ -116,11 +142,12 @@ def _str(value: Any) -> str:
 _CONTEXTS: dict[tuple[object, ...], Context] = {}
 
 
-def build_context(record: Record, region: str) -> tuple[Context, tuple[tuple[str, str], ...]]:
+def build_context(
+    record: Record, region: str, invoked_by: str
+) -> tuple[Context, tuple[tuple[str, str], ...]]:
     params = record.requestParameters if isinstance(record.requestParameters, dict) else {}
     response = record.responseElements if isinstance(record.responseElements, dict) else {}
     extra = record.additionalEventData
-    ui = record.userIdentity
     kms_key = ""
     enc_ctx: tuple[tuple[str, str], ...] = ()
     if record.eventSource == "kms.amazonaws.com":
@@ -140,7 +167,7 @@ def build_context(record: Record, region: str) -> tuple[Context, tuple[tuple[str
     key = (
         region,
         record.vpcEndpointId or "",
-        (ui.invokedBy or "") if ui else "",
+        invoked_by,
         kms_key,
         tuple(k for k, _ in enc_ctx) if enc_ctx else (),
         sse_header,
@@ -214,7 +241,7 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
         return Skipped(SkipReason.NOT_API_CALL, event_type)
     if not record.eventSource or not record.eventName or not record.eventTime:
         return Skipped(SkipReason.MISSING_FIELDS, "eventSource/eventName/eventTime")
-    principal = _principal_cached(record.userIdentity) if record.userIdentity else resolve_principal(None)
+    principal, invoked_by = identity_of(record)
     if isinstance(principal, Skipped):
         return principal
     code = record.errorCode
@@ -223,12 +250,12 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
     rules = resolve_actions(record.eventSource, record.eventName)
     if isinstance(rules, Skipped):
         if record.eventSource == "dynamodb.amazonaws.com" and record.eventName in dynamodb.EVENTS:
-            return _dynamodb_parts(record, principal, rules)
+            return _dynamodb_parts(record, principal, invoked_by, rules)
         return rules
     outcome = Outcome.DENIED if code and _is_denied(record) else Outcome.USED
     region = record.awsRegion or ""
     account = record.recipientAccountId or principal.account
-    context, enc_ctx = build_context(record, region)
+    context, enc_ctx = build_context(record, region, invoked_by)
     params = record.requestParameters if isinstance(record.requestParameters, dict) else None
     uses: list[tuple[str, str | None]] = []
     notes: list[Skipped] = []
@@ -274,7 +301,9 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
     )
 
 
-def _dynamodb_parts(record: Record, principal: Principal, unknown: Skipped) -> RecordParts | Skipped:
+def _dynamodb_parts(
+    record: Record, principal: Principal, invoked_by: str, unknown: Skipped
+) -> RecordParts | Skipped:
     """Transactions and PartiQL: the actions depend on the items or statements of the request."""
     region = record.awsRegion or ""
     account = record.recipientAccountId or principal.account
@@ -284,7 +313,7 @@ def _dynamodb_parts(record: Record, principal: Principal, unknown: Skipped) -> R
     if not uses:
         return unknown
     outcome = Outcome.DENIED if record.errorCode and _is_denied(record) else Outcome.USED
-    context, enc_ctx = build_context(record, region)
+    context, enc_ctx = build_context(record, region, invoked_by)
     pairs: list[tuple[str, str | None]] = list(uses)
     return _new_parts(
         RecordParts,

@@ -109,7 +109,7 @@ def _lenient_record(item: dict[str, Any]) -> Record | None:
     if not _looks_like_record(item):
         return None
     try:
-        return msgspec.convert(item, Record)
+        return _to_record(item)
     except msgspec.ValidationError:
         pass
     clean: dict[str, Any] = {}
@@ -117,11 +117,20 @@ def _lenient_record(item: dict[str, Any]) -> Record | None:
         if key not in _RECORD_FIELDS:
             continue
         try:
-            msgspec.convert({key: value}, Record)
+            _to_record({key: value})
         except msgspec.ValidationError:
             continue
         clean[key] = value
-    return msgspec.convert(clean, Record)
+    return _to_record(clean)
+
+
+def _to_record(item: dict[str, Any]) -> Record:
+    # Through JSON rather than msgspec.convert: userIdentity is decoded as raw JSON, which only
+    # the JSON decoder can produce.
+    return RECORD_DECODER.decode(_ENCODE(item))
+
+
+_ENCODE = msgspec.json.Encoder().encode
 
 
 def _records_from_objects(items: Iterable[Any], result: FileRead) -> None:

@@ -3,7 +3,9 @@
 Decoding straight into these msgspec structs (instead of building a dict for every field of a
 ~1.6 KB record) is what makes ingest fast: see DESIGN.md "Numbers that matter". Fields whose shape
 varies by service (``requestParameters``, ``responseElements``, ``additionalEventData``) are
-decoded generically. Field reference:
+decoded generically; ``userIdentity`` is kept as raw JSON and resolved once per distinct identity
+(``iamtrim.normalize.record.identity_of``): a session's calls repeat it byte for byte, so the
+structs need not be built, hashed and freed for every record. Field reference:
 https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html
 """
 
@@ -42,9 +44,9 @@ class UserIdentity(msgspec.Struct, frozen=True):
 
 
 class ResourceRef(msgspec.Struct, frozen=True):
+    """Only the ARN is read; ``type`` and ``accountId`` are skipped by the decoder."""
+
     ARN: str | None = None
-    type: str | None = None
-    accountId: str | None = None
 
 
 class AdditionalEventData(msgspec.Struct, frozen=True):
@@ -57,6 +59,9 @@ class TlsDetails(msgspec.Struct, frozen=True):
     tlsVersion: str | None = None
 
 
+NULL_RAW = msgspec.Raw(b"null")
+
+
 class Record(msgspec.Struct):
     eventTime: str | None = None
     eventSource: str | None = None
@@ -66,12 +71,11 @@ class Record(msgspec.Struct):
     eventID: str | None = None
     awsRegion: str | None = None
     sourceIPAddress: str | None = None
-    userAgent: str | None = None
     errorCode: str | None = None
     errorMessage: str | None = None
     recipientAccountId: str | None = None
     vpcEndpointId: str | None = None
-    userIdentity: UserIdentity | None = None
+    userIdentity: msgspec.Raw = NULL_RAW  # a UserIdentity object, decoded by identity_of()
     requestParameters: Any = None
     responseElements: Any = None
     additionalEventData: AdditionalEventData | None = None
@@ -97,6 +101,7 @@ class LookupEventsOutput(msgspec.Struct):
 
 
 RECORD_DECODER = msgspec.json.Decoder(Record)
+USER_IDENTITY_DECODER = msgspec.json.Decoder(UserIdentity | None)
 TRAIL_DECODER = msgspec.json.Decoder(TrailFile)
 RECORD_LIST_DECODER = msgspec.json.Decoder(list[Record])
 LOOKUP_DECODER = msgspec.json.Decoder(LookupEventsOutput)
