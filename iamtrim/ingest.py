@@ -51,13 +51,19 @@ def event_hash(event_id: str, event_time: str = "", event_name: str = "") -> int
 
 
 class _Node:
-    __slots__ = ("children", "collapsed", "entries", "leaves")
+    """One folder of one group: ``prefix`` is the folder's ARN (the bucket ARN at the top)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("aliases", "children", "collapsed", "entries", "key", "leaves", "parent", "prefix")
+
+    def __init__(self, parent: _Node | None, key: tuple[tuple[str, ...], str]) -> None:
+        self.parent = parent
+        self.key = key
+        self.prefix = key[1]
         self.entries = 0  # distinct keys below, a collapsed child counting as one
         self.collapsed = False
-        self.children: dict[str, _Node] = {}
+        self.children: list[_Node] = []
         self.leaves: set[str] = set()
+        self.aliases: list[tuple[tuple[str, ...], str]] = []  # folders below, once folded here
 
 
 class ObjectKeyFolder:
@@ -67,77 +73,96 @@ class ObjectKeyFolder:
     whose entries (its keys, plus its sub-folders' entries, a folded sub-folder counting as one)
     exceed ``limit`` is folded into ``folder/*``; later keys under it are counted there. Memory and
     the store then grow with folders, not objects (DESIGN.md: ~0.7 KB per usage key).
+
+    Folders are found by their ARN in one flat table and linked to their parent, so a key costs
+    one lookup and a walk up its few ancestors. Folding a folder drops its sub-folders from the
+    table: no folder in it ever has a folded ancestor.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.roots: dict[tuple[str, ...], _Node] = {}
-        # (group, folder ARN) → the path of nodes and prefixes down to it. Keys repeat folders far
-        # more often than they add new ones; any fold invalidates the paths (folds are rare).
-        self._paths: dict[tuple[tuple[str, ...], str], tuple[list[_Node], list[str]]] = {}
+        self._nodes: dict[tuple[tuple[str, ...], str], _Node] = {}
 
     def fold(self, group: tuple[str, ...], arn: str) -> str:
         folder, _, leaf = arn.rpartition("/")
-        cached = self._paths.get((group, folder))
-        if cached is None:
-            walked = self._walk(group, arn)
-            if isinstance(walked, str):
-                return walked
-            cached = self._paths[(group, folder)] = walked
-        nodes, prefixes = cached
-        node = nodes[-1]
+        node = self._nodes.get((group, folder))
+        if node is None:
+            made = self._make(group, folder)
+            if isinstance(made, str):
+                return made
+            node = made
+        if node.collapsed:  # this folder, or (an alias) the folded folder above it
+            return node.prefix + "/*"
         if leaf == "*":  # already folded upstream (a worker, or an earlier run): fold here too
-            self._collapse(nodes, len(nodes) - 1)
+            self._collapse(node)
             return folder + "/*"
-        if leaf in node.leaves:
+        leaves = node.leaves
+        if leaf in leaves:
             return arn
-        node.leaves.add(leaf)
-        for n in nodes:
+        leaves.add(leaf)
+        limit = self.limit
+        over: _Node | None = None
+        n: _Node | None = node
+        while n is not None:
             n.entries += 1
-        for i in range(len(nodes) - 1, -1, -1):
-            if nodes[i].entries > self.limit:
-                self._collapse(nodes, i)
-                return prefixes[i] + "/*"
+            if over is None and n.entries > limit:
+                over = n  # the deepest folder past the bound folds
+            n = n.parent
+        if over is not None:
+            self._collapse(over)
+            return over.prefix + "/*"
         return arn
 
-    def _walk(self, group: tuple[str, ...], arn: str) -> tuple[list[_Node], list[str]] | str:
-        """The nodes from the bucket to the key's folder, or the folded ``prefix/*`` on the way."""
-        head, _, key = arn.partition(":::")
-        bucket, _, path = key.partition("/")
-        segments = path.split("/")
-        root_key = (*group, bucket)
-        node = self.roots.get(root_key)
-        if node is None:
-            node = self.roots[root_key] = _Node()
-        prefix = f"{head}:::{bucket}"
-        nodes = [node]
-        prefixes = [prefix]
-        for seg in segments[:-1]:
-            if node.collapsed:
-                return prefix + "/*"
-            child = node.children.get(seg)
-            if child is None:
-                child = node.children[seg] = _Node()
+    def _make(self, group: tuple[str, ...], folder: str) -> _Node | str:
+        """The folder's node, created with its missing ancestors; or ``prefix/*`` when an
+        ancestor is folded."""
+        nodes = self._nodes
+        missing: list[str] = []
+        f = folder
+        parent: _Node | None = None
+        while True:
+            parent = nodes.get((group, f))
+            if parent is not None:
+                if parent.collapsed:
+                    # Remember the answer for this folder; dropped if a folder above folds.
+                    nodes[(group, folder)] = parent
+                    parent.aliases.append((group, folder))
+                    return parent.prefix + "/*"
+                break
+            missing.append(f)
+            up, slash, _ = f.rpartition("/")
+            if not slash:  # the bucket: arn:aws:s3:::bucket
+                break
+            f = up
+        node = parent
+        for f in reversed(missing):
+            child = _Node(node, (group, f))
+            if node is not None:
+                node.children.append(child)
+            nodes[child.key] = child
             node = child
-            prefix = f"{prefix}/{seg}"
-            nodes.append(node)
-            prefixes.append(prefix)
-        if node.collapsed:
-            return prefix + "/*"
-        return nodes, prefixes
+        assert node is not None
+        return node
 
-    def _collapse(self, nodes: list[_Node], i: int) -> None:
-        node = nodes[i]
+    def _collapse(self, node: _Node) -> None:
         if node.collapsed:
             return
-        self._paths.clear()
         delta = 1 - node.entries
         node.entries = 1
         node.collapsed = True
-        node.children = {}
+        nodes = self._nodes
+        stack = node.children
+        while stack:
+            child = stack.pop()
+            del nodes[child.key]
+            for alias in child.aliases:
+                del nodes[alias]
+            stack.extend(child.children)
         node.leaves = set()
-        for ancestor in nodes[:i]:
+        ancestor = node.parent
+        while ancestor is not None:
             ancestor.entries += delta
+            ancestor = ancestor.parent
 
 
 @dataclass(slots=True)

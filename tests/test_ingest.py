@@ -130,6 +130,70 @@ def test_object_keys_fold_into_folder_past_the_bound(tmp_path: Path, monkeypatch
         assert sum(r.count for r in rows) == 12
 
 
+class _NaiveFolder:
+    """The folding rule stated directly: a tree walked from the bucket for every key."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.trees: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
+
+    @staticmethod
+    def _node() -> dict[str, Any]:
+        return {"entries": 0, "folded": False, "children": {}, "leaves": set()}
+
+    def fold(self, group: tuple[str, ...], arn: str) -> str:
+        head, _, rest = arn.partition(":::")
+        bucket, _, path = rest.partition("/")
+        *folders, leaf = path.split("/")
+        prefix = f"{head}:::{bucket}"
+        node = self.trees.setdefault((group, prefix), self._node())
+        chain = [(node, prefix)]
+        for seg in folders:
+            if node["folded"]:
+                return prefix + "/*"
+            node = node["children"].setdefault(seg, self._node())
+            prefix = f"{prefix}/{seg}"
+            chain.append((node, prefix))
+        if node["folded"]:
+            return prefix + "/*"
+        if leaf == "*":
+            self._fold(chain, len(chain) - 1)
+            return prefix + "/*"
+        if leaf in node["leaves"]:
+            return arn
+        node["leaves"].add(leaf)
+        for n, _ in chain:
+            n["entries"] += 1
+        for i in range(len(chain) - 1, -1, -1):
+            if chain[i][0]["entries"] > self.limit:
+                self._fold(chain, i)
+                return chain[i][1] + "/*"
+        return arn
+
+    @staticmethod
+    def _fold(chain: list[tuple[dict[str, Any], str]], i: int) -> None:
+        node = chain[i][0]
+        delta = 1 - node["entries"]
+        node.update(entries=1, folded=True, children={}, leaves=set())
+        for ancestor, _ in chain[:i]:
+            ancestor["entries"] += delta
+
+
+def test_object_key_folder_follows_the_rule_on_random_keys() -> None:
+    import random
+
+    rnd = random.Random(7)
+    for _ in range(300):
+        limit = rnd.randint(1, 6)
+        fast, naive = ingest_mod.ObjectKeyFolder(limit), _NaiveFolder(limit)
+        for _ in range(rnd.randint(1, 300)):
+            folders = [rnd.choice("abc") for _ in range(rnd.randint(0, 4))]
+            leaf = "*" if rnd.random() < 0.03 else f"k{rnd.randint(0, 25)}"
+            group = (rnd.choice("PQ"), "s3:GetObject", "used", "")
+            arn = "arn:aws:s3:::" + "/".join([rnd.choice(["b1", "b2"]), *folders, leaf])
+            assert fast.fold(group, arn) == naive.fold(group, arn), arn
+
+
 def test_denied_calls_are_kept_apart(tmp_path: Path) -> None:
     write_trail(
         tmp_path / "a.json",
