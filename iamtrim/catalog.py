@@ -44,7 +44,12 @@ class ResourceType:
 
     @property
     def variables(self) -> tuple[str, ...]:
-        return tuple(re.findall(r"\$\{([^}]+)\}", self.arn_template))
+        return _template_variables(self.arn_template)
+
+
+@functools.cache
+def _template_variables(template: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"\$\{([^}]+)\}", template))
 
 
 @functools.cache

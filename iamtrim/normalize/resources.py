@@ -16,6 +16,7 @@ Each candidate must match one of the action's resource-type templates. Wildcard-
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Iterator
@@ -221,8 +222,12 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _candidates(prefix: str, var: str, action_name: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(table rows as (parameter, transform), generic parameter names) for ARN variable *var*.
+@functools.cache
+def _candidates(
+    prefix: str, var: str, action_name: str
+) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """(table rows as (parameter, transform), generic parameter names) for ARN variable *var*,
+    parameter names lower-cased (they are matched case-insensitively).
 
     The generic naming rules, tried in order, all case-insensitive:
     * the variable itself (``InstanceId`` ← ``instanceId``) and its plural (``instanceIds``);
@@ -231,8 +236,8 @@ def _candidates(prefix: str, var: str, action_name: str) -> tuple[list[tuple[str
     * the bare suffix when the action is about that noun (``GetTable`` + ``TableName`` ← ``name``).
     """
     rules = param_rules()
-    table = [(r.request_parameter, r.transform) for r in rules.get((prefix, var), ())]
-    table += [(r.request_parameter, r.transform) for r in rules.get(("*", var), ())]
+    table = [(r.request_parameter.lower(), r.transform) for r in rules.get((prefix, var), ())]
+    table += [(r.request_parameter.lower(), r.transform) for r in rules.get(("*", var), ())]
     generic = [_lower_first(var), _lower_first(var) + "s"]
     for suffix in _SUFFIXES:
         if var.endswith(suffix) and len(var) > len(suffix):
@@ -243,7 +248,7 @@ def _candidates(prefix: str, var: str, action_name: str) -> tuple[list[tuple[str
             noun = action_name.rstrip("s")
             if noun.endswith(var[: -len(suffix)]):
                 generic.append(suffix.lower())
-    return table, generic
+    return tuple(table), tuple(g.lower() for g in generic)
 
 
 def _prefix_ok(rt: ResourceType, var: str, value: str) -> bool:
@@ -292,19 +297,18 @@ def _lookup(
     # row that matched a parameter but whose transform refused the value (a KMS alias) is final:
     # the generic rules must not reinterpret the same parameter without the transform.
     matched = False
-    for param, transform in table:
-        lp = param.lower()
+    for lp, transform in table:
         for values in (index.top.get(lp), index.nested.get(lp), index.objects.get(lp) if response else None):
             if values:
                 matched = True
                 take(values, transform)
     if found or direct or matched:
         return found, direct
-    for lp in (g.lower() for g in generic):
+    for lp in generic:
         take(index.top.get(lp, []), "")
         if found or direct:
             return found, direct
-    exact = (_lower_first(var).lower(), _lower_first(var).lower() + "s")
+    exact = (var.lower(), var.lower() + "s")
     for lp in exact:
         take(index.nested.get(lp, []), "")
         if response:
@@ -362,11 +366,23 @@ def _fill(
             else:
                 return []
         choices.append(found)
-    template = re.sub(r"\$\{([^}]+)\}", "{}", rt.arn_template)
+    template = _format_string(rt.arn_template)
     out = []
     for combo in itertools.islice(itertools.product(*choices), _MAX_VALUES):
         out.append(template.format(*combo))
     return out
+
+
+@functools.cache
+def _format_string(template: str) -> str:
+    """``arn:${Partition}:s3:::${BucketName}`` → ``arn:{}:s3:::{}``."""
+    return re.sub(r"\$\{([^}]+)\}", "{}", template)
+
+
+@functools.cache
+def _names_own_resource(rt: ResourceType) -> bool:
+    """Whether the template has a variable other than partition, region and account."""
+    return bool(set(rt.variables) - _SCOPE_VARIABLES)
 
 
 def _copy_source(params: dict[str, Any], partition: str) -> list[str]:
@@ -487,7 +503,7 @@ def _resolve(
         if request is None and response is None:
             break
         if (
-            not (set(rt.variables) - _SCOPE_VARIABLES)
+            not _names_own_resource(rt)
             and (
                 action.partition(":")[0],
                 rt.name,
