@@ -33,7 +33,7 @@ EXACT_KEYS_PER_FOLDER = 32  # exact S3 object keys kept per folder before foldin
 SAMPLE_EVENT_IDS = 3
 SAMPLE_SOURCE_IPS = 5
 BATCH_FILES = 64
-BATCH_SECONDS = 2.0
+BATCH_SECONDS = 5.0
 
 AggKey = tuple[str, str, str, str, str]  # principal, action, resource ('' = unknown), outcome, context
 CoverageKey = tuple[str, str, str, str, bool]  # account, region, day, data eventSource ('' = mgmt), complete
@@ -206,6 +206,7 @@ def _is_trail_delivery(path: str, fmt: str) -> bool:
 
 
 _OUTCOME_TEXT = {o: o.value for o in Outcome}
+_DUPLICATE = (str(SkipReason.DUPLICATE_EVENT), "")
 
 # Set in each worker by _init_worker: what the store already holds.
 _KNOWN_DIGESTS: frozenset[str] = frozenset()
@@ -244,7 +245,7 @@ def _process_chunk(
     chunk = ChunkResult(paths=list(paths))
     seen_here: set[int] = set()
     digests_here: set[str] = set()
-    ctx_keys: dict[Context, str] = {}
+    ctx_keys: dict[int, tuple[Context, str]] = {}
     folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
     agg = chunk.agg
     principals = chunk.principals
@@ -270,13 +271,13 @@ def _process_chunk(
         if read.malformed:
             skips[(str(SkipReason.MALFORMED), "")] += read.malformed
         complete = _is_trail_delivery(path, read.format)
+        result.records = len(read.records)
         for record in read.records:
-            result.records += 1
             eid = record.eventID
             if eid:
                 h = event_hash(eid, record.eventTime or "", record.eventName or "")
                 if h in seen_here or h in exclude:
-                    skips[(str(SkipReason.DUPLICATE_EVENT), "")] += 1
+                    skips[_DUPLICATE] += 1
                     continue
                 seen_here.add(h)
                 hashes.append(h)
@@ -307,14 +308,18 @@ def _process_chunk(
                 skips[(str(parts.reason), parts.detail)] += 1
                 continue
             principal, outcome_enum, context, _, when, event_id, source_ip, uses, notes = parts
-            for note in notes:
-                skips[(str(note.reason), note.detail)] += 1
+            if notes:
+                for note in notes:
+                    skips[(str(note.reason), note.detail)] += 1
             parn = principal.arn
             if parn not in principals:
                 principals[parn] = principal
-            ck = ctx_keys.get(context)
-            if ck is None:
-                ck = ctx_keys[context] = context_to_key(context)
+            # By identity: contexts are interned by normalize (hashing a Context is a Python-level
+            # call); the entry keeps the Context alive, so its id cannot be reused meanwhile.
+            entry = ctx_keys.get(id(context))
+            if entry is None:
+                entry = ctx_keys[id(context)] = (context, context_to_key(context))
+            ck = entry[1]
             outcome = _OUTCOME_TEXT[outcome_enum]
             for action, resource in uses:
                 if resource is None:
@@ -362,33 +367,13 @@ class IngestReport:
         return self.records / self.seconds if self.seconds else 0.0
 
 
-def _add(
-    agg: dict[AggKey, list[Any]],
-    key: AggKey,
-    count: int,
-    first: str,
-    last: str,
-    eids: Sequence[str],
-    ips: Sequence[str],
-) -> None:
-    acc = agg[key]
-    acc[0] += count
-    if first < acc[1]:
-        acc[1] = first
-    if last > acc[2]:
-        acc[2] = last
-    sample_e: list[str] = acc[3]
-    for e in eids:
-        if len(sample_e) >= SAMPLE_EVENT_IDS:
+def _sample(sample: list[str], new: Sequence[str], limit: int) -> None:
+    """Add the values of *new* not yet in *sample*, keeping at most *limit*."""
+    for value in new:
+        if len(sample) >= limit:
             break
-        if e and e not in sample_e:
-            sample_e.append(e)
-    sample_i: list[str] = acc[4]
-    for ip in ips:
-        if len(sample_i) >= SAMPLE_SOURCE_IPS:
-            break
-        if ip and ip not in sample_i:
-            sample_i.append(ip)
+        if value and value not in sample:
+            sample.append(value)
 
 
 class _Merger:
@@ -422,14 +407,23 @@ class _Merger:
             if total is None:
                 totals[key] = [acc[0], acc[1], acc[2], list(acc[3]), list(acc[4])]
             else:
-                _add(totals, key, acc[0], acc[1], acc[2], acc[3], acc[4])
+                total[0] += acc[0]
+                if acc[1] < total[1]:
+                    total[1] = acc[1]
+                if acc[2] > total[2]:
+                    total[2] = acc[2]
+                if len(total[3]) < SAMPLE_EVENT_IDS:
+                    _sample(total[3], acc[3], SAMPLE_EVENT_IDS)
+                if len(total[4]) < SAMPLE_SOURCE_IPS:
+                    _sample(total[4], acc[4], SAMPLE_SOURCE_IPS)
             dirty.add(key)
 
     def take_dirty(self) -> list[tuple[Any, ...]]:
         """Dirty rows as store tuples (principal, action, resource, outcome, context, count,
         first, last, event ids, source ips)."""
         totals = self.totals
-        rows = [(*key, *totals[key]) for key in self.dirty]
+        # In key order: SQLite then walks its primary-key B-tree once instead of at random.
+        rows = [(*key, *totals[key]) for key in sorted(self.dirty)]
         self.dirty.clear()
         return rows
 

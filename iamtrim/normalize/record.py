@@ -13,6 +13,7 @@ from iamtrim.normalize import dynamodb
 from iamtrim.normalize.actions import S3_VERSIONED, resolve_actions
 from iamtrim.normalize.principal import resolve_principal
 from iamtrim.normalize.resources import resolve_resources
+from iamtrim.normalize.tables import ActionRule
 from iamtrim.sources.records import USER_IDENTITY_DECODER, Record, UserIdentity
 
 # Errors that mean IAM (or an SCP, boundary, VPC endpoint or resource policy) refused the call.
@@ -160,9 +161,13 @@ def build_context(
             enc_ctx = tuple(sorted((str(k), str(v)) for k, v in ctx.items()))
         sse_header = sse_kms_key_header = ""
     else:
-        sse_kms_key_header = _str(params.get("x-amz-server-side-encryption-aws-kms-key-id"))
-        kms_key = _str(response.get("x-amz-server-side-encryption-aws-kms-key-id")) or sse_kms_key_header
-        sse_header = _str(params.get("x-amz-server-side-encryption"))
+        # Inlined _str(): this runs for every record.
+        value = params.get("x-amz-server-side-encryption-aws-kms-key-id")
+        sse_kms_key_header = value if type(value) is str else ""
+        value = response.get("x-amz-server-side-encryption-aws-kms-key-id") if response else None
+        kms_key = value if type(value) is str and value else sse_kms_key_header
+        value = params.get("x-amz-server-side-encryption")
+        sse_header = value if type(value) is str else ""
     ip = record.sourceIPAddress or ""
     key = (
         region,
@@ -228,6 +233,7 @@ class RecordParts(NamedTuple):
 
 
 _new_parts = tuple.__new__
+_USED, _DENIED = Outcome.USED, Outcome.DENIED  # enum attribute lookups cost, per record
 
 
 def normalize_parts(record: Record) -> RecordParts | Skipped:
@@ -252,38 +258,33 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
         if record.eventSource == "dynamodb.amazonaws.com" and record.eventName in dynamodb.EVENTS:
             return _dynamodb_parts(record, principal, invoked_by, rules)
         return rules
-    outcome = Outcome.DENIED if code and _is_denied(record) else Outcome.USED
+    outcome = _DENIED if code and _is_denied(record) else _USED
     region = record.awsRegion or ""
     account = record.recipientAccountId or principal.account
     context, enc_ctx = build_context(record, region, invoked_by)
-    params = record.requestParameters if isinstance(record.requestParameters, dict) else None
+    params = record.requestParameters if type(record.requestParameters) is dict else None
     uses: list[tuple[str, str | None]] = []
     notes: list[Skipped] = []
-    # Calls with a source and a destination (CopyObject, UploadPartCopy): resources[] lists
-    # both objects, so the destination's action must not also take the source's ARN.
-    sources: set[str] = set()
-    if len(rules) > 1:
-        for rule in rules:
-            if rule.role == "source":
-                sources.update(
-                    resolve_resources(rule.action, rule.role, record, region, account, principal.arn)
-                )
-    for rule in rules:
-        action = rule.action
+    if len(rules) == 1 and not rules[0].role:
+        action = rules[0].action
         if params and action in S3_VERSIONED and params.get("versionId"):
             action = S3_VERSIONED[action]
-        resources = resolve_resources(action, rule.role, record, region, account, principal.arn)
-        if sources and not rule.role:
-            kept = tuple(r for r in resources if r not in sources)
-            resources = kept or resources
-        if not resources:
+        resources = resolve_resources(action, "", record, region, account, principal.arn)
+        if len(resources) == 1:
+            uses.append((action, resources[0]))
+        elif resources:
+            uses += [(action, resource) for resource in resources]
+        else:
             notes.append(Skipped(SkipReason.RESOURCE_UNKNOWN, action))
             uses.append((action, None))
-        else:
-            uses.extend((action, resource) for resource in resources)
+    else:
+        _multi_rule_uses(rules, params, record, region, account, principal.arn, uses, notes)
     # Passing a role is part of creating or changing something: never of a Read or List call.
-    if outcome is Outcome.USED and params and catalog.access_level(rules[0].action) not in _READS:
-        uses.extend(("iam:PassRole", arn) for arn in passed_roles(rules[0].action, params))
+    if outcome is _USED and params and catalog.access_level(rules[0].action) not in _READS:
+        uses += [("iam:PassRole", arn) for arn in passed_roles(rules[0].action, params)]
+    time = record.eventTime
+    if not (len(time) == 20 and time[10] == "T" and time[19] == "Z"):
+        time = normalize_time(time)
     # tuple.__new__ directly: a NamedTuple's generated __new__ is a Python-level call per record.
     return _new_parts(
         RecordParts,
@@ -292,13 +293,46 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
             outcome,
             context,
             enc_ctx,
-            normalize_time(record.eventTime),
+            time,
             record.eventID or "",
             record.sourceIPAddress or "",
             uses,
             notes,
         ),
     )
+
+
+def _multi_rule_uses(
+    rules: tuple[ActionRule, ...],
+    params: dict[str, Any] | None,
+    record: Record,
+    region: str,
+    account: str,
+    caller_arn: str,
+    uses: list[tuple[str, str | None]],
+    notes: list[Skipped],
+) -> None:
+    """Uses of a call that needs several actions, or one action on a role-named resource."""
+    # Calls with a source and a destination (CopyObject, UploadPartCopy): resources[] lists
+    # both objects, so the destination's action must not also take the source's ARN.
+    sources: set[str] = set()
+    if len(rules) > 1:
+        for rule in rules:
+            if rule.role == "source":
+                sources.update(resolve_resources(rule.action, rule.role, record, region, account, caller_arn))
+    for rule in rules:
+        action = rule.action
+        if params and action in S3_VERSIONED and params.get("versionId"):
+            action = S3_VERSIONED[action]
+        resources = resolve_resources(action, rule.role, record, region, account, caller_arn)
+        if sources and not rule.role:
+            kept = tuple(r for r in resources if r not in sources)
+            resources = kept or resources
+        if not resources:
+            notes.append(Skipped(SkipReason.RESOURCE_UNKNOWN, action))
+            uses.append((action, None))
+        else:
+            uses.extend((action, resource) for resource in resources)
 
 
 def _dynamodb_parts(

@@ -30,7 +30,7 @@ from iamtrim import catalog
 from iamtrim.catalog import ResourceType
 from iamtrim.model import partition_for_region
 from iamtrim.normalize.tables import caller_resource_actions, id_prefixes, param_rules, singleton_resources
-from iamtrim.sources.records import Record
+from iamtrim.sources.records import Record, ResourceRef
 
 _MAX_SCAN = 64  # values looked at per record when scanning for ARNs (bounds the cost)
 _MAX_VALUES = 100  # ids taken from one parameter (EC2 lists of instance ids, ...)
@@ -437,15 +437,47 @@ def resolve_resources(
     """Resource ARNs for *action* in *record* (see the module docstring); cached for calls whose
     answer depends on the request alone (no ``resources[]``, response or error): management
     reads repeat the same parameters many times."""
-    if record.resources or record.responseElements or record.errorCode:
+    refs = record.resources
+    if refs:
+        if not role:
+            from_refs = _from_refs(action, refs)
+            if from_refs:
+                return from_refs
+        return _resolve(action, role, record, region, account, caller_arn)
+    if record.responseElements or record.errorCode:
         return _resolve(action, role, record, region, account, caller_arn)
     key = (action, role, region, account, caller_arn, _encode(record.requestParameters).decode())
-    hit = _CACHE.get(key)
+    hit: tuple[str, ...] | None = _CACHE.get(key)
     if hit is None:
         if len(_CACHE) >= _CACHE_LIMIT:
             _CACHE.clear()
         hit = _CACHE[key] = _resolve(action, role, record, region, account, caller_arn)
     return hit
+
+
+def _from_refs(action: str, refs: list[ResourceRef]) -> tuple[str, ...]:
+    """What ``_resolve`` answers from ``resources[]`` alone (``()``: look further). The common
+    case, S3 data events and KMS calls, in one short function."""
+    if catalog.is_wildcard_only(action):
+        return ("*",)
+    found: dict[str, list[str]] = {}
+    type_for_arn = catalog.resource_type_for_arn
+    for ref in refs:
+        arn = ref.ARN
+        if arn:
+            rt = type_for_arn(action, arn)
+            if rt is not None:
+                bucket = found.get(rt.name)
+                if bucket is None:
+                    found[rt.name] = [arn]
+                elif arn not in bucket:
+                    bucket.append(arn)
+    if not found:
+        return ()
+    if len(found) == 1:
+        (only,) = found.values()
+        return tuple(only)
+    return _flatten(found)
 
 
 def _resolve(
@@ -468,23 +500,10 @@ def _resolve(
     found: dict[str, list[str]] = {}
     if record.resources:
         # CloudTrail's own list of the resources involved is authoritative: when it names
-        # resources of this action's types, nothing else is consulted (and the common case,
-        # S3 data events and KMS calls, stays cheap).
-        for ref in record.resources:
-            arn = ref.ARN
-            if arn:
-                rt = catalog.resource_type_for_arn(action, arn)
-                if rt is not None:
-                    bucket = found.get(rt.name)
-                    if bucket is None:
-                        found[rt.name] = [arn]
-                    elif arn not in bucket:
-                        bucket.append(arn)
-        if found:
-            if len(found) == 1:
-                (only,) = found.values()
-                return tuple(only)
-            return _flatten(found)
+        # resources of this action's types, nothing else is consulted.
+        from_refs = _from_refs(action, record.resources)
+        if from_refs:
+            return from_refs
     # The request names the resource the call is authorized on; the response of a create call
     # names the resource it created (with parts the request lacks, e.g. an IAM path), while the
     # response of other calls may name a different resource (PublishVersion returns the version
