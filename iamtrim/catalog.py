@@ -217,15 +217,23 @@ _S3_OBJECT = "arn:${Partition}:s3:::${BucketName}/${ObjectName}"
 
 
 @functools.cache
-def _s3_types(action: str) -> tuple[ResourceType | None, ResourceType | None]:
-    """The action's bucket and object resource types, if it has them."""
+def _s3_types(action: str) -> tuple[ResourceType | None, ResourceType | None, bool]:
+    """The action's bucket and object resource types, if it has them, and whether no other
+    template of the action can match a bucket ARN ``arn:…:s3:::name`` (each names a service
+    other than S3, or has a fixed "/" in its resource part, as access points do)."""
     bucket = obj = None
+    bucket_only = True
     for rt in resource_types(action):
         if rt.arn_template == _S3_BUCKET:
             bucket = rt
         elif rt.arn_template == _S3_OBJECT:
             obj = rt
-    return bucket, obj
+        else:
+            parts = rt.arn_template.split(":", 5)
+            fixed_resource = re.sub(r"\$\{[^}]+\}", "", parts[5]) if len(parts) == 6 else ""
+            if len(parts) < 6 or ((parts[2] == "s3" or "$" in parts[2]) and "/" not in fixed_resource):
+                bucket_only = False
+    return bucket, obj, bucket_only
 
 
 def resource_type_for_arn(action: str, arn: str) -> ResourceType | None:
@@ -239,12 +247,15 @@ def resource_type_for_arn(action: str, arn: str) -> ResourceType | None:
     # templates differ only by the "/" after the bucket name: decide without a regex.
     i = arn.find(":s3:::")
     if 3 < i < 16:
-        bucket, obj = _s3_types(action)
-        rest = arn[i + 6 :]
-        slash = rest.find("/")
-        if slash < 0 and rest and bucket is not None:
-            return bucket
-        if 0 < slash < len(rest) - 1 and obj is not None:
+        bucket, obj, bucket_only = _s3_types(action)
+        start = i + 6
+        slash = arn.find("/", start)
+        if slash < 0:
+            if len(arn) > start and bucket is not None:
+                return bucket
+            if bucket_only:
+                return None
+        elif start < slash < len(arn) - 1 and obj is not None:
             return obj
     for rx, rt in _rt_matchers(action):
         if rx.match(arn):

@@ -639,3 +639,31 @@ def test_alternative_resource_types_without_a_name_are_not_guessed() -> None:
     assert pairs(profile) == {
         ("bedrock:InvokeModel", f"arn:aws:bedrock:{REGION}:{ACCOUNT}:inference-profile/us.{model}")
     }
+
+
+def test_s3_arn_shortcut_agrees_with_the_templates() -> None:
+    """resource_type_for_arn decides S3 bucket and object ARNs without a regex; for every
+    action that has an S3 template, it must answer what the templates' regexes answer.
+    (Not for an object key shaped like an access point's path, ``arn:aws:s3:::accesspoint/ap/
+    object/k``: the regexes, whose region and account may be empty, prefer the access point
+    there, while it is an object of a bucket named ``accesspoint``, as the shortcut says.)"""
+    arns = [
+        "arn:aws:s3:::data",
+        "arn:aws:s3:::accesspoint",
+        "arn:aws:s3:::data/",
+        "arn:aws:s3:::data/k",
+        "arn:aws:s3:::data/a/b.parquet",
+        "arn:aws:s3:::job/1",
+        "arn:aws-cn:s3:::data",
+        "arn:aws:s3:::",
+    ]
+    checked = 0
+    for action in catalog.all_actions():
+        templates = [rt.arn_template for rt in catalog.resource_types(action)]
+        if not any(":s3:" in t or ":s3express:" in t for t in templates):
+            continue
+        for arn in arns:
+            by_regex = next((rt for rx, rt in catalog._rt_matchers(action) if rx.match(arn)), None)
+            assert catalog.resource_type_for_arn(action, arn) == by_regex, (action, arn)
+            checked += 1
+    assert checked > 1000

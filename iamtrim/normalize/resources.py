@@ -460,20 +460,24 @@ def _from_refs(action: str, refs: list[ResourceRef]) -> tuple[str, ...]:
     case, S3 data events and KMS calls, in one short function."""
     if catalog.is_wildcard_only(action):
         return ("*",)
-    found: dict[str, list[str]] = {}
     type_for_arn = catalog.resource_type_for_arn
+    matched: list[tuple[str, str]] = []
     for ref in refs:
         arn = ref.ARN
         if arn:
             rt = type_for_arn(action, arn)
             if rt is not None:
-                bucket = found.get(rt.name)
-                if bucket is None:
-                    found[rt.name] = [arn]
-                elif arn not in bucket:
-                    bucket.append(arn)
-    if not found:
-        return ()
+                matched.append((rt.name, arn))
+    if len(matched) <= 1:
+        return (matched[0][1],) if matched else ()
+    # Grouped by resource type in order of first appearance, each ARN once.
+    found: dict[str, list[str]] = {}
+    for name, arn in matched:
+        bucket = found.get(name)
+        if bucket is None:
+            found[name] = [arn]
+        elif arn not in bucket:
+            bucket.append(arn)
     if len(found) == 1:
         (only,) = found.values()
         return tuple(only)
