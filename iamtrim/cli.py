@@ -77,7 +77,7 @@ def ingest_cmd(
         list[Path] | None, typer.Argument(help="CloudTrail files or folders (recursively).")
     ] = None,
     store: StoreOpt = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores, at most 4).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print problems.")] = False,
     access_advisor: Annotated[
         list[Path] | None,

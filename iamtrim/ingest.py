@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import multiprocessing
 import os
+import queue
+import signal
 import time
+import traceback
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -208,45 +212,42 @@ def _is_trail_delivery(path: str, fmt: str) -> bool:
 _OUTCOME_TEXT = {o: o.value for o in Outcome}
 _DUPLICATE = (str(SkipReason.DUPLICATE_EVENT), "")
 
-# Set in each worker by _init_worker: what the store already holds.
-_KNOWN_DIGESTS: frozenset[str] = frozenset()
-_KNOWN_EVENTS: frozenset[int] = frozenset()
-
-
-def _init_worker(digests: frozenset[str], events: frozenset[int]) -> None:
-    global _KNOWN_DIGESTS, _KNOWN_EVENTS
-    _KNOWN_DIGESTS, _KNOWN_EVENTS = digests, events
-
-
 def process_chunk(
-    paths: list[str], exclude: frozenset[int] | None = None, known_digests: frozenset[str] | None = None
+    paths: list[str],
+    exclude: frozenset[int] = frozenset(),
+    known_digests: frozenset[str] = frozenset(),
+    folder: ObjectKeyFolder | None = None,
 ) -> ChunkResult:
     """Read and normalize consecutive files into one aggregate. Never raises for bad content.
 
+    *exclude* and *known_digests* are the event hashes and file digests already counted.
     Aggregating a run of files (not one file) lets the object-key folding work across them, so
-    the parent merges thousands of keys per chunk instead of one per record.
+    the parent merges thousands of keys per chunk instead of one per record; *folder*, kept
+    across the chunks of one lane (see ``_results``), carries the folding on from chunk to chunk.
     """
     # Decoding builds millions of small acyclic objects; the cyclic GC would re-scan them all on
     # every generation-2 pass (msgspec's docs recommend the same for bulk decoding).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _process_chunk(paths, exclude, known_digests)
+        return _process_chunk(paths, exclude, known_digests, folder)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
 def _process_chunk(
-    paths: list[str], exclude: frozenset[int] | None, known_digests: frozenset[str] | None
+    paths: list[str],
+    exclude: frozenset[int],
+    known_digests: frozenset[str],
+    folder: ObjectKeyFolder | None,
 ) -> ChunkResult:
-    exclude = _KNOWN_EVENTS if exclude is None else exclude
-    known_digests = _KNOWN_DIGESTS if known_digests is None else known_digests
     chunk = ChunkResult(paths=list(paths))
     seen_here: set[int] = set()
     digests_here: set[str] = set()
     ctx_keys: dict[int, tuple[Context, str]] = {}
-    folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
+    if folder is None:
+        folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
     agg = chunk.agg
     principals = chunk.principals
     coverage = chunk.coverage
@@ -428,29 +429,97 @@ class _Merger:
         return rows
 
 
+LANES = 4  # chunks are dealt to this many lanes, whatever the number of workers
+CHUNK_FILES = 25  # at most this many files per chunk
+
+
 def _worker_count(n_files: int, workers: int | None) -> int:
     if workers is not None:
-        return max(1, workers)
+        return max(1, min(workers, LANES))
     if n_files < 4:
         return 1
-    return max(1, min(os.cpu_count() or 1, 4))
+    return max(1, min(os.cpu_count() or 1, LANES))
 
 
-def _chunks(paths: list[str], workers: int) -> list[list[str]]:
-    size = 1 if workers <= 1 else max(1, min(25, len(paths) // (workers * 4) or 1))
+def _chunks(paths: list[str]) -> list[list[str]]:
+    """Runs of consecutive files; their size depends on the input only, never on the workers."""
+    size = max(1, min(CHUNK_FILES, len(paths) // (LANES * 4)))
     return [paths[i : i + size] for i in range(0, len(paths), size)]
+
+
+def _lane_worker(
+    lanes: list[list[list[str]]],
+    out: Any,
+    digests: frozenset[str],
+    events: frozenset[int],
+) -> None:
+    """Worker process: the chunks of its lanes, in input order, each lane with its own folder."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops workers
+    folders = [ObjectKeyFolder(EXACT_KEYS_PER_FOLDER) for _ in lanes]
+    try:
+        for row in itertools.zip_longest(*lanes):
+            for lane, chunk in enumerate(row):
+                if chunk is not None:
+                    out.put(process_chunk(chunk, events, digests, folders[lane]))
+    except BaseException:  # a bug, not bad input: report it rather than leave the parent waiting
+        out.put(_WorkerFailed(traceback.format_exc()))
+
+
+@dataclass(slots=True)
+class _WorkerFailed:
+    traceback: str
 
 
 def _results(
     chunks: list[list[str]], workers: int, digests: frozenset[str], events: frozenset[int]
 ) -> Iterator[ChunkResult]:
+    """Chunk results in input order.
+
+    Chunk k belongs to lane k mod LANES, and each lane folds S3 object keys across its chunks
+    (so the parent merges folders, not every key again). The lanes are fixed by the input, and
+    a worker owns whole lanes, so the results are the same for any number of workers and any
+    scheduling.
+    """
+    lanes = [chunks[i::LANES] for i in range(LANES)]
     if workers <= 1:
-        for c in chunks:
-            yield process_chunk(c, exclude=events, known_digests=digests)
+        folders = [ObjectKeyFolder(EXACT_KEYS_PER_FOLDER) for _ in range(LANES)]
+        for k, c in enumerate(chunks):
+            yield process_chunk(c, events, digests, folders[k % LANES])
         return
-    ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(digests, events)) as pool:
-        yield from pool.imap(process_chunk, chunks, chunksize=1)
+    ctx = multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context("spawn")
+    # A worker runs at most two chunks ahead of the merge: memory stays bounded.
+    queues = [ctx.Queue(maxsize=2) for _ in range(workers)]
+    procs = [
+        ctx.Process(
+            target=_lane_worker,
+            args=([lanes[i] for i in range(w, LANES, workers)], queues[w], digests, events),
+            daemon=True,
+        )
+        for w in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for k in range(len(chunks)):
+            w = (k % LANES) % workers
+            while True:
+                try:
+                    item = queues[w].get(timeout=1.0)
+                    break
+                except queue.Empty:
+                    if not procs[w].is_alive():
+                        raise RuntimeError(
+                            f"ingest worker {w} exited unexpectedly (exit code {procs[w].exitcode})"
+                        ) from None
+            if isinstance(item, _WorkerFailed):
+                raise RuntimeError(f"ingest worker {w} failed:\n{item.traceback}")
+            yield item
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join()
 
 
 def ingest(
@@ -542,7 +611,7 @@ def _merge_chunks(
         pending_coverage.clear()
         last_commit = time.monotonic()
 
-    for chunk in _results(_chunks(todo, n_workers), n_workers, frozenset(digests), frozenset(seen)):
+    for chunk in _results(_chunks(todo), n_workers, frozenset(digests), frozenset(seen)):
         clash = any(
             not f.already and (f.digest in digests or not seen.isdisjoint(f.hashes)) for f in chunk.files
         )
@@ -550,7 +619,7 @@ def _merge_chunks(
             # Some events (or a whole file) of this chunk were already counted from a file read
             # by another worker in this run (an Event-history download overlapping the trail, a
             # copied file): redo the chunk here without them.
-            chunk = process_chunk(chunk.paths, exclude=frozenset(seen), known_digests=frozenset(digests))
+            chunk = process_chunk(chunk.paths, frozenset(seen), frozenset(digests))
         for result in chunk.files:
             if result.already:
                 report.files_already += 1

@@ -194,6 +194,50 @@ def test_object_key_folder_follows_the_rule_on_random_keys() -> None:
             assert fast.fold(group, arn) == naive.fold(group, arn), arn
 
 
+def test_folding_is_the_same_for_any_number_of_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lanes fold S3 keys across their chunks; the rows must not depend on who ran them."""
+    monkeypatch.setattr(ingest_mod, "EXACT_KEYS_PER_FOLDER", 4)
+    monkeypatch.setattr(ingest_mod, "CHUNK_FILES", 2)
+    import random
+
+    rnd = random.Random(1)  # a mix where lanes fold differently from one folder for all chunks
+    total_keys = 0
+    for n in range(24):
+        keys = [f"datasets/d{rnd.randint(0, 2)}/part-{rnd.randint(0, 9)}" for _ in range(rnd.randint(3, 8))]
+        total_keys += len(keys)
+        write_trail(tmp_path / "t" / f"{n:02d}.json", [s3_get(n * 10 + i, k) for i, k in enumerate(keys)])
+
+    def rows(workers: int) -> list[tuple[object, ...]]:
+        with Store(":memory:") as st:
+            ingest([tmp_path / "t"], st, workers=workers)
+            return sorted(
+                (r.action, r.resource, r.outcome, r.count, r.first_seen, r.last_seen, r.event_ids)
+                for r in st.usage(ROLE)
+            )
+
+    one = rows(1)
+    assert any(str(r[1]).endswith("/*") for r in one)  # folding happened
+    assert sum(int(str(r[3])) for r in one) == total_keys
+    assert rows(2) == one
+    assert rows(3) == one
+
+
+def test_a_failing_worker_stops_the_ingest_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(8):
+        write_trail(tmp_path / "t" / f"{n}.json", [s3_get(n, f"k/{n}")])
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("bug in a worker")
+
+    monkeypatch.setattr(ingest_mod, "process_chunk", broken)
+    with Store(":memory:") as st, pytest.raises(RuntimeError, match="bug in a worker"):
+        ingest([tmp_path / "t"], st, workers=2)
+
+
 def test_denied_calls_are_kept_apart(tmp_path: Path) -> None:
     write_trail(
         tmp_path / "a.json",
