@@ -29,7 +29,7 @@ from typing import Any
 from iamtrim.errors import NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
 from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
-from iamtrim.normalize.record import normalize_parts
+from iamtrim.normalize.record import RecordParts, fast_parts, normalize_parts
 from iamtrim.sources import iter_input_files, read_file
 from iamtrim.store import FileEntry, Store, context_to_key
 
@@ -128,9 +128,11 @@ class ObjectKeyFolder:
             parent = nodes.get((group, f))
             if parent is not None:
                 if parent.collapsed:
-                    # Remember the answer for this folder; dropped if a folder above folds.
-                    nodes[(group, folder)] = parent
-                    parent.aliases.append((group, folder))
+                    # Remember the answer for this folder and those between (the next key in a
+                    # sibling folder stops there); dropped if a folder above folds.
+                    for m in missing:
+                        nodes[(group, m)] = parent
+                        parent.aliases.append((group, m))
                     return parent.prefix + "/*"
                 break
             missing.append(f)
@@ -211,6 +213,7 @@ def _is_trail_delivery(path: str, fmt: str) -> bool:
 
 _OUTCOME_TEXT = {o: o.value for o in Outcome}
 _DUPLICATE = (str(SkipReason.DUPLICATE_EVENT), "")
+
 
 def process_chunk(
     paths: list[str],
@@ -304,7 +307,9 @@ def _process_chunk(
                         complete,
                     )
                 ] += 1
-            parts = normalize_parts(record)
+            parts: RecordParts | Skipped | None = fast_parts(record)
+            if parts is None:
+                parts = normalize_parts(record)
             if isinstance(parts, Skipped):
                 skips[(str(parts.reason), parts.detail)] += 1
                 continue

@@ -426,6 +426,7 @@ def _denied_resource(action: str, record: Record) -> list[str]:
     return out
 
 
+_S3_OBJECT = "arn:${Partition}:s3:::${BucketName}/${ObjectName}"
 _CACHE: dict[tuple[str, ...], tuple[str, ...]] = {}
 _CACHE_LIMIT = 50_000
 _encode = msgspec.json.Encoder().encode
@@ -460,17 +461,33 @@ def _from_refs(action: str, refs: list[ResourceRef]) -> tuple[str, ...]:
     case, S3 data events and KMS calls, in one short function."""
     if catalog.is_wildcard_only(action):
         return ("*",)
-    type_for_arn = catalog.resource_type_for_arn
+    return resources_from_refs(action, refs)
+
+
+_REF_TYPES: dict[tuple[str, str], ResourceType | None] = {}
+_UNTYPED = ResourceType("", "", False)  # not looked up yet
+
+
+def resources_from_refs(action: str, refs: list[ResourceRef]) -> tuple[str, ...]:
+    """The ARNs of ``resources[]`` that are of one of *action*'s resource types, grouped by
+    type in order of first appearance, each once."""
     matched: list[tuple[str, str]] = []
     for ref in refs:
         arn = ref.ARN
         if arn:
-            rt = type_for_arn(action, arn)
+            # The type of an (action, ARN) is remembered, except for S3 objects: buckets, keys
+            # and roles repeat from record to record, object keys mostly do not.
+            rt = _REF_TYPES.get((action, arn), _UNTYPED)
+            if rt is _UNTYPED:
+                rt = catalog.resource_type_for_arn(action, arn)
+                if rt is None or rt.arn_template != _S3_OBJECT:
+                    if len(_REF_TYPES) >= _CACHE_LIMIT:
+                        _REF_TYPES.clear()
+                    _REF_TYPES[(action, arn)] = rt
             if rt is not None:
                 matched.append((rt.name, arn))
     if len(matched) <= 1:
         return (matched[0][1],) if matched else ()
-    # Grouped by resource type in order of first appearance, each ARN once.
     found: dict[str, list[str]] = {}
     for name, arn in matched:
         bucket = found.get(name)
