@@ -160,3 +160,18 @@ def test_multi_member_gzip_is_read_whole(tmp_path: Path) -> None:
     path.write_bytes(member + member + member)
     read, _ = read_file(path)
     assert (len(read.records), read.error) == (3, "")
+
+
+def test_gunzip_fast_and_member_paths_agree() -> None:
+    """One member goes through libdeflate (when installed), several through the zlib loop; a
+    truncated stream keeps what inflated and says so."""
+    from iamtrim.sources import files
+
+    body = json.dumps({"Records": [{"eventID": str(i), "eventName": "GetObject"} for i in range(500)]})
+    one = gzip.compress(body.encode(), mtime=0)
+    assert files._gunzip(one) == (body.encode(), "")
+    other = gzip.compress(b'{"Records": []}', mtime=0)
+    assert files._gunzip(one + other) == (body.encode() + b'{"Records": []}', "")
+    assert files._gunzip(other + one) == (b'{"Records": []}' + body.encode(), "")
+    data, error = files._gunzip(one[: len(one) // 2])
+    assert error == "truncated gzip stream" and body.encode().startswith(data) and data
