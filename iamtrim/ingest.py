@@ -23,15 +23,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.context import ForkContext, SpawnContext
 from pathlib import Path
 from typing import Any
 
 from iamtrim.errors import NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
-from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
-from iamtrim.normalize.record import RecordParts, fast_parts, normalize_parts
+from iamtrim.model import FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
+from iamtrim.normalize.record import RecordParts, fast_parts, normalize_parts, preload
 from iamtrim.sources import iter_input_files, read_file
-from iamtrim.store import FileEntry, Store, context_to_key
+from iamtrim.store import FileEntry, Store
 
 EXACT_KEYS_PER_FOLDER = 32  # exact S3 object keys kept per folder before folding into "folder/*"
 SAMPLE_EVENT_IDS = 3
@@ -248,7 +249,6 @@ def _process_chunk(
     chunk = ChunkResult(paths=list(paths))
     seen_here: set[int] = set()
     digests_here: set[str] = set()
-    ctx_keys: dict[int, tuple[Context, str]] = {}
     if folder is None:
         folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
     agg = chunk.agg
@@ -313,19 +313,13 @@ def _process_chunk(
             if isinstance(parts, Skipped):
                 skips[(str(parts.reason), parts.detail)] += 1
                 continue
-            principal, outcome_enum, context, _, when, event_id, source_ip, uses, notes = parts
+            principal, outcome_enum, _, _, when, event_id, source_ip, uses, notes, ck = parts
             if notes:
                 for note in notes:
                     skips[(str(note.reason), note.detail)] += 1
             parn = principal.arn
             if parn not in principals:
                 principals[parn] = principal
-            # By identity: contexts are interned by normalize (hashing a Context is a Python-level
-            # call); the entry keeps the Context alive, so its id cannot be reused meanwhile.
-            entry = ctx_keys.get(id(context))
-            if entry is None:
-                entry = ctx_keys[id(context)] = (context, context_to_key(context))
-            ck = entry[1]
             outcome = _OUTCOME_TEXT[outcome_enum]
             for action, resource in uses:
                 if resource is None:
@@ -491,7 +485,12 @@ def _results(
         for k, c in enumerate(chunks):
             yield process_chunk(c, events, digests, folders[k % LANES])
         return
-    ctx = multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context("spawn")
+    ctx: ForkContext | SpawnContext
+    if hasattr(os, "fork"):
+        preload()  # forked workers share the parent's catalog and tables
+        ctx = multiprocessing.get_context("fork")
+    else:
+        ctx = multiprocessing.get_context("spawn")
     # A worker runs at most two chunks ahead of the merge: memory stays bounded.
     queues = [ctx.Queue(maxsize=2) for _ in range(workers)]
     procs = [

@@ -121,24 +121,6 @@ class AccessAdvisorFile:
     ingested_at: str
 
 
-CONTEXT_FIELDS = Context.__slots__
-
-
-def context_to_key(ctx: Context) -> str:
-    return json.dumps(
-        [list(v) if isinstance(v, tuple) else v for v in (getattr(ctx, f) for f in CONTEXT_FIELDS)],
-        separators=(",", ":"),
-    )
-
-
-def context_from_key(text: str) -> Context:
-    values = json.loads(text)
-    kwargs: dict[str, Any] = {}
-    for name, value in zip(CONTEXT_FIELDS, values, strict=False):
-        kwargs[name] = tuple(value) if isinstance(value, list) else value
-    return Context(**kwargs)
-
-
 @dataclass(frozen=True, slots=True)
 class FileEntry:
     digest: str
@@ -371,7 +353,7 @@ class Store:
                     action=row[1],
                     resource=row[2] or None,
                     outcome=Outcome(row[3]),
-                    context=context_from_key(row[4]),
+                    context=Context.from_key(row[4]),
                     count=row[5],
                     first_seen=row[6],
                     last_seen=row[7],

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from iamtrim.model.principal import Principal
 
@@ -59,6 +61,21 @@ class Context:
     sse_applied: str = ""  # additionalEventData.SSEApplied (SSE_KMS, Default_SSE_S3, ...)
     tls_version: str = ""  # tlsDetails.tlsVersion; empty when not logged
     source_ip_kind: str = ""  # "ip", "service" (an AWS service name), or "" (unknown)
+
+    def to_key(self) -> str:
+        """The form the store keeps: a JSON array of the fields, in order (docs/store.md)."""
+        return json.dumps(
+            [list(v) if isinstance(v, tuple) else v for v in (getattr(self, f) for f in self.__slots__)],
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_key(cls, text: str) -> Context:
+        values = json.loads(text)
+        kwargs: dict[str, Any] = {}
+        for name, value in zip(cls.__slots__, values, strict=False):
+            kwargs[name] = tuple(value) if isinstance(value, list) else value
+        return cls(**kwargs)
 
     def as_dict(self) -> dict[str, str | list[str]]:
         out: dict[str, str | list[str]] = {}

@@ -9,7 +9,7 @@ import msgspec
 
 from iamtrim import catalog
 from iamtrim.model import Context, Outcome, Principal, Skipped, SkipReason, Usage, partition_for_region
-from iamtrim.normalize import dynamodb
+from iamtrim.normalize import dynamodb, tables
 from iamtrim.normalize.actions import S3_VERSIONED, resolve_actions
 from iamtrim.normalize.principal import resolve_principal
 from iamtrim.normalize.resources import resolve_resources, resources_from_refs
@@ -136,58 +136,70 @@ def _source_ip_kind(ip: str) -> str:
     return "ip"
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+_CONTEXTS: dict[tuple[object, ...], tuple[Context, str]] = {}
 
 
-_CONTEXTS: dict[tuple[object, ...], Context] = {}
+_NO_PAIRS: tuple[tuple[str, str], ...] = ()
+_SSE = "x-amz-server-side-encryption"
+_SSE_KEY_ID = "x-amz-server-side-encryption-aws-kms-key-id"
 
 
 def build_context(
     record: Record, region: str, invoked_by: str
-) -> tuple[Context, tuple[tuple[str, str], ...]]:
-    params = record.requestParameters if isinstance(record.requestParameters, dict) else {}
-    response = record.responseElements if isinstance(record.responseElements, dict) else {}
-    extra = record.additionalEventData
-    kms_key = ""
-    enc_ctx: tuple[tuple[str, str], ...] = ()
+) -> tuple[Context, tuple[tuple[str, str], ...], str]:
+    """(the call's Context, its KMS encryption context, the Context's store key)."""
+    params = record.requestParameters
+    if type(params) is not dict:
+        params = None
+    kms_key = sse_header = sse_kms_key_header = ""
+    enc_ctx = _NO_PAIRS
+    enc_keys: tuple[str, ...] = ()
     if record.eventSource == "kms.amazonaws.com":
         for res in record.resources or ():
             if res.ARN and ":key/" in res.ARN:
                 kms_key = res.ARN
                 break
-        ctx = params.get("encryptionContext")
-        if isinstance(ctx, dict):
+        ctx = params.get("encryptionContext") if params else None
+        if isinstance(ctx, dict) and ctx:
             enc_ctx = tuple(sorted((str(k), str(v)) for k, v in ctx.items()))
-        sse_header = sse_kms_key_header = ""
+            enc_keys = tuple(k for k, _ in enc_ctx)
     else:
-        # Inlined _str(): this runs for every record.
-        value = params.get("x-amz-server-side-encryption-aws-kms-key-id")
-        sse_kms_key_header = value if type(value) is str else ""
-        value = response.get("x-amz-server-side-encryption-aws-kms-key-id") if response else None
-        kms_key = value if type(value) is str and value else sse_kms_key_header
-        value = params.get("x-amz-server-side-encryption")
-        sse_header = value if type(value) is str else ""
+        # S3's SSE request headers, and the key the response says it used.
+        if params:
+            value = params.get(_SSE_KEY_ID)
+            if type(value) is str:
+                sse_kms_key_header = kms_key = value
+            value = params.get(_SSE)
+            if type(value) is str:
+                sse_header = value
+        response = record.responseElements
+        if type(response) is dict and response:
+            value = response.get(_SSE_KEY_ID)
+            if type(value) is str and value:
+                kms_key = value
+    extra = record.additionalEventData
+    tls = record.tlsDetails
     ip = record.sourceIPAddress or ""
     key = (
         region,
         record.vpcEndpointId or "",
         invoked_by,
         kms_key,
-        tuple(k for k, _ in enc_ctx) if enc_ctx else (),
+        enc_keys,
         sse_header,
         sse_kms_key_header,
-        (extra.SSEApplied or "") if extra else "",
-        (record.tlsDetails.tlsVersion or "") if record.tlsDetails else "",
+        (extra.SSEApplied or "") if extra is not None else "",
+        (tls.tlsVersion or "") if tls is not None else "",
         _IP_KINDS.get(ip) or _ip_kind_memo(ip),
     )
-    # Contexts repeat across records: build each distinct one once (and hash it once).
-    context = _CONTEXTS.get(key)
-    if context is None:
+    # Contexts repeat across records: build each distinct one (and its store key) once.
+    hit = _CONTEXTS.get(key)
+    if hit is None:
         if len(_CONTEXTS) > 100_000:
             _CONTEXTS.clear()
-        context = _CONTEXTS[key] = Context(*key)
-    return context, enc_ctx
+        context = Context(*key)
+        hit = _CONTEXTS[key] = (context, context.to_key())
+    return hit[0], enc_ctx, hit[1]
 
 
 # A request parameter naming a role the service will use on the caller's behalf. Passing a role
@@ -230,6 +242,7 @@ class RecordParts(NamedTuple):
     source_ip: str
     uses: list[tuple[str, str | None]]  # (action, resource or None when unknown)
     notes: list[Skipped]
+    context_key: str  # Context.to_key(), computed once per distinct context
 
 
 _new_parts = tuple.__new__
@@ -261,7 +274,7 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
     outcome = _DENIED if code and _is_denied(record) else _USED
     region = record.awsRegion or ""
     account = record.recipientAccountId or principal.account
-    context, enc_ctx = build_context(record, region, invoked_by)
+    context, enc_ctx, context_key = build_context(record, region, invoked_by)
     params = record.requestParameters if type(record.requestParameters) is dict else None
     uses: list[tuple[str, str | None]] = []
     notes: list[Skipped] = []
@@ -298,8 +311,19 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
             record.sourceIPAddress or "",
             uses,
             notes,
+            context_key,
         ),
     )
+
+
+def preload() -> None:
+    """Load the catalog and the mapping tables now: a parent does it once before forking its
+    workers, which then share them instead of each loading its own copy."""
+    resolve_actions("s3.amazonaws.com", "GetObject")
+    tables.param_rules()
+    tables.id_prefixes()
+    tables.singleton_resources()
+    tables.caller_resource_actions()
 
 
 class _Plan(NamedTuple):
@@ -368,7 +392,7 @@ def fast_parts(record: Record) -> RecordParts | None:
         uses = [(action, arn) for arn in found] if len(found) > 1 else [(action, found[0])]
     if plan.passes_roles and params:
         uses += [("iam:PassRole", arn) for arn in passed_roles(plan.action, params)]
-    context, enc_ctx = build_context(record, record.awsRegion or "", invoked_by)
+    context, enc_ctx, context_key = build_context(record, record.awsRegion or "", invoked_by)
     if not (len(time) == 20 and time[10] == "T" and time[19] == "Z"):
         time = normalize_time(time)
     return _new_parts(
@@ -383,6 +407,7 @@ def fast_parts(record: Record) -> RecordParts | None:
             record.sourceIPAddress or "",
             uses,
             [],
+            context_key,
         ),
     )
 
@@ -432,7 +457,7 @@ def _dynamodb_parts(
     if not uses:
         return unknown
     outcome = Outcome.DENIED if record.errorCode and _is_denied(record) else Outcome.USED
-    context, enc_ctx = build_context(record, region, invoked_by)
+    context, enc_ctx, context_key = build_context(record, region, invoked_by)
     pairs: list[tuple[str, str | None]] = list(uses)
     return _new_parts(
         RecordParts,
@@ -446,6 +471,7 @@ def _dynamodb_parts(
             record.sourceIPAddress or "",
             pairs,
             [],
+            context_key,
         ),
     )
 
