@@ -37,7 +37,7 @@ from iamtrim.store import FileEntry, Store
 EXACT_KEYS_PER_FOLDER = 32  # exact S3 object keys kept per folder before folding into "folder/*"
 SAMPLE_EVENT_IDS = 3
 SAMPLE_SOURCE_IPS = 5
-BATCH_FILES = 64
+BATCH_FILES = 1000  # a commit rewrites the rows it touched: every few seconds is enough
 BATCH_SECONDS = 5.0
 
 AggKey = tuple[str, str, str, str, str]  # principal, action, resource ('' = unknown), outcome, context
