@@ -30,7 +30,7 @@ from typing import Any
 from iamtrim.errors import NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
 from iamtrim.model import FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
-from iamtrim.normalize.record import RecordParts, fast_parts, normalize_parts, preload
+from iamtrim.normalize.record import RecordParts, fast_parts, normalize_parts
 from iamtrim.sources import iter_input_files, read_file
 from iamtrim.store import FileEntry, Store
 
@@ -66,9 +66,13 @@ class _Node:
         self.prefix = key[1]
         self.entries = 0  # distinct keys below, a collapsed child counting as one
         self.collapsed = False
-        self.children: list[_Node] = []
-        self.leaves: set[str] = set()
-        self.aliases: list[tuple[tuple[str, ...], str]] = []  # folders below, once folded here
+        # Created when first needed: most folders hold a few keys and no sub-folder. Children
+        # are kept by key, not by node: a node points up to its parent only, so the table holds
+        # no reference cycle and is freed by reference counting (ingest runs with the cyclic
+        # GC off).
+        self.children: list[tuple[tuple[str, ...], str]] | None = None
+        self.leaves: set[str] | None = None
+        self.aliases: list[tuple[tuple[str, ...], str]] | None = None  # folders below, once folded here
 
 
 class ObjectKeyFolder:
@@ -88,6 +92,10 @@ class ObjectKeyFolder:
         self.limit = limit
         self._nodes: dict[tuple[tuple[str, ...], str], _Node] = {}
 
+    def size(self) -> int:
+        """Folders (and remembered answers) held: what the folder's memory grows with."""
+        return len(self._nodes)
+
     def fold(self, group: tuple[str, ...], arn: str) -> str:
         folder, _, leaf = arn.rpartition("/")
         node = self._nodes.get((group, folder))
@@ -102,9 +110,12 @@ class ObjectKeyFolder:
             self._collapse(node)
             return folder + "/*"
         leaves = node.leaves
-        if leaf in leaves:
+        if leaves is None:
+            node.leaves = {leaf}
+        elif leaf in leaves:
             return arn
-        leaves.add(leaf)
+        else:
+            leaves.add(leaf)
         limit = self.limit
         over: _Node | None = None
         n: _Node | None = node
@@ -131,6 +142,8 @@ class ObjectKeyFolder:
                 if parent.collapsed:
                     # Remember the answer for this folder and those between (the next key in a
                     # sibling folder stops there); dropped if a folder above folds.
+                    if parent.aliases is None:
+                        parent.aliases = []
                     for m in missing:
                         nodes[(group, m)] = parent
                         parent.aliases.append((group, m))
@@ -145,7 +158,10 @@ class ObjectKeyFolder:
         for f in reversed(missing):
             child = _Node(node, (group, f))
             if node is not None:
-                node.children.append(child)
+                if node.children is None:
+                    node.children = [child.key]
+                else:
+                    node.children.append(child.key)
             nodes[child.key] = child
             node = child
         assert node is not None
@@ -158,14 +174,14 @@ class ObjectKeyFolder:
         node.entries = 1
         node.collapsed = True
         nodes = self._nodes
-        stack = node.children
+        stack = node.children or []
+        node.children = None
         while stack:
-            child = stack.pop()
-            del nodes[child.key]
-            for alias in child.aliases:
+            child = nodes.pop(stack.pop())
+            for alias in child.aliases or ():
                 del nodes[alias]
-            stack.extend(child.children)
-        node.leaves = set()
+            stack.extend(child.children or ())
+        node.leaves = None
         ancestor = node.parent
         while ancestor is not None:
             ancestor.entries += delta
@@ -429,6 +445,7 @@ class _Merger:
 
 
 LANES = 4  # chunks are dealt to this many lanes, whatever the number of workers
+LANE_FOLDERS = 5_000  # a lane's folder starts afresh past this many folders (bounds its memory)
 CHUNK_FILES = 25  # at most this many files per chunk
 
 
@@ -459,9 +476,18 @@ def _lane_worker(
         for row in itertools.zip_longest(*lanes):
             for lane, chunk in enumerate(row):
                 if chunk is not None:
-                    out.put(process_chunk(chunk, events, digests, folders[lane]))
+                    out.put(process_chunk(chunk, events, digests, _lane_folder(folders, lane)))
     except BaseException:  # a bug, not bad input: report it rather than leave the parent waiting
         out.put(_WorkerFailed(traceback.format_exc()))
+
+
+def _lane_folder(folders: list[ObjectKeyFolder], lane: int) -> ObjectKeyFolder:
+    """The lane's folder for its next chunk: started afresh once it holds LANE_FOLDERS folders
+    (the parent folds again whatever a lane lets through, so this bounds memory, not results'
+    correctness; it depends on the lane's own input only, so results stay worker-independent)."""
+    if folders[lane].size() > LANE_FOLDERS:
+        folders[lane] = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
+    return folders[lane]
 
 
 @dataclass(slots=True)
@@ -483,14 +509,11 @@ def _results(
     if workers <= 1:
         folders = [ObjectKeyFolder(EXACT_KEYS_PER_FOLDER) for _ in range(LANES)]
         for k, c in enumerate(chunks):
-            yield process_chunk(c, events, digests, folders[k % LANES])
+            yield process_chunk(c, events, digests, _lane_folder(folders, k % LANES))
         return
-    ctx: ForkContext | SpawnContext
-    if hasattr(os, "fork"):
-        preload()  # forked workers share the parent's catalog and tables
-        ctx = multiprocessing.get_context("fork")
-    else:
-        ctx = multiprocessing.get_context("spawn")
+    ctx: ForkContext | SpawnContext = (
+        multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context("spawn")
+    )
     # A worker runs at most two chunks ahead of the merge: memory stays bounded.
     queues = [ctx.Queue(maxsize=2) for _ in range(workers)]
     procs = [

@@ -164,9 +164,9 @@ class Store:
                 "PRAGMA journal_mode=WAL" if self.path != ":memory:" else "PRAGMA journal_mode=MEMORY"
             )
             self._db.execute("PRAGMA synchronous=NORMAL")
-            # Ingest rewrites usage rows all over the primary-key B-tree: keep up to 64 MiB of
+            # Ingest rewrites usage rows all over the primary-key B-tree: keep up to 32 MiB of
             # pages in memory rather than SQLite's default 2 MiB (a store of 1M records is ~40 MiB).
-            self._db.execute("PRAGMA cache_size=-65536")
+            self._db.execute("PRAGMA cache_size=-32768")
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:

@@ -194,11 +194,13 @@ def test_object_key_folder_follows_the_rule_on_random_keys() -> None:
             assert fast.fold(group, arn) == naive.fold(group, arn), arn
 
 
+@pytest.mark.parametrize("lane_folders", [50_000, 3])  # 3: lanes start afresh often
 def test_folding_is_the_same_for_any_number_of_workers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lane_folders: int
 ) -> None:
     """Lanes fold S3 keys across their chunks; the rows must not depend on who ran them."""
     monkeypatch.setattr(ingest_mod, "EXACT_KEYS_PER_FOLDER", 4)
+    monkeypatch.setattr(ingest_mod, "LANE_FOLDERS", lane_folders)
     monkeypatch.setattr(ingest_mod, "CHUNK_FILES", 2)
     import random
 
