@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from iamtrim.normalize.record import fast_parts, normalize_parts
 from iamtrim.sources import iter_input_files, read_file
 from iamtrim.sources.records import Record
@@ -46,9 +44,9 @@ def test_fast_path_matches_on_the_samples() -> None:
 
 
 def test_fast_path_matches_on_a_benchmark_trail(tmp_path: Path) -> None:
+    args = ["--records", "20000", "--files", "4", "--out", str(tmp_path), "--procs", "1", "--seed", "3"]
     subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "make_trail.py"), "--records", "20000", "--files", "4"]
-        + ["--out", str(tmp_path), "--procs", "1", "--seed", "3"],
+        [sys.executable, str(ROOT / "bench" / "make_trail.py"), *args],
         check=True,
         capture_output=True,
     )
