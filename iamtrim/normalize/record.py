@@ -12,7 +12,7 @@ from iamtrim.model import Context, Outcome, Principal, Skipped, SkipReason, Usag
 from iamtrim.normalize import dynamodb
 from iamtrim.normalize.actions import S3_VERSIONED, resolve_actions
 from iamtrim.normalize.principal import resolve_principal
-from iamtrim.normalize.resources import resolve_resources, resources_from_refs
+from iamtrim.normalize.resources import resolve_resources
 from iamtrim.normalize.tables import ActionRule
 from iamtrim.sources.records import USER_IDENTITY_DECODER, Record, UserIdentity
 
@@ -285,22 +285,38 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
         action = rules[0].action
         if params and action in S3_VERSIONED and params.get("versionId"):
             action = S3_VERSIONED[action]
-        resources = resolve_resources(action, "", record, region, account, principal.arn)
-        if len(resources) == 1:
-            uses.append((action, resources[0]))
-        elif resources:
-            uses += [(action, resource) for resource in resources]
-        else:
-            notes.append(Skipped(SkipReason.RESOURCE_UNKNOWN, action))
-            uses.append((action, None))
+        uses, notes = _one_action_uses(
+            action, resolve_resources(action, "", record, region, account, principal.arn)
+        )
     else:
         _multi_rule_uses(rules, params, record, region, account, principal.arn, uses, notes)
     # Passing a role is part of creating or changing something: never of a Read or List call.
     if outcome is _USED and params and catalog.access_level(rules[0].action) not in _READS:
         uses += [("iam:PassRole", arn) for arn in passed_roles(rules[0].action, params)]
-    time = record.eventTime
-    if not (len(time) == 20 and time[10] == "T" and time[19] == "Z"):
-        time = normalize_time(time)
+    return _parts(record, principal, outcome, context, enc_ctx, uses, notes, context_key)
+
+
+def _one_action_uses(
+    action: str, found: tuple[str, ...]
+) -> tuple[list[tuple[str, str | None]], list[Skipped]]:
+    """(uses, notes) of one action on the resources found; an unknown resource is noted."""
+    if len(found) == 1:
+        return [(action, found[0])], []
+    if found:
+        return [(action, arn) for arn in found], []
+    return [(action, None)], [Skipped(SkipReason.RESOURCE_UNKNOWN, action)]
+
+
+def _parts(
+    record: Record,
+    principal: Principal,
+    outcome: Outcome,
+    context: Context,
+    enc_ctx: tuple[tuple[str, str], ...],
+    uses: list[tuple[str, str | None]],
+    notes: list[Skipped],
+    context_key: str,
+) -> RecordParts:
     # tuple.__new__ directly: a NamedTuple's generated __new__ is a Python-level call per record.
     return _new_parts(
         RecordParts,
@@ -309,7 +325,7 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
             outcome,
             context,
             enc_ctx,
-            time,
+            normalize_time(record.eventTime or ""),
             record.eventID or "",
             record.sourceIPAddress or "",
             uses,
@@ -324,12 +340,11 @@ class _Plan(NamedTuple):
 
     action: str
     versioned: str  # the S3 *Version action when the request names a versionId ("" if none)
-    wildcard: bool  # wildcard-only action: its resource is "*"
     passes_roles: bool  # not a Read or List call: a role named in the request is passed
 
 
 _PLANS: dict[tuple[str, str], _Plan | None] = {}
-_UNPLANNED = _Plan("", "", False, False)  # a name not looked at yet (None: the general path)
+_UNPLANNED = _Plan("", "", False)  # a name not looked at yet (None: the general path)
 
 
 def _plan(source: str, name: str) -> _Plan | None:
@@ -340,7 +355,6 @@ def _plan(source: str, name: str) -> _Plan | None:
     return _Plan(
         action,
         S3_VERSIONED.get(action, ""),
-        catalog.is_wildcard_only(action),
         catalog.access_level(action) not in _READS,
     )
 
@@ -356,8 +370,8 @@ def fast_parts(record: Record) -> RecordParts | None:
     """
     if record.errorCode or record.eventType != "AwsApiCall":
         return None
-    source, name, time = record.eventSource, record.eventName, record.eventTime
-    if not source or not name or not time or record.eventCategory == "NetworkActivity":
+    source, name = record.eventSource, record.eventName
+    if not source or not name or not record.eventTime or record.eventCategory == "NetworkActivity":
         return None
     plan = _PLANS.get((source, name), _UNPLANNED)
     if plan is _UNPLANNED:
@@ -366,8 +380,7 @@ def fast_parts(record: Record) -> RecordParts | None:
         plan = _PLANS[(source, name)] = _plan(source, name)
     if plan is None:
         return None
-    hit = _IDENTITIES.get(bytes(record.userIdentity))
-    principal, invoked_by = hit if hit is not None else identity_of(record)
+    principal, invoked_by = identity_of(record)
     if isinstance(principal, Skipped):
         return None
     params = record.requestParameters
@@ -377,42 +390,14 @@ def fast_parts(record: Record) -> RecordParts | None:
     if plan.versioned and params and params.get("versionId"):
         action = plan.versioned
     region = record.awsRegion or ""
-    refs = record.resources
-    found: tuple[str, ...] = ()
-    if refs and not (plan.wildcard if action is plan.action else catalog.is_wildcard_only(action)):
-        found = resources_from_refs(action, refs)  # the common case, without the general lookups
-    if not found:
-        found = resolve_resources(
-            action, "", record, region, record.recipientAccountId or principal.account, principal.arn
-        )
-    notes: list[Skipped] = []
-    if len(found) == 1:
-        uses: list[tuple[str, str | None]] = [(action, found[0])]
-    elif found:
-        uses = [(action, arn) for arn in found]
-    else:
-        notes.append(Skipped(SkipReason.RESOURCE_UNKNOWN, action))
-        uses = [(action, None)]
+    account = record.recipientAccountId or principal.account
+    uses, notes = _one_action_uses(
+        action, resolve_resources(action, "", record, region, account, principal.arn)
+    )
     if plan.passes_roles and params:
         uses += [("iam:PassRole", arn) for arn in passed_roles(plan.action, params)]
     context, enc_ctx, context_key = build_context(record, region, invoked_by)
-    if not (len(time) == 20 and time[10] == "T" and time[19] == "Z"):
-        time = normalize_time(time)
-    return _new_parts(
-        RecordParts,
-        (
-            principal,
-            _USED,
-            context,
-            enc_ctx,
-            time,
-            record.eventID or "",
-            record.sourceIPAddress or "",
-            uses,
-            notes,
-            context_key,
-        ),
-    )
+    return _parts(record, principal, _USED, context, enc_ctx, uses, notes, context_key)
 
 
 def _multi_rule_uses(
@@ -462,21 +447,7 @@ def _dynamodb_parts(
     outcome = Outcome.DENIED if record.errorCode and _is_denied(record) else Outcome.USED
     context, enc_ctx, context_key = build_context(record, region, invoked_by)
     pairs: list[tuple[str, str | None]] = list(uses)
-    return _new_parts(
-        RecordParts,
-        (
-            principal,
-            outcome,
-            context,
-            enc_ctx,
-            normalize_time(record.eventTime or ""),
-            record.eventID or "",
-            record.sourceIPAddress or "",
-            pairs,
-            [],
-            context_key,
-        ),
-    )
+    return _parts(record, principal, outcome, context, enc_ctx, pairs, [], context_key)
 
 
 def normalize_record(record: Record) -> tuple[list[Usage], list[Skipped]] | Skipped:

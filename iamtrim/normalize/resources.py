@@ -28,7 +28,7 @@ import msgspec
 
 from iamtrim import catalog
 from iamtrim.catalog import ResourceType
-from iamtrim.model import partition_for_region
+from iamtrim.model import is_s3_object_arn, partition_for_region
 from iamtrim.normalize.tables import caller_resource_actions, id_prefixes, param_rules, singleton_resources
 from iamtrim.sources.records import Record, ResourceRef
 
@@ -426,7 +426,6 @@ def _denied_resource(action: str, record: Record) -> list[str]:
     return out
 
 
-_S3_OBJECT = "arn:${Partition}:s3:::${BucketName}/${ObjectName}"
 _CACHE: dict[tuple[str, ...], tuple[str, ...]] = {}
 _CACHE_LIMIT = 50_000
 _encode = msgspec.json.Encoder().encode
@@ -444,7 +443,7 @@ def resolve_resources(
             from_refs = _from_refs(action, refs)
             if from_refs:
                 return from_refs
-        return _resolve(action, role, record, region, account, caller_arn)
+        return _resolve(action, role, record, region, account, caller_arn, refs_tried=not role)
     if record.responseElements or record.errorCode:
         return _resolve(action, role, record, region, account, caller_arn)
     key = (action, role, region, account, caller_arn, _encode(record.requestParameters).decode())
@@ -456,21 +455,16 @@ def resolve_resources(
     return hit
 
 
-def _from_refs(action: str, refs: list[ResourceRef]) -> tuple[str, ...]:
-    """What ``_resolve`` answers from ``resources[]`` alone (``()``: look further). The common
-    case, S3 data events and KMS calls, in one short function."""
-    if catalog.is_wildcard_only(action):
-        return ("*",)
-    return resources_from_refs(action, refs)
-
-
 _REF_TYPES: dict[tuple[str, str], ResourceType | None] = {}
 _UNTYPED = ResourceType("", "", False)  # not looked up yet
 
 
-def resources_from_refs(action: str, refs: list[ResourceRef]) -> tuple[str, ...]:
-    """The ARNs of ``resources[]`` that are of one of *action*'s resource types, grouped by
-    type in order of first appearance, each once."""
+def _from_refs(action: str, refs: list[ResourceRef]) -> tuple[str, ...]:
+    """What ``_resolve`` answers from ``resources[]`` alone (``()``: look further): ``*`` for a
+    wildcard-only action, else the ARNs of *action*'s resource types, grouped by type in order
+    of first appearance, each once. The common case, S3 data events and KMS calls."""
+    if catalog.is_wildcard_only(action):
+        return ("*",)
     matched: list[tuple[str, str]] = []
     for ref in refs:
         arn = ref.ARN
@@ -480,7 +474,7 @@ def resources_from_refs(action: str, refs: list[ResourceRef]) -> tuple[str, ...]
             rt = _REF_TYPES.get((action, arn), _UNTYPED)
             if rt is _UNTYPED:
                 rt = catalog.resource_type_for_arn(action, arn)
-                if rt is None or rt.arn_template != _S3_OBJECT:
+                if not is_s3_object_arn(arn):
                     if len(_REF_TYPES) >= _CACHE_LIMIT:
                         _REF_TYPES.clear()
                     _REF_TYPES[(action, arn)] = rt
@@ -502,7 +496,14 @@ def resources_from_refs(action: str, refs: list[ResourceRef]) -> tuple[str, ...]
 
 
 def _resolve(
-    action: str, role: str, record: Record, region: str, account: str, caller_arn: str = ""
+    action: str,
+    role: str,
+    record: Record,
+    region: str,
+    account: str,
+    caller_arn: str = "",
+    *,
+    refs_tried: bool = False,
 ) -> tuple[str, ...]:
     """Resource ARNs for *action* in *record*; ``("*",)`` for wildcard-only; ``()`` when unknown.
 
@@ -519,7 +520,7 @@ def _resolve(
         if action.startswith("kms:"):
             return tuple(_kms_role_key(params, role, partition, region, account))
     found: dict[str, list[str]] = {}
-    if record.resources:
+    if record.resources and not refs_tried:
         # CloudTrail's own list of the resources involved is authoritative: when it names
         # resources of this action's types, nothing else is consulted.
         from_refs = _from_refs(action, record.resources)

@@ -140,13 +140,13 @@ def _lenient_record(item: dict[str, Any]) -> Record | None:
     return _to_record(clean)
 
 
+_ENCODE = msgspec.json.Encoder().encode
+
+
 def _to_record(item: dict[str, Any]) -> Record:
     # Through JSON rather than msgspec.convert: userIdentity is decoded as raw JSON, which only
     # the JSON decoder can produce.
     return RECORD_DECODER.decode(_ENCODE(item))
-
-
-_ENCODE = msgspec.json.Encoder().encode
 
 
 def _records_from_objects(items: Iterable[Any], result: FileRead) -> None:
