@@ -1,9 +1,11 @@
-"""The ingest fast path (``fast_parts``) gives exactly what ``normalize_parts`` gives.
+"""The ingest shortcuts give exactly what the plain path gives.
 
 ``fast_parts`` handles the bulk of a trail (successful single-action calls whose ``resources[]``
 names the resource) with per-event-name work done once; everything else takes the general path.
-Checked on every record of the samples, of a synthetic benchmark trail (bench/make_trail.py, all
-its shapes), and of the real corpus when ``$IAMTRIM_CORPUS`` is set.
+``resolve_resources`` shares one answer between requests that differ only in parameters the
+answer cannot depend on (``_resolve_request``). Both are checked on every record of the samples,
+of a synthetic benchmark trail (bench/make_trail.py, all its shapes), and of the real corpus when
+``$IAMTRIM_CORPUS`` is set: records in order, so the learned parameter names grow as in ingest.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iamtrim.normalize.record import fast_parts, normalize_parts
+from iamtrim.model import Skipped
+from iamtrim.normalize import resources
+from iamtrim.normalize.actions import resolve_actions
+from iamtrim.normalize.record import fast_parts, identity_of, normalize_parts
 from iamtrim.sources import iter_input_files, read_file
 from iamtrim.sources.records import Record
 
@@ -34,7 +39,27 @@ def _check(records: list[Record]) -> int:
         if got is not None:
             fast += 1
             assert got == normalize_parts(record), record
+    _check_request_answers(records)
     return fast
+
+
+def _check_request_answers(records: list[Record]) -> None:
+    """Every call answered by its request alone: the shared answer is the one ``_resolve`` gives."""
+    resources._CACHE.clear()
+    resources._CONSULTED.clear()
+    resources._PROJECTED.clear()
+    for record in records:
+        if record.resources or record.responseElements or record.errorCode:
+            continue
+        rules = resolve_actions(record.eventSource or "", record.eventName or "")
+        principal, _ = identity_of(record)
+        if isinstance(rules, Skipped) or isinstance(principal, Skipped):
+            continue
+        region = record.awsRegion or ""
+        account = record.recipientAccountId or principal.account
+        for rule in rules:
+            args = (rule.action, rule.role, record, region, account, principal.arn)
+            assert resources.resolve_resources(*args) == resources._resolve(*args), (rule, record)
 
 
 def test_fast_path_matches_on_the_samples() -> None:
@@ -59,3 +84,38 @@ def test_fast_path_matches_on_the_corpus(corpus: Path) -> None:
     records = _records(corpus / "cloudtrail")
     fast = _check(records)
     assert fast > 30  # measured 46: most corpus records carry no resources[]
+
+
+def _get_partitions(table: str, expression: str, **extra: object) -> Record:
+    return Record(
+        eventTime="2025-03-04T03:48:42Z",
+        eventSource="glue.amazonaws.com",
+        eventName="GetPartitions",
+        eventType="AwsApiCall",
+        awsRegion="eu-west-1",
+        recipientAccountId="111122223333",
+        requestParameters={"databaseName": "features", "tableName": table, "expression": expression, **extra},
+    )
+
+
+def test_requests_differing_in_unread_parameters_share_one_answer() -> None:
+    resources._CACHE.clear()
+    resources._CONSULTED.clear()
+    resources._PROJECTED.clear()
+    action, args = "glue:GetPartitions", ("eu-west-1", "111122223333")
+    first = resources.resolve_resources(action, "", _get_partitions("users", "dt >= '1'"), *args)
+    glue = "arn:aws:glue:eu-west-1:111122223333:"
+    assert set(first) == {f"{glue}catalog", f"{glue}database/features", f"{glue}table/features/users"}
+    assert "tablename" in resources._CONSULTED[(action, "")]
+    assert "expression" not in resources._CONSULTED[(action, "")]
+    assert len(resources._PROJECTED) == 1
+    # Another filter expression: the same answer, from the shared entry (no second one is made).
+    assert resources.resolve_resources(action, "", _get_partitions("users", "dt >= '2'"), *args) == first
+    assert len(resources._PROJECTED) == 1
+    # Another table is another answer; so is an ARN anywhere in the request.
+    other = resources.resolve_resources(action, "", _get_partitions("items", "dt >= '2'"), *args)
+    assert set(other) == {f"{glue}catalog", f"{glue}database/features", f"{glue}table/features/items"}
+    with_arn = _get_partitions("users", "dt >= '3'", note=f"{glue}table/raw/events")
+    got = resources.resolve_resources(action, "", with_arn, *args)
+    assert got == resources._resolve(action, "", with_arn, *args) != first
+    assert len(resources._PROJECTED) == 3

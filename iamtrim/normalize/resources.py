@@ -446,13 +446,90 @@ def resolve_resources(
         return _resolve(action, role, record, region, account, caller_arn, refs_tried=not role)
     if record.responseElements or record.errorCode:
         return _resolve(action, role, record, region, account, caller_arn)
-    key = (action, role, region, account, caller_arn, _encode(record.requestParameters).decode())
+    request = _encode(record.requestParameters).decode()
+    key = (action, role, region, account, caller_arn, request)
     hit: tuple[str, ...] | None = _CACHE.get(key)
     if hit is None:
         if len(_CACHE) >= _CACHE_LIMIT:
             _CACHE.clear()
-        hit = _CACHE[key] = _resolve(action, role, record, region, account, caller_arn)
+        hit = _CACHE[key] = _resolve_request(
+            action, role, record, region, account, caller_arn, '"arn:' in request
+        )
     return hit
+
+
+class _Consulted(dict[str, list[str]]):
+    """A parameter index table that notes every name looked up in it."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, table: dict[str, list[str]], names: list[str]) -> None:
+        super().__init__(table)
+        self.names = names
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name not in self.names:
+            self.names.append(name)
+        return super().get(name, default)
+
+
+# Per (action, role): every request parameter name (lower-cased, as indexed) that resolving its
+# calls has looked up so far, in first-lookup order. The set only grows.
+_CONSULTED: dict[tuple[str, str], list[str]] = {}
+_PROJECTED: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+
+def _resolve_request(
+    action: str, role: str, record: Record, region: str, account: str, caller_arn: str, has_arn: bool
+) -> tuple[str, ...]:
+    """``_resolve`` for a call answered by its request alone, shared between requests that
+    differ only in parameters the answer cannot depend on.
+
+    Management calls repeat their resource-naming parameters but rarely the whole request
+    (``CreateLogStream`` names a new stream each time; Athena a new query id). The answer is a
+    function of the ARNs found in the request, of the index values ``_lookup`` reads, and, for
+    calls on the caller, of the caller and ``userName``: ``_resolve`` runs the same steps for two
+    requests (of any principals) that agree on every name it looked up. So the answer is keyed
+    on the values of every name looked up for the action so far, a superset of what any one call
+    read: a request for which a name not yet seen matters differs from every cached one on a
+    name already seen, misses, and adds it.
+    """
+    params = record.requestParameters
+    if role or not isinstance(params, dict) or not params or catalog.is_wildcard_only(action):
+        return _resolve(action, role, record, region, account, caller_arn)
+    index = _ParamIndex.build(params)
+    arns = tuple(_scan_arns(params)) if has_arn else ()  # *has_arn*: '"arn:' in the JSON request
+    # The caller names the resource only of calls on the caller (and only without userName).
+    on_caller = action in caller_resource_actions()
+    user = (caller_arn, *_values(params.get("userName"))) if on_caller else ()
+    names = _CONSULTED.get((action, role))
+    if names is not None:
+        key = _projection(action, region, account, arns, user, index, names)
+        hit = _PROJECTED.get(key)
+        if hit is not None:
+            return hit
+    if names is None:
+        names = _CONSULTED[(action, role)] = []
+    looked = _ParamIndex(_Consulted(index.top, names), _Consulted(index.nested, names), index.objects)
+    found = _resolve(action, role, record, region, account, caller_arn, request=looked)
+    if len(_PROJECTED) >= _CACHE_LIMIT:
+        _PROJECTED.clear()
+    _PROJECTED[_projection(action, region, account, arns, user, index, names)] = found
+    return found
+
+
+def _projection(
+    action: str,
+    region: str,
+    account: str,
+    arns: tuple[str, ...],
+    user: tuple[str, ...],
+    index: _ParamIndex,
+    names: list[str],
+) -> tuple[Any, ...]:
+    top, nested = index.top, index.nested
+    values = tuple((tuple(top.get(n, ())), tuple(nested.get(n, ()))) for n in names)
+    return (action, region, account, arns, user, values)
 
 
 _REF_TYPES: dict[tuple[str, str], ResourceType | None] = {}
@@ -504,6 +581,7 @@ def _resolve(
     caller_arn: str = "",
     *,
     refs_tried: bool = False,
+    request: _ParamIndex | None = None,
 ) -> tuple[str, ...]:
     """Resource ARNs for *action* in *record*; ``("*",)`` for wildcard-only; ``()`` when unknown.
 
@@ -535,7 +613,8 @@ def _resolve(
         _match_into(found, action, list(_scan_arns(record.responseElements)))
     if params:
         _match_into(found, action, list(_scan_arns(params)))
-    request = _ParamIndex.build(params) if params else None
+    if request is None and params:
+        request = _ParamIndex.build(params)
     response_obj = record.responseElements
     response = _ParamIndex.build(response_obj) if isinstance(response_obj, dict) and response_obj else None
     for rt in catalog.resource_types(action):
