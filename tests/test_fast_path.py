@@ -119,3 +119,21 @@ def test_requests_differing_in_unread_parameters_share_one_answer() -> None:
     got = resources.resolve_resources(action, "", with_arn, *args)
     assert got == resources._resolve(action, "", with_arn, *args) != first
     assert len(resources._PROJECTED) == 3
+
+
+def test_long_requests_and_wildcard_only_calls_are_not_kept_whole() -> None:
+    resources._CACHE.clear()
+    resources._PROJECTED.clear()
+    action, args = "glue:GetPartitions", ("eu-west-1", "111122223333")
+    long_request = _get_partitions("users", "dt >= '1' AND " * 200)
+    got = resources.resolve_resources(action, "", long_request, *args)
+    assert got == resources._resolve(action, "", long_request, *args) != ()
+    assert not resources._CACHE  # shared through the looked-up values instead
+    assert len(resources._PROJECTED) == 1
+    metrics = Record(
+        eventSource="monitoring.amazonaws.com",
+        eventName="PutMetricData",
+        requestParameters={"namespace": "ml", "metricData": [{"metricName": "m", "value": 1}] * 50},
+    )
+    assert resources.resolve_resources("cloudwatch:PutMetricData", "", metrics, *args) == ("*",)
+    assert not resources._CACHE

@@ -428,6 +428,12 @@ def _denied_resource(action: str, record: Record) -> list[str]:
 
 _CACHE: dict[tuple[str, ...], tuple[str, ...]] = {}
 _CACHE_LIMIT = 50_000
+# Requests kept whole as cache keys are at most this long (JSON characters), so the cache stays
+# near 60 MB (50,000 keys) however large a trail's requests are (policy documents, user data);
+# longer ones still share answers through _resolve_request, whose keys hold only the values it
+# looked up.
+_CACHE_REQUEST_CHARS = 1_024
+_WILDCARD = ("*",)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -446,7 +452,11 @@ def resolve_resources(
         return _resolve(action, role, record, region, account, caller_arn, refs_tried=not role)
     if record.responseElements or record.errorCode:
         return _resolve(action, role, record, region, account, caller_arn)
+    if catalog.is_wildcard_only(action):
+        return _WILDCARD  # what _resolve answers first, whatever the request
     request = _encode(record.requestParameters).decode()
+    if len(request) > _CACHE_REQUEST_CHARS:
+        return _resolve_request(action, role, record, region, account, caller_arn, '"arn:' in request)
     key = (action, role, region, account, caller_arn, request)
     hit: tuple[str, ...] | None = _CACHE.get(key)
     if hit is None:
