@@ -39,9 +39,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import networkx as nx
-
 from iamtrim.model import Outcome, Principal, UsageRow
+
+
+def _nx() -> Any:
+    """networkx, imported on first use: it takes ~0.15 s to import, and the commands that never
+    build a graph (ingest, principals, usage, generate-policy) should not pay for it."""
+    import networkx
+
+    return networkx
+
 
 UNKNOWN_RESOURCE = "(unknown)"
 
@@ -114,7 +121,7 @@ def resource_label(arn: str) -> str:
 
 def build_graph(principals: Iterable[Principal], rows: Iterable[UsageRow]) -> Any:
     """A ``networkx.MultiDiGraph`` of the usage rows (see the module docstring for attributes)."""
-    g = nx.MultiDiGraph()
+    g = _nx().MultiDiGraph()
     for p in principals:
         g.add_node(
             _p(p.arn),
@@ -434,17 +441,17 @@ def principals_of(graph: Any, resource_arn: str) -> list[str]:
 def to_graphml(graph: Any) -> str:
     """GraphML (Gephi and yEd open it; ``networkx.read_graphml`` reads it back)."""
     buf = io.BytesIO()
-    nx.write_graphml_xml(graph, buf, encoding="utf-8", prettyprint=True)
+    _nx().write_graphml_xml(graph, buf, encoding="utf-8", prettyprint=True)
     return buf.getvalue().decode("utf-8")
 
 
 def from_graphml(text: str) -> Any:
-    return nx.read_graphml(io.BytesIO(text.encode("utf-8")), force_multigraph=True)
+    return _nx().read_graphml(io.BytesIO(text.encode("utf-8")), force_multigraph=True)
 
 
 def to_node_link_json(graph: Any) -> str:
     """networkx node-link JSON (``{"nodes": [...], "edges": [...]}``, D3-friendly)."""
-    return json.dumps(nx.node_link_data(graph, edges="edges"), sort_keys=True, indent=1)
+    return json.dumps(_nx().node_link_data(graph, edges="edges"), sort_keys=True, indent=1)
 
 
 def _dot_id(text: str) -> str:
