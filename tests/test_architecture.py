@@ -15,7 +15,9 @@ HOMES = {
     "rich": {"iamtrim/cli.py"},
     "click": {"iamtrim/cli.py"},
     "boto3": {"iamtrim/aws.py"},
-    "botocore": {"iamtrim/aws.py"},
+    # catalog.py reads botocore's service models (API definitions: methods and paths), never
+    # a client: API knowledge lives beside the IAM reference.
+    "botocore": {"iamtrim/aws.py", "iamtrim/catalog.py"},
 }
 
 

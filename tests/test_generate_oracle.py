@@ -18,6 +18,7 @@ docs/commands/generate-policy.md.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from iamtrim.normalize.tables import permissionless
 from iamtrim.synth import GeneratedPolicy, generate_identity_policy
 from iamtrim.verify import account_trust_policy, request_for
 from tests.conftest import SAMPLES
+from tests.factories import make_record_dict
 from tests.oracle import decision_of, require_oracle, run_oracle
 
 pytestmark = pytest.mark.oracle
@@ -303,3 +305,54 @@ def test_corpus_replay_allowed_and_probes_denied(oracle_ready: None, corpus: Pat
     judged = sum(counts.values())
     assert sum(errors.values()) <= judged // 50, errors
     assert counts["replay"] >= 300
+
+
+def test_api_gateway_calls_replay_allowed(oracle_ready: None, tmp_path: Path) -> None:
+    """API Gateway's management calls (HTTP methods on paths): the generated policy allows each
+    REST API call the oracle can judge, and not the same method on another API or stage.
+
+    The oracle's IAM data types REST API paths for the verb actions (``/restapis/...``) but not
+    all of them (POST on ``/restapis/{id}/deployments``) nor HTTP API paths (``/apis/...``): it
+    answers "no.resource.types" for those, which IAM itself never does (it matches the ARN).
+    """
+    calls = [
+        ("GetResource", {"restApiId": "3rbEXAMPLE", "resourceId": "5tfEXAMPLE", "template": False}),
+        ("GetRestApis", {"limit": 25}),
+        ("UpdateStage", {"restApiId": "3rbEXAMPLE", "stageName": "prod", "patchOperations": []}),
+        ("CreateDeployment", {"restApiId": "3rbEXAMPLE", "stageName": "prod"}),
+        ("GetStage", {"apiId": "a1b2c3", "stageName": "$default"}),
+        ("CreateRoute", {"apiId": "a1b2c3", "routeKey": "GET /items"}),
+    ]
+    records = [
+        make_record_dict(
+            eventSource="apigateway.amazonaws.com",
+            eventName=name,
+            requestParameters=request,
+            resources=None,
+            additionalEventData=None,
+            eventCategory="Management",
+        )
+        for name, request in calls
+    ]
+    trail = tmp_path / "trail.json"
+    trail.write_text(json.dumps({"Records": records}))
+    (g, rows), *more = list(generated([trail]))
+    assert not more
+    assert {(r.action, r.resource) for r in rows} >= {
+        ("apigateway:GET", "arn:aws:apigateway:us-east-1::/restapis/3rbEXAMPLE/resources/5tfEXAMPLE"),
+        ("apigateway:POST", "arn:aws:apigateway:us-east-1::/apis/a1b2c3/routes"),
+    }
+    replays = [p.request for p in probes_for(g, rows, random.Random(1)) if p.kind == "replay"]
+    assert len(replays) == len(calls)
+    get = next(r for r in replays if r["resource"].endswith("/resources/5tfEXAMPLE"))
+    patch = next(r for r in replays if r["action"] == "apigateway:PATCH")
+    others = [
+        {**get, "resource": get["resource"].replace("3rbEXAMPLE", "otherapi01")},
+        {**patch, "resource": patch["resource"].replace("/stages/prod", "/stages/beta")},
+    ]
+    document = {"identityPolicies": [p.policy.to_json() for p in g.policies], "requests": replays + others}
+    decisions = [decision_of(r) for r in run_oracle([document])]
+    judged = dict(zip([r["resource"] for r in replays], decisions, strict=False))
+    assert all(d in ("allowed", "error") for d in decisions[: len(replays)]), judged
+    assert decisions[: len(replays)].count("allowed") >= 3, judged  # GetResource, GetRestApis, UpdateStage
+    assert decisions[len(replays) :] == ["implicit-deny", "implicit-deny"], decisions

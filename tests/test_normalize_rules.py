@@ -129,6 +129,72 @@ def test_event_to_actions(source: str, name: str, expected: set[str]) -> None:
     assert {r.action for r in rules} == expected
 
 
+# API Gateway: the HTTP method on the requested path (iamtrim/normalize/apigateway.py). The REST
+# API record is the GetResource example of the API Gateway developer guide's CloudTrail page.
+_AGW = "arn:aws:apigateway:us-east-1::"
+
+
+@pytest.mark.parametrize(
+    ("name", "request_parameters", "expected"),
+    [
+        (
+            "GetResource",
+            {"restApiId": "3rbEXAMPLE", "resourceId": "5tfEXAMPLE", "template": False},
+            {("apigateway:GET", f"{_AGW}/restapis/3rbEXAMPLE/resources/5tfEXAMPLE")},
+        ),
+        ("GetRestApis", {"limit": 25}, {("apigateway:GET", f"{_AGW}/restapis")}),
+        (
+            "CreateDeployment",
+            {"restApiId": "r1", "stageName": "prod"},
+            {("apigateway:POST", f"{_AGW}/restapis/r1/deployments")},
+        ),
+        (
+            "PutIntegration",
+            {"restApiId": "r1", "resourceId": "x9", "httpMethod": "GET", "type": "AWS_PROXY"},
+            {("apigateway:PUT", f"{_AGW}/restapis/r1/resources/x9/methods/GET/integration")},
+        ),
+        # The same operation name in both API generations: the request's ids say which.
+        (
+            "GetStage",
+            {"restApiId": "r1", "stageName": "prod"},
+            {("apigateway:GET", f"{_AGW}/restapis/r1/stages/prod")},
+        ),
+        (
+            "GetStage",
+            {"apiId": "a1", "stageName": "prod"},
+            {("apigateway:GET", f"{_AGW}/apis/a1/stages/prod")},
+        ),
+        (
+            "CreateRoute",
+            {"apiId": "a1", "routeKey": "GET /items"},
+            {("apigateway:POST", f"{_AGW}/apis/a1/routes")},
+        ),
+        ("ImportApi", {"body": "***"}, {("apigateway:PUT", f"{_AGW}/apis")}),
+        ("UpdateAccount", {"patchOperations": []}, {("apigateway:PATCH", f"{_AGW}/account")}),
+        # A path variable the request lacks: the resource stays unknown.
+        ("GetResource", {"restApiId": "r1"}, {("apigateway:GET", None)}),
+    ],
+)
+def test_api_gateway_calls_are_http_methods_on_paths(
+    name: str, request_parameters: dict[str, Any], expected: set[tuple[str, str | None]]
+) -> None:
+    record = management_event("apigateway.amazonaws.com", name, request_parameters)
+    assert pairs(record) == expected
+    for action, arn in expected:
+        assert catalog.action_exists(action)
+        assert arn is None or catalog.resource_type_for_arn(action, arn) is not None
+
+
+def test_api_gateway_tag_resource_is_put_or_post() -> None:
+    # PUT /tags/{arn} tags a REST API, POST /v2/tags/{arn} an HTTP API; the event name is the same.
+    arn = f"{_AGW}/restapis/r1"
+    record = management_event("apigateway.amazonaws.com", "TagResource", {"resourceArn": arn, "tags": {}})
+    assert pairs(record) == {
+        ("apigateway:PUT", f"{_AGW}/tags/{arn}"),
+        ("apigateway:POST", f"{_AGW}/tags/{arn}"),
+    }
+
+
 def test_unknown_action_and_service_are_skipped() -> None:
     unknown_action = resolve_actions("s3.amazonaws.com", "FrobnicateBucket")
     assert isinstance(unknown_action, Skipped) and unknown_action.reason is SkipReason.UNKNOWN_ACTION

@@ -7,7 +7,9 @@ Rules, in order (each documented in docs/mapping.md):
 2. ``data/event_actions.csv`` maps event names that are not action names (``ListObjects`` →
    ``s3:ListBucket``, ``ReEncrypt`` → ``ReEncryptFrom`` + ``ReEncryptTo``);
 3. otherwise the event name is the action name, with the catalog's casing;
-4. API-version suffixes (``UpdateFunctionConfiguration20150331v2``) are stripped only when the
+4. API Gateway's management calls are its HTTP methods (``GetResource`` → ``apigateway:GET``;
+   ``iamtrim.normalize.apigateway``);
+5. API-version suffixes (``UpdateFunctionConfiguration20150331v2``) are stripped only when the
    stripped name is a catalog action and the full name is not (``kafka:CreateClusterV2`` stays).
 """
 
@@ -18,6 +20,7 @@ import re
 
 from iamtrim import catalog
 from iamtrim.model import Skipped, SkipReason
+from iamtrim.normalize import apigateway
 from iamtrim.normalize.tables import (
     ActionRule,
     event_action_rules,
@@ -62,6 +65,10 @@ def resolve_actions(event_source: str, event_name: str) -> tuple[ActionRule, ...
     canon = catalog.canonical_action(prefix, event_name)
     if canon is not None:
         return (ActionRule(canon, ""),)
+    if prefix == "apigateway":
+        verbs = apigateway.actions(event_name)
+        if verbs:
+            return tuple(ActionRule(action, "") for action in verbs)
     match = _VERSION_SUFFIX.match(event_name)
     if match:
         stripped = match.group("name")

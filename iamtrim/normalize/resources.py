@@ -29,6 +29,7 @@ import msgspec
 from iamtrim import catalog
 from iamtrim.catalog import ResourceType
 from iamtrim.model import is_s3_object_arn, partition_for_region
+from iamtrim.normalize import apigateway
 from iamtrim.normalize.tables import caller_resource_actions, id_prefixes, param_rules, singleton_resources
 from iamtrim.sources.records import Record, ResourceRef
 
@@ -443,6 +444,8 @@ def resolve_resources(
     """Resource ARNs for *action* in *record* (see the module docstring); cached for calls whose
     answer depends on the request alone (no ``resources[]``, response or error): management
     reads repeat the same parameters many times."""
+    if action in apigateway.VERB_ACTIONS:
+        return _api_path(action, record, region)
     refs = record.resources
     if refs:
         if not role:
@@ -600,6 +603,8 @@ def _resolve(
     """
     if catalog.is_wildcard_only(action):
         return ("*",)
+    if action in apigateway.VERB_ACTIONS:
+        return _api_path(action, record, region)
     partition = partition_for_region(region)
     params = record.requestParameters if isinstance(record.requestParameters, dict) else {}
     if role:
@@ -671,6 +676,14 @@ def _resolve(
         if caller_type is not None:
             found[caller_type.name] = [caller_arn]
     return _flatten(found)
+
+
+def _api_path(action: str, record: Record, region: str) -> tuple[str, ...]:
+    """API Gateway's management calls act on the path they request (``apigateway`` module)."""
+    arn = apigateway.resource_arn(
+        action, record.eventName or "", record.requestParameters, partition_for_region(region), region
+    )
+    return (arn,) if arn is not None and catalog.resource_type_for_arn(action, arn) is not None else ()
 
 
 def _match_into(found: dict[str, list[str]], action: str, arns: list[str]) -> None:

@@ -1,0 +1,98 @@
+"""API Gateway's management calls: the IAM action is the call's HTTP method, the resource its path.
+
+API Gateway does not authorize its management API per operation: a call is allowed by
+``apigateway:<HTTP method>`` on the path it requests, as an ARN with no account
+(``GetResource`` is ``apigateway:GET`` on
+``arn:aws:apigateway:us-east-1::/restapis/<restApiId>/resources/<resourceId>``).
+https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-control-access-using-iam-policies-to-create-and-manage-api.html
+https://docs.aws.amazon.com/apigateway/latest/developerguide/arn-format-reference.html
+
+Both API generations log to ``apigateway.amazonaws.com`` under their operation names: REST APIs
+(``apigateway``, paths ``/restapis/...``) and HTTP and WebSocket APIs (``apigatewayv2``, paths
+``/v2/apis/...``, whose ARNs drop the ``/v2``). Each operation's method and path come from
+botocore's service models, the API definitions the SDKs are generated from; the path's variables
+are filled from ``requestParameters``, which CloudTrail logs under the operation's member names
+(``restApiId``, ``resourceId``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from iamtrim import catalog
+
+VERBS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+VERB_ACTIONS = frozenset(f"apigateway:{v}" for v in VERBS)
+_MODELS = ("apigateway", "apigatewayv2")  # REST APIs first: their names are the older ones
+_VARIABLE = re.compile(r"\{([^}]+?)\+?\}")
+
+
+class _Operation:
+    """One operation of one API generation: its method, its path as IAM sees it (``/v2``
+    dropped), and each path variable paired with the request member that fills it."""
+
+    __slots__ = ("method", "path", "variables")
+
+    def __init__(self, method: str, path: str, variables: dict[str, str]) -> None:
+        self.method = method
+        self.path = path
+        self.variables = variables
+
+
+@functools.cache
+def _operations(name: str) -> tuple[_Operation, ...]:
+    """The operation called *name* in each API generation that has one."""
+    out = []
+    for service in _MODELS:
+        op = catalog.api_operation(service, name)
+        if op is None or op.method not in VERBS or not op.path.startswith("/"):
+            continue
+        path = op.path[3:] if op.path.startswith("/v2/") else op.path
+        out.append(_Operation(op.method, path, dict(op.path_members)))
+    return tuple(out)
+
+
+def actions(event_name: str) -> tuple[str, ...]:
+    """``apigateway:<method>`` for the operation, one per method it has across the two API
+    generations (only ``TagResource`` differs: PUT for REST APIs, POST for HTTP APIs, and the
+    event name alone does not say which API was tagged); ``()`` if no operation is so named."""
+    seen: list[str] = []
+    for op in _operations(event_name):
+        action = f"apigateway:{op.method}"
+        if action not in seen:
+            seen.append(action)
+    return tuple(seen)
+
+
+def resource_arn(action: str, event_name: str, params: Any, partition: str, region: str) -> str | None:
+    """The ARN of the path *event_name* requests with *action*'s method, its variables filled
+    from the request; ``None`` when the request lacks one of them.
+
+    When both API generations have the operation with this method, the one whose path variables
+    the request names is taken (``restApiId`` or ``apiId``); paths without variables
+    (``/domainnames``, ``/vpclinks``) are the same in both.
+    """
+    method = action.partition(":")[2]
+    # REST API records name members as the SDK does (restApiId for the path's {restapi_id}), HTTP
+    # API records as the path does (apiId; the SDK member is ApiId): matched case-insensitively.
+    request = {str(k).lower(): v for k, v in params.items()} if isinstance(params, dict) else {}
+    for op in _operations(event_name):
+        if op.method != method:
+            continue
+        values: dict[str, str] = {}
+        for variable in _VARIABLE.findall(op.path):
+            value = request.get(op.variables.get(variable, variable).lower())
+            if value is None:
+                value = request.get(variable.lower())
+            if not isinstance(value, str) or not value:
+                break
+            values[variable] = value
+        else:
+            return f"arn:{partition}:apigateway:{region}::{_fill(op.path, values)}"
+    return None
+
+
+def _fill(path: str, values: dict[str, str]) -> str:
+    return _VARIABLE.sub(lambda m: values[m.group(1)], path)
