@@ -121,6 +121,12 @@ def test_missing_identity_is_skipped() -> None:
         ("s3.amazonaws.com", "GetBucketEncryption", {"s3:GetEncryptionConfiguration"}),
         ("s3.amazonaws.com", "DeleteBucketMetricsConfiguration", {"s3:PutMetricsConfiguration"}),
         ("iam.amazonaws.com", "getrole", {"iam:GetRole"}),  # catalog casing
+        ("budgets.amazonaws.com", "CreateBudget", {"budgets:ModifyBudget"}),
+        ("budgets.amazonaws.com", "DescribeBudgets", {"budgets:ViewBudget"}),
+        ("cassandra.amazonaws.com", "CreateTable", {"cassandra:Create"}),
+        ("cassandra.amazonaws.com", "DeleteKeyspace", {"cassandra:Drop"}),
+        ("cassandra.amazonaws.com", "GetTable", {"cassandra:Select"}),
+        ("lambda.amazonaws.com", "GetLayerVersionByArn", {"lambda:GetLayerVersion"}),
     ],
 )
 def test_event_to_actions(source: str, name: str, expected: set[str]) -> None:
