@@ -191,6 +191,20 @@ def test_unknown_resource_becomes_the_arn_format_with_a_finding() -> None:
     assert "*" not in statement_resources(g)
 
 
+def test_unknown_resource_formats_covered_by_another_are_dropped() -> None:
+    # API Gateway's verb actions: every path of the API is a resource, so "…::*" covers the
+    # per-type formats ("…::/apis/*", "…::/restapis/*/stages/*", …) and stands alone.
+    g = generate([row("apigateway:GET", None)])
+    assert statement_resources(g) == {"arn:aws:apigateway:us-east-1::*"}
+    assert allowed(g, "apigateway:GET", "arn:aws:apigateway:us-east-1::/restapis/r1/stages/prod")
+    # Formats that do not cover one another are all kept (an object, an access point's object).
+    both = generate([row("s3:GetObjectTagging", None)])
+    assert statement_resources(both) == {
+        "arn:aws:s3:::*/*",
+        f"arn:aws:s3:us-east-1:{ACCT}:accesspoint/*/object/*",
+    }
+
+
 def test_resource_star_only_for_wildcard_only_actions() -> None:
     g = generate([row("s3:ListAllMyBuckets", "*"), row("s3:GetObject", "arn:aws:s3:::b/k")])
     for p in g.policies:

@@ -122,6 +122,10 @@ def _unknown_pattern(action: str, region: str, account: str, partition: str) -> 
     types = catalog.resource_types(action)
     required = [rt for rt in types if rt.required] or list(types)
     out = {_format_pattern(rt.arn_template, region, account, partition) for rt in required}
+    # A pattern another one covers adds nothing (API Gateway's ``…::*`` covers ``…::/apis/*``):
+    # q covers p when q, read as a pattern, matches p's text (formats have no literal "*").
+    covering = {q: re.compile(re.escape(q).replace(r"\*", ".*") + r"\Z") for q in out}
+    out = {p for p in out if not any(q != p and rx.match(p) for q, rx in covering.items())}
     return tuple(sorted(out)) or ("*",)
 
 
