@@ -171,7 +171,7 @@ def api_operation(service: str, name: str) -> ApiOperation | None:
 
     try:
         model = _botocore_session().get_service_model(service)
-    except botocore.exceptions.UnknownServiceError:
+    except botocore.exceptions.BotoCoreError:  # the service (or its model data) is not installed
         return None
     if name not in model.operation_names:
         return None

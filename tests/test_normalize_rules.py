@@ -191,6 +191,18 @@ def test_api_gateway_calls_are_http_methods_on_paths(
         assert arn is None or catalog.resource_type_for_arn(action, arn) is not None
 
 
+def test_api_operations_come_from_the_sdk_models() -> None:
+    op = catalog.api_operation("apigateway", "GetResource")
+    assert op is not None
+    assert (op.method, op.path) == ("GET", "/restapis/{restapi_id}/resources/{resource_id}")
+    assert dict(op.path_members) == {"restapi_id": "restApiId", "resource_id": "resourceId"}
+    assert catalog.api_operation("apigateway", "NoSuchOperation") is None
+    assert catalog.api_operation("nosuchservice", "GetResource") is None
+    # An operation no model has is an unknown action, as for any service.
+    unknown = resolve_actions("apigateway.amazonaws.com", "FrobnicateApi")
+    assert isinstance(unknown, Skipped) and unknown.reason is SkipReason.UNKNOWN_ACTION
+
+
 def test_api_gateway_tag_resource_is_put_or_post() -> None:
     # PUT /tags/{arn} tags a REST API, POST /v2/tags/{arn} an HTTP API; the event name is the same.
     arn = f"{_AGW}/restapis/r1"
