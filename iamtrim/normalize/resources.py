@@ -499,7 +499,7 @@ def _resolve_request(
     differ only in parameters the answer cannot depend on.
 
     Management calls repeat their resource-naming parameters but rarely the whole request
-    (``CreateLogStream`` names a new stream each time; Athena a new query id). The answer is a
+    (Athena names a new query id each time, Glue a new partition filter). The answer is a
     function of the ARNs found in the request, of the index values ``_lookup`` reads, and, for
     calls on the caller, of the caller and ``userName``: ``_resolve`` runs the same steps for two
     requests (of any principals) that agree on every name it looked up. So the answer is keyed
