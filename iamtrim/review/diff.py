@@ -293,33 +293,17 @@ def diff_principal(
     for r in denied_rows:
         last_denied[r.action] = max(last_denied.get(r.action, ""), r.last_seen)
         ev = _evaluate(arn, r, current, granted)
+        verdict: tuple[str, str, tuple[str, ...]]
         if ev is None or ev.allowed:
-            missing.append(
-                (
-                    r.action,
-                    r.resource,
-                    "denied",
-                    r.count,
-                    r.last_seen,
-                    "allowed",
-                    "the current identity policies allow it: the denial came from outside them "
-                    "(SCP, resource or session policy) or the policies changed since",
-                    (),
-                )
+            verdict = (
+                "allowed",
+                "the current identity policies allow it: the denial came from outside them "
+                "(SCP, resource or session policy) or the policies changed since",
+                (),
             )
         else:
-            missing.append(
-                (
-                    r.action,
-                    r.resource,
-                    "denied",
-                    r.count,
-                    r.last_seen,
-                    str(ev.decision),
-                    ev.reason,
-                    _change(ev, current),
-                )
-            )
+            verdict = (str(ev.decision), ev.reason, _change(ev, current))
+        missing.append((r.action, r.resource, "denied", r.count, r.last_seen, *verdict))
 
     used_set = set(used)
     unused = []
