@@ -134,7 +134,7 @@ def resource_types(action: str) -> tuple[ResourceType, ...]:
             continue
         out.append(ResourceType(name, str(res["arn"]), bool(rt.get("required"))))
     out.sort(key=lambda r: not r.required)
-    if action in _APIGATEWAY_VERBS:
+    if action in APIGATEWAY_VERB_ACTIONS:
         out.append(_APIGATEWAY_PATH)
     return tuple(out)
 
@@ -147,7 +147,7 @@ def resource_types(action: str) -> tuple[ResourceType, ...]:
 # therefore also a resource of the verb actions, matched after the specific types.
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/arn-format-reference.html
 # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonapigatewaymanagement.html
-_APIGATEWAY_VERBS = frozenset(f"apigateway:{v}" for v in ("GET", "POST", "PUT", "PATCH", "DELETE"))
+APIGATEWAY_VERB_ACTIONS = frozenset(f"apigateway:{v}" for v in ("GET", "POST", "PUT", "PATCH", "DELETE"))
 _APIGATEWAY_PATH = ResourceType(
     "ResourcePath", "arn:${Partition}:apigateway:${Region}::${ResourcePath}", False
 )

@@ -203,7 +203,7 @@ def test_api_gateway_methods_agree_with_iam_dataset_map(corpus: Path) -> None:
         ops = apigateway._operations(name)
         op = ops[0] if sdk == "APIGateway" else ops[-1]
         request = {
-            (op.variables.get(v, v) if sdk == "APIGateway" else v): "ID"
+            (dict(op.path_members).get(v, v) if sdk == "APIGateway" else v): "ID"
             for v in apigateway._VARIABLE.findall(op.path)
         }
         for item in entry:

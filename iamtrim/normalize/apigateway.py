@@ -17,40 +17,30 @@ are filled from ``requestParameters``, which CloudTrail logs under the operation
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from typing import Any
 
 from iamtrim import catalog
 
-VERBS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-VERB_ACTIONS = frozenset(f"apigateway:{v}" for v in VERBS)
+VERB_ACTIONS = catalog.APIGATEWAY_VERB_ACTIONS
 _MODELS = ("apigateway", "apigatewayv2")  # REST APIs first: their names are the older ones
 _VARIABLE = re.compile(r"\{([^}]+?)\+?\}")
 
 
-class _Operation:
-    """One operation of one API generation: its method, its path as IAM sees it (``/v2``
-    dropped), and each path variable paired with the request member that fills it."""
-
-    __slots__ = ("method", "path", "variables")
-
-    def __init__(self, method: str, path: str, variables: dict[str, str]) -> None:
-        self.method = method
-        self.path = path
-        self.variables = variables
-
-
 @functools.cache
-def _operations(name: str) -> tuple[_Operation, ...]:
-    """The operation called *name* in each API generation that has one."""
+def _operations(name: str) -> tuple[catalog.ApiOperation, ...]:
+    """The operation called *name* in each API generation that has one, its path as IAM sees it
+    (the HTTP APIs' ``/v2`` dropped)."""
     out = []
     for service in _MODELS:
         op = catalog.api_operation(service, name)
-        if op is None or op.method not in VERBS or not op.path.startswith("/"):
+        if op is None or f"apigateway:{op.method}" not in VERB_ACTIONS or not op.path.startswith("/"):
             continue
-        path = op.path[3:] if op.path.startswith("/v2/") else op.path
-        out.append(_Operation(op.method, path, dict(op.path_members)))
+        out.append(
+            dataclasses.replace(op, path=op.path.removeprefix("/v2")) if op.path.startswith("/v2/") else op
+        )
     return tuple(out)
 
 
@@ -81,9 +71,10 @@ def resource_arn(action: str, event_name: str, params: Any, partition: str, regi
     for op in _operations(event_name):
         if op.method != method:
             continue
+        members = dict(op.path_members)
         values: dict[str, str] = {}
         for variable in _VARIABLE.findall(op.path):
-            value = request.get(op.variables.get(variable, variable).lower())
+            value = request.get(members.get(variable, variable).lower())
             if value is None:
                 value = request.get(variable.lower())
             if not isinstance(value, str) or not value:

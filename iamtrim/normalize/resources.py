@@ -508,7 +508,7 @@ def _resolve_request(
     name already seen, misses, and adds it.
     """
     params = record.requestParameters
-    if role or not isinstance(params, dict) or not params or catalog.is_wildcard_only(action):
+    if role or not isinstance(params, dict) or not params:
         return _resolve(action, role, record, region, account, caller_arn)
     index = _ParamIndex.build(params)
     arns = tuple(_scan_arns(params)) if has_arn else ()  # *has_arn*: '"arn:' in the JSON request
