@@ -325,7 +325,9 @@ def _variable_pattern(var: str) -> str:
     if var == "BucketName":
         return r"[^/]+"  # S3 bucket names never contain "/" (object keys do)
     if var in ("Account", "AccountId"):
-        return r"[0-9]*"
+        # AWS managed policies live in the account "aws": arn:aws:iam::aws:policy/ReadOnlyAccess.
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_managed-vs-inline.html#aws-managed-policies
+        return r"(?:[0-9]*|aws)"
     if var == "Region":
         return r"[a-z0-9-]*"
     if var == "Partition":

@@ -10,17 +10,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from iamtrim.evaluate import Evaluation, Request, evaluate
-from iamtrim.model import Context, UsageRow
+from iamtrim.model import Context, UsageRow, is_service_principal
 from iamtrim.model.policy import Effect, Policy, Principals, Statement
 
 
 def via_service(invoked_by: str, region: str) -> str:
-    """``s3.amazonaws.com`` + ``us-east-1`` → ``s3.us-east-1.amazonaws.com`` (the kms:ViaService form).
+    """``s3.amazonaws.com`` + ``us-east-1`` → ``s3.us-east-1.amazonaws.com`` (the kms:ViaService form);
+    ``""`` when *invoked_by* names no service (``AWS Internal``) or the region is unknown.
 
     https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-via-service
     """
+    if not region or not is_service_principal(invoked_by):
+        return ""
     service = invoked_by.removesuffix(".amazonaws.com")
-    return f"{service}.{region}.amazonaws.com" if region else invoked_by
+    return f"{service}.{region}.amazonaws.com"
 
 
 def request_context(action: str, context: Context, source_ip: str = "") -> dict[str, str]:
@@ -33,7 +36,9 @@ def request_context(action: str, context: Context, source_ip: str = "") -> dict[
     elif source_ip and context.source_ip_kind == "ip":
         out["aws:SourceIp"] = source_ip
     if context.invoked_by and action.startswith("kms:"):
-        out["kms:ViaService"] = via_service(context.invoked_by, context.region)
+        service = via_service(context.invoked_by, context.region)
+        if service:
+            out["kms:ViaService"] = service
     if context.sse_header and action.startswith("s3:"):
         out["s3:x-amz-server-side-encryption"] = context.sse_header
     if context.sse_kms_key_header and action.startswith("s3:"):

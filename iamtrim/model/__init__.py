@@ -10,6 +10,7 @@ from iamtrim.model.usage import (
     SkipReason,
     Usage,
     UsageRow,
+    is_service_principal,
 )
 
 __all__ = [
@@ -24,5 +25,6 @@ __all__ = [
     "Usage",
     "UsageRow",
     "is_s3_object_arn",
+    "is_service_principal",
     "partition_for_region",
 ]

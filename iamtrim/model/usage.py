@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from iamtrim.model.principal import Principal
+
+# A service principal: "<service>.amazonaws.com". CloudTrail also writes "AWS Internal" in
+# userIdentity.invokedBy (an internal AWS caller, no service named): that names no service, so
+# it is no kms:ViaService or aws:CalledVia value.
+# https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html
+_SERVICE_PRINCIPAL = re.compile(r"^[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.amazonaws\.com$")
+
+
+def is_service_principal(invoked_by: str) -> bool:
+    """Whether *invoked_by* names an AWS service (``s3.amazonaws.com``), not ``AWS Internal``."""
+    return bool(_SERVICE_PRINCIPAL.match(invoked_by))
 
 
 class Outcome(StrEnum):
@@ -34,6 +46,7 @@ class SkipReason(StrEnum):
     MISSING_FIELDS = "missing-fields"  # eventSource/eventName/eventTime absent
     MALFORMED = "malformed-record"  # not a JSON object, or a field of the wrong type
     DUPLICATE_EVENT = "duplicate-event"  # eventID already counted
+    FAILED_WITHOUT_RESOURCE = "failed-without-resource"  # an error (Throttling), no request: no evidence
     RESOURCE_UNKNOWN = "resource-unknown"  # usage kept, but the resource could not be determined
 
 

@@ -8,12 +8,21 @@ from typing import Any, NamedTuple
 import msgspec
 
 from iamtrim import catalog
-from iamtrim.model import Context, Outcome, Principal, Skipped, SkipReason, Usage, partition_for_region
+from iamtrim.model import (
+    Context,
+    Outcome,
+    Principal,
+    Skipped,
+    SkipReason,
+    Usage,
+    is_service_principal,
+    partition_for_region,
+)
 from iamtrim.normalize import dynamodb
 from iamtrim.normalize.actions import S3_VERSIONED, resolve_actions
 from iamtrim.normalize.principal import resolve_principal
 from iamtrim.normalize.resources import resolve_resources
-from iamtrim.normalize.tables import ActionRule
+from iamtrim.normalize.tables import ActionRule, encryption_context_services
 from iamtrim.sources.records import USER_IDENTITY_DECODER, Record, UserIdentity
 
 # Errors that mean IAM (or an SCP, boundary, VPC endpoint or resource policy) refused the call.
@@ -66,6 +75,9 @@ _EVENT_TYPE_SKIPS = {
     "AwsCloudTrailInsight": SkipReason.INSIGHT,
     "AwsVpceEvent": SkipReason.NETWORK_ACTIVITY,
 }
+
+
+_SIGNIN_SOURCE = "signin.amazonaws.com"
 
 
 def _is_denied(record: Record) -> bool:
@@ -141,6 +153,22 @@ _CONTEXTS: dict[tuple[object, ...], tuple[Context, str]] = {}
 
 
 _NO_PAIRS: tuple[tuple[str, str], ...] = ()
+
+
+def _service_of_context(keys: tuple[str, ...]) -> str:
+    """The service principal whose encryption context *keys* are, or ``""``.
+
+    A KMS call a service made for the caller may name no service in ``invokedBy`` ("AWS
+    Internal"); the encryption context each service writes says which one it was
+    (``data/encryption_context_services.csv``), so ``kms:ViaService`` can still name it.
+    """
+    if keys:
+        for key, service in encryption_context_services():
+            if key in keys:
+                return service
+    return ""
+
+
 _SSE = "x-amz-server-side-encryption"
 _SSE_KEY_ID = "x-amz-server-side-encryption-aws-kms-key-id"
 
@@ -164,6 +192,8 @@ def build_context(
         if isinstance(ctx, dict) and ctx:
             enc_ctx = tuple(sorted((str(k), str(v)) for k, v in ctx.items()))
             enc_keys = tuple(k for k, _ in enc_ctx)
+        if invoked_by and not is_service_principal(invoked_by):
+            invoked_by = _service_of_context(enc_keys) or invoked_by
     else:
         # S3's SSE request headers, and the key the response says it used.
         if params:
@@ -206,18 +236,30 @@ def build_context(
 # A request parameter naming a role the service will use on the caller's behalf. Passing a role
 # to a service needs iam:PassRole on it, which CloudTrail never logs: when such a call succeeded,
 # PassRole was allowed. https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html
-_PASSED_ROLE_PARAM = re.compile(r"(?i)^(?:[a-z]*rolearn|role|servicerole|[a-z]*role)$")
+# Besides the *Role/*RoleArn names (roleArn, serviceRoleArn, executionRoleArn, dataAccessRoleArn),
+# EC2 flow logs take their role as deliverLogsPermissionArn
+# (https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html#flow-logs-iam-user).
+_PASSED_ROLE_PARAM = re.compile(
+    r"(?i)^(?:[a-z]*rolearn|role|servicerole|[a-z]*role|deliverlogspermissionarn)$"
+)
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+")
+# An instance profile passes the role inside it: AWS checks iam:PassRole on that role, which the
+# request does not name (defaultInstanceProfileArn of OpsWorks, iamInstanceProfile of EC2
+# RunInstances, the instance profile of an EMR cluster's jobFlowRole).
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_switch-role-ec2.html#roles-usingrole-ec2instance-permissions
+# https://docs.aws.amazon.com/opsworks/latest/userguide/opsworks-security-appsrole.html
+_PROFILE_PARAM = re.compile(r"(?i)^(?:[a-z]*instanceprofile(?:arn|name)?|jobflowrole)$")
 # Services whose role-ARN parameters name a role to *assume* or *manage*, not one to pass.
 _NOT_PASSING = frozenset({"sts", "iam", "sso", "identitystore"})
 _READS = frozenset({"Read", "List"})
 
 
-def passed_roles(action: str, params: dict[str, Any]) -> list[str]:
-    """Role ARNs a call passes to its service (top-level request parameters only)."""
+def passed_roles(action: str, params: dict[str, Any]) -> list[str | None]:
+    """Role ARNs a call passes to its service (top-level request parameters only); ``None`` for
+    a role passed inside an instance profile (the role is not in the record)."""
     if action.partition(":")[0] in _NOT_PASSING:
         return []
-    out = []
+    out: list[str | None] = []
     for key, value in params.items():
         # The cheap test first: this runs for every record with request parameters.
         if (
@@ -228,7 +270,23 @@ def passed_roles(action: str, params: dict[str, Any]) -> list[str]:
             and value not in out
         ):
             out.append(value)
+        elif (
+            ("rofile" in key or key == "jobFlowRole")
+            and _PROFILE_PARAM.match(key)
+            and value
+            and None not in out
+        ):
+            out.append(None)
     return out
+
+
+def _pass_role_uses(
+    action: str, params: dict[str, Any], uses: list[tuple[str, str | None]], notes: list[Skipped]
+) -> None:
+    for arn in passed_roles(action, params):
+        uses.append(("iam:PassRole", arn))
+        if arn is None:
+            notes.append(Skipped(SkipReason.RESOURCE_UNKNOWN, "iam:PassRole"))
 
 
 class RecordParts(NamedTuple):
@@ -263,6 +321,11 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
         return Skipped(SkipReason.NOT_API_CALL, event_type)
     if not record.eventSource or not record.eventName or not record.eventTime:
         return Skipped(SkipReason.MISSING_FIELDS, "eventSource/eventName/eventTime")
+    if not event_type and record.eventSource == _SIGNIN_SOURCE:
+        # Records before eventVersion 1.02 have no eventType; their sign-in events (ConsoleLogin,
+        # SwitchRole, CheckMfa) are still AwsConsoleSignIn events, not API calls.
+        # https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-aws-console-sign-in-events.html
+        return Skipped(SkipReason.CONSOLE_SIGN_IN, "AwsConsoleSignIn")
     principal, invoked_by = identity_of(record)
     if isinstance(principal, Skipped):
         return principal
@@ -290,9 +353,18 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
         )
     else:
         _multi_rule_uses(rules, params, record, region, account, principal.arn, uses, notes)
+    if code and outcome is _USED and not params and notes:
+        # An error that is no authorization outcome (ThrottlingException, InternalError) on a
+        # request without parameters: the call may never have reached authorization, and it
+        # names nothing, so it is no evidence for a grant on the action's whole ARN format.
+        # https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html
+        uses = [(action, arn) for action, arn in uses if arn is not None]
+        notes = []
+        if not uses:
+            return Skipped(SkipReason.FAILED_WITHOUT_RESOURCE, code)
     # Passing a role is part of creating or changing something: never of a Read or List call.
     if outcome is _USED and params and catalog.access_level(rules[0].action) not in _READS:
-        uses += [("iam:PassRole", arn) for arn in passed_roles(rules[0].action, params)]
+        _pass_role_uses(rules[0].action, params, uses, notes)
     return _parts(record, principal, outcome, context, enc_ctx, uses, notes, context_key)
 
 
@@ -395,7 +467,7 @@ def fast_parts(record: Record) -> RecordParts | None:
         action, resolve_resources(action, "", record, region, account, principal.arn)
     )
     if plan.passes_roles and params:
-        uses += [("iam:PassRole", arn) for arn in passed_roles(plan.action, params)]
+        _pass_role_uses(plan.action, params, uses, notes)
     context, enc_ctx, context_key = build_context(record, region, invoked_by)
     return _parts(record, principal, _USED, context, enc_ctx, uses, notes, context_key)
 

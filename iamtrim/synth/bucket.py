@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from iamtrim.errors import IamtrimError
 from iamtrim.evaluate import Evaluation, Request, evaluate
-from iamtrim.model import Outcome, UsageRow
+from iamtrim.model import Outcome, UsageRow, is_service_principal
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Principals, Statement
 from iamtrim.synth.identity import SynthError
@@ -200,7 +200,8 @@ def replay_context(row: UsageRow) -> dict[str, str | list[str]]:
     # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-viaawsservice
     if row.context.invoked_by:
         ctx["aws:ViaAWSService"] = "true"
-        ctx["aws:CalledVia"] = [row.context.invoked_by]
+        if is_service_principal(row.context.invoked_by):  # never "AWS Internal"
+            ctx["aws:CalledVia"] = [row.context.invoked_by]
     else:
         ctx["aws:ViaAWSService"] = "false"
     return ctx

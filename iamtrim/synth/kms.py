@@ -22,6 +22,7 @@ policy); the root and the admins must stay able to read and replace the key poli
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -125,7 +126,9 @@ def resolve_key(rows: Iterable[UsageRow], query: str) -> str:
 
 
 def _camel(text: str) -> str:
-    return "".join(p[:1].upper() + p[1:] for p in text.replace("_", "-").replace(".", "-").split("-") if p)
+    # Sids are alphanumeric: every other character (a space, "_", ".", "-") only separates words.
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_sid.html
+    return "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", text) if p)
 
 
 def _evidence(rows: Sequence[UsageRow]) -> tuple[int, str, str, tuple[str, ...]]:
@@ -229,7 +232,8 @@ def generate_key_policy(key: str, rows: Iterable[UsageRow], admins: Sequence[str
                 Finding(
                     "KEY_USED_DIRECTLY",
                     f"{p} {action}",
-                    f"{sum(r.count for r in prow if not r.context.invoked_by)} direct calls",
+                    f"{sum(r.count for r in prow if not via_service(r.context.invoked_by, r.context.region))}"
+                    " direct calls",
                 )
             )
         else:
