@@ -376,3 +376,69 @@ def test_console_login_without_event_type_is_a_sign_in() -> None:
     )
     out = normalize_record(record)
     assert isinstance(out, Skipped) and out.reason is SkipReason.CONSOLE_SIGN_IN
+
+
+# --- names services store in lower case -----------------------------------------------------------
+
+
+def test_sagemaker_job_named_in_mixed_case_is_authorized_on_its_lower_case_arn(tmp_path: Path) -> None:
+    # CreateTrainingJob's response holds the ARN SageMaker keeps (lower case); the next call names
+    # the job as the caller typed it. https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/churn-xgb-00"
+    common: dict[str, Any] = {
+        "eventSource": "sagemaker.amazonaws.com",
+        "resources": None,
+        "additionalEventData": None,
+        "eventCategory": "Management",
+    }
+    create = make_record_dict(
+        eventName="CreateTrainingJob",
+        requestParameters={"trainingJobName": "Churn-XGB-00", "algorithmSpecification": {}},
+        responseElements={"trainingJobArn": arn},
+        **common,
+    )
+    describe = make_record_dict(
+        eventName="DescribeTrainingJob", requestParameters={"trainingJobName": "Churn-XGB-00"}, **common
+    )
+    assert pairs(make_record(**describe)) == [("sagemaker:DescribeTrainingJob", arn)]
+    g = policy_from([create, describe], tmp_path)
+    assert oracle_allows(g, [("sagemaker:DescribeTrainingJob", arn, {})]) == [True]
+
+
+@pytest.mark.parametrize(
+    ("source", "event", "request_parameters", "arn"),
+    [
+        # "This parameter is stored as a lowercase string."
+        # https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CreateDBInstance.html
+        (
+            "rds",
+            "CreateDBInstance",
+            {"dBInstanceIdentifier": "wordPressDB00", "engine": "mysql"},
+            "db:wordpressdb00",
+        ),
+        ("rds", "DescribeDBClusters", {"dBClusterIdentifier": "Aurora-Main"}, "cluster:aurora-main"),
+        (
+            "rds",
+            "ModifyDBSubnetGroup",
+            {"dBSubnetGroupName": "mySubnetgroup", "subnetIds": []},
+            "subgrp:mysubnetgroup",
+        ),
+        # https://docs.aws.amazon.com/AmazonElastiCache/latest/APIReference/API_CreateCacheCluster.html
+        ("elasticache", "DescribeCacheClusters", {"cacheClusterId": "My-Redis"}, "cluster:my-redis"),
+    ],
+)
+def test_identifiers_stored_in_lower_case(
+    source: str, event: str, request_parameters: dict[str, Any], arn: str
+) -> None:
+    record = management_event(f"{source}.amazonaws.com", event, request_parameters)
+    assert (f"{source}:{event}", f"arn:aws:{source}:{REGION}:{ACCOUNT}:{arn}") in pairs(record)
+
+
+def test_names_other_types_keep_their_case() -> None:
+    # A SageMaker model package keeps its group's case in its ARN (not in data/lowercase_names.csv).
+    request = {
+        "modelPackageName": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/modelPackageGroupTurbine/1"
+    }
+    assert pairs(management_event("sagemaker.amazonaws.com", "DescribeModelPackage", request)) == [
+        ("sagemaker:DescribeModelPackage", request["modelPackageName"])
+    ]

@@ -95,6 +95,12 @@ def typed_resources() -> dict[tuple[str, str], dict[str, str]]:
     return out
 
 
+@functools.cache
+def lowercase_names() -> frozenset[tuple[str, str]]:
+    """(ARN service, resource type) whose names the service stores, and puts in ARNs, in lower case."""
+    return frozenset((row["service"], row["resource_type"]) for row in _rows("lowercase_names.csv"))
+
+
 TABLES = (
     "event_sources.csv",
     "event_actions.csv",
@@ -105,6 +111,7 @@ TABLES = (
     "singleton_resources.csv",
     "encryption_context_services.csv",
     "typed_resources.csv",
+    "lowercase_names.csv",
 )
 
 
