@@ -442,3 +442,42 @@ def test_names_other_types_keep_their_case() -> None:
     assert pairs(management_event("sagemaker.amazonaws.com", "DescribeModelPackage", request)) == [
         ("sagemaker:DescribeModelPackage", request["modelPackageName"])
     ]
+
+
+# --- ambiguous resources are the candidate set ------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", ["SendEmail", "SendRawEmail"])
+@pytest.mark.parametrize("source_field", ["source", "fromEmailAddress"])
+def test_ses_send_is_granted_on_the_address_and_its_domain(
+    event: str, source_field: str, tmp_path: Path
+) -> None:
+    # SES authorizes a send on the verified identity, the address or its domain:
+    # https://docs.aws.amazon.com/ses/latest/dg/control-user-access.html
+    address = f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/reports@example.com"
+    domain = f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/example.com"
+    request = {
+        source_field: "Reports <reports@example.com>",
+        "destination": {"toAddresses": ["a@example.org"]},
+    }
+    assert pairs(management_event("email.amazonaws.com", event, request)) == [
+        (f"ses:{event}", address),
+        (f"ses:{event}", domain),
+    ]
+    record = make_record_dict(
+        eventSource="email.amazonaws.com",
+        eventName=event,
+        requestParameters=request,
+        resources=None,
+        additionalEventData=None,
+        eventCategory="Management",
+    )
+    g = policy_from([record], tmp_path)
+    other = f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/other.example"
+    assert oracle_allows(
+        g, [(f"ses:{event}", address, {}), (f"ses:{event}", domain, {}), (f"ses:{event}", other, {})]
+    ) == [
+        True,
+        True,
+        False,
+    ]

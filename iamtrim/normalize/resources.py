@@ -222,6 +222,26 @@ def _transform(
     return value, None
 
 
+_ADDRESS = re.compile(r"<([^<>@\s]+@[^<>@\s]+)>\s*$|^\s*([^<>@\s]+@[^<>@\s]+)\s*$")
+
+
+def _email_identities(value: str) -> list[str]:
+    """The SES identities a send from *value* may be authorized on: the address and its domain.
+
+    SES authorizes sending from ``reports@example.com`` on whichever of the two identities is
+    verified, which the record does not say, so both are the candidate set (never
+    ``identity/*``). ``"Reports <reports@example.com>"`` names the address in angle brackets.
+    https://docs.aws.amazon.com/ses/latest/dg/control-user-access.html
+    https://docs.aws.amazon.com/ses/latest/dg/creating-identities.html
+    """
+    m = _ADDRESS.search(value)
+    if m is None:
+        return []
+    address = m.group(1) or m.group(2) or ""
+    domain = address.rpartition("@")[2]
+    return [address, domain] if domain else [address]
+
+
 _SUFFIXES = ("Name", "Id", "Identifier", "Arn")
 _SCOPE_VARIABLES = frozenset({"Partition", "Region", "Account", "AccountId"})
 
@@ -293,6 +313,11 @@ def _lookup(
                     direct.append(value)
                 continue
             if not _prefix_ok(rt, var, value):
+                continue
+            if transform == "email-identity":
+                for candidate in _email_identities(value):
+                    if candidate not in found:
+                        found.append(candidate)
                 continue
             filled, arn = _transform(value, transform, rt, partition, region, account)
             if arn is not None:
