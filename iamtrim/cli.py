@@ -18,7 +18,7 @@ from iamtrim import graph as usage_graph
 from iamtrim.errors import IamtrimError, InputError
 from iamtrim.evidence import ingest_access_advisor
 from iamtrim.ingest import IngestReport, default_store_path, ingest, load_events
-from iamtrim.model import FileReport
+from iamtrim.model import FileReport, SkipReason
 from iamtrim.query import principal_usage, resolve_principal_name, summarize_principals
 from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
@@ -162,8 +162,17 @@ def _print_ingest(report: IngestReport, path: Path) -> None:
         f"({report.records_per_second:,.0f}/s); usage keys: {report.usage_keys}; "
         f"principals: {report.principals}"
     )
-    if report.skips:
-        typer.echo("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(report.skips.items())))
+    # resource-unknown counts actions that *were* stored as usage (and are granted on the action's
+    # ARN format): a note about kept usage, never a skip.
+    unknown = report.skips.get(SkipReason.RESOURCE_UNKNOWN.value, 0)
+    skipped = {k: v for k, v in report.skips.items() if k != SkipReason.RESOURCE_UNKNOWN.value and v}
+    if skipped:
+        typer.echo("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
+    if unknown:
+        typer.echo(
+            f"note: resource-unknown {unknown} (actions stored as usage whose records name no "
+            "resource; generate-policy grants them on the action's ARN format)"
+        )
 
 
 @app.command("principals")

@@ -7,6 +7,8 @@ from iamtrim's own derivation).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -481,3 +483,34 @@ def test_ses_send_is_granted_on_the_address_and_its_domain(
         True,
         False,
     ]
+
+
+# --- ingest's summary counts what it says -----------------------------------------------------------
+
+
+def test_ingest_reports_resource_unknown_as_a_note_not_a_skip(tmp_path: Path) -> None:
+    records = [
+        # Stored as usage, its resource unknown (a bucket call whose request was not logged).
+        make_record_dict(
+            eventName="GetBucketAcl",
+            requestParameters=None,
+            resources=None,
+            additionalEventData=None,
+            eventCategory="Management",
+        ),
+        # Skipped: no permission evaluated.
+        make_record_dict(eventSource="sts.amazonaws.com", eventName="GetCallerIdentity", resources=None),
+    ]
+    (tmp_path / "trail.json").write_text(json.dumps({"Records": records}))
+    res = subprocess.run(
+        [sys.executable, "-m", "iamtrim", "ingest", "trail.json", "--store", "s.sqlite"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert [line for line in lines if line.startswith("skipped:")] == ["skipped: no-permission-needed 1"]
+    assert any(line.startswith("note: resource-unknown 1 ") for line in lines), lines
