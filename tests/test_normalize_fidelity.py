@@ -514,3 +514,39 @@ def test_ingest_reports_resource_unknown_as_a_note_not_a_skip(tmp_path: Path) ->
     lines = res.stdout.splitlines()
     assert [line for line in lines if line.startswith("skipped:")] == ["skipped: no-permission-needed 1"]
     assert any(line.startswith("note: resource-unknown 1 ") for line in lines), lines
+
+
+# --- 5. required resource types the record does not name --------------------------------------------
+
+
+def test_create_flow_logs_is_granted_on_the_flow_log_it_creates(tmp_path: Path) -> None:
+    # ec2:CreateFlowLogs requires vpc-flow-log (Service Authorization Reference, list_amazonec2);
+    # the request names only the VPC. https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateFlowLogs.html
+    record = make_record_dict(
+        eventSource="ec2.amazonaws.com",
+        eventName="CreateFlowLogs",
+        requestParameters={
+            "CreateFlowLogsRequest": {
+                "ResourceId": {"content": "vpc-1a2b3c4d", "tag": 1},
+                "ResourceType": "VPC",
+                "TrafficType": "ALL",
+                "LogGroupName": "vpc-flow-logs",
+            }
+        },
+        responseElements={"CreateFlowLogsResponse": {"flowLogIdSet": {"item": "fl-0123456789abcdef0"}}},
+        resources=None,
+        additionalEventData=None,
+        eventCategory="Management",
+    )
+    g = policy_from([record], tmp_path)
+    vpc = f"arn:aws:ec2:{REGION}:{ACCOUNT}:vpc/vpc-1a2b3c4d"
+    flow_log = f"arn:aws:ec2:{REGION}:{ACCOUNT}:vpc-flow-log/fl-0123456789abcdef0"
+    other_vpc = f"arn:aws:ec2:{REGION}:{ACCOUNT}:vpc/vpc-99999999"
+    assert oracle_allows(
+        g,
+        [
+            ("ec2:CreateFlowLogs", vpc, {}),
+            ("ec2:CreateFlowLogs", flow_log, {}),
+            ("ec2:CreateFlowLogs", other_vpc, {}),
+        ],
+    ) == [True, True, False]

@@ -399,8 +399,11 @@ def generate_identity_policy(
         # and for other calls the record names the one that was used.
         if not creates_resources(action):
             continue
+        # One required type is enough: ec2:CreateFlowLogs names the VPC it logs, and is also
+        # authorized on the vpc-flow-log it creates, which no record of the call names.
+        # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html
         required = [rt for rt in catalog.resource_types(action) if rt.required]
-        if len(required) < 2:
+        if not required:
             continue
         seen_types = set()
         for r in arows:
