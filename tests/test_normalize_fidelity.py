@@ -550,3 +550,106 @@ def test_create_flow_logs_is_granted_on_the_flow_log_it_creates(tmp_path: Path) 
             ("ec2:CreateFlowLogs", other_vpc, {}),
         ],
     ) == [True, True, False]
+
+
+# --- diff: conditions the trail cannot show ----------------------------------------------------------
+
+
+def _diff_with_tag_conditions() -> Any:
+    from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow
+    from iamtrim.model.policy import Policy
+    from iamtrim.review.current import CurrentPolicies
+    from iamtrim.review.diff import diff_principal
+
+    secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:db-AbCdEf"
+    obj = "arn:aws:s3:::ml-artifacts/models/v1/model.tar.gz"
+    # ABAC as the AWS docs show it: the Allow holds only for resources tagged like the caller.
+    # https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_examples.html
+    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html
+    current = Policy.from_json(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:GetSecretValue",
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"secretsmanager:ResourceTag/team": "ml"}},
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": "s3:GetObject",
+                    "Resource": "arn:aws:s3:::ml-artifacts/*",
+                    "Condition": {"StringEquals": {"s3:ExistingObjectTag/classification": "internal"}},
+                },
+                {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::ml-artifacts"},
+            ],
+        },
+        name="abac",
+    )
+
+    def used(action: str, resource: str) -> UsageRow:
+        return UsageRow(
+            ROLE_ARN,
+            action,
+            resource,
+            Outcome.USED,
+            Context(region=REGION),
+            3,
+            "2026-10-01T10:00:00Z",
+            "2026-10-02T10:00:00Z",
+            ("e1",),
+        )
+
+    rows = [
+        used("secretsmanager:GetSecretValue", secret),
+        used("s3:GetObject", obj),
+        used("s3:ListBucket", "arn:aws:s3:::ml-artifacts"),
+    ]
+    principal = Principal(ROLE_ARN, PrincipalKind.ROLE, ACCOUNT, "TrainingRole")
+    return diff_principal(principal, rows, CurrentPolicies(ROLE_ARN, (current,), None)), secret, obj
+
+
+def test_diff_lists_calls_resting_on_conditions_the_trail_cannot_show() -> None:
+    from iamtrim.render import diff as render_diff
+
+    d, _, _ = _diff_with_tag_conditions()
+    assert not d.missing  # neither silently missing ...
+    by_action = {n.action: n for n in d.narrowing}
+    # ... nor silently allowed: listed with the keys the allow rested on.
+    assert by_action["secretsmanager:GetSecretValue"].conditional
+    assert by_action["secretsmanager:GetSecretValue"].condition_keys == ("secretsmanager:ResourceTag/team",)
+    assert by_action["s3:GetObject"].condition_keys == ("s3:ExistingObjectTag/classification",)
+    assert "s3:ListBucket" not in by_action  # allowed unconditionally on exactly the bucket used
+    doc = json.loads(render_diff.to_json(d))
+    conditional = {n["action"]: n["condition_keys"] for n in doc["narrowing"] if n["conditional"]}
+    assert conditional == {
+        "s3:GetObject": ["s3:ExistingObjectTag/classification"],
+        "secretsmanager:GetSecretValue": ["secretsmanager:ResourceTag/team"],
+    }
+    text = render_diff.to_text(d)
+    markdown = render_diff.to_markdown(d)
+    for rendered in (text, markdown):
+        assert "secretsmanager:ResourceTag/team" in rendered and "proposal drops" in rendered
+    assert "UNLOGGED_CONDITIONS" in {f.code for f in d.findings}
+
+
+def test_diff_proposal_drops_the_unrecorded_conditions() -> None:
+    d, secret, obj = _diff_with_tag_conditions()
+    assert d.proposed is not None
+    docs = [
+        {
+            "identityPolicies": [p.to_json() for p in d.proposed.policies],
+            # The proposal allows the call whatever the tags (the conditions are dropped).
+            "requests": [
+                {
+                    "principal": ROLE_ARN,
+                    "action": "secretsmanager:GetSecretValue",
+                    "resource": secret,
+                    "context": {},
+                },
+                {"principal": ROLE_ARN, "action": "s3:GetObject", "resource": obj, "context": {}},
+            ],
+        }
+    ]
+    assert [decision_of(r) for r in run_oracle(docs)] == ["allowed", "allowed"]

@@ -60,6 +60,10 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
     "UNUSED_RISKY_ACTION": ("Granted, never used, and in a risk class", Severity.HIGH),
     "UNUSED_ACTIONS": ("Granted actions never used", Severity.LOW),
     "RESOURCE_NARROWING": ("Used on far fewer resources than granted", Severity.LOW),
+    "UNLOGGED_CONDITIONS": (
+        "Allowed only under condition keys CloudTrail does not record; the proposal drops them",
+        Severity.MEDIUM,
+    ),
     "DENIED_CALL": ("Call denied in the records", Severity.MEDIUM),
     "CALL_NOT_ALLOWED": ("Call made, but the current policies would not allow it", Severity.MEDIUM),
     "UNKNOWN_ACTION_PATTERN": ("Allowed action pattern matches no action in the catalog", Severity.INFO),

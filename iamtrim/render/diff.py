@@ -95,6 +95,10 @@ def _unused_json(u: UnusedAction) -> dict[str, Any]:
     }
 
 
+def _those(n: Narrowing) -> str:
+    return "that condition" if len(n.condition_keys) == 1 else "those conditions"
+
+
 def _narrowing_json(n: Narrowing) -> dict[str, Any]:
     return {
         "action": n.action,
@@ -102,6 +106,8 @@ def _narrowing_json(n: Narrowing) -> dict[str, Any]:
         "used_on": list(n.used_on),
         "calls": n.calls,
         "proposed_on": list(n.proposed_on),
+        "conditional": n.conditional,
+        "condition_keys": list(n.condition_keys),
     }
 
 
@@ -279,6 +285,15 @@ def to_text(d: Diff, colour: bool = False) -> str:
             f"  {n.action}: granted on {_names(n.granted_on, 3)}; used on {len(n.used_on)}: "
             f"{_names(n.used_on, _SAMPLE)}"
         )
+        if n.conditional:
+            out.append(
+                _paint(
+                    f"      allowed only under {', '.join(n.condition_keys)}, which CloudTrail does not "
+                    f"record: the calls rest on {_those(n)}, which the proposal drops",
+                    yellow,
+                    colour,
+                )
+            )
     if not d.narrowing:
         out.append("  none")
     out.append("")
@@ -372,6 +387,15 @@ def to_markdown(d: Diff) -> str:
             out.append(
                 f"| `{n.action}` | {_md(', '.join(n.granted_on))} | {len(n.used_on)}: "
                 f"{_md(_names(n.used_on, _SAMPLE))} | {_md(_names(n.proposed_on, _SAMPLE))} |"
+            )
+        conditional = [n for n in d.narrowing if n.conditional]
+        if conditional:
+            out.append("")
+        for n in conditional:
+            out.append(
+                f"* `{n.action}` was allowed only under {_md(', '.join(n.condition_keys))}, which "
+                f"CloudTrail does not record: the observed calls rest on {_those(n)}, which the "
+                "proposal drops."
             )
     else:
         out.append("None.")

@@ -32,7 +32,7 @@ from iamtrim.model import Outcome, Principal, UsageRow
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Effect, Policy
 from iamtrim.review.current import CurrentPolicies
-from iamtrim.review.granted import GrantedSet, allowed_with_unlogged_keys, granted_actions
+from iamtrim.review.granted import GrantedSet, allowed_under_unlogged_keys, granted_actions
 from iamtrim.synth import AdvisedGrant, GeneratedPolicy, SynthOptions, generate_identity_policy
 from iamtrim.verify import account_trust_policy, request_for
 
@@ -82,6 +82,11 @@ class Narrowing:
     used_on: tuple[str, ...]  # resources the calls named
     calls: int
     proposed_on: tuple[str, ...]  # resources of the proposal's statement(s) for this action
+    # The only Allow that let (some of) the calls in holds under condition keys CloudTrail does
+    # not record (s3:ExistingObjectTag/…, aws:ResourceTag/…): the calls rest on conditions the
+    # trail cannot show, and the proposal, built from the trail, grants them without those keys.
+    conditional: bool = False
+    condition_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +156,15 @@ class Diff:
         return max((u.evidence.since for u in self.removable), default="")
 
 
+_LOGGED: tuple[str, ...] = ()
+
+
 def _evaluate(
     principal: str, row: UsageRow, current: CurrentPolicies, granted: GrantedSet
-) -> Evaluation | None:
-    """The current policies' decision on an observed call; ``None`` when the resource is unknown
-    and the action is granted somewhere (the call may well have been allowed)."""
+) -> tuple[Evaluation, tuple[str, ...]] | None:
+    """The current policies' decision on an observed call, with the condition keys the record
+    lacks that the allowing statement needed (``()`` when none did); ``None`` when the resource
+    is unknown and the action is granted somewhere (the call may well have been allowed)."""
     request = request_for(principal, row)
     ev = evaluate(
         request,
@@ -166,9 +175,11 @@ def _evaluate(
     if not ev.allowed and row.resource is None and row.action in granted.actions:
         return None
     if ev.decision is Decision.IMPLICIT_DENY:
-        # The record may lack a condition key the policies test (iam:PassedToService, ...).
-        return allowed_with_unlogged_keys(request, current) or ev
-    return ev
+        # The record may lack a condition key the policies test (iam:PassedToService, tags, ...).
+        found = allowed_under_unlogged_keys(request, current)
+        if found is not None:
+            return found
+    return ev, _LOGGED
 
 
 def _change(ev: Evaluation, current: CurrentPolicies) -> tuple[str, ...]:
@@ -265,10 +276,12 @@ def diff_principal(
     granted_on: dict[str, set[str]] = {}
     used_on: dict[str, set[str]] = {}
     calls: dict[str, int] = {}
+    conditional_on: dict[str, set[str]] = {}
     for r in used_rows:
-        ev = _evaluate(arn, r, current, granted)
-        if ev is None:
+        evaluated = _evaluate(arn, r, current, granted)
+        if evaluated is None:
             continue
+        ev, unlogged = evaluated
         if not ev.allowed:
             missing.append(
                 (
@@ -286,15 +299,19 @@ def diff_principal(
         for m in ev.statements:
             if m.effect is Effect.ALLOW and m.kind.value == "identity" and m.policy in by_name:
                 granted_on.setdefault(r.action, set()).update(_patterns(by_name[m.policy], m.index))
+        if unlogged:
+            conditional_on.setdefault(r.action, set()).update(unlogged)
         if r.resource and r.resource != "*":
             used_on.setdefault(r.action, set()).add(r.resource)
+            calls[r.action] = calls.get(r.action, 0) + r.count
+        elif unlogged:
             calls[r.action] = calls.get(r.action, 0) + r.count
     last_denied: dict[str, str] = {}
     for r in denied_rows:
         last_denied[r.action] = max(last_denied.get(r.action, ""), r.last_seen)
-        ev = _evaluate(arn, r, current, granted)
+        judged = _evaluate(arn, r, current, granted)
         verdict: tuple[str, str, tuple[str, ...]]
-        if ev is None or ev.allowed:
+        if judged is None or judged[0].allowed:
             verdict = (
                 "allowed",
                 "the current identity policies allow it: the denial came from outside them "
@@ -302,7 +319,7 @@ def diff_principal(
                 (),
             )
         else:
-            verdict = (str(ev.decision), ev.reason, _change(ev, current))
+            verdict = (str(judged[0].decision), judged[0].reason, _change(judged[0], current))
         missing.append((r.action, r.resource, "denied", r.count, r.last_seen, *verdict))
 
     used_set = set(used)
@@ -343,9 +360,10 @@ def diff_principal(
         )
 
     narrowing = []
-    for action in sorted(used_on):
+    for action in sorted(set(used_on) | set(conditional_on)):
         wide = sorted(p for p in granted_on.get(action, ()) if _wide(p))
-        if not wide:
+        keys = tuple(sorted(conditional_on.get(action, ())))
+        if not wide and not keys:
             continue
         prop: set[str] = set()
         if generated is not None:
@@ -355,10 +373,12 @@ def diff_principal(
         narrowing.append(
             Narrowing(
                 action,
-                tuple(sorted(granted_on[action])),
-                tuple(sorted(used_on[action])),
+                tuple(sorted(granted_on.get(action, ()))),
+                tuple(sorted(used_on.get(action, ()))),
                 calls.get(action, 0),
                 tuple(sorted(prop)),
+                bool(keys),
+                keys,
             )
         )
 
@@ -491,13 +511,23 @@ def _findings(
             )
         )
     for n in narrowing:
-        out.append(
-            Finding(
-                "RESOURCE_NARROWING",
-                n.action,
-                f"granted on {', '.join(n.granted_on)}; used on {len(n.used_on)} resource(s)",
+        if n.conditional:
+            out.append(
+                Finding(
+                    "UNLOGGED_CONDITIONS",
+                    n.action,
+                    f"allowed only under {', '.join(n.condition_keys)}, which CloudTrail does not "
+                    "record; the proposal grants it without them",
+                )
             )
-        )
+        if any(_wide(p) for p in n.granted_on):
+            out.append(
+                Finding(
+                    "RESOURCE_NARROWING",
+                    n.action,
+                    f"granted on {', '.join(n.granted_on)}; used on {len(n.used_on)} resource(s)",
+                )
+            )
     for m in missing:
         code = "DENIED_CALL" if m.kind == "denied" else "CALL_NOT_ALLOWED"
         out.append(

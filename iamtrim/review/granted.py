@@ -47,7 +47,14 @@ from iamtrim.model.policy import Condition, Effect, Policy, Statement
 from iamtrim.review.current import CurrentPolicies
 from iamtrim.verify import account_trust_policy
 
-__all__ = ["Grant", "GrantedSet", "allowed_with_unlogged_keys", "granted_actions", "statement_actions"]
+__all__ = [
+    "Grant",
+    "GrantedSet",
+    "allowed_under_unlogged_keys",
+    "allowed_with_unlogged_keys",
+    "granted_actions",
+    "statement_actions",
+]
 
 _DEFAULT_REGION = "us-east-1"
 _OTHER = "iamtrim-other"
@@ -441,6 +448,16 @@ def allowed_with_unlogged_keys(request: Request, current: CurrentPolicies) -> Ev
     carries keep their values; keys it lacks are chosen, per covering Allow, to satisfy that Allow's
     conditions. Returns the allowing evaluation, or ``None`` when no choice lets the call through.
     """
+    found = allowed_under_unlogged_keys(request, current)
+    return found[0] if found is not None else None
+
+
+def allowed_under_unlogged_keys(
+    request: Request, current: CurrentPolicies
+) -> tuple[Evaluation, tuple[str, ...]] | None:
+    """:func:`allowed_with_unlogged_keys`, with the condition keys the allowing statement tests
+    that the record does not carry (``s3:ExistingObjectTag/team``, ``aws:ResourceTag/env``):
+    the call was let in only if those held, which the trail cannot show."""
     caller = _caller(request.principal_arn)
     observed = {k.lower() for k, _ in request.context}
     for policy in current.identity:
@@ -465,5 +482,5 @@ def allowed_with_unlogged_keys(request: Request, current: CurrentPolicies) -> Ev
                 resource_policy=account_trust_policy(request.resource, caller.account),
             )
             if ev.allowed:
-                return ev
+                return ev, tuple(sorted({c.key for c in unlogged}))
     return None
