@@ -653,3 +653,53 @@ def test_diff_proposal_drops_the_unrecorded_conditions() -> None:
         }
     ]
     assert [decision_of(r) for r in run_oracle(docs)] == ["allowed", "allowed"]
+
+
+def test_lowercase_table_agrees_with_the_evidence_of_real_records(corpus: Path, samples: Path) -> None:
+    """Where a record names a resource in mixed case and its response or ``resources[]`` holds the
+    ARN the service keeps, the ARN keeps the case exactly for the types not in
+    data/lowercase_names.csv (S3 keys, IAM SAML providers, STS sessions, ...)."""
+    from iamtrim import catalog
+    from iamtrim.normalize.actions import resolve_actions
+    from iamtrim.normalize.resources import _scan_arns
+    from iamtrim.normalize.tables import lowercase_names
+    from iamtrim.sources.files import iter_input_files, read_file
+
+    checked = 0
+    for path, error in iter_input_files([corpus / "cloudtrail", samples / "AWSLogs"]):
+        if error:
+            continue
+        result, _ = read_file(path)
+        if result.error:
+            continue
+        for r in result.records:
+            params = r.requestParameters if isinstance(r.requestParameters, dict) else {}
+            names = [
+                v
+                for v in params.values()
+                if isinstance(v, str) and not v.startswith("arn:") and not v.islower()
+            ]
+            rules = resolve_actions(r.eventSource or "", r.eventName or "")
+            if not names or isinstance(rules, Skipped):
+                continue
+            arns = [*_scan_arns(r.responseElements), *(x.ARN for x in r.resources or () if x.ARN)]
+            for arn in arns:
+                rt = next(
+                    (
+                        t
+                        for rule in rules
+                        if (t := catalog.resource_type_for_arn(rule.action, arn)) is not None
+                    ),
+                    None,
+                )
+                if rt is None:
+                    continue
+                lowered = (rt.arn_template.split(":")[2], rt.name) in lowercase_names()
+                for name in names:
+                    if arn.endswith(("/" + name, ":" + name)):
+                        assert not lowered, (arn, name)
+                        checked += 1
+                    elif name.lower() != name and arn.endswith(("/" + name.lower(), ":" + name.lower())):
+                        assert lowered, (arn, name)
+                        checked += 1
+    assert checked > 0
