@@ -703,3 +703,28 @@ def test_lowercase_table_agrees_with_the_evidence_of_real_records(corpus: Path, 
                         assert lowered, (arn, name)
                         checked += 1
     assert checked > 0
+
+
+def test_a_name_beside_an_arn_of_the_same_type_is_read_too() -> None:
+    # CopyDBSnapshot is authorized on the source snapshot (here an ARN in another region) and on
+    # the target snapshot it creates (a name). https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CopyDBSnapshot.html
+    request = {
+        "sourceDBSnapshotIdentifier": f"arn:aws:rds:us-west-2:{ACCOUNT}:snapshot:rds:mydb-2024-05-01",
+        "targetDBSnapshotIdentifier": "MyDB-Copy",
+    }
+    assert pairs(management_event("rds.amazonaws.com", "CopyDBSnapshot", request)) == [
+        ("rds:CopyDBSnapshot", request["sourceDBSnapshotIdentifier"]),
+        ("rds:CopyDBSnapshot", f"arn:aws:rds:{REGION}:{ACCOUNT}:snapshot:mydb-copy"),
+    ]
+
+
+def test_a_create_calls_response_arn_stays_final() -> None:
+    # The response's role ARN holds the path the request's roleName lacks: no path-less extra.
+    arn = f"arn:aws:iam::{ACCOUNT}:role/service/App"
+    record = management_event(
+        "iam.amazonaws.com",
+        "CreateRole",
+        {"roleName": "App", "path": "/service/", "assumeRolePolicyDocument": "{}"},
+        responseElements={"role": {"arn": arn, "roleName": "App", "path": "/service/"}},
+    )
+    assert pairs(record) == [("iam:CreateRole", arn)]

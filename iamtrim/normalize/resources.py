@@ -398,7 +398,14 @@ def _fill(
                 rt, var, prefix, action_name, response, partition, region, account, response=True
             )
         if direct:
-            return direct
+            if not found or var != rt.variables[-1]:
+                return direct
+            # Names beside ARNs of the same type (CopyDBSnapshot's source snapshot ARN and its
+            # target snapshot name; GetParameters' names, some given as ARNs): all are read.
+            template = _format_string(rt.arn_template)
+            combos = itertools.product(*choices, found)
+            named = [template.format(*combo) for combo in itertools.islice(combos, _MAX_VALUES)]
+            return direct + [arn for arn in named if arn not in direct]
         if not found:
             if prefix == "cloudformation" and var == "Id":
                 found = ["*"]  # stack/name/<uuid>: the uuid is not in the request
@@ -731,6 +738,7 @@ def _resolve(
     creates = action.partition(":")[2].startswith("Create")
     if creates and record.responseElements:
         _match_into(found, action, list(_scan_arns(record.responseElements)))
+    from_response = set(found)
     if params:
         _match_into(found, action, list(_scan_arns(params)))
     if request is None and params:
@@ -739,7 +747,10 @@ def _resolve(
     response = _ParamIndex.build(response_obj) if isinstance(response_obj, dict) and response_obj else None
     named_type = _named_type(action, request)
     for rt in catalog.resource_types(action):
-        if rt.name in found or (named_type is not None and rt.name != named_type):
+        # A type the request named by ARN is still filled from the request's names (a call may
+        # name one resource by ARN and another of the same type by name); one a create call's
+        # response named is final (it holds parts the request lacks: an IAM path).
+        if rt.name in from_response or (named_type is not None and rt.name != named_type):
             continue
         if request is None and response is None:
             break
@@ -766,7 +777,8 @@ def _resolve(
             account,
         )
         if filled:
-            found[rt.name] = filled
+            named = found.setdefault(rt.name, [])
+            named.extend(arn for arn in filled if arn not in named)
     if not creates and record.responseElements:
         _match_into(found, action, list(_scan_arns(record.responseElements)))
     if record.errorCode and record.errorMessage:
