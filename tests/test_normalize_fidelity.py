@@ -65,7 +65,9 @@ def oracle_allows(g: GeneratedPolicy, requests: Sequence[tuple[str, str, dict[st
             ],
         }
     ]
-    return [decision_of(r) == "allowed" for r in run_oracle(docs)]
+    decisions = [decision_of(r) for r in run_oracle(docs)]
+    assert "error" not in decisions, decisions
+    return [d == "allowed" for d in decisions]
 
 
 def kms_decrypt(invoked_by: str, encryption_context: dict[str, str]) -> dict[str, Any]:

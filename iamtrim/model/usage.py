@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from iamtrim.model.principal import Principal
 _SERVICE_PRINCIPAL = re.compile(r"^[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.amazonaws\.com$")
 
 
+@functools.lru_cache(maxsize=1024)  # a trail names few services; called per KMS record
 def is_service_principal(invoked_by: str) -> bool:
     """Whether *invoked_by* names an AWS service (``s3.amazonaws.com``), not ``AWS Internal``."""
     return bool(_SERVICE_PRINCIPAL.match(invoked_by))

@@ -489,37 +489,6 @@ def resolve_resources(
     """Resource ARNs for *action* in *record* (see the module docstring); cached for calls whose
     answer depends on the request alone (no ``resources[]``, response or error): management
     reads repeat the same parameters many times."""
-    found = _resolve_resources(action, role, record, region, account, caller_arn)
-    if found and action.partition(":")[0] in _lowercase_services():
-        return tuple(dict.fromkeys(_stored_case(action, arn) for arn in found))
-    return found
-
-
-@functools.cache
-def _lowercase_services() -> frozenset[str]:
-    return frozenset(service for service, _ in lowercase_names())
-
-
-def _stored_case(action: str, arn: str) -> str:
-    """*arn* as the service stores it: a name the caller typed in mixed case (a SageMaker job
-    ``Churn-XGB-00``, an RDS instance ``wordPressDB00``) is in lower case in the ARN IAM
-    authorizes, for the types of ``data/lowercase_names.csv``."""
-    rt = catalog.resource_type_for_arn(action, arn)
-    if rt is None or arn.islower():
-        return arn
-    service = rt.arn_template.split(":")[2]
-    if (service, rt.name) not in lowercase_names():
-        return arn
-    values = catalog.arn_variables(rt.arn_template, arn)
-    if values is None:
-        return arn
-    named = {name: value if name in _SCOPE_VARIABLES else value.lower() for name, value in values}
-    return catalog.fill_template(rt.arn_template, named)
-
-
-def _resolve_resources(
-    action: str, role: str, record: Record, region: str, account: str, caller_arn: str
-) -> tuple[str, ...]:
     if action in apigateway.VERB_ACTIONS:
         return _api_path(action, record, region)
     if action.startswith(_ELB) and _is_classic_elb(record):
@@ -793,7 +762,7 @@ def _resolve(
         caller_type = catalog.resource_type_for_arn(action, caller_arn)
         if caller_type is not None:
             found[caller_type.name] = [caller_arn]
-    return _flatten(found)
+    return _stored_names(action, _flatten(found))
 
 
 def _named_type(action: str, request: _ParamIndex | None) -> str | None:
@@ -810,6 +779,37 @@ def _named_type(action: str, request: _ParamIndex | None) -> str | None:
             if values:
                 return types.get(values[0], "")
     return None
+
+
+def _stored_case(action: str, arn: str) -> str:
+    """*arn* as the service stores it: a name the caller typed in mixed case (a SageMaker job
+    ``Churn-XGB-00``, an RDS instance ``wordPressDB00``) is in lower case in the ARN IAM
+    authorizes, for the types of ``data/lowercase_names.csv``."""
+    if arn.islower():
+        return arn
+    rt = catalog.resource_type_for_arn(action, arn)
+    if rt is None:
+        return arn
+    service = rt.arn_template.split(":")[2]
+    if (service, rt.name) not in lowercase_names():
+        return arn
+    values = catalog.arn_variables(rt.arn_template, arn)
+    if values is None:
+        return arn
+    named = {name: value if name in _SCOPE_VARIABLES else value.lower() for name, value in values}
+    return catalog.fill_template(rt.arn_template, named)
+
+
+@functools.cache
+def _lowercase_services() -> frozenset[str]:
+    return frozenset(service for service, _ in lowercase_names())
+
+
+def _stored_names(action: str, arns: tuple[str, ...]) -> tuple[str, ...]:
+    """*arns* (built from what the caller typed) as the service stores them (:func:`_stored_case`)."""
+    if action.partition(":")[0] not in _lowercase_services() or all(arn.islower() for arn in arns):
+        return arns
+    return tuple(dict.fromkeys(_stored_case(action, arn) for arn in arns))
 
 
 def _api_path(action: str, record: Record, region: str) -> tuple[str, ...]:
