@@ -148,11 +148,11 @@ CLASSES: tuple[Class, ...] = (
         lambda m: m.request is None and "would deny an observed call" in m.refusal,
     ),
     Class(
-        "no policy: a folded grant would admit a denied call",
+        "no policy: a widened grant would admit a call only ever denied",
         Verdict.IAMTRIM_WRONG,
-        "generate-policy refused the principal because the S3 prefix it folded object keys into also "
-        "covers a key that was only ever denied; refusing is for what no policy can fix, and a "
-        "narrower prefix or the keys themselves fix it (DESIGN.md, Synthesize).",
+        "generate-policy refused the principal because a grant it widened (S3 keys folded into a "
+        "prefix, log streams) also covers a call that was only ever denied; refusing is for what no "
+        "policy can fix, and a narrower grant fixes it (DESIGN.md, Synthesize).",
         lambda m: m.request is None and "only ever denied" in m.refusal,
     ),
     Class(
