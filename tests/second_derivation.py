@@ -219,11 +219,14 @@ def fill(template: str, values: Mapping[str, str]) -> str | None:
 
     def sub(m: re.Match[str]) -> str:
         nonlocal missing
-        v = lower.get(m.group(1).lower())
+        var = m.group(1).lower()
+        v = lower.get(var)
         if v is None:
             missing = True
             return ""
-        return v
+        # The reference names the variable for what it holds: an SSM parameter /a/b is
+        # parameter/a/b (https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).
+        return v.lstrip("/") if var.endswith("withoutleadingslash") else v
 
     out = re.sub(r"\$\{([^}]+)\}", sub, template)
     return None if missing else out
@@ -547,12 +550,36 @@ class Deriver:
         types = self.ref.resource_types(canonical)
         if not types:
             return [Request(canonical, "*", "", False, "wildcard")], ""
+        # A request that says which type it is about (SSM's tagging calls: resourceType
+        # "Parameter") is about that type only
+        # (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_ListTagsForResource.html).
+        said = {
+            v.lower().replace("-", "")
+            for k, v in (params.items() if isinstance(params, dict) else ())
+            if k.lower() == "resourcetype" and isinstance(v, str)
+        }
+        chosen = [rt for rt in types if rt.name.lower().replace("-", "") in said]
+        resource_ids = values_named(
+            {k: v for k, v in params.items() if k.lower() == "resourceid"}, "resourceId"
+        )
+        scope = {"Partition": "aws", "Region": region, "Account": account}
+        out: list[Request] = []
+        if chosen and resource_ids:
+            # ... and its resourceId is the name the type's ARN holds.
+            for rt in chosen:
+                variables = [v for v in template_variables(rt.arn) if v.lower() not in SCOPE_VARIABLES]
+                if len(variables) == 1:
+                    for rid in resource_ids:
+                        arn = fill(rt.arn, {**scope, variables[0]: rid})
+                        if arn:
+                            out.append(Request(canonical, arn, rt.name, False, "name"))
+            if out:
+                return out, ""
+        types = chosen or types
         listed = [
             str(r.get("ARN") or r.get("arn") or "") for r in rec.get("resources") or () if isinstance(r, dict)
         ]
         in_record = list(arns_in(params)) + list(arns_in(rec.get("responseElements")))
-        scope = {"Partition": "aws", "Region": region, "Account": account}
-        out: list[Request] = []
         for rt in types:
             found = [(a, "resources") for a in dict.fromkeys(listed) if self.is_of_type(a, rt, types)]
             if not found:
@@ -568,12 +595,12 @@ class Deriver:
             if not found and rt.required:
                 found = [(a, "response") for a in self._from_names(rt, rec.get("responseElements"), scope)]
             out.extend(Request(canonical, a, rt.name, PLACEHOLDER in a, tier) for a, tier in found)
-        if out:
-            return out, ""
-        required = [rt for rt in types if rt.required]
-        if not required:
+        named = {q.resource_type for q in out}
+        if not out and not any(rt.required for rt in types):
             return [], f"{canonical}: the record names none of its resources"
-        for rt in required:
+        for rt in types:
+            if not rt.required or rt.name in named:
+                continue
             values = {v: PLACEHOLDER for v in template_variables(rt.arn)}
             values.update(scope)
             arn = fill(rt.arn, values) or ""
