@@ -43,6 +43,14 @@ Json = Any  # raw CloudTrail JSON stays inside this test helper
 
 SCOPE_VARIABLES = frozenset({"partition", "region", "account"})
 PLACEHOLDER = "iamtrim-judge-unseen"
+SECRET_SUFFIX = "Unseen"  # six characters, as Secrets Manager's random suffix
+TRUE_ARNS = frozenset({"resources", "record-arn"})  # tiers that read a whole ARN from the record
+
+
+def is_placeholder(arn: str) -> bool:
+    """Whether the request is about *some* resource the record does not fully name."""
+    return PLACEHOLDER in arn or arn.endswith(f"-{SECRET_SUFFIX}")
+
 
 # Event sources whose host is not the IAM prefix of the service. CloudTrail logs CloudWatch as
 # monitoring.amazonaws.com and SES as email.amazonaws.com; the IAM prefixes are cloudwatch and ses
@@ -511,7 +519,14 @@ class Deriver:
                 if e.get("action") == action
                 and ("conditions" not in e or condition_holds(e["conditions"], params))
             ]
-            got, reason = self.resources_for(action, mine, rec, params, region, account)
+            asked = action
+            if namespace == "s3" and "versionid" in {k.lower() for k in params} and "Object" in action:
+                # A call on one version of an object is the action's *Version* form
+                # (s3:GetObject → s3:GetObjectVersion; the map has it for HeadObject only):
+                # https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html
+                versioned = self.ref.action_name(action.replace("Object", "ObjectVersion", 1))
+                asked = versioned or action
+            got, reason = self.resources_for(asked, mine, rec, params, region, account)
             requests.extend(got)
             why = why or reason
         # iam:PassRole where the map names the role from the request (never logged by CloudTrail:
@@ -594,7 +609,12 @@ class Deriver:
                 found = [(a, "name") for a in self._from_names(rt, params, scope)]
             if not found and rt.required:
                 found = [(a, "response") for a in self._from_names(rt, rec.get("responseElements"), scope)]
-            out.extend(Request(canonical, a, rt.name, PLACEHOLDER in a, tier) for a, tier in found)
+            if rt.arn.endswith(":secret:${SecretId}"):
+                # A secret's ARN ends in "-" and six random characters a call by name does not show
+                # (https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_iam-permissions.html#iam-resources):
+                # such a call is about some secret of that name.
+                found = [(a if tier in TRUE_ARNS else f"{a}-{SECRET_SUFFIX}", tier) for a, tier in found]
+            out.extend(Request(canonical, a, rt.name, is_placeholder(a), tier) for a, tier in found)
         named = {q.resource_type for q in out}
         if not out and not any(rt.required for rt in types):
             return [], f"{canonical}: the record names none of its resources"
