@@ -434,6 +434,9 @@ class Deriver:
         ]
         exact = [(svc, entries) for svc, entries in ours if svc.lower() == namespace]
         ours = exact or ours
+        # A method whose map entries name no action of the event's service (S3 Control's
+        # ListAccessPoints is mapped to s3-outposts only) is looked up like a newer operation.
+        ours = [(svc, entries) for svc, entries in ours if self.primary_names(namespace, name, entries)]
         if not ours:
             # The map is a 2023 snapshot: a newer operation (Bedrock's, BatchGetSecretValue) is
             # looked up as an action of the same name in the reference, which CloudTrail's

@@ -51,7 +51,7 @@ pytestmark = [pytest.mark.oracle, pytest.mark.corpus]
 FLOORS = {
     "stratus-red-team": 246,
     "panther": 62,
-    "cribl": 44,
+    "cribl": 48,
     "trailscraper": 1,
     "samples": 2560,
     "bench": 623,
