@@ -279,7 +279,11 @@ def deriver() -> Deriver:
     return Deriver(Reference(data, corpus / "iam-dataset-map" / "map.json"))
 
 
-def judge(name: str, paths: list[Path], deriver: Deriver) -> SourceResult:
+def judge(
+    name: str, paths: list[Path], deriver: Deriver, edit: Callable[[Json], Json] | None = None
+) -> SourceResult:
+    """Replay *paths*' authorized calls against the policies iamtrim generates (changed by *edit*,
+    for the judge's own controls)."""
     policies: dict[str, tuple[Json, ...]] = {}
     refused: dict[str, str] = {}
     with load_events(paths) as st:
@@ -291,7 +295,8 @@ def judge(name: str, paths: list[Path], deriver: Deriver) -> SourceResult:
             except IamtrimError as e:
                 refused[p.arn] = str(e)
                 continue
-            policies[p.arn] = tuple(np.policy.to_json() for np in g.policies)
+            docs = (np.policy.to_json() for np in g.policies)
+            policies[p.arn] = tuple(edit(d) if edit else d for d in docs)
     result = SourceResult(name, misses=[])
     assert result.misses is not None
     calls = [c for f, r in unique_records(paths) if isinstance(c := deriver.derive(f, r), Call)]
@@ -376,6 +381,34 @@ def test_generated_policies_allow_independently_derived_calls(
     ]
     assert r.allowed >= FLOORS[name], (r.allowed, FLOORS[name])
     assert r.judged > 0
+
+
+def test_the_judge_sees_a_missing_grant(deriver: Deriver, corpus: Path) -> None:
+    """Control: with every statement that grants an iam: action removed, exactly the calls that
+    needed an iam: action are refused, and no other."""
+
+    def without_iam(doc: Json) -> Json:
+        kept = [st for st in doc["Statement"] if not any(a.startswith("iam:") for a in as_list(st["Action"]))]
+        return {**doc, "Statement": kept or [{"Effect": "Deny", "Action": "iam:none", "Resource": "*"}]}
+
+    paths = [corpus / "cloudtrail" / "stratus-red-team"]
+    base = judge("stratus-red-team", paths, deriver)
+    cut = judge("stratus-red-team", paths, deriver, without_iam)
+    before = {m.call.event_id for m in base.misses or ()}
+    needing_iam = {
+        m.call.event_id for m in cut.misses or () if m.request and m.request.action.startswith("iam:")
+    }
+    after = {m.call.event_id for m in cut.misses or ()}
+    derived = [deriver.derive(f, r) for f, r in unique_records(paths)]
+    asks_iam = {
+        c.event_id
+        for c in derived
+        if isinstance(c, Call) and not c.unknowable and any(q.action.startswith("iam:") for q in c.requests)
+    }
+    assert len(asks_iam) >= 5  # the persistence techniques create users, roles, keys
+    assert needing_iam == asks_iam
+    assert after == before | needing_iam
+    assert cut.allowed == base.allowed - len(needing_iam - before)
 
 
 def test_the_derivation_does_not_use_iamtrim() -> None:
