@@ -6,7 +6,9 @@ Exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage error (bad option, u
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -42,20 +44,80 @@ class Format(StrEnum):
 
 EventsOpt = Annotated[
     list[Path] | None,
-    typer.Option("--events", help="CloudTrail files or folders to read (stateless; repeatable)."),
+    typer.Option(
+        "--events", readable=False, help="CloudTrail files or folders to read (stateless; repeatable)."
+    ),
 ]
 StoreOpt = Annotated[
     Path | None,
     typer.Option(
         "--store",
+        readable=False,
         help="Usage store from `iamtrim ingest` (default: $IAMTRIM_STORE or ./iamtrim-usage.sqlite).",
     ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
 
 
+# Control characters (a newline, a terminal escape) in a file name or a value from a record would
+# split a one-line message or act on the terminal: they are shown escaped, as Python writes them.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {
+    0x09: "\\t",
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _one_line(text: str) -> str:
+    """*text* on one line: control characters escaped, and an undecodable byte of a file name
+    (Python keeps it as a lone surrogate) shown as ``\\xNN``."""
+    text = text.translate(_ESCAPES)
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub(
+            lambda m: (
+                f"\\x{ord(m[0]) - 0xDC00:02x}" if 0xDC80 <= ord(m[0]) <= 0xDCFF else f"\\u{ord(m[0]):04x}"
+            ),
+            text,
+        )
+    return text
+
+
 def _err(message: str) -> None:
-    typer.echo(f"iamtrim: {message}", err=True)
+    typer.echo(f"iamtrim: {_one_line(message)}", err=True)
+
+
+def _os_message(exc: OSError) -> str:
+    """``FILE: reason`` for an operating-system error on a file (permission denied, disk full,
+    file exists...)."""
+    reason = (exc.strerror or str(exc)).lower()
+    if exc.filename is None:
+        return reason
+    where = os.fsdecode(exc.filename)
+    if exc.filename2 is not None:
+        where += f" -> {os.fsdecode(exc.filename2)}"
+    return f"{where}: {reason}"
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write *data* to *path*; a failure (no permission, disk full, a folder in the way) names
+    the file, also when the operating system does not (a write that fills the disk)."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {(exc.strerror or str(exc)).lower()}") from None
+
+
+def _write_files(folder: Path, files: list[tuple[str, str]]) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = os.fsdecode(exc.filename) if exc.filename is not None else str(folder)
+        raise InputError(f"{where}: cannot create the folder: {(exc.strerror or str(exc)).lower()}") from None
+    for name, text in files:
+        _write_file(folder / name, text.encode("utf-8"))
 
 
 def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
@@ -68,13 +130,14 @@ def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
         raise InputError(
             f"no usage store at {path}: run `iamtrim ingest PATH --store {path}` or pass --events PATH"
         )
-    return Store(path)
+    return Store(path, read_only=True)
 
 
 @app.command("ingest")
 def ingest_cmd(
     paths: Annotated[
-        list[Path] | None, typer.Argument(help="CloudTrail files or folders (recursively).")
+        list[Path] | None,
+        typer.Argument(readable=False, help="CloudTrail files or folders (recursively)."),
     ] = None,
     store: StoreOpt = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores, at most 4).")] = None,
@@ -83,6 +146,7 @@ def ingest_cmd(
         list[Path] | None,
         typer.Option(
             "--access-advisor",
+            readable=False,
             help="IAM Access Advisor reports (get-service-last-accessed-details[-with-"
             "entities] output, JSON) or folders of them (repeatable).",
         ),
@@ -152,7 +216,7 @@ def ingest_cmd(
 
 
 def _print_ingest(report: IngestReport, path: Path) -> None:
-    typer.echo(f"store: {path}")
+    typer.echo(f"store: {_one_line(str(path))}")
     typer.echo(
         f"files: {report.files_read} read, {report.files_already} already ingested, "
         f"{len(report.files_failed)} with problems"
@@ -221,7 +285,9 @@ def generate_policy_cmd(
     events: EventsOpt = None,
     store: StoreOpt = None,
     fmt: Annotated[PolicyFormat, typer.Option("--format", help="Output format.")] = PolicyFormat.json,
-    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Write one file per policy here.")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out-dir", readable=False, help="Write one file per policy here.")
+    ] = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="Show the evidence behind each statement.")
     ] = False,
@@ -270,16 +336,18 @@ def generate_policy_cmd(
             advised,
         )
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in render_policy.policy_documents(generated):
-            (out_dir / f"{name}.json").write_text(text)
+        _write_files(
+            out_dir, [(f"{name}.json", text) for name, text in render_policy.policy_documents(generated)]
+        )
     if fmt is PolicyFormat.json:
         typer.echo(render_policy.to_json(generated, explain=explain))
     elif fmt is PolicyFormat.policy:
         if out_dir is None:
             typer.echo(render_policy.to_policy(generated))
         else:
-            written = [str(out_dir / f"{n}.json") for n, _ in render_policy.policy_documents(generated)]
+            written = [
+                _one_line(str(out_dir / f"{n}.json")) for n, _ in render_policy.policy_documents(generated)
+            ]
             typer.echo("\n".join(written))
     elif fmt is PolicyFormat.terraform:
         typer.echo(render_policy.to_terraform(generated, target))
@@ -385,7 +453,9 @@ def graph_export_cmd(
     fmt: Annotated[
         GraphFormat, typer.Option("--format", help="graphml (Gephi, yEd), json (node-link), dot.")
     ] = GraphFormat.graphml,
-    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", readable=False, help="Write here instead of standard output.")
+    ] = None,
 ) -> None:
     """Export the usage graph (principal → action → resource) with counts, times and context."""
     with _open_usage(events, store) as st:
@@ -399,13 +469,16 @@ def graph_export_cmd(
     if out is None:
         typer.echo(text, nl=not text.endswith("\n"))
     else:
-        out.write_text(text, encoding="utf-8")
+        _write_file(out, text.encode("utf-8"))
 
 
 @graph_app.command("render")
 def graph_render_cmd(
     out: Annotated[
-        Path, typer.Option("--out", help="FILE.svg (always available) or FILE.png (needs resvg-py).")
+        Path,
+        typer.Option(
+            "--out", readable=False, help="FILE.svg (always available) or FILE.png (needs resvg-py)."
+        ),
     ],
     events: EventsOpt = None,
     store: StoreOpt = None,
@@ -434,11 +507,8 @@ def graph_render_cmd(
         g = _graph_of(st, principal, resource)
     label = title or " + ".join([*(principal or []), *(resource or [])]) or "usage graph"
     svg = render_graph.to_svg(usage_graph.picture(g, title=label, top=top))
-    if suffix == ".png":
-        out.write_bytes(render_graph.to_png(svg))
-    else:
-        out.write_text(svg, encoding="utf-8")
-    typer.echo(str(out))
+    _write_file(out, render_graph.to_png(svg) if suffix == ".png" else svg.encode("utf-8"))
+    typer.echo(_one_line(str(out)))
 
 
 class ResourcePolicyFormat(StrEnum):
@@ -536,15 +606,22 @@ def diff_cmd(
     authz: Annotated[
         Path | None,
         typer.Option(
-            "--authz", help="`aws iam get-account-authorization-details` output holding the principal."
+            "--authz",
+            readable=False,
+            help="`aws iam get-account-authorization-details` output holding the principal.",
         ),
     ] = None,
     current: Annotated[
         list[Path] | None,
-        typer.Option("--current", help="Current identity policy documents (repeatable), instead of --authz."),
+        typer.Option(
+            "--current",
+            readable=False,
+            help="Current identity policy documents (repeatable), instead of --authz.",
+        ),
     ] = None,
     boundary: Annotated[
-        Path | None, typer.Option("--boundary", help="Permissions boundary document (with --current).")
+        Path | None,
+        typer.Option("--boundary", readable=False, help="Permissions boundary document (with --current)."),
     ] = None,
     fmt: Annotated[DiffFormat, typer.Option("--format", help="Output format.")] = DiffFormat.text,
     fail_on: Annotated[
@@ -625,6 +702,25 @@ def main() -> None:
     except KeyboardInterrupt:
         _err("interrupted; everything committed so far is kept")
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader of standard output went away (`| head`): nothing to say, and nobody to say
+        # it to; stop writing quietly, as other Unix tools do.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+    except OSError as exc:  # a file the run needs: no permission, disk full, exists, not a folder
+        _err(_os_message(exc))
+        sys.exit(InputError.exit_code)
+    except MemoryError:
+        if os.environ.get("IAMTRIM_DEBUG"):
+            raise
+        _err("out of memory: an input too large to hold (set IAMTRIM_DEBUG=1 for a traceback)")
+        sys.exit(InputError.exit_code)
+    except RecursionError:
+        if os.environ.get("IAMTRIM_DEBUG"):
+            raise
+        _err("an input nested too deeply to read (set IAMTRIM_DEBUG=1 for a traceback)")
+        sys.exit(InputError.exit_code)
     except Exception as exc:
         if os.environ.get("IAMTRIM_DEBUG"):
             raise

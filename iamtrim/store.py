@@ -8,12 +8,14 @@ committed and never counts an event twice when re-run. Schema in docs/store.md.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import urllib.parse
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import msgspec
 
@@ -96,6 +98,153 @@ CREATE TABLE IF NOT EXISTS access_advisor_files (
 """
 
 
+# The file's own name for its application, in the SQLite header: "iamt" in ASCII. A file
+# without it is iamtrim's only if it holds a store made before the id was written (the tables
+# below and a schema version in meta); anything else is another application's and is refused
+# before anything is written to it. https://www.sqlite.org/pragma.html#pragma_application_id
+APPLICATION_ID = 0x69616D74
+_STORE_TABLES = frozenset({"meta", "files", "principals", "usage", "skips"})
+# How long a command waits for another process's write lock before saying the store is busy.
+BUSY_TIMEOUT_S = 5.0
+
+
+def _connect(path: str, read_only: bool) -> sqlite3.Connection:
+    """A connection to *path*, read-only (``mode=ro``) or read-write; creates nothing but the
+    file itself (and its folder) when writable."""
+    if os.path.isdir(path):
+        raise StoreError(f"{path}: is a directory, not a store file")
+    try:
+        if os.path.exists(path):
+            with open(path, "rb"):  # a clear "permission denied" before SQLite's "unable to open"
+                pass
+            if not read_only and not os.access(path, os.W_OK):
+                # SQLite would open it read-only without a word and fail at the first commit,
+                # after the whole ingest was read.
+                raise StoreError(f"{path}: {_READ_ONLY}")
+        elif not read_only:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot open the store: {_os_reason(exc)}") from None
+    if not read_only:
+        return sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+    uri = "file:" + urllib.parse.quote(os.fsencode(os.path.abspath(path))) + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        # A WAL database read-only needs its -shm file, which SQLite cannot create in a folder
+        # it may not write to. With no write-ahead log pending there is nothing but the file
+        # itself to read: open it as immutable. https://www.sqlite.org/wal.html#readonly
+        wal = path + "-wal"
+        if not str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_READONLY") or (
+            os.path.exists(wal) and os.path.getsize(wal) > 0
+        ):
+            db.close()
+            raise
+        db.close()
+        db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+    return db
+
+
+def _identify(db: sqlite3.Connection, path: str) -> bool:
+    """True for a fresh store (an empty file); raises :class:`StoreError` for a file that is
+    not an iamtrim store. Reads only."""
+    (app_id,) = db.execute("PRAGMA application_id").fetchone()
+    (user_version,) = db.execute("PRAGMA user_version").fetchone()
+    names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    if app_id == APPLICATION_ID:
+        return not names
+    if app_id == 0 and user_version == 0:
+        if not names and db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+            return True
+        if set(names) >= _STORE_TABLES and _schema_version(db, path, strict=False):
+            return False
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    what = f"tables {shown}" if names else "no tables"
+    if app_id and app_id != APPLICATION_ID:
+        what += f", application id {app_id:#x}"
+    raise StoreError(
+        f"{path}: not an iamtrim usage store (an SQLite database of something else: {what}); "
+        "iamtrim leaves it untouched: give --store a new file"
+    )
+
+
+def _schema_version(db: sqlite3.Connection, path: str, *, strict: bool = True) -> str:
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    except sqlite3.OperationalError:
+        row = None
+    if row is None or not isinstance(row[0], str):
+        if strict:
+            raise StoreError(f"{path}: a damaged iamtrim store (no schema version in its meta table)")
+        return ""
+    return row[0]
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of *script* one by one (``executescript`` would commit first, outside the
+    transaction that must hold them)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+
+
+def _os_reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()
+
+
+_READ_ONLY = "the store is read-only here (no write permission on the file or its folder)"
+
+
+def _describe(exc: sqlite3.Error) -> str:
+    """What a SQLite error means for the user, by its result code.
+    https://www.sqlite.org/rescode.html"""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return "the store is locked by another process (an ingest?): try again when it has finished"
+    if name == "SQLITE_FULL":
+        return "disk full: the store cannot grow (everything committed before is kept)"
+    if name.startswith("SQLITE_READONLY"):
+        return _READ_ONLY
+    if name.startswith("SQLITE_CANTOPEN"):
+        return "cannot open the store (a missing folder, or no permission)"
+    if name == "SQLITE_NOTADB":
+        return "not an iamtrim usage store (not an SQLite database)"
+    if name.startswith("SQLITE_CORRUPT"):
+        return f"the store is damaged ({exc})"
+    if name.startswith("SQLITE_IOERR"):
+        return f"cannot read or write the store (I/O error: {exc})"
+    if name == "SQLITE_PERM":
+        return "permission denied"
+    return f"not a usable iamtrim store ({exc})"
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _guarded(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatenate[Store, _P], _R]:
+    """SQLite failures of a store method as one :class:`StoreError` naming the file."""
+
+    def wrapper(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {_describe(exc)}") from exc
+        except MemoryError:
+            raise StoreError(f"{self.path}: out of memory reading the store") from None
+
+    wrapper.__name__, wrapper.__qualname__, wrapper.__doc__ = (
+        method.__name__,
+        method.__qualname__,
+        method.__doc__,
+    )
+    return wrapper
+
+
 @dataclass(frozen=True, slots=True)
 class CoverageRow:
     """CloudTrail records seen for one account, region, UTC day and kind of event."""
@@ -152,32 +301,84 @@ class StoredRow:
 
 
 class Store:
-    """A usage store in one SQLite file (or ``:memory:`` for stateless runs)."""
+    """A usage store in one SQLite file (or ``:memory:`` for stateless runs).
 
-    def __init__(self, path: str | Path) -> None:
+    ``read_only`` (every command but ingest) opens an existing store without creating or
+    changing anything in it (except migrating an older schema, which reading needs). A file that
+    is not an iamtrim store is refused before anything is written to it."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute(
-                "PRAGMA journal_mode=WAL" if self.path != ":memory:" else "PRAGMA journal_mode=MEMORY"
+            if self.path == ":memory:":
+                self._db = sqlite3.connect(":memory:", isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=MEMORY")
+                self._create()
+                return
+            self._db = _connect(self.path, read_only)
+            try:
+                self._open(read_only)
+            except BaseException:
+                self._db.close()
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {_describe(exc)}") from exc
+        except MemoryError:
+            raise StoreError(f"{self.path}: out of memory while opening the store") from None
+
+    def _open(self, read_only: bool) -> None:
+        db = self._db
+        fresh = _identify(db, self.path)
+        if fresh and read_only:
+            raise StoreError(
+                f"{self.path}: an empty store, nothing ingested yet: "
+                f"run `iamtrim ingest PATH --store {self.path}`"
             )
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            # Ingest rewrites usage rows all over the primary-key B-tree: keep up to 32 MiB of
-            # pages in memory rather than SQLite's default 2 MiB (a store of 1M records is ~40 MiB).
-            self._db.execute("PRAGMA cache_size=-32768")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is None:
-                self._db.executescript(_SCHEMA_2)
-                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            elif row[0] in _MIGRATES_FROM:
-                self._migrate(row[0])
-            elif row[0] != SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: store schema {row[0]}, this iamtrim reads {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a usable iamtrim store ({exc})") from exc
+        version = "" if fresh else _schema_version(db, self.path)
+        if read_only:
+            if version in _MIGRATES_FROM:
+                # Reading needs the tables added since: migrate, then read through the same
+                # (writable) connection.
+                db.close()
+                self._db = db = _connect(self.path, read_only=False)
+            else:
+                self._check_version(version)
+                return
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        # Ingest rewrites usage rows all over the primary-key B-tree: keep up to 32 MiB of
+        # pages in memory rather than SQLite's default 2 MiB (a store of 1M records is ~40 MiB).
+        db.execute("PRAGMA cache_size=-32768")
+        if fresh:
+            self._create()
+        elif version in _MIGRATES_FROM:
+            self._migrate(version)
+        else:
+            self._check_version(version)
+            if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                # A store made before the application id was written: name it now.
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+
+    def _check_version(self, version: str) -> None:
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema {version}, this iamtrim reads {SCHEMA_VERSION}")
+
+    def _create(self) -> None:
+        """Create every table of a new store, and name the file iamtrim's, in one transaction
+        (an interrupted creation leaves an empty file, which is still a fresh store)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(_SCHEMA + _SCHEMA_2):
+                db.execute(statement)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _migrate(self, version: str) -> None:
         """Bring an older store up to date in place. Files ingested before
@@ -193,12 +394,15 @@ class Store:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('coverage_unknown_files', ?)", (str(n_files),))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', ?)", (version,))
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
 
+    @_guarded
     def meta(self, key: str) -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else ""
@@ -214,12 +418,15 @@ class Store:
 
     # -- files and events -------------------------------------------------------------------
 
+    @_guarded
     def known_digests(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT digest FROM files")}
 
+    @_guarded
     def known_stat(self) -> set[tuple[str, int, int]]:
         return {(p, s, m) for p, s, m in self._db.execute("SELECT path, size, mtime_ns FROM files")}
 
+    @_guarded
     def event_hashes(self) -> set[int]:
         seen: set[int] = set()
         for (blob,) in self._db.execute("SELECT event_hashes FROM files"):
@@ -228,6 +435,7 @@ class Store:
             seen.update(arr)
         return seen
 
+    @_guarded
     def files(self) -> list[FileEntry]:
         return [
             FileEntry(*row)
@@ -239,6 +447,7 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
 
+    @_guarded
     def commit_batch(
         self,
         files: Iterable[FileEntry],
@@ -316,20 +525,24 @@ class Store:
     # -- reading ---------------------------------------------------------------------------
 
     def stored_rows(self) -> Iterator[StoredRow]:
-        for row in self._db.execute("SELECT * FROM usage"):
-            yield StoredRow(
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                row[6],
-                row[7],
-                tuple(json.loads(row[8])),
-                tuple(json.loads(row[9])),
-            )
+        try:
+            for row in self._db.execute("SELECT * FROM usage"):
+                yield StoredRow(
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    row[5],
+                    row[6],
+                    row[7],
+                    tuple(json.loads(row[8])),
+                    tuple(json.loads(row[9])),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {_describe(exc)}") from exc
 
+    @_guarded
     def principals(self) -> list[Principal]:
         return [
             Principal(arn, PrincipalKind(kind), account, name)
@@ -338,6 +551,7 @@ class Store:
             )
         ]
 
+    @_guarded
     def usage(self, principal: str | None = None) -> list[UsageRow]:
         sql = "SELECT * FROM usage"
         args: tuple[str, ...] = ()
@@ -363,6 +577,7 @@ class Store:
             )
         return out
 
+    @_guarded
     def skips(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for reason, count in self._db.execute(
@@ -371,6 +586,7 @@ class Store:
             out[reason] = int(count)
         return out
 
+    @_guarded
     def skip_details(self) -> list[tuple[str, str, int]]:
         return [
             (r, d, int(c))
@@ -381,6 +597,7 @@ class Store:
 
     # -- coverage ----------------------------------------------------------------------------
 
+    @_guarded
     def coverage(self, account: str | None = None) -> list[CoverageRow]:
         sql = "SELECT account, region, day, data_source, complete, records FROM coverage"
         args: tuple[str, ...] = ()
@@ -392,10 +609,12 @@ class Store:
 
     # -- Access Advisor ----------------------------------------------------------------------
 
+    @_guarded
     def known_access_advisor(self) -> set[str]:
         """Digests of Access Advisor files already stored (read or skipped)."""
         return {row[0] for row in self._db.execute("SELECT digest FROM access_advisor_files")}
 
+    @_guarded
     def add_access_advisor(self, file: AccessAdvisorFile, entries: Iterable[LastAccessed]) -> None:
         """Store one report file and its entries atomically. Re-adding the same report replaces
         its rows (the key includes the report's generation time), so nothing is counted twice."""
@@ -440,6 +659,7 @@ class Store:
                 db.execute("ROLLBACK")
             raise
 
+    @_guarded
     def access_advisor(self, principal: str | None = None) -> list[LastAccessed]:
         sql = (
             "SELECT principal, service, action, last_accessed, region, entity, report, granularity, "
@@ -455,6 +675,7 @@ class Store:
             for p, s, a, la, r, e, rep, g, gen in self._db.execute(sql, args)
         ]
 
+    @_guarded
     def access_advisor_files(self) -> list[AccessAdvisorFile]:
         return [
             AccessAdvisorFile(d, p, k, st, g, int(n), sk, tuple(json.loads(notes)), at)

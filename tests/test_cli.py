@@ -75,4 +75,4 @@ def test_some_bad_files_still_exit_0(tmp_path: Path) -> None:
 def test_not_a_store_exits_4(tmp_path: Path) -> None:
     (tmp_path / "x.sqlite").write_text("hello, not sqlite" * 100)
     res = run("principals", "--store", "x.sqlite", cwd=tmp_path)
-    assert res.returncode == 4 and "not a usable iamtrim store" in res.stderr
+    assert res.returncode == 4 and "not an iamtrim usage store" in res.stderr
