@@ -46,6 +46,13 @@ class CurrentPolicies:
         return tuple(p.name for p in self.identity) + ((self.boundary.name,) if self.boundary else ())
 
 
+def _too_big(exc: RecursionError | MemoryError) -> str:
+    """Why a JSON file could not be held: Python's parser recurses once per nesting level."""
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply to read (no IAM document nests more than a few levels)"
+    return "too large to hold in memory"
+
+
 def _document(raw: object, where: str) -> object:
     if isinstance(raw, str):
         text = raw if raw.lstrip().startswith("{") else urllib.parse.unquote(raw)
@@ -53,6 +60,8 @@ def _document(raw: object, where: str) -> object:
             return json.loads(text)
         except ValueError as exc:
             raise AuthzError(f"{where}: policy document is not JSON: {exc}") from None
+        except (RecursionError, MemoryError) as exc:
+            raise AuthzError(f"{where}: policy document {_too_big(exc)}") from None
     return raw
 
 
@@ -70,6 +79,8 @@ def _load(path: Path) -> Mapping[str, object]:
         raise AuthzError(f"cannot read {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise AuthzError(f"{path}: not JSON: {exc}") from None
+    except (RecursionError, MemoryError) as exc:
+        raise AuthzError(f"{path}: {_too_big(exc)}") from None
     if not isinstance(data, Mapping) or not any(
         k in data for k in ("RoleDetailList", "UserDetailList", "GroupDetailList")
     ):
@@ -219,6 +230,8 @@ def current_from_files(
             raise AuthzError(f"cannot read {p}: {exc.strerror or exc}") from None
         except ValueError as exc:
             raise AuthzError(f"{p}: not JSON: {exc}") from None
+        except (RecursionError, MemoryError) as exc:
+            raise AuthzError(f"{p}: {_too_big(exc)}") from None
         return _policy(_file_document(raw), name, str(p))
 
     identity = tuple(read(p, f"file:{p.name}") for p in paths)

@@ -395,4 +395,8 @@ def read_access_advisor(
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         return AccessAdvisorRead(path=p, skipped=f"not JSON ({exc.__class__.__name__})"), raw
+    except RecursionError:
+        return AccessAdvisorRead(path=p, skipped="JSON nested too deeply to read"), raw
+    except MemoryError:
+        return AccessAdvisorRead(path=p, skipped="too large to hold in memory"), raw
     return parse_response(data, path=p, principal=principal, service=service), raw
