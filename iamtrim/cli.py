@@ -541,9 +541,18 @@ def bucket_policy_cmd(
 ) -> None:
     """An S3 bucket policy from observed use: HTTPS only, VPC-endpoint and SSE-KMS pins, cross-account
     grants; refused if it would lock the root or a --break-glass principal out of the bucket policy."""
+    from iamtrim.errors import OptionsError
+    from iamtrim.model.arn import iam_principal_arn_problem
     from iamtrim.render import bucket as render_bucket
     from iamtrim.synth.bucket import BucketOptions, generate_bucket_policy
 
+    for arn in break_glass or ():
+        problem = iam_principal_arn_problem(arn)
+        if problem:
+            raise OptionsError(
+                f"--break-glass {arn!r}: {problem}; expected an IAM role or user ARN, "
+                "e.g. arn:aws:iam::111122223333:role/break-glass"
+            )
     with _open_usage(events, store) as st:
         generated = generate_bucket_policy(
             bucket, st.usage(), BucketOptions(break_glass=tuple(break_glass or ()), account=account or "")

@@ -7,6 +7,7 @@ Format: ``arn:partition:service:region:account-id:resource`` where *resource* ma
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 
@@ -51,3 +52,41 @@ class Arn:
 def is_s3_object_arn(resource: str) -> bool:
     """``arn:aws:s3:::bucket/key`` (or an object pattern such as ``bucket/folder/*``)."""
     return resource.startswith("arn:") and ":s3:::" in resource and "/" in resource
+
+
+# An IAM role or user ARN: arn:PARTITION:iam::ACCOUNT:role/PATH/NAME. Names are 1-64 of
+# [A-Za-z0-9_+=,.@-]; a path is "/" or "/…/" of ASCII "!" through DEL, at most 512 characters.
+# https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns
+_IAM_PRINCIPAL = re.compile(
+    r"arn:(aws(?:-[a-z]+)*):iam::(\d{12}):(role|user)(/(?:[\x21-\x7f]{1,510}/)?)([A-Za-z0-9_+=,.@-]{1,64})"
+)
+_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
+
+
+def iam_principal_arn_problem(text: str) -> str:
+    """Why *text* is not the ARN of one IAM role or user ('' when it is).
+
+    A wildcard (``role/*``), a missing name (``role/``), an STS session ARN (one session, not the
+    role) or a control character would name something else than the one principal meant."""
+    if _CONTROL.search(text):
+        return "it contains a space, a newline or another control character"
+    if "*" in text or "?" in text or "$" in text:
+        # In a policy * and ? are wildcards and ${...} a policy variable: either would name
+        # principals other than the one meant.
+        return "it contains a wildcard or a policy variable (*, ?, $): name one role or user"
+    parts = text.split(":", 5)
+    if not text.startswith("arn:") or len(parts) != 6:
+        return "it is not an ARN"
+    if parts[2] == "sts":
+        return (
+            "an STS ARN names one session, not the role: give the role's IAM ARN, "
+            "arn:aws:iam::ACCOUNT:role/NAME"
+        )
+    if parts[2] != "iam" or not parts[5].startswith(("role/", "user/")):
+        return "it is not an IAM role or user ARN"
+    if _IAM_PRINCIPAL.fullmatch(text) is None:
+        if parts[5].endswith("/"):
+            return "it names no role or user (nothing after the last /)"
+        return "it is not a valid IAM role or user ARN (partition, empty region, 12-digit account, name)"
+    return ""
