@@ -30,7 +30,7 @@ from typing import Any
 from iamtrim.errors import NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
 from iamtrim.model import FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
-from iamtrim.normalize.record import RecordParts, fast_parts, normalize_parts
+from iamtrim.normalize.record import GOOD_TIMES, RecordParts, event_time, fast_parts, normalize_parts
 from iamtrim.sources import iter_input_files, read_file
 from iamtrim.store import FileEntry, Store
 
@@ -313,12 +313,15 @@ def _process_chunk(
                 data_source = ""
             else:  # NetworkActivity / Insight: say nothing about API calls
                 data_source = None
-            if data_source is not None and record.eventTime:
+            # A record whose eventTime is not a time a trail wrote (normalize.event_time) says
+            # nothing about any day.
+            etime = record.eventTime
+            if data_source is not None and etime and (etime in GOOD_TIMES or event_time(etime)):
                 coverage[
                     (
                         record.recipientAccountId or "",
                         record.awsRegion or "",
-                        record.eventTime[:10],
+                        etime[:10],
                         data_source,
                         complete,
                     )

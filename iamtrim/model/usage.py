@@ -46,6 +46,7 @@ class SkipReason(StrEnum):
     UNKNOWN_SERVICE = "unknown-service"  # eventSource has no IAM prefix in the catalog
     UNKNOWN_ACTION = "unknown-action"  # eventName maps to no catalog action
     MISSING_FIELDS = "missing-fields"  # eventSource/eventName/eventTime absent
+    BAD_EVENT_TIME = "bad-event-time"  # eventTime not a UTC ISO 8601 time from 2013-11 to tomorrow
     MALFORMED = "malformed-record"  # not a JSON object, or a field of the wrong type
     DUPLICATE_EVENT = "duplicate-event"  # eventID already counted
     FAILED_WITHOUT_RESOURCE = "failed-without-resource"  # an error (Throttling), no request: no evidence

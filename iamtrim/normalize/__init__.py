@@ -2,12 +2,12 @@
 
 from iamtrim.normalize.actions import prefix_for_source, resolve_actions
 from iamtrim.normalize.principal import resolve_principal
-from iamtrim.normalize.record import normalize_record, normalize_time
+from iamtrim.normalize.record import event_time, normalize_record
 from iamtrim.normalize.resources import resolve_resources
 
 __all__ = [
+    "event_time",
     "normalize_record",
-    "normalize_time",
     "prefix_for_source",
     "resolve_actions",
     "resolve_principal",

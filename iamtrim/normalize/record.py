@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 import msgspec
@@ -90,14 +91,80 @@ def _is_denied(record: Record) -> bool:
     return bool(code) and ("not authorized to perform" in message or "is not authorized" in message)
 
 
-def normalize_time(value: str) -> str:
-    """``2021-05-20 15:53:47Z`` / ``...T15:53:47.000Z`` → ``2021-05-20T15:53:47Z`` (sortable)."""
+# eventTime is UTC in ISO 8601 as CloudTrail writes it, ``2021-05-20T15:53:47Z``; CloudTrail Lake
+# and Athena results write the same UTC time as ``2021-05-20 15:53:47.000``. Fractional seconds
+# are dropped (the store keeps seconds). A time before CloudTrail existed (it launched on
+# 2013-11-13) or after tomorrow (UTC, when the run started) is not a time a trail wrote: such a
+# record is skipped (``bad-event-time``) and never reaches LAST SEEN or coverage.
+# https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html
+EARLIEST_DAY = "2013-11-01"
+_TIME = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z?"
+)
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_HHMM = frozenset(f"{h:02}:{m:02}" for h in range(24) for m in range(60))
+_SS = frozenset(f":{s:02}" for s in range(60))
+_DAYS: dict[str, bool] = {}  # YYYY-MM-DD → a calendar day from EARLIEST_DAY through tomorrow
+# eventTimes in CloudTrail's own form already found good. The check runs for every record; a
+# trail file's records fall within minutes, so most times repeat and the check is one lookup
+# (callers on the hot path test membership themselves, saving a call). Bounded; never rebound.
+GOOD_TIMES: set[str] = set()
+_GOOD_TIMES_LIMIT = 50_000
+_LATEST: list[str] = []  # tomorrow (UTC) when this process first checked a time
+
+
+def _latest_day() -> str:
+    if not _LATEST:
+        _LATEST.append((datetime.now(UTC) + timedelta(days=1)).date().isoformat())
+    return _LATEST[0]
+
+
+def _calendar_day(day: str) -> bool:
+    if _DAY.fullmatch(day) is None:
+        return False
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        return False
+    return True
+
+
+def _day_ok(day: str) -> bool:
+    ok = _DAYS.get(day)
+    if ok is None:
+        if len(_DAYS) >= _IDENTITIES_LIMIT:
+            _DAYS.clear()  # hostile input can make up days; real trails have a few thousand
+        ok = _DAYS[day] = _calendar_day(day) and EARLIEST_DAY <= day <= _latest_day()
+    return ok
+
+
+def event_time(value: str) -> str:
+    """*value* as ``YYYY-MM-DDTHH:MM:SSZ`` (sortable), or ``""`` when it is not a UTC time a trail
+    wrote (see :data:`EARLIEST_DAY`). Runs for every record: CloudTrail's own form is checked
+    with a few slices and set lookups (once per distinct time), other forms by a regular
+    expression."""
+    if value in GOOD_TIMES:
+        return value
     if len(value) == 20 and value[10] == "T" and value[19] == "Z":
-        return value  # the usual CloudTrail form, already sortable
-    text = value.strip().replace(" ", "T", 1)
-    if len(text) >= 19 and text[10] == "T":
-        return text[:19] + "Z"
-    return text
+        if _day_ok(value[:10]) and value[11:16] in _HHMM and value[16:19] in _SS:
+            if len(GOOD_TIMES) >= _GOOD_TIMES_LIMIT:
+                GOOD_TIMES.clear()
+            GOOD_TIMES.add(value)
+            return value
+        return ""
+    if _TIME.fullmatch(value) is None or not _day_ok(value[:10]):
+        return ""
+    return f"{value[:10]}T{value[11:19]}Z"
+
+
+def bad_event_time(value: str) -> Skipped:
+    """Why *value* (for which :func:`event_time` gave ``""``) was refused."""
+    day = value[:10]
+    if _TIME.fullmatch(value) is None or not _calendar_day(day):
+        return Skipped(SkipReason.BAD_EVENT_TIME, "not an ISO 8601 UTC time")
+    if day < EARLIEST_DAY:
+        return Skipped(SkipReason.BAD_EVENT_TIME, f"before CloudTrail existed ({EARLIEST_DAY})")
+    return Skipped(SkipReason.BAD_EVENT_TIME, "in the future (after tomorrow, UTC)")
 
 
 _IDENTITIES: dict[bytes, tuple[Principal | Skipped, str]] = {}
@@ -326,6 +393,9 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
         # SwitchRole, CheckMfa) are still AwsConsoleSignIn events, not API calls.
         # https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-aws-console-sign-in-events.html
         return Skipped(SkipReason.CONSOLE_SIGN_IN, "AwsConsoleSignIn")
+    when = event_time(record.eventTime)
+    if not when:
+        return bad_event_time(record.eventTime)
     principal, invoked_by = identity_of(record)
     if isinstance(principal, Skipped):
         return principal
@@ -335,7 +405,7 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
     rules = resolve_actions(record.eventSource, record.eventName)
     if isinstance(rules, Skipped):
         if record.eventSource == "dynamodb.amazonaws.com" and record.eventName in dynamodb.EVENTS:
-            return _dynamodb_parts(record, principal, invoked_by, rules)
+            return _dynamodb_parts(record, principal, invoked_by, rules, when)
         return rules
     outcome = _DENIED if code and _is_denied(record) else _USED
     region = record.awsRegion or ""
@@ -365,7 +435,7 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
     # Passing a role is part of creating or changing something: never of a Read or List call.
     if outcome is _USED and params and catalog.access_level(rules[0].action) not in _READS:
         _pass_role_uses(rules[0].action, params, uses, notes)
-    return _parts(record, principal, outcome, context, enc_ctx, uses, notes, context_key)
+    return _parts(record, principal, outcome, context, enc_ctx, uses, notes, context_key, when)
 
 
 def _one_action_uses(
@@ -388,6 +458,7 @@ def _parts(
     uses: list[tuple[str, str | None]],
     notes: list[Skipped],
     context_key: str,
+    when: str,
 ) -> RecordParts:
     # tuple.__new__ directly: a NamedTuple's generated __new__ is a Python-level call per record.
     return _new_parts(
@@ -397,7 +468,7 @@ def _parts(
             outcome,
             context,
             enc_ctx,
-            normalize_time(record.eventTime or ""),
+            when,
             record.eventID or "",
             record.sourceIPAddress or "",
             uses,
@@ -452,6 +523,11 @@ def fast_parts(record: Record) -> RecordParts | None:
         plan = _PLANS[(source, name)] = _plan(source, name)
     if plan is None:
         return None
+    when = record.eventTime
+    if when not in GOOD_TIMES:
+        when = event_time(when)
+        if not when:
+            return None
     principal, invoked_by = identity_of(record)
     if isinstance(principal, Skipped):
         return None
@@ -469,7 +545,7 @@ def fast_parts(record: Record) -> RecordParts | None:
     if plan.passes_roles and params:
         _pass_role_uses(plan.action, params, uses, notes)
     context, enc_ctx, context_key = build_context(record, region, invoked_by)
-    return _parts(record, principal, _USED, context, enc_ctx, uses, notes, context_key)
+    return _parts(record, principal, _USED, context, enc_ctx, uses, notes, context_key, when)
 
 
 def _multi_rule_uses(
@@ -506,7 +582,7 @@ def _multi_rule_uses(
 
 
 def _dynamodb_parts(
-    record: Record, principal: Principal, invoked_by: str, unknown: Skipped
+    record: Record, principal: Principal, invoked_by: str, unknown: Skipped, when: str
 ) -> RecordParts | Skipped:
     """Transactions and PartiQL: the actions depend on the items or statements of the request."""
     region = record.awsRegion or ""
@@ -519,7 +595,7 @@ def _dynamodb_parts(
     outcome = Outcome.DENIED if record.errorCode and _is_denied(record) else Outcome.USED
     context, enc_ctx, context_key = build_context(record, region, invoked_by)
     pairs: list[tuple[str, str | None]] = list(uses)
-    return _parts(record, principal, outcome, context, enc_ctx, pairs, [], context_key)
+    return _parts(record, principal, outcome, context, enc_ctx, pairs, [], context_key, when)
 
 
 def normalize_record(record: Record) -> tuple[list[Usage], list[Skipped]] | Skipped:
