@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from iamtrim import graph as usage_graph
-from iamtrim.errors import IamtrimError, InputError
+from iamtrim.errors import IamtrimError, InputError, NoReadableInput
 from iamtrim.evidence import ingest_access_advisor
 from iamtrim.ingest import IngestReport, default_store_path, ingest, load_events
 from iamtrim.model import FileReport, SkipReason
@@ -187,9 +187,12 @@ def ingest_cmd(
     progress = None
     show_bar = sys.stderr.isatty() and not quiet
 
+    told: list[str] = []  # files whose problem was printed as it was met
+
     def on_file(report: FileReport) -> None:
         if report.error:
             _err(f"{report.path}: {report.error}")
+            told.append(report.path)
         if progress is not None:
             progress.advance(task)
 
@@ -208,6 +211,11 @@ def ingest_cmd(
                 on_file=on_file,
                 on_start=lambda n: progress.update(task, total=n) if progress else None,
             )
+        except NoReadableInput:
+            if not told:
+                raise
+            # Every file's problem is already on its own line: nothing read, nothing stored.
+            sys.exit(NoReadableInput.exit_code)
         finally:
             if progress is not None:
                 progress.stop()

@@ -122,7 +122,10 @@ def _connect(path: str, read_only: bool) -> sqlite3.Connection:
                 # after the whole ingest was read.
                 raise StoreError(f"{path}: {_READ_ONLY}")
         elif not read_only:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(path).parent
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise StoreError(f"{path}: cannot create the store: permission denied (folder {folder})")
     except OSError as exc:
         raise StoreError(f"{path}: cannot open the store: {_os_reason(exc)}") from None
     if not read_only:
