@@ -149,6 +149,13 @@ def _connect(path: str, read_only: bool) -> sqlite3.Connection:
     return db
 
 
+def _has_content(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
+
+
 def _identify(db: sqlite3.Connection, path: str) -> bool:
     """True for a fresh store (an empty file); raises :class:`StoreError` for a file that is
     not an iamtrim store. Reads only."""
@@ -318,9 +325,22 @@ class Store:
                 self._db.execute("PRAGMA journal_mode=MEMORY")
                 self._create()
                 return
-            self._db = _connect(self.path, read_only)
+            # Whose file it is, asked through a read-only connection: even closing a writable
+            # one may write (SQLite checkpoints a WAL database into it on the last close).
+            if read_only or _has_content(self.path):
+                probe = _connect(self.path, read_only=True)
+                try:
+                    ready = self._ready_to_read(probe, read_only)
+                except BaseException:
+                    probe.close()
+                    raise
+                if ready:
+                    self._db = probe
+                    return
+                probe.close()
+            self._db = _connect(self.path, read_only=False)
             try:
-                self._open(read_only)
+                self._open_for_writing()
             except BaseException:
                 self._db.close()
                 raise
@@ -329,24 +349,27 @@ class Store:
         except MemoryError:
             raise StoreError(f"{self.path}: out of memory while opening the store") from None
 
-    def _open(self, read_only: bool) -> None:
-        db = self._db
+    def _ready_to_read(self, db: sqlite3.Connection, read_only: bool) -> bool:
+        """Refuse a file that is not a store; True when *db* can serve a reading command as is
+        (False: open it for writing, to create, migrate or ingest)."""
         fresh = _identify(db, self.path)
-        if fresh and read_only:
+        if not read_only:
+            return False
+        if fresh:
             raise StoreError(
                 f"{self.path}: an empty store, nothing ingested yet: "
                 f"run `iamtrim ingest PATH --store {self.path}`"
             )
+        version = _schema_version(db, self.path)
+        if version in _MIGRATES_FROM:
+            return False  # reading needs the tables added since: migrate first
+        self._check_version(version)
+        return True
+
+    def _open_for_writing(self) -> None:
+        db = self._db
+        fresh = _identify(db, self.path)  # again: the file may have changed since it was asked
         version = "" if fresh else _schema_version(db, self.path)
-        if read_only:
-            if version in _MIGRATES_FROM:
-                # Reading needs the tables added since: migrate, then read through the same
-                # (writable) connection.
-                db.close()
-                self._db = db = _connect(self.path, read_only=False)
-            else:
-                self._check_version(version)
-                return
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         # Ingest rewrites usage rows all over the primary-key B-tree: keep up to 32 MiB of

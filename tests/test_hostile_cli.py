@@ -179,6 +179,30 @@ def test_foreign_sqlite_file_is_refused_and_never_written(tmp_path: Path, app_id
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db", "t"]  # no -wal, no -journal
 
 
+def test_foreign_wal_database_left_by_a_crashed_writer_is_not_checkpointed(
+    tmp_path: Path, cli_in: Any
+) -> None:
+    """Another application's WAL database whose writer died: its log is not folded into it."""
+    script = (
+        "import os, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('PRAGMA journal_mode=WAL')\n"
+        "db.execute('PRAGMA wal_autocheckpoint=0')\n"
+        "db.execute('CREATE TABLE usage (principal TEXT, n INTEGER)')\n"
+        "db.execute(\"INSERT INTO usage VALUES ('alice', 3)\")\n"
+        "os._exit(0)  # no close, no checkpoint\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "other.db")], check=True)
+    wal = tmp_path / "other.db-wal"
+    assert wal.stat().st_size > 0
+    before = (digest(tmp_path / "other.db"), digest(wal))
+    write_trail(tmp_path / "t" / "a.json", [s3_get(1, "k")])
+    for command in (("principals",), ("ingest", "t", "--workers", "1")):
+        res = cli_in(*command, "--store", "other.db", cwd=tmp_path)
+        one_line(res, 4, "other.db", "not an iamtrim usage store")
+        assert (digest(tmp_path / "other.db"), digest(wal)) == before, command
+
+
 def test_not_sqlite_and_empty_files(tmp_path: Path, cli_in: Any) -> None:
     (tmp_path / "notes.txt").write_text("a text file\n" * 50)
     one_line(cli_in("principals", "--store", "notes.txt", cwd=tmp_path), 4, "notes.txt", "not an SQLite")
