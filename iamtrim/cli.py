@@ -1,7 +1,8 @@
 """The command line: options → library call → render → exit code. The only place that prints or exits.
 
 Exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage error (bad option, unknown principal),
-3 AWS error, 4 bad input (nothing readable, unusable store).
+3 AWS error, 4 bad input or environment (nothing readable; a file missing, unreadable or unwritable;
+an unusable store; a disk full; an input too deep or too large to hold). Every error is one line.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
      │    ├── NoReadableInput    nothing at all could be read from the given paths
      │    └── PolicyError        a policy document that is not valid IAM policy grammar
      ├── PrincipalError          unknown / ambiguous principal, no usage (exit 2)
-     ├── StoreError              the SQLite usage store is unusable (exit 4)
+     ├── StoreError              the usage store is unusable: not iamtrim's, locked, read-only,
+     │                           full, damaged (exit 4, one line naming the file)
      └── AwsError                a wrapped botocore/boto3 failure (exit 3)
 
 One bad record or one bad file is never an exception: it becomes a counted ``Skipped``.
