@@ -320,6 +320,23 @@ def generate_policy_cmd(
             "cloudtrail: CloudTrail only.",
         ),
     ] = EvidenceSource.all,
+    max_policies: Annotated[
+        int | None,
+        typer.Option(
+            "--max-policies",
+            min=1,
+            max=20,
+            help="Managed policies the result may take (1-20; default 1, or 10 with --no-widen). "
+            "More policies, fewer widenings.",
+        ),
+    ] = None,
+    no_widen: Annotated[
+        bool,
+        typer.Option(
+            "--no-widen",
+            help="Never widen to fit the size limits: split into policies, refuse past the limit.",
+        ),
+    ] = False,
 ) -> None:
     """The smallest identity policy that still allows everything PRINCIPAL was seen doing."""
     if out_dir is not None and fmt is not PolicyFormat.policy:
@@ -341,7 +358,13 @@ def generate_policy_cmd(
         generated = generate_identity_policy(
             p,
             st.usage(p.arn),
-            SynthOptions(conditions=not no_conditions, prefix_threshold=prefix_threshold, target=target),
+            SynthOptions(
+                conditions=not no_conditions,
+                prefix_threshold=prefix_threshold,
+                target=target,
+                max_policies=max_policies,
+                widen=not no_widen,
+            ),
             advised,
         )
     if out_dir is not None:

@@ -6,7 +6,7 @@ output; generate-policy runs this before printing anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from iamtrim.evaluate import Evaluation, Request, evaluate
@@ -119,13 +119,14 @@ def replay(
     principal_arn: str,
     rows: Iterable[UsageRow],
     policies: Sequence[Policy],
-    resources: dict[tuple[str, str | None], str] | None = None,
+    stand_in_for: Callable[[UsageRow], str | None] | None = None,
 ) -> tuple[int, list[ReplayFailure]]:
-    """Replay *rows*; ``resources`` maps (action, resource) of unknown resources to a stand-in."""
+    """Replay *rows*; ``stand_in_for`` names a resource for a row whose records name none (a
+    resource of the ARN format in the row's own region), or ``None`` to use the row's."""
     failures = []
     count = 0
     for row in rows:
-        stand_in = (resources or {}).get((row.action, row.resource))
+        stand_in = stand_in_for(row) if stand_in_for is not None else None
         request = request_for(principal_arn, row, stand_in)
         result = evaluate(
             request,

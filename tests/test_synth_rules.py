@@ -89,13 +89,20 @@ def widenings(g: GeneratedPolicy, kind: str) -> list[str]:
 # --- object keys and prefixes -------------------------------------------------------------------
 
 
+def _word(i: int) -> str:
+    """``0`` → ``aaa``, ``1`` → ``aab``: distinct names with no generated part (no counter)."""
+    return "".join(chr(97 + (i // 26**k) % 26) for k in (2, 1, 0))
+
+
 def _objects(bucket: str, folder: str, n: int) -> list[UsageRow]:
-    return [row("s3:GetObject", f"arn:aws:s3:::{bucket}/{folder}/part-{i:05d}.parquet") for i in range(n)]
+    return [row("s3:GetObject", f"arn:aws:s3:::{bucket}/{folder}/part-{_word(i)}.parquet") for i in range(n)]
 
 
 def test_keys_stay_exact_up_to_the_threshold_and_collapse_past_it() -> None:
     few = generate(_objects("data", "day=01", 10), prefix_threshold=10)
-    assert statement_resources(few) == {f"arn:aws:s3:::data/day=01/part-{i:05d}.parquet" for i in range(10)}
+    assert statement_resources(few) == {
+        f"arn:aws:s3:::data/day=01/part-{_word(i)}.parquet" for i in range(10)
+    }
     many = generate(_objects("data", "day=01", 11), prefix_threshold=10)
     assert statement_resources(many) == {"arn:aws:s3:::data/day=01/*"}
     assert widenings(many, "object-prefix") == ["arn:aws:s3:::data/day=01/*"]

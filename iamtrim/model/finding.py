@@ -30,6 +30,15 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
     "ACTION_WILDCARD": ("Actions written as a wildcard that expands exactly to the used ones", Severity.INFO),
     "DENIED_NOT_GRANTED": ("Denied attempt: needed but not granted", Severity.LOW),
     "SPLIT_FOR_SIZE": ("Split into several policies to meet IAM size limits", Severity.INFO),
+    "WIDENED_TO_FIT": (
+        "Widened to fit IAM's size limits (the least widening the ladder found)",
+        Severity.LOW,
+    ),
+    "GENERATED_NAMES": ("Names that differ only in a generated part granted as a pattern", Severity.INFO),
+    "DENIED_COVERED": (
+        "A call only ever denied is allowed by a widening no narrower step could replace",
+        Severity.MEDIUM,
+    ),
     "SECRET_SUFFIX_PATTERN": ("Secrets Manager ARN suffix unknown: '-??????' pattern used", Severity.INFO),
     "CROSS_ACCOUNT_RESOURCE": (
         "Resource in another account: its resource policy must also allow",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from typing import Any
 
 from iamtrim.model import PrincipalKind
 from iamtrim.render.common import denied_json, finding_json
 from iamtrim.synth.identity import GeneratedPolicy, StatementEvidence
-from iamtrim.synth.limits import Target
+from iamtrim.synth.limits import Target, size_of
+from iamtrim.synth.widen import Widening
 
 
 def _statement(ev: StatementEvidence, explain: bool) -> dict[str, Any]:
@@ -29,6 +31,7 @@ def _statement(ev: StatementEvidence, explain: bool) -> dict[str, Any]:
                 "resource": w.resource,
                 "covers": len(w.covers),
                 **({"covered": list(w.covers)} if explain else {}),
+                "admits": w.admits,
             }
             for w in ev.widened_by
         ],
@@ -40,9 +43,30 @@ def _statement(ev: StatementEvidence, explain: bool) -> dict[str, Any]:
     return out
 
 
+def _sizes(g: GeneratedPolicy) -> list[int]:
+    return [size_of(p.policy.to_json()) for p in g.policies]
+
+
+def _widening(w: Widening, explain: bool) -> dict[str, Any]:
+    return {
+        "kind": w.kind,
+        "pattern": w.resource,
+        "covers": len(w.covers),
+        **({"covered": list(w.covers)} if explain else {}),
+        "admits": w.admits,
+    }
+
+
 def to_json(g: GeneratedPolicy, explain: bool = False) -> str:
     doc = {
         "principal": g.principal.arn,
+        "fit": {
+            "policies": len(g.policies),
+            "max_policies": g.max_policies,
+            "characters": _sizes(g),
+            "widenings": len(g.widenings),
+        },
+        "widenings": [_widening(w, explain) for w in g.widenings],
         "policies": [{"name": p.name, "document": p.policy.to_json()} for p in g.policies],
         "statements": [_statement(s, explain) for s in g.statements],
         "denied": [denied_json(r) for r in g.denied],
@@ -141,17 +165,35 @@ def to_cloudformation(g: GeneratedPolicy, target: Target = Target.MANAGED) -> st
     return json.dumps(template, indent=2)
 
 
+def _count_widenings(g: GeneratedPolicy) -> str:
+    if not g.widenings:
+        return "no widening"
+    kinds = Counter(str(w.kind) for w in g.widenings)
+    return (
+        f"{len(g.widenings)} widening{'s' if len(g.widenings) > 1 else ''} ("
+        + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        + ")"
+    )
+
+
 def explain_text(g: GeneratedPolicy) -> str:
     lines = [
         f"# Evidence for the policy of {g.principal.arn}",
         f"# {g.replayed} observed calls replayed: all allowed",
+        f"# {len(g.policies)} {'policy' if len(g.policies) == 1 else 'policies'} "
+        f"(at most {g.max_policies}) of {', '.join(f'{n:,}' for n in _sizes(g))} characters; "
+        f"{_count_widenings(g)}",
     ]
+    for w in g.widenings:
+        lines.append(f"#   {w.kind}: {w.resource} covers {len(w.covers)} seen; admits {w.admits}")
     for s in g.statements:
         lines.append(
             f"# {s.sid}: {s.calls} calls {s.first_seen} .. {s.last_seen}; events {', '.join(s.event_ids)}"
         )
         for w in s.widened_by:
-            lines.append(f"#   widened ({w.kind}): {w.resource} covers {len(w.covers)} seen")
+            lines.append(
+                f"#   widened ({w.kind}): {w.resource} covers {len(w.covers)} seen; admits {w.admits}"
+            )
     for r in g.denied:
         lines.append(
             f"# needed but not granted: {r.action} on {r.resource or '(unknown)'} "

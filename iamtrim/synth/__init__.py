@@ -8,6 +8,7 @@ from iamtrim.synth.identity import (
     generate_identity_policy,
 )
 from iamtrim.synth.limits import Target
+from iamtrim.synth.widen import Widening, WideningKind
 
 __all__ = [
     "AdvisedGrant",
@@ -15,5 +16,7 @@ __all__ = [
     "StatementEvidence",
     "SynthOptions",
     "Target",
+    "Widening",
+    "WideningKind",
     "generate_identity_policy",
 ]

@@ -10,7 +10,10 @@ Rules (docs/commands/generate-policy.md):
   the principal's behalf;
 * statements group actions sharing resources and conditions; a wildcard action is written only
   when it expands today to actions all in the statement;
-* the output meets IAM's size limits by splitting into several policies, never by widening;
+* names that differ only in a generated part (date, counter, uuid, hex) get the closed pattern
+  (``generated-names``);
+* the output fits ``max_policies`` managed policies (default one), widened by the least the ladder
+  of :mod:`iamtrim.synth.widen` allows; ``widen=False`` splits only, and refuses past the limit;
 * every observed call is replayed through the evaluator before anything is returned.
 """
 
@@ -29,13 +32,23 @@ from iamtrim.evaluate import evaluate
 from iamtrim.model import Outcome, Principal, PrincipalKind, UsageRow, is_s3_object_arn
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Statement
-from iamtrim.synth.limits import Target, pack
+from iamtrim.synth.limits import MANAGED_POLICIES_PER_ENTITY, Target, pack, plan, size_of
 from iamtrim.synth.minimize import (
     action_wildcards,
     created_resource_patterns,
     creates_resources,
     generalize_by_template,
     generalize_object_arns,
+)
+from iamtrim.synth.widen import (
+    Candidate,
+    StatementShape,
+    Widening,
+    WideningKind,
+    candidates,
+    choose,
+    generated_name_patterns,
+    glob_matches,
 )
 from iamtrim.verify import account_trust_policy, replay, request_for, via_service
 
@@ -56,6 +69,15 @@ class SynthOptions:
     prefix_threshold: int = 10
     target: Target = Target.MANAGED
     wildcards: bool = True
+    # None: one managed policy when widening, IAM's default attachment quota (10) without.
+    max_policies: int | None = None
+    widen: bool = True
+
+    @property
+    def policy_limit(self) -> int:
+        if self.max_policies is not None:
+            return self.max_policies
+        return 1 if self.widen else MANAGED_POLICIES_PER_ENTITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +94,6 @@ class AdvisedGrant:
     last_accessed: str
     note: str
     denied_only: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Widening:
-    kind: str  # object-prefix | resource-unknown | store-folded | action-wildcard
-    resource: str
-    covers: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +123,9 @@ class GeneratedPolicy:
     denied: tuple[UsageRow, ...]
     findings: tuple[Finding, ...]
     replayed: int
+    # Widenings taken to fit the size limits, and generated-name patterns, in the order taken.
+    widenings: tuple[Widening, ...] = ()
+    max_policies: int = 1
 
 
 def _format_pattern(template: str, region: str, account: str, partition: str) -> str:
@@ -275,11 +293,18 @@ def generate_identity_policy(
         )
     partition = principal.arn.split(":")[1]
     findings: list[Finding] = []
+    # Resources whose only access was denied, per action: no widening may cover one unless
+    # nothing else fits (and then it is reported by name).
+    used_keys = {(r.action, r.resource) for r in used}
+    denied_only: dict[str, list[str]] = defaultdict(list)
+    for r in denied:
+        if r.resource is not None and r.resource != "*" and (r.action, r.resource) not in used_keys:
+            denied_only[r.action].append(r.resource)
+    generated: list[Widening] = []
 
     # 1. Final resource for every (action, resource) seen.
     final: dict[tuple[str, str | None], str] = {}
     widenings: dict[tuple[str, str], list[Widening]] = defaultdict(list)
-    stand_ins: dict[tuple[str, str | None], str] = {}
     by_action: dict[str, list[UsageRow]] = defaultdict(list)
     created_extra: dict[tuple[str, str], list[UsageRow]] = defaultdict(list)
     for r in used:
@@ -310,18 +335,54 @@ def generate_identity_policy(
             if target != arn and target not in created:
                 covered[target].append(arn)
         mapping.update(template_mapping)
-        for target, arns in covered.items():
-            kind = "object-prefix" if is_s3_object_arn(target) else "resource-variable"
-            widenings[(action, target)].append(Widening(kind, target, tuple(sorted(arns))))
+        # Names a program generates per run (log streams, eval-7.json, churn-xgb-2026-10-14-09-21):
+        # the exact names seen today are not tomorrow's, so two or more of one shape get the shape.
+        exact = [arn for arn in [*objects, *others] if mapping.get(arn, arn) == arn]
+        by_pattern: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for arn, (pattern, admits) in generated_name_patterns(action, exact).items():
+            by_pattern[(pattern, admits)].append(arn)
+        for (pattern, admits), arns in sorted(by_pattern.items()):
+            hit = [d for d in denied_only.get(action, ()) if glob_matches(pattern, d)]
+            if hit:
+                continue  # a denied-only name of the same shape: keep the names exact
+            w = Widening(WideningKind.GENERATED_NAMES, pattern, tuple(sorted(arns)), admits)
+            widenings[(action, pattern)].append(w)
+            generated.append(w)
+            for arn in arns:
+                mapping[arn] = pattern
             findings.append(
                 Finding(
-                    "OBJECT_KEYS_GENERALIZED" if kind == "object-prefix" else "RESOURCES_GENERALIZED",
+                    "GENERATED_NAMES",
+                    f"{action} {pattern}",
+                    f"{len(arns)} names differ only in a generated part; granted on {pattern}",
+                )
+            )
+        for target, arns in covered.items():
+            kind = WideningKind.OBJECT_PREFIX if is_s3_object_arn(target) else WideningKind.RESOURCE_VARIABLE
+            admits = (
+                f"any object under {target[:-1]}"
+                if kind is WideningKind.OBJECT_PREFIX
+                else f"any resource matching {target}"
+            )
+            widenings[(action, target)].append(Widening(kind, target, tuple(sorted(arns)), admits))
+            findings.append(
+                Finding(
+                    "OBJECT_KEYS_GENERALIZED"
+                    if kind is WideningKind.OBJECT_PREFIX
+                    else "RESOURCES_GENERALIZED",
                     f"{action} {target}",
                     f"{len(arns)} resources seen under {target}",
                 )
             )
         for target, arns in created.items():
-            widenings[(action, target)].append(Widening("created-resource", target, tuple(sorted(arns))))
+            widenings[(action, target)].append(
+                Widening(
+                    WideningKind.CREATED_RESOURCE,
+                    target,
+                    tuple(sorted(arns)),
+                    "the resources this call creates, whose ids AWS generates",
+                )
+            )
             findings.append(
                 Finding(
                     "RESOURCES_GENERALIZED",
@@ -332,26 +393,23 @@ def generate_identity_policy(
             )
         for (extra_action, extra), _ in sorted(created_extra.items()):
             if extra_action == action:
-                widenings[(action, extra)].append(Widening("created-resource", extra, ()))
+                widenings[(action, extra)].append(
+                    Widening(WideningKind.CREATED_RESOURCE, extra, (), "every version of the function")
+                )
         for r in arows:
             if r.resource is None:
-                patterns = _unknown_pattern(action, r.context.region, principal.account, partition)
-                for p in patterns:
-                    final_key = (action, None)
-                    final[final_key] = p
-                    widenings[(action, p)].append(Widening("resource-unknown", p, ()))
-                stand_ins[(action, None)] = patterns[0]
-                findings.append(
-                    Finding(
-                        "RESOURCE_UNKNOWN",
-                        action,
-                        f"records of {action} name no resource; granted on {', '.join(patterns)}",
-                    )
-                )
-            elif r.resource in mapping:
+                continue
+            if r.resource in mapping:
                 final[(action, r.resource)] = mapping[r.resource]
                 if r.resource.endswith("/*") and mapping[r.resource] == r.resource:
-                    widenings[(action, r.resource)].append(Widening("store-folded", r.resource, ()))
+                    widenings[(action, r.resource)].append(
+                        Widening(
+                            WideningKind.STORE_FOLDED,
+                            r.resource,
+                            (),
+                            f"any object under {r.resource[:-1]} (folded when ingested)",
+                        )
+                    )
             else:
                 final[(action, r.resource)] = r.resource
                 if r.resource.endswith("-??????") and action.startswith("secretsmanager:"):
@@ -362,25 +420,52 @@ def generate_identity_policy(
                             "the secret was named without its ARN; '-??????' stands for AWS's suffix",
                         )
                     )
-            res = r.resource or ""
+            res = r.resource
             arn_account = res.split(":")[4] if res.startswith("arn:") and res.count(":") >= 5 else ""
             if arn_account and arn_account != principal.account:
                 findings.append(
                     Finding("CROSS_ACCOUNT_RESOURCE", res, f"{action} on a resource of account {arn_account}")
                 )
 
-    # Unknown resources may yield several patterns per action: collect them all.
-    unknown_patterns: dict[str, tuple[str, ...]] = {}
-    for action, arows in by_action.items():
-        if any(r.resource is None for r in arows):
-            region = next(r.context.region for r in arows if r.resource is None)
-            unknown_patterns[action] = _unknown_pattern(action, region, principal.account, partition)
+    # Records that name no resource: the action's ARN format in each region a call was made in
+    # (AWS authorizes the call against a resource of the region it was sent to), in the
+    # principal's account. The replay stands each such call in for a resource of its own region.
+    unknown_patterns: dict[tuple[str, str], tuple[str, ...]] = {}
+    for action, arows in sorted(by_action.items()):
+        regions = sorted({r.context.region for r in arows if r.resource is None})
+        for region in regions:
+            patterns = _unknown_pattern(action, region, principal.account, partition)
+            unknown_patterns[(action, region)] = patterns
+            for p in patterns:
+                widenings[(action, p)].append(
+                    Widening(
+                        WideningKind.RESOURCE_UNKNOWN,
+                        p,
+                        (),
+                        f"any resource of {action}'s ARN format in "
+                        f"{region or 'any region'}, account {principal.account}: the records name none",
+                    )
+                )
+        if regions:
+            all_patterns = sorted({p for rg in regions for p in unknown_patterns[(action, rg)]})
+            findings.append(
+                Finding(
+                    "RESOURCE_UNKNOWN",
+                    action,
+                    f"records of {action} name no resource; granted on {', '.join(all_patterns)}",
+                )
+            )
+
+    def stand_in(row: UsageRow) -> str | None:
+        if row.resource is not None:
+            return None
+        return unknown_patterns[(row.action, row.context.region)][0]
 
     # 2. Rows per (action, final resource) → conditions.
     groups: dict[tuple[str, str], list[UsageRow]] = defaultdict(list)
     for r in used:
         if r.resource is None:
-            for p in unknown_patterns[r.action]:
+            for p in unknown_patterns[(r.action, r.context.region)]:
                 groups[(r.action, p)].append(r)
         else:
             groups[(r.action, final[(r.action, r.resource)])].append(r)
@@ -392,7 +477,7 @@ def generate_identity_policy(
     # network interface, security group, subnet — the reference's required "*" types). A type the
     # records did not name is granted on its ARN format, scoped to the account and regions seen.
     for action, arows in sorted(by_action.items()):
-        if action in unknown_patterns:
+        if any(r.resource is None for r in arows):
             continue
         # Only for calls that create something: the reference also marks alternatives as
         # required (bedrock:InvokeModel on a foundation model *or* an inference profile *or* ...),
@@ -418,7 +503,14 @@ def generate_identity_policy(
             for region in sorted({r.context.region for r in arows}):
                 p = _format_pattern(rt.arn_template, region, principal.account, partition)
                 groups[(action, p)].extend(arows)
-                widenings[(action, p)].append(Widening("required-resource-unseen", p, ()))
+                widenings[(action, p)].append(
+                    Widening(
+                        WideningKind.REQUIRED_RESOURCE_UNSEEN,
+                        p,
+                        (),
+                        f"any {rt.name} in {region or 'any region'}, account {principal.account}",
+                    )
+                )
                 findings.append(
                     Finding(
                         "RESOURCE_UNKNOWN",
@@ -446,19 +538,192 @@ def generate_identity_policy(
         for p in patterns:
             groups.setdefault((advice.action, p), [])
             advice_time[(advice.action, p)] = advice.last_accessed
-            widenings[(advice.action, p)].append(Widening("access-advisor", p, ()))
+            widenings[(advice.action, p)].append(
+                Widening(
+                    WideningKind.ACCESS_ADVISOR,
+                    p,
+                    (),
+                    "what Access Advisor shows attempted; CloudTrail shows no call",
+                )
+            )
         findings.append(
             Finding("ACCESS_ADVISOR_KEPT", advice.action, advice.note + f"; granted on {', '.join(patterns)}")
         )
-    conds = {k: _conditions(k[0], v, options.conditions) for k, v in groups.items()}
 
-    # 3. (resource, conditions) → actions; then (actions, conditions) → resources.
+    # 3-4. Statements, packed within IAM's limits; widened by the ladder until they fit.
+    limit = options.policy_limit
+    merged: set[tuple[str, tuple[Condition, ...]]] = set()
+    ladder: list[Widening] = []
+    statements = _statements(groups, widenings, advice_time, merged, options, findings=None)
+    packing = plan(principal, [s for s, _ in statements], options.target, limit)
+    while options.widen and not packing.fits:
+        shapes = [
+            StatementShape(ev.actions, ev.resources, ev.conditions, size_of(st.to_json()) + 1)
+            for st, ev in statements
+        ]
+        steps = choose(
+            candidates(groups.keys(), shapes, denied_only, options.prefix_threshold), packing.overflow
+        )
+        if not steps:
+            break
+        for step in steps:
+            ladder.append(_take(step, groups, widenings, merged))
+            if step.denied:
+                findings.append(
+                    Finding(
+                        "DENIED_COVERED",
+                        step.pattern,
+                        f"no narrower step fits: {step.kind} {step.pattern} also allows "
+                        f"{'; '.join(step.denied[:5])}"
+                        + (f" and {len(step.denied) - 5} more" if len(step.denied) > 5 else "")
+                        + ", only ever denied (the denial may come from a resource policy, an SCP "
+                        "or a key policy; check that it stays)",
+                    )
+                )
+            else:
+                findings.append(
+                    Finding(
+                        "WIDENED_TO_FIT",
+                        step.pattern,
+                        f"{step.kind}: covers {len(step.covers)} resources; admits {step.admits}",
+                    )
+                )
+        statements = _statements(groups, widenings, advice_time, merged, options, findings=None)
+        packing = plan(principal, [s for s, _ in statements], options.target, limit)
+    statements = _statements(groups, widenings, advice_time, merged, options, findings=findings)
+    # A step a later step widened again (ctr-xgboost-2025-03-* → training-job/*) is not in the
+    # policy any more: report the widenings the policy has.
+    in_policy = {r for _, ev in statements for r in ev.resources}
+    ladder = [w for w in ladder if w.kind is WideningKind.SERVICE_MERGE or w.resource in in_policy]
+    kept = {w.resource for w in ladder}
+    findings = [
+        f for f in findings if f.code not in ("WIDENED_TO_FIT", "DENIED_COVERED") or f.subject in kept
+    ]
+    policies, packing_notes = pack(packing, principal, widened=options.widen)
+    for note in packing_notes:
+        findings.append(Finding("SPLIT_FOR_SIZE", principal.arn, note))
+
+    # 5. Replay every observed call; refuse to emit a policy that breaks one.
+    docs = [p.policy for p in policies]
+    count, failures = replay(principal.arn, used, docs, stand_in)
+    if failures:
+        f = failures[0]
+        raise SynthError(
+            f"refusing to emit: the generated policy would deny an observed call "
+            f"({f.row.action} on {f.request.resource}: {f.evaluation.reason}); "
+            f"{len(failures)} of {count} calls fail"
+        )
+    granted_denials = []
+    for r in denied:
+        findings.append(
+            Finding(
+                "DENIED_NOT_GRANTED",
+                f"{r.action} {r.resource or '(unknown)'}",
+                f"denied {r.count}x, last {r.last_seen}",
+            )
+        )
+        if (r.action, r.resource) not in used_keys and r.resource is not None:
+            req = request_for(principal.arn, r)
+            if evaluate(
+                req, docs, resource_policy=account_trust_policy(req.resource, req.resource_account)
+            ).allowed:
+                granted_denials.append(r)
+    if granted_denials and not options.widen:
+        r = granted_denials[0]
+        raise SynthError(
+            f"refusing to emit: the policy would allow a call that was only ever denied "
+            f"({r.action} on {r.resource})"
+        )
+    reported = {f.subject for f in findings if f.code == "DENIED_COVERED"}
+    for r in granted_denials:
+        # A fold that covers a denied-only resource: the policy still needs the fold (its calls
+        # were authorized), and IAM denied this one for a reason outside the identity policy.
+        covering = sorted(
+            {
+                p
+                for st in docs
+                for s in st.statements
+                if any(glob_matches(a.lower(), r.action.lower()) for a in s.actions)
+                for p in s.resources
+                if glob_matches(p.replace("${$}", "$"), r.resource or "")
+            }
+        )
+        if not (reported & set(covering)):
+            findings.append(
+                Finding(
+                    "DENIED_COVERED",
+                    f"{r.action} {r.resource}",
+                    f"only ever denied ({r.count}x, last {r.last_seen}) but allowed by "
+                    f"{', '.join(covering) or 'the policy'}: the denial came from outside this "
+                    "identity policy (a bucket policy, an SCP or a key policy); check that it stays",
+                )
+            )
+    return GeneratedPolicy(
+        principal=principal,
+        policies=tuple(policies),
+        statements=tuple(ev for _, ev in statements),
+        denied=denied,
+        findings=tuple(sorted(set(findings))),
+        replayed=count,
+        widenings=(*generated, *ladder),
+        max_policies=limit,
+    )
+
+
+def _take(
+    step: Candidate,
+    groups: dict[tuple[str, str], list[UsageRow]],
+    widenings: dict[tuple[str, str], list[Widening]],
+    merged: set[tuple[str, tuple[Condition, ...]]],
+) -> Widening:
+    """Apply one ladder step to the grants; the widening it records."""
+    w = Widening(step.kind, step.pattern, tuple(sorted(step.covers)), step.admits)
+    if step.kind is WideningKind.SERVICE_MERGE:
+        merged.add((step.service, step.conditions))
+        for key in groups:
+            if key[0].split(":")[0] == step.service and key[1] in step.covers:
+                widenings[key].append(w)
+        return w
+    for key in [k for k in groups if k[1] in step.covers]:
+        rows = groups.pop(key)
+        new = (key[0], step.pattern)
+        groups.setdefault(new, []).extend(rows)
+        moved = widenings.pop(key, [])
+        widenings[new] = list(dict.fromkeys([*widenings.get(new, []), *moved, w]))
+    return w
+
+
+def _statements(
+    groups: dict[tuple[str, str], list[UsageRow]],
+    widenings: dict[tuple[str, str], list[Widening]],
+    advice_time: dict[tuple[str, str], str],
+    merged: set[tuple[str, tuple[Condition, ...]]],
+    options: SynthOptions,
+    findings: list[Finding] | None,
+) -> list[tuple[Statement, StatementEvidence]]:
+    """(resource, conditions) → actions; then (actions, conditions) → resources; statements of
+    a merged service are one. Sorted, with unique Sids."""
+    conds = {k: _conditions(k[0], v, options.conditions) for k, v in groups.items()}
     step1: dict[tuple[str, tuple[Condition, ...]], set[str]] = defaultdict(set)
     for (action, resource), c in conds.items():
         step1[(resource, c)].add(action)
     step2: dict[tuple[tuple[str, ...], tuple[Condition, ...]], set[str]] = defaultdict(set)
     for (resource, c), acts in step1.items():
         step2[(tuple(sorted(acts)), c)].add(resource)
+    if merged:
+        joined: dict[tuple[str, tuple[Condition, ...]], tuple[set[str], set[str]]] = {}
+        for (names, c), resources in list(step2.items()):
+            services = {a.split(":")[0] for a in names}
+            if len(services) != 1 or "*" in resources:
+                continue
+            service = services.pop()
+            if (service, c) in merged:
+                del step2[(names, c)]
+                got = joined.setdefault((service, c), (set(), set()))
+                got[0].update(names)
+                got[1].update(resources)
+        for (_, c), (acts_set, resources) in joined.items():
+            step2[(tuple(sorted(acts_set)), c)] |= resources
 
     statements: list[tuple[Statement, StatementEvidence]] = []
     for (stmt_actions, c), resources in step2.items():
@@ -470,8 +735,18 @@ def generate_identity_policy(
             for rr in stmt_resources:
                 widened.extend(widenings.get((a, rr), []))
         for pattern, expansion in sorted(expansions.items()):
-            widened.append(Widening("action-wildcard", pattern, expansion))
-            findings.append(Finding("ACTION_WILDCARD", pattern, "expands today to " + ", ".join(expansion)))
+            widened.append(
+                Widening(
+                    WideningKind.ACTION_WILDCARD,
+                    pattern,
+                    expansion,
+                    "actions added to the service later that match the pattern",
+                )
+            )
+            if findings is not None:
+                findings.append(
+                    Finding("ACTION_WILDCARD", pattern, "expands today to " + ", ".join(expansion))
+                )
         sid = _sid(written, stmt_resources, c)
         # A "$" in an observed name (an S3 key "a/${x}") would start a policy variable in the
         # 2012-10-17 grammar; "${$}" is IAM's escape for a literal "$".
@@ -507,52 +782,6 @@ def generate_identity_policy(
         )
     )
     unique = _unique_sids([st.sid for st, _ in statements])
-    statements = [
+    return [
         (replace(st, sid=sid), replace(ev, sid=sid)) for (st, ev), sid in zip(statements, unique, strict=True)
     ]
-
-    # 4. Pack within IAM's limits (never widen).
-    policies, packing_notes = pack(principal, [s for s, _ in statements], options.target)
-    for note in packing_notes:
-        findings.append(Finding("SPLIT_FOR_SIZE", principal.arn, note))
-
-    # 5. Replay every observed call; refuse to emit a policy that breaks one.
-    docs = [p.policy for p in policies]
-    count, failures = replay(principal.arn, used, docs, stand_ins)
-    if failures:
-        f = failures[0]
-        raise SynthError(
-            f"refusing to emit: the generated policy would deny an observed call "
-            f"({f.row.action} on {f.request.resource}: {f.evaluation.reason}); "
-            f"{len(failures)} of {count} calls fail"
-        )
-    granted_denials = []
-    used_keys = {(r.action, r.resource) for r in used}
-    for r in denied:
-        findings.append(
-            Finding(
-                "DENIED_NOT_GRANTED",
-                f"{r.action} {r.resource or '(unknown)'}",
-                f"denied {r.count}x, last {r.last_seen}",
-            )
-        )
-        if (r.action, r.resource) not in used_keys and r.resource is not None:
-            req = request_for(principal.arn, r)
-            if evaluate(
-                req, docs, resource_policy=account_trust_policy(req.resource, req.resource_account)
-            ).allowed:
-                granted_denials.append(r)
-    if granted_denials:
-        r = granted_denials[0]
-        raise SynthError(
-            f"refusing to emit: the policy would allow a call that was only ever denied "
-            f"({r.action} on {r.resource})"
-        )
-    return GeneratedPolicy(
-        principal=principal,
-        policies=tuple(policies),
-        statements=tuple(ev for _, ev in statements),
-        denied=denied,
-        findings=tuple(sorted(set(findings))),
-        replayed=count,
-    )

@@ -1,4 +1,7 @@
-"""IAM policy size limits, met by splitting into several policies — never by widening.
+"""IAM policy size limits: packing statements into at most ``max_policies`` policies.
+
+Whether a packing fits is :func:`plan`'s answer; :mod:`iamtrim.synth.identity` widens (by the
+ladder of :mod:`iamtrim.synth.widen`) until it does, or, with ``--no-widen``, refuses.
 
 Limits (characters, whitespace not counted):
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-entity-length
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 
 MANAGED_POLICY_CHARS = 6144
 MANAGED_POLICIES_PER_ENTITY = 10
+MANAGED_POLICIES_MAX = 20  # the attachment quota can be raised to 20, no further
 INLINE_TOTAL_CHARS = {PrincipalKind.USER: 2048, PrincipalKind.ROLE: 10240, PrincipalKind.SSO_ROLE: 10240}
 _ENVELOPE = len('{"Version":"2012-10-17","Statement":[]}')
 
@@ -72,13 +76,37 @@ def _name(principal: Principal, index: int, total: int) -> str:
     return f"iamtrim-{base}" if total == 1 else f"iamtrim-{base}-{index + 1}"
 
 
-def pack(
-    principal: Principal, statements: Sequence[Statement], target: Target
-) -> tuple[list[NamedPolicy], list[str]]:
-    from iamtrim.synth.identity import NamedPolicy
+@dataclass(frozen=True, slots=True)
+class Packing:
+    """Statements packed first-fit into policies of ``budget`` characters each."""
 
+    bins: tuple[tuple[Statement, ...], ...]
+    sizes: tuple[int, ...]
+    budget: int
+    max_policies: int
+    total_budget: int | None  # inline: one budget for all the policies together
+
+    @property
+    def fits(self) -> bool:
+        if len(self.bins) > self.max_policies:
+            return False
+        return self.total_budget is None or sum(self.sizes) <= self.total_budget
+
+    @property
+    def overflow(self) -> int:
+        """Characters to save, at least, before the packing can fit."""
+        if self.fits:
+            return 0
+        if self.total_budget is not None:
+            return max(sum(self.sizes) - self.total_budget, 1)
+        capacity = self.max_policies * self.budget
+        # First fit leaves gaps at the end of each policy: aim a little below the capacity.
+        return max(sum(self.sizes) - capacity + 64 * self.max_policies, 1)
+
+
+def plan(principal: Principal, statements: Sequence[Statement], target: Target, max_policies: int) -> Packing:
     if target is Target.MANAGED:
-        budget, total_budget, max_policies = MANAGED_POLICY_CHARS, None, MANAGED_POLICIES_PER_ENTITY
+        budget, total_budget = MANAGED_POLICY_CHARS, None
     else:
         total = INLINE_TOTAL_CHARS.get(principal.kind, 2048)
         budget, total_budget, max_policies = total, total, 10**6
@@ -97,18 +125,32 @@ def pack(
         else:
             bins.append([st])
             sizes.append(_ENVELOPE + s)
-    notes = []
-    if len(bins) > max_policies:
+    return Packing(tuple(tuple(b) for b in bins), tuple(sizes), budget, max_policies, total_budget)
+
+
+def pack(packing: Packing, principal: Principal, widened: bool) -> tuple[list[NamedPolicy], list[str]]:
+    """The policies of a packing that fits; :class:`SizeLimitError` when it does not."""
+    from iamtrim.synth.identity import NamedPolicy
+
+    bins, sizes, budget = packing.bins, packing.sizes, packing.budget
+    how = (
+        "even after widening as far as the ladder allows"
+        if widened
+        else "and --no-widen keeps every resource exact"
+    )
+    if len(bins) > packing.max_policies:
         raise SizeLimitError(
             f"the policy for {principal.arn} needs {len(bins)} managed policies of at most "
-            f"{MANAGED_POLICY_CHARS} characters; IAM attaches at most {max_policies} by default. "
-            "Not widening it: narrow the evidence or raise the quota (up to 20)"
+            f"{MANAGED_POLICY_CHARS} characters, {how}; --max-policies is {packing.max_policies}. "
+            f"Allow more (--max-policies, up to {MANAGED_POLICIES_MAX}: IAM attaches "
+            f"{MANAGED_POLICIES_PER_ENTITY} by default) or narrow the evidence"
         )
-    if total_budget is not None and sum(sizes) > total_budget:
+    if packing.total_budget is not None and sum(sizes) > packing.total_budget:
         raise SizeLimitError(
-            f"the inline policies for {principal.arn} total {sum(sizes)} characters; IAM allows "
-            f"{total_budget} for a {principal.kind}. Use --target managed"
+            f"the inline policies for {principal.arn} total {sum(sizes)} characters, {how}; IAM "
+            f"allows {packing.total_budget} for a {principal.kind}. Use --target managed"
         )
+    notes = []
     if len(bins) > 1:
         notes.append(
             f"{len(bins)} policies of {', '.join(str(s) for s in sizes)} characters (limit {budget} each)"

@@ -1,0 +1,455 @@
+"""Widenings: every place a generated policy grants more than the exact resources seen.
+
+Two sources:
+
+* **Rules** that apply to every policy (``object-prefix``, ``resource-variable``,
+  ``created-resource``, ``generated-names``, ...), chosen in :mod:`iamtrim.synth.identity`.
+* **The ladder** that makes a policy fit IAM's size limits (``--max-policies``). Narrowest first,
+  each step chosen for the most characters saved per breadth added:
+
+  1. ``s3-prefix`` — deeper S3 prefixes (``bucket/curated/2026/*``), from
+     :func:`iamtrim.synth.minimize.generalize_object_arns` at lower thresholds;
+  2. ``name-prefix`` — names of one resource type sharing a prefix (``function:billing-fn-*``);
+  3. ``across-regions`` — the same name in several regions (``arn:aws:logs:*:…:log-group:x``);
+  4. ``resource-type`` — every resource of the type in the account and region (``table/*``);
+  5. ``service-merge`` — statements of one service with the same conditions merged into one.
+
+  Breadth is the step's weight (1, 2, 4, 8, 16 by rung) times the number of name segments the
+  pattern leaves open below its literal part (``billing-fn-*`` over ``billing-fn-7``: one;
+  ``billing-*``: two). Never ``Action: "*"``, never ``Resource: "*"``, never a pattern without an
+  account for a type that has one, and a widening that would cover a resource whose only access
+  was denied is taken only when nothing else fits (and then reported by name).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from iamtrim import catalog
+from iamtrim.model import is_s3_object_arn
+from iamtrim.model.policy import Condition
+from iamtrim.synth.minimize import generalize_object_arns
+
+
+class WideningKind(StrEnum):
+    # rules, on every policy
+    OBJECT_PREFIX = "object-prefix"
+    RESOURCE_VARIABLE = "resource-variable"
+    CREATED_RESOURCE = "created-resource"
+    RESOURCE_UNKNOWN = "resource-unknown"
+    REQUIRED_RESOURCE_UNSEEN = "required-resource-unseen"
+    STORE_FOLDED = "store-folded"
+    ACTION_WILDCARD = "action-wildcard"
+    ACCESS_ADVISOR = "access-advisor"
+    GENERATED_NAMES = "generated-names"
+    # the ladder, only to fit the size limits
+    S3_PREFIX = "s3-prefix"
+    NAME_PREFIX = "name-prefix"
+    ACROSS_REGIONS = "across-regions"
+    RESOURCE_TYPE = "resource-type"
+    SERVICE_MERGE = "service-merge"
+
+
+LADDER = (
+    WideningKind.S3_PREFIX,
+    WideningKind.NAME_PREFIX,
+    WideningKind.ACROSS_REGIONS,
+    WideningKind.RESOURCE_TYPE,
+    WideningKind.SERVICE_MERGE,
+)
+_WEIGHT = {kind: 2**i for i, kind in enumerate(LADDER)}
+
+
+@dataclass(frozen=True, slots=True)
+class Widening:
+    """One widening: its kind, the pattern granted, the observed resources (or, for
+    ``action-wildcard``, actions) it covers, and what it admits beyond them, in words."""
+
+    kind: WideningKind
+    resource: str
+    covers: tuple[str, ...]
+    admits: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A ladder step that could be taken: replace *covers* by *pattern* (or, for a service
+    merge, merge the statements of *service* with *conditions*)."""
+
+    kind: WideningKind
+    pattern: str
+    covers: frozenset[str]
+    saved: int
+    breadth: float
+    admits: str
+    denied: tuple[str, ...]  # "action resource" of denied-only calls the step would allow
+    service: str = ""
+    conditions: tuple[Condition, ...] = ()
+
+    @property
+    def score(self) -> float:
+        return self.saved / self.breadth
+
+
+@dataclass(frozen=True, slots=True)
+class StatementShape:
+    """What the ladder needs to know of a built statement: actions, resources (unescaped),
+    conditions, size in characters."""
+
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    conditions: tuple[Condition, ...]
+    size: int
+
+
+_SEPARATORS = "-_./:"
+_TOKEN = re.compile(r"[^-_./:]*[-_./:]|[^-_./:]+$")
+
+
+def _segments(text: str) -> list[str]:
+    return [t for t in _TOKEN.findall(text) if t]
+
+
+def glob_matches(pattern: str, value: str) -> bool:
+    """IAM's resource matching on plain strings: ``*`` any run (also ``/`` and ``:``), ``?`` one."""
+    return _glob(pattern).fullmatch(value) is not None
+
+
+_GLOBS: dict[str, re.Pattern[str]] = {}
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    rx = _GLOBS.get(pattern)
+    if rx is None:
+        rx = re.compile(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."), re.DOTALL)
+        if len(_GLOBS) > 65536:
+            _GLOBS.clear()
+        _GLOBS[pattern] = rx
+    return rx
+
+
+def _type_of(actions: Iterable[str], arn: str) -> catalog.ResourceType | None:
+    for action in sorted(actions):
+        rt = catalog.resource_type_for_arn(action, arn)
+        if rt is not None:
+            return rt
+    return None
+
+
+_SCOPE = frozenset({"Partition", "Region", "Account", "AccountId"})
+
+
+def _type_pattern(rt: catalog.ResourceType, arn: str) -> str | None:
+    """Every resource of *rt* in *arn*'s partition, region and account (``table/*``)."""
+    values = catalog.arn_variables(rt.arn_template, arn)
+    if values is None:
+        return None
+    scope = {n: v for n, v in values if n in _SCOPE}
+    return re.sub(r"\*+", "*", catalog.fill_template(rt.arn_template, scope))
+
+
+# --- generated names ------------------------------------------------------------------------------
+
+# Parts of a name a program generates per run: request ids, timestamps, hex digests, counters.
+# Longest first: a uuid is not three hex runs, a date is not three counters.
+_GENERATED = re.compile(
+    r"(?P<uuid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+    r"|(?P<date>(?<![0-9A-Za-z])(?:19|20)\d\d[-/_.]?[01]\d[-/_.]?[0-3]\d"
+    r"(?:[-T_/]?[0-2]\d[-:_.]?[0-5]\d(?:[-:_.]?[0-5]\d)?(?:\.\d+)?Z?)?(?![0-9A-Za-z]))"
+    r"|(?P<hex>(?<![0-9A-Za-z])(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{8,}(?![0-9A-Za-z]))"
+    r"|(?P<counter>(?<![A-Za-z0-9])\d+(?![A-Za-z0-9]))"
+)
+
+
+def _shape(name: str) -> tuple[str, frozenset[str]]:
+    """``eval-7.json`` → (``eval-*.json``, {counter}); runs of ``*`` joined only by separators
+    collapse (``2026/11/20/[$LATEST]f889…`` → ``*/[$LATEST]*``)."""
+    kinds: set[str] = set()
+
+    def sub(m: re.Match[str]) -> str:
+        kinds.add(m.lastgroup or "")
+        return "*"
+
+    text = _GENERATED.sub(sub, name)
+    text = re.sub(r"\*[-_./:]*\*", "*", text)
+    text = re.sub(r"\*[-_./:]*\*", "*", text)
+    return text, frozenset(kinds)
+
+
+def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tuple[str, str]]:
+    """{arn: (pattern, admits)} for ARNs of *action* whose names differ only in generated parts.
+
+    Names are compared per resource type and scope (partition, region, account, and every other
+    variable of the ARN): two or more distinct names of one shape get the shape as a pattern.
+    The pattern must keep a literal part of the name (a name that is nothing but a uuid would
+    become the whole resource type, which is the ladder's ``resource-type`` step, not this
+    rule). In an S3 key the dated folder varies too (``outputs/2026-10-06/eval-7.json`` →
+    ``outputs/*/eval-*.json``): tomorrow's run writes under tomorrow's date. One observed name
+    stays exact.
+    """
+    groups: dict[tuple[str, tuple[tuple[str, str], ...], str], list[str]] = defaultdict(list)
+    info: dict[tuple[str, tuple[tuple[str, str], ...], str], tuple[str, str, frozenset[str]]] = {}
+    for arn in sorted(set(arns)):
+        if "*" in arn or "?" in arn or "${" in arn:
+            continue
+        rt = catalog.resource_type_for_arn(action, arn)
+        if rt is None:
+            continue
+        values = catalog.arn_variables(rt.arn_template, arn)
+        if not values:
+            continue
+        name_var, name = values[-1]
+        if name_var in _SCOPE:
+            continue
+        shaped, kinds = _shape(name)
+        if shaped == name or not re.search(r"[A-Za-z0-9]", shaped.replace("*", "")):
+            continue
+        key = (rt.arn_template, tuple((n, v) for n, v in values[:-1]), shaped)
+        groups[key].append(arn)
+        info[key] = (rt.name, name_var, kinds)
+    out: dict[str, tuple[str, str]] = {}
+    for key, members in groups.items():
+        if len(members) < 2:
+            continue
+        template, fixed, shaped = key
+        pattern = catalog.fill_template(template, {**dict(fixed), info[key][1]: shaped})
+        type_name, _, kinds = info[key]
+        admits = (
+            f"any {type_name} named like {shaped!r} (the {', '.join(sorted(kinds))} part varies "
+            f"between runs; {len(members)} names seen)"
+        )
+        for arn in members:
+            out[arn] = (pattern, admits)
+    return out
+
+
+# --- the ladder -----------------------------------------------------------------------------------
+
+
+def _open_segments(literal: str, covered: Iterable[str]) -> int:
+    return max((len(_segments(r[len(literal) :])) for r in covered if r.startswith(literal)), default=1) or 1
+
+
+def _estimate_saved(
+    covers: Collection[str], pattern: str, in_statements: Mapping[str, frozenset[int]]
+) -> int:
+    touched: set[int] = set()
+    saved = 0
+    for r in covers:
+        ids = in_statements.get(r, frozenset())
+        saved += len(ids) * (len(r) + 3)
+        touched |= ids
+    return saved - len(touched) * (len(pattern) + 3)
+
+
+def _denied_by(
+    pattern: str, actions: Collection[str], denied: Mapping[str, Sequence[str]]
+) -> tuple[str, ...]:
+    return tuple(f"{a} {d}" for a in sorted(actions) for d in denied.get(a, ()) if glob_matches(pattern, d))
+
+
+def candidates(
+    keys: Collection[tuple[str, str]],
+    statements: Sequence[StatementShape],
+    denied: Mapping[str, Sequence[str]],
+    object_threshold: int,
+) -> list[Candidate]:
+    """Every ladder step that could be taken from the current (action, resource) grants."""
+    actions_of: dict[str, set[str]] = defaultdict(set)
+    for action, resource in keys:
+        if resource != "*":
+            actions_of[resource].add(action)
+    in_statements: dict[str, set[int]] = defaultdict(set)
+    for i, st in enumerate(statements):
+        for r in st.resources:
+            in_statements[r].add(i)
+    frozen = {r: frozenset(v) for r, v in in_statements.items()}
+    out: list[Candidate] = []
+    seen: set[tuple[WideningKind, str]] = set()
+
+    def add(kind: WideningKind, pattern: str, covers: Collection[str], literal: str, admits: str) -> None:
+        if (kind, pattern) in seen or len(covers) < 2 or pattern == "*" or pattern in covers:
+            return
+        seen.add((kind, pattern))
+        saved = _estimate_saved(covers, pattern, frozen)
+        if saved <= 0:
+            return
+        acts = set().union(*(actions_of[r] for r in covers))
+        out.append(
+            Candidate(
+                kind,
+                pattern,
+                frozenset(covers),
+                saved,
+                _WEIGHT[kind] * _open_segments(literal, covers),
+                admits,
+                _denied_by(pattern, acts, denied),
+            )
+        )
+
+    # 1. Deeper S3 prefixes: the object-key folding at lower thresholds.
+    objects = sorted(r for r in actions_of if is_s3_object_arn(r))
+    for threshold in range(max(object_threshold, 2) - 1, 0, -1):
+        if not objects:
+            break
+        folded: dict[str, list[str]] = defaultdict(list)
+        for arn, target in generalize_object_arns(objects, threshold).items():
+            if target != arn:
+                folded[target].append(arn)
+        for target, arns in folded.items():
+            add(
+                WideningKind.S3_PREFIX,
+                target,
+                arns,
+                target[:-1],
+                f"any object under {target[:-1]} ({len(arns)} seen)",
+            )
+
+    # 2. Objects of buckets sharing a name prefix: acme-data-*/*.
+    bucket_prefixes: dict[str, list[str]] = defaultdict(list)
+    for r in objects:
+        head, _, rest = r.partition(":::")
+        bucket = rest.partition("/")[0]
+        acc = ""
+        for seg in _segments(bucket)[:-1]:
+            acc += seg
+            bucket_prefixes[f"{head}:::{acc}"].append(r)
+    for prefix, covered in bucket_prefixes.items():
+        if re.search(r"[A-Za-z0-9]", prefix.partition(":::")[2]):
+            add(
+                WideningKind.NAME_PREFIX,
+                prefix + "*/*",
+                covered,
+                prefix,
+                f"any object of any bucket whose name starts with "
+                f"{prefix.partition(':::')[2]!r} ({len(covered)} buckets seen)",
+            )
+
+    # 2-4. Non-object resources, by resource type and scope.
+    by_type: dict[str, list[str]] = defaultdict(list)
+    type_names: dict[str, str] = {}
+    for r in sorted(actions_of):
+        if is_s3_object_arn(r):
+            continue  # object keys: step 1 (S3 prefixes)
+        rt = _type_of(actions_of[r], r)
+        if rt is None:
+            continue
+        tp = _type_pattern(rt, r)
+        if tp is None:
+            continue
+        by_type[tp].append(r)
+        type_names[tp] = rt.name
+    for tp, members in by_type.items():
+        literal = tp.split("*", 1)[0]
+        type_name = type_names[tp]
+        # 2. Shared name prefixes, cut at a separator (billing-fn-*), longer than the type's.
+        by_prefix: dict[str, list[str]] = defaultdict(list)
+        for r in members:
+            segs = _segments(r[len(literal) :]) if r.startswith(literal) else []
+            acc = literal
+            for seg in segs[:-1]:
+                acc += seg
+                if "*" in seg or "?" in seg:
+                    break
+                by_prefix[acc].append(r)
+        for prefix, covered in by_prefix.items():
+            if re.search(r"[A-Za-z0-9]", prefix[len(literal) :]):
+                stem = prefix[len(literal) :]
+                add(
+                    WideningKind.NAME_PREFIX,
+                    prefix + "*",
+                    covered,
+                    prefix,
+                    f"any {type_name} whose name starts with {stem!r} ({len(covered)} seen)",
+                )
+        # 4. Every resource of the type in the account and region — never without an account
+        # (an S3 bucket ARN names none: arn:aws:s3:::* would be every bucket of every account).
+        parts = tp.split(":", 5)
+        if len(parts) == 6 and parts[4] and parts[4] != "*":
+            where = f"account {parts[4]}" + (f", region {parts[3]}" if parts[3] else "")
+            add(
+                WideningKind.RESOURCE_TYPE,
+                tp,
+                members,
+                literal,
+                f"every {type_name} in {where} ({len(members)} seen)",
+            )
+    # 3. The same name across regions.
+    by_region: dict[str, list[str]] = defaultdict(list)
+    for r in actions_of:
+        parts = r.split(":", 5)
+        if len(parts) == 6 and parts[3] and parts[3] != "*":
+            by_region[":".join([*parts[:3], "*", *parts[4:]])].append(r)
+    for pattern, covered in by_region.items():
+        regions = sorted({r.split(":")[3] for r in covered})
+        add(
+            WideningKind.ACROSS_REGIONS,
+            pattern,
+            covered,
+            pattern,
+            f"the same name in every region, not only {', '.join(regions)}",
+        )
+
+    # 5. Statements of one service (same conditions, no Resource "*") merged into one.
+    by_service: dict[tuple[str, tuple[Condition, ...]], list[StatementShape]] = defaultdict(list)
+    for st in statements:
+        services = {a.split(":")[0] for a in st.actions}
+        if len(services) == 1 and "*" not in st.resources:
+            by_service[(services.pop(), st.conditions)].append(st)
+    for (service, conds), sts in sorted(by_service.items(), key=lambda kv: (kv[0][0], repr(kv[0][1]))):
+        if len(sts) < 2:
+            continue
+        acts = sorted({a for st in sts for a in st.actions})
+        res = sorted({r for st in sts for r in st.resources})
+        merged = len('{"Effect":"Allow","Action":[],"Resource":[],"Sid":""}') + 40
+        merged += sum(len(a) + 3 for a in acts) + sum(len(r) + 3 for r in res)
+        saved = sum(st.size for st in sts) - merged
+        if saved <= 0:
+            continue
+        observed = sum(len(st.actions) * len(st.resources) for st in sts)
+        pairs = len(acts) * len(res)
+        denied_hits = tuple(
+            f"{a} {d}" for a in acts for d in denied.get(a, ()) if any(glob_matches(r, d) for r in res)
+        )
+        out.append(
+            Candidate(
+                WideningKind.SERVICE_MERGE,
+                f"{service}:{len(sts)} statements",
+                frozenset(res),
+                saved,
+                _WEIGHT[WideningKind.SERVICE_MERGE] * max(1.0, math.log2(pairs / max(observed, 1)) + 1),
+                f"each of {len(acts)} {service} actions on each of {len(res)} resources "
+                f"({pairs} action-resource pairs, {observed} granted before)",
+                denied_hits,
+                service=service,
+                conditions=conds,
+            )
+        )
+    out.sort(key=lambda c: (-c.score, -len(c.pattern), c.kind, c.pattern))
+    return out
+
+
+def choose(found: Sequence[Candidate], overflow: int) -> list[Candidate]:
+    """Best-scoring steps whose covered resources do not overlap, until their estimated savings
+    reach *overflow*. Steps covering a denied-only call are chosen only when no other exists."""
+    clean = [c for c in found if not c.denied]
+    pool = clean or list(found)
+    chosen: list[Candidate] = []
+    taken: set[str] = set()
+    saved = 0
+    for c in pool:
+        if c.covers & taken:
+            continue
+        if c.kind is WideningKind.SERVICE_MERGE and chosen:
+            continue
+        chosen.append(c)
+        taken |= c.covers
+        saved += c.saved
+        if saved >= overflow or c.kind is WideningKind.SERVICE_MERGE:
+            break
+    return chosen
