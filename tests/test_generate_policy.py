@@ -232,3 +232,59 @@ def test_bad_principals_are_one_line_errors_with_exit_2(tmp_path: Path) -> None:
     # A SAML caller is not an IAM identity: nothing to attach a policy to.
     saml = run_cli("generate-policy", "jane@acme.example", "--events", str(TRAIL))
     assert saml.returncode == 2 and "not an IAM identity" in saml.stderr
+
+
+def _many_buckets_trail(path: Path) -> Path:
+    """GetObject on 240 buckets of distinct (not generated) names: too large for one policy."""
+    words = [f"{a}{b}" for a in "bcdfghjklmnp" for b in "aeiouyqrstwz"]
+    records = []
+    for w in words * 1:
+        for bucket in (f"team-{w}-data", f"team-{w}-logs"):
+            key = f"reports/summary-{w}.csv"
+            records.append(
+                make_record_dict(
+                    requestParameters={
+                        "bucketName": bucket,
+                        "key": key,
+                        "Host": f"{bucket}.s3.amazonaws.com",
+                    },
+                    resources=[
+                        {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{key}"},
+                        {"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"},
+                    ],
+                )
+            )
+    trail = path / "trail.json"
+    trail.write_text(json.dumps({"Records": records}))
+    return trail
+
+
+def test_cli_widens_to_one_policy_by_default_and_refuses_with_no_widen(tmp_path: Path) -> None:
+    trail = _many_buckets_trail(tmp_path)
+    default = run_cli("generate-policy", "TrainingRole", "--events", str(trail))
+    assert default.returncode == 0, default.stderr
+    out = json.loads(default.stdout)
+    assert out["fit"]["policies"] == 1 and out["fit"]["max_policies"] == 1
+    assert out["fit"]["widenings"] == len(out["widenings"]) > 0
+    assert all(w["kind"] and w["pattern"] and w["admits"] and w["covers"] for w in out["widenings"])
+    refused = run_cli(
+        "generate-policy", "TrainingRole", "--events", str(trail), "--no-widen", "--max-policies", "1"
+    )
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "--no-widen" in refused.stderr and "--max-policies is 1" in refused.stderr
+    split = run_cli("generate-policy", "TrainingRole", "--events", str(trail), "--no-widen")
+    assert split.returncode == 0, split.stderr
+    assert 1 < json.loads(split.stdout)["fit"]["policies"] <= 10
+    assert json.loads(split.stdout)["widenings"] == []
+    explained = run_cli(
+        "generate-policy", "TrainingRole", "--events", str(trail), "--format", "policy", "--explain"
+    )
+    assert explained.returncode == 0
+    assert f"{out['fit']['widenings']} widening" in explained.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "21", "x"])
+def test_max_policies_outside_1_to_20_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    trail = _many_buckets_trail(tmp_path)
+    result = run_cli("generate-policy", "TrainingRole", "--events", str(trail), "--max-policies", value)
+    assert result.returncode == 2 and "--max-policies" in result.stderr

@@ -1,4 +1,5 @@
-"""IAM size limits are met by packing into several policies, never by widening.
+"""IAM size limits: by default one managed policy, reached by the widening ladder; with
+``--no-widen`` (``SynthOptions(widen=False)``) by packing into several policies, never widening.
 
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-entity-length
 """
@@ -13,6 +14,7 @@ from iamtrim import catalog
 from iamtrim.model import Outcome, UsageRow
 from iamtrim.synth import GeneratedPolicy, SynthOptions, Target, generate_identity_policy
 from iamtrim.synth.limits import MANAGED_POLICIES_PER_ENTITY, MANAGED_POLICY_CHARS, SizeLimitError
+from iamtrim.synth.widen import LADDER, WideningKind
 from tests.test_synth_rules import ACCT, ROLE, USER, allows_row, row
 
 # Dozens of services, each with an action on a resource of its own (one row each).
@@ -71,7 +73,7 @@ def chars(document: object) -> int:
 
 @pytest.fixture(scope="module")
 def big() -> GeneratedPolicy:
-    return generate_identity_policy(ROLE, big_usage())
+    return generate_identity_policy(ROLE, big_usage(), SynthOptions(widen=False))
 
 
 def test_large_usage_is_packed_into_several_managed_policies_within_limits(big: GeneratedPolicy) -> None:
@@ -113,12 +115,12 @@ def test_packing_widens_nothing_beyond_the_recorded_generalizations(big: Generat
     assert "arn:aws:s3:::acme-data-*" in recorded
 
 
-def test_inline_target_for_a_user_over_2048_characters_is_an_error_not_a_wider_policy() -> None:
+def test_inline_target_for_a_user_over_2048_characters_is_an_error_with_no_widen() -> None:
     rows = [row(a, t.format(i=0), principal=USER) for a, t in SERVICE_CALLS]
     managed = generate_identity_policy(USER, rows)
     assert chars(managed.policies[0].policy.to_json()) > 2048
     with pytest.raises(SizeLimitError) as info:
-        generate_identity_policy(USER, rows, SynthOptions(target=Target.INLINE))
+        generate_identity_policy(USER, rows, SynthOptions(target=Target.INLINE, widen=False))
     assert info.value.exit_code == 1
     assert "2048" in str(info.value)
 
@@ -129,12 +131,130 @@ def test_inline_target_within_limits_is_one_policy() -> None:
     assert len(g.policies) == 1 and chars(g.policies[0].policy.to_json()) <= 2048
 
 
-def test_more_than_ten_managed_policies_is_an_error() -> None:
+def test_more_than_ten_managed_policies_is_an_error_with_no_widen() -> None:
     rows = [
-        row("s3:GetObject", f"arn:aws:s3:::bucket-{b:03d}/object-{k}.csv")
+        row("s3:GetObject", f"arn:aws:s3:::bucket-{b:03d}/object-{'abcdefgh'[k]}.csv")
         for b in range(200)
         for k in range(8)
     ]
     with pytest.raises(SizeLimitError) as info:
-        generate_identity_policy(ROLE, rows)
-    assert "at most 10" in str(info.value)
+        generate_identity_policy(ROLE, rows, SynthOptions(widen=False))
+    assert "--max-policies is 10" in str(info.value)
+    # Widening (the default) fits the same usage into one policy, and says how.
+    g = generate_identity_policy(ROLE, rows)
+    assert len(g.policies) == 1
+    assert [(w.kind, w.resource) for w in g.widenings if w.kind is WideningKind.NAME_PREFIX] == [
+        (WideningKind.NAME_PREFIX, "arn:aws:s3:::bucket-*/*")
+    ]
+
+
+# --- widening to fit (the default) -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fitted() -> GeneratedPolicy:
+    return generate_identity_policy(ROLE, big_usage())
+
+
+def test_default_fits_one_managed_policy_by_widening(fitted: GeneratedPolicy) -> None:
+    assert len(fitted.policies) == 1 and fitted.max_policies == 1
+    assert chars(fitted.policies[0].policy.to_json()) <= MANAGED_POLICY_CHARS
+    ladder = [w for w in fitted.widenings if w.kind in LADDER]
+    assert ladder, "the fixture needs widening to fit one policy"
+    for w in ladder:
+        assert w.covers and w.admits
+        assert any(f.code == "WIDENED_TO_FIT" and f.subject == w.resource for f in fitted.findings)
+    # Every widening is in some statement's evidence too.
+    recorded = {w for s in fitted.statements for w in s.widened_by}
+    assert set(ladder) <= recorded
+
+
+def test_widened_policy_still_allows_every_call_and_no_denied_one(fitted: GeneratedPolicy) -> None:
+    rows = big_usage()
+    assert all(allows_row(fitted, r) for r in rows if r.outcome is Outcome.USED)
+    assert not any(allows_row(fitted, r) for r in rows if r.outcome is Outcome.DENIED)
+    assert not any(f.code == "DENIED_COVERED" for f in fitted.findings)
+
+
+def test_widening_never_writes_star_resources_or_wider_action_wildcards(fitted: GeneratedPolicy) -> None:
+    used_actions = {r.action for r in big_usage() if r.outcome is Outcome.USED}
+    for st in fitted.policies[0].policy.statements:
+        assert "*" not in st.actions
+        wildcard_only = all(catalog.is_wildcard_only(a) for a in st.actions if "*" not in a)
+        assert "*" not in st.resources or wildcard_only, st
+        for action in st.actions:
+            expanded = catalog.expand_action_pattern(action) if "*" in action else {action}
+            assert expanded <= used_actions, action
+
+
+def test_more_policies_allowed_means_fewer_widenings() -> None:
+    rows = big_usage()
+    counts = []
+    for n in (1, 2, 4):
+        g = generate_identity_policy(ROLE, rows, SynthOptions(max_policies=n))
+        assert 1 <= len(g.policies) <= n
+        counts.append(sum(len(w.covers) for w in g.widenings if w.kind in LADDER))
+    assert counts[0] > counts[1] >= counts[2], counts
+
+
+def test_a_widening_that_would_cover_a_denied_only_resource_is_passed_over() -> None:
+    """80 functions billing-fn-<word> in two regions; billing-fn-admin was only ever denied.
+    The prefix billing-fn-* would save most, but allows it: the ladder takes the same names
+    across regions instead, which fits and leaves the denied function out."""
+    names = [f"billing-fn-{a}{b}" for a in "bcdefghi" for b in "klmnopqrst"]
+    fn = "arn:aws:lambda:{}:" + ACCT + ":function:{}"
+    rows = [row("lambda:InvokeFunction", fn.format(rg, n), region=rg) for n in names for rg in REGIONS]
+    denied = [
+        row("lambda:InvokeFunction", fn.format(rg, "billing-fn-admin"), outcome=Outcome.DENIED, region=rg)
+        for rg in REGIONS
+    ]
+    g = generate_identity_policy(ROLE, [*rows, *denied])
+    assert len(g.policies) == 1
+    assert all(allows_row(g, r) for r in rows)
+    assert not any(allows_row(g, d) for d in denied)
+    kinds = {w.kind for w in g.widenings}
+    assert WideningKind.ACROSS_REGIONS in kinds and WideningKind.NAME_PREFIX not in kinds, kinds
+    assert not any(f.code == "DENIED_COVERED" for f in g.findings)
+    # Without the denied calls (and the threshold rule, which would fold them first), the name
+    # prefix is the step taken: it saves more characters per breadth.
+    plain = generate_identity_policy(ROLE, rows, SynthOptions(prefix_threshold=1000))
+    assert WideningKind.NAME_PREFIX in {w.kind for w in plain.widenings}
+
+
+def test_denied_only_resource_under_the_only_fitting_widening_is_a_finding() -> None:
+    """Every name shares one prefix with the denied one and no narrower step fits: the fold is
+    kept (the role needs a policy) and the denied resource is reported by name."""
+    fn = f"arn:aws:lambda:us-east-1:{ACCT}:function:{{}}"
+    names = [f"billing-fn-{a}{b}{c}" for a in "bcdefg" for b in "hijklmno" for c in "pqrstuvw"]
+    rows = [row("lambda:InvokeFunction", fn.format(n)) for n in names]
+    denied = row("lambda:InvokeFunction", fn.format("billing-fn-admin"), outcome=Outcome.DENIED)
+    g = generate_identity_policy(ROLE, [*rows, denied])
+    assert len(g.policies) == 1
+    assert all(allows_row(g, r) for r in rows)
+    covered = [f for f in g.findings if f.code == "DENIED_COVERED"]
+    assert covered and any("billing-fn-admin" in f.subject + f.message for f in covered), covered
+
+
+REGIONS = ("us-east-1", "eu-west-1")
+
+
+@pytest.mark.oracle
+def test_widened_policy_judged_by_the_oracle(fitted: GeneratedPolicy) -> None:
+    """The independent oracle replays every observed call against the one widened policy (all
+    allowed) and every denied-only call (all denied); the widenings are listed."""
+    from iamtrim.verify import request_for
+    from tests.oracle import decision_of, require_oracle, run_oracle
+    from tests.test_generate_oracle import oracle_request
+
+    require_oracle()
+    rows = big_usage()
+    used = [r for r in rows if r.outcome is Outcome.USED]
+    denied = [r for r in rows if r.outcome is Outcome.DENIED]
+    requests = [oracle_request(ROLE.arn, request_for(ROLE.arn, r)) for r in [*used, *denied]]
+    document = {"identityPolicies": [p.policy.to_json() for p in fitted.policies], "requests": requests}
+    decisions = [decision_of(r) for r in run_oracle([document])]
+    assert decisions[: len(used)] == ["allowed"] * len(used), [
+        (r.action, r.resource, d) for r, d in zip(used, decisions, strict=False) if d != "allowed"
+    ][:5]
+    assert decisions[len(used) :] == ["implicit-deny"] * len(denied)
+    assert [w for w in fitted.widenings if w.kind in LADDER]

@@ -335,3 +335,94 @@ def test_aws_owned_ssm_document_is_granted_with_any_account() -> None:
     assert allowed(g, "ssm:SendCommand", doc)
     assert allowed(g, "ssm:SendCommand", f"arn:aws:ssm:us-east-1:{ACCT}:document/AWS-RunShellScript")
     assert not allowed(g, "ssm:SendCommand", f"arn:aws:ssm:us-east-1:{ACCT}:document/team-script")
+
+
+# --- resource-less calls in several regions -----------------------------------------------------
+
+
+def test_resource_less_calls_are_granted_in_every_region_they_were_made_in() -> None:
+    """Two GetQueryExecution records, eu-west-1 and us-east-1, name no resource: the grant
+    covers a workgroup of each region (it used to cover the first region only: 2 of 2 failed)."""
+    rows = [
+        row("athena:GetQueryExecution", None, region="eu-west-1"),
+        row("athena:GetQueryExecution", None, region="us-east-1"),
+    ]
+    g = generate(rows)
+    assert g.replayed == 2
+    assert statement_resources(g) == {
+        f"arn:aws:athena:eu-west-1:{ACCT}:workgroup/*",
+        f"arn:aws:athena:us-east-1:{ACCT}:workgroup/*",
+    }
+    for region in ("eu-west-1", "us-east-1"):
+        assert allowed(g, "athena:GetQueryExecution", f"arn:aws:athena:{region}:{ACCT}:workgroup/primary")
+    assert not allowed(g, "athena:GetQueryExecution", f"arn:aws:athena:ap-south-1:{ACCT}:workgroup/primary")
+    assert not allowed(
+        g, "athena:GetQueryExecution", f"arn:aws:athena:us-east-1:999999999999:workgroup/primary"
+    )
+
+
+# --- generated names ------------------------------------------------------------------------------
+
+LOGS = f"arn:aws:logs:us-east-1:{ACCT}:log-group:/aws/lambda/x:log-stream:"
+
+
+@pytest.mark.parametrize(
+    ("arns", "pattern"),
+    [
+        (
+            [f"{LOGS}2026/11/20/[$LATEST]f889df0a1b2c3d4e", f"{LOGS}2026/11/21/[$LATEST]0a1b2c3d4e5f6a7b"],
+            f"{LOGS}*/[$LATEST]*",
+        ),
+        (
+            ["arn:aws:s3:::acme/outputs/eval-7.json", "arn:aws:s3:::acme/outputs/eval-12.json"],
+            "arn:aws:s3:::acme/outputs/eval-*.json",
+        ),
+        (
+            [
+                f"arn:aws:sagemaker:us-east-1:{ACCT}:training-job/churn-xgb-2026-10-14-09-21",
+                f"arn:aws:sagemaker:us-east-1:{ACCT}:training-job/churn-xgb-2026-10-15-10-02",
+            ],
+            f"arn:aws:sagemaker:us-east-1:{ACCT}:training-job/churn-xgb-*",
+        ),
+        (
+            [
+                f"{LOGS}req-6f1c2b1e-8f0a-4c3e-9a77-1d2c3b4a5f60",
+                f"{LOGS}req-0b9e7c41-2d3a-4e5f-8a6b-7c8d9e0f1a2b",
+            ],
+            f"{LOGS}req-*",
+        ),
+    ],
+)
+def test_names_that_differ_only_in_a_generated_part_get_the_closed_pattern(
+    arns: list[str], pattern: str
+) -> None:
+    action = (
+        "logs:GetLogEvents"
+        if ":logs:" in arns[0]
+        else ("s3:GetObject" if ":s3:" in arns[0] else "sagemaker:DescribeTrainingJob")
+    )
+    g = generate([row(action, a) for a in arns])
+    assert statement_resources(g) == {pattern.replace("$", "${$}")}
+    [w] = [w for w in g.widenings if w.kind == "generated-names"]
+    assert w.resource == pattern and set(w.covers) == set(arns) and w.admits
+    assert widenings(g, "generated-names") == [pattern]
+    assert any(f.code == "GENERATED_NAMES" for f in g.findings)
+    assert all(allows_row(g, r) for r in [row(action, a) for a in arns])
+
+
+def test_one_generated_name_stays_exact_and_different_stems_stay_apart() -> None:
+    one = generate([row("s3:GetObject", "arn:aws:s3:::acme/outputs/eval-7.json")])
+    assert statement_resources(one) == {"arn:aws:s3:::acme/outputs/eval-7.json"}
+    assert not one.widenings
+    two = generate(
+        [
+            row("s3:GetObject", "arn:aws:s3:::acme/outputs/eval-7.json"),
+            row("s3:GetObject", "arn:aws:s3:::acme/outputs/test-8.json"),
+        ]
+    )
+    assert len(statement_resources(two)) == 2 and not two.widenings
+    # A name of the same shape that was only denied keeps the observed names exact.
+    rows = [row("s3:GetObject", f"arn:aws:s3:::acme/outputs/eval-{i}.json") for i in (1, 2)]
+    denied = row("s3:GetObject", "arn:aws:s3:::acme/outputs/eval-9.json", outcome=Outcome.DENIED)
+    g = generate([*rows, denied])
+    assert not g.widenings and not allows_row(g, denied)

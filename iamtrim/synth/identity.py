@@ -330,6 +330,13 @@ def generate_identity_policy(
                 created[patterns[-1]].append(arn)
                 for extra in patterns[:-1]:
                     created_extra[(action, extra)].extend(r for r in arows if r.resource == arn)
+        # A generalization (past --prefix-threshold) that would allow a resource whose only
+        # access was denied is not made: those resources stay exact, and the ladder (if the
+        # policy must shrink) looks for a step that leaves the denied one outside.
+        for target in {t for a, t in template_mapping.items() if t != a and t not in created}:
+            if any(glob_matches(target, d) for d in denied_only.get(action, ())):
+                for arn in [a for a, t in template_mapping.items() if t == target]:
+                    template_mapping[arn] = arn
         covered: dict[str, list[str]] = defaultdict(list)
         for arn, target in [*mapping.items(), *template_mapping.items()]:
             if target != arn and target not in created:
@@ -407,7 +414,9 @@ def generate_identity_policy(
                             WideningKind.STORE_FOLDED,
                             r.resource,
                             (),
-                            f"any object under {r.resource[:-1]} (folded when ingested)",
+                            f"any object under {r.resource[:-1]} (folded when ingested)"
+                            if is_s3_object_arn(r.resource)
+                            else f"any resource matching {r.resource}",
                         )
                     )
             else:
