@@ -357,7 +357,7 @@ def test_resource_less_calls_are_granted_in_every_region_they_were_made_in() -> 
         assert allowed(g, "athena:GetQueryExecution", f"arn:aws:athena:{region}:{ACCT}:workgroup/primary")
     assert not allowed(g, "athena:GetQueryExecution", f"arn:aws:athena:ap-south-1:{ACCT}:workgroup/primary")
     assert not allowed(
-        g, "athena:GetQueryExecution", f"arn:aws:athena:us-east-1:999999999999:workgroup/primary"
+        g, "athena:GetQueryExecution", "arn:aws:athena:us-east-1:999999999999:workgroup/primary"
     )
 
 
