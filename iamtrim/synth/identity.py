@@ -597,9 +597,9 @@ def generate_identity_policy(
                         f"{step.kind}: covers {len(step.covers)} resources; admits {step.admits}",
                     )
                 )
-        statements = _statements(groups, widenings, advice_time, merged, options, findings=None)
+        statements = _statements(groups, widenings, advice_time, merged, options, None, bool(ladder))
         packing = plan(principal, [s for s, _ in statements], options.target, limit)
-    statements = _statements(groups, widenings, advice_time, merged, options, findings=findings)
+    statements = _statements(groups, widenings, advice_time, merged, options, findings, bool(ladder))
     # A step a later step widened again (ctr-xgboost-2025-03-* → training-job/*) is not in the
     # policy any more: report the widenings the policy has.
     in_policy = {r for _, ev in statements for r in ev.resources}
@@ -644,29 +644,36 @@ def generate_identity_policy(
             f"({r.action} on {r.resource})"
         )
     reported = {f.subject for f in findings if f.code == "DENIED_COVERED"}
+    by_covering: dict[tuple[str, ...], list[UsageRow]] = defaultdict(list)
     for r in granted_denials:
         # A fold that covers a denied-only resource: the policy still needs the fold (its calls
         # were authorized), and IAM denied this one for a reason outside the identity policy.
-        covering = sorted(
-            {
-                p
-                for st in docs
-                for s in st.statements
-                if any(glob_matches(a.lower(), r.action.lower()) for a in s.actions)
-                for p in s.resources
-                if glob_matches(p.replace("${$}", "$"), r.resource or "")
-            }
+        covering = tuple(
+            sorted(
+                {
+                    p
+                    for st in docs
+                    for s in st.statements
+                    if any(glob_matches(a.lower(), r.action.lower()) for a in s.actions)
+                    for p in s.resources
+                    if glob_matches(p.replace("${$}", "$"), r.resource or "")
+                }
+            )
         )
         if not (reported & set(covering)):
-            findings.append(
-                Finding(
-                    "DENIED_COVERED",
-                    f"{r.action} {r.resource}",
-                    f"only ever denied ({r.count}x, last {r.last_seen}) but allowed by "
-                    f"{', '.join(covering) or 'the policy'}: the denial came from outside this "
-                    "identity policy (a bucket policy, an SCP or a key policy); check that it stays",
-                )
+            by_covering[covering].append(r)
+    for covering, rows_covered in sorted(by_covering.items()):
+        named = "; ".join(f"{r.action} {r.resource} ({r.count}x)" for r in rows_covered[:5])
+        more = f" and {len(rows_covered) - 5} more" if len(rows_covered) > 5 else ""
+        findings.append(
+            Finding(
+                "DENIED_COVERED",
+                ", ".join(covering) or "the policy",
+                f"allows {len(rows_covered)} call(s) only ever denied: {named}{more}. The denial came "
+                "from outside this identity policy (a bucket policy, an SCP or a key policy); "
+                "check that it stays",
             )
+        )
     return GeneratedPolicy(
         principal=principal,
         policies=tuple(policies),
@@ -709,6 +716,7 @@ def _statements(
     merged: set[tuple[str, tuple[Condition, ...]]],
     options: SynthOptions,
     findings: list[Finding] | None,
+    drop_covered: bool = False,
 ) -> list[tuple[Statement, StatementEvidence]]:
     """(resource, conditions) → actions; then (actions, conditions) → resources; statements of
     a merged service are one. Sorted, with unique Sids."""
@@ -734,14 +742,22 @@ def _statements(
         for (_, c), (acts_set, resources) in joined.items():
             step2[(tuple(sorted(acts_set)), c)] |= resources
 
+    step2_all = {k: tuple(sorted(v)) for k, v in step2.items()}
     statements: list[tuple[Statement, StatementEvidence]] = []
     for (stmt_actions, c), resources in step2.items():
+        if drop_covered and len(resources) > 1:
+            # After a ladder step a pattern may cover another resource of its statement
+            # (workgroup/* and workgroup/ml-analysts): the covered one adds characters only.
+            patterns = [p for p in resources if "*" in p or "?" in p]
+            resources = {r for r in resources if not any(p != r and glob_matches(p, r) for p in patterns)}
         stmt_resources = tuple(sorted(resources))
         written, expansions = action_wildcards(stmt_actions) if options.wildcards else (stmt_actions, {})
-        srows = [r for a in stmt_actions for rr in stmt_resources for r in groups.get((a, rr), [])]
+        srows = [
+            r for a in stmt_actions for rr in step2_all[(stmt_actions, c)] for r in groups.get((a, rr), [])
+        ]
         widened: list[Widening] = []
         for a in stmt_actions:
-            for rr in stmt_resources:
+            for rr in step2_all[(stmt_actions, c)]:
                 widened.extend(widenings.get((a, rr), []))
         for pattern, expansion in sorted(expansions.items()):
             widened.append(
