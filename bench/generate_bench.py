@@ -3,7 +3,11 @@ widenings each, and the wall time for all of them (one process, the library call
 
     python bench/make_trail.py --records 200000 --files 100 --out bench/out/trail200k
     python -m iamtrim ingest bench/out/trail200k/AWSLogs --store bench/out/store200k.sqlite
-    python bench/generate_bench.py bench/out/store200k.sqlite [--max-policies N]
+    python bench/generate_bench.py bench/out/store200k.sqlite [--max-policies N] [--oracle]
+
+``--oracle`` also replays, through the independent IAM oracle (``../shared/oracle``, as the tests
+use it), every observed authorized call against the emitted policies (all must be allowed) and
+every call that was only ever denied (not allowed, unless a DENIED_COVERED finding names it).
 """
 
 from __future__ import annotations
@@ -15,11 +19,16 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.oracle, for --oracle
 
 from iamtrim.errors import IamtrimError
+from iamtrim.model import Outcome, UsageRow
 from iamtrim.store import Store
-from iamtrim.synth import SynthOptions, generate_identity_policy
-from iamtrim.synth.widen import LADDER
+from iamtrim.synth import GeneratedPolicy, SynthOptions, generate_identity_policy
+from iamtrim.synth.widen import LADDER, WideningKind, glob_matches
+from iamtrim.verify import request_for
 
 
 def main() -> int:
@@ -29,9 +38,13 @@ def main() -> int:
     parser.add_argument("store", type=Path)
     parser.add_argument("--max-policies", type=int, default=None)
     parser.add_argument("--no-widen", action="store_true")
+    parser.add_argument("--oracle", action="store_true", help="replay every call through the IAM oracle")
     args = parser.parse_args()
+    documents: list[dict[str, Any]] = []
+    # (principal, what, expected allowed; None: reported as DENIED_COVERED, not asked)
+    expectations: list[tuple[str, str, bool | None]] = []
     options = SynthOptions(max_policies=args.max_policies, widen=not args.no_widen)
-    results = []
+    results: list[dict[str, Any]] = []
     refusals: Counter[str] = Counter()
     start = time.perf_counter()
     with Store(args.store) as st:
@@ -43,6 +56,8 @@ def main() -> int:
                 refusals[type(e).__name__] += 1
                 print(f"refused {principal.arn}: {e}", file=sys.stderr)
                 continue
+            if args.oracle:
+                _oracle_documents(g, st.usage(principal.arn), documents, expectations)
             results.append(
                 {
                     "principal": principal.arn,
@@ -71,8 +86,81 @@ def main() -> int:
         "slowest_s": max((r["seconds"] for r in results), default=0),
         "wall_s": round(wall, 1),
     }
+    if args.oracle:
+        from tests.oracle import decision_of, run_oracle
+
+        t0 = time.perf_counter()
+        decisions = [decision_of(r) for r in run_oracle(documents, timeout=3600)]
+        reported = sum(1 for e in expectations if e[2] is REPORTED)
+        expectations = [e for e in expectations if e[2] is not REPORTED]
+        wrong = [
+            (who, what, d)
+            for (who, what, expect), d in zip(expectations, decisions, strict=True)
+            if (d == "allowed") != expect
+        ]
+        summary["oracle"] = {
+            "requests": len(decisions),
+            "observed_allowed": sum(
+                1 for (_, _, e), d in zip(expectations, decisions, strict=True) if e and d == "allowed"
+            ),
+            "observed": sum(1 for _, _, e in expectations if e),
+            "denied_only_denied": sum(
+                1 for (_, _, e), d in zip(expectations, decisions, strict=True) if not e and d != "allowed"
+            ),
+            "denied_only": sum(1 for _, _, e in expectations if not e),
+            "denied_only_reported_as_covered": reported,
+            "wrong": len(wrong),
+            "examples": wrong[:10],
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
     print(json.dumps({"summary": summary, "principals": results}, indent=2))
     return 0
+
+
+REPORTED = None  # a denied-only call a DENIED_COVERED finding names: not asked
+
+
+def _oracle_documents(
+    g: GeneratedPolicy,
+    rows: list[UsageRow],
+    documents: list[dict[str, Any]],
+    expectations: list[tuple[str, str, bool | None]],
+) -> None:
+    from tests.test_generate_oracle import concrete, oracle_request
+
+    arn = g.principal.arn
+    unknown = [
+        w.resource for ev in g.statements for w in ev.widened_by if w.kind == WideningKind.RESOURCE_UNKNOWN
+    ]
+    covering = [p for f in g.findings if f.code == "DENIED_COVERED" for p in f.subject.split(", ")]
+    used_keys = {(r.action, r.resource) for r in rows if r.outcome is Outcome.USED}
+    requests = []
+    for r in rows:
+        if r.outcome is Outcome.USED:
+            target = r.resource
+            if target is None:
+                # The records name no resource: ask about one of the ARN format in the call's region.
+                target = next(
+                    (
+                        u
+                        for u in unknown
+                        if u.split(":")[3] in (r.context.region, "")
+                        and r.action.split(":")[0] == u.split(":")[2]
+                    ),
+                    None,
+                )
+                if target is None:
+                    continue
+                target = concrete(target)
+            requests.append(oracle_request(arn, request_for(arn, r, target)))
+            expectations.append((arn, f"{r.action} {target}", True))
+        elif r.resource and r.resource != "*" and (r.action, r.resource) not in used_keys:
+            if any(glob_matches(p.replace("${$}", "$"), r.resource) for p in covering):
+                expectations.append((arn, f"{r.action} {r.resource}", REPORTED))
+                continue  # reported by name: allowed by a fold the policy needs
+            requests.append(oracle_request(arn, request_for(arn, r)))
+            expectations.append((arn, f"{r.action} {r.resource}", False))
+    documents.append({"identityPolicies": [p.policy.to_json() for p in g.policies], "requests": requests})
 
 
 if __name__ == "__main__":
