@@ -565,7 +565,11 @@ def generate_identity_policy(
     ladder: list[Widening] = []
     statements = _statements(groups, widenings, advice_time, merged, options, findings=None)
     packing = plan(principal, [s for s, _ in statements], options.target, limit)
-    while options.widen and not packing.fits:
+    rounds = 0
+    # Each round replaces resources by fewer patterns or merges statements, so the ladder runs
+    # out of steps; the bound only guards against a step that saves nothing once rebuilt.
+    while options.widen and not packing.fits and rounds < _MAX_ROUNDS:
+        rounds += 1
         shapes = [
             StatementShape(ev.actions, ev.resources, ev.conditions, size_of(st.to_json()) + 1)
             for st, ev in statements
@@ -684,6 +688,9 @@ def generate_identity_policy(
         widenings=(*generated, *ladder),
         max_policies=limit,
     )
+
+
+_MAX_ROUNDS = 200
 
 
 def _take(

@@ -220,8 +220,8 @@ def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tup
         pattern = catalog.fill_template(template, {**dict(fixed), info[key][1]: shaped})
         type_name, _, kinds = info[key]
         admits = (
-            f"any {type_name} named like {shaped!r} (the {', '.join(sorted(kinds))} part varies "
-            f"between runs; {len(members)} names seen)"
+            f"any {type_name} named like {shaped!r} (generated parts: {', '.join(sorted(kinds))}; "
+            f"{len(members)} names seen)"
         )
         for arn in members:
             out[arn] = (pattern, admits)
