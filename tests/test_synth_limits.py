@@ -258,3 +258,21 @@ def test_widened_policy_judged_by_the_oracle(fitted: GeneratedPolicy) -> None:
     ][:5]
     assert decisions[len(used) :] == ["implicit-deny"] * len(denied)
     assert [w for w in fitted.widenings if w.kind in LADDER]
+
+
+def test_no_step_writes_every_bucket_when_nothing_narrower_fits() -> None:
+    """Buckets that share no name prefix: arn:aws:s3:::* (every bucket of every account) is never
+    a step. One policy cannot hold them: an error naming --max-policies; five policies can."""
+    import random
+
+    rng = random.Random(7)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    names = sorted({"".join(rng.choice(letters) for _ in range(20)) for _ in range(400)})
+    rows = [row("s3:ListBucket", f"arn:aws:s3:::{n}") for n in names]
+    with pytest.raises(SizeLimitError) as info:
+        generate_identity_policy(ROLE, rows)
+    assert "--max-policies" in str(info.value)
+    g = generate_identity_policy(ROLE, rows, SynthOptions(max_policies=5))
+    assert 2 <= len(g.policies) <= 5
+    resources = {r for p in g.policies for s in p.policy.statements for r in s.resources}
+    assert resources == {f"arn:aws:s3:::{n}" for n in names}
