@@ -35,6 +35,14 @@ DECISIONS = {"Allowed": "allowed", "ImplicitDeny": "implicit-deny", "ExplicitDen
 _installed: list[bool] = []
 
 
+def _home() -> Path:
+    return Path(os.environ.get("IAM_ORACLE_HOME", Path.home() / ".cache" / "iam-oracle"))
+
+
+def _lock_path(home: Path) -> Path:
+    return home.parent / "iam-oracle.install.lock"
+
+
 def require_oracle() -> Path:
     """The oracle's path, or skip the test when node or the oracle is not available.
 
@@ -47,9 +55,9 @@ def require_oracle() -> Path:
     if shutil.which("node") is None:
         pytest.skip("node is not installed (the IAM oracle is an npm package)")
     if not _installed:
-        home = Path(os.environ.get("IAM_ORACLE_HOME", Path.home() / ".cache" / "iam-oracle"))
+        home = _home()
         home.parent.mkdir(parents=True, exist_ok=True)
-        with open(home.parent / "iam-oracle.install.lock", "w") as lock:
+        with open(_lock_path(home), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             proc = subprocess.run(
                 [str(path), "--setup"], capture_output=True, text=True, timeout=1800, check=False
@@ -73,7 +81,7 @@ def run_oracle(
     ``ImplicitDeny`` / ``ExplicitDeny`` / ``Error``) and, when keys were dropped,
     ``ignoredContextKeys``.
     """
-    path = require_oracle()
+    require_oracle()
     expected = sum(len(d.get("requests", ())) for d in documents)
     with tempfile.TemporaryDirectory(prefix="iam-oracle-") as tmp:
         cases = Path(tmp) / "cases.jsonl"
@@ -81,11 +89,18 @@ def run_oracle(
             for doc in documents:
                 fh.write(json.dumps(doc, separators=(",", ":")))
                 fh.write("\n")
-        args = [str(path), "--jsonl", "--workers", str(workers)]
+        # The wrapper copies simulate.mjs into the shared home on every call; a copy made while
+        # another test worker's node is loading that file gave a truncated module (node exit 13).
+        # So runs call node on the copy setup made, under a shared lock that setup's exclusive
+        # lock waits for.
+        home = _home()
+        args = ["node", str(home / "simulate.mjs"), "--jsonl", "--workers", str(workers)]
         if explain:
             args.append("--explain")
         args.append(str(cases))
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+        with open(_lock_path(home), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         if proc.returncode == 3 and "npm install failed" in proc.stderr:
             pytest.skip(f"IAM oracle could not install its npm packages: {proc.stderr.strip()}")
