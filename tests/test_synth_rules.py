@@ -7,6 +7,8 @@ test_generate_oracle.py).
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections.abc import Iterable, Sequence
 
 import pytest
@@ -16,7 +18,7 @@ from iamtrim.evaluate import Request, evaluate
 from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow
 from iamtrim.model.policy import Policy
 from iamtrim.synth import GeneratedPolicy, SynthOptions, generate_identity_policy
-from iamtrim.synth.minimize import action_wildcards, created_resource_patterns
+from iamtrim.synth.minimize import action_wildcards, created_resource_patterns, generalize_object_arns
 from iamtrim.verify import account_trust_policy, request_for
 
 ACCT = "111122223333"
@@ -426,3 +428,147 @@ def test_one_generated_name_stays_exact_and_different_stems_stay_apart() -> None
     denied = row("s3:GetObject", "arn:aws:s3:::acme/outputs/eval-9.json", outcome=Outcome.DENIED)
     g = generate([*rows, denied])
     assert not g.widenings and not allows_row(g, denied)
+
+
+# --- the object-key fold: one rule per folder, monotone in the threshold, never over a denial -----
+
+
+def _covered(pattern: str, grants: set[str]) -> bool:
+    """Whether a grant admits every object *pattern* names (itself, or a folder above it)."""
+    if pattern in grants:
+        return True
+    cut = pattern.rfind("/", 0, len(pattern) - 2 if pattern.endswith("/*") else len(pattern))
+    while cut > 0:
+        if pattern[: cut + 1] + "*" in grants:
+            return True
+        cut = pattern.rfind("/", 0, cut)
+    return False
+
+
+def _random_tree(rnd: random.Random, n: int) -> list[str]:
+    keys = []
+    for _ in range(n):
+        depth = rnd.randint(0, 4)
+        folders = [
+            rnd.choice(["a", "b", "c", "d", "2026-10-0" + str(rnd.randint(1, 9))]) for _ in range(depth)
+        ]
+        leaf = rnd.choice([f"part-{rnd.randint(0, 30)}", "${*}"])
+        keys.append("arn:aws:s3:::" + "/".join([rnd.choice(["b1", "b2"]), *folders, leaf]))
+    if rnd.random() < 0.2:  # a fold the store already made
+        keys.append("arn:aws:s3:::b1/" + rnd.choice(["a", "b/c", "d/a/b"]) + "/*")
+    return keys
+
+
+def test_a_larger_prefix_threshold_never_grants_more() -> None:
+    """Random trees, shuffled, with and without denied keys: the grant at a larger threshold is
+    covered by the grant at any smaller one; the input's order changes nothing; every key is
+    covered; no fold covers a denied key unless the store made it."""
+    rnd = random.Random(5)
+    for _ in range(120):
+        keys = _random_tree(rnd, rnd.randint(1, 120))
+        denied = [k for k in _random_tree(rnd, rnd.randint(0, 4)) if not k.endswith("/*")]
+        denied = [d for d in denied if d not in keys]
+        store_folds = {k for k in keys if k.endswith("/*")}
+        grants: list[set[str]] = []
+        for threshold in range(0, 14):
+            mapping = generalize_object_arns(keys, threshold, denied)
+            shuffled = list(keys)
+            rnd.shuffle(shuffled)
+            assert generalize_object_arns(shuffled, threshold, list(reversed(denied))) == mapping
+            assert set(mapping) == set(keys) and all(_covered(k, {mapping[k]}) for k in keys)
+            grant = set(mapping.values())
+            for d in denied:
+                if _covered(d, grant):
+                    assert _covered(d, store_folds)
+            grants.append(grant)
+        for smaller, larger in itertools.pairwise(grants):
+            assert all(_covered(p, smaller) for p in larger)
+
+
+def test_a_folder_folds_on_its_own_entries_not_its_sub_folders_keys() -> None:
+    """partner-analytics' shape (three weekly folders of four keys): at threshold 10 nothing
+    folds (weekly holds 3 entries, each date 4), at 3 the dates fold, at 2 weekly does. Once
+    passed up the tree, the 12 keys made the whole bucket fold at 10 but not at 3."""
+    keys = [
+        f"arn:aws:s3:::art/exports/weekly/2026-10-{d:02d}/p-{i}.parquet" for d in (1, 5, 12) for i in range(4)
+    ]
+    assert set(generalize_object_arns(keys, 10).values()) == set(keys)
+    assert set(generalize_object_arns(keys, 3).values()) == {
+        f"arn:aws:s3:::art/exports/weekly/2026-10-{d:02d}/*" for d in (1, 5, 12)
+    }
+    assert set(generalize_object_arns(keys, 2).values()) == {"arn:aws:s3:::art/exports/weekly/*"}
+    # The bucket is a folder like any other: it folds on what it holds directly.
+    top = [f"arn:aws:s3:::art/k{i}" for i in range(11)]
+    assert set(generalize_object_arns(top, 10).values()) == {"arn:aws:s3:::art/*"}
+
+
+def test_an_escaped_star_in_a_key_is_never_a_fold() -> None:
+    """A logged "*" arrives escaped as "${*}" (a literal asterisk in a policy): a key, not a fold."""
+    keys = ["arn:aws:s3:::b/reports/${*}", "arn:aws:s3:::b/reports/x"]
+    assert generalize_object_arns(keys, 10) == {k: k for k in keys}
+
+
+def _exports_rows() -> tuple[list[UsageRow], list[str], str]:
+    """12 partner folders under exports/ (allowed), one more only ever denied, and a denied key
+    beside allowed ones in a folder of its own."""
+    used = [
+        row("s3:GetObject", f"arn:aws:s3:::acme/exports/partner-{p:02d}/day-{d}.csv")
+        for p in range(12)
+        for d in range(3)
+    ]
+    used += [row("s3:GetObject", f"arn:aws:s3:::acme/exports/mixed/ok-{i}.csv") for i in range(4)]
+    denied = [
+        "arn:aws:s3:::acme/exports/internal/salaries.csv",
+        "arn:aws:s3:::acme/exports/mixed/private.csv",
+    ]
+    rows = used + [row("s3:GetObject", d, outcome=Outcome.DENIED, count=2) for d in denied]
+    return rows, denied, "arn:aws:s3:::acme/exports/*"
+
+
+def test_a_denied_key_inside_a_would_be_fold_is_left_out_oracle() -> None:
+    """exports/ holds 13 sub-folders (> 10): it would fold, but a key in it was only ever denied.
+    The policy grants the sub-folders that hold allowed keys instead; the independent oracle
+    allows every observed call and denies the denied keys."""
+    from tests.oracle import decision_of, run_oracle
+
+    rows, denied, parent = _exports_rows()
+    g = generate(rows)
+    resources = statement_resources(g)
+    assert parent not in resources and "arn:aws:s3:::acme/*" not in resources
+    assert "arn:aws:s3:::acme/exports/partner-00/*" in resources
+    assert "arn:aws:s3:::acme/exports/mixed/ok-0.csv" in resources  # beside the denied key: exact
+    assert not any(f.code == "DENIED_COVERED" for f in g.findings)
+    requests = []
+    for r in rows:
+        req = request_for(g.principal.arn, r)
+        ctx = {k: v[0] if len(v) == 1 else list(v) for k, v in req.context}
+        requests.append(
+            {
+                "principal": g.principal.arn,
+                "action": req.action,
+                "resource": req.resource,
+                "context": ctx,
+                "resourceAccount": ACCT,
+            }
+        )
+    results = run_oracle(
+        [{"identityPolicies": [p.policy.to_json() for p in g.policies], "requests": requests}]
+    )
+    decisions = {(r.resource, r.outcome): decision_of(res) for r, res in zip(rows, results, strict=True)}
+    assert all(d == "allowed" for (_, o), d in decisions.items() if o is Outcome.USED)
+    assert [res for (res, o), d in decisions.items() if o is Outcome.DENIED and d != "allowed"] == denied
+
+
+def test_a_fold_the_store_made_over_a_denied_key_is_reported_by_name() -> None:
+    """The store folded exports/ (it cannot be split at generate time): the policy is emitted,
+    and the denied key it covers is a finding naming it and why."""
+    rows = [
+        row("s3:GetObject", "arn:aws:s3:::acme/exports/*", count=40),
+        row("s3:GetObject", "arn:aws:s3:::acme/other/k.csv"),
+        row("s3:GetObject", "arn:aws:s3:::acme/exports/internal/salaries.csv", outcome=Outcome.DENIED),
+    ]
+    g = generate(rows)
+    assert "arn:aws:s3:::acme/exports/*" in statement_resources(g)
+    found = [f for f in g.findings if f.code == "DENIED_COVERED"]
+    assert [f.subject for f in found] == ["arn:aws:s3:::acme/exports/*"]
+    assert "acme/exports/internal/salaries.csv" in found[0].message and "bucket policy" in found[0].message

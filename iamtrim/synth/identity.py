@@ -4,7 +4,8 @@ Rules (docs/commands/generate-policy.md):
 * only calls that passed authorization are granted; denied attempts are listed, never added;
 * resources are the ARNs seen; ``"*"`` only for actions the catalog says take no resource;
   an unknown resource is scoped to the action's ARN format with account and region filled in;
-* S3 object keys are generalized to the narrowest ``prefix/*`` only past ``prefix_threshold``;
+* S3 object keys are generalized to ``folder/*`` where a folder holds more than ``prefix_threshold``
+  entries, never over a key only ever denied (the folder's allowed parts are granted instead);
 * conditions come only from evidence: ``aws:SourceVpce`` on S3 statements whose every call came
   through VPC endpoints, ``kms:ViaService`` on KMS statements whose every call a service made on
   the principal's behalf;
@@ -311,7 +312,10 @@ def generate_identity_policy(
         by_action[r.action].append(r)
     for action, arows in sorted(by_action.items()):
         objects = sorted({r.resource for r in arows if r.resource and is_s3_object_arn(r.resource)})
-        mapping = generalize_object_arns(objects, options.prefix_threshold) if objects else {}
+        # A fold never covers a key this action was only ever denied on: the folder is granted
+        # as its allowed parts instead (generalize_object_arns); only a fold the store made can.
+        refused = [d for d in denied_only.get(action, ()) if is_s3_object_arn(d)]
+        mapping = generalize_object_arns(objects, options.prefix_threshold, refused) if objects else {}
         others = sorted(
             {
                 r.resource
@@ -408,15 +412,18 @@ def generate_identity_policy(
                 continue
             if r.resource in mapping:
                 final[(action, r.resource)] = mapping[r.resource]
-                if r.resource.endswith("/*") and mapping[r.resource] == r.resource:
+                # Only an S3 fold is the store's: ``stack/name/*`` is the ARN AWS imposes.
+                if (
+                    is_s3_object_arn(r.resource)
+                    and r.resource.endswith("/*")
+                    and mapping[r.resource] == r.resource
+                ):
                     widenings[(action, r.resource)].append(
                         Widening(
                             WideningKind.STORE_FOLDED,
                             r.resource,
                             (),
-                            f"any object under {r.resource[:-1]} (folded when ingested)"
-                            if is_s3_object_arn(r.resource)
-                            else f"any resource matching {r.resource}",
+                            f"any object under {r.resource[:-1]} (folded when ingested)",
                         )
                     )
             else:

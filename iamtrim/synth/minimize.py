@@ -1,7 +1,7 @@
 """Compaction that never grants what was not used — or records exactly what it widened.
 
-* S3 object keys → the narrowest ``prefix/*`` covering them, only where a folder holds more than
-  ``threshold`` distinct keys (or child prefixes).
+* S3 object keys → ``folder/*`` where a folder directly holds more than ``threshold`` distinct
+  keys and sub-folders (:func:`generalize_object_arns`), never over a key only ever denied.
 * Action wildcards → written only when the catalog expands them today to actions that are all in
   the statement (the expansion is recorded).
 * Resources a call created → the resource type's ARN format, keeping what the caller named and
@@ -18,49 +18,142 @@ from iamtrim import catalog
 
 
 @dataclass
-class _Node:
-    keys: set[str] = field(default_factory=set)  # full resource strings ending at this folder
-    children: dict[str, _Node] = field(default_factory=dict)
+class _Folder:
+    """One folder of the object keys: the leaves directly in it, its sub-folders by name."""
+
+    keys: set[str] = field(default_factory=set)  # exact ARNs of the keys directly in this folder
+    children: dict[str, _Folder] = field(default_factory=dict)
+    folded: str = ""  # ``folder/*`` when the store already folded it (it came in as a resource)
+    denied: bool = False  # a denied-only key (or folded denied keys) lies in or under it
+    grants: int = 0  # allowed keys (or store folds) in or under it
+
+    def entries(self) -> int:
+        return len(self.keys) + len(self.children)
 
 
-def generalize_object_arns(arns: Iterable[str], threshold: int) -> dict[str, str]:
+def _folder_tree(arns: Iterable[str]) -> dict[str, _Folder]:
+    """Buckets (``arn:aws:s3:::bucket``) → their folder trees. ``bucket/a/*`` (a fold the store
+    made; a literal ``*`` in a key arrives escaped as ``${*}``) marks folder ``a`` folded."""
+    roots: dict[str, _Folder] = {}
+    for arn in arns:
+        node, path = _descend(roots, arn)
+        node.grants += 1
+        for n in path:
+            n.grants += 1
+        if arn.endswith("/*"):
+            node.folded = arn
+        else:
+            node.keys.add(arn)
+    return roots
+
+
+def _descend(roots: dict[str, _Folder], arn: str) -> tuple[_Folder, list[_Folder]]:
+    """The folder holding *arn* (created with its ancestors) and the folders above it."""
+    head, _, key = arn.partition(":::")
+    bucket, _, path = key.partition("/")
+    root = f"{head}:::{bucket}"
+    node = roots.get(root)
+    if node is None:
+        node = roots[root] = _Folder()
+    above: list[_Folder] = []
+    for part in path.split("/")[:-1]:
+        above.append(node)
+        child = node.children.get(part)
+        if child is None:
+            child = node.children[part] = _Folder()
+        node = child
+    return node, above
+
+
+def generalize_object_arns(arns: Iterable[str], threshold: int, denied: Iterable[str] = ()) -> dict[str, str]:
     """Map each S3 object ARN (``arn:aws:s3:::bucket/a/b/c``) to itself or a covering ``.../*``.
 
-    Bottom-up over the key's folders: a folder whose entries (keys plus collapsed children)
-    number more than *threshold* collapses into ``folder/*``. A bucket root never collapses into
-    ``bucket/*`` unless it alone holds more than *threshold* entries.
+    The rule, per folder (docs/commands/generate-policy.md, "Widening rules"): a folder's
+    *entries* are the distinct keys directly in it plus its direct sub-folders, each sub-folder
+    counting as one however much it holds. A folder with more than *threshold* entries folds into
+    ``folder/*``, and a key is granted on the highest folded folder above it (a folded folder
+    covers everything below it), else exactly. The bucket is a folder like any other: it folds
+    into ``bucket/*`` only when it alone holds more than *threshold* entries. A folder's entries
+    do not depend on the threshold, so a larger threshold folds a subset of the folders a smaller
+    one folds: it never grants more (tests/test_synth_rules.py holds this on random trees).
+
+    ``folder/*`` in *arns* is a fold the store already made (past its own bound,
+    docs/store.md): it stays folded whatever the threshold.
+
+    *denied* are object ARNs (or folded ``folder/*``) only ever denied for this action. A fold
+    that would cover one is not granted: the folder is granted as its allowed parts instead —
+    its own allowed keys exactly, each sub-folder that holds allowed keys and no denied one as
+    ``sub/*`` (exactly, when it holds a single key), a sub-folder that holds both split the same
+    way. Only a fold the store made can still cover a denied key (generate-policy reports it).
     """
-    roots: dict[str, _Node] = {}
     arns = sorted(set(arns))
-    for arn in arns:
-        head, _, key = arn.partition(":::")
-        bucket, _, path = key.partition("/")
-        node = roots.setdefault(f"{head}:::{bucket}", _Node())
-        parts = path.split("/")
-        for part in parts[:-1]:
-            node = node.children.setdefault(part, _Node())
-        node.keys.add(arn)
+    roots = _folder_tree(arns)
+    for d in sorted(set(denied)):
+        head, _, key = d.partition(":::")
+        bucket, _, _ = key.partition("/")
+        root = roots.get(f"{head}:::{bucket}")
+        if root is None:
+            continue
+        root.denied = True
+        node = root
+        for part in key.split("/")[1:-1]:
+            child = node.children.get(part)
+            if child is None:
+                break
+            child.denied = True
+            node = child
+        else:
+            if d.endswith("/*"):  # denied keys folded by the store: everything under node
+                _mark_denied(node)
     mapping: dict[str, str] = {}
 
-    def visit(prefix: str, node: _Node) -> tuple[bool, set[str]]:
-        """Returns (collapsed, members) where members are the arns under this node."""
-        members = set(node.keys)
-        entries = len(node.keys)
-        for name, child in sorted(node.children.items()):
-            collapsed, sub = visit(f"{prefix}/{name}", child)
-            members |= sub
-            entries += 1 if collapsed else len(sub)
-        if entries > threshold:
-            for arn in members:  # post-order: a collapsing parent overrides its children
-                mapping[arn] = f"{prefix}/*"
-            return True, members
-        return False, members
+    def grant(prefix: str, node: _Folder, cover: str) -> None:
+        if node.folded:
+            mapping[node.folded] = cover
+        for arn in node.keys:
+            mapping[arn] = cover
+        for name, child in node.children.items():
+            grant(f"{prefix}/{name}", child, cover)
 
-    for root, node in sorted(roots.items()):
-        visit(root, node)
+    def split(prefix: str, node: _Folder) -> None:
+        """Grant the allowed parts of a folder that would fold but holds a denied key."""
+        if node.folded:  # the store folded it: nothing to split
+            grant(prefix, node, f"{prefix}/*")
+            return
+        for arn in node.keys:
+            mapping[arn] = arn
+        for name, child in sorted(node.children.items()):
+            sub = f"{prefix}/{name}"
+            if child.denied:
+                split(sub, child)
+            elif child.grants == 1 and len(child.keys) == 1:
+                visit(sub, child)  # a single key: exact is narrower than sub/*
+            elif child.grants:
+                grant(sub, child, f"{sub}/*")
+
+    def visit(prefix: str, node: _Folder) -> None:
+        if node.folded or node.entries() > threshold:
+            if node.denied:
+                split(prefix, node)
+            else:
+                grant(prefix, node, f"{prefix}/*")
+            return
+        for arn in node.keys:
+            mapping[arn] = arn
+        for name, child in sorted(node.children.items()):
+            visit(f"{prefix}/{name}", child)
+
+    for bucket_arn, tree in sorted(roots.items()):
+        visit(bucket_arn, tree)
     for arn in arns:
         mapping.setdefault(arn, arn)
     return mapping
+
+
+def _mark_denied(node: _Folder) -> None:
+    node.denied = True
+    for child in node.children.values():
+        _mark_denied(child)
 
 
 def action_wildcards(actions: Iterable[str]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
