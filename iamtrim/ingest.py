@@ -58,45 +58,56 @@ def event_hash(event_id: str, event_time: str = "", event_name: str = "") -> int
 class _Node:
     """One folder of one group: ``prefix`` is the folder's ARN (the bucket ARN at the top)."""
 
-    __slots__ = ("aliases", "children", "collapsed", "entries", "key", "leaves", "parent", "prefix")
+    __slots__ = ("aliases", "children", "folded", "key", "leaves", "parent", "prefix")
 
     def __init__(self, parent: _Node | None, key: tuple[tuple[str, ...], str]) -> None:
         self.parent = parent
         self.key = key
         self.prefix = key[1]
-        self.entries = 0  # distinct keys below, a collapsed child counting as one
-        self.collapsed = False
+        self.folded = False
         # Created when first needed: most folders hold a few keys and no sub-folder. Children
         # are kept by key, not by node: a node points up to its parent only, so the table holds
         # no reference cycle and is freed by reference counting (ingest runs with the cyclic
         # GC off).
         self.children: list[tuple[tuple[str, ...], str]] | None = None
-        self.leaves: set[str] | None = None
+        self.leaves: set[str] | None = None  # distinct key names directly in the folder
         self.aliases: list[tuple[tuple[str, ...], str]] | None = None  # folders below, once folded here
+
+    def entries(self) -> int:
+        return (len(self.leaves) if self.leaves else 0) + (len(self.children) if self.children else 0)
 
 
 class ObjectKeyFolder:
     """Bounds the distinct S3 object keys kept per (principal, action, outcome, context, bucket).
 
-    The same rule generate-policy applies when it generalizes keys, run incrementally: a folder
-    whose entries (its keys, plus its sub-folders' entries, a folded sub-folder counting as one)
-    exceed ``limit`` is folded into ``folder/*``; later keys under it are counted there. Memory and
-    the store then grow with folders, not objects (DESIGN.md: ~0.7 KB per usage key).
+    generate-policy's rule (``synth.minimize.generalize_object_arns``) at threshold ``limit``: a
+    folder whose *entries* — the distinct keys directly in it plus its direct sub-folders, each
+    counting as one — exceed ``limit`` is folded into ``folder/*``, and a key is kept under the
+    highest folded folder above it. A folder's entries only grow as keys arrive, so whether it
+    folds depends on the set of keys seen, never on their order or on how the input was split:
+    when a folder folds, the keys already kept under it move into the fold (:attr:`moved`, which
+    the caller applies to its aggregate), and ``folder/*`` coming in (from a lane, or from the
+    store) folds the folder here too. Partial results therefore merge in any order into the same
+    rows, and since the rule is monotone in its threshold, every ``--prefix-threshold`` up to
+    ``limit`` gives the policy it would give on the unfolded keys. Memory and the store grow with
+    folders, not objects (DESIGN.md: ~0.7 KB per usage key).
 
-    Folders are found by their ARN in one flat table and linked to their parent, so a key costs
-    one lookup and a walk up its few ancestors. Folding a folder drops its sub-folders from the
-    table: no folder in it ever has a folded ancestor.
+    Folders are found by their ARN in one flat table and linked to their parent. Folding a
+    folder drops its sub-folders from the table: no folder in it ever has a folded ancestor.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._nodes: dict[tuple[tuple[str, ...], str], _Node] = {}
+        # (group, ARN kept until now, the fold it moved into), in the order the folds happened.
+        self.moved: list[tuple[tuple[str, ...], str, str]] = []
 
     def size(self) -> int:
         """Folders (and remembered answers) held: what the folder's memory grows with."""
         return len(self._nodes)
 
     def fold(self, group: tuple[str, ...], arn: str) -> str:
+        """The resource to count *arn* under: itself, or the ``folder/*`` that covers it."""
         folder, _, leaf = arn.rpartition("/")
         node = self._nodes.get((group, folder))
         if node is None:
@@ -104,34 +115,26 @@ class ObjectKeyFolder:
             if isinstance(made, str):
                 return made
             node = made
-        if node.collapsed:  # this folder, or (an alias) the folded folder above it
+        if node.folded:  # this folder, or (an alias) the folded folder above it
             return node.prefix + "/*"
-        if leaf == "*":  # already folded upstream (a worker, or an earlier run): fold here too
-            self._collapse(node)
+        if leaf == "*":  # folded upstream (a lane, an earlier run); a logged "*" arrives as "${*}"
+            self._fold(node)
             return folder + "/*"
         leaves = node.leaves
         if leaves is None:
-            node.leaves = {leaf}
+            node.leaves = leaves = {leaf}
         elif leaf in leaves:
             return arn
         else:
             leaves.add(leaf)
-        limit = self.limit
-        over: _Node | None = None
-        n: _Node | None = node
-        while n is not None:
-            n.entries += 1
-            if over is None and n.entries > limit:
-                over = n  # the deepest folder past the bound folds
-            n = n.parent
-        if over is not None:
-            self._collapse(over)
-            return over.prefix + "/*"
+        if len(leaves) + (len(node.children) if node.children else 0) > self.limit:
+            self._fold(node)
+            return folder + "/*"
         return arn
 
     def _make(self, group: tuple[str, ...], folder: str) -> _Node | str:
         """The folder's node, created with its missing ancestors; or ``prefix/*`` when an
-        ancestor is folded."""
+        ancestor is folded, or folds now that it holds one more sub-folder."""
         nodes = self._nodes
         missing: list[str] = []
         f = folder
@@ -139,7 +142,9 @@ class ObjectKeyFolder:
         while True:
             parent = nodes.get((group, f))
             if parent is not None:
-                if parent.collapsed:
+                if not parent.folded and parent.entries() + 1 > self.limit:
+                    self._fold(parent)  # the new sub-folder is one entry too many
+                if parent.folded:
                     # Remember the answer for this folder and those between (the next key in a
                     # sibling folder stops there); dropped if a folder above folds.
                     if parent.aliases is None:
@@ -167,25 +172,27 @@ class ObjectKeyFolder:
         assert node is not None
         return node
 
-    def _collapse(self, node: _Node) -> None:
-        if node.collapsed:
-            return
-        delta = 1 - node.entries
-        node.entries = 1
-        node.collapsed = True
+    def _fold(self, node: _Node) -> None:
+        """Fold *node*: what was kept below it moves into ``node/*``; its sub-folders go."""
+        node.folded = True
+        group, prefix = node.key
+        target = prefix + "/*"
+        moved = self.moved
         nodes = self._nodes
+        for leaf in node.leaves or ():
+            moved.append((group, f"{prefix}/{leaf}", target))
+        node.leaves = None
         stack = node.children or []
         node.children = None
         while stack:
             child = nodes.pop(stack.pop())
             for alias in child.aliases or ():
                 del nodes[alias]
+            if child.folded:
+                moved.append((group, child.prefix + "/*", target))
+            for leaf in child.leaves or ():
+                moved.append((group, f"{child.prefix}/{leaf}", target))
             stack.extend(child.children or ())
-        node.leaves = None
-        ancestor = node.parent
-        while ancestor is not None:
-            ancestor.entries += delta
-            ancestor = ancestor.parent
 
 
 @dataclass(slots=True)
@@ -367,7 +374,49 @@ def _process_chunk(
                 eids = acc[3]
                 if event_id and len(eids) < SAMPLE_EVENT_IDS:
                     eids.append(event_id)
+    if folder.moved:  # folders that folded in this chunk: their keys counted so far move in
+        _apply_moves(agg, folder.moved)
     return chunk
+
+
+def _combine(total: list[Any], acc: list[Any]) -> None:
+    """Add the aggregate *acc* into *total* (count, first seen, last seen, samples)."""
+    total[0] += acc[0]
+    if acc[1] < total[1]:
+        total[1] = acc[1]
+    if acc[2] > total[2]:
+        total[2] = acc[2]
+    if len(total[3]) < SAMPLE_EVENT_IDS:
+        _sample(total[3], acc[3], SAMPLE_EVENT_IDS)
+    if len(total[4]) < SAMPLE_SOURCE_IPS:
+        _sample(total[4], acc[4], SAMPLE_SOURCE_IPS)
+
+
+def _apply_moves(
+    agg: dict[AggKey, list[Any]],
+    moved: list[tuple[tuple[str, ...], str, str]],
+    dirty: set[AggKey] | None = None,
+    deleted: set[AggKey] | None = None,
+) -> None:
+    """Merge the rows of keys a fold took in into the fold's row, in the order the folds
+    happened (a fold can itself move into a fold above it), then forget the moves. With *dirty*
+    and *deleted* (the parent's totals), the store is told which rows to rewrite and drop."""
+    for (principal, action, outcome, context), old, new in moved:
+        acc = agg.pop((principal, action, old, outcome, context), None)
+        if acc is None:  # counted by an earlier chunk of the lane: the parent moves it
+            continue
+        key = (principal, action, new, outcome, context)
+        total = agg.get(key)
+        if total is None:
+            agg[key] = acc
+        else:
+            _combine(total, acc)
+        if dirty is not None and deleted is not None:
+            old_key = (principal, action, old, outcome, context)
+            dirty.discard(old_key)
+            deleted.add(old_key)
+            dirty.add(key)
+    moved.clear()
 
 
 @dataclass(slots=True)
@@ -396,12 +445,14 @@ def _sample(sample: list[str], new: Sequence[str], limit: int) -> None:
 
 
 class _Merger:
-    """Totals for the whole store, folded, with the set of rows touched since the last commit."""
+    """Totals for the whole store, folded, with the rows touched (and dropped: keys a fold took
+    in) since the last commit."""
 
     def __init__(self, store: Store) -> None:
         self.totals: dict[AggKey, list[Any]] = {}
         self.folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
         self.dirty: set[AggKey] = set()
+        self.deleted: set[AggKey] = set()
         for row in store.stored_rows():
             key = (row.principal, row.action, row.resource, row.outcome, row.context)
             self.totals[key] = [
@@ -413,6 +464,8 @@ class _Merger:
             ]
             if is_s3_object_arn(row.resource):
                 self.folder.fold((key[0], key[1], key[3], key[4]), row.resource)
+        # A store written by an earlier fold rule may hold keys the rule now folds: fold them.
+        _apply_moves(self.totals, self.folder.moved, self.dirty, self.deleted)
 
     def merge(self, agg: dict[AggKey, list[Any]]) -> None:
         totals, dirty, fold = self.totals, self.dirty, self.folder.fold
@@ -426,16 +479,10 @@ class _Merger:
             if total is None:
                 totals[key] = [acc[0], acc[1], acc[2], list(acc[3]), list(acc[4])]
             else:
-                total[0] += acc[0]
-                if acc[1] < total[1]:
-                    total[1] = acc[1]
-                if acc[2] > total[2]:
-                    total[2] = acc[2]
-                if len(total[3]) < SAMPLE_EVENT_IDS:
-                    _sample(total[3], acc[3], SAMPLE_EVENT_IDS)
-                if len(total[4]) < SAMPLE_SOURCE_IPS:
-                    _sample(total[4], acc[4], SAMPLE_SOURCE_IPS)
+                _combine(total, acc)
             dirty.add(key)
+        if self.folder.moved:
+            _apply_moves(totals, self.folder.moved, dirty, self.deleted)
 
     def take_dirty(self) -> list[tuple[Any, ...]]:
         """Dirty rows as store tuples (principal, action, resource, outcome, context, count,
@@ -445,6 +492,12 @@ class _Merger:
         rows = [(*key, *totals[key]) for key in sorted(self.dirty)]
         self.dirty.clear()
         return rows
+
+    def take_deleted(self) -> list[AggKey]:
+        """Keys of stored rows a fold took in since the last commit, to delete."""
+        keys = sorted(self.deleted)
+        self.deleted.clear()
+        return keys
 
 
 LANES = 4  # chunks are dealt to this many lanes, whatever the number of workers
@@ -634,6 +687,7 @@ def _merge_chunks(
             merger.take_dirty(),
             [(r, d, c) for (r, d), c in sorted(pending_skips.items())],
             [(*k, n) for k, n in sorted(pending_coverage.items())],
+            merger.take_deleted(),
         )
         pending_files.clear()
         pending_principals.clear()

@@ -481,15 +481,22 @@ class Store:
         rows: Iterable[tuple[Any, ...]],
         skips: Iterable[tuple[str, str, int]],
         coverage: Iterable[tuple[str, str, str, str, bool, int]] = (),
+        deleted: Iterable[tuple[str, str, str, str, str]] = (),
     ) -> None:
         """Write one batch atomically. ``rows`` are totals replacing the stored rows: tuples of
         (principal, action, resource, outcome, context, count, first_seen, last_seen, event_ids,
         source_ips). ``coverage`` are increments (account, region, day, data_source, complete,
         records), committed with the files they came from so an interrupted ingest never leaves
-        a file counted without its coverage."""
+        a file counted without its coverage. ``deleted`` are usage keys (principal, action,
+        resource, outcome, context) whose rows moved into an S3 fold (``folder/*``) in ``rows``."""
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "DELETE FROM usage WHERE principal = ? AND action = ? AND resource = ? "
+                "AND outcome = ? AND context = ?",
+                list(deleted),
+            )
             db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [

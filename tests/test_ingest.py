@@ -121,77 +121,118 @@ def test_interrupted_ingest_keeps_committed_batches(tmp_path: Path, monkeypatch:
 def test_object_keys_fold_into_folder_past_the_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ingest_mod, "EXACT_KEYS_PER_FOLDER", 5)
     write_trail(tmp_path / "a.json", [s3_get(i, f"datasets/day1/part-{i:05d}") for i in range(12)])
-    with load_events([tmp_path / "a.json"], workers=1) as st:
+    write_trail(tmp_path / "b.json", [s3_get(20 + i, f"datasets/day2/part-{i:05d}") for i in range(5)])
+    with load_events([tmp_path], workers=1) as st:
         rows = [r for r in st.usage(ROLE) if r.action == "s3:GetObject"]
-        exact = [r for r in rows if not r.resource.endswith("/*")]  # type: ignore[union-attr]
-        folded = [r for r in rows if r.resource == "arn:aws:s3:::data/datasets/day1/*"]
-        assert len(exact) == 5 and len(folded) == 1
-        assert folded[0].count == 7
-        assert sum(r.count for r in rows) == 12
+        # day1 holds 12 keys > 5: all of them (not only those after the fifth) are in the fold.
+        assert [(r.resource, r.count) for r in rows if r.resource and "day1" in r.resource] == [
+            ("arn:aws:s3:::data/datasets/day1/*", 12)
+        ]
+        # day2 holds 5: kept exactly.
+        assert sorted(r.resource or "" for r in rows if r.resource and "day2" in r.resource) == [
+            f"arn:aws:s3:::data/datasets/day2/part-{i:05d}" for i in range(5)
+        ]
 
 
-class _NaiveFolder:
-    """The folding rule stated directly: a tree walked from the bucket for every key."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.trees: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
-
-    @staticmethod
-    def _node() -> dict[str, Any]:
-        return {"entries": 0, "folded": False, "children": {}, "leaves": set()}
-
-    def fold(self, group: tuple[str, ...], arn: str) -> str:
-        head, _, rest = arn.partition(":::")
-        bucket, _, path = rest.partition("/")
-        *folders, leaf = path.split("/")
-        prefix = f"{head}:::{bucket}"
-        node = self.trees.setdefault((group, prefix), self._node())
-        chain = [(node, prefix)]
-        for seg in folders:
-            if node["folded"]:
-                return prefix + "/*"
-            node = node["children"].setdefault(seg, self._node())
-            prefix = f"{prefix}/{seg}"
-            chain.append((node, prefix))
-        if node["folded"]:
-            return prefix + "/*"
-        if leaf == "*":
-            self._fold(chain, len(chain) - 1)
-            return prefix + "/*"
-        if leaf in node["leaves"]:
-            return arn
-        node["leaves"].add(leaf)
-        for n, _ in chain:
-            n["entries"] += 1
-        for i in range(len(chain) - 1, -1, -1):
-            if chain[i][0]["entries"] > self.limit:
-                self._fold(chain, i)
-                return chain[i][1] + "/*"
-        return arn
-
-    @staticmethod
-    def _fold(chain: list[tuple[dict[str, Any], str]], i: int) -> None:
-        node = chain[i][0]
-        delta = 1 - node["entries"]
-        node.update(entries=1, folded=True, children={}, leaves=set())
-        for ancestor, _ in chain[:i]:
-            ancestor["entries"] += delta
+def _random_keys(rnd: Any, n: int) -> list[str]:
+    keys = []
+    for _ in range(n):
+        folders = [rnd.choice("abc") + rnd.choice(["", "1"]) for _ in range(rnd.randint(0, 4))]
+        leaf = "*" if rnd.random() < 0.02 else rnd.choice([f"k{rnd.randint(0, 25)}", "${*}"])
+        keys.append("arn:aws:s3:::" + "/".join([rnd.choice(["b1", "b2"]), *folders, leaf]))
+    return keys
 
 
-def test_object_key_folder_follows_the_rule_on_random_keys() -> None:
+def _kept(folder: ingest_mod.ObjectKeyFolder, group: tuple[str, ...], arns: list[str]) -> set[str]:
+    """The resources a caller keeps after feeding *arns*, the folds' moves applied."""
+    kept: set[str] = set()
+    for arn in arns:
+        kept.add(folder.fold(group, arn))
+        for g, old, new in folder.moved:
+            assert g == group
+            kept.discard(old)
+            kept.add(new)
+        folder.moved.clear()
+    return kept
+
+
+def test_object_key_folder_is_the_policy_rule_in_any_order() -> None:
+    """The store folds exactly as generate-policy would at threshold = the bound, whatever the
+    order the keys arrive in ("folder/*" coming in is a fold made upstream, "${*}" an escaped
+    literal "*" in a key, never a fold)."""
     import random
 
+    from iamtrim.synth.minimize import generalize_object_arns
+
     rnd = random.Random(7)
+    group = ("P", "s3:GetObject", "used", "")
     for _ in range(300):
         limit = rnd.randint(1, 6)
-        fast, naive = ingest_mod.ObjectKeyFolder(limit), _NaiveFolder(limit)
-        for _ in range(rnd.randint(1, 300)):
-            folders = [rnd.choice("abc") for _ in range(rnd.randint(0, 4))]
-            leaf = "*" if rnd.random() < 0.03 else f"k{rnd.randint(0, 25)}"
-            group = (rnd.choice("PQ"), "s3:GetObject", "used", "")
-            arn = "arn:aws:s3:::" + "/".join([rnd.choice(["b1", "b2"]), *folders, leaf])
-            assert fast.fold(group, arn) == naive.fold(group, arn), arn
+        keys = _random_keys(rnd, rnd.randint(1, 300))
+        expected = set(generalize_object_arns(keys, limit).values())
+        for _ in range(3):
+            rnd.shuffle(keys)
+            assert _kept(ingest_mod.ObjectKeyFolder(limit), group, keys) == expected
+        # Split across two folders (lanes), the second fed the first's results: the same rows.
+        cut = rnd.randint(0, len(keys))
+        lane = _kept(ingest_mod.ObjectKeyFolder(limit), group, keys[:cut])
+        other = _kept(ingest_mod.ObjectKeyFolder(limit), group, keys[cut:])
+        parent = ingest_mod.ObjectKeyFolder(limit)
+        merged = sorted(other) + sorted(lane)
+        assert _kept(parent, group, merged) == expected
+
+
+def test_stores_are_the_same_whatever_the_order_and_split_of_the_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records shuffled, cut into files at random, read by 1-3 workers in lanes that start afresh
+    at random, and ingested in one run or two: the same store, row for row, and the rows are the
+    policy rule applied to every key seen."""
+    import random
+
+    from iamtrim.synth.minimize import generalize_object_arns
+
+    rnd = random.Random(11)
+    monkeypatch.setattr(ingest_mod, "EXACT_KEYS_PER_FOLDER", 4)
+    records = []
+    for i in range(240):
+        parts = [rnd.choice(["raw", "curated"]), *(rnd.choice("xyz") for _ in range(rnd.randint(0, 2)))]
+        key = "/".join([*parts, f"part-{rnd.randint(0, 6)}"])
+        if i % 40 == 0:  # a few keys in folders that never fold
+            key = rnd.choice(["lone/key", "pair/a/b", "pair/c"])
+        records.append(s3_get(i, key, error="AccessDenied" if rnd.random() < 0.2 else None))
+
+    def store_rows(run: int, workers: int, lane_folders: int, runs: int) -> list[tuple[object, ...]]:
+        shuffled = list(records)
+        rnd.shuffle(shuffled)
+        cuts = sorted(rnd.sample(range(1, len(shuffled)), rnd.randint(1, 12)))
+        pieces = [shuffled[a:b] for a, b in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)]
+        monkeypatch.setattr(ingest_mod, "LANE_FOLDERS", lane_folders)
+        monkeypatch.setattr(ingest_mod, "CHUNK_FILES", rnd.randint(1, 3))
+        with Store(tmp_path / f"s{run}.sqlite") as st:
+            for part in range(runs):
+                for n, piece in enumerate(pieces):
+                    if n % runs == part:
+                        write_trail(tmp_path / f"t{run}" / f"{part}" / f"{n:02d}.json", piece)
+                ingest([tmp_path / f"t{run}" / f"{part}"], st, workers=workers)
+            return sorted(
+                (r.action, r.resource, r.outcome, r.context, r.count, r.first_seen, r.last_seen)
+                for r in st.usage(ROLE)
+            )
+
+    first = store_rows(0, 1, 50_000, 1)
+    for outcome in Outcome:
+        arns = [
+            f"arn:aws:s3:::data/{r['requestParameters']['key']}"
+            for r in records
+            if ("errorCode" in r) is (outcome is Outcome.DENIED)
+        ]
+        assert {r[1] for r in first if r[2] is outcome and r[0] == "s3:GetObject"} == set(
+            generalize_object_arns(arns, 4).values()
+        )
+    assert any(str(r[1]).endswith("/*") for r in first) and any(not str(r[1]).endswith("*") for r in first)
+    for run in range(1, 7):
+        assert store_rows(run, rnd.randint(1, 3), rnd.choice([2, 5, 50_000]), rnd.randint(1, 2)) == first
 
 
 @pytest.mark.parametrize("lane_folders", [50_000, 3])  # 3: lanes start afresh often
