@@ -34,7 +34,7 @@ from iamtrim.normalize.record import GOOD_TIMES, RecordParts, event_time, fast_p
 from iamtrim.sources import iter_input_files, read_file
 from iamtrim.store import FileEntry, Store
 
-EXACT_KEYS_PER_FOLDER = 32  # exact S3 object keys kept per folder before folding into "folder/*"
+EXACT_KEYS_PER_FOLDER = 16  # entries (keys, sub-folders) kept per S3 folder before it folds: docs/store.md
 SAMPLE_EVENT_IDS = 3
 SAMPLE_SOURCE_IPS = 5
 BATCH_FILES = 1000  # a commit rewrites the rows it touched: every few seconds is enough
@@ -58,7 +58,7 @@ def event_hash(event_id: str, event_time: str = "", event_name: str = "") -> int
 class _Node:
     """One folder of one group: ``prefix`` is the folder's ARN (the bucket ARN at the top)."""
 
-    __slots__ = ("aliases", "children", "folded", "key", "leaves", "parent", "prefix")
+    __slots__ = ("aliases", "children", "contexts", "folded", "key", "leaves", "parent", "prefix")
 
     def __init__(self, parent: _Node | None, key: tuple[tuple[str, ...], str]) -> None:
         self.parent = parent
@@ -70,7 +70,9 @@ class _Node:
         # no reference cycle and is freed by reference counting (ingest runs with the cyclic
         # GC off).
         self.children: list[tuple[tuple[str, ...], str]] | None = None
-        self.leaves: set[str] | None = None  # distinct key names directly in the folder
+        # Distinct key names directly in the folder → the context (or contexts) holding a row.
+        self.leaves: dict[str, str | set[str]] | None = None
+        self.contexts: set[str] | None = None  # once folded: the contexts holding a folder/* row
         self.aliases: list[tuple[tuple[str, ...], str]] | None = None  # folders below, once folded here
 
     def entries(self) -> int:
@@ -78,19 +80,23 @@ class _Node:
 
 
 class ObjectKeyFolder:
-    """Bounds the distinct S3 object keys kept per (principal, action, outcome, context, bucket).
+    """Bounds the distinct S3 object keys kept per (principal, action, outcome, bucket).
 
     generate-policy's rule (``synth.minimize.generalize_object_arns``) at threshold ``limit``: a
     folder whose *entries* — the distinct keys directly in it plus its direct sub-folders, each
     counting as one — exceed ``limit`` is folded into ``folder/*``, and a key is kept under the
-    highest folded folder above it. A folder's entries only grow as keys arrive, so whether it
-    folds depends on the set of keys seen, never on their order or on how the input was split:
-    when a folder folds, the keys already kept under it move into the fold (:attr:`moved`, which
-    the caller applies to its aggregate), and ``folder/*`` coming in (from a lane, or from the
-    store) folds the folder here too. Partial results therefore merge in any order into the same
-    rows, and since the rule is monotone in its threshold, every ``--prefix-threshold`` up to
-    ``limit`` gives the policy it would give on the unfolded keys. Memory and the store grow with
-    folders, not objects (DESIGN.md: ~0.7 KB per usage key).
+    highest folded folder above it. Entries are counted over all contexts, as generate-policy
+    counts them (a row stays per context: the fold of a key seen through a VPC endpoint and
+    without one is two ``folder/*`` rows).
+
+    A folder's entries only grow as keys arrive, so whether it folds depends on the set of keys
+    seen, never on their order or on how the input was split: when a folder folds, the keys
+    already kept under it move into the fold (:attr:`moved`, which the caller applies to its
+    aggregate), and ``folder/*`` coming in (from a lane, or from the store) folds the folder here
+    too. Partial results therefore merge in any order into the same rows, and since the rule is
+    monotone in its threshold, every ``--prefix-threshold`` up to ``limit`` gives the policy it
+    would give on the unfolded keys. Memory and the store grow with folders, not objects
+    (DESIGN.md: ~0.7 KB per usage key).
 
     Folders are found by their ARN in one flat table and linked to their parent. Folding a
     folder drops its sub-folders from the table: no folder in it ever has a folded ancestor.
@@ -99,40 +105,49 @@ class ObjectKeyFolder:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._nodes: dict[tuple[tuple[str, ...], str], _Node] = {}
-        # (group, ARN kept until now, the fold it moved into), in the order the folds happened.
-        self.moved: list[tuple[tuple[str, ...], str, str]] = []
+        # (group, context, resource kept until now, the fold it moved into), in fold order.
+        self.moved: list[tuple[tuple[str, ...], str, str, str]] = []
 
     def size(self) -> int:
         """Folders (and remembered answers) held: what the folder's memory grows with."""
         return len(self._nodes)
 
-    def fold(self, group: tuple[str, ...], arn: str) -> str:
-        """The resource to count *arn* under: itself, or the ``folder/*`` that covers it."""
+    def fold(self, group: tuple[str, ...], context: str, arn: str) -> str:
+        """The resource to count *arn*, seen in *context*, under: itself, or the ``folder/*``
+        that covers it."""
         folder, _, leaf = arn.rpartition("/")
         node = self._nodes.get((group, folder))
         if node is None:
-            made = self._make(group, folder)
+            made = self._make(group, context, folder)
             if isinstance(made, str):
                 return made
             node = made
         if node.folded:  # this folder, or (an alias) the folded folder above it
+            node.contexts.add(context)  # type: ignore[union-attr]
             return node.prefix + "/*"
         if leaf == "*":  # folded upstream (a lane, an earlier run); a logged "*" arrives as "${*}"
             self._fold(node)
+            node.contexts.add(context)  # type: ignore[union-attr]
             return folder + "/*"
         leaves = node.leaves
         if leaves is None:
-            node.leaves = leaves = {leaf}
-        elif leaf in leaves:
-            return arn
+            node.leaves = leaves = {leaf: context}
         else:
-            leaves.add(leaf)
+            held = leaves.get(leaf)
+            if held is not None:  # a key already kept: note the context, nothing else changes
+                if isinstance(held, str):
+                    if held != context:
+                        leaves[leaf] = {held, context}
+                else:
+                    held.add(context)
+                return arn
+            leaves[leaf] = context
         if len(leaves) + (len(node.children) if node.children else 0) > self.limit:
             self._fold(node)
             return folder + "/*"
         return arn
 
-    def _make(self, group: tuple[str, ...], folder: str) -> _Node | str:
+    def _make(self, group: tuple[str, ...], context: str, folder: str) -> _Node | str:
         """The folder's node, created with its missing ancestors; or ``prefix/*`` when an
         ancestor is folded, or folds now that it holds one more sub-folder."""
         nodes = self._nodes
@@ -145,6 +160,7 @@ class ObjectKeyFolder:
                 if not parent.folded and parent.entries() + 1 > self.limit:
                     self._fold(parent)  # the new sub-folder is one entry too many
                 if parent.folded:
+                    parent.contexts.add(context)  # type: ignore[union-attr]
                     # Remember the answer for this folder and those between (the next key in a
                     # sibling folder stops there); dropped if a folder above folds.
                     if parent.aliases is None:
@@ -173,26 +189,34 @@ class ObjectKeyFolder:
         return node
 
     def _fold(self, node: _Node) -> None:
-        """Fold *node*: what was kept below it moves into ``node/*``; its sub-folders go."""
+        """Fold *node*: what was kept below it, in each context, moves into ``node/*``; its
+        sub-folders go."""
         node.folded = True
         group, prefix = node.key
         target = prefix + "/*"
         moved = self.moved
         nodes = self._nodes
-        for leaf in node.leaves or ():
-            moved.append((group, f"{prefix}/{leaf}", target))
-        node.leaves = None
+        contexts: set[str] = set()
+        below: list[_Node] = []
         stack = node.children or []
         node.children = None
         while stack:
             child = nodes.pop(stack.pop())
             for alias in child.aliases or ():
                 del nodes[alias]
-            if child.folded:
-                moved.append((group, child.prefix + "/*", target))
-            for leaf in child.leaves or ():
-                moved.append((group, f"{child.prefix}/{leaf}", target))
             stack.extend(child.children or ())
+            below.append(child)
+        for n in (node, *below):
+            if n.contexts is not None:  # a folded sub-folder: its rows move up
+                for c in sorted(n.contexts):
+                    moved.append((group, c, n.prefix + "/*", target))
+                contexts |= n.contexts
+            for leaf, held in (n.leaves or {}).items():
+                for c in (held,) if isinstance(held, str) else sorted(held):
+                    moved.append((group, c, f"{n.prefix}/{leaf}", target))
+                    contexts.add(c)
+            n.leaves = None
+        node.contexts = contexts
 
 
 @dataclass(slots=True)
@@ -351,7 +375,7 @@ def _process_chunk(
                 if resource is None:
                     resource = ""
                 elif ":s3:::" in resource and "/" in resource:
-                    resource = folder.fold((parn, action, outcome, ck), resource)
+                    resource = folder.fold((parn, action, outcome), ck, resource)
                 key = (parn, action, resource, outcome, ck)
                 acc = agg.get(key)
                 if acc is None:
@@ -394,14 +418,14 @@ def _combine(total: list[Any], acc: list[Any]) -> None:
 
 def _apply_moves(
     agg: dict[AggKey, list[Any]],
-    moved: list[tuple[tuple[str, ...], str, str]],
+    moved: list[tuple[tuple[str, ...], str, str, str]],
     dirty: set[AggKey] | None = None,
     deleted: set[AggKey] | None = None,
 ) -> None:
     """Merge the rows of keys a fold took in into the fold's row, in the order the folds
     happened (a fold can itself move into a fold above it), then forget the moves. With *dirty*
     and *deleted* (the parent's totals), the store is told which rows to rewrite and drop."""
-    for (principal, action, outcome, context), old, new in moved:
+    for (principal, action, outcome), context, old, new in moved:
         acc = agg.pop((principal, action, old, outcome, context), None)
         if acc is None:  # counted by an earlier chunk of the lane: the parent moves it
             continue
@@ -463,7 +487,7 @@ class _Merger:
                 list(row.source_ips),
             ]
             if is_s3_object_arn(row.resource):
-                self.folder.fold((key[0], key[1], key[3], key[4]), row.resource)
+                self.folder.fold((key[0], key[1], key[3]), key[4], row.resource)
         # A store written by an earlier fold rule may hold keys the rule now folds: fold them.
         _apply_moves(self.totals, self.folder.moved, self.dirty, self.deleted)
 
@@ -472,7 +496,7 @@ class _Merger:
         for key, acc in agg.items():
             resource = key[2]
             if ":s3:::" in resource and "/" in resource:
-                folded = fold((key[0], key[1], key[3], key[4]), resource)
+                folded = fold((key[0], key[1], key[3]), key[4], resource)
                 if folded is not resource:
                     key = (key[0], key[1], folded, key[3], key[4])
             total = totals.get(key)

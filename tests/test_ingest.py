@@ -143,15 +143,18 @@ def _random_keys(rnd: Any, n: int) -> list[str]:
     return keys
 
 
-def _kept(folder: ingest_mod.ObjectKeyFolder, group: tuple[str, ...], arns: list[str]) -> set[str]:
-    """The resources a caller keeps after feeding *arns*, the folds' moves applied."""
-    kept: set[str] = set()
-    for arn in arns:
-        kept.add(folder.fold(group, arn))
-        for g, old, new in folder.moved:
+def _kept(
+    folder: ingest_mod.ObjectKeyFolder, group: tuple[str, ...], items: list[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """The (context, resource) rows a caller keeps after feeding *items*, the folds' moves
+    applied."""
+    kept: set[tuple[str, str]] = set()
+    for context, arn in items:
+        kept.add((context, folder.fold(group, context, arn)))
+        for g, c, old, new in folder.moved:
             assert g == group
-            kept.discard(old)
-            kept.add(new)
+            kept.discard((c, old))
+            kept.add((c, new))
         folder.moved.clear()
     return kept
 
@@ -165,21 +168,22 @@ def test_object_key_folder_is_the_policy_rule_in_any_order() -> None:
     from iamtrim.synth.minimize import generalize_object_arns
 
     rnd = random.Random(7)
-    group = ("P", "s3:GetObject", "used", "")
+    group = ("P", "s3:GetObject", "used")
     for _ in range(300):
         limit = rnd.randint(1, 6)
         keys = _random_keys(rnd, rnd.randint(1, 300))
-        expected = set(generalize_object_arns(keys, limit).values())
+        items = [(rnd.choice(["", "vpce"]), k) for k in keys]  # contexts count together
+        mapping = generalize_object_arns(keys, limit)
+        expected = {(c, mapping[k]) for c, k in items}
         for _ in range(3):
-            rnd.shuffle(keys)
-            assert _kept(ingest_mod.ObjectKeyFolder(limit), group, keys) == expected
-        # Split across two folders (lanes), the second fed the first's results: the same rows.
-        cut = rnd.randint(0, len(keys))
-        lane = _kept(ingest_mod.ObjectKeyFolder(limit), group, keys[:cut])
-        other = _kept(ingest_mod.ObjectKeyFolder(limit), group, keys[cut:])
+            rnd.shuffle(items)
+            assert _kept(ingest_mod.ObjectKeyFolder(limit), group, items) == expected
+        # Split across two folders (lanes), the parent fed both results: the same rows.
+        cut = rnd.randint(0, len(items))
+        lane = _kept(ingest_mod.ObjectKeyFolder(limit), group, items[:cut])
+        other = _kept(ingest_mod.ObjectKeyFolder(limit), group, items[cut:])
         parent = ingest_mod.ObjectKeyFolder(limit)
-        merged = sorted(other) + sorted(lane)
-        assert _kept(parent, group, merged) == expected
+        assert _kept(parent, group, sorted(other) + sorted(lane)) == expected
 
 
 def test_stores_are_the_same_whatever_the_order_and_split_of_the_input(
@@ -200,7 +204,10 @@ def test_stores_are_the_same_whatever_the_order_and_split_of_the_input(
         key = "/".join([*parts, f"part-{rnd.randint(0, 6)}"])
         if i % 40 == 0:  # a few keys in folders that never fold
             key = rnd.choice(["lone/key", "pair/a/b", "pair/c"])
-        records.append(s3_get(i, key, error="AccessDenied" if rnd.random() < 0.2 else None))
+        record = s3_get(i, key, error="AccessDenied" if rnd.random() < 0.2 else None)
+        if rnd.random() < 0.3:  # another context: a fold counts keys of all contexts together
+            del record["vpcEndpointId"]
+        records.append(record)
 
     def store_rows(run: int, workers: int, lane_folders: int, runs: int) -> list[tuple[object, ...]]:
         shuffled = list(records)
@@ -222,14 +229,15 @@ def test_stores_are_the_same_whatever_the_order_and_split_of_the_input(
 
     first = store_rows(0, 1, 50_000, 1)
     for outcome in Outcome:
-        arns = [
-            f"arn:aws:s3:::data/{r['requestParameters']['key']}"
+        seen = [
+            ("vpcEndpointId" in r, f"arn:aws:s3:::data/{r['requestParameters']['key']}")
             for r in records
             if ("errorCode" in r) is (outcome is Outcome.DENIED)
         ]
-        assert {r[1] for r in first if r[2] is outcome and r[0] == "s3:GetObject"} == set(
-            generalize_object_arns(arns, 4).values()
-        )
+        mapping = generalize_object_arns([arn for _, arn in seen], 4)
+        assert {(bool(r[3].vpc_endpoint), r[1]) for r in first if r[2] is outcome} == {  # type: ignore[attr-defined]
+            (vpce, mapping[arn]) for vpce, arn in seen
+        }
     assert any(str(r[1]).endswith("/*") for r in first) and any(not str(r[1]).endswith("*") for r in first)
     for run in range(1, 7):
         assert store_rows(run, rnd.randint(1, 3), rnd.choice([2, 5, 50_000]), rnd.randint(1, 2)) == first

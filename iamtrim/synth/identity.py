@@ -426,6 +426,14 @@ def generate_identity_policy(
                             f"any object under {r.resource[:-1]} (folded when ingested)",
                         )
                     )
+                    findings.append(
+                        Finding(
+                            "STORE_FOLDED_KEYS",
+                            f"{action} {r.resource}",
+                            "the store keeps this folder as one row: it held more entries than the "
+                            "store's per-folder bound (docs/store.md), so no threshold splits it",
+                        )
+                    )
             else:
                 final[(action, r.resource)] = r.resource
                 if r.resource.endswith("-??????") and action.startswith("secretsmanager:"):
