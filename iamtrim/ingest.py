@@ -477,19 +477,23 @@ class _Merger:
         self.folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
         self.dirty: set[AggKey] = set()
         self.deleted: set[AggKey] = set()
+        totals, fold = self.totals, self.folder.fold
         for row in store.stored_rows():
             key = (row.principal, row.action, row.resource, row.outcome, row.context)
-            self.totals[key] = [
-                row.count,
-                row.first_seen,
-                row.last_seen,
-                list(row.event_ids),
-                list(row.source_ips),
-            ]
+            acc = [row.count, row.first_seen, row.last_seen, list(row.event_ids), list(row.source_ips)]
             if is_s3_object_arn(row.resource):
-                self.folder.fold((key[0], key[1], key[3]), key[4], row.resource)
-        # A store written by an earlier fold rule may hold keys the rule now folds: fold them.
-        _apply_moves(self.totals, self.folder.moved, self.dirty, self.deleted)
+                folded = fold((key[0], key[1], key[3]), key[4], row.resource)
+                if folded != row.resource:
+                    # A store written by an earlier fold rule holds a key today's rule folds.
+                    self.deleted.add(key)
+                    key = (key[0], key[1], folded, key[3], key[4])
+                    self.dirty.add(key)
+            total = totals.get(key)
+            if total is None:
+                totals[key] = acc
+            else:
+                _combine(total, acc)
+        _apply_moves(totals, self.folder.moved, self.dirty, self.deleted)
 
     def merge(self, agg: dict[AggKey, list[Any]]) -> None:
         totals, dirty, fold = self.totals, self.dirty, self.folder.fold

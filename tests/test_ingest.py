@@ -243,6 +243,50 @@ def test_stores_are_the_same_whatever_the_order_and_split_of_the_input(
         assert store_rows(run, rnd.randint(1, 3), rnd.choice([2, 5, 50_000]), rnd.randint(1, 2)) == first
 
 
+def test_a_store_folded_by_the_earlier_rule_is_refolded_by_the_next_ingest(tmp_path: Path) -> None:
+    """The earlier rule kept the keys counted before a fold beside the fold (per context), and
+    left folders of more than 16 entries exact. The next ingest merges them under today's rule:
+    no count is lost, no fold is undone."""
+    write_trail(tmp_path / "old.json", [s3_get(1, "other/k")])
+    with Store(tmp_path / "s.sqlite") as st:
+        ingest([tmp_path / "old.json"], st, workers=1)
+        (context,) = {r[4] for r in _stored(st)}
+        old = [(f"arn:aws:s3:::data/logs/{n}", 2) for n in range(3)] + [("arn:aws:s3:::data/logs/*", 40)]
+        old += [(f"arn:aws:s3:::data/days/d{n:02d}/k", 1) for n in range(20)]  # 20 entries in days/
+        st.commit_batch(
+            [],
+            [],
+            [
+                (
+                    ROLE,
+                    "s3:GetObject",
+                    arn,
+                    "used",
+                    context,
+                    count,
+                    "2026-09-01T00:00:00Z",
+                    "2026-09-02T00:00:00Z",
+                    ["e"],
+                    [],
+                )
+                for arn, count in old
+            ],
+            [],
+        )
+        write_trail(tmp_path / "new.json", [s3_get(2, "logs/new")])
+        ingest([tmp_path / "new.json"], st, workers=1)
+        rows = {r[2]: r[5] for r in _stored(st) if r[1] == "s3:GetObject"}
+    assert rows == {
+        "arn:aws:s3:::data/logs/*": 47,
+        "arn:aws:s3:::data/days/*": 20,
+        "arn:aws:s3:::data/other/k": 1,
+    }
+
+
+def _stored(st: Store) -> list[tuple[Any, ...]]:
+    return [(r.principal, r.action, r.resource, r.outcome, r.context, r.count) for r in st.stored_rows()]
+
+
 @pytest.mark.parametrize("lane_folders", [50_000, 3])  # 3: lanes start afresh often
 def test_folding_is_the_same_for_any_number_of_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lane_folders: int
