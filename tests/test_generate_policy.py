@@ -291,32 +291,30 @@ def test_max_policies_outside_1_to_20_is_a_usage_error(tmp_path: Path, value: st
 
 
 def test_partner_analytics_object_grants_narrow_as_the_threshold_grows() -> None:
-    """partner-analytics read 12 keys, all under exports/weekly/<date>/. No threshold grants the
+    """partner-analytics read 12 keys, all under exports/weekly/<date>/. No threshold folds the
     bucket or exports/ (the passed-up count gave acme-ml-artifacts/* at the default 10 and
-    exports/* at 3); a larger threshold never grants more than a smaller one; the default keeps
-    the keys exact, as the store kept them."""
-    from iamtrim.synth import SynthOptions
+    exports/* at 3); a larger threshold never folds more than a smaller one; the default policy
+    grants nothing outside exports/weekly/."""
+    from iamtrim.synth.minimize import generalize_object_arns
 
     with load_events([TRAIL]) as st:
         principal = next(p for p in st.principals() if p.name == "partner-analytics")
         rows = st.usage(principal.arn)
-    keys = {r.resource for r in rows if r.action == "s3:GetObject" and r.outcome is Outcome.USED}
-    assert len(keys) == 12 and all("/exports/weekly/" in k for k in keys if k)
-
-    def grants(threshold: int) -> set[str]:
-        g = generate_identity_policy(principal, rows, SynthOptions(prefix_threshold=threshold))
-        return {r for ev in g.statements if "s3:GetObject" in ev.actions for r in ev.resources}
+    keys = {
+        r.resource for r in rows if r.action == "s3:GetObject" and r.outcome is Outcome.USED and r.resource
+    }
+    assert len(keys) == 12 and all("/exports/weekly/" in k for k in keys)
 
     def covered(pattern: str, by: set[str]) -> bool:
         return any(p == pattern or (p.endswith("/*") and pattern.startswith(p[:-1])) for p in by)
 
-    by_threshold = {t: grants(t) for t in range(1, 13)}
-    assert by_threshold[10] == keys
-    assert by_threshold[3] == {
-        f"arn:aws:s3:::acme-ml-artifacts/exports/weekly/{d}/*"
-        for d in ("2026-10-01", "2026-10-05", "2026-10-12")
-    }
-    assert by_threshold[2] == {"arn:aws:s3:::acme-ml-artifacts/exports/weekly/*"}
+    folds = {t: set(generalize_object_arns(keys, t).values()) for t in range(1, 13)}
+    assert folds[10] == keys
+    weekly = "arn:aws:s3:::acme-ml-artifacts/exports/weekly"
+    assert folds[3] == {f"{weekly}/{d}/*" for d in ("2026-10-01", "2026-10-05", "2026-10-12")}
+    assert folds[2] == folds[1] == {f"{weekly}/*"}
     for t in range(1, 12):
-        assert all(covered(p, by_threshold[t]) for p in by_threshold[t + 1])
-    assert all("weekly" in p for ps in by_threshold.values() for p in ps)
+        assert all(covered(p, folds[t]) for p in folds[t + 1])
+    g = generate_identity_policy(principal, rows)
+    granted = {r for ev in g.statements if "s3:GetObject" in ev.actions for r in ev.resources}
+    assert granted and all(r.startswith(weekly + "/") for r in granted)
