@@ -427,7 +427,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_workers_exit_when_the_parent_is_killed(tmp_path: Path, sig: signal.Signals) -> None:
-    for n in range(64):  # 16 chunks of 4 files: more than the workers' queues hold
+    for n in range(128):  # 16 chunks of 8 files: more than the workers' queues hold
         write_trail(tmp_path / "t" / f"{n:03d}.json.gz", [s3_get(n * 400 + i, f"k/{i}") for i in range(400)])
     proc = start_cli("ingest", "t", "--store", "s.sqlite", "--workers", "2", cwd=tmp_path)
     try:
