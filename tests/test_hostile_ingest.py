@@ -232,7 +232,12 @@ def test_a_non_utf8_byte_costs_its_record_not_its_file(tmp_path: Path) -> None:
     (tmp_path / "lines.jsonl").write_bytes(lines)
     array = json.dumps(records).encode().replace(b"k/2", b"k/\xff2", 1)
     (tmp_path / "array.json").write_bytes(array)
-    for name in ("pretty.json", "lines.jsonl", "array.json"):
+    # LookupEvents output: each record a JSON string inside the document.
+    lookup = {
+        "Events": [{"EventId": str(i), "CloudTrailEvent": json.dumps(r)} for i, r in enumerate(records)]
+    }
+    (tmp_path / "lookup.json").write_bytes(json.dumps(lookup).encode().replace(b"k/2", b"k/\xff2", 1))
+    for name in ("pretty.json", "lines.jsonl", "array.json", "lookup.json"):
         read, _ = read_file(tmp_path / name)
         assert (len(read.records), read.malformed, read.error) == (3, 1, ""), name
         assert read.malformed_details == {"invalid UTF-8": 1}, name

@@ -28,8 +28,8 @@ import msgspec
 
 from iamtrim.sources.records import (
     GENERIC_DECODER,
+    RAW_DOCUMENT_DECODER,
     RAW_LIST_DECODER,
-    RAW_TRAIL_DECODER,
     RECORD_DECODER,
     RECORD_LIST_DECODER,
     TRAIL_DECODER,
@@ -280,8 +280,12 @@ def _read_jsonl(text: bytes, result: FileRead) -> None:
         if not line:
             continue
         try:
-            result.records.append(RECORD_DECODER.decode(line))
-            good += 1
+            rec = RECORD_DECODER.decode(line)
+            if rec.eventName is not None or rec.eventSource is not None:
+                result.records.append(rec)
+                good += 1
+            else:  # an object, but no record (e.g. a whole trail file that failed to decode)
+                result.malformed += 1
             continue
         except msgspec.ValidationError:
             obj = GENERIC_DECODER.decode(line)
@@ -339,6 +343,31 @@ def _looks_like_record(obj: dict[str, Any]) -> bool:
     return "eventName" in obj or "eventSource" in obj
 
 
+def _read_raw_document(text: bytes, result: FileRead) -> bool:
+    """Read a trail (or LookupEvents) document that failed to decode whole (a record that is
+    not valid UTF-8, or not JSON) record by record, rather than lose the file. False when the
+    text is not one such document."""
+    try:
+        doc = RAW_DOCUMENT_DECODER.decode(text)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False
+    if doc.Records is not None:
+        result.format = "trail"
+        _records_from_raw(doc.Records, result)
+        return True
+    if doc.Events is not None:
+        result.format = "lookup-events"
+        for raw in doc.Events:
+            try:
+                event = GENERIC_DECODER.decode(raw)
+            except msgspec.DecodeError as exc:
+                result.count_malformed(_decode_problem(exc))
+                continue
+            _read_lookup([event], result)
+        return True
+    return False
+
+
 def parse_bytes(data: bytes, result: FileRead) -> None:
     """Fill *result* from the (decompressed) content of one file."""
     text = data.lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -354,15 +383,7 @@ def parse_bytes(data: bytes, result: FileRead) -> None:
         except msgspec.ValidationError:
             pass
         except msgspec.DecodeError:
-            # One trail document with a record that is not valid UTF-8 (or not JSON): read
-            # the other records one by one rather than lose the file.
-            try:
-                raw_records = RAW_TRAIL_DECODER.decode(text).Records
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                pass
-            else:
-                result.format = "trail"
-                _records_from_raw(raw_records, result)
+            if _read_raw_document(text, result):
                 return
             # Not one JSON document: JSON Lines (or a truncated trail file).
             before = result.error
@@ -373,6 +394,8 @@ def parse_bytes(data: bytes, result: FileRead) -> None:
         try:
             obj = GENERIC_DECODER.decode(text)
         except msgspec.DecodeError:
+            if _read_raw_document(text, result):
+                return
             # The first object parsed but more follows: JSON Lines.
             _read_jsonl(text, result)
             return
@@ -395,19 +418,17 @@ def parse_bytes(data: bytes, result: FileRead) -> None:
             result.records = RECORD_LIST_DECODER.decode(text)
             result.format = "array"
             return
-        except msgspec.ValidationError:
-            result.format = "array"
-            _records_from_objects(GENERIC_DECODER.decode(text), result)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass
+        # A record of the wrong shape, or not valid UTF-8: each record on its own.
+        try:
+            raw_list = RAW_LIST_DECODER.decode(text)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            result.error = result.error or "invalid JSON (truncated or not JSON)"
             return
-        except msgspec.DecodeError:
-            try:
-                raw_list = RAW_LIST_DECODER.decode(text)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                result.error = result.error or "invalid JSON (truncated or not JSON)"
-                return
-            result.format = "array"
-            _records_from_raw(raw_list, result)
-            return
+        result.format = "array"
+        _records_from_raw(raw_list, result)
+        return
     first_line = text.split(b"\n", 1)[0].lower()
     if b"," in first_line and (b"event" in first_line):
         _read_csv(text, result)

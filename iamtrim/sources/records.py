@@ -110,13 +110,15 @@ LOOKUP_DECODER = msgspec.json.Decoder(LookupEventsOutput)
 GENERIC_DECODER = msgspec.json.Decoder()
 
 
-class RawTrailFile(msgspec.Struct):
-    """A trail file whose records are kept undecoded, to be decoded (and fail) one at a time."""
+class RawDocument(msgspec.Struct):
+    """A trail file (``Records``) or LookupEvents output (``Events``) whose elements are kept
+    undecoded, to be decoded (and fail) one at a time."""
 
-    Records: list[msgspec.Raw]
+    Records: list[msgspec.Raw] | None = None
+    Events: list[msgspec.Raw] | None = None
 
 
-RAW_TRAIL_DECODER = msgspec.json.Decoder(RawTrailFile)
+RAW_DOCUMENT_DECODER = msgspec.json.Decoder(RawDocument)
 RAW_LIST_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
 
 _CANONICAL = msgspec.json.Encoder(order="sorted").encode
