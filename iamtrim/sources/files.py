@@ -446,16 +446,23 @@ def _read_regular(path: str | os.PathLike[str], limit: int) -> tuple[bytes, str]
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         return b"", f"cannot read: {exc.strerror or exc}"
+    too_large = f"larger than the {_size(limit)} limit for one file: not read"
     with open(fd, "rb") as fh:
         try:
-            why = _not_regular(os.fstat(fd).st_mode)
+            st = os.fstat(fd)
+            why = _not_regular(st.st_mode)
             if why:
                 return b"", why
-            raw = fh.read(limit + 1)
+            if st.st_size > limit:
+                return b"", too_large
+            # Sized from fstat: read(n) allocates n bytes up front, so never ask for the limit.
+            raw = fh.read(st.st_size + 1)
+            if len(raw) > st.st_size:  # grown since fstat: the rest, still within the limit
+                raw += fh.read(limit + 1 - len(raw))
         except OSError as exc:
             return b"", f"cannot read: {exc.strerror or exc}"
     if len(raw) > limit:
-        return b"", f"larger than the {_size(limit)} limit for one file: not read"
+        return b"", too_large
     return raw, ""
 
 
