@@ -15,7 +15,7 @@ import time
 import urllib.parse
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -329,7 +329,6 @@ class Store:
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
-        self._lock_depth = 0  # writer_lock() nesting
         try:
             if self.path == ":memory:":
                 self._db = sqlite3.connect(":memory:", isolation_level=None)
@@ -439,34 +438,11 @@ class Store:
                 db.execute("ROLLBACK")
             raise
 
-    @contextmanager
     def writer_lock(
         self, wait: float = DEFAULT_WAIT_LOCK, on_wait: Callable[[str], None] | None = None
-    ) -> Iterator[None]:
-        """Hold the store's writer lock: one ingest at a time per store.
-
-        An ingest loads the stored totals, adds what it reads and writes the sums back; two
-        at once would each overwrite the other's sums. The lock is an advisory lock on
-        ``STORE.lock`` beside the store (``flock``: released by the kernel when the holder exits,
-        however it dies), taken before anything is read. Re-entrant within one process. When
-        another process holds it, *on_wait* is called once with a one-line message and the lock
-        is tried again until *wait* seconds have passed; then ``StoreError`` (exit 4).
-        Readers (every other command) never take it: SQLite's WAL lets them read meanwhile.
-        """
-        if self.path == ":memory:" or self._lock_depth:
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-            return
-        fd = _acquire(self.path + ".lock", wait, on_wait)
-        self._lock_depth = 1
-        try:
-            yield
-        finally:
-            self._lock_depth = 0
-            os.close(fd)  # closing the descriptor releases the lock
+    ) -> AbstractContextManager[None]:
+        """This store's writer lock: ``writer_lock(self.path, ...)``."""
+        return writer_lock(self.path, wait, on_wait)
 
     @_guarded
     def meta(self, key: str) -> str:
@@ -752,9 +728,50 @@ class Store:
         ]
 
 
+@contextmanager
+def writer_lock(
+    path: str | Path, wait: float = DEFAULT_WAIT_LOCK, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold the writer lock of the store at *path*: one ingest at a time per store.
+
+    An ingest loads the stored totals, adds what it reads and writes the sums back; two at once
+    would each overwrite the other's sums. The lock is an advisory lock on ``STORE.lock`` beside
+    the store (``flock``: released by the kernel when the holder exits, however it dies), taken
+    before the store is opened or anything read from it (so two ingests creating one new store
+    never race either). Re-entrant within one process. When another process holds it, *on_wait*
+    is called once with a one-line message and the lock is tried again until *wait* seconds have
+    passed; then ``StoreError`` (exit 4). Readers (every other command) never take it: SQLite's
+    WAL lets them read meanwhile. docs/store.md "One writer at a time".
+    """
+    if str(path) == ":memory:":
+        yield
+        return
+    key = os.path.realpath(path)
+    held = _HELD.get(key)
+    if held is not None:
+        _HELD[key] = (held[0], held[1] + 1)
+        try:
+            yield
+        finally:
+            fd, depth = _HELD[key]
+            _HELD[key] = (fd, depth - 1)
+        return
+    fd = _acquire(str(path) + ".lock", wait, on_wait)
+    _HELD[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+_HELD: dict[str, tuple[int, int]] = {}  # realpath of a store held by this process → (fd, depth)
+
+
 def _acquire(lock_path: str, wait: float, on_wait: Callable[[str], None] | None) -> int:
     """Open and lock *lock_path*, waiting up to *wait* seconds; the descriptor holds the lock."""
     try:
+        Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise StoreError(f"{lock_path}: cannot create the store's lock file ({exc.strerror or exc})") from exc

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from iamtrim import ingest as ingest_mod
-from iamtrim.errors import NoReadableInput, StoreError
+from iamtrim.errors import NoReadableInput
 from iamtrim.ingest import ingest
 from iamtrim.model import SkipReason
 from iamtrim.sources import read_file
@@ -40,7 +40,7 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         env={**os.environ, **(env or {})},
     )
 
@@ -123,7 +123,7 @@ def test_concurrent_ingests_of_two_halves_equal_a_sequential_ingest(tmp_path: Pa
         for half in (a, b)
     ]
     for p in procs:
-        _, err = p.communicate(timeout=300)
+        _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
         assert "internal error" not in err and "locked" not in err.replace("--wait-lock", "")
     seq, par = snapshot(tmp_path / "seq.sqlite"), snapshot(tmp_path / "par.sqlite")
@@ -140,16 +140,18 @@ def test_the_same_files_ingested_twice_at_once_count_once(tmp_path: Path) -> Non
     res = run_cli("ingest", str(a), "--store", "once.sqlite", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     procs = [start_cli("ingest", str(a), "--store", "twice.sqlite", cwd=tmp_path) for _ in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
+    outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     once, twice = snapshot(tmp_path / "once.sqlite"), snapshot(tmp_path / "twice.sqlite")
-    assert twice["skips"] == once["skips"] == [(str(SkipReason.CONSOLE_SIGN_IN), "AwsConsoleSignIn", 60)]
-    assert twice["coverage"] == once["coverage"]
-    assert twice["usage"] == once["usage"]
+    assert twice["skips"] == once["skips"] == [(str(SkipReason.CONSOLE_SIGN_IN), "AwsConsoleSignIn", 60)], (
+        outs
+    )
+    assert twice["coverage"] == once["coverage"], outs
+    assert twice["usage"] == once["usage"], outs
     # One of the two runs read everything, the other found it all already ingested.
     summaries = sorted(out for out, _ in outs)
-    assert "files: 0 read, 30 already ingested" in summaries[0]
-    assert "files: 30 read, 0 already ingested" in summaries[1]
+    assert "files: 0 read, 30 already ingested" in summaries[0], outs
+    assert "files: 30 read, 0 already ingested" in summaries[1], outs
 
 
 def test_an_ingest_waits_for_the_writer_lock_then_exits_4(tmp_path: Path) -> None:
@@ -171,17 +173,21 @@ def test_an_ingest_waits_for_the_writer_lock_then_exits_4(tmp_path: Path) -> Non
 
 
 def test_the_writer_lock_is_taken_before_totals_are_loaded(tmp_path: Path) -> None:
-    """A waiting ingest sees what the one before it wrote (no stale totals written back)."""
+    """An ingest that waited sees what the holder wrote meanwhile (no stale totals written back)."""
     write_trail(tmp_path / "a.json", [s3_get(1, "k/1")])
-    write_trail(tmp_path / "b.json", [s3_get(2, "k/1")])
+    write_trail(tmp_path / "b.json", [s3_get(2, "k/1")])  # the same usage key, another event
     store_path = tmp_path / "s.sqlite"
     with Store(store_path) as first, first.writer_lock():
-        with Store(store_path) as second, pytest.raises(StoreError, match="still writing"):
-            ingest([tmp_path / "b.json"], second, workers=1, wait_lock=0.2)
-        ingest([tmp_path / "a.json"], first, workers=1)  # re-entrant within the holder
-    with Store(store_path) as second:
-        ingest([tmp_path / "b.json"], second, workers=1, wait_lock=0.2)
-        assert [r.count for r in second.usage(ROLE)] == [2]
+        waiting = start_cli("ingest", "b.json", "--store", "s.sqlite", cwd=tmp_path)
+        assert waiting.stderr is not None
+        line = waiting.stderr.readline()  # it says once that it waits, then waits
+        assert "is writing this store; waiting for it" in line
+        ingest([tmp_path / "a.json"], first, workers=1)  # re-entrant within the holder's process
+        assert [r.count for r in first.usage(ROLE)] == [1]
+    _, err = waiting.communicate(timeout=600)
+    assert waiting.returncode == 0, err
+    with Store(store_path) as st:
+        assert [r.count for r in st.usage(ROLE)] == [2]
 
 
 def test_database_is_locked_is_a_store_error_not_an_internal_error(tmp_path: Path) -> None:
