@@ -203,7 +203,7 @@ def test_database_is_locked_is_a_store_error_not_an_internal_error(tmp_path: Pat
     assert res.returncode == 4, res.stderr
     assert len(res.stderr.splitlines()) == 1, res.stderr
     assert "internal error" not in res.stderr
-    assert "database is locked" in res.stderr and "s.sqlite" in res.stderr
+    assert "s.sqlite: the store is locked by another process" in res.stderr
 
 
 # -- 6. a record that is not UTF-8 -------------------------------------------------------------
