@@ -26,7 +26,7 @@ from iamtrim.query import principal_usage, resolve_principal_name, summarize_pri
 from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
 from iamtrim.render import usage as render_usage
-from iamtrim.store import DEFAULT_WAIT_LOCK, Store, writer_lock
+from iamtrim.store import DEFAULT_WAIT_LOCK, Store
 from iamtrim.synth import AdvisedGrant, SynthOptions, Target, generate_identity_policy
 
 app = typer.Typer(
@@ -177,7 +177,7 @@ def ingest_cmd(
         sys.exit(2)
     path = store or default_store_path()
     if access_advisor:
-        with writer_lock(path, wait_lock, _err), Store(path) as st:
+        with Store(path) as st, st.writer_lock(wait_lock, _err):
             aa_report = ingest_access_advisor(
                 access_advisor,
                 st,
@@ -206,9 +206,9 @@ def ingest_cmd(
         if progress is not None:
             progress.advance(task)
 
-    # The lock before the store is opened (two new stores never race) and before the progress
-    # bar starts (the wait message is a plain line).
-    with writer_lock(path, wait_lock, _err), Store(path) as st:
+    # The store is opened first (a file that is not a store is refused before anything is made
+    # beside it), then locked before the progress bar starts (the wait message is a plain line).
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
         if show_bar:
             from rich.progress import Progress
 

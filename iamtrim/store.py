@@ -737,11 +737,12 @@ def writer_lock(
     An ingest loads the stored totals, adds what it reads and writes the sums back; two at once
     would each overwrite the other's sums. The lock is an advisory lock on ``STORE.lock`` beside
     the store (``flock``: released by the kernel when the holder exits, however it dies), taken
-    before the store is opened or anything read from it (so two ingests creating one new store
-    never race either). Re-entrant within one process. When another process holds it, *on_wait*
-    is called once with a one-line message and the lock is tried again until *wait* seconds have
-    passed; then ``StoreError`` (exit 4). Readers (every other command) never take it: SQLite's
-    WAL lets them read meanwhile. docs/store.md "One writer at a time".
+    once the store is open (so a file that is not a store is refused before anything is made
+    beside it) and before anything is read from it. Re-entrant within one process. When another
+    process holds it, *on_wait* is called once with a one-line message and the lock is tried
+    again until *wait* seconds have passed; then ``StoreError`` (exit 4). Readers (every other
+    command) never take it: SQLite's WAL lets them read meanwhile. docs/store.md "One writer at
+    a time".
     """
     if str(path) == ":memory:":
         yield
