@@ -30,4 +30,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_bench.py
 
 clean:
-	rm -rf $(VENV) .demo-store.sqlite .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo-store.sqlite .demo-store.sqlite.lock .pytest_cache .mypy_cache .ruff_cache

@@ -26,7 +26,7 @@ from iamtrim.query import principal_usage, resolve_principal_name, summarize_pri
 from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
 from iamtrim.render import usage as render_usage
-from iamtrim.store import Store
+from iamtrim.store import DEFAULT_WAIT_LOCK, Store
 from iamtrim.synth import AdvisedGrant, SynthOptions, Target, generate_identity_policy
 
 app = typer.Typer(
@@ -160,6 +160,15 @@ def ingest_cmd(
             "or policy), when the file does not name it.",
         ),
     ] = "",
+    wait_lock: Annotated[
+        float,
+        typer.Option(
+            "--wait-lock",
+            metavar="SECONDS",
+            min=0,
+            help="How long to wait for another ingest writing the same store (then exit 4).",
+        ),
+    ] = DEFAULT_WAIT_LOCK,
 ) -> None:
     """Read CloudTrail records into the usage store (incremental: files and events already
     ingested are not counted again), and Access Advisor reports beside them."""
@@ -168,7 +177,7 @@ def ingest_cmd(
         sys.exit(2)
     path = store or default_store_path()
     if access_advisor:
-        with Store(path) as st:
+        with Store(path) as st, st.writer_lock(wait_lock, _err):
             aa_report = ingest_access_advisor(
                 access_advisor,
                 st,
@@ -197,7 +206,9 @@ def ingest_cmd(
         if progress is not None:
             progress.advance(task)
 
-    with Store(path) as st:
+    # The store is opened first (a file that is not a store is refused before anything is made
+    # beside it), then locked before the progress bar starts (the wait message is a plain line).
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
         if show_bar:
             from rich.progress import Progress
 
@@ -211,6 +222,7 @@ def ingest_cmd(
                 workers=workers,
                 on_file=on_file,
                 on_start=lambda n: progress.update(task, total=n) if progress else None,
+                wait_lock=wait_lock,
             )
         except NoReadableInput:
             if not told:

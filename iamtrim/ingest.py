@@ -9,6 +9,7 @@ usage keys, not records), and commits batches atomically to the store.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import hashlib
 import itertools
@@ -16,8 +17,8 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
 import time
-import traceback
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,12 +28,14 @@ from multiprocessing.context import ForkContext, SpawnContext
 from pathlib import Path
 from typing import Any
 
-from iamtrim.errors import NoReadableInput
+from iamtrim.errors import InputError, NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
 from iamtrim.model import FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
 from iamtrim.normalize.record import GOOD_TIMES, RecordParts, event_time, fast_parts, normalize_parts
-from iamtrim.sources import iter_input_files, read_file
-from iamtrim.store import FileEntry, Store
+from iamtrim.sources import Record, iter_input_files, read_file
+from iamtrim.sources.files import MAX_FILE_BYTES
+from iamtrim.sources.records import identity_text
+from iamtrim.store import DEFAULT_WAIT_LOCK, FileEntry, Store
 
 EXACT_KEYS_PER_FOLDER = 16  # entries (keys, sub-folders) kept per S3 folder before it folds: docs/store.md
 SAMPLE_EVENT_IDS = 3
@@ -53,6 +56,15 @@ def event_hash(event_id: str, event_time: str = "", event_name: str = "") -> int
     """
     text = f"{event_id}|{event_time}|{event_name}".encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little", signed=True)
+
+
+def content_hash(identity: bytes) -> int:
+    """The 64-bit hash of a record without an eventID, from ``identity_text`` (docs/store.md).
+
+    Keyed apart from ``event_hash`` (a person choosing an eventID cannot collide with it).
+    """
+    digest = hashlib.blake2b(identity, digest_size=8, person=b"no-eventID").digest()
+    return int.from_bytes(digest, "little", signed=True)
 
 
 class _Node:
@@ -268,6 +280,7 @@ def process_chunk(
     exclude: frozenset[int] = frozenset(),
     known_digests: frozenset[str] = frozenset(),
     folder: ObjectKeyFolder | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> ChunkResult:
     """Read and normalize consecutive files into one aggregate. Never raises for bad content.
 
@@ -275,16 +288,37 @@ def process_chunk(
     Aggregating a run of files (not one file) lets the object-key folding work across them, so
     the parent merges thousands of keys per chunk instead of one per record; *folder*, kept
     across the chunks of one lane (see ``_results``), carries the folding on from chunk to chunk.
+
+    An exception while reading one file (a bug met by some input) costs that file only: the
+    chunk is read again without it, so none of its records is half counted, and the file is
+    reported with the exception in one line and not stored (read again by the next run).
     """
     # Decoding builds millions of small acyclic objects; the cyclic GC would re-scan them all on
     # every generation-2 pass (msgspec's docs recommend the same for bulk decoding).
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    failed: dict[str, str] = {}
     try:
-        return _process_chunk(paths, exclude, known_digests, folder)
+        while True:
+            try:
+                return _process_chunk(paths, exclude, known_digests, folder, max_file_bytes, failed)
+            except _FileFailed:
+                continue  # ``failed`` now names one more file, which the next pass skips
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+class _FileFailed(Exception):
+    """Raised by ``_process_chunk`` after recording a file's exception in ``failed``."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line: its type and message, never a traceback."""
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _process_chunk(
@@ -292,20 +326,25 @@ def _process_chunk(
     exclude: frozenset[int],
     known_digests: frozenset[str],
     folder: ObjectKeyFolder | None,
+    max_file_bytes: int,
+    failed: dict[str, str],
 ) -> ChunkResult:
     chunk = ChunkResult(paths=list(paths))
     seen_here: set[int] = set()
     digests_here: set[str] = set()
     if folder is None:
         folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
-    agg = chunk.agg
-    principals = chunk.principals
-    coverage = chunk.coverage
-    data_names = DATA_EVENT_NAMES
     for path in paths:
         result = FileResult(path=path)
         chunk.files.append(result)
-        read, raw = read_file(path)
+        if path in failed:
+            result.error = failed[path]
+            continue
+        try:
+            read, raw = read_file(path, max_file_bytes)
+        except Exception as exc:  # a bug met by this file's content: see process_chunk
+            failed[path] = f"not stored, exception while reading: {one_line(exc)}"
+            raise _FileFailed from None
         try:
             st = os.stat(path)
             result.size, result.mtime_ns = st.st_size, st.st_mtime_ns
@@ -315,92 +354,126 @@ def _process_chunk(
         if result.digest and (result.digest in known_digests or result.digest in digests_here):
             result.already = True
             continue
-        digests_here.add(result.digest)
         result.format, result.malformed, result.error = read.format, read.malformed, read.error
+        if not read.records and read.error:
+            # Nothing of it was read: not stored, so the next run reads it again (see
+            # _merge_chunks); a copy of it in this chunk is reported, not taken as already read.
+            continue
+        digests_here.add(result.digest)
         skips = result.skips
-        hashes = result.hashes
         if read.malformed:
-            skips[(str(SkipReason.MALFORMED), "")] += read.malformed
+            other = read.malformed
+            for detail, n in read.malformed_details.items():
+                skips[(str(SkipReason.MALFORMED), detail)] += n
+                other -= n
+            if other:
+                skips[(str(SkipReason.MALFORMED), "")] += other
         complete = _is_trail_delivery(path, read.format)
         result.records = len(read.records)
-        for record in read.records:
-            eid = record.eventID
-            if eid:
-                h = event_hash(eid, record.eventTime or "", record.eventName or "")
-                if h in seen_here or h in exclude:
-                    skips[_DUPLICATE] += 1
-                    continue
-                seen_here.add(h)
-                hashes.append(h)
-            # Coverage: every distinct record (skipped ones too) shows what the trail logged.
-            category = record.eventCategory
-            if category == "Data":
-                data_source = record.eventSource or ""
-            elif category is None:  # records before eventVersion 1.07 carry no eventCategory
-                data_source = (
-                    record.eventSource or "" if (record.eventSource, record.eventName) in data_names else ""
-                )
-            elif category == "Management":
-                data_source = ""
-            else:  # NetworkActivity / Insight: say nothing about API calls
-                data_source = None
-            # A record whose eventTime is not a time a trail wrote (normalize.event_time) says
-            # nothing about any day.
-            etime = record.eventTime
-            if data_source is not None and etime and (etime in GOOD_TIMES or event_time(etime)):
-                coverage[
-                    (
-                        record.recipientAccountId or "",
-                        record.awsRegion or "",
-                        etime[:10],
-                        data_source,
-                        complete,
-                    )
-                ] += 1
-            parts: RecordParts | Skipped | None = fast_parts(record)
-            if parts is None:
-                parts = normalize_parts(record)
-            if isinstance(parts, Skipped):
-                skips[(str(parts.reason), parts.detail)] += 1
-                continue
-            principal, outcome_enum, _, _, when, event_id, source_ip, uses, notes, ck = parts
-            if notes:
-                for note in notes:
-                    skips[(str(note.reason), note.detail)] += 1
-            parn = principal.arn
-            if parn not in principals:
-                principals[parn] = principal
-            outcome = _OUTCOME_TEXT[outcome_enum]
-            for action, resource in uses:
-                if resource is None:
-                    resource = ""
-                elif ":s3:::" in resource and "/" in resource:
-                    resource = folder.fold((parn, action, outcome), ck, resource)
-                key = (parn, action, resource, outcome, ck)
-                acc = agg.get(key)
-                if acc is None:
-                    agg[key] = [
-                        1,
-                        when,
-                        when,
-                        [event_id] if event_id else [],
-                        [source_ip] if source_ip else [],
-                    ]
-                    continue
-                acc[0] += 1
-                if when < acc[1]:
-                    acc[1] = when
-                elif when > acc[2]:
-                    acc[2] = when
-                ips = acc[4]
-                if source_ip and len(ips) < SAMPLE_SOURCE_IPS and source_ip not in ips:
-                    ips.append(source_ip)
-                eids = acc[3]
-                if event_id and len(eids) < SAMPLE_EVENT_IDS:
-                    eids.append(event_id)
+        try:
+            _add_records(read.records, result, chunk, folder, seen_here, exclude, complete)
+        except Exception as exc:  # a bug met by this file's content: see process_chunk
+            failed[path] = f"not stored, exception while normalizing: {one_line(exc)}"
+            raise _FileFailed from None
     if folder.moved:  # folders that folded in this chunk: their keys counted so far move in
-        _apply_moves(agg, folder.moved)
+        _apply_moves(chunk.agg, folder.moved)
     return chunk
+
+
+def _add_records(
+    records: list[Record],
+    result: FileResult,
+    chunk: ChunkResult,
+    folder: ObjectKeyFolder,
+    seen_here: set[int],
+    exclude: frozenset[int],
+    complete: bool,
+) -> None:
+    agg = chunk.agg
+    principals = chunk.principals
+    coverage = chunk.coverage
+    data_names = DATA_EVENT_NAMES
+    skips = result.skips
+    hashes = result.hashes
+    for record in records:
+        eid = record.eventID
+        if eid:
+            h = event_hash(eid, record.eventTime or "", record.eventName or "")
+        else:
+            # Without an eventID the same record in two files (a trail extract and a JSON
+            # Lines export of it) is known by what it describes, however it was encoded.
+            h = content_hash(identity_text(record))
+        if h in seen_here or h in exclude:
+            skips[_DUPLICATE] += 1
+            continue
+        seen_here.add(h)
+        hashes.append(h)
+        # Coverage: every distinct record (skipped ones too) shows what the trail logged.
+        category = record.eventCategory
+        if category == "Data":
+            data_source = record.eventSource or ""
+        elif category is None:  # records before eventVersion 1.07 carry no eventCategory
+            data_source = (
+                record.eventSource or "" if (record.eventSource, record.eventName) in data_names else ""
+            )
+        elif category == "Management":
+            data_source = ""
+        else:  # NetworkActivity / Insight: say nothing about API calls
+            data_source = None
+        # A record whose eventTime is not a time a trail wrote (normalize.event_time) says
+        # nothing about any day.
+        etime = record.eventTime
+        if data_source is not None and etime and (etime in GOOD_TIMES or event_time(etime)):
+            coverage[
+                (
+                    record.recipientAccountId or "",
+                    record.awsRegion or "",
+                    etime[:10],
+                    data_source,
+                    complete,
+                )
+            ] += 1
+        parts: RecordParts | Skipped | None = fast_parts(record)
+        if parts is None:
+            parts = normalize_parts(record)
+        if isinstance(parts, Skipped):
+            skips[(str(parts.reason), parts.detail)] += 1
+            continue
+        principal, outcome_enum, _, _, when, event_id, source_ip, uses, notes, ck = parts
+        if notes:
+            for note in notes:
+                skips[(str(note.reason), note.detail)] += 1
+        parn = principal.arn
+        if parn not in principals:
+            principals[parn] = principal
+        outcome = _OUTCOME_TEXT[outcome_enum]
+        for action, resource in uses:
+            if resource is None:
+                resource = ""
+            elif ":s3:::" in resource and "/" in resource:
+                resource = folder.fold((parn, action, outcome), ck, resource)
+            key = (parn, action, resource, outcome, ck)
+            acc = agg.get(key)
+            if acc is None:
+                agg[key] = [
+                    1,
+                    when,
+                    when,
+                    [event_id] if event_id else [],
+                    [source_ip] if source_ip else [],
+                ]
+                continue
+            acc[0] += 1
+            if when < acc[1]:
+                acc[1] = when
+            elif when > acc[2]:
+                acc[2] = when
+            ips = acc[4]
+            if source_ip and len(ips) < SAMPLE_SOURCE_IPS and source_ip not in ips:
+                ips.append(source_ip)
+            eids = acc[3]
+            if event_id and len(eids) < SAMPLE_EVENT_IDS:
+                eids.append(event_id)
 
 
 def _combine(total: list[Any], acc: list[Any]) -> None:
@@ -547,22 +620,65 @@ def _chunks(paths: list[str]) -> list[list[str]]:
     return [paths[i : i + size] for i in range(0, len(paths), size)]
 
 
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the parent dies (Linux ``PR_SET_PDEATHSIG``).
+
+    A parent killed with SIGKILL (or SIGTERM's default action) runs no cleanup, and a worker
+    blocked on its full queue would wait forever. Elsewhere ``_put`` notices the parent is gone.
+    https://man7.org/linux/man-pages/man2/prctl.2.html
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl: _put still checks
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _put(out: Any, item: object, parent: int) -> bool:
+    """Put *item* on the parent's queue; False once the parent is gone (so the worker exits)."""
+    while True:
+        try:
+            out.put(item, timeout=0.5)
+            return True
+        except queue.Full:
+            if os.getppid() != parent:
+                return False
+
+
 def _lane_worker(
     lanes: list[list[list[str]]],
     out: Any,
     digests: frozenset[str],
     events: frozenset[int],
+    max_file_bytes: int,
+    parent: int,
 ) -> None:
     """Worker process: the chunks of its lanes, in input order, each lane with its own folder."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops workers
+    _die_with_parent(parent)
     folders = [ObjectKeyFolder(EXACT_KEYS_PER_FOLDER) for _ in lanes]
+    chunk: list[str] | None = None
     try:
         for row in itertools.zip_longest(*lanes):
             for lane, chunk in enumerate(row):
                 if chunk is not None:
-                    out.put(process_chunk(chunk, events, digests, _lane_folder(folders, lane)))
-    except BaseException:  # a bug, not bad input: report it rather than leave the parent waiting
-        out.put(_WorkerFailed(traceback.format_exc()))
+                    result = process_chunk(
+                        chunk, events, digests, _lane_folder(folders, lane), max_file_bytes
+                    )
+                    if not _put(out, result, parent):
+                        out.cancel_join_thread()  # nobody will read what is still buffered
+                        return
+    except BaseException as exc:  # a bug, not bad input: report it rather than leave the parent waiting
+        where = f" (files {chunk[0]} to {chunk[-1]})" if chunk else ""
+        if not _put(out, _WorkerFailed(one_line(exc) + where), parent):
+            out.cancel_join_thread()
 
 
 def _lane_folder(folders: list[ObjectKeyFolder], lane: int) -> ObjectKeyFolder:
@@ -576,11 +692,15 @@ def _lane_folder(folders: list[ObjectKeyFolder], lane: int) -> ObjectKeyFolder:
 
 @dataclass(slots=True)
 class _WorkerFailed:
-    traceback: str
+    message: str  # one line: the exception and the files the worker was reading
 
 
 def _results(
-    chunks: list[list[str]], workers: int, digests: frozenset[str], events: frozenset[int]
+    chunks: list[list[str]],
+    workers: int,
+    digests: frozenset[str],
+    events: frozenset[int],
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> Iterator[ChunkResult]:
     """Chunk results in input order.
 
@@ -593,7 +713,7 @@ def _results(
     if workers <= 1:
         folders = [ObjectKeyFolder(EXACT_KEYS_PER_FOLDER) for _ in range(LANES)]
         for k, c in enumerate(chunks):
-            yield process_chunk(c, events, digests, _lane_folder(folders, k % LANES))
+            yield process_chunk(c, events, digests, _lane_folder(folders, k % LANES), max_file_bytes)
         return
     ctx: ForkContext | SpawnContext = (
         multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context("spawn")
@@ -603,7 +723,14 @@ def _results(
     procs = [
         ctx.Process(
             target=_lane_worker,
-            args=([lanes[i] for i in range(w, LANES, workers)], queues[w], digests, events),
+            args=(
+                [lanes[i] for i in range(w, LANES, workers)],
+                queues[w],
+                digests,
+                events,
+                max_file_bytes,
+                os.getpid(),
+            ),
             daemon=True,
         )
         for w in range(workers)
@@ -620,10 +747,11 @@ def _results(
                 except queue.Empty:
                     if not procs[w].is_alive():
                         raise RuntimeError(
-                            f"ingest worker {w} exited unexpectedly (exit code {procs[w].exitcode})"
+                            f"ingest worker {w} exited unexpectedly (exit code {procs[w].exitcode}); "
+                            f"its files from {chunks[k][0]} on were not stored"
                         ) from None
             if isinstance(item, _WorkerFailed):
-                raise RuntimeError(f"ingest worker {w} failed:\n{item.traceback}")
+                raise RuntimeError(f"ingest worker {w} failed: {item.message}")
             yield item
     finally:
         for p in procs:
@@ -640,12 +768,38 @@ def ingest(
     workers: int | None = None,
     on_file: Callable[[FileReport], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    max_file_bytes: int | None = None,
+    wait_lock: float = DEFAULT_WAIT_LOCK,
+    on_wait: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Ingest every CloudTrail file under *paths* into *store*.
 
     Raises ``NoReadableInput`` only when no file at all could be read (and none was already in
-    the store); otherwise problems are reported per file and per record.
+    the store); otherwise problems are reported per file and per record. The store's writer
+    lock is held for the whole run (``Store.writer_lock``: waiting up to *wait_lock* seconds,
+    *on_wait* told once), so that concurrent ingests into one store add up like sequential ones.
+    A file past *max_file_bytes* (default ``default_max_file_bytes()``), on disk or once
+    decompressed, is skipped with a reason.
     """
+    with store.writer_lock(wait_lock, on_wait):
+        return _ingest(
+            paths,
+            store,
+            workers,
+            on_file,
+            on_start,
+            default_max_file_bytes() if max_file_bytes is None else max_file_bytes,
+        )
+
+
+def _ingest(
+    paths: Iterable[str | os.PathLike[str]],
+    store: Store,
+    workers: int | None,
+    on_file: Callable[[FileReport], None] | None,
+    on_start: Callable[[int], None] | None,
+    max_file_bytes: int,
+) -> IngestReport:
     started = time.perf_counter()
     report = IngestReport()
     todo: list[str] = []
@@ -676,7 +830,9 @@ def ingest(
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the totals are acyclic; see process_chunk
     try:
-        _merge_chunks(todo, n_workers, store, report, merger, seen, digests, principals, on_file)
+        _merge_chunks(
+            todo, n_workers, store, report, merger, seen, digests, principals, on_file, max_file_bytes
+        )
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -699,6 +855,7 @@ def _merge_chunks(
     digests: set[str],
     principals: dict[str, Principal],
     on_file: Callable[[FileReport], None] | None,
+    max_file_bytes: int,
 ) -> None:
     pending_files: list[FileEntry] = []
     pending_principals: list[Principal] = []
@@ -723,7 +880,7 @@ def _merge_chunks(
         pending_coverage.clear()
         last_commit = time.monotonic()
 
-    for chunk in _results(_chunks(todo), n_workers, frozenset(digests), frozenset(seen)):
+    for chunk in _results(_chunks(todo), n_workers, frozenset(digests), frozenset(seen), max_file_bytes):
         clash = any(
             not f.already and (f.digest in digests or not seen.isdisjoint(f.hashes)) for f in chunk.files
         )
@@ -731,7 +888,7 @@ def _merge_chunks(
             # Some events (or a whole file) of this chunk were already counted from a file read
             # by another worker in this run (an Event-history download overlapping the trail, a
             # copied file): redo the chunk here without them.
-            chunk = process_chunk(chunk.paths, frozenset(seen), frozenset(digests))
+            chunk = process_chunk(chunk.paths, frozenset(seen), frozenset(digests), None, max_file_bytes)
         for result in chunk.files:
             if result.already:
                 report.files_already += 1
@@ -739,11 +896,15 @@ def _merge_chunks(
                     on_file(FileReport(result.path, 0, skipped_file=True))
                 continue
             if result.error and not result.records:
+                # Nothing of it was read: reported, and not stored as ingested, so the next run
+                # tries it again (a file being written, a limit raised, a bug fixed).
                 report.files_failed.append((result.path, result.error))
-            elif result.error:
+                if on_file:
+                    on_file(FileReport(result.path, 0, error=result.error))
+                continue
+            if result.error:
                 report.files_failed.append((result.path, result.error + " (records before it were read)"))
-            if result.records or not result.error:
-                report.files_read += 1
+            report.files_read += 1
             report.records += result.records
             seen.update(result.hashes)
             if result.digest:
@@ -794,3 +955,18 @@ def load_events(paths: Sequence[str | os.PathLike[str]], *, workers: int | None 
 
 def default_store_path() -> Path:
     return Path(os.environ.get("IAMTRIM_STORE", "iamtrim-usage.sqlite"))
+
+
+def default_max_file_bytes() -> int:
+    """The per-file size limit: ``$IAMTRIM_MAX_FILE_BYTES`` if set (a positive integer), else
+    ``MAX_FILE_BYTES`` (1 GiB; why in ``iamtrim/sources/files.py``)."""
+    text = os.environ.get("IAMTRIM_MAX_FILE_BYTES", "").strip()
+    if not text:
+        return MAX_FILE_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InputError(f"IAMTRIM_MAX_FILE_BYTES={text!r}: give a positive number of bytes")
+    return value

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
+import time
 import urllib.parse
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -24,6 +27,13 @@ from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow
 from iamtrim.sources.access_advisor import Granularity, LastAccessed
 
 SCHEMA_VERSION = "2"
+
+# How long an ingest waits for another one writing the same store (``--wait-lock``): a busy
+# month of one account ingests in well under a minute (docs/performance.md), so ten minutes
+# covers a large backlog and still ends a run stuck behind a hung one.
+DEFAULT_WAIT_LOCK = 600.0
+_LOCK_POLL = 0.2  # seconds between attempts while waiting
+
 # Versions this iamtrim migrates in place (by creating the tables added since): 1 → 2 added
 # coverage, access_advisor and access_advisor_files.
 _MIGRATES_FROM = frozenset({"1"})
@@ -428,6 +438,12 @@ class Store:
                 db.execute("ROLLBACK")
             raise
 
+    def writer_lock(
+        self, wait: float = DEFAULT_WAIT_LOCK, on_wait: Callable[[str], None] | None = None
+    ) -> AbstractContextManager[None]:
+        """This store's writer lock: ``writer_lock(self.path, ...)``."""
+        return writer_lock(self.path, wait, on_wait)
+
     @_guarded
     def meta(self, key: str) -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -717,3 +733,105 @@ class Store:
                 "FROM access_advisor_files ORDER BY path"
             )
         ]
+
+
+@contextmanager
+def writer_lock(
+    path: str | Path, wait: float = DEFAULT_WAIT_LOCK, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold the writer lock of the store at *path*: one ingest at a time per store.
+
+    An ingest loads the stored totals, adds what it reads and writes the sums back; two at once
+    would each overwrite the other's sums. The lock is an advisory lock on ``STORE.lock`` beside
+    the store (``flock``: released by the kernel when the holder exits, however it dies), taken
+    once the store is open (so a file that is not a store is refused before anything is made
+    beside it) and before anything is read from it. Re-entrant within one process. When another
+    process holds it, *on_wait* is called once with a one-line message and the lock is tried
+    again until *wait* seconds have passed; then ``StoreError`` (exit 4). Readers (every other
+    command) never take it: SQLite's WAL lets them read meanwhile. docs/store.md "One writer at
+    a time".
+    """
+    if str(path) == ":memory:":
+        yield
+        return
+    key = os.path.realpath(path)
+    held = _HELD.get(key)
+    if held is not None:
+        _HELD[key] = (held[0], held[1] + 1)
+        try:
+            yield
+        finally:
+            fd, depth = _HELD[key]
+            _HELD[key] = (fd, depth - 1)
+        return
+    fd = _acquire(str(path) + ".lock", wait, on_wait)
+    _HELD[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+_HELD: dict[str, tuple[int, int]] = {}  # realpath of a store held by this process → (fd, depth)
+
+
+def _acquire(lock_path: str, wait: float, on_wait: Callable[[str], None] | None) -> int:
+    """Open and lock *lock_path*, waiting up to *wait* seconds; the descriptor holds the lock."""
+    try:
+        Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"{lock_path}: cannot create the store's lock file ({exc.strerror or exc})") from exc
+    deadline = time.monotonic() + max(0.0, wait)
+    told = False
+    while not _try_lock(fd):
+        if time.monotonic() >= deadline:
+            holder = _holder(fd)
+            os.close(fd)
+            raise StoreError(
+                f"{lock_path[: -len('.lock')]}: another ingest{holder} is still writing this store "
+                f"after {wait:g}s; try again when it is done, or give a longer --wait-lock"
+            )
+        if not told and on_wait is not None:
+            on_wait(
+                f"{lock_path[: -len('.lock')]}: another ingest{_holder(fd)} is writing this store; "
+                f"waiting for it (up to {wait:g}s, --wait-lock)"
+            )
+        told = True
+        time.sleep(_LOCK_POLL)
+    # Who holds it, for the message another waiting ingest prints.
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return f" (pid {text})" if text.isdigit() else ""
+
+
+if sys.platform == "win32":  # pragma: no cover - CI runs on Linux
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True

@@ -48,7 +48,8 @@ class SkipReason(StrEnum):
     MISSING_FIELDS = "missing-fields"  # eventSource/eventName/eventTime absent
     BAD_EVENT_TIME = "bad-event-time"  # eventTime not a UTC ISO 8601 time from 2013-11 to tomorrow
     MALFORMED = "malformed-record"  # not a JSON object, or a field of the wrong type
-    DUPLICATE_EVENT = "duplicate-event"  # eventID already counted
+    # already counted: the same eventID, or without one the same identity (docs/store.md)
+    DUPLICATE_EVENT = "duplicate-event"
     FAILED_WITHOUT_RESOURCE = "failed-without-resource"  # an error (Throttling), no request: no evidence
     RESOURCE_UNKNOWN = "resource-unknown"  # usage kept, but the resource could not be determined
 

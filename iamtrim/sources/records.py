@@ -108,3 +108,46 @@ TRAIL_DECODER = msgspec.json.Decoder(TrailFile)
 RECORD_LIST_DECODER = msgspec.json.Decoder(list[Record])
 LOOKUP_DECODER = msgspec.json.Decoder(LookupEventsOutput)
 GENERIC_DECODER = msgspec.json.Decoder()
+
+
+class RawDocument(msgspec.Struct):
+    """A trail file (``Records``) or LookupEvents output (``Events``) whose elements are kept
+    undecoded, to be decoded (and fail) one at a time."""
+
+    Records: list[msgspec.Raw] | None = None
+    Events: list[msgspec.Raw] | None = None
+
+
+RAW_DOCUMENT_DECODER = msgspec.json.Decoder(RawDocument)
+RAW_LIST_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
+
+_CANONICAL = msgspec.json.Encoder(order="sorted").encode
+
+
+def identity_text(record: Record) -> bytes:
+    """What identifies a record that has no ``eventID``, the same whichever file it came from.
+
+    CloudTrail gives every event an eventID; records without one were made or re-exported by
+    other tools, and the same records may arrive twice (a trail extract and a JSON Lines export
+    of it). They are told apart by the fields that describe the call — time, source, name,
+    region, caller (``userIdentity``), source address, request parameters, error code and
+    receiving account — with objects re-encoded with sorted keys and no whitespace, so neither
+    key order nor spacing nor the file's format changes the answer.
+    """
+    try:
+        identity = GENERIC_DECODER.decode(record.userIdentity)
+    except msgspec.DecodeError:
+        identity = bytes(record.userIdentity).decode("utf-8", "replace")
+    return _CANONICAL(
+        [
+            record.eventTime,
+            record.eventSource,
+            record.eventName,
+            record.awsRegion,
+            identity,
+            record.sourceIPAddress,
+            record.requestParameters,
+            record.errorCode,
+            record.recipientAccountId,
+        ]
+    )
