@@ -13,7 +13,7 @@ import re
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,6 +28,9 @@ from iamtrim.render import policy as render_policy
 from iamtrim.render import usage as render_usage
 from iamtrim.store import DEFAULT_WAIT_LOCK, Store
 from iamtrim.synth import AdvisedGrant, SynthOptions, Target, generate_identity_policy
+
+if TYPE_CHECKING:
+    from iamtrim.aws import Aws
 
 app = typer.Typer(
     name="iamtrim",
@@ -58,6 +61,23 @@ StoreOpt = Annotated[
     ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+
+# How to reach AWS (commands that read from the account). Empty: botocore's default chain.
+ProfileOpt = Annotated[str, typer.Option("--profile", help="AWS profile (default: the credential chain).")]
+RegionOpt = Annotated[str, typer.Option("--region", help="AWS region for the calls.")]
+EndpointOpt = Annotated[
+    str, typer.Option("--endpoint-url", help="AWS endpoint URL (a local test server, a VPC endpoint).")
+]
+RoleArnOpt = Annotated[
+    str, typer.Option("--role-arn", help="Assume this role (STS AssumeRole) for every call.")
+]
+
+
+def _aws(profile: str, region: str, endpoint_url: str, role_arn: str) -> Aws:
+    """An :class:`iamtrim.aws.Aws` for the options (boto3 is imported only when AWS is used)."""
+    from iamtrim.aws import Aws, AwsConfig
+
+    return Aws(AwsConfig(profile=profile, region=region, endpoint_url=endpoint_url, role_arn=role_arn))
 
 
 # Control characters (a newline, a terminal escape) in a file name or a value from a record would
@@ -582,6 +602,18 @@ def bucket_policy_cmd(
     explain: Annotated[bool, typer.Option("--explain", help="Show the evidence for each pin and grant.")] = (
         False
     ),
+    from_aws: Annotated[
+        bool,
+        typer.Option(
+            "--from-aws",
+            help="Read the bucket's current policy (s3:GetBucketPolicy) and keep the statements "
+            "iamtrim does not manage.",
+        ),
+    ] = False,
+    profile: ProfileOpt = "",
+    region: RegionOpt = "",
+    endpoint_url: EndpointOpt = "",
+    role_arn: RoleArnOpt = "",
 ) -> None:
     """An S3 bucket policy from observed use: HTTPS only, VPC-endpoint and SSE-KMS pins, cross-account
     grants; refused if it would lock the root or a --break-glass principal out of the bucket policy."""
@@ -597,9 +629,19 @@ def bucket_policy_cmd(
                 f"--break-glass {arn!r}: {problem}; expected an IAM role or user ARN, "
                 "e.g. arn:aws:iam::111122223333:role/break-glass"
             )
+    current = None
+    if from_aws:
+        from iamtrim.sources.aws_policies import bucket_policy
+        from iamtrim.synth.merge import CurrentResourcePolicy
+
+        aws = _aws(profile, region, endpoint_url, role_arn)
+        current = CurrentResourcePolicy(bucket_policy(aws, bucket), f"s3:GetBucketPolicy {bucket}")
     with _open_usage(events, store) as st:
         generated = generate_bucket_policy(
-            bucket, st.usage(), BucketOptions(break_glass=tuple(break_glass or ()), account=account or "")
+            bucket,
+            st.usage(),
+            BucketOptions(break_glass=tuple(break_glass or ()), account=account or ""),
+            current,
         )
     if fmt is ResourcePolicyFormat.json:
         typer.echo(render_bucket.bucket_json(generated, explain=explain))
@@ -622,6 +664,18 @@ def kms_policy_cmd(
         ResourcePolicyFormat.json
     ),
     explain: Annotated[bool, typer.Option("--explain", help="Show the evidence for each statement.")] = False,
+    from_aws: Annotated[
+        bool,
+        typer.Option(
+            "--from-aws",
+            help="Read the key's current policy (kms:GetKeyPolicy) and keep the statements iamtrim "
+            "does not manage.",
+        ),
+    ] = False,
+    profile: ProfileOpt = "",
+    region: RegionOpt = "",
+    endpoint_url: EndpointOpt = "",
+    role_arn: RoleArnOpt = "",
 ) -> None:
     """Key-policy statements for the observed users of a KMS key, with kms:ViaService where they used it
     only through a service; key administration stays with the account's IAM policies."""
@@ -630,7 +684,16 @@ def kms_policy_cmd(
 
     with _open_usage(events, store) as st:
         rows = st.usage()
-        generated = generate_key_policy(resolve_key(rows, key), rows, tuple(admin or ()))
+        key_arn = resolve_key(rows, key)
+        current = None
+        if from_aws:
+            from iamtrim.sources.aws_policies import key_policy
+            from iamtrim.synth.merge import CurrentResourcePolicy
+
+            aws = _aws(profile, region, endpoint_url, role_arn)
+            _, policy = key_policy(aws, key_arn)
+            current = CurrentResourcePolicy(policy, f"kms:GetKeyPolicy {key_arn}")
+        generated = generate_key_policy(key_arn, rows, tuple(admin or ()), current)
     if fmt is ResourcePolicyFormat.json:
         typer.echo(render_bucket.key_json(generated, explain=explain))
     else:
@@ -685,6 +748,18 @@ def diff_cmd(
             "such entries with a risk class, or missing entries.",
         ),
     ] = None,
+    from_aws: Annotated[
+        bool,
+        typer.Option(
+            "--from-aws",
+            help="Read the principal's current policies from the account "
+            "(iam:GetAccountAuthorizationDetails), instead of --authz.",
+        ),
+    ] = False,
+    profile: ProfileOpt = "",
+    region: RegionOpt = "",
+    endpoint_url: EndpointOpt = "",
+    role_arn: RoleArnOpt = "",
 ) -> None:
     """What PRINCIPAL's current policies grant that it never used, and what it needed but lacked."""
     from iamtrim import evidence
@@ -693,19 +768,27 @@ def diff_cmd(
     from iamtrim.review.current import current_from_authz, current_from_files, principal_for
     from iamtrim.review.diff import diff_principal
 
-    if (authz is None) == (not current):
-        raise OptionsError("diff: give --authz FILE or --current FILE..., one of them")
-    if boundary is not None and authz is not None:
-        raise OptionsError("diff: --boundary goes with --current (--authz names the boundary itself)")
+    if sum((authz is not None, bool(current), from_aws)) != 1:
+        raise OptionsError("diff: give --authz FILE, --current FILE... or --from-aws, one of them")
+    if boundary is not None and not current:
+        raise OptionsError(
+            "diff: --boundary goes with --current (--authz and --from-aws name the boundary themselves)"
+        )
     with _open_usage(events, store) as st:
         try:
             p = resolve_principal_name(st, principal)
             rows = st.usage(p.arn)
         except PrincipalError:
-            if authz is None:
+            if current:
                 raise
             p, rows = None, []
-        if authz is not None:
+        if from_aws:
+            from iamtrim.review.current import current_from_aws
+
+            aws = _aws(profile, region, endpoint_url, role_arn)
+            policies = current_from_aws(aws, p.arn if p else principal)
+            p = p or principal_for(policies.principal)
+        elif authz is not None:
             policies = current_from_authz(authz, p.arn if p else principal)
             p = p or principal_for(policies.principal)
         else:
