@@ -44,6 +44,13 @@ __all__ = [
 CALLS: Mapping[tuple[str, str], str] = {
     ("sts", "AssumeRole"): "sts:AssumeRole",
     ("iam", "GetAccountAuthorizationDetails"): "iam:GetAccountAuthorizationDetails",
+    ("iam", "ListRoles"): "iam:ListRoles",
+    ("iam", "ListUsers"): "iam:ListUsers",
+    ("iam", "GetRole"): "iam:GetRole",
+    ("iam", "GetUser"): "iam:GetUser",
+    # Starts a report job; AWS classifies it as a Read action (it changes nothing in the account).
+    ("iam", "GenerateServiceLastAccessedDetails"): "iam:GenerateServiceLastAccessedDetails",
+    ("iam", "GetServiceLastAccessedDetails"): "iam:GetServiceLastAccessedDetails",
     ("s3", "GetBucketPolicy"): "s3:GetBucketPolicy",
     ("kms", "DescribeKey"): "kms:DescribeKey",
     ("kms", "GetKeyPolicy"): "kms:GetKeyPolicy",

@@ -189,13 +189,44 @@ def ingest_cmd(
             help="How long to wait for another ingest writing the same store (then exit 4).",
         ),
     ] = DEFAULT_WAIT_LOCK,
+    aa_from_aws: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--access-advisor-from-aws",
+            help="Run an ACTION_LEVEL Access Advisor job for this role or user (ARN, name, role/NAME "
+            "or user/NAME; repeatable) and store its report.",
+        ),
+    ] = None,
+    all_roles: Annotated[
+        bool, typer.Option("--all-roles", help="Access Advisor jobs for every role of the account.")
+    ] = False,
+    all_users: Annotated[
+        bool, typer.Option("--all-users", help="Access Advisor jobs for every user of the account.")
+    ] = False,
+    profile: ProfileOpt = "",
+    region: RegionOpt = "",
+    endpoint_url: EndpointOpt = "",
+    role_arn: RoleArnOpt = "",
 ) -> None:
     """Read CloudTrail records into the usage store (incremental: files and events already
     ingested are not counted again), and Access Advisor reports beside them."""
-    if not paths and not access_advisor:
-        _err("give CloudTrail PATHS, --access-advisor FILE, or both")
+    from_aws = bool(aa_from_aws) or all_roles or all_users
+    if not paths and not access_advisor and not from_aws:
+        _err("give CloudTrail PATHS, --access-advisor FILE, --access-advisor-from-aws PRINCIPAL, or more")
         sys.exit(2)
     path = store or default_store_path()
+    if from_aws:
+        _ingest_access_advisor_from_aws(
+            _aws(profile, region, endpoint_url, role_arn),
+            aa_from_aws or [],
+            all_roles,
+            all_users,
+            path,
+            quiet,
+            wait_lock,
+        )
+        if not paths and not access_advisor:
+            return
     if access_advisor:
         with Store(path) as st, st.writer_lock(wait_lock, _err):
             aa_report = ingest_access_advisor(
@@ -254,6 +285,41 @@ def ingest_cmd(
                 progress.stop()
     if not quiet:
         _print_ingest(report, path)
+
+
+def _ingest_access_advisor_from_aws(
+    aws: Aws, names: list[str], all_roles: bool, all_users: bool, path: Path, quiet: bool, wait_lock: float
+) -> None:
+    """Run the jobs, wait for all of them, then store the reports (nothing is stored on failure)."""
+    from iamtrim.evidence import ingest_access_advisor_responses
+    from iamtrim.sources.access_advisor_aws import fetch_reports, list_principals, resolve_principals
+
+    principals = sorted(
+        set(resolve_principals(aws, names)) | set(list_principals(aws, roles=all_roles, users=all_users))
+    )
+    if not principals:
+        _err("access advisor: the account has no such principals; nothing to fetch")
+        sys.exit(2)
+    show = sys.stderr.isatty() and not quiet
+    reports = fetch_reports(
+        aws,
+        principals,
+        on_report=(lambda arn: typer.echo(f"access advisor: {arn} done", err=True)) if show else None,
+    )
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
+        report = ingest_access_advisor_responses(
+            [(f"aws:iam:{r.principal}#job/{r.job_id}", r.principal, r.body) for r in reports],
+            st,
+            on_file=lambda p, why: _err(f"{p}: skipped: {why}"),
+        )
+    for note_path, note in report.notes:
+        _err(f"{note_path}: {note}")
+    if not quiet:
+        typer.echo(
+            f"access advisor (from AWS): {len(reports)} jobs, {report.files_read} reports stored, "
+            f"{report.files_already} already stored, {len(report.skipped)} skipped; {report.entries} entries "
+            f"for {len(report.principals)} principals"
+        )
 
 
 def _print_ingest(report: IngestReport, path: Path) -> None:

@@ -174,6 +174,14 @@ def test_every_listed_call_is_made_by_the_code() -> None:
     assert _literal_calls() | {("sts", "AssumeRole")} == set(CALLS)
 
 
+def test_every_call_is_a_read_or_list_action_except_assume_role() -> None:
+    from iamtrim import catalog
+
+    levels = {action: catalog.access_level(action) for action in CALLS.values()}
+    assert levels.pop("sts:AssumeRole") == "Write"  # returns credentials; changes nothing
+    assert set(levels.values()) <= {"Read", "List"}, levels
+
+
 def test_a_call_not_in_the_list_is_refused_before_it_is_sent(aws_endpoint: str) -> None:
     aws = Aws(AwsConfig(endpoint_url=aws_endpoint))
     with pytest.raises(AwsError, match="does not call s3:PutBucketPolicy"):
