@@ -51,6 +51,9 @@ CALLS: Mapping[tuple[str, str], str] = {
     # Starts a report job; AWS classifies it as a Read action (it changes nothing in the account).
     ("iam", "GenerateServiceLastAccessedDetails"): "iam:GenerateServiceLastAccessedDetails",
     ("iam", "GetServiceLastAccessedDetails"): "iam:GetServiceLastAccessedDetails",
+    ("sts", "GetCallerIdentity"): "sts:GetCallerIdentity",
+    ("cloudtrail", "LookupEvents"): "cloudtrail:LookupEvents",
+    ("ec2", "DescribeRegions"): "ec2:DescribeRegions",
     ("s3", "GetBucketPolicy"): "s3:GetBucketPolicy",
     ("kms", "DescribeKey"): "kms:DescribeKey",
     ("kms", "GetKeyPolicy"): "kms:GetKeyPolicy",

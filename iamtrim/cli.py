@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import sys
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -203,30 +204,50 @@ def ingest_cmd(
     all_users: Annotated[
         bool, typer.Option("--all-users", help="Access Advisor jobs for every user of the account.")
     ] = False,
+    lookup_events: Annotated[
+        bool,
+        typer.Option(
+            "--lookup-events",
+            help="Read CloudTrail Event history (LookupEvents, 90 days of management events) of "
+            "each --region, resuming where the last run stopped.",
+        ),
+    ] = False,
+    all_regions: Annotated[
+        bool, typer.Option("--all-regions", help="--lookup-events in every region enabled for the account.")
+    ] = False,
+    since: Annotated[
+        str, typer.Option("--since", help="--lookup-events: not before this time (YYYY-MM-DD or ISO 8601).")
+    ] = "",
     profile: ProfileOpt = "",
-    region: RegionOpt = "",
+    region: Annotated[
+        list[str] | None,
+        typer.Option("--region", help="AWS region (repeatable for --lookup-events)."),
+    ] = None,
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
 ) -> None:
     """Read CloudTrail records into the usage store (incremental: files and events already
     ingested are not counted again), and Access Advisor reports beside them."""
     from_aws = bool(aa_from_aws) or all_roles or all_users
-    if not paths and not access_advisor and not from_aws:
-        _err("give CloudTrail PATHS, --access-advisor FILE, --access-advisor-from-aws PRINCIPAL, or more")
+    if not paths and not access_advisor and not from_aws and not lookup_events:
+        _err(
+            "give CloudTrail PATHS, --access-advisor FILE, --access-advisor-from-aws PRINCIPAL, "
+            "--lookup-events, or more"
+        )
+        sys.exit(2)
+    if (all_regions or since) and not lookup_events:
+        _err("--all-regions and --since go with --lookup-events")
         sys.exit(2)
     path = store or default_store_path()
+    regions = region or []
+    if from_aws or lookup_events:
+        aws = _aws(profile, regions[0] if len(regions) == 1 else "", endpoint_url, role_arn)
     if from_aws:
-        _ingest_access_advisor_from_aws(
-            _aws(profile, region, endpoint_url, role_arn),
-            aa_from_aws or [],
-            all_roles,
-            all_users,
-            path,
-            quiet,
-            wait_lock,
-        )
-        if not paths and not access_advisor:
-            return
+        _ingest_access_advisor_from_aws(aws, aa_from_aws or [], all_roles, all_users, path, quiet, wait_lock)
+    if lookup_events:
+        _ingest_lookup_events(aws, regions, all_regions, _since(since), path, workers, quiet, wait_lock)
+    if not paths and not access_advisor:
+        return
     if access_advisor:
         with Store(path) as st, st.writer_lock(wait_lock, _err):
             aa_report = ingest_access_advisor(
@@ -285,6 +306,62 @@ def ingest_cmd(
                 progress.stop()
     if not quiet:
         _print_ingest(report, path)
+
+
+def _since(text: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _err(f"--since {text!r}: expected YYYY-MM-DD or an ISO 8601 time")
+        sys.exit(2)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _ingest_lookup_events(
+    aws: Aws,
+    regions: list[str],
+    all_regions: bool,
+    since: datetime | None,
+    path: Path,
+    workers: int | None,
+    quiet: bool,
+    wait_lock: float,
+) -> None:
+    """Fetch every region's events into spool files, then ingest them and move the cursors: an
+    AWS failure leaves the store as it was."""
+    import tempfile
+
+    from iamtrim.sources.lookup_events_aws import account_of, fetch_region, regions_for, window
+
+    account = account_of(aws)
+    chosen = regions_for(aws, regions, all_regions)
+    cursors: dict[str, str] = {}
+    if path.exists():
+        with Store(path) as st:
+            cursors = {r: st.lookup_cursor(account, r) for r in chosen}
+    now = datetime.now(UTC).replace(microsecond=0)
+    with tempfile.TemporaryDirectory(prefix="iamtrim-lookup-") as tmp:
+        fetched = []
+        for r in chosen:
+            start = window(since, cursors.get(r, ""), now)
+            f = fetch_region(aws, r, start, now, Path(tmp))
+            fetched.append(f)
+            if not quiet:
+                typer.echo(
+                    f"lookup events: {account} {r}: {f.events} events in {f.pages} pages "
+                    f"since {start:%Y-%m-%dT%H:%M:%SZ}"
+                )
+        with Store(path) as st, st.writer_lock(wait_lock, _err):
+            files = [str(f.path) for f in fetched if f.events]
+            if files:
+                report = ingest(files, st, workers=workers, wait_lock=wait_lock)
+                if not quiet:
+                    _print_ingest(report, path)
+            for f in fetched:
+                if f.newest:
+                    st.set_lookup_cursor(account, f.region, f.newest)
 
 
 def _ingest_access_advisor_from_aws(

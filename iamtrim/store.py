@@ -73,6 +73,12 @@ CREATE TABLE IF NOT EXISTS skips (
     reason TEXT NOT NULL, detail TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (reason, detail)
 ) WITHOUT ROWID;
+-- ingest --lookup-events: the newest event time stored per account and region (where the next
+-- run resumes). Created on open, so older stores gain it without a schema change.
+CREATE TABLE IF NOT EXISTS lookup_cursor (
+    account TEXT NOT NULL, region TEXT NOT NULL, newest TEXT NOT NULL,
+    PRIMARY KEY (account, region)
+) WITHOUT ROWID;
 """
 
 # Added in schema 2: what the ingested CloudTrail could show, and Access Advisor evidence.
@@ -457,6 +463,23 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- LookupEvents cursors ----------------------------------------------------------------
+
+    def lookup_cursor(self, account: str, region: str) -> str:
+        """The newest event time stored from LookupEvents for *account* in *region* ('' = none)."""
+        row = self._db.execute(
+            "SELECT newest FROM lookup_cursor WHERE account = ? AND region = ?", (account, region)
+        ).fetchone()
+        return str(row[0]) if row else ""
+
+    def set_lookup_cursor(self, account: str, region: str, newest: str) -> None:
+        """Move the cursor forward (never back) once the region's events are stored."""
+        self._db.execute(
+            "INSERT INTO lookup_cursor VALUES (?, ?, ?) ON CONFLICT (account, region) "
+            "DO UPDATE SET newest = max(newest, excluded.newest)",
+            (account, region, newest),
+        )
 
     # -- files and events -------------------------------------------------------------------
 
