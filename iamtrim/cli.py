@@ -339,6 +339,8 @@ def _ingest_lookup_events(
     chosen = regions_for(aws, regions, all_regions)
     cursors: dict[str, str] = {}
     if path.exists():
+        # Opened as for the ingest that follows (a store file not yet written is a fresh store,
+        # which read-only opening refuses), and refused here, before any call, if it is not a store.
         with Store(path) as st:
             cursors = {r: st.lookup_cursor(account, r) for r in chosen}
     now = datetime.now(UTC).replace(microsecond=0)

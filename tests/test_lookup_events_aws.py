@@ -216,3 +216,15 @@ def test_cli_lookup_events_throttled_beyond_retries_is_exit_3(
 def test_since_without_lookup_events_is_a_usage_error(tmp_path: Path) -> None:
     code, _, err = cli("ingest", str(SAMPLE), "--store", str(tmp_path / "s.sqlite"), "--since", "2026-10-01")
     assert code == 2 and "--since go with --lookup-events" in err
+
+
+def test_a_store_made_before_lookup_events_has_no_cursor_until_a_run_stores_one(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite"
+    assert cli("ingest", str(SAMPLE), "--store", str(store), "--quiet")[0] == 0
+    with Store(store) as st:
+        assert st.lookup_cursor(ACCOUNT, "us-east-1") == ""
+        st.set_lookup_cursor(ACCOUNT, "us-east-1", "2026-10-15T13:22:49Z")
+        st.set_lookup_cursor(ACCOUNT, "us-east-1", "2026-10-01T00:00:00Z")  # never moves back
+    with Store(store, read_only=True) as st:
+        assert st.lookup_cursor(ACCOUNT, "us-east-1") == "2026-10-15T13:22:49Z"
+        assert st.lookup_cursor(ACCOUNT, "eu-west-1") == ""
