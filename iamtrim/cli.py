@@ -11,9 +11,10 @@ import contextlib
 import os
 import re
 import sys
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,6 +29,9 @@ from iamtrim.render import policy as render_policy
 from iamtrim.render import usage as render_usage
 from iamtrim.store import DEFAULT_WAIT_LOCK, Store
 from iamtrim.synth import AdvisedGrant, SynthOptions, Target, generate_identity_policy
+
+if TYPE_CHECKING:
+    from iamtrim.aws import Aws
 
 app = typer.Typer(
     name="iamtrim",
@@ -58,6 +62,23 @@ StoreOpt = Annotated[
     ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+
+# How to reach AWS (commands that read from the account). Empty: botocore's default chain.
+ProfileOpt = Annotated[str, typer.Option("--profile", help="AWS profile (default: the credential chain).")]
+RegionOpt = Annotated[str, typer.Option("--region", help="AWS region for the calls.")]
+EndpointOpt = Annotated[
+    str, typer.Option("--endpoint-url", help="AWS endpoint URL (a local test server, a VPC endpoint).")
+]
+RoleArnOpt = Annotated[
+    str, typer.Option("--role-arn", help="Assume this role (STS AssumeRole) for every call.")
+]
+
+
+def _aws(profile: str, region: str, endpoint_url: str, role_arn: str) -> Aws:
+    """An :class:`iamtrim.aws.Aws` for the options (boto3 is imported only when AWS is used)."""
+    from iamtrim.aws import Aws, AwsConfig
+
+    return Aws(AwsConfig(profile=profile, region=region, endpoint_url=endpoint_url, role_arn=role_arn))
 
 
 # Control characters (a newline, a terminal escape) in a file name or a value from a record would
@@ -169,13 +190,64 @@ def ingest_cmd(
             help="How long to wait for another ingest writing the same store (then exit 4).",
         ),
     ] = DEFAULT_WAIT_LOCK,
+    aa_from_aws: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--access-advisor-from-aws",
+            help="Run an ACTION_LEVEL Access Advisor job for this role or user (ARN, name, role/NAME "
+            "or user/NAME; repeatable) and store its report.",
+        ),
+    ] = None,
+    all_roles: Annotated[
+        bool, typer.Option("--all-roles", help="Access Advisor jobs for every role of the account.")
+    ] = False,
+    all_users: Annotated[
+        bool, typer.Option("--all-users", help="Access Advisor jobs for every user of the account.")
+    ] = False,
+    lookup_events: Annotated[
+        bool,
+        typer.Option(
+            "--lookup-events",
+            help="Read CloudTrail Event history (LookupEvents, 90 days of management events) of "
+            "each --region, resuming where the last run stopped.",
+        ),
+    ] = False,
+    all_regions: Annotated[
+        bool, typer.Option("--all-regions", help="--lookup-events in every region enabled for the account.")
+    ] = False,
+    since: Annotated[
+        str, typer.Option("--since", help="--lookup-events: not before this time (YYYY-MM-DD or ISO 8601).")
+    ] = "",
+    profile: ProfileOpt = "",
+    region: Annotated[
+        list[str] | None,
+        typer.Option("--region", help="AWS region (repeatable for --lookup-events)."),
+    ] = None,
+    endpoint_url: EndpointOpt = "",
+    role_arn: RoleArnOpt = "",
 ) -> None:
     """Read CloudTrail records into the usage store (incremental: files and events already
     ingested are not counted again), and Access Advisor reports beside them."""
-    if not paths and not access_advisor:
-        _err("give CloudTrail PATHS, --access-advisor FILE, or both")
+    from_aws = bool(aa_from_aws) or all_roles or all_users
+    if not paths and not access_advisor and not from_aws and not lookup_events:
+        _err(
+            "give CloudTrail PATHS, --access-advisor FILE, --access-advisor-from-aws PRINCIPAL, "
+            "--lookup-events, or more"
+        )
+        sys.exit(2)
+    if (all_regions or since) and not lookup_events:
+        _err("--all-regions and --since go with --lookup-events")
         sys.exit(2)
     path = store or default_store_path()
+    regions = region or []
+    if from_aws or lookup_events:
+        aws = _aws(profile, regions[0] if len(regions) == 1 else "", endpoint_url, role_arn)
+    if from_aws:
+        _ingest_access_advisor_from_aws(aws, aa_from_aws or [], all_roles, all_users, path, quiet, wait_lock)
+    if lookup_events:
+        _ingest_lookup_events(aws, regions, all_regions, _since(since), path, workers, quiet, wait_lock)
+    if not paths and not access_advisor:
+        return
     if access_advisor:
         with Store(path) as st, st.writer_lock(wait_lock, _err):
             aa_report = ingest_access_advisor(
@@ -234,6 +306,99 @@ def ingest_cmd(
                 progress.stop()
     if not quiet:
         _print_ingest(report, path)
+
+
+def _since(text: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _err(f"--since {text!r}: expected YYYY-MM-DD or an ISO 8601 time")
+        sys.exit(2)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _ingest_lookup_events(
+    aws: Aws,
+    regions: list[str],
+    all_regions: bool,
+    since: datetime | None,
+    path: Path,
+    workers: int | None,
+    quiet: bool,
+    wait_lock: float,
+) -> None:
+    """Fetch every region's events into spool files, then ingest them and move the cursors: an
+    AWS failure leaves the store as it was."""
+    import tempfile
+
+    from iamtrim.sources.lookup_events_aws import account_of, fetch_region, regions_for, window
+
+    account = account_of(aws)
+    chosen = regions_for(aws, regions, all_regions)
+    cursors: dict[str, str] = {}
+    if path.exists():
+        # Opened as for the ingest that follows (a store file not yet written is a fresh store,
+        # which read-only opening refuses), and refused here, before any call, if it is not a store.
+        with Store(path) as st:
+            cursors = {r: st.lookup_cursor(account, r) for r in chosen}
+    now = datetime.now(UTC).replace(microsecond=0)
+    with tempfile.TemporaryDirectory(prefix="iamtrim-lookup-") as tmp:
+        fetched = []
+        for r in chosen:
+            start = window(since, cursors.get(r, ""), now)
+            f = fetch_region(aws, r, start, now, Path(tmp))
+            fetched.append(f)
+            if not quiet:
+                typer.echo(
+                    f"lookup events: {account} {r}: {f.events} events in {f.pages} pages "
+                    f"since {start:%Y-%m-%dT%H:%M:%SZ}"
+                )
+        with Store(path) as st, st.writer_lock(wait_lock, _err):
+            files = [str(f.path) for f in fetched if f.events]
+            if files:
+                report = ingest(files, st, workers=workers, wait_lock=wait_lock)
+                if not quiet:
+                    _print_ingest(report, path)
+            for f in fetched:
+                if f.newest:
+                    st.set_lookup_cursor(account, f.region, f.newest)
+
+
+def _ingest_access_advisor_from_aws(
+    aws: Aws, names: list[str], all_roles: bool, all_users: bool, path: Path, quiet: bool, wait_lock: float
+) -> None:
+    """Run the jobs, wait for all of them, then store the reports (nothing is stored on failure)."""
+    from iamtrim.evidence import ingest_access_advisor_responses
+    from iamtrim.sources.access_advisor_aws import fetch_reports, list_principals, resolve_principals
+
+    principals = sorted(
+        set(resolve_principals(aws, names)) | set(list_principals(aws, roles=all_roles, users=all_users))
+    )
+    if not principals:
+        _err("access advisor: the account has no such principals; nothing to fetch")
+        sys.exit(2)
+    show = sys.stderr.isatty() and not quiet
+    reports = fetch_reports(
+        aws,
+        principals,
+        on_report=(lambda arn: typer.echo(f"access advisor: {arn} done", err=True)) if show else None,
+    )
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
+        report = ingest_access_advisor_responses(
+            [(f"aws:iam:{r.principal}#job/{r.job_id}", r.principal, r.body) for r in reports],
+            st,
+            on_file=lambda p, why: _err(f"{p}: skipped: {why}"),
+        )
+    for note_path, note in report.notes:
+        _err(f"{note_path}: {note}")
+    if not quiet:
+        typer.echo(
+            f"access advisor (from AWS): {len(reports)} jobs, {report.files_read} reports stored, "
+            f"{report.files_already} already stored, {len(report.skipped)} skipped; {report.entries} entries "
+            f"for {len(report.principals)} principals"
+        )
 
 
 def _print_ingest(report: IngestReport, path: Path) -> None:
@@ -582,6 +747,18 @@ def bucket_policy_cmd(
     explain: Annotated[bool, typer.Option("--explain", help="Show the evidence for each pin and grant.")] = (
         False
     ),
+    from_aws: Annotated[
+        bool,
+        typer.Option(
+            "--from-aws",
+            help="Read the bucket's current policy (s3:GetBucketPolicy) and keep the statements "
+            "iamtrim does not manage.",
+        ),
+    ] = False,
+    profile: ProfileOpt = "",
+    region: RegionOpt = "",
+    endpoint_url: EndpointOpt = "",
+    role_arn: RoleArnOpt = "",
 ) -> None:
     """An S3 bucket policy from observed use: HTTPS only, VPC-endpoint and SSE-KMS pins, cross-account
     grants; refused if it would lock the root or a --break-glass principal out of the bucket policy."""
@@ -597,9 +774,19 @@ def bucket_policy_cmd(
                 f"--break-glass {arn!r}: {problem}; expected an IAM role or user ARN, "
                 "e.g. arn:aws:iam::111122223333:role/break-glass"
             )
+    current = None
+    if from_aws:
+        from iamtrim.sources.aws_policies import bucket_policy
+        from iamtrim.synth.merge import CurrentResourcePolicy
+
+        aws = _aws(profile, region, endpoint_url, role_arn)
+        current = CurrentResourcePolicy(bucket_policy(aws, bucket), f"s3:GetBucketPolicy {bucket}")
     with _open_usage(events, store) as st:
         generated = generate_bucket_policy(
-            bucket, st.usage(), BucketOptions(break_glass=tuple(break_glass or ()), account=account or "")
+            bucket,
+            st.usage(),
+            BucketOptions(break_glass=tuple(break_glass or ()), account=account or ""),
+            current,
         )
     if fmt is ResourcePolicyFormat.json:
         typer.echo(render_bucket.bucket_json(generated, explain=explain))
@@ -622,6 +809,18 @@ def kms_policy_cmd(
         ResourcePolicyFormat.json
     ),
     explain: Annotated[bool, typer.Option("--explain", help="Show the evidence for each statement.")] = False,
+    from_aws: Annotated[
+        bool,
+        typer.Option(
+            "--from-aws",
+            help="Read the key's current policy (kms:GetKeyPolicy) and keep the statements iamtrim "
+            "does not manage.",
+        ),
+    ] = False,
+    profile: ProfileOpt = "",
+    region: RegionOpt = "",
+    endpoint_url: EndpointOpt = "",
+    role_arn: RoleArnOpt = "",
 ) -> None:
     """Key-policy statements for the observed users of a KMS key, with kms:ViaService where they used it
     only through a service; key administration stays with the account's IAM policies."""
@@ -630,7 +829,16 @@ def kms_policy_cmd(
 
     with _open_usage(events, store) as st:
         rows = st.usage()
-        generated = generate_key_policy(resolve_key(rows, key), rows, tuple(admin or ()))
+        key_arn = resolve_key(rows, key)
+        current = None
+        if from_aws:
+            from iamtrim.sources.aws_policies import key_policy
+            from iamtrim.synth.merge import CurrentResourcePolicy
+
+            aws = _aws(profile, region, endpoint_url, role_arn)
+            _, policy = key_policy(aws, key_arn)
+            current = CurrentResourcePolicy(policy, f"kms:GetKeyPolicy {key_arn}")
+        generated = generate_key_policy(key_arn, rows, tuple(admin or ()), current)
     if fmt is ResourcePolicyFormat.json:
         typer.echo(render_bucket.key_json(generated, explain=explain))
     else:
@@ -685,6 +893,18 @@ def diff_cmd(
             "such entries with a risk class, or missing entries.",
         ),
     ] = None,
+    from_aws: Annotated[
+        bool,
+        typer.Option(
+            "--from-aws",
+            help="Read the principal's current policies from the account "
+            "(iam:GetAccountAuthorizationDetails), instead of --authz.",
+        ),
+    ] = False,
+    profile: ProfileOpt = "",
+    region: RegionOpt = "",
+    endpoint_url: EndpointOpt = "",
+    role_arn: RoleArnOpt = "",
 ) -> None:
     """What PRINCIPAL's current policies grant that it never used, and what it needed but lacked."""
     from iamtrim import evidence
@@ -693,19 +913,27 @@ def diff_cmd(
     from iamtrim.review.current import current_from_authz, current_from_files, principal_for
     from iamtrim.review.diff import diff_principal
 
-    if (authz is None) == (not current):
-        raise OptionsError("diff: give --authz FILE or --current FILE..., one of them")
-    if boundary is not None and authz is not None:
-        raise OptionsError("diff: --boundary goes with --current (--authz names the boundary itself)")
+    if sum((authz is not None, bool(current), from_aws)) != 1:
+        raise OptionsError("diff: give --authz FILE, --current FILE... or --from-aws, one of them")
+    if boundary is not None and not current:
+        raise OptionsError(
+            "diff: --boundary goes with --current (--authz and --from-aws name the boundary themselves)"
+        )
     with _open_usage(events, store) as st:
         try:
             p = resolve_principal_name(st, principal)
             rows = st.usage(p.arn)
         except PrincipalError:
-            if authz is None:
+            if current:
                 raise
             p, rows = None, []
-        if authz is not None:
+        if from_aws:
+            from iamtrim.review.current import current_from_aws
+
+            aws = _aws(profile, region, endpoint_url, role_arn)
+            policies = current_from_aws(aws, p.arn if p else principal)
+            p = p or principal_for(policies.principal)
+        elif authz is not None:
             policies = current_from_authz(authz, p.arn if p else principal)
             p = p or principal_for(policies.principal)
         else:

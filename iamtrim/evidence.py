@@ -36,6 +36,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import hashlib
+import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +46,13 @@ from pathlib import Path
 
 from iamtrim.errors import NoReadableInput
 from iamtrim.model import Outcome
-from iamtrim.sources.access_advisor import Granularity, LastAccessed, read_access_advisor
+from iamtrim.sources.access_advisor import (
+    AccessAdvisorRead,
+    Granularity,
+    LastAccessed,
+    parse_response,
+    read_access_advisor,
+)
 from iamtrim.store import AccessAdvisorFile, CoverageRow, Store
 
 __all__ = [
@@ -736,6 +743,70 @@ def _aa_files(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, str]]:
     return out
 
 
+def _store_report(
+    store: Store,
+    path: str,
+    read: AccessAdvisorRead,
+    raw: bytes,
+    known: set[str],
+    now: str,
+    report: AccessAdvisorReport,
+    on_file: Callable[[str, str], None] | None,
+) -> None:
+    """Store one parsed report (or count why it was skipped, or that it is already stored)."""
+    digest = hashlib.sha256(raw).hexdigest() if raw else ""
+    if read.skipped:
+        report.skipped.append((path, read.skipped))
+        if on_file:
+            on_file(path, read.skipped)
+        return
+    if digest in known:
+        report.files_already += 1
+        return
+    known.add(digest)
+    store.add_access_advisor(
+        AccessAdvisorFile(
+            digest,
+            path,
+            read.kind,
+            read.status,
+            read.generated_at,
+            len(read.entries),
+            "",
+            tuple(read.notes),
+            now,
+        ),
+        read.entries,
+    )
+    report.files_read += 1
+    report.entries += len(read.entries)
+    report.principals.update(e.principal for e in read.entries)
+    report.notes.extend((path, n) for n in read.notes)
+
+
+def ingest_access_advisor_responses(
+    responses: Sequence[tuple[str, str, bytes]],
+    store: Store,
+    *,
+    on_file: Callable[[str, str], None] | None = None,
+) -> AccessAdvisorReport:
+    """Store Access Advisor responses fetched from the account: (label, principal ARN, response
+    JSON bytes) each, read exactly as a saved file of the same response. All responses are in hand
+    before this is called, so an AWS failure never leaves part of a run in the store."""
+    report = AccessAdvisorReport()
+    known = store.known_access_advisor()
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for label, principal, raw in responses:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:  # not from AWS's JSON: a bug, but one report only
+            read = AccessAdvisorRead(path=label, skipped=f"not JSON ({exc.__class__.__name__})")
+        else:
+            read = parse_response(data, path=label, principal=principal)
+        _store_report(store, label, read, raw, known, now, report, on_file)
+    return report
+
+
 def ingest_access_advisor(
     paths: Sequence[str | os.PathLike[str]],
     store: Store,
@@ -757,34 +828,7 @@ def ingest_access_advisor(
                 on_file(path, error)
             continue
         read, raw = read_access_advisor(path, principal=principal, service=service)
-        digest = hashlib.sha256(raw).hexdigest() if raw else ""
-        if read.skipped:
-            report.skipped.append((path, read.skipped))
-            if on_file:
-                on_file(path, read.skipped)
-            continue
-        if digest in known:
-            report.files_already += 1
-            continue
-        known.add(digest)
-        store.add_access_advisor(
-            AccessAdvisorFile(
-                digest,
-                path,
-                read.kind,
-                read.status,
-                read.generated_at,
-                len(read.entries),
-                "",
-                tuple(read.notes),
-                now,
-            ),
-            read.entries,
-        )
-        report.files_read += 1
-        report.entries += len(read.entries)
-        report.principals.update(e.principal for e in read.entries)
-        report.notes.extend((path, n) for n in read.notes)
+        _store_report(store, path, read, raw, known, now, report, on_file)
     if report.files_read == 0 and report.files_already == 0:
         raise NoReadableInput(
             "no Access Advisor report could be read "

@@ -38,6 +38,16 @@ _LOCK_POLL = 0.2  # seconds between attempts while waiting
 # coverage, access_advisor and access_advisor_files.
 _MIGRATES_FROM = frozenset({"1"})
 
+# ingest --lookup-events: the newest event time stored per account and region (where the next run
+# resumes). Made by the first run that stores a cursor, so any store gains it without a schema
+# change; a store without it has no cursor.
+_LOOKUP_CURSOR = """
+CREATE TABLE IF NOT EXISTS lookup_cursor (
+    account TEXT NOT NULL, region TEXT NOT NULL, newest TEXT NOT NULL,
+    PRIMARY KEY (account, region)
+) WITHOUT ROWID
+"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
@@ -457,6 +467,29 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- LookupEvents cursors ----------------------------------------------------------------
+
+    def lookup_cursor(self, account: str, region: str) -> str:
+        """The newest event time stored from LookupEvents for *account* in *region* ('' = none)."""
+        has = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lookup_cursor'"
+        ).fetchone()
+        if not has:
+            return ""
+        row = self._db.execute(
+            "SELECT newest FROM lookup_cursor WHERE account = ? AND region = ?", (account, region)
+        ).fetchone()
+        return str(row[0]) if row else ""
+
+    def set_lookup_cursor(self, account: str, region: str, newest: str) -> None:
+        """Move the cursor forward (never back) once the region's events are stored."""
+        self._db.execute(_LOOKUP_CURSOR)
+        self._db.execute(
+            "INSERT INTO lookup_cursor VALUES (?, ?, ?) ON CONFLICT (account, region) "
+            "DO UPDATE SET newest = max(newest, excluded.newest)",
+            (account, region, newest),
+        )
 
     # -- files and events -------------------------------------------------------------------
 

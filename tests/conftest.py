@@ -37,3 +37,7 @@ def corpus() -> Path:
 @pytest.fixture(scope="session")
 def samples() -> Path:
     return SAMPLES
+
+
+# AWS: moto server, fake credentials, and the check of every API call against docs/permissions.md.
+from tests.awsparts import aws_calls_are_listed, aws_endpoint, moto_server  # noqa: E402, F401

@@ -9,10 +9,32 @@ from iamtrim.model.policy import Condition
 from iamtrim.render.common import denied_json, finding_json
 from iamtrim.synth.bucket import BucketStatement, GeneratedBucketPolicy
 from iamtrim.synth.kms import GeneratedKeyPolicy, KeyStatement
+from iamtrim.synth.merge import Merge
 
 
 def _conditions(conditions: tuple[Condition, ...]) -> list[dict[str, Any]]:
     return [{"operator": c.operator, "key": c.key, "values": list(c.values)} for c in conditions]
+
+
+def _merge_json(m: Merge) -> dict[str, Any]:
+    return {
+        "current_from": m.source,
+        "had_policy": m.had_policy,
+        "kept": list(m.kept),
+        "replaced": list(m.replaced),
+        "added": list(m.added),
+    }
+
+
+def merge_lines(m: Merge) -> list[str]:
+    """The --explain lines of a merge into the current policy."""
+    if not m.had_policy:
+        return [f"# merged with {m.source}: no current policy"]
+    return [
+        f"# merged with {m.source}: kept {len(m.kept)}, replaced {len(m.replaced)}, added {len(m.added)}",
+        *(f"kept (not iamtrim's): {label}" for label in m.kept),
+        *(f"replaced: {label}" for label in m.replaced),
+    ]
 
 
 def _bucket_statement(s: BucketStatement, explain: bool) -> dict[str, Any]:
@@ -47,6 +69,7 @@ def bucket_json(g: GeneratedBucketPolicy, explain: bool = False) -> str:
         "account": g.account,
         "document": g.policy.to_json(),
         "statements": [_bucket_statement(s, explain) for s in g.statements],
+        **({"merge": _merge_json(g.merge)} if g.merge else {}),
         "unpinned": [{"principal": u.principal, "guard": u.guard, "reason": u.reason} for u in g.unpinned],
         "findings": [finding_json(f) for f in g.findings],
         "denied": [denied_json(r, with_principal=True) for r in g.denied],
@@ -79,6 +102,7 @@ def bucket_explain_text(g: GeneratedBucketPolicy) -> str:
         f"# bucket {g.bucket} (owner {g.account}): {len(g.statements)} statements, "
         f"{g.replayed} observed calls replayed, {g.lockout_checked} lockout requests checked"
     ]
+    lines += merge_lines(g.merge) if g.merge else []
     for s in g.statements:
         lines += _statement_lines(s)
         for target, members in s.covered:
@@ -119,6 +143,7 @@ def key_json(g: GeneratedKeyPolicy, explain: bool = False) -> str:
         "account": g.account,
         "document": g.policy.to_json(),
         "statements": [_key_statement(s, explain) for s in g.statements],
+        **({"merge": _merge_json(g.merge)} if g.merge else {}),
         "findings": [finding_json(f) for f in g.findings],
         "denied": [denied_json(r, with_principal=True) for r in g.denied],
         "verification": {
@@ -140,6 +165,7 @@ def key_explain_text(g: GeneratedKeyPolicy) -> str:
         f"# key {g.key}: {len(g.statements)} statements, {g.replayed} observed calls replayed, "
         f"{g.lockout_checked} lockout requests checked"
     ]
+    lines += merge_lines(g.merge) if g.merge else []
     for s in g.statements:
         lines += _statement_lines(s)
     lines += [f"finding {f.code} ({f.severity}) {f.subject}: {f.message}" for f in g.findings]

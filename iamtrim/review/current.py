@@ -19,12 +19,24 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iamtrim.errors import AuthzError, PolicyError, PrincipalError
 from iamtrim.model.policy import Policy
 from iamtrim.model.principal import Principal, PrincipalKind
 
-__all__ = ["CurrentPolicies", "authz_principals", "current_from_authz", "current_from_files", "principal_for"]
+if TYPE_CHECKING:
+    from iamtrim.aws import Aws
+
+__all__ = [
+    "CurrentPolicies",
+    "authz_principals",
+    "current_from_authz",
+    "current_from_authz_data",
+    "current_from_aws",
+    "current_from_files",
+    "principal_for",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +121,7 @@ def authz_principals(path: Path) -> tuple[str, ...]:
     return tuple(sorted(_str(e, "Arn") for k in ("RoleDetailList", "UserDetailList") for e in _list(data, k)))
 
 
-def _find(data: Mapping[str, object], query: str, path: Path) -> tuple[str, Mapping[str, object]]:
+def _find(data: Mapping[str, object], query: str, path: Path | str) -> tuple[str, Mapping[str, object]]:
     for kind in ("RoleDetailList", "UserDetailList"):
         for entry in _list(data, kind):
             if _str(entry, "Arn") == query:
@@ -126,6 +138,13 @@ def _find(data: Mapping[str, object], query: str, path: Path) -> tuple[str, Mapp
         arns = tuple(_str(e, "Arn") for _, e in named)
         raise PrincipalError(f"principal {query!r} is ambiguous in {path}: " + ", ".join(arns), arns)
     raise PrincipalError(f"no role or user {query!r} in {path}")
+
+
+def _policy_name(arn: str) -> str:
+    """A managed policy's name from its ARN (``arn:aws:iam::ACCOUNT:policy/PATH/NAME``), for an
+    entry that does not repeat ``PolicyName``.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns"""
+    return arn.rsplit("/", 1)[-1]
 
 
 def _managed_documents(data: Mapping[str, object]) -> dict[str, tuple[str, object]]:
@@ -162,7 +181,7 @@ def _attached(
                 "LocalManagedPolicy and AWSManagedPolicy)"
             )
         name, doc = managed[arn]
-        out.append(_policy(doc, f"{prefix}managed:{name or arn}", f"{where}: {arn}"))
+        out.append(_policy(doc, f"{prefix}managed:{name or _policy_name(arn)}", f"{where}: {arn}"))
     return out
 
 
@@ -179,11 +198,18 @@ def _inline(entry: Mapping[str, object], key: str, prefix: str, where: str) -> l
 
 def current_from_authz(path: Path, principal: str) -> CurrentPolicies:
     """The policies in force for *principal* (an ARN, or a unique role/user name) per *path*."""
-    data = _load(path)
-    kind, entry = _find(data, principal, path)
+    return current_from_authz_data(_load(path), principal, path.name, str(path))
+
+
+def current_from_authz_data(
+    data: Mapping[str, object], principal: str, origin: str, source: str
+) -> CurrentPolicies:
+    """The same as :func:`current_from_authz` for a response already read (a file, or the pages of
+    ``GetAccountAuthorizationDetails`` from the account); *origin* names it in messages."""
+    kind, entry = _find(data, principal, source)
     arn = _str(entry, "Arn")
     managed = _managed_documents(data)
-    where = f"{path.name}: {arn}"
+    where = f"{origin}: {arn}"
     if kind == "RoleDetailList":
         identity = _inline(entry, "RolePolicyList", "", where) + _attached(entry, managed, "", where)
     else:
@@ -194,7 +220,7 @@ def current_from_authz(path: Path, principal: str) -> CurrentPolicies:
         for group in names:
             if group not in groups:
                 raise AuthzError(f"{where}: group {group!r} is not in GroupDetailList")
-            gwhere = f"{path.name}: group {group}"
+            gwhere = f"{origin}: group {group}"
             identity += _inline(groups[group], "GroupPolicyList", f"group:{group}/", gwhere)
             identity += _attached(groups[group], managed, f"group:{group}/", gwhere)
     boundary = None
@@ -204,8 +230,18 @@ def current_from_authz(path: Path, principal: str) -> CurrentPolicies:
         if barn not in managed:
             raise AuthzError(f"{where}: permissions boundary {barn} has no document in Policies")
         bname, bdoc = managed[barn]
-        boundary = _policy(bdoc, f"boundary:{bname or barn}", f"{where}: boundary {barn}")
-    return CurrentPolicies(arn, tuple(identity), boundary, str(path))
+        boundary = _policy(bdoc, f"boundary:{bname or _policy_name(barn)}", f"{where}: boundary {barn}")
+    return CurrentPolicies(arn, tuple(identity), boundary, source)
+
+
+def current_from_aws(aws: Aws, principal: str) -> CurrentPolicies:
+    """The policies in force for *principal* as the account holds them now: every page of
+    ``GetAccountAuthorizationDetails`` (one read-only call type, the same response an
+    ``--authz`` file holds), read the same way."""
+    from iamtrim.sources.aws_policies import authorization_details
+
+    source = "iam:GetAccountAuthorizationDetails"
+    return current_from_authz_data(authorization_details(aws), principal, source, f"the account ({source})")
 
 
 def _file_document(data: object) -> object:

@@ -45,9 +45,11 @@ from iamtrim.model import Outcome, UsageRow, is_service_principal
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Principals, Statement
 from iamtrim.synth.identity import SynthError
+from iamtrim.synth.merge import CurrentResourcePolicy, Merge, merge_current
 from iamtrim.verify import request_context
 
 __all__ = [
+    "BUCKET_MANAGED_SIDS",
     "BUCKET_POLICY_ACTIONS",
     "BucketError",
     "BucketOptions",
@@ -64,6 +66,10 @@ __all__ = [
     "replay_context",
     "session_arn",
 ]
+
+# The Sid prefixes of the statements generate_bucket_policy writes; a current statement with one
+# of them is iamtrim's own and is replaced on merge.
+BUCKET_MANAGED_SIDS = ("DenyInsecureTransport", "DenyAccessOutside", "DenyUploadsWith", "Grant")
 
 # What an administrator needs to read and replace a bucket policy.
 BUCKET_POLICY_ACTIONS = ("s3:GetBucketPolicy", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy")
@@ -127,6 +133,7 @@ class GeneratedBucketPolicy:
     replayed: int
     lockout_checked: int
     break_glass: tuple[str, ...]
+    merge: Merge | None = None  # set when merged into the bucket's current policy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,9 +291,15 @@ class _Draft:
 
 
 def generate_bucket_policy(
-    bucket: str, rows: Iterable[UsageRow], options: BucketOptions | None = None
+    bucket: str,
+    rows: Iterable[UsageRow],
+    options: BucketOptions | None = None,
+    current: CurrentResourcePolicy | None = None,
 ) -> GeneratedBucketPolicy:
-    """The bucket policy for *bucket* from *rows* (any rows: those on other resources are ignored)."""
+    """The bucket policy for *bucket* from *rows* (any rows: those on other resources are ignored).
+
+    With *current* (the bucket's policy now), the statements iamtrim does not manage are kept and
+    the merged document is what gets verified and returned (``synth/merge.py``)."""
     options = options or BucketOptions()
     on_bucket = bucket_rows(rows, bucket)
     used = [r for r in on_bucket if r.outcome is Outcome.USED]
@@ -605,6 +618,9 @@ def generate_bucket_policy(
             d = _Draft(d.order, st, ev)
         final_drafts.append(d)
     policy = Policy(statements=tuple(d.statement for d in final_drafts), name=f"bucket-policy:{bucket}")
+    merge = None
+    if current is not None:
+        policy, merge = merge_current(current.policy, policy, BUCKET_MANAGED_SIDS, current.source)
 
     # 5. Replay every observed call; refuse a policy that breaks one.
     count, failures = replay_bucket(policy, used, account)
@@ -635,6 +651,7 @@ def generate_bucket_policy(
         replayed=count,
         lockout_checked=checked,
         break_glass=break_glass,
+        merge=merge,
     )
 
 

@@ -34,10 +34,12 @@ from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Principals, Statement
 from iamtrim.synth.bucket import LockoutError, allow_all, session_arn
 from iamtrim.synth.identity import SynthError
+from iamtrim.synth.merge import CurrentResourcePolicy, Merge, merge_current
 from iamtrim.verify import request_context, via_service
 
 __all__ = [
     "KEY_ADMIN_ACTIONS",
+    "KEY_MANAGED_SIDS",
     "GeneratedKeyPolicy",
     "KeyError_",
     "KeyStatement",
@@ -45,6 +47,9 @@ __all__ = [
     "key_lockout_requests",
     "resolve_key",
 ]
+
+# The Sid prefixes of the statements generate_key_policy writes (replaced on merge).
+KEY_MANAGED_SIDS = ("AllowKeyAdministrationThroughIam", "AllowKeyAdministrators", "AllowUse")
 
 # The key-administration actions of AWS's default key policy, written out (no wildcards: kms:Create*
 # would include kms:CreateGrant, which delegates *use* of the key).
@@ -107,6 +112,7 @@ class GeneratedKeyPolicy:
     replayed: int
     lockout_checked: int
     admins: tuple[str, ...]
+    merge: Merge | None = None  # set when merged into the key's current policy
 
 
 def resolve_key(rows: Iterable[UsageRow], query: str) -> str:
@@ -155,7 +161,12 @@ def key_lockout_requests(key: str, account: str, admins: Sequence[str]) -> list[
     ]
 
 
-def generate_key_policy(key: str, rows: Iterable[UsageRow], admins: Sequence[str] = ()) -> GeneratedKeyPolicy:
+def generate_key_policy(
+    key: str,
+    rows: Iterable[UsageRow],
+    admins: Sequence[str] = (),
+    current: CurrentResourcePolicy | None = None,
+) -> GeneratedKeyPolicy:
     on_key = [r for r in rows if r.resource == key and r.action.startswith("kms:")]
     used = [r for r in on_key if r.outcome is Outcome.USED]
     denied = tuple(r for r in on_key if r.outcome is Outcome.DENIED)
@@ -274,6 +285,9 @@ def generate_key_policy(key: str, rows: Iterable[UsageRow], admins: Sequence[str
     uses.sort(key=lambda pair: pair[0].sid)
     statements += uses
     policy = Policy(statements=tuple(s for s, _ in statements), name=f"key-policy:{key}")
+    merge = None
+    if current is not None:
+        policy, merge = merge_current(current.policy, policy, KEY_MANAGED_SIDS, current.source)
 
     # Replay every observed call (as the principal and as a session of a role).
     identity = [allow_all()]
@@ -310,4 +324,5 @@ def generate_key_policy(key: str, rows: Iterable[UsageRow], admins: Sequence[str
         replayed=count,
         lockout_checked=len(lockout),
         admins=admins,
+        merge=merge,
     )
