@@ -610,7 +610,8 @@ def who_used_cmd(
     resource: Annotated[
         str,
         typer.Argument(
-            help="Resource ARN or pattern (* and ?), e.g. 'arn:aws:s3:::acme-ml-*' or a KMS key ARN. "
+            help="Resource ARN or pattern (* and ?; ${*} and ${?} for a literal * or ?), e.g. "
+            "'arn:aws:s3:::acme-ml-*' or a KMS key ARN. "
             "A bucket ARN covers its objects."
         ),
     ],

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from iamtrim.model import Outcome, Principal, UsageRow
+from iamtrim.model import Outcome, Principal, UsageRow, has_wildcard, literal_of, whole_escapes
 
 
 def _nx() -> Any:
@@ -222,12 +222,22 @@ def build_graph(principals: Iterable[Principal], rows: Iterable[UsageRow]) -> An
 # -- patterns and selection --------------------------------------------------------------------
 
 
+_PATTERN_TOKEN = re.compile(r"\$\{([*?$])\}|\*|\?")
+
+
 @lru_cache(maxsize=256)
 def _pattern(pattern: str) -> re.Pattern[str]:
-    """IAM-style matching: ``*`` any run of characters (``/`` and ``:`` included), ``?`` one."""
-    return re.compile(
-        "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern), re.DOTALL
-    )
+    """IAM-style matching: ``*`` any run of characters (``/`` and ``:`` included), ``?`` one, and
+    ``${*}``, ``${?}``, ``${$}`` the literal character (how stored resources name them)."""
+    parts: list[str] = []
+    pos = 0
+    for m in _PATTERN_TOKEN.finditer(pattern):
+        parts.append(re.escape(pattern[pos : m.start()]))
+        token = m.group(0)
+        parts.append(re.escape(m.group(1)) if m.group(1) else ".*" if token == "*" else ".")
+        pos = m.end()
+    parts.append(re.escape(pattern[pos:]))
+    return re.compile("".join(parts), re.DOTALL)
 
 
 def resource_matches(pattern: str, resource: str) -> bool:
@@ -239,20 +249,23 @@ def resource_matches(pattern: str, resource: str) -> bool:
     """
     if not resource:
         return pattern in ("*", UNKNOWN_RESOURCE)
-    if _pattern(pattern).fullmatch(resource):
+    # Stored resources are IAM patterns: a literal "*" a caller named is "${*}" there, matched
+    # as the character it stands for; a bare "*" is a generalization iamtrim made (a folder).
+    literal = literal_of(resource)
+    if _pattern(pattern).fullmatch(literal):
         return True
     if (
         arn_service(pattern) == "s3"
         and "/" not in short_resource(pattern)
-        and "*" not in pattern
-        and resource.startswith(pattern + "/")
+        and not has_wildcard(pattern)
+        and literal.startswith(literal_of(pattern) + "/")
     ):
         return True
     return (
-        ("*" in resource or "?" in resource)
+        has_wildcard(resource)
         and resource != "*"
-        and "*" not in pattern
-        and bool(_pattern(resource).fullmatch(pattern))
+        and not has_wildcard(pattern)
+        and bool(_pattern(resource).fullmatch(literal_of(pattern)))
     )
 
 
@@ -761,7 +774,7 @@ def _common_prefix(values: Sequence[str]) -> str:
     i = 0
     while i < min(len(first), len(last)) and first[i] == last[i]:
         i += 1
-    prefix = first[:i]
+    prefix = whole_escapes(first[:i])
     # cut back to a readable boundary (after a separator) so the label is not mid-word
     cut = max(prefix.rfind(ch) for ch in "/:-_")
     return prefix[: cut + 1] if cut >= len(prefix) - 12 and cut > 0 else prefix

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from iamtrim.evaluate import Evaluation, Request, evaluate
-from iamtrim.model import Context, UsageRow, is_service_principal
+from iamtrim.model import Context, UsageRow, is_service_principal, literal_of
 from iamtrim.model.policy import Effect, Policy, Principals, Statement
 
 
@@ -49,7 +49,9 @@ def request_context(action: str, context: Context, source_ip: str = "") -> dict[
 
 
 def request_for(principal_arn: str, row: UsageRow, resource: str | None = None) -> Request:
-    target = resource or row.resource or "*"
+    # The store keeps resources as IAM patterns (a literal "*" from the record as "${*}"); the
+    # request names the literal string the caller asked for.
+    target = resource or (literal_of(row.resource) if row.resource else "*")
     account = principal_arn.split(":")[4] if principal_arn.startswith("arn:") else ""
     return Request.make(
         principal_arn,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,10 +57,15 @@ class Probe:
 
 
 def concrete(resource: str) -> str:
-    """A real ARN for a pattern: ``-??????`` → a suffix, ``*`` → a name (``"*"`` itself stays)."""
+    """A real ARN for a pattern: ``-??????`` → a suffix, ``*`` → a name (``"*"`` itself stays),
+    ``${*}``/``${?}``/``${$}`` → the literal character a record named."""
     if resource == "*":
         return resource
-    return resource.replace("??????", "AbCdEf").replace("*", "iamtrim-probe").replace("?", "x")
+    return re.sub(
+        r"\$\{([*?$])\}|\?{6}|\*|\?",
+        lambda m: m.group(1) or {"*": "iamtrim-probe", "?": "x"}.get(m.group(0), "AbCdEf"),
+        resource,
+    )
 
 
 def context_dict(request: Request) -> dict[str, Any]:

@@ -1,6 +1,15 @@
 """Frozen value types shared by every stage. No stage-specific logic lives here."""
 
-from iamtrim.model.arn import Arn, is_s3_object_arn, partition_for_region
+from iamtrim.model.arn import (
+    Arn,
+    escape_literal,
+    has_escaped,
+    has_wildcard,
+    is_s3_object_arn,
+    literal_of,
+    partition_for_region,
+    whole_escapes,
+)
 from iamtrim.model.principal import Principal, PrincipalKind
 from iamtrim.model.usage import (
     Context,
@@ -24,7 +33,12 @@ __all__ = [
     "Skipped",
     "Usage",
     "UsageRow",
+    "escape_literal",
+    "has_escaped",
+    "has_wildcard",
     "is_s3_object_arn",
     "is_service_principal",
+    "literal_of",
     "partition_for_region",
+    "whole_escapes",
 ]

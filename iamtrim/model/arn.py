@@ -90,3 +90,48 @@ def iam_principal_arn_problem(text: str) -> str:
             return "it names no role or user (nothing after the last /)"
         return "it is not a valid IAM role or user ARN (partition, empty region, 12-digit account, name)"
     return ""
+
+
+# In a Resource (and a condition value) IAM reads ``*`` and ``?`` as wildcards and ``${`` as the
+# start of a policy variable; a literal one is written ``${*}``, ``${?}``, ``${$}``.
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#policy-vars-specialchars
+# Any caller can name such characters in a request (an S3 key ``*``, a secret ``prod/*``): every
+# resource string iamtrim stores is an IAM pattern in which a bare ``*``/``?`` can only be a
+# generalization iamtrim made itself (a folded folder ``prefix/*``, a secret's ``-??????``).
+_SPECIAL = re.compile(r"[*?$]")
+_ESCAPED = re.compile(r"\$\{([*?$])\}")
+
+
+def escape_literal(text: str) -> str:
+    """*text* as an IAM pattern that matches exactly *text*: ``a*b`` → ``a${*}b``."""
+    if "*" not in text and "?" not in text and "$" not in text:
+        return text
+    return _SPECIAL.sub(lambda m: "${" + m.group() + "}", text)
+
+
+def literal_of(pattern: str) -> str:
+    """The request string a stored resource stands for: ``${*}`` → ``*`` (a bare wildcard, an
+    iamtrim generalization, is kept as the character, which the pattern also matches)."""
+    return _ESCAPED.sub(r"\1", pattern) if "${" in pattern else pattern
+
+
+def has_wildcard(pattern: str) -> bool:
+    """Whether *pattern* has a bare ``*`` or ``?`` (not an escaped literal)."""
+    if "*" not in pattern and "?" not in pattern:
+        return False
+    bare = _ESCAPED.sub("", pattern) if "${" in pattern else pattern
+    return "*" in bare or "?" in bare
+
+
+def has_escaped(pattern: str) -> bool:
+    """Whether *pattern* names a literal ``*``, ``?`` or ``$`` (``${*}``, ``${?}``, ``${$}``)."""
+    return "${" in pattern and _ESCAPED.search(pattern) is not None
+
+
+def whole_escapes(prefix: str) -> str:
+    """*prefix* without a trailing piece of an escape (``a${`` → ``a``), so that a ``*`` written
+    after it never turns a literal into a wildcard (``a${*`` would be read as ``a$`` + ``{`` + ``*``)."""
+    start = prefix.rfind("${")
+    if start >= 0 and "}" not in prefix[start:]:
+        return prefix[:start]
+    return prefix[:-1] if prefix.endswith("$") else prefix

@@ -40,6 +40,10 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
         Severity.MEDIUM,
     ),
     "SECRET_SUFFIX_PATTERN": ("Secrets Manager ARN suffix unknown: '-??????' pattern used", Severity.INFO),
+    "WILDCARD_IN_REQUEST": (
+        "A request named a literal '*', '?' or '$': granted on that exact name (${*}, ${?}, ${$})",
+        Severity.MEDIUM,
+    ),
     "CROSS_ACCOUNT_RESOURCE": (
         "Resource in another account: its resource policy must also allow",
         Severity.LOW,

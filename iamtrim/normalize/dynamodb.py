@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from iamtrim.model import escape_literal
+
 _TRANSACT = {
     "put": "dynamodb:PutItem",
     "update": "dynamodb:UpdateItem",
@@ -37,9 +39,10 @@ EVENTS = frozenset({"TransactWriteItems", "ExecuteStatement", "BatchExecuteState
 
 
 def _table_arn(name: str, partition: str, region: str, account: str) -> str:
+    # A literal *, ? or $ from the request is escaped (model.escape_literal), never a wildcard.
     if name.startswith("arn:"):
-        return name
-    return f"arn:{partition}:dynamodb:{region}:{account}:table/{name}"
+        return escape_literal(name)
+    return escape_literal(f"arn:{partition}:dynamodb:{region}:{account}:table/{name}")
 
 
 def _statements(params: dict[str, Any]) -> list[str]:

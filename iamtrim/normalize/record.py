@@ -16,6 +16,7 @@ from iamtrim.model import (
     Skipped,
     SkipReason,
     Usage,
+    escape_literal,
     is_service_principal,
     partition_for_region,
 )
@@ -334,9 +335,9 @@ def passed_roles(action: str, params: dict[str, Any]) -> list[str | None]:
             and ":role/" in value
             and _ROLE_ARN.match(value)
             and _PASSED_ROLE_PARAM.match(key)
-            and value not in out
+            and escape_literal(value) not in out
         ):
-            out.append(value)
+            out.append(escape_literal(value))  # a literal * in the request is no wildcard
         elif (
             ("rofile" in key or key == "jobFlowRole")
             and _PROFILE_PARAM.match(key)

@@ -12,6 +12,11 @@ Sources, in order of trust (docs/mapping.md "Resources"):
    (``data/caller_resources.csv``: ``iam:CreateAccessKey`` → the caller's user ARN).
 Each candidate must match one of the action's resource-type templates. Wildcard-only actions get
 ``*``; when nothing resolves the resource stays unknown (never a guessed ``*``).
+
+Every answer is an IAM pattern: a literal ``*``, ``?`` or ``$`` the record names is written
+``${*}``, ``${?}``, ``${$}`` (``model.escape_literal``), after the value was typed against the
+action's ARN templates, so that a bare wildcard is only one this module chose (``*`` of a
+wildcard-only action, a secret's ``-??????``, a stack's unknown id).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import msgspec
 
 from iamtrim import catalog
 from iamtrim.catalog import ResourceType
-from iamtrim.model import is_s3_object_arn, partition_for_region
+from iamtrim.model import escape_literal, is_s3_object_arn, partition_for_region
 from iamtrim.normalize import apigateway
 from iamtrim.normalize.tables import (
     caller_resource_actions,
@@ -154,15 +159,23 @@ _SQS_URL = re.compile(
 def _transform(
     value: str, transform: str, rt: ResourceType, partition: str, region: str, account: str
 ) -> tuple[str, str | None]:
-    """(variable value, full ARN if the transform yields one directly)."""
+    """(variable value as an IAM pattern, full ARN if the transform yields one directly, as
+    logged: the caller types it against the template before escaping it)."""
+    if transform == "secret-name":
+        # Secrets Manager appends "-" and six random characters to the name in the ARN:
+        # https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_examples.html#auth-and-access_examples_wildcard
+        return f"{escape_literal(value)}-??????", None
+    filled, arn = _raw_transform(value, transform, rt, partition, region, account)
+    return escape_literal(filled), arn
+
+
+def _raw_transform(
+    value: str, transform: str, rt: ResourceType, partition: str, region: str, account: str
+) -> tuple[str, str | None]:
     if transform == "strip-leading-slash":
         return value[1:] if value.startswith("/") else value, None
     if transform == "strip-alias-prefix":
         return value.removeprefix("alias/"), None
-    if transform == "secret-name":
-        # Secrets Manager appends "-" and six random characters to the name in the ARN:
-        # https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_examples.html#auth-and-access_examples_wildcard
-        return f"{value}-??????", None
     if transform == "queue-url":
         m = _SQS_URL.match(value)
         if m:
@@ -309,20 +322,24 @@ def _lookup(
     def take(values: list[str], transform: str) -> None:
         for value in values:
             if value.startswith("arn:"):
-                if catalog.arn_matches_template(value, rt.arn_template) and value not in direct:
-                    direct.append(value)
+                if catalog.arn_matches_template(value, rt.arn_template):
+                    escaped = escape_literal(value)
+                    if escaped not in direct:
+                        direct.append(escaped)
                 continue
             if not _prefix_ok(rt, var, value):
                 continue
             if transform == "email-identity":
-                for candidate in _email_identities(value):
+                for candidate in map(escape_literal, _email_identities(value)):
                     if candidate not in found:
                         found.append(candidate)
                 continue
             filled, arn = _transform(value, transform, rt, partition, region, account)
             if arn is not None:
-                if catalog.arn_matches_template(arn, rt.arn_template) and arn not in direct:
-                    direct.append(arn)
+                if catalog.arn_matches_template(arn, rt.arn_template):
+                    escaped = escape_literal(arn)
+                    if escaped not in direct:
+                        direct.append(escaped)
             elif filled and filled not in found:
                 found.append(filled)
 
@@ -440,7 +457,7 @@ def _copy_source(params: dict[str, Any], partition: str) -> list[str]:
     path = unquote(raw.split("?", 1)[0]).lstrip("/")
     if "/" not in path:
         return []
-    return [f"arn:{partition}:s3:::{path}"]
+    return [escape_literal(f"arn:{partition}:s3:::{path}")]
 
 
 def _kms_role_key(params: dict[str, Any], role: str, partition: str, region: str, account: str) -> list[str]:
@@ -450,8 +467,8 @@ def _kms_role_key(params: dict[str, Any], role: str, partition: str, region: str
     if not isinstance(raw, str) or not raw or raw.startswith("alias/"):
         return []
     if raw.startswith("arn:"):
-        return [raw] if ":key/" in raw else []
-    return [f"arn:{partition}:kms:{region}:{account}:key/{raw}"]
+        return [escape_literal(raw)] if ":key/" in raw else []
+    return [escape_literal(f"arn:{partition}:kms:{region}:{account}:key/{raw}")]
 
 
 # IAM names the resource it evaluated in the AccessDenied message:
@@ -650,7 +667,7 @@ def _from_refs(action: str, refs: list[ResourceRef]) -> tuple[str, ...]:
                         _REF_TYPES.clear()
                     _REF_TYPES[(action, arn)] = rt
             if rt is not None:
-                matched.append((rt.name, arn))
+                matched.append((rt.name, escape_literal(arn)))
     if len(matched) <= 1:
         return (matched[0][1],) if matched else ()
     found: dict[str, list[str]] = {}
@@ -761,7 +778,7 @@ def _resolve(
     ):
         caller_type = catalog.resource_type_for_arn(action, caller_arn)
         if caller_type is not None:
-            found[caller_type.name] = [caller_arn]
+            found[caller_type.name] = [escape_literal(caller_arn)]
     return _stored_names(action, _flatten(found))
 
 
@@ -817,7 +834,9 @@ def _api_path(action: str, record: Record, region: str) -> tuple[str, ...]:
     arn = apigateway.resource_arn(
         action, record.eventName or "", record.requestParameters, partition_for_region(region), region
     )
-    return (arn,) if arn is not None and catalog.resource_type_for_arn(action, arn) is not None else ()
+    if arn is None or catalog.resource_type_for_arn(action, arn) is None:
+        return ()
+    return (escape_literal(arn),)
 
 
 def _match_into(found: dict[str, list[str]], action: str, arns: list[str]) -> None:
@@ -827,8 +846,9 @@ def _match_into(found: dict[str, list[str]], action: str, arns: list[str]) -> No
         rt = catalog.resource_type_for_arn(action, arn)
         if rt is not None and rt.name not in found:
             bucket = matched.setdefault(rt.name, [])
-            if arn not in bucket:
-                bucket.append(arn)
+            escaped = escape_literal(arn)
+            if escaped not in bucket:
+                bucket.append(escaped)
     found.update(matched)
 
 

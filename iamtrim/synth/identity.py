@@ -30,7 +30,15 @@ from enum import StrEnum
 from iamtrim import catalog
 from iamtrim.errors import IamtrimError, PrincipalError
 from iamtrim.evaluate import evaluate
-from iamtrim.model import Outcome, Principal, PrincipalKind, UsageRow, is_s3_object_arn
+from iamtrim.model import (
+    Outcome,
+    Principal,
+    PrincipalKind,
+    UsageRow,
+    has_escaped,
+    is_s3_object_arn,
+    literal_of,
+)
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Statement
 from iamtrim.synth.limits import MANAGED_POLICIES_PER_ENTITY, Target, pack, plan, size_of
@@ -445,6 +453,14 @@ def generate_identity_policy(
                         )
                     )
             res = r.resource
+            if has_escaped(res):
+                # A caller may name "*" or "?" (an S3 key, a secret name): it was written as IAM's
+                # literal ${*} / ${?} / ${$}, never as a wildcard; worth a look all the same.
+                findings.append(
+                    Finding(
+                        "WILDCARD_IN_REQUEST", f"{action} {res}", f"the request named {literal_of(res)!r}"
+                    )
+                )
             arn_account = res.split(":")[4] if res.startswith("arn:") and res.count(":") >= 5 else ""
             if arn_account and arn_account != principal.account:
                 findings.append(
@@ -795,11 +811,10 @@ def _statements(
                     Finding("ACTION_WILDCARD", pattern, "expands today to " + ", ".join(expansion))
                 )
         sid = _sid(written, stmt_resources, c)
-        # A "$" in an observed name (an S3 key "a/${x}") would start a policy variable in the
-        # 2012-10-17 grammar; "${$}" is IAM's escape for a literal "$".
-        # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#policy-vars-specialchars
-        escaped = tuple(_account_any_if_aws_owned(r).replace("$", "${$}") for r in stmt_resources)
-        st = Statement(Effect.ALLOW, actions=written, resources=escaped, conditions=c, sid=sid)
+        # Resources are IAM patterns already: a literal "$", "*" or "?" from a record was
+        # written "${$}", "${*}", "${?}" at normalization (model.escape_literal).
+        resources = tuple(_account_any_if_aws_owned(r) for r in stmt_resources)
+        st = Statement(Effect.ALLOW, actions=written, resources=resources, conditions=c, sid=sid)
         times = [
             advice_time[(a, rr)] for a in stmt_actions for rr in stmt_resources if (a, rr) in advice_time
         ]

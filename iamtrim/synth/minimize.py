@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from iamtrim import catalog
+from iamtrim.model import whole_escapes
 
 
 @dataclass
@@ -244,7 +245,7 @@ def _shared_prefix(values: list[str]) -> str:
     i = 0
     while i < len(low) and low[i] == high[i]:
         i += 1
-    return low[:i]
+    return whole_escapes(low[:i])  # never cut into a literal's ${*}
 
 
 def _common_stem_pattern(values: list[str]) -> str | None:
