@@ -26,7 +26,7 @@ from iamtrim.errors import StoreError
 from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow
 from iamtrim.sources.access_advisor import Granularity, LastAccessed
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 # How long an ingest waits for another one writing the same store (``--wait-lock``): a busy
 # month of one account ingests in well under a minute (docs/performance.md), so ten minutes
@@ -34,9 +34,11 @@ SCHEMA_VERSION = "2"
 DEFAULT_WAIT_LOCK = 600.0
 _LOCK_POLL = 0.2  # seconds between attempts while waiting
 
-# Versions this iamtrim migrates in place (by creating the tables added since): 1 → 2 added
-# coverage, access_advisor and access_advisor_files.
-_MIGRATES_FROM = frozenset({"1"})
+# Versions this iamtrim migrates in place: 1 → 2 added coverage, access_advisor and
+# access_advisor_files; 2 → 3 writes a literal "$" or "?" of a stored resource as IAM's "${$}",
+# "${?}" (model.escape_literal; a literal "*" cannot be told from a folded folder, see
+# docs/store.md).
+_MIGRATES_FROM = frozenset({"1", "2"})
 
 # ingest --lookup-events: the newest event time stored per account and region (where the next run
 # resumes). Made by the first run that stores a cursor, so any store gains it without a schema
@@ -436,8 +438,12 @@ class Store:
         db.executescript(_SCHEMA_2)
         db.execute("BEGIN IMMEDIATE")
         try:
-            (n_files,) = db.execute("SELECT COUNT(*) FROM files").fetchone()
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('coverage_unknown_files', ?)", (str(n_files),))
+            if version == "1":
+                (n_files,) = db.execute("SELECT COUNT(*) FROM files").fetchone()
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('coverage_unknown_files', ?)", (str(n_files),)
+                )
+            self._escape_literals()
             db.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', ?)", (version,))
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -453,6 +459,23 @@ class Store:
     ) -> AbstractContextManager[None]:
         """This store's writer lock: ``writer_lock(self.path, ...)``."""
         return writer_lock(self.path, wait, on_wait)
+
+    def _escape_literals(self) -> None:
+        """Schema 3: a literal ``$`` or ``?`` in a resource before it is IAM's ``${$}``/``${?}``.
+
+        Before schema 3 a resource held what the record named. iamtrim itself wrote no ``$`` and
+        only one ``?`` pattern, a secret's ``-??????`` suffix; every other is a caller's. A ``*``
+        is left alone: a key ``*`` and a folded folder were stored alike (docs/store.md)."""
+        db = self._db
+        rows = db.execute(
+            "SELECT DISTINCT resource FROM usage WHERE instr(resource, '$') OR instr(resource, '?')"
+        ).fetchall()
+        for (resource,) in rows:
+            secret = ":secretsmanager:" in resource and resource.endswith("-??????")
+            body = resource[: -len("-??????")] if secret else resource
+            escaped = body.replace("$", "${$}").replace("?", "${?}") + ("-??????" if secret else "")
+            if escaped != resource:
+                db.execute("UPDATE usage SET resource = ? WHERE resource = ?", (escaped, resource))
 
     @_guarded
     def meta(self, key: str) -> str:
