@@ -41,10 +41,11 @@ from dataclasses import dataclass
 
 from iamtrim.errors import IamtrimError
 from iamtrim.evaluate import Evaluation, Request, evaluate
-from iamtrim.model import Outcome, UsageRow, is_service_principal
+from iamtrim.model import Outcome, UsageRow, has_escaped, is_service_principal, literal_of
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Principals, Statement
 from iamtrim.synth.identity import SynthError
+from iamtrim.synth.limits import BUCKET_POLICY_BYTES, check_resource_policy
 from iamtrim.synth.merge import CurrentResourcePolicy, Merge, merge_current
 from iamtrim.verify import request_context
 
@@ -585,6 +586,16 @@ def generate_bucket_policy(
                     Finding("OBJECT_KEYS_GENERALIZED", f"{p} {t}", f"{len(members)} objects seen under {t}")
                 )
 
+    for r in used:
+        if r.resource and has_escaped(r.resource):
+            # A caller named a literal "*", "?" or "$" (model.escape_literal): never a wildcard.
+            findings.append(
+                Finding(
+                    "WILDCARD_IN_REQUEST",
+                    f"{r.action} {r.resource}",
+                    f"the request named {literal_of(r.resource)!r}",
+                )
+            )
     drafts.sort(key=lambda d: (d.order, d.statement.sid))
     seen: dict[str, int] = {}
     final_drafts: list[_Draft] = []
@@ -621,6 +632,7 @@ def generate_bucket_policy(
     merge = None
     if current is not None:
         policy, merge = merge_current(current.policy, policy, BUCKET_MANAGED_SIDS, current.source)
+    check_resource_policy(policy, BUCKET_POLICY_BYTES, f"bucket policy for {bucket}")
 
     # 5. Replay every observed call; refuse a policy that breaks one.
     count, failures = replay_bucket(policy, used, account)
@@ -672,7 +684,8 @@ def replay_bucket(
     for row in rows:
         ctx = replay_context(row)
         for principal in filter(None, (row.principal, session_arn(row.principal, "iamtrim-replay"))):
-            req = Request.make(principal, row.action, row.resource or "*", ctx, resource_account=account)
+            target = literal_of(row.resource) if row.resource else "*"  # the stored pattern's request
+            req = Request.make(principal, row.action, target, ctx, resource_account=account)
             res = evaluate(req, identity, resource_policy=policy)
             count += 1
             if not res.allowed:

@@ -34,6 +34,7 @@ from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Principals, Statement
 from iamtrim.synth.bucket import LockoutError, allow_all, session_arn
 from iamtrim.synth.identity import SynthError
+from iamtrim.synth.limits import KEY_POLICY_BYTES, check_resource_policy
 from iamtrim.synth.merge import CurrentResourcePolicy, Merge, merge_current
 from iamtrim.verify import request_context, via_service
 
@@ -288,6 +289,7 @@ def generate_key_policy(
     merge = None
     if current is not None:
         policy, merge = merge_current(current.policy, policy, KEY_MANAGED_SIDS, current.source)
+    check_resource_policy(policy, KEY_POLICY_BYTES, f"key policy for {key}")
 
     # Replay every observed call (as the principal and as a session of a role).
     identity = [allow_all()]

@@ -41,6 +41,21 @@ class SizeLimitError(IamtrimError):
     exit_code = 1
 
 
+# Resource policies are limited in bytes of the document:
+# bucket policy 20 KB, https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-iam-policies.html
+# key policy 32 KB (32,768 bytes), https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-overview.html#key-policy-format
+BUCKET_POLICY_BYTES = 20 * 1024
+KEY_POLICY_BYTES = 32 * 1024
+
+
+def check_resource_policy(policy: Policy, limit: int, what: str) -> None:
+    """Raise :class:`SizeLimitError` when *policy* (compact JSON, the smallest form iamtrim
+    writes) is over *limit* bytes: no resource policy is emitted that AWS would refuse."""
+    size = len(policy.to_text().encode())
+    if size > limit:
+        raise SizeLimitError(f"the {what} is {size} bytes; AWS accepts at most {limit}")
+
+
 def size_of(obj: object) -> int:
     """Characters IAM counts: the JSON without whitespace outside strings."""
     return len(json.dumps(obj, separators=(",", ":")))
@@ -113,6 +128,15 @@ def plan(principal: Principal, statements: Sequence[Statement], target: Target, 
     pieces: list[Statement] = []
     for st in statements:
         pieces.extend(_numbered(_split(st, budget - _ENVELOPE - 1 - len("Part10"))))
+    for st in pieces:
+        # Splitting by resources cannot shrink one resource or a condition's values (a 10 MB
+        # object key, 400 VPC endpoints): such a statement fits no policy, and is refused.
+        size = size_of(st.to_json()) + _ENVELOPE
+        if size > budget:
+            raise SizeLimitError(
+                f"statement {st.sid or '(no Sid)'} for {principal.arn} alone is {size} characters; "
+                f"an IAM {'managed' if target is Target.MANAGED else 'inline'} policy holds at most {budget}"
+            )
     bins: list[list[Statement]] = []
     sizes: list[int] = []
     for st in pieces:  # first fit, in statement order (deterministic)
