@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from iamtrim.model.policy import Condition
-from iamtrim.render.common import denied_json, finding_json
+from iamtrim.render.common import denied_json, finding_json, scrub
 from iamtrim.synth.bucket import BucketStatement, GeneratedBucketPolicy
 from iamtrim.synth.kms import GeneratedKeyPolicy, KeyStatement
 from iamtrim.synth.merge import Merge
@@ -98,6 +98,7 @@ def _statement_lines(s: BucketStatement | KeyStatement) -> list[str]:
 
 
 def bucket_explain_text(g: GeneratedBucketPolicy) -> str:
+    g = scrub(g)  # record-derived text reaches a terminal
     lines = [
         f"# bucket {g.bucket} (owner {g.account}): {len(g.statements)} statements, "
         f"{g.replayed} observed calls replayed, {g.lockout_checked} lockout requests checked"
@@ -161,6 +162,7 @@ def key_policy_text(g: GeneratedKeyPolicy) -> str:
 
 
 def key_explain_text(g: GeneratedKeyPolicy) -> str:
+    g = scrub(g)  # record-derived text reaches a terminal
     lines = [
         f"# key {g.key}: {len(g.statements)} statements, {g.replayed} observed calls replayed, "
         f"{g.lockout_checked} lockout requests checked"

@@ -1,8 +1,18 @@
-"""Pieces the renderers share: findings and denied attempts as JSON, aligned text tables."""
+"""Pieces the renderers share: findings and denied attempts as JSON, aligned text tables, and
+the escaping of record-derived text for terminals and Markdown.
+
+Anything a caller can put in a request (an object key, a session name, an error message) reaches
+reports. JSON output is escaped by ``json.dumps``; text for a terminal has its control
+characters (C0, DEL, C1: ``\x1b]0;title\x07`` would retitle the window, ``\x1b[2J`` clear it) and
+the bidirectional overrides that reorder what is shown written visibly (``\x1b``); Markdown
+also has its HTML and table syntax escaped.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import re
+from typing import Any, TypeVar
 
 from iamtrim.model import UsageRow
 from iamtrim.model.finding import Finding
@@ -39,3 +49,86 @@ def text_table(headers: list[str], rows: list[list[str]]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+# C0 controls, DEL, C1 controls, line/paragraph separators and bidirectional formatting.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+
+
+def _visible(m: re.Match[str]) -> str:
+    code = ord(m.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: str) -> str:
+    """*text* with every control character written visibly (``\x1b`` → ``\\x1b``), newlines too:
+    a record-derived value is one line of a report."""
+    return _UNSAFE.sub(_visible, text)
+
+
+def terminal_block(text: str) -> str:
+    """A rendered block for a terminal: control characters escaped, its own newlines kept."""
+    return "\n".join(terminal_safe(line) for line in text.split("\n"))
+
+
+_MD_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def md_text(text: str) -> str:
+    """*text* as Markdown text, safe in a table cell: raw HTML (``<script>``, ``<b>``) as
+    entities, ``|`` (a cell boundary) and ``\\`` (which would escape the next character)
+    backslash-escaped, control characters (a newline would end the row) written visibly.
+    https://spec.commonmark.org/0.31.2/#raw-html, https://github.github.com/gfm/#tables-extension-
+    """
+    text = terminal_safe(text).replace("\\", "\\\\")
+    text = re.sub("[&<>]", lambda m: _MD_HTML[m.group(0)], text)
+    return text.replace("|", "\\|")
+
+
+def md_code(text: str) -> str:
+    """*text* as a Markdown code span: fenced by more backticks than it holds in a row, ``|``
+    escaped (GitHub tables split on it even in code), control characters written visibly."""
+    text = terminal_safe(text).replace("|", "\\|")
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+_T = TypeVar("_T")
+
+
+def scrub(value: _T) -> _T:
+    """A copy of *value* (frozen dataclasses, tuples, lists, dicts, strings) with every string
+    made :func:`terminal_safe`: what a text renderer prints comes from records."""
+    return _scrub(value)  # type: ignore[no-any-return]
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        if type(value) is not str:  # a StrEnum member: a closed vocabulary, not record text
+            return value
+        return terminal_safe(value) if _UNSAFE.search(value) else value
+    if isinstance(value, tuple | list | set | frozenset):
+        items = [_scrub(v) for v in value]
+        if all(n is o for n, o in zip(items, value, strict=True)):
+            return value  # unchanged: keep the very object (and skip rebuilding its owner)
+        if hasattr(value, "_fields"):  # a NamedTuple
+            return type(value)(*items)
+        return type(value)(items)
+    if isinstance(value, dict):
+        pairs = [(_scrub(k), _scrub(v)) for k, v in value.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items(), strict=True)):
+            return value
+        return type(value)(pairs)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for f in dataclasses.fields(value):
+            if not f.init:
+                continue
+            old = getattr(value, f.name)
+            new = _scrub(old)
+            if new is not old:
+                changes[f.name] = new
+        return dataclasses.replace(value, **changes) if changes else value
+    return value

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from iamtrim.evidence import Evidence
+from iamtrim.render.common import md_code, md_text, scrub
 from iamtrim.review.diff import Diff, Missing, Narrowing, UnusedAction, class_label
 
 __all__ = ["to_json", "to_markdown", "to_text"]
@@ -237,6 +238,7 @@ def _names(items: Sequence[str], limit: int = 6) -> str:
 
 
 def to_text(d: Diff, colour: bool = False) -> str:
+    d = scrub(d)  # record-derived text reaches a terminal; the colours are added below
     bold, red, yellow, green, dim = "1", "31", "33", "32", "2"
     out = [
         _paint(f"diff {d.principal}", bold, colour),
@@ -346,16 +348,21 @@ def to_text(d: Diff, colour: bool = False) -> str:
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+    # Record- and policy-derived text: HTML, "|" and newlines escaped (render.common.md_text).
+    return md_text(text)
+
+
+def _code(text: str) -> str:
+    return md_code(text)
 
 
 def to_markdown(d: Diff) -> str:
     out = [
-        f"### iamtrim diff: `{d.principal}`",
+        f"### iamtrim diff: {_code(d.principal)}",
         "",
-        f"**{_headline(d)}**",
+        f"**{_md(_headline(d))}**",
         "",
-        "Current policies: " + ", ".join(f"`{n}`" for n in d.current),
+        "Current policies: " + ", ".join(_code(n) for n in d.current),
         "",
     ]
     if d.basis:
@@ -370,13 +377,14 @@ def to_markdown(d: Diff) -> str:
         "|---|---|---:|---|---|",
     ]
     for svc, lvl, items in _grouped(d.unused):
-        classes = "<br>".join(f"{n} `{label}`" for label, n in _classes(items))
+        classes = "<br>".join(f"{n} {_code(label)}" for label, n in _classes(items))
         risky = [
-            f"`{u.action}` ({', '.join(u.risk)})" + ("" if u.removable else f" `{class_label(u.evidence)}`")
+            f"{_code(u.action)} ({_md(', '.join(u.risk))})"
+            + ("" if u.removable else f" {_code(class_label(u.evidence))}")
             for u in items
             if u.risk
         ]
-        out.append(f"| {svc} | {lvl or '-'} | {len(items)} | {classes} | {_md('<br>'.join(risky))} |")
+        out.append(f"| {_md(svc)} | {_md(lvl or '-')} | {len(items)} | {classes} | {'<br>'.join(risky)} |")
     out += ["", "#### Review before removing", ""]
     review = _review(d)
     out += [f"* {_md(line)}" for line in review] if review else ["None."]
@@ -385,7 +393,7 @@ def to_markdown(d: Diff) -> str:
         out += ["| action | granted on | used on | proposed |", "|---|---|---|---|"]
         for n in d.narrowing:
             out.append(
-                f"| `{n.action}` | {_md(', '.join(n.granted_on))} | {len(n.used_on)}: "
+                f"| {_code(n.action)} | {_md(', '.join(n.granted_on))} | {len(n.used_on)}: "
                 f"{_md(_names(n.used_on, _SAMPLE))} | {_md(_names(n.proposed_on, _SAMPLE))} |"
             )
         conditional = [n for n in d.narrowing if n.conditional]
@@ -405,7 +413,7 @@ def to_markdown(d: Diff) -> str:
         for m in d.missing:
             why = m.decision + ": " + m.reason + (f" ({m.note})" if m.note else "")
             out.append(
-                f"| `{m.action}` | {m.kind} | {m.count} | {_md(_names(m.resources, _SAMPLE))} | "
+                f"| {_code(m.action)} | {_md(m.kind)} | {m.count} | {_md(_names(m.resources, _SAMPLE))} | "
                 f"{_md(why)} | {_md(', '.join(m.change) or '-')} |"
             )
     else:
@@ -419,19 +427,19 @@ def to_markdown(d: Diff) -> str:
             out.append(
                 f"Grants {p.granted} actions; removes {len(p.removes)} granted today "
                 f"({len(p.removes_risky)} risky"
-                + (": " + ", ".join(f"`{a}`" for a in p.removes_risky) if p.removes_risky else "")
+                + (": " + ", ".join(_code(a) for a in p.removes_risky) if p.removes_risky else "")
                 + ")."
             )
             if p.removes_unproven:
                 out.append("")
                 out.append(
                     f"Removes {len(p.removes_unproven)} without evidence of non-use (review them): "
-                    + _md(_names([f"`{a}`" for a in p.removes_unproven], 12))
+                    + _names([_code(a) for a in p.removes_unproven], 12)
                 )
             if p.adds:
                 out.append("")
-                out.append("Adds (not granted today): " + ", ".join(f"`{a}`" for a in p.adds))
+                out.append("Adds (not granted today): " + ", ".join(_code(a) for a in p.adds))
     if d.unknown_patterns:
-        unknown = ", ".join(f"`{a}`" for a in d.unknown_patterns)
-        out += ["", f"Action patterns unknown to {d.catalog}: {unknown}"]
+        unknown = ", ".join(_code(a) for a in d.unknown_patterns)
+        out += ["", f"Action patterns unknown to {_md(d.catalog)}: {unknown}"]
     return "\n".join(out) + "\n"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iamtrim.graph import Picture, PictureEdge, PictureNode, PrincipalUse, ResourceUse, resource_group
-from iamtrim.render.common import text_table
+from iamtrim.render.common import scrub, text_table
 
 SVG_NS = "http://www.w3.org/2000/svg"
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
@@ -131,6 +131,7 @@ def _marks(e: PictureEdge, vpce: dict[str, str], keys: dict[str, str]) -> list[t
 
 def to_svg(pic: Picture) -> str:
     """The picture as a standalone SVG document (UTF-8 text)."""
+    pic = scrub(pic)  # XML 1.0 admits no control characters; records may hold them
     ET.register_namespace("", SVG_NS)
     boxes, bands, bottom = _layout(pic)
     edges = [e for e in pic.edges if e.source in boxes and e.target in boxes]
@@ -453,6 +454,7 @@ def _fold(uses: list[ResourceUse]) -> list[list[str]]:
 
 
 def who_used_table(pattern: str, uses: list[ResourceUse], summary: list[PrincipalUse]) -> str:
+    pattern, uses, summary = scrub((pattern, uses, summary))  # record-derived text, for a terminal
     if not uses:
         return f"no principal used {pattern} in this data"
     used = [u for u in uses if u.outcome == "used"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from iamtrim.model import UsageRow
 from iamtrim.query import PrincipalSummary, PrincipalUsage
-from iamtrim.render.common import text_table
+from iamtrim.render.common import scrub, text_table
 
 SHARED_SHOWN = 15  # shared resources listed in the usage table; JSON lists every one
 
@@ -53,6 +53,7 @@ def _ctx_text(row: UsageRow) -> str:
 
 
 def usage_table(usage: PrincipalUsage) -> str:
+    usage = scrub(usage)  # record-derived text reaches a terminal
     out = [f"{usage.principal.arn} ({usage.principal.kind})", ""]
     out.append(
         f"used: {len(usage.used)} action/resource/context combinations, "
@@ -115,6 +116,7 @@ def principals_json(summaries: list[PrincipalSummary]) -> str:
 
 
 def principals_table(summaries: list[PrincipalSummary]) -> str:
+    summaries = scrub(summaries)  # record-derived text reaches a terminal
     rows = [
         [
             s.principal.arn,
