@@ -44,6 +44,10 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
         "A request named a literal '*', '?' or '$': granted on that exact name (${*}, ${?}, ${$})",
         Severity.MEDIUM,
     ),
+    "FAILED_CALLS_ONLY": (
+        "Named only by calls that failed after authorization (NoSuchKey, ...): granted exactly",
+        Severity.LOW,
+    ),
     "CROSS_ACCOUNT_RESOURCE": (
         "Resource in another account: its resource policy must also allow",
         Severity.LOW,

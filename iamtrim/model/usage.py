@@ -78,6 +78,10 @@ class Context:
     sse_applied: str = ""  # additionalEventData.SSEApplied (SSE_KMS, Default_SSE_S3, ...)
     tls_version: str = ""  # tlsDetails.tlsVersion; empty when not logged
     source_ip_kind: str = ""  # "ip", "service" (an AWS service name), or "" (unknown)
+    # The errorCode of a call that passed authorization and then failed (NoSuchKey,
+    # ResourceNotFoundException, NoSuchEntity, ...): the resource it named may not exist, and a
+    # caller may name anything. Last, so that keys stored before it read as "" (a success).
+    error_code: str = ""
 
     def to_key(self) -> str:
         """The form the store keeps: a JSON array of the fields, in order (docs/store.md)."""

@@ -242,9 +242,12 @@ _SSE_KEY_ID = "x-amz-server-side-encryption-aws-kms-key-id"
 
 
 def build_context(
-    record: Record, region: str, invoked_by: str
+    record: Record, region: str, invoked_by: str, error_code: str = ""
 ) -> tuple[Context, tuple[tuple[str, str], ...], str]:
-    """(the call's Context, its KMS encryption context, the Context's store key)."""
+    """(the call's Context, its KMS encryption context, the Context's store key).
+
+    *error_code*: the errorCode of a call that passed authorization (``""`` for a success or a
+    denial)."""
     params = record.requestParameters
     if type(params) is not dict:
         params = None
@@ -290,6 +293,7 @@ def build_context(
         (extra.SSEApplied or "") if extra is not None else "",
         (tls.tlsVersion or "") if tls is not None else "",
         _IP_KINDS.get(ip) or _ip_kind_memo(ip),
+        error_code,
     )
     # Contexts repeat across records: build each distinct one (and its store key) once.
     hit = _CONTEXTS.get(key)
@@ -411,7 +415,9 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
     outcome = _DENIED if code and _is_denied(record) else _USED
     region = record.awsRegion or ""
     account = record.recipientAccountId or principal.account
-    context, enc_ctx, context_key = build_context(record, region, invoked_by)
+    context, enc_ctx, context_key = build_context(
+        record, region, invoked_by, (code or "") if outcome is _USED else ""
+    )
     params = record.requestParameters if type(record.requestParameters) is dict else None
     uses: list[tuple[str, str | None]] = []
     notes: list[Skipped] = []
@@ -594,7 +600,8 @@ def _dynamodb_parts(
     if not uses:
         return unknown
     outcome = Outcome.DENIED if record.errorCode and _is_denied(record) else Outcome.USED
-    context, enc_ctx, context_key = build_context(record, region, invoked_by)
+    failed = (record.errorCode or "") if outcome is Outcome.USED else ""
+    context, enc_ctx, context_key = build_context(record, region, invoked_by, failed)
     pairs: list[tuple[str, str | None]] = list(uses)
     return _parts(record, principal, outcome, context, enc_ctx, pairs, [], context_key, when)
 

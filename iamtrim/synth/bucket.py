@@ -530,10 +530,29 @@ def generate_bucket_policy(
     for p, prow in sorted(by_principal.items()):
         if _account_of(p) == account:
             continue
+        # A key only failed calls named (NoSuchKey: a caller may name anything) is kept exact.
+        succeeded = {r.resource for r in prow if not r.context.error_code}
+        exact = {
+            m.group(3)
+            for r in prow
+            if r.resource not in succeeded
+            and (m := _S3_ARN.match(r.resource or ""))
+            and m.group(3) is not None
+        }
         object_keys = [
-            m.group(3) for r in prow if (m := _S3_ARN.match(r.resource or "")) and m.group(3) is not None
+            m.group(3)
+            for r in prow
+            if (m := _S3_ARN.match(r.resource or "")) and m.group(3) is not None and m.group(3) not in exact
         ]
-        prefix_of = object_prefixes(object_keys)
+        prefix_of = object_prefixes(object_keys) | {key: key for key in exact}
+        for key in sorted(exact):
+            findings.append(
+                Finding(
+                    "FAILED_CALLS_ONLY",
+                    f"{p} {bucket_arn}/{key}",
+                    "only failed calls named it; granted exactly",
+                )
+            )
         final: dict[str, set[str]] = defaultdict(set)
         covered: dict[str, set[str]] = defaultdict(set)
         for r in prow:

@@ -318,8 +318,24 @@ def generate_identity_policy(
     created_extra: dict[tuple[str, str], list[UsageRow]] = defaultdict(list)
     for r in used:
         by_action[r.action].append(r)
+    # A resource only calls that failed after authorization ever named (NoSuchKey,
+    # ResourceNotFoundException, NoSuchEntity): a caller can name anything there, so it is granted
+    # exactly as named, never generalized with others, and listed.
+    succeeded = {r.resource for r in used if r.resource and not r.context.error_code}
+    failed_only = {r.resource for r in used if r.resource and r.resource != "*"} - succeeded
+    for res in sorted(failed_only):
+        codes = sorted({r.context.error_code for r in used if r.resource == res})
+        findings.append(
+            Finding(
+                "FAILED_CALLS_ONLY",
+                res,
+                f"only calls that failed ({', '.join(codes)}) named it; granted exactly",
+            )
+        )
     for action, arows in sorted(by_action.items()):
-        objects = sorted({r.resource for r in arows if r.resource and is_s3_object_arn(r.resource)})
+        objects = sorted(
+            {r.resource for r in arows if r.resource and is_s3_object_arn(r.resource)} - failed_only
+        )
         # A fold never covers a key this action was only ever denied on: the folder is granted
         # as its allowed parts instead (generalize_object_arns); only a fold the store made can.
         refused = [d for d in denied_only.get(action, ()) if is_s3_object_arn(d)]
@@ -330,6 +346,7 @@ def generate_identity_policy(
                 for r in arows
                 if r.resource and r.resource != "*" and not is_s3_object_arn(r.resource)
             }
+            - failed_only
         )
         template_mapping = generalize_by_template(action, others, options.prefix_threshold)
         # A resource the call created (RunInstances → instance/i-…): its AWS-generated id is
