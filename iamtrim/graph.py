@@ -451,10 +451,32 @@ def principals_of(graph: Any, resource_arn: str) -> list[str]:
 # -- export ------------------------------------------------------------------------------------
 
 
+# Characters XML 1.0 cannot hold at all, even escaped (https://www.w3.org/TR/xml/#charsets).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_safe(value: Any) -> Any:
+    if isinstance(value, str) and _NOT_XML.search(value):
+        return _NOT_XML.sub(lambda m: f"\\x{ord(m.group(0)):02x}", value)
+    return value
+
+
 def to_graphml(graph: Any) -> str:
-    """GraphML (Gephi and yEd open it; ``networkx.read_graphml`` reads it back)."""
+    """GraphML (Gephi and yEd open it; ``networkx.read_graphml`` reads it back). A control
+    character a record held is written visibly (``\\x1b``): XML has no way to carry it."""
+    safe = graph.__class__()
+    safe.graph.update({k: _xml_safe(v) for k, v in graph.graph.items()})
+    for node, data in graph.nodes(data=True):
+        safe.add_node(_xml_safe(node), **{k: _xml_safe(v) for k, v in data.items()})
+    edges = graph.edges(keys=True, data=True) if graph.is_multigraph() else graph.edges(data=True)
+    for *ends, data in edges:
+        attrs = {k: _xml_safe(v) for k, v in data.items()}
+        if graph.is_multigraph():
+            safe.add_edge(_xml_safe(ends[0]), _xml_safe(ends[1]), key=_xml_safe(ends[2]), **attrs)
+        else:
+            safe.add_edge(_xml_safe(ends[0]), _xml_safe(ends[1]), **attrs)
     buf = io.BytesIO()
-    _nx().write_graphml_xml(graph, buf, encoding="utf-8", prettyprint=True)
+    _nx().write_graphml_xml(safe, buf, encoding="utf-8", prettyprint=True)
     return buf.getvalue().decode("utf-8")
 
 

@@ -636,3 +636,41 @@ def test_reports_from_hostile_records_hold_no_control_characters(tmp_path: Path)
         for stream in (proc.stdout, proc.stderr):
             assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]", stream), stream[:500]
     assert "\\x1b]0;pwned\\x07" in outputs[0].stdout  # shown, visibly
+
+
+def test_a_v2_store_has_its_literals_escaped_when_opened(tmp_path: Path) -> None:
+    import sqlite3
+
+    from iamtrim import store as store_mod
+    from iamtrim.store import Store
+
+    path = tmp_path / "v2.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(store_mod._SCHEMA)
+    db.executescript(store_mod._SCHEMA_2)
+    db.execute("INSERT INTO meta VALUES ('schema', '2')")
+    secret = arn("secretsmanager", "secret:prod/a?b-??????")
+    for resource in (
+        f"arn:aws:s3:::{BUCKET}/$x",
+        f"arn:aws:s3:::{BUCKET}/a?",
+        secret,
+        f"arn:aws:s3:::{BUCKET}/k",
+    ):
+        db.execute(
+            "INSERT INTO usage VALUES (?, 's3:GetObject', ?, 'used', '[]', 1, 't', 't', '[]', '[]')",
+            (ROLE_ARN, resource),
+        )
+    db.commit()
+    db.close()
+    with Store(path) as st:
+        assert st.meta("schema") == "3" and st.meta("migrated_from") == "2"
+        assert sorted(r.resource or "" for r in st.usage()) == sorted(
+            [
+                f"arn:aws:s3:::{BUCKET}/${{$}}x",
+                f"arn:aws:s3:::{BUCKET}/a${{?}}",
+                arn("secretsmanager", "secret:prod/a${?}b-??????"),
+                f"arn:aws:s3:::{BUCKET}/k",
+            ]
+        )
+    with Store(path) as st:  # reopening changes nothing
+        assert sorted(r.resource or "" for r in st.usage())[0] == f"arn:aws:s3:::{BUCKET}/${{$}}x"

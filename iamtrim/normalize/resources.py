@@ -402,12 +402,12 @@ def _fill(
             choices.append([partition])
             continue
         if var == "Region":
-            choices.append([region])
+            choices.append([escape_literal(region)])  # awsRegion is record text like any other
             continue
         if var == "Account" or (var == "AccountId" and _account_field(rt) == var):
             # The ARN's own account field is the account the call was made in. ``AccountId``
             # elsewhere in a template names another account (organizations account/o-x/<id>).
-            choices.append([account])
+            choices.append([escape_literal(account)])
             continue
         found, direct = _lookup(rt, var, prefix, action_name, request, partition, region, account)
         if not found and not direct and response is not None:

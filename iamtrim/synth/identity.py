@@ -830,8 +830,8 @@ def _statements(
         sid = _sid(written, stmt_resources, c)
         # Resources are IAM patterns already: a literal "$", "*" or "?" from a record was
         # written "${$}", "${*}", "${?}" at normalization (model.escape_literal).
-        resources = tuple(_account_any_if_aws_owned(r) for r in stmt_resources)
-        st = Statement(Effect.ALLOW, actions=written, resources=resources, conditions=c, sid=sid)
+        written_resources = tuple(_account_any_if_aws_owned(r) for r in stmt_resources)
+        st = Statement(Effect.ALLOW, actions=written, resources=written_resources, conditions=c, sid=sid)
         times = [
             advice_time[(a, rr)] for a in stmt_actions for rr in stmt_resources if (a, rr) in advice_time
         ]
