@@ -36,10 +36,17 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-from iamtrim.model import Outcome, Principal, UsageRow, has_wildcard, literal_of, whole_escapes
+from iamtrim.model import (
+    Outcome,
+    Principal,
+    UsageRow,
+    has_wildcard,
+    literal_of,
+    pattern_covers,
+    whole_escapes,
+)
 
 
 def _nx() -> Any:
@@ -222,24 +229,6 @@ def build_graph(principals: Iterable[Principal], rows: Iterable[UsageRow]) -> An
 # -- patterns and selection --------------------------------------------------------------------
 
 
-_PATTERN_TOKEN = re.compile(r"\$\{([*?$])\}|\*|\?")
-
-
-@lru_cache(maxsize=256)
-def _pattern(pattern: str) -> re.Pattern[str]:
-    """IAM-style matching: ``*`` any run of characters (``/`` and ``:`` included), ``?`` one, and
-    ``${*}``, ``${?}``, ``${$}`` the literal character (how stored resources name them)."""
-    parts: list[str] = []
-    pos = 0
-    for m in _PATTERN_TOKEN.finditer(pattern):
-        parts.append(re.escape(pattern[pos : m.start()]))
-        token = m.group(0)
-        parts.append(re.escape(m.group(1)) if m.group(1) else ".*" if token == "*" else ".")
-        pos = m.end()
-    parts.append(re.escape(pattern[pos:]))
-    return re.compile("".join(parts), re.DOTALL)
-
-
 def resource_matches(pattern: str, resource: str) -> bool:
     """Whether a stored *resource* falls under *pattern*.
 
@@ -252,7 +241,7 @@ def resource_matches(pattern: str, resource: str) -> bool:
     # Stored resources are IAM patterns: a literal "*" a caller named is "${*}" there, matched
     # as the character it stands for; a bare "*" is a generalization iamtrim made (a folder).
     literal = literal_of(resource)
-    if _pattern(pattern).fullmatch(literal):
+    if pattern_covers(pattern, resource):
         return True
     if (
         arn_service(pattern) == "s3"
@@ -265,7 +254,7 @@ def resource_matches(pattern: str, resource: str) -> bool:
         has_wildcard(resource)
         and resource != "*"
         and not has_wildcard(pattern)
-        and bool(_pattern(resource).fullmatch(literal_of(pattern)))
+        and pattern_covers(resource, pattern)
     )
 
 

@@ -8,6 +8,7 @@ from iamtrim.model.arn import (
     is_s3_object_arn,
     literal_of,
     partition_for_region,
+    pattern_covers,
     whole_escapes,
 )
 from iamtrim.model.principal import Principal, PrincipalKind
@@ -40,5 +41,6 @@ __all__ = [
     "is_service_principal",
     "literal_of",
     "partition_for_region",
+    "pattern_covers",
     "whole_escapes",
 ]

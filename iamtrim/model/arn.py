@@ -135,3 +135,25 @@ def whole_escapes(prefix: str) -> str:
     if start >= 0 and "}" not in prefix[start:]:
         return prefix[:start]
     return prefix[:-1] if prefix.endswith("$") else prefix
+
+
+_PATTERN_TOKEN = re.compile(r"\$\{([*?$])\}|\*|\?")
+
+
+@functools.lru_cache(maxsize=4096)
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    pos = 0
+    for m in _PATTERN_TOKEN.finditer(pattern):
+        parts.append(re.escape(pattern[pos : m.start()]))
+        token = m.group(0)
+        parts.append(re.escape(m.group(1)) if m.group(1) else ".*" if token == "*" else ".")
+        pos = m.end()
+    parts.append(re.escape(pattern[pos:]))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def pattern_covers(pattern: str, resource: str) -> bool:
+    """Whether the IAM pattern *pattern* (``*`` any run, ``?`` one character, ``${*}`` a literal)
+    matches the resource a stored *resource* names (its literal, :func:`literal_of`)."""
+    return _pattern_regex(pattern).fullmatch(literal_of(resource)) is not None

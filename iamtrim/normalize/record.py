@@ -92,6 +92,16 @@ def _is_denied(record: Record) -> bool:
     return bool(code) and ("not authorized to perform" in message or "is not authorized" in message)
 
 
+def _failed(code: str | None) -> str:
+    """The error of an authorized call that failed, for ``Context.error_code``. A dry run
+    (``Client.DryRunOperation``) is no failure: EC2 answers it when the call would have succeeded,
+    on resources that exist. https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
+    """
+    if not code or code.endswith("DryRunOperation"):
+        return ""
+    return code
+
+
 # eventTime is UTC in ISO 8601 as CloudTrail writes it, ``2021-05-20T15:53:47Z``; CloudTrail Lake
 # and Athena results write the same UTC time as ``2021-05-20 15:53:47.000``. Fractional seconds
 # are dropped (the store keeps seconds). A time before CloudTrail existed (it launched on
@@ -416,7 +426,7 @@ def normalize_parts(record: Record) -> RecordParts | Skipped:
     region = record.awsRegion or ""
     account = record.recipientAccountId or principal.account
     context, enc_ctx, context_key = build_context(
-        record, region, invoked_by, (code or "") if outcome is _USED else ""
+        record, region, invoked_by, _failed(code) if outcome is _USED else ""
     )
     params = record.requestParameters if type(record.requestParameters) is dict else None
     uses: list[tuple[str, str | None]] = []
@@ -600,7 +610,7 @@ def _dynamodb_parts(
     if not uses:
         return unknown
     outcome = Outcome.DENIED if record.errorCode and _is_denied(record) else Outcome.USED
-    failed = (record.errorCode or "") if outcome is Outcome.USED else ""
+    failed = _failed(record.errorCode) if outcome is Outcome.USED else ""
     context, enc_ctx, context_key = build_context(record, region, invoked_by, failed)
     pairs: list[tuple[str, str | None]] = list(uses)
     return _parts(record, principal, outcome, context, enc_ctx, pairs, [], context_key, when)

@@ -41,7 +41,15 @@ from dataclasses import dataclass
 
 from iamtrim.errors import IamtrimError
 from iamtrim.evaluate import Evaluation, Request, evaluate
-from iamtrim.model import Outcome, UsageRow, has_escaped, is_service_principal, literal_of
+from iamtrim.model import (
+    Outcome,
+    UsageRow,
+    has_escaped,
+    has_wildcard,
+    is_service_principal,
+    literal_of,
+    pattern_covers,
+)
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Principals, Statement
 from iamtrim.synth.identity import SynthError
@@ -544,8 +552,13 @@ def generate_bucket_policy(
             for r in prow
             if (m := _S3_ARN.match(r.resource or "")) and m.group(3) is not None and m.group(3) not in exact
         ]
-        prefix_of = object_prefixes(object_keys) | {key: key for key in exact}
+        prefix_of = object_prefixes(object_keys)
+        prefixes = sorted({t for t in prefix_of.values() if has_wildcard(t)})
         for key in sorted(exact):
+            # granted exactly, unless a prefix the successful calls made covers it already
+            prefix_of[key] = next((t for t in prefixes if pattern_covers(t, key)), key)
+            if prefix_of[key] != key:
+                continue
             findings.append(
                 Finding(
                     "FAILED_CALLS_ONLY",

@@ -36,8 +36,10 @@ from iamtrim.model import (
     PrincipalKind,
     UsageRow,
     has_escaped,
+    has_wildcard,
     is_s3_object_arn,
     literal_of,
+    pattern_covers,
 )
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Statement
@@ -319,19 +321,10 @@ def generate_identity_policy(
     for r in used:
         by_action[r.action].append(r)
     # A resource only calls that failed after authorization ever named (NoSuchKey,
-    # ResourceNotFoundException, NoSuchEntity): a caller can name anything there, so it is granted
-    # exactly as named, never generalized with others, and listed.
+    # ResourceNotFoundException, NoSuchEntity): a caller can name anything there, so it never
+    # drives a generalization; it is granted exactly unless one the other resources made covers it.
     succeeded = {r.resource for r in used if r.resource and not r.context.error_code}
     failed_only = {r.resource for r in used if r.resource and r.resource != "*"} - succeeded
-    for res in sorted(failed_only):
-        codes = sorted({r.context.error_code for r in used if r.resource == res})
-        findings.append(
-            Finding(
-                "FAILED_CALLS_ONLY",
-                res,
-                f"only calls that failed ({', '.join(codes)}) named it; granted exactly",
-            )
-        )
     for action, arows in sorted(by_action.items()):
         objects = sorted(
             {r.resource for r in arows if r.resource and is_s3_object_arn(r.resource)} - failed_only
@@ -366,6 +359,20 @@ def generate_identity_policy(
             if any(glob_matches(target, d) for d in denied_only.get(action, ())):
                 for arn in [a for a, t in template_mapping.items() if t == target]:
                     template_mapping[arn] = arn
+        targets = sorted({t for t in [*mapping.values(), *template_mapping.values()] if has_wildcard(t)})
+        for arn in sorted({r.resource for r in arows if r.resource in failed_only}):
+            cover = next((t for t in targets if pattern_covers(t, arn)), None)
+            if cover is not None:
+                (mapping if is_s3_object_arn(arn) else template_mapping)[arn] = cover
+            else:
+                codes = sorted({r.context.error_code for r in arows if r.resource == arn})
+                findings.append(
+                    Finding(
+                        "FAILED_CALLS_ONLY",
+                        f"{action} {arn}",
+                        f"only calls that failed ({', '.join(codes)}) named it; granted exactly",
+                    )
+                )
         covered: dict[str, list[str]] = defaultdict(list)
         for arn, target in [*mapping.items(), *template_mapping.items()]:
             if target != arn and target not in created:
