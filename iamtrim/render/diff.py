@@ -401,7 +401,7 @@ def to_markdown(d: Diff) -> str:
             out.append("")
         for n in conditional:
             out.append(
-                f"* `{n.action}` was allowed only under {_md(', '.join(n.condition_keys))}, which "
+                f"* {_code(n.action)} was allowed only under {_md(', '.join(n.condition_keys))}, which "
                 f"CloudTrail does not record: the observed calls rest on {_those(n)}, which the "
                 "proposal drops."
             )
