@@ -152,7 +152,7 @@ def _own_wildcards_only(resource: str) -> bool:
 
 
 def test_normalization_of_hostile_records_never_raises_nor_makes_a_wildcard() -> None:
-    mutants = _mutants(6)
+    mutants = _mutants(10)
     assert len(mutants) > 200
     checked = 0
     for raw in mutants:

@@ -22,6 +22,12 @@ def _role_from_session_arn(arn: str) -> str | None:
     return f"arn:{parts[1]}:iam::{parts[4]}:role/{name}"
 
 
+def _is_arn(text: str) -> bool:
+    """``arn:partition:service:region:account:resource``: a hand-edited or damaged record may
+    hold anything, and one bad record is skipped, never an exception."""
+    return text.startswith("arn:") and text.count(":") >= 5
+
+
 def _role_kind(role_arn: str) -> PrincipalKind:
     # Identity Center permission sets are provisioned as roles named AWSReservedSSO_<set>_<hash>
     # under path /aws-reserved/sso.amazonaws.com/ (https://docs.aws.amazon.com/singlesignon/latest/userguide/using-service-linked-roles.html)
@@ -37,24 +43,27 @@ def resolve_principal(ui: UserIdentity | None) -> Principal | Skipped:
     if kind == "AssumedRole":
         issuer = ui.sessionContext.sessionIssuer if ui.sessionContext else None
         # The issuer ARN carries the role's path (role/service-role/Name); the session ARN does not.
-        role_arn = issuer.arn if issuer and issuer.arn and ":role/" in issuer.arn else None
+        role_arn = (
+            issuer.arn if issuer and issuer.arn and ":role/" in issuer.arn and _is_arn(issuer.arn) else None
+        )
         if role_arn is None and ui.arn:
             role_arn = _role_from_session_arn(ui.arn)
         if role_arn is None:
             return Skipped(SkipReason.NO_IDENTITY, "assumed role without role ARN")
         return Principal(role_arn, _role_kind(role_arn), role_arn.split(":")[4], _name_of(role_arn))
     if kind == "IAMUser":
-        if not ui.arn:
+        if not ui.arn or not _is_arn(ui.arn):
             return Skipped(SkipReason.NO_IDENTITY, "IAM user without ARN")
         return Principal(ui.arn, PrincipalKind.USER, ui.arn.split(":")[4], _name_of(ui.arn))
     if kind == "Root":
-        account = ui.accountId or (ui.arn.split(":")[4] if ui.arn else "")
+        arn_ok = bool(ui.arn) and _is_arn(ui.arn or "")
+        account = ui.accountId or (ui.arn.split(":")[4] if ui.arn and arn_ok else "")
         if not account:
             return Skipped(SkipReason.NO_IDENTITY, "root without account")
-        partition = ui.arn.split(":")[1] if ui.arn else "aws"
+        partition = ui.arn.split(":")[1] if ui.arn and arn_ok else "aws"
         return Principal(f"arn:{partition}:iam::{account}:root", PrincipalKind.ROOT, account, "root")
     if kind == "FederatedUser":
-        if not ui.arn:
+        if not ui.arn or not _is_arn(ui.arn):
             return Skipped(SkipReason.NO_IDENTITY, "federated user without ARN")
         return Principal(ui.arn, PrincipalKind.FEDERATED_USER, ui.arn.split(":")[4], _name_of(ui.arn))
     if kind in ("SAMLUser", "WebIdentityUser"):
