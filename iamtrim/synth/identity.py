@@ -715,7 +715,7 @@ def generate_identity_policy(
                     for s in st.statements
                     if any(glob_matches(a.lower(), r.action.lower()) for a in s.actions)
                     for p in s.resources
-                    if glob_matches(p.replace("${$}", "$"), r.resource or "")
+                    if glob_matches(p, r.resource or "")
                 }
             )
         )
@@ -810,7 +810,7 @@ def _statements(
         if drop_covered and len(resources) > 1:
             # After a ladder step a pattern may cover another resource of its statement
             # (workgroup/* and workgroup/ml-analysts): the covered one adds characters only.
-            patterns = [p for p in resources if "*" in p or "?" in p]
+            patterns = [p for p in resources if has_wildcard(p)]
             resources = {r for r in resources if not any(p != r and glob_matches(p, r) for p in patterns)}
         stmt_resources = tuple(sorted(resources))
         written, expansions = action_wildcards(stmt_actions) if options.wildcards else (stmt_actions, {})

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from iamtrim import catalog
-from iamtrim.model import is_s3_object_arn
+from iamtrim.model import is_s3_object_arn, pattern_covers
 from iamtrim.model.policy import Condition
 from iamtrim.synth.minimize import generalize_object_arns
 
@@ -116,7 +116,11 @@ def _segments(text: str) -> list[str]:
 
 
 def glob_matches(pattern: str, value: str) -> bool:
-    """IAM's resource matching on plain strings: ``*`` any run (also ``/`` and ``:``), ``?`` one."""
+    """IAM's resource matching: ``*`` any run (also ``/`` and ``:``), ``?`` one, ``${*}``,
+    ``${?}``, ``${$}`` the literal character. *value* is a stored resource, an IAM pattern whose
+    literals are escaped the same way (model.escape_literal); it is matched as what it names."""
+    if "${" in pattern or "${" in value:
+        return pattern_covers(pattern, value)
     return _glob(pattern).fullmatch(value) is not None
 
 
