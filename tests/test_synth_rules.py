@@ -372,8 +372,12 @@ LOGS = f"arn:aws:logs:us-east-1:{ACCT}:log-group:/aws/lambda/x:log-stream:"
     ("arns", "pattern"),
     [
         (
-            [f"{LOGS}2026/11/20/[$LATEST]f889df0a1b2c3d4e", f"{LOGS}2026/11/21/[$LATEST]0a1b2c3d4e5f6a7b"],
-            f"{LOGS}*/[$LATEST]*",
+            # stored as normalization writes a literal "$": ${$} (model.escape_literal)
+            [
+                f"{LOGS}2026/11/20/[${{$}}LATEST]f889df0a1b2c3d4e",
+                f"{LOGS}2026/11/21/[${{$}}LATEST]0a1b2c3d4e5f6a7b",
+            ],
+            f"{LOGS}*/[${{$}}LATEST]*",
         ),
         (
             ["arn:aws:s3:::acme/outputs/eval-7.json", "arn:aws:s3:::acme/outputs/eval-12.json"],
@@ -404,7 +408,7 @@ def test_names_that_differ_only_in_a_generated_part_get_the_closed_pattern(
         else ("s3:GetObject" if ":s3:" in arns[0] else "sagemaker:DescribeTrainingJob")
     )
     g = generate([row(action, a) for a in arns])
-    assert statement_resources(g) == {pattern.replace("$", "${$}")}
+    assert statement_resources(g) == {pattern}  # stored resources are already IAM patterns
     [w] = [w for w in g.widenings if w.kind == "generated-names"]
     assert w.resource == pattern and set(w.covers) == set(arns) and w.admits
     assert widenings(g, "generated-names") == [pattern]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from iamtrim import catalog
-from iamtrim.model import is_s3_object_arn, pattern_covers
+from iamtrim.model import has_wildcard, is_s3_object_arn, pattern_covers
 from iamtrim.model.policy import Condition
 from iamtrim.synth.minimize import generalize_object_arns
 
@@ -199,7 +199,7 @@ def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tup
     groups: dict[tuple[str, tuple[tuple[str, str], ...], str], list[str]] = defaultdict(list)
     info: dict[tuple[str, tuple[tuple[str, str], ...], str], tuple[str, str, frozenset[str]]] = {}
     for arn in sorted(set(arns)):
-        if "*" in arn or "?" in arn or "${" in arn:
+        if has_wildcard(arn):  # a pattern already; an escaped literal (${$}) is a name like any
             continue
         rt = catalog.resource_type_for_arn(action, arn)
         if rt is None:
