@@ -5,6 +5,8 @@ Reference: https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from iamtrim.model import Principal, PrincipalKind, Skipped, SkipReason
 from iamtrim.sources.records import UserIdentity
 
@@ -67,7 +69,11 @@ def resolve_principal(ui: UserIdentity | None) -> Principal | Skipped:
             return Skipped(SkipReason.NO_IDENTITY, "federated user without ARN")
         return Principal(ui.arn, PrincipalKind.FEDERATED_USER, ui.arn.split(":")[4], _name_of(ui.arn))
     if kind in ("SAMLUser", "WebIdentityUser"):
-        provider = ui.identityProvider or "unknown-provider"
+        # For web identity, identityProvider is the issuer (accounts.google.com,
+        # token.actions.githubusercontent.com) or the IAM OIDC provider's ARN; for SAML it is the
+        # NameQualifier hash, which saml_named() replaces by the provider's name where the record
+        # names it. https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html#STS-API-SAML-WIF
+        provider = _provider_name(ui.identityProvider or "") or "unknown-provider"
         subject = ui.userName or ui.principalId or "unknown"
         pk = PrincipalKind.SAML_USER if kind == "SAMLUser" else PrincipalKind.WEB_IDENTITY_USER
         return Principal(f"{provider}:{subject}", pk, ui.accountId or "", subject)
@@ -90,6 +96,30 @@ def resolve_principal(ui: UserIdentity | None) -> Principal | Skipped:
     if ui.arn:
         return _from_arn(ui.arn, ui.accountId)
     return Skipped(SkipReason.NO_IDENTITY, f"userIdentity type {kind}")
+
+
+def _provider_name(provider: str) -> str:
+    """An IAM identity provider's ARN → ``saml-provider/NAME`` / ``oidc-provider/HOST``: a
+    federated caller's identifier must never read as an IAM ARN (policies attach to none)."""
+    if provider.startswith("arn:"):
+        return provider.split(":", 5)[-1]
+    return provider
+
+
+def saml_named(principal: Principal, provider_arns: Iterable[str]) -> Principal:
+    """A SAML caller by its provider's name: ``saml-provider/AcmeOkta:jane@acme.example`` instead
+    of the NameQualifier hash (BASE64(SHA1(issuer + account + "/" + provider name))), when the
+    AssumeRoleWithSAML record names the provider (``resources``, ``requestParameters.principalArn``).
+    https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithSAML.html"""
+    for arn in provider_arns:
+        if ":saml-provider/" in arn:
+            parts = arn.split(":")
+            # SAMLUser identities carry no accountId; the provider's ARN names its account.
+            account = principal.account or (parts[4] if len(parts) > 5 else "")
+            return Principal(
+                f"{_provider_name(arn)}:{principal.name}", principal.kind, account, principal.name
+            )
+    return principal
 
 
 def _from_arn(arn: str, account: str | None) -> Principal | Skipped:

@@ -13,6 +13,7 @@ from iamtrim.model import (
     Context,
     Outcome,
     Principal,
+    PrincipalKind,
     Skipped,
     SkipReason,
     Usage,
@@ -22,7 +23,7 @@ from iamtrim.model import (
 )
 from iamtrim.normalize import dynamodb
 from iamtrim.normalize.actions import S3_VERSIONED, resolve_actions
-from iamtrim.normalize.principal import resolve_principal
+from iamtrim.normalize.principal import resolve_principal, saml_named
 from iamtrim.normalize.resources import resolve_resources
 from iamtrim.normalize.tables import ActionRule, encryption_context_services
 from iamtrim.sources.records import USER_IDENTITY_DECODER, Record, UserIdentity
@@ -206,7 +207,19 @@ def identity_of(record: Record) -> tuple[Principal | Skipped, str]:
         if len(_IDENTITIES) >= _IDENTITIES_LIMIT:
             _IDENTITIES.clear()  # ~0.6 KB each: bounded, and rebuilt from the fields cache
         _IDENTITIES[raw] = hit
+    found = hit[0]
+    if isinstance(found, Principal) and found.kind is PrincipalKind.SAML_USER:
+        # Named per record, not cached: the provider is in the record, not in userIdentity.
+        return saml_named(found, _saml_provider_arns(record)), hit[1]
     return hit
+
+
+def _saml_provider_arns(record: Record) -> list[str]:
+    arns = [r.ARN for r in record.resources or () if r.ARN]
+    params = record.requestParameters
+    if isinstance(params, dict) and isinstance(params.get("principalArn"), str):
+        arns.append(params["principalArn"])
+    return arns
 
 
 _IP_KINDS: dict[str, str] = {}
