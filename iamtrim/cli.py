@@ -12,18 +12,20 @@ import os
 import re
 import sys
 from datetime import UTC, datetime
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from iamtrim import graph as usage_graph
-from iamtrim.errors import IamtrimError, InputError, NoReadableInput
+from iamtrim.errors import IamtrimError, InputError, NoReadableInput, PrincipalError
 from iamtrim.evidence import ingest_access_advisor
 from iamtrim.ingest import IngestReport, default_store_path, ingest, load_events
-from iamtrim.model import FileReport, SkipReason
-from iamtrim.query import principal_usage, resolve_principal_name, summarize_principals
+from iamtrim.model import FileReport, Outcome, SkipReason, TimeWindow
+from iamtrim.query import parse_window, principal_usage, resolve_principal_name, summarize_principals
 from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
 from iamtrim.render import usage as render_usage
@@ -62,6 +64,23 @@ StoreOpt = Annotated[
     ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        metavar="DATE",
+        help="Only usage seen on or after DATE: 2026-10-01, 2026-10-01T12:00:00Z, or 90d / 12h back "
+        "from now. A stored row counts when its first..last seen overlaps the window.",
+    ),
+]
+UntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--until",
+        metavar="DATE",
+        help="Only usage seen on or before DATE (a date alone includes that whole UTC day).",
+    ),
+]
 
 # How to reach AWS (commands that read from the account). Empty: botocore's default chain.
 ProfileOpt = Annotated[str, typer.Option("--profile", help="AWS profile (default: the credential chain).")]
@@ -140,6 +159,17 @@ def _write_files(folder: Path, files: list[tuple[str, str]]) -> None:
         raise InputError(f"{where}: cannot create the folder: {(exc.strerror or str(exc)).lower()}") from None
     for name, text in files:
         _write_file(folder / name, text.encode("utf-8"))
+
+
+def _window(since: str | None, until: str | None) -> TimeWindow:
+    """The --since/--until window; said on stderr, with what it means for counts."""
+    window = parse_window(since, until)
+    if not window.is_open:
+        _err(
+            f"window {window.describe()}: a stored row counts, with all its calls, when its first..last "
+            "seen overlaps the window"
+        )
+    return window
 
 
 def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
@@ -426,10 +456,17 @@ def _print_ingest(report: IngestReport, path: Path) -> None:
 
 
 @app.command("principals")
-def principals_cmd(events: EventsOpt = None, store: StoreOpt = None, fmt: FormatOpt = Format.table) -> None:
+def principals_cmd(
+    events: EventsOpt = None,
+    store: StoreOpt = None,
+    fmt: FormatOpt = Format.table,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+) -> None:
     """List the principals seen, with how much they used and were denied."""
+    window = _window(since, until)
     with _open_usage(events, store) as st:
-        summaries = summarize_principals(st)
+        summaries = summarize_principals(st, window)
     if fmt is Format.json:
         typer.echo(render_usage.principals_json(summaries))
     else:
@@ -442,11 +479,14 @@ def usage_cmd(
     events: EventsOpt = None,
     store: StoreOpt = None,
     fmt: FormatOpt = Format.table,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
 ) -> None:
     """What one principal really used (and was denied), with counts, times and context."""
+    window = _window(since, until)
     with _open_usage(events, store) as st:
         p = resolve_principal_name(st, principal)
-        usage = principal_usage(st, p)
+        usage = principal_usage(st, p, window)
     if fmt is Format.json:
         typer.echo(render_usage.usage_json(usage))
     else:
@@ -514,27 +554,36 @@ def generate_policy_cmd(
             help="Never widen to fit the size limits: split into policies, refuse past the limit.",
         ),
     ] = False,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
 ) -> None:
     """The smallest identity policy that still allows everything PRINCIPAL was seen doing."""
     if out_dir is not None and fmt is not PolicyFormat.policy:
         from iamtrim.errors import OptionsError
 
         raise OptionsError("generate-policy: --out-dir writes policy documents; use it with --format policy")
+    window = _window(since, until)
     with _open_usage(events, store) as st:
         p = resolve_principal_name(st, principal)
+        rows = st.usage(p.arn, window)
         advised: list[AdvisedGrant] = []
         if evidence_source is EvidenceSource.all:
             from iamtrim import evidence
 
             advised = [
                 AdvisedGrant(a.action, a.region, a.last_accessed, a.explain, a.denied_in_cloudtrail)
-                for a in evidence.for_principal(st, p.arn).access_advisor_actions(
+                for a in evidence.for_principal(st, p.arn, window=window).access_advisor_actions(
                     missing_from_cloudtrail=True
                 )
             ]
+        if not window.is_open and not advised and all(r.outcome is not Outcome.USED for r in rows):
+            raise PrincipalError(
+                f"{p.arn} made no authorized call between {window.describe()} ({len(rows)} denied "
+                "rows); nothing to grant"
+            )
         generated = generate_identity_policy(
             p,
-            st.usage(p.arn),
+            rows,
             SynthOptions(
                 conditions=not no_conditions,
                 prefix_threshold=prefix_threshold,
@@ -569,12 +618,14 @@ def generate_policy_cmd(
 # -- the usage graph: who-used, graph export, graph render ------------------------------------
 
 
-def _graph_of(st: Store, principals: list[str] | None, resources: list[str] | None) -> object:
+def _graph_of(
+    st: Store, principals: list[str] | None, resources: list[str] | None, window: TimeWindow
+) -> object:
     arns = [resolve_principal_name(st, p).arn for p in principals or []]
     for r in resources or []:
         _check_resource_pattern(r)
     g = usage_graph.build_selected_graph(
-        st.principals(), st.usage(), only_principals=arns, only_resources=resources or []
+        st.principals(), st.usage(window=window), only_principals=arns, only_resources=resources or []
     )
     if usage_graph.is_empty(g):
         _err(
@@ -591,6 +642,7 @@ def _graph_of(st: Store, principals: list[str] | None, resources: list[str] | No
                 )
                 or "(the usage data is empty)"
             )
+            + ("" if window.is_open else f" between {window.describe()}")
         )
         sys.exit(2)
     return g
@@ -618,12 +670,17 @@ def who_used_cmd(
     events: EventsOpt = None,
     store: StoreOpt = None,
     fmt: FormatOpt = Format.table,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
 ) -> None:
     """Every principal that used RESOURCE: actions, calls, last seen, VPC endpoints, and direct use
     apart from use through S3 or another service (for KMS keys)."""
     _check_resource_pattern(resource)
+    window = _window(since, until)
     with _open_usage(events, store) as st:
-        g = usage_graph.build_selected_graph(st.principals(), st.usage(), only_resources=[resource])
+        g = usage_graph.build_selected_graph(
+            st.principals(), st.usage(window=window), only_resources=[resource]
+        )
     uses = usage_graph.who_used(g, resource)
     summary = usage_graph.summarize_uses(uses)
     if fmt is Format.json:
@@ -666,10 +723,13 @@ def graph_export_cmd(
     out: Annotated[
         Path | None, typer.Option("--out", readable=False, help="Write here instead of standard output.")
     ] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
 ) -> None:
     """Export the usage graph (principal → action → resource) with counts, times and context."""
+    window = _window(since, until)
     with _open_usage(events, store) as st:
-        g = _graph_of(st, principal, resource)
+        g = _graph_of(st, principal, resource, window)
     writer = {
         GraphFormat.graphml: usage_graph.to_graphml,
         GraphFormat.json: usage_graph.to_node_link_json,
@@ -703,6 +763,8 @@ def graph_render_cmd(
         ),
     ] = 12,
     title: Annotated[str | None, typer.Option("--title", help="Picture title.")] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
 ) -> None:
     """Draw a principal's or a bucket's neighbourhood: principals | actions by service | resources by
     bucket or prefix, with VPC endpoints, KMS keys and calling services marked on the edges."""
@@ -713,8 +775,9 @@ def graph_render_cmd(
     if suffix == ".png" and not render_graph.png_available():
         _err(render_graph.PNG_HINT)
         sys.exit(2)
+    window = _window(since, until)
     with _open_usage(events, store) as st:
-        g = _graph_of(st, principal, resource)
+        g = _graph_of(st, principal, resource, window)
     label = title or " + ".join([*(principal or []), *(resource or [])]) or "usage graph"
     svg = render_graph.to_svg(usage_graph.picture(g, title=label, top=top))
     _write_file(out, render_graph.to_png(svg) if suffix == ".png" else svg.encode("utf-8"))
@@ -760,6 +823,8 @@ def bucket_policy_cmd(
     region: RegionOpt = "",
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
+    since: SinceOpt = None,
+    until: UntilOpt = None,
 ) -> None:
     """An S3 bucket policy from observed use: HTTPS only, VPC-endpoint and SSE-KMS pins, cross-account
     grants; refused if it would lock the root or a --break-glass principal out of the bucket policy."""
@@ -775,6 +840,7 @@ def bucket_policy_cmd(
                 f"--break-glass {arn!r}: {problem}; expected an IAM role or user ARN, "
                 "e.g. arn:aws:iam::111122223333:role/break-glass"
             )
+    window = _window(since, until)
     current = None
     if from_aws:
         from iamtrim.sources.aws_policies import bucket_policy
@@ -785,7 +851,7 @@ def bucket_policy_cmd(
     with _open_usage(events, store) as st:
         generated = generate_bucket_policy(
             bucket,
-            st.usage(),
+            st.usage(window=window),
             BucketOptions(break_glass=tuple(break_glass or ()), account=account or ""),
             current,
         )
@@ -822,14 +888,17 @@ def kms_policy_cmd(
     region: RegionOpt = "",
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
+    since: SinceOpt = None,
+    until: UntilOpt = None,
 ) -> None:
     """Key-policy statements for the observed users of a KMS key, with kms:ViaService where they used it
     only through a service; key administration stays with the account's IAM policies."""
     from iamtrim.render import bucket as render_bucket
     from iamtrim.synth.kms import generate_key_policy, resolve_key
 
+    window = _window(since, until)
     with _open_usage(events, store) as st:
-        rows = st.usage()
+        rows = st.usage(window=window)
         key_arn = resolve_key(rows, key)
         current = None
         if from_aws:
@@ -906,10 +975,12 @@ def diff_cmd(
     region: RegionOpt = "",
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
+    since: SinceOpt = None,
+    until: UntilOpt = None,
 ) -> None:
     """What PRINCIPAL's current policies grant that it never used, and what it needed but lacked."""
     from iamtrim import evidence
-    from iamtrim.errors import OptionsError, PrincipalError
+    from iamtrim.errors import OptionsError
     from iamtrim.render import diff as render_diff
     from iamtrim.review.current import current_from_authz, current_from_files, principal_for
     from iamtrim.review.diff import diff_principal
@@ -920,10 +991,11 @@ def diff_cmd(
         raise OptionsError(
             "diff: --boundary goes with --current (--authz and --from-aws name the boundary themselves)"
         )
+    window = _window(since, until)
     with _open_usage(events, store) as st:
         try:
             p = resolve_principal_name(st, principal)
-            rows = st.usage(p.arn)
+            rows = st.usage(p.arn, window)
         except PrincipalError:
             if current:
                 raise
@@ -942,7 +1014,7 @@ def diff_cmd(
             policies = current_from_files(current, boundary, p.arn)
         # What the store could have shown (coverage, Access Advisor): only evidence of non-use
         # makes an unused entry safe to remove. --events records coverage from its files too.
-        result = diff_principal(p, rows, policies, evidence=evidence.for_principal(st, p.arn))
+        result = diff_principal(p, rows, policies, evidence=evidence.for_principal(st, p.arn, window=window))
     if fmt is DiffFormat.json:
         typer.echo(render_diff.to_json(result))
     elif fmt is DiffFormat.markdown:
@@ -961,10 +1033,89 @@ def diff_cmd(
         raise FailOnFindings(f"diff: {fail_on} entries present (--fail-on {fail_on})")
 
 
+def _is_option(token: str) -> bool:
+    return token.startswith("-") and len(token) > 1
+
+
+def expand_multi_value(args: Sequence[str], root: object) -> list[str]:
+    """Let a repeatable option take several values after one flag, as the docs write it:
+    ``--events A B C`` → ``--events=A --events=B --events=C`` (click gives an option one value).
+
+    The values run to the next option or ``--``. When the command's arguments would then be
+    missing (``generate-policy --events a.json b.json ml-training-job``), the run gives its last
+    values back to them, keeping at least one. Commands with a variadic argument (``ingest
+    PATH...``) are left alone: there a value cannot be told from an argument; repeat the flag.
+    """
+    out = list(args)
+    cmd = root
+    i = 0
+    while isinstance(cmd, TyperGroup) and i < len(out):
+        if _is_option(out[i]):  # the root's own options are flags (--help)
+            i += 1
+            continue
+        sub = cmd.commands.get(out[i])
+        if sub is None:
+            return out
+        cmd, i = sub, i + 1
+    if not isinstance(cmd, TyperCommand):
+        return out
+    return out[:i] + _expand_for(cmd, out[i:])
+
+
+def _expand_for(cmd: TyperCommand, tokens: list[str]) -> list[str]:
+    options = [p for p in cmd.params if isinstance(p, TyperOption)]
+    arguments = [p for p in cmd.params if isinstance(p, TyperArgument)]
+    multi = {o for p in options if p.multiple and not p.is_flag for o in p.opts}
+    if not multi or any(a.nargs < 0 for a in arguments):
+        return tokens
+    valued = {o for p in options if not p.is_flag and not p.count for o in p.opts}
+    # Items: a plain token, or [option, values] for a run of values after a multi-value option.
+    items: list[str | tuple[str, list[str]]] = []
+    positional = 0
+    j = 0
+    while j < len(tokens):
+        token = tokens[j]
+        if token == "--":
+            items.extend(tokens[j:])
+            positional += len(tokens) - j - 1
+            break
+        name, eq, attached = token.partition("=")
+        if _is_option(token) and (token in multi or (eq and name in multi)):
+            values = [attached] if eq else []
+            j += 1
+            while j < len(tokens) and not _is_option(tokens[j]) and tokens[j] != "--":
+                values.append(tokens[j])
+                j += 1
+            items.append((name, values) if values else token)
+            continue
+        items.append(token)
+        if _is_option(token):
+            if token in valued and j + 1 < len(tokens):
+                items.append(tokens[j + 1])
+                j += 1
+        else:
+            positional += 1
+        j += 1
+    missing = sum(a.nargs for a in arguments if a.required) - positional
+    out: list[str] = []
+    for item in reversed(items):  # the last runs give values back first
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        name, values = item
+        back = max(0, min(missing, len(values) - 1))
+        missing -= back
+        kept, given = values[: len(values) - back], values[len(values) - back :]
+        out.extend(reversed(given))
+        out.extend(reversed([f"{name}={v}" for v in kept]))
+    return list(reversed(out))
+
+
 def main() -> None:
     try:
+        args = expand_multi_value(sys.argv[1:], typer.main.get_command(app))
         # Without standalone mode click returns the exit code of typer.Exit instead of exiting.
-        code = app(standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except typer.TyperException as exc:  # usage errors, bad option values: click's own message
         show = getattr(exc, "show", None)

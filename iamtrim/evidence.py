@@ -39,13 +39,13 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
 from iamtrim.errors import NoReadableInput
-from iamtrim.model import Outcome
+from iamtrim.model import Outcome, TimeWindow
 from iamtrim.sources.access_advisor import (
     AccessAdvisorRead,
     Granularity,
@@ -426,10 +426,13 @@ def coverage_from_rows(
     )
 
 
-def coverage(store: Store, account: str | None = None, *, trust_exports: bool = False) -> Coverage:
-    """What the CloudTrail ingested into *store* could show (optionally for one account)."""
+def coverage(
+    store: Store, account: str | None = None, *, trust_exports: bool = False, window: TimeWindow | None = None
+) -> Coverage:
+    """What the CloudTrail ingested into *store* could show (optionally for one account, and only
+    the days inside *window*: evidence of non-use is then evidence within the window)."""
     unknown = int(store.meta("coverage_unknown_files") or 0)
-    return coverage_from_rows(store.coverage(account), unknown, trust_exports=trust_exports)
+    return coverage_from_rows(store.coverage(account, window), unknown, trust_exports=trust_exports)
 
 
 # --------------------------------------------------------------------------------------------
@@ -676,17 +679,27 @@ class PrincipalEvidence:
         return window, (NotObservableReason.NO_TRAIL, ""), tuple(caveats)
 
 
-def for_principal(store: Store, principal_arn: str, *, trust_exports: bool = False) -> PrincipalEvidence:
-    """Load *principal_arn*'s CloudTrail usage, Access Advisor facts and its account's coverage."""
+def for_principal(
+    store: Store, principal_arn: str, *, trust_exports: bool = False, window: TimeWindow | None = None
+) -> PrincipalEvidence:
+    """Load *principal_arn*'s CloudTrail usage, Access Advisor facts and its account's coverage
+    (within *window*: usage rows overlapping it, coverage of its days, and an Access Advisor last
+    access before its start read as no access in it)."""
     account = _account_of(principal_arn)
-    ev = PrincipalEvidence(principal_arn, coverage(store, account, trust_exports=trust_exports))
-    for row in store.usage(principal_arn):
+    ev = PrincipalEvidence(
+        principal_arn, coverage(store, account, trust_exports=trust_exports, window=window)
+    )
+    for row in store.usage(principal_arn, window):
         target = ev.used if row.outcome is Outcome.USED else ev.denied
         if row.last_seen > target.get(row.action, ""):
             target[row.action] = row.last_seen
         if row.outcome is Outcome.USED:
             ev.services_used.add(row.action.partition(":")[0])
     for fact in store.access_advisor(principal_arn):
+        if window is not None and window.since and fact.last_accessed and fact.last_accessed < window.since:
+            # Last attempted before the window: not attempted inside it. A last access after
+            # --until may or may not have had one inside it, so it stays use.
+            fact = replace(fact, last_accessed="")
         if fact.granularity is Granularity.ACTION:
             ev.actions.setdefault(fact.action, _Advice()).add(fact)
         else:

@@ -23,7 +23,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import msgspec
 
 from iamtrim.errors import StoreError
-from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow
+from iamtrim.model import Context, Outcome, Principal, PrincipalKind, TimeWindow, UsageRow
 from iamtrim.sources.access_advisor import Granularity, LastAccessed
 
 SCHEMA_VERSION = "3"
@@ -657,12 +657,26 @@ class Store:
         ]
 
     @_guarded
-    def usage(self, principal: str | None = None) -> list[UsageRow]:
-        sql = "SELECT * FROM usage"
-        args: tuple[str, ...] = ()
+    def usage(self, principal: str | None = None, window: TimeWindow | None = None) -> list[UsageRow]:
+        """Usage rows (of *principal*; whose [first_seen, last_seen] overlaps *window*), sorted.
+
+        The window is a condition of the scan, in SQLite, not a filter over built rows. No index
+        serves it: an index of a WITHOUT ROWID table carries the whole primary key, which more
+        than doubled the store and was not faster than the scan (docs/store.md, "Time windows")."""
+        conditions: list[str] = []
+        args: list[str] = []
         if principal is not None:
-            sql += " WHERE principal = ?"
-            args = (principal,)
+            conditions.append("principal = ?")
+            args.append(principal)
+        if window is not None and window.since:
+            conditions.append("last_seen >= ?")
+            args.append(window.since)
+        if window is not None and window.until:
+            conditions.append("first_seen <= ?")
+            args.append(window.until)
+        sql = "SELECT * FROM usage"
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
         sql += " ORDER BY principal, outcome, action, resource, context"
         out = []
         for row in self._db.execute(sql, args):
@@ -703,12 +717,22 @@ class Store:
     # -- coverage ----------------------------------------------------------------------------
 
     @_guarded
-    def coverage(self, account: str | None = None) -> list[CoverageRow]:
-        sql = "SELECT account, region, day, data_source, complete, records FROM coverage"
-        args: tuple[str, ...] = ()
+    def coverage(self, account: str | None = None, window: TimeWindow | None = None) -> list[CoverageRow]:
+        """Coverage rows (of *account*; of the UTC days that have a second inside *window*)."""
+        conditions: list[str] = []
+        args: list[str] = []
         if account is not None:
-            sql += " WHERE account = ?"
-            args = (account,)
+            conditions.append("account = ?")
+            args.append(account)
+        if window is not None and window.since:
+            conditions.append("day >= ?")
+            args.append(window.first_day)
+        if window is not None and window.until:
+            conditions.append("day <= ?")
+            args.append(window.last_day)
+        sql = "SELECT account, region, day, data_source, complete, records FROM coverage"
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
         sql += " ORDER BY account, region, day, data_source, complete"
         return [CoverageRow(a, r, d, s, bool(c), int(n)) for a, r, d, s, c, n in self._db.execute(sql, args)]
 

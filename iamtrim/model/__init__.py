@@ -22,6 +22,7 @@ from iamtrim.model.usage import (
     UsageRow,
     is_service_principal,
 )
+from iamtrim.model.window import TimeWindow
 
 __all__ = [
     "Arn",
@@ -32,6 +33,7 @@ __all__ = [
     "PrincipalKind",
     "SkipReason",
     "Skipped",
+    "TimeWindow",
     "Usage",
     "UsageRow",
     "escape_literal",
