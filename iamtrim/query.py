@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -118,11 +118,17 @@ def _shown(principals: Iterable[Principal]) -> list[str]:
 
 
 def resolve_principal_name(store: Store, query: str) -> Principal:
+    """The one principal of *store* that *query* names (see :func:`resolve_among`)."""
+    return resolve_among(store.principals(), query, "in the usage data")
+
+
+def resolve_among(principals: Sequence[Principal], query: str, where: str) -> Principal:
     """The one principal *query* names: its ARN, the STS session ARN of a role, a role or user ARN
     without its path, ``role/NAME``, ``user/NAME`` or a plain name (case-sensitive: a name that
     differs only in case is offered back, not guessed). Ambiguous or unknown names raise
-    :class:`PrincipalError` naming the candidates (closest names first for a near miss)."""
-    principals = store.principals()
+    :class:`PrincipalError` naming the candidates (closest names first for a near miss); *where*
+    says where they were looked for ("in the usage data")."""
+    principals = list(principals)
     exact = [p for p in principals if p.arn == query]
     if exact:
         return exact[0]
@@ -132,12 +138,14 @@ def resolve_principal_name(store: Store, query: str) -> Principal:
         return found[0]
     if len(found) > 1:
         raise PrincipalError(
-            f"principal {query!r} is ambiguous: {len(found)} principals match: "
+            f"principal {query!r} is ambiguous {where}: {len(found)} principals match: "
             + ", ".join(p.arn for p in found)
             + "; give the ARN",
             tuple(p.arn for p in found),
         )
-    raise PrincipalError(_unknown_message(query, want, principals), tuple(_near(query, want, principals)))
+    raise PrincipalError(
+        _unknown_message(query, want, principals, where), tuple(_near(query, want, principals))
+    )
 
 
 def _near(query: str, want: _Wanted | None, principals: list[Principal]) -> list[str]:
@@ -152,15 +160,15 @@ def _near(query: str, want: _Wanted | None, principals: list[Principal]) -> list
     return _shown(p for n in names for p in by_name[n])
 
 
-def _unknown_message(query: str, want: _Wanted | None, principals: list[Principal]) -> str:
+def _unknown_message(query: str, want: _Wanted | None, principals: list[Principal], where: str) -> str:
     near = _near(query, want, principals)
     if near:
-        return f"no principal {query!r} in the usage data; did you mean: {', '.join(near)}?"
+        return f"no principal {query!r} {where}; did you mean: {', '.join(near)}?"
     if not principals:
-        return f"no principal {query!r}: the usage data has no principals"
+        return f"no principal {query!r} {where}: it names none"
     known = _shown(principals)
     listed = ", ".join(known[:8]) + (f", … (+{len(known) - 8})" if len(known) > 8 else "")
-    return f"no principal {query!r} in the usage data; known: {listed} (see `iamtrim principals`)"
+    return f"no principal {query!r} {where}; known: {listed}"
 
 
 _RELATIVE = re.compile(r"^(\d+)([dh])$")

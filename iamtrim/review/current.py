@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iamtrim.errors import AuthzError, PolicyError, PrincipalError
+from iamtrim.errors import AuthzError, PolicyError
 from iamtrim.model.policy import Policy
 from iamtrim.model.principal import Principal, PrincipalKind
+from iamtrim.query import resolve_among
 
 if TYPE_CHECKING:
     from iamtrim.aws import Aws
@@ -122,22 +123,19 @@ def authz_principals(path: Path) -> tuple[str, ...]:
 
 
 def _find(data: Mapping[str, object], query: str, path: Path | str) -> tuple[str, Mapping[str, object]]:
-    for kind in ("RoleDetailList", "UserDetailList"):
+    """The role or user *query* names, written any way `iamtrim usage` accepts (query.resolve_among)."""
+    entries: dict[str, tuple[str, Mapping[str, object]]] = {}
+    principals = []
+    for kind, pk, name_key in (
+        ("RoleDetailList", PrincipalKind.ROLE, "RoleName"),
+        ("UserDetailList", PrincipalKind.USER, "UserName"),
+    ):
         for entry in _list(data, kind):
-            if _str(entry, "Arn") == query:
-                return kind, entry
-    named = [
-        (kind, entry)
-        for kind in ("RoleDetailList", "UserDetailList")
-        for entry in _list(data, kind)
-        if query in (_str(entry, "RoleName"), _str(entry, "UserName"))
-    ]
-    if len(named) == 1:
-        return named[0]
-    if len(named) > 1:
-        arns = tuple(_str(e, "Arn") for _, e in named)
-        raise PrincipalError(f"principal {query!r} is ambiguous in {path}: " + ", ".join(arns), arns)
-    raise PrincipalError(f"no role or user {query!r} in {path}")
+            arn = _str(entry, "Arn")
+            parts = arn.split(":")
+            entries[arn] = (kind, entry)
+            principals.append(Principal(arn, pk, parts[4] if len(parts) > 5 else "", _str(entry, name_key)))
+    return entries[resolve_among(principals, query, f"in {path}").arn]
 
 
 def _policy_name(arn: str) -> str:
