@@ -52,7 +52,10 @@ class Format(StrEnum):
 EventsOpt = Annotated[
     list[Path] | None,
     typer.Option(
-        "--events", readable=False, help="CloudTrail files or folders to read (stateless; repeatable)."
+        "--events",
+        readable=False,
+        metavar="PATH...",
+        help="CloudTrail files or folders to read, statelessly (several after one --events, or repeat it).",
     ),
 ]
 StoreOpt = Annotated[
@@ -200,7 +203,7 @@ def ingest_cmd(
             "--access-advisor",
             readable=False,
             help="IAM Access Advisor reports (get-service-last-accessed-details[-with-"
-            "entities] output, JSON) or folders of them (repeatable).",
+            "entities] output, JSON) or a folder of them (repeat the flag for several).",
         ),
     ] = None,
     aa_principal: Annotated[
@@ -475,7 +478,9 @@ def principals_cmd(
 
 @app.command("usage")
 def usage_cmd(
-    principal: Annotated[str, typer.Argument(help="Principal ARN, or a unique role/user name.")],
+    principal: Annotated[
+        str, typer.Argument(help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name.")
+    ],
     events: EventsOpt = None,
     store: StoreOpt = None,
     fmt: FormatOpt = Format.table,
@@ -507,7 +512,9 @@ class PolicyFormat(StrEnum):
 
 @app.command("generate-policy")
 def generate_policy_cmd(
-    principal: Annotated[str, typer.Argument(help="Principal ARN, or a unique role/user name.")],
+    principal: Annotated[
+        str, typer.Argument(help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name.")
+    ],
     events: EventsOpt = None,
     store: StoreOpt = None,
     fmt: Annotated[PolicyFormat, typer.Option("--format", help="Output format.")] = PolicyFormat.json,
@@ -703,11 +710,14 @@ class GraphFormat(StrEnum):
 
 PrincipalSel = Annotated[
     list[str] | None,
-    typer.Option("--principal", help="Only this principal (ARN or unique name; repeatable)."),
+    typer.Option(
+        "--principal",
+        help="Only these principals (ARN, session ARN, role/NAME or a unique name; several or repeated).",
+    ),
 ]
 ResourceSel = Annotated[
     list[str] | None,
-    typer.Option("--resource", help="Only resources matching this ARN or pattern (repeatable)."),
+    typer.Option("--resource", help="Only resources matching these ARNs or patterns (several or repeated)."),
 ]
 
 
@@ -798,7 +808,7 @@ def bucket_policy_cmd(
         list[str] | None,
         typer.Option(
             "--break-glass",
-            help="Principal ARN that must never be locked out of the bucket policy (repeatable).",
+            help="Principal ARNs that must never be locked out of the bucket policy (several or repeated).",
         ),
     ] = None,
     account: Annotated[
@@ -870,7 +880,7 @@ def kms_policy_cmd(
     store: StoreOpt = None,
     admin: Annotated[
         list[str] | None,
-        typer.Option("--admin", help="Key administrator ARN, named in the policy (repeatable)."),
+        typer.Option("--admin", help="Key administrator ARNs, named in the policy (several or repeated)."),
     ] = None,
     fmt: Annotated[ResourcePolicyFormat, typer.Option("--format", help="Output format.")] = (
         ResourcePolicyFormat.json
@@ -931,7 +941,9 @@ class DiffFailOn(StrEnum):
 
 @app.command("diff")
 def diff_cmd(
-    principal: Annotated[str, typer.Argument(help="Principal ARN, or a unique role/user name.")],
+    principal: Annotated[
+        str, typer.Argument(help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name.")
+    ],
     events: EventsOpt = None,
     store: StoreOpt = None,
     authz: Annotated[
@@ -947,7 +959,8 @@ def diff_cmd(
         typer.Option(
             "--current",
             readable=False,
-            help="Current identity policy documents (repeatable), instead of --authz.",
+            metavar="FILE...",
+            help="Current identity policy documents (several or repeated), instead of --authz.",
         ),
     ] = None,
     boundary: Annotated[
