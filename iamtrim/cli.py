@@ -1126,9 +1126,10 @@ def _expand_for(cmd: TyperCommand, tokens: list[str]) -> list[str]:
 
 def main() -> None:
     try:
-        args = expand_multi_value(sys.argv[1:], typer.main.get_command(app))
+        command = typer.main.get_command(app)  # built once: ~50 ms of start-up
+        args = expand_multi_value(sys.argv[1:], command)
         # Without standalone mode click returns the exit code of typer.Exit instead of exiting.
-        code = app(args=args, standalone_mode=False)
+        code = command.main(args=args, standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except typer.TyperException as exc:  # usage errors, bad option values: click's own message
         show = getattr(exc, "show", None)
