@@ -254,3 +254,16 @@ def test_diff_and_who_used_take_the_window(tmp_path: Path) -> None:
         run("who-used", pattern, "--events", "t", "--format", "json", "--since", "2026-10-01", cwd=tmp_path)
     )
     assert now["principals"] == []
+
+
+def test_bucket_policy_pins_only_the_callers_of_the_window(tmp_path: Path) -> None:
+    make_trail(tmp_path)
+
+    def pinned(*window: str) -> set[str]:
+        doc = json_of(
+            run("bucket-policy", "data", "--events", "t", "--format", "json", *window, cwd=tmp_path)
+        )
+        return {p for s in doc["statements"] if s["kind"] == "pin-vpce" for p in s["principals"]}
+
+    assert pinned() == {ROLE, RETIRED}
+    assert pinned("--since", "2026-10-01") == {ROLE}  # the retired job is no longer pinned
