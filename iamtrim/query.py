@@ -153,7 +153,7 @@ def _near(query: str, want: _Wanted | None, principals: list[Principal]) -> list
     target = want.name if want is not None else query
     by_name: dict[str, list[Principal]] = {}
     for p in principals:
-        by_name.setdefault(p.name if p.is_iam else p.arn, []).append(p)
+        by_name.setdefault(p.name, []).append(p)
     folded = [n for n in by_name if n.lower() == target.lower()]
     close = difflib.get_close_matches(target, list(by_name), n=5, cutoff=0.75)
     names = list(dict.fromkeys([*folded, *close]))[:5]

@@ -154,6 +154,8 @@ def test_saml_callers_are_named_by_provider_and_subject() -> None:
     assert all(p["principal"] == f"saml-provider/AcmeOkta:{p['name']}" for p in saml)
     assert all(p["account"] == "444455556666" for p in saml)  # the provider's account
     assert principal_of("jane@acme.example") == "saml-provider/AcmeOkta:jane@acme.example"
+    line = one_line_error(run("usage", "jane@acme.exmple", "--events", str(TRAIL)))
+    assert "did you mean: saml-provider/AcmeOkta:jane@acme.example" in line  # the closest first
 
 
 def test_saml_records_of_the_corpus_name_their_provider() -> None:
