@@ -79,7 +79,7 @@ def _wanted(query: str) -> _Wanted | None:
         if len(parts) != 6:
             return None
         account, resource = parts[4], parts[5]
-        if parts[2] == "sts" and resource.startswith("assumed-role/") and resource.count("/") >= 1:
+        if parts[2] == "sts" and resource.startswith("assumed-role/"):
             return _Wanted(resource.split("/")[1], account, roles_only=True)
         if parts[2] == "iam" and resource.startswith(("role/", "user/")):
             return _Wanted(
@@ -182,16 +182,16 @@ def parse_when(text: str, *, now: datetime, option: str, end_of_day: bool) -> st
     rel = _RELATIVE.match(value)
     if rel:
         amount = int(rel.group(1))
-        delta = timedelta(days=amount) if rel.group(2) == "d" else timedelta(hours=amount)
         try:
+            delta = timedelta(days=amount) if rel.group(2) == "d" else timedelta(hours=amount)
             when = now.astimezone(UTC) - delta
-        except OverflowError:
-            when = datetime.min.replace(tzinfo=UTC)
-        return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        except OverflowError:  # further back than datetime reaches: from the first record
+            return "0001-01-01T00:00:00Z"
+        return _stamp(when)
     try:
         if len(value) == 10:
-            day = datetime.strptime(value, "%Y-%m-%d")
-            return day.strftime("%Y-%m-%dT23:59:59Z" if end_of_day else "%Y-%m-%dT00:00:00Z")
+            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+            return _stamp(day.replace(hour=23, minute=59, second=59) if end_of_day else day)
         when = datetime.fromisoformat(value)
     except ValueError:
         raise OptionsError(
@@ -200,7 +200,12 @@ def parse_when(text: str, *, now: datetime, option: str, end_of_day: bool) -> st
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)  # CloudTrail's eventTime is UTC
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _stamp(when.astimezone(UTC))
+
+
+def _stamp(when: datetime) -> str:
+    # Written out rather than strftime: %Y does not pad years before 1000 on every platform.
+    return f"{when.year:04d}-{when.month:02d}-{when.day:02d}T" + when.strftime("%H:%M:%SZ")
 
 
 def parse_window(since: str | None, until: str | None, *, now: datetime | None = None) -> TimeWindow:
