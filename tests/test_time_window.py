@@ -267,3 +267,27 @@ def test_bucket_policy_pins_only_the_callers_of_the_window(tmp_path: Path) -> No
 
     assert pinned() == {ROLE, RETIRED}
     assert pinned("--since", "2026-10-01") == {ROLE}  # the retired job is no longer pinned
+
+
+def test_graph_export_keeps_the_window(tmp_path: Path) -> None:
+    make_trail(tmp_path)
+    res = run("graph", "export", "--events", "t", "--format", "json", "--since", "2026-10-01", cwd=tmp_path)
+    nodes = {n["id"] for n in json_of(res)["nodes"]}
+    assert f"principal:{ROLE}" in nodes and f"principal:{RETIRED}" not in nodes
+    assert (
+        "resource:arn:aws:s3:::data/old/a.csv" not in nodes
+        and "resource:arn:aws:s3:::data/new/b.csv" in nodes
+    )
+    # A selection with no usage in the window is a usage error that says so.
+    res = run(
+        "graph",
+        "export",
+        "--events",
+        "t",
+        "--principal",
+        "retired-job",
+        "--since",
+        "2026-10-01",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2 and "between 2026-10-01T00:00:00Z" in res.stderr
