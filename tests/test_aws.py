@@ -437,7 +437,7 @@ def test_diff_from_aws_unknown_principal_is_exit_2(sample_account: str) -> None:
     code, _, err = cli(
         "diff", "no-such-role", "--events", str(LOGS), "--from-aws", *aws_options(sample_account)
     )
-    assert code == 2 and "no role or user 'no-such-role'" in err
+    assert code == 2 and "no principal 'no-such-role' in the account" in err
 
 
 def test_diff_needs_exactly_one_source_of_current_policies(aws_endpoint: str) -> None:
