@@ -13,6 +13,7 @@ import ctypes
 import gc
 import hashlib
 import itertools
+import json
 import multiprocessing
 import os
 import queue
@@ -30,7 +31,7 @@ from typing import Any
 
 from iamtrim.errors import InputError, NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
-from iamtrim.model import FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
+from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
 from iamtrim.normalize.record import GOOD_TIMES, RecordParts, event_time, fast_parts, normalize_parts
 from iamtrim.sources import Record, iter_input_files, read_file
 from iamtrim.sources.files import MAX_FILE_BYTES
@@ -38,6 +39,8 @@ from iamtrim.sources.records import identity_text
 from iamtrim.store import DEFAULT_WAIT_LOCK, FileEntry, Store
 
 EXACT_KEYS_PER_FOLDER = 16  # entries (keys, sub-folders) kept per S3 folder before it folds: docs/store.md
+FAILED_KEYS_PER_FOLDER = 1000  # distinct keys only failed calls named, kept per S3 folder: docs/store.md
+FAILED_KEYS_OVER_BOUND = str(SkipReason.FAILED_KEYS_OVER_BOUND)  # those past it: skips, never granted
 SAMPLE_EVENT_IDS = 3
 SAMPLE_SOURCE_IPS = 5
 BATCH_FILES = 1000  # a commit rewrites the rows it touched: every few seconds is enough
@@ -65,6 +68,24 @@ def content_hash(identity: bytes) -> int:
     """
     digest = hashlib.blake2b(identity, digest_size=8, person=b"no-eventID").digest()
     return int.from_bytes(digest, "little", signed=True)
+
+
+_FAILED_CONTEXTS: dict[str, bool] = {}
+
+
+def failed_context(context: str) -> bool:
+    """Whether a stored context key (``Context.to_key``) is of a call that failed after
+    authorization (it carries an errorCode, such as ``NoSuchKey``; a denied call has none)."""
+    known = _FAILED_CONTEXTS.get(context)
+    if known is None:
+        if len(_FAILED_CONTEXTS) > 100_000:  # contexts are few; bound the cache all the same
+            _FAILED_CONTEXTS.clear()
+        try:
+            known = bool(Context.from_key(context).error_code)
+        except (ValueError, TypeError):  # not a context key (a hand-made row): no errorCode
+            known = False
+        _FAILED_CONTEXTS[context] = known
+    return known
 
 
 class _Node:
@@ -126,7 +147,15 @@ class ObjectKeyFolder:
 
     def fold(self, group: tuple[str, ...], context: str, arn: str) -> str:
         """The resource to count *arn*, seen in *context*, under: itself, or the ``folder/*``
-        that covers it."""
+        that covers it.
+
+        A key named in a failed *context* (the call failed after authorization: ``NoSuchKey``)
+        is kept exactly and never seen by the fold: it may not exist, and any caller can name
+        any key, so 17 ``NoSuchKey`` requests must not make a ``folder/*`` (issue 19). Whether a
+        folder folds then depends on the set of keys successful calls named only.
+        """
+        if failed_context(context):
+            return arn
         folder, _, leaf = arn.rpartition("/")
         node = self._nodes.get((group, folder))
         if node is None:
@@ -541,6 +570,17 @@ def _sample(sample: list[str], new: Sequence[str], limit: int) -> None:
             sample.append(value)
 
 
+def _over_bound_folder(detail: str) -> tuple[str, str, str, str]:
+    """The (principal, action, outcome, folder) a ``failed-keys-over-bound`` skip names."""
+    try:
+        values = json.loads(detail)
+    except ValueError:
+        return ("", "", "", detail)
+    if isinstance(values, list) and len(values) == 4 and all(isinstance(v, str) for v in values):
+        return (values[0], values[1], values[2], values[3])
+    return ("", "", "", detail)
+
+
 class _Merger:
     """Totals for the whole store, folded, with the rows touched (and dropped: keys a fold took
     in) since the last commit."""
@@ -550,11 +590,21 @@ class _Merger:
         self.folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
         self.dirty: set[AggKey] = set()
         self.deleted: set[AggKey] = set()
+        # Keys only failed calls named, per (principal, action, outcome, folder): key → contexts;
+        # None once past FAILED_KEYS_PER_FOLDER (their calls are then skips, see _failed_key).
+        self.failed: dict[tuple[str, str, str, str], dict[str, set[str]] | None] = {}
+        self.skips: Counter[tuple[str, str]] = Counter()
+        for reason, detail, _ in store.skip_details():
+            if reason == FAILED_KEYS_OVER_BOUND:
+                self.failed[_over_bound_folder(detail)] = None
         totals, fold = self.totals, self.folder.fold
         for row in store.stored_rows():
             key = (row.principal, row.action, row.resource, row.outcome, row.context)
             acc = [row.count, row.first_seen, row.last_seen, list(row.event_ids), list(row.source_ips)]
-            if is_s3_object_arn(row.resource):
+            failed = False
+            if is_s3_object_arn(row.resource) and failed_context(row.context):
+                failed = True  # never folded: kept exactly, up to its bound (_failed_key)
+            elif is_s3_object_arn(row.resource):
                 folded = fold((key[0], key[1], key[3]), key[4], row.resource)
                 if folded != row.resource:
                     # A store written by an earlier fold rule holds a key today's rule folds.
@@ -566,24 +616,68 @@ class _Merger:
                 totals[key] = acc
             else:
                 _combine(total, acc)
+            if failed:
+                self._failed_key(key)
         _apply_moves(totals, self.folder.moved, self.dirty, self.deleted)
 
     def merge(self, agg: dict[AggKey, list[Any]]) -> None:
         totals, dirty, fold = self.totals, self.dirty, self.folder.fold
         for key, acc in agg.items():
             resource = key[2]
+            failed = False
             if ":s3:::" in resource and "/" in resource:
                 folded = fold((key[0], key[1], key[3]), key[4], resource)
                 if folded is not resource:
                     key = (key[0], key[1], folded, key[3], key[4])
+                failed = failed_context(key[4])
             total = totals.get(key)
             if total is None:
                 totals[key] = [acc[0], acc[1], acc[2], list(acc[3]), list(acc[4])]
             else:
                 _combine(total, acc)
             dirty.add(key)
+            if failed:
+                self._failed_key(key)
         if self.folder.moved:
             _apply_moves(totals, self.folder.moved, dirty, self.deleted)
+
+    def _failed_key(self, key: AggKey) -> None:
+        """Keep the row of a key only failed calls named (*key*, already in the totals) exactly,
+        up to FAILED_KEYS_PER_FOLDER distinct keys per folder. Past that bound every such row of
+        the folder — those kept before too — is dropped and its calls counted as the skip
+        ``failed-keys-over-bound`` (detail: the folder), which also marks the folder for later
+        runs. A folder is therefore over the bound exactly when the set of failed keys ever
+        seen in it is, and the store is the same for any order and split of the input; a
+        dropped key is never granted (generate-policy reports the skip)."""
+        principal, action, resource, outcome, context = key
+        group = (principal, action, outcome, resource.rpartition("/")[0])
+        held = self.failed.get(group, {})
+        if held is not None:
+            contexts = held.get(resource)
+            if contexts is None:
+                held[resource] = {context}
+            else:
+                contexts.add(context)
+            if len(held) <= FAILED_KEYS_PER_FOLDER:
+                self.failed[group] = held
+                return
+            self.failed[group] = None
+            drop = [(principal, action, r, outcome, c) for r, cs in held.items() for c in cs]
+        else:
+            drop = [key]
+        detail = json.dumps(list(group), separators=(",", ":"))
+        for k in drop:
+            acc = self.totals.pop(k, None)
+            if acc is not None:
+                self.skips[(FAILED_KEYS_OVER_BOUND, detail)] += acc[0]
+            self.dirty.discard(k)
+            self.deleted.add(k)
+
+    def take_skips(self) -> Counter[tuple[str, str]]:
+        """Calls of failed keys dropped past the bound since the last commit."""
+        skips = self.skips
+        self.skips = Counter()
+        return skips
 
     def take_dirty(self) -> list[tuple[Any, ...]]:
         """Dirty rows as store tuples (principal, action, resource, outcome, context, count,
@@ -866,6 +960,10 @@ def _merge_chunks(
 
     def commit() -> None:
         nonlocal last_commit
+        dropped = merger.take_skips()
+        pending_skips.update(dropped)
+        for (reason, _), count in dropped.items():
+            report.skips[reason] += count
         store.commit_batch(
             pending_files,
             pending_principals,

@@ -23,13 +23,14 @@ import pytest
 
 from iamtrim.evaluate import Request, evaluate
 from iamtrim.graph import resource_matches
-from iamtrim.ingest import load_events
+from iamtrim.ingest import ingest, load_events
 from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow, has_wildcard, literal_of
 from iamtrim.model.policy import Policy
 from iamtrim.normalize.record import fast_parts, normalize_parts, normalize_record
 from iamtrim.render import policy as render_policy
 from iamtrim.render.common import md_code, md_text, terminal_safe
 from iamtrim.sources.records import Record
+from iamtrim.store import Store
 from iamtrim.synth.bucket import BucketOptions, generate_bucket_policy
 from iamtrim.synth.identity import GeneratedPolicy, generate_identity_policy
 from iamtrim.synth.limits import Target
@@ -351,6 +352,54 @@ def test_keys_only_failed_calls_named_are_granted_exactly(tmp_path: Path) -> Non
     listed = {f.subject for f in g.findings if f.code == "FAILED_CALLS_ONLY"}
     assert f"s3:GetObject arn:aws:s3:::{BUCKET}/probe/k07" in listed
     assert not any("acme-data" in s for s in listed)
+
+
+def test_forty_failed_keys_in_one_folder_are_neither_folded_nor_generalized(tmp_path: Path) -> None:
+    """40 NoSuchKey keys in one folder: more than the store's fold bound (16) too. The store keeps
+    each exactly, generate-policy grants each exactly and lists it; the oracle denies a sibling
+    key nobody asked for. Shuffled and split over two ingest runs: the same store."""
+    import random
+
+    failed = [s3_get(BUCKET, f"probe/k{i:02}") for i in range(40)]
+    ok = [s3_get("acme-data", f"data/k{i}", error=None) for i in range(3)]
+    records = failed + ok
+    g, rows = generate([trail(tmp_path, records)])
+    probe = [r for r in rows if (r.resource or "").startswith(f"arn:aws:s3:::{BUCKET}/")]
+    assert sorted(r.resource or "" for r in probe) == [
+        f"arn:aws:s3:::{BUCKET}/probe/k{i:02}" for i in range(40)
+    ]
+    assert all(r.context.error_code == "NoSuchKey" for r in probe)
+    resources = {r for p in g.policies for s in p.policy.statements for r in s.resources}
+    assert {f"arn:aws:s3:::{BUCKET}/probe/k{i:02}" for i in range(40)} <= resources
+    assert not any(r.startswith(f"arn:aws:s3:::{BUCKET}/") and has_wildcard(r) for r in resources)
+    listed = {f.subject for f in g.findings if f.code == "FAILED_CALLS_ONLY"}
+    assert {f"s3:GetObject arn:aws:s3:::{BUCKET}/probe/k{i:02}" for i in range(40)} <= listed
+    docs = [p.policy.to_json() for p in g.policies]
+    probes = [
+        (f"arn:aws:s3:::{BUCKET}/probe/k00", True),
+        (f"arn:aws:s3:::{BUCKET}/probe/k39", True),
+        (f"arn:aws:s3:::{BUCKET}/probe/k40", False),  # a sibling never requested
+        (f"arn:aws:s3:::{BUCKET}/probe/other.csv", False),
+        ("arn:aws:s3:::acme-data/data/k1", True),
+    ]
+    results = run_oracle(
+        [{"identityPolicies": docs, "requests": [_request(ROLE_ARN, "s3:GetObject", r) for r, _ in probes]}]
+    )
+    assert [decision_of(res) == "allowed" for res in results] == [allowed for _, allowed in probes]
+
+    def stored(st: Store) -> list[tuple[object, ...]]:
+        return sorted(
+            (r.principal, r.action, r.resource, r.outcome, r.context, r.count) for r in st.stored_rows()
+        )
+
+    with load_events([trail(tmp_path, records, "all.json")], workers=1) as st:
+        one_run = stored(st)
+    shuffled = list(records)
+    random.Random(19).shuffle(shuffled)
+    with Store(tmp_path / "two.sqlite") as st:
+        ingest([trail(tmp_path, shuffled[:17], "first.json")], st, workers=1)
+        ingest([trail(tmp_path, shuffled[17:], "second.json")], st, workers=1)
+        assert stored(st) == one_run
 
 
 def partner_identity() -> dict[str, Any]:

@@ -204,7 +204,9 @@ def test_stores_are_the_same_whatever_the_order_and_split_of_the_input(
         key = "/".join([*parts, f"part-{rnd.randint(0, 6)}"])
         if i % 40 == 0:  # a few keys in folders that never fold
             key = rnd.choice(["lone/key", "pair/a/b", "pair/c"])
-        record = s3_get(i, key, error="AccessDenied" if rnd.random() < 0.2 else None)
+        draw = rnd.random()
+        # Denied calls fold apart; calls failed after authorization (NoSuchKey) never fold.
+        record = s3_get(i, key, error="AccessDenied" if draw < 0.2 else "NoSuchKey" if draw < 0.35 else None)
         if rnd.random() < 0.3:  # another context: a fold counts keys of all contexts together
             del record["vpcEndpointId"]
         records.append(record)
@@ -232,15 +234,57 @@ def test_stores_are_the_same_whatever_the_order_and_split_of_the_input(
         seen = [
             ("vpcEndpointId" in r, f"arn:aws:s3:::data/{r['requestParameters']['key']}")
             for r in records
-            if ("errorCode" in r) is (outcome is Outcome.DENIED)
+            if (r.get("errorCode") == "AccessDenied") is (outcome is Outcome.DENIED)
+            and r.get("errorCode") != "NoSuchKey"
         ]
         mapping = generalize_object_arns([arn for _, arn in seen], 4)
-        assert {(bool(r[3].vpc_endpoint), r[1]) for r in first if r[2] is outcome} == {  # type: ignore[attr-defined]
-            (vpce, mapping[arn]) for vpce, arn in seen
-        }
+        assert {
+            (bool(r[3].vpc_endpoint), r[1])  # type: ignore[attr-defined]
+            for r in first
+            if r[2] is outcome and not r[3].error_code  # type: ignore[attr-defined]
+        } == {(vpce, mapping[arn]) for vpce, arn in seen}
+    failed = {
+        ("vpcEndpointId" in r, f"arn:aws:s3:::data/{r['requestParameters']['key']}")
+        for r in records
+        if r.get("errorCode") == "NoSuchKey"
+    }
+    assert {(bool(r[3].vpc_endpoint), r[1]) for r in first if r[3].error_code} == failed  # type: ignore[attr-defined]
     assert any(str(r[1]).endswith("/*") for r in first) and any(not str(r[1]).endswith("*") for r in first)
     for run in range(1, 7):
-        assert store_rows(run, rnd.randint(1, 3), rnd.choice([2, 5, 50_000]), rnd.randint(1, 2)) == first
+        got = store_rows(run, rnd.randint(1, 3), rnd.choice([2, 5, 50_000]), rnd.randint(1, 2))
+        assert got == first
+
+
+def test_failed_keys_past_their_bound_are_skips_whatever_the_order_and_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys only failed calls named are kept exactly up to FAILED_KEYS_PER_FOLDER per folder;
+    past it every failed key of the folder (kept before too) is a counted skip, in any order and
+    split, over one run or several; a folder under the bound keeps all its keys."""
+    import random
+
+    monkeypatch.setattr(ingest_mod, "FAILED_KEYS_PER_FOLDER", 5)
+    records = [s3_get(i, f"big/k{i % 7}", error="NoSuchKey") for i in range(21)]  # 7 keys, 21 calls
+    records += [s3_get(100 + i, f"small/k{i}", error="NoSuchKey") for i in range(5)]  # at the bound
+    records += [s3_get(200 + i, f"big/ok{i}") for i in range(2)]  # successes: not counted, kept
+    rnd = random.Random(5)
+
+    def run(n: int, runs: int) -> tuple[list[tuple[object, ...]], dict[str, int]]:
+        shuffled = list(records)
+        rnd.shuffle(shuffled)
+        with Store(tmp_path / f"s{n}.sqlite") as st:
+            for part in range(runs):
+                write_trail(tmp_path / f"t{n}" / f"{part}.json", shuffled[part::runs])
+                ingest([tmp_path / f"t{n}" / f"{part}.json"], st, workers=1)
+            return sorted((r.resource, r.context.error_code, r.count) for r in st.usage(ROLE)), st.skips()
+
+    rows, skips = run(0, 1)
+    assert [r[0] for r in rows] == [f"arn:aws:s3:::data/big/ok{i}" for i in range(2)] + [
+        f"arn:aws:s3:::data/small/k{i}" for i in range(5)
+    ]
+    assert skips.get("failed-keys-over-bound") == 21
+    for n in range(1, 5):
+        assert run(n, rnd.randint(2, 4)) == (rows, skips)
 
 
 def test_a_store_folded_by_the_earlier_rule_is_refolded_by_the_next_ingest(tmp_path: Path) -> None:

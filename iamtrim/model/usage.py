@@ -52,6 +52,8 @@ class SkipReason(StrEnum):
     DUPLICATE_EVENT = "duplicate-event"
     FAILED_WITHOUT_RESOURCE = "failed-without-resource"  # an error (Throttling), no request: no evidence
     RESOURCE_UNKNOWN = "resource-unknown"  # usage kept, but the resource could not be determined
+    # an S3 key only failed calls named, past the per-folder bound (ingest.FAILED_KEYS_PER_FOLDER)
+    FAILED_KEYS_OVER_BOUND = "failed-keys-over-bound"
 
 
 @dataclass(frozen=True, slots=True)
