@@ -1,7 +1,15 @@
-"""Findings as data: a code from a registry, a severity, a subject and a message."""
+"""Findings as data: a code from a registry, a severity, a subject and a message — and an identity.
+
+A finding's *identity* is (principal, code, target): who it is about, what kind it is, and what it
+is about (an action, a resource, a policy). :attr:`Finding.key` is that triple and
+:attr:`Finding.fingerprint` its hash; neither ever holds a count or a date, which belong in the
+message, so the same problem found by two runs has the same key (the review job's history and
+suppressions, SARIF's ``partialFingerprints``).
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -99,8 +107,20 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
 @dataclass(frozen=True, slots=True, order=True)
 class Finding:
     code: str
-    subject: str
-    message: str
+    subject: str  # where, as shown to a reader
+    message: str  # what, with counts and dates
+    principal: str = ""  # the principal the finding is about ("" when the output names it once)
+    target: str = ""  # what it is about, without counts or dates ("": the subject is that)
+
+    @property
+    def key(self) -> str:
+        """``principal|code|target``: stable across runs (no counts, no dates)."""
+        return f"{self.principal}|{self.code}|{self.target or self.subject}"
+
+    @property
+    def fingerprint(self) -> str:
+        """The first 32 hex digits of the SHA-256 of :attr:`key`."""
+        return hashlib.sha256(self.key.encode()).hexdigest()[:32]
 
     @property
     def title(self) -> str:
