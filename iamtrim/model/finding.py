@@ -101,6 +101,23 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
         "its service used per Access Advisor): review before removing",
         Severity.LOW,
     ),
+    # review (iamtrim/review/job.py)
+    "DENIED_SENSITIVE_CALL": (
+        "Denied attempt at a privilege-escalation or credentials action: what an intruder's first "
+        "steps look like",
+        Severity.HIGH,
+    ),
+    "ADMIN_LIKE_GRANT": (
+        "Allow of every action, of all of IAM, or of everything but a list (NotAction)",
+        Severity.HIGH,
+    ),
+    "POLICY_NEAR_SIZE_LIMIT": ("Policy at 90% or more of its IAM size limit", Severity.LOW),
+    "PRINCIPAL_IDLE": ("No authorized call for longer than --idle-days", Severity.MEDIUM),
+    "COVERAGE_GAP": ("Granted actions whose use the ingested CloudTrail cannot show", Severity.LOW),
+    "NO_CURRENT_POLICIES": (
+        "Principal seen in CloudTrail but not in the authorization details",
+        Severity.INFO,
+    ),
 }
 
 

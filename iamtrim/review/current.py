@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CurrentPolicies",
     "authz_principals",
+    "aws_managed_policy_names",
     "current_from_authz",
     "current_from_authz_data",
     "current_from_aws",
@@ -120,6 +121,15 @@ def authz_principals(path: Path) -> tuple[str, ...]:
     """The role and user ARNs in an authorization-details file."""
     data = _load(path)
     return tuple(sorted(_str(e, "Arn") for k in ("RoleDetailList", "UserDetailList") for e in _list(data, k)))
+
+
+def aws_managed_policy_names(path: Path) -> frozenset[str]:
+    """Names of the AWS managed policies in an authorization-details file (``arn:aws:iam::aws:policy/…``):
+    AWS writes and sizes them, so the customer-managed size limit does not apply to them."""
+    data = _load(path)
+    return frozenset(
+        _str(p, "PolicyName") for p in _list(data, "Policies") if _str(p, "Arn").split(":")[4:5] == ["aws"]
+    )
 
 
 def _find(data: Mapping[str, object], query: str, path: Path | str) -> tuple[str, Mapping[str, object]]:
