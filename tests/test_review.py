@@ -385,3 +385,10 @@ def test_cli(tmp_path: Path, halves: tuple[Path, Path]) -> None:
     bad.write_text("[{}]")
     broken = _cli(*base, cwd=tmp_path)  # the default suppressions file is read, and refused
     assert broken.returncode == 4 and "suppression 1" in broken.stderr
+
+
+def test_markdown_cells_never_carry_control_characters_or_break_the_table() -> None:
+    hostile = "bucket|x`y\x1b[31mred\nnext\x9bline"
+    cell = render_review._md(hostile)
+    assert "\x1b" not in cell and "\n" not in cell and "\x9b" not in cell and "`" not in cell
+    assert cell.count("|") == cell.count("\\|") == 1

@@ -126,9 +126,13 @@ def to_json(rep: ReviewReport) -> str:
 # Markdown
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), *range(0x7F, 0xA0))}
+
+
 def _md(text: str) -> str:
-    """Table-cell safe: pipes escaped, line breaks flattened, backticks neutralized."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("\n", " ")
+    """Table-cell safe: pipes escaped, backticks neutralized, control characters (line breaks,
+    terminal escapes a record may carry) shown as ``\\xNN`` rather than acted on."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").translate(_CONTROL)
 
 
 def _rows(items: tuple[Tracked, ...], with_status: bool = False) -> list[str]:
@@ -137,7 +141,7 @@ def _rows(items: tuple[Tracked, ...], with_status: bool = False) -> list[str]:
     if with_status:
         head, rule = "| status " + head, "|---" + rule
     out = [head, rule]
-    for t in items:
+    for t in sorted(items, key=lambda t: (_SEVERITIES.index(str(t.finding.severity)), t.finding.principal)):
         f = t.finding
         cells = [str(f.severity), f"`{_md(f.principal)}`", f.code, _md(f.subject), _md(f.message)]
         if with_status:

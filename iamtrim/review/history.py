@@ -111,7 +111,8 @@ class ReviewReport:
 def _text(entry: Mapping[str, object], key: str, where: str, required: bool = True) -> str:
     value = entry.get(key, "")
     if not isinstance(value, str | date) or (required and not value):
-        raise SuppressionError(f"{where}: '{key}' must be a non-empty string")
+        hint = " (quote it: YAML read it as a number)" if isinstance(value, int | float) else ""
+        raise SuppressionError(f"{where}: '{key}' must be a non-empty string{hint}")
     return value.isoformat() if isinstance(value, date) else value
 
 
