@@ -1164,6 +1164,20 @@ def review_cmd(
     idle_days: Annotated[
         int, typer.Option("--idle-days", min=1, help="Idle: no authorized call for this many days.")
     ] = 90,
+    min_age_days: Annotated[
+        int,
+        typer.Option(
+            "--min-age-days",
+            min=0,
+            help="Leave out principals created fewer days than this before the evidence ends.",
+        ),
+    ] = 0,
+    opt_out_tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--opt-out-tag", help="Leave out principals carrying this tag, KEY or KEY=VALUE (repeatable)."
+        ),
+    ] = None,
     suppressions: Annotated[
         Path | None,
         typer.Option(
@@ -1198,7 +1212,12 @@ def review_cmd(
     if suppressions is None:
         suppressions = next((Path(n) for n in _DEFAULT_SUPPRESSIONS if Path(n).is_file()), None)
     accepted = load_suppressions(suppressions) if suppressions is not None else ()
-    options = ReviewOptions(idle_days=idle_days, principals=tuple(principal or ()))
+    options = ReviewOptions(
+        idle_days=idle_days,
+        principals=tuple(principal or ()),
+        min_age_days=min_age_days,
+        opt_out_tags=tuple(opt_out_tag or ()),
+    )
     with _open_usage(None, store) as st:
         report = record_run(st, review(st, authz, options), accepted)
     render = {

@@ -392,3 +392,41 @@ def test_markdown_cells_never_carry_control_characters_or_break_the_table() -> N
     cell = render_review._md(hostile)
     assert "\x1b" not in cell and "\n" not in cell and "\x9b" not in cell and "`" not in cell
     assert cell.count("|") == cell.count("\\|") == 1
+
+
+def test_repokid_filters_leave_principals_out_and_keep_their_history(
+    tmp_path: Path, whole_store: Store
+) -> None:
+    from iamtrim.review.current import authz_entries
+
+    end = review(whole_store, AUTHZ).window.split("..")[1]
+    entries = {e.arn: e for e in authz_entries(AUTHZ)}
+    young = {
+        a
+        for a, e in entries.items()
+        if (date.fromisoformat(end) - date.fromisoformat(e.created[:10])).days < 150
+    }
+    assert young and young != set(entries)
+    r = review(whole_store, AUTHZ, ReviewOptions(min_age_days=150))
+    assert {p for p, _ in r.skipped} == young
+    assert not young & {p.principal for p in r.principals}
+    tagged = {a for a, e in entries.items() if ("purpose", "github-actions") in e.tags}
+    r = review(whole_store, AUTHZ, ReviewOptions(opt_out_tags=("purpose=github-actions", "team=nobody")))
+    assert {p for p, _ in r.skipped} == tagged and tagged
+    assert {
+        p for p, _ in review(whole_store, AUTHZ, ReviewOptions(opt_out_tags=("purpose",))).skipped
+    } == tagged
+
+    st = Store(tmp_path / "h.sqlite")
+    ingest([ROOT / "samples" / "AWSLogs"], st, workers=1)
+    (ci,) = tagged
+    run1 = record_run(st, review(st, AUTHZ))
+    held = {t.finding.fingerprint for t in run1.findings if t.finding.principal == ci}
+    assert held
+    run2 = record_run(st, review(st, AUTHZ, ReviewOptions(opt_out_tags=("purpose=github-actions",))))
+    assert run2.stored and not run2.resolved and not any(t.finding.principal == ci for t in run2.findings)
+    assert any("left out" in line for line in render_review.to_markdown(run2).splitlines())
+    run3 = record_run(st, review(st, AUTHZ))
+    assert run3.stored and not run3.of(Status.NEW) and not run3.resolved
+    assert held <= {t.finding.fingerprint for t in run3.of(Status.PERSISTING)}
+    st.close()

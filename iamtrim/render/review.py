@@ -101,6 +101,7 @@ def to_json(rep: ReviewReport) -> str:
             "by_severity": _severities(rep.findings),
         },
         "principals": [_principal_json(p) for p in rep.review.principals],
+        "skipped": [{"principal": p, "reason": why} for p, why in rep.review.skipped],
         "findings": [_finding_json(t) for t in rep.findings],
         "resolved": [_finding_json(t) for t in rep.resolved],
         "suppressed": [_finding_json(t) for t in rep.suppressed],
@@ -184,6 +185,7 @@ def to_markdown(rep: ReviewReport) -> str:
             f"| `{_md(p.principal)}` | {p.granted} | {p.used} | {p.removable} | {review} | "
             f"{len(p.risky_unused)} | {p.missing} | {p.last_activity or 'none seen'} |"
         )
+    out += [f"| `{_md(p)}` | left out: {_md(why)} | | | | | | |" for p, why in r.skipped]
     out += ["", "Only `NOT_USED_OBSERVABLE_SINCE` counts as safe to remove; the rest is to review.", ""]
     out += ["#### New", ""] + (_rows(new) if new else ["None."])
     out += ["", "#### Resolved", ""] + (_rows(rep.resolved) if rep.resolved else ["None."])

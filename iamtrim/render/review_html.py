@@ -118,7 +118,7 @@ def _findings_table(items: tuple[Tracked, ...], status: bool = False) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _principals_table(principals: tuple[PrincipalReview, ...]) -> str:
+def _principals_table(principals: tuple[PrincipalReview, ...], left_out: tuple[tuple[str, str], ...]) -> str:
     head = (
         '<tr><th>principal</th><th class="n">granted</th><th class="n">used</th>'
         '<th class="n">safe to remove</th><th class="n">to review</th><th class="n">risky unused</th>'
@@ -136,7 +136,11 @@ def _principals_table(principals: tuple[PrincipalReview, ...]) -> str:
             f'<td class="n">{len(p.risky_unused)}</td><td class="n">{p.missing}</td>'
             f"<td>{_e(p.last_activity or 'none seen')}</td></tr>"
         )
-    return f'<table id="principals">{head}{"".join(rows)}</table>'
+    skipped = "".join(
+        f'<tr><td><code>{_e(p)}</code></td><td colspan="7">left out: {_e(why)}</td></tr>'
+        for p, why in left_out
+    )
+    return f'<table id="principals">{head}{"".join(rows)}{skipped}</table>'
 
 
 def to_html(rep: ReviewReport) -> str:
@@ -166,7 +170,7 @@ def to_html(rep: ReviewReport) -> str:
         "<h2>Granted vs used, per principal</h2>",
         _granted_chart(r.principals),
         "<p>Only <code>NOT_USED_OBSERVABLE_SINCE</code> counts as safe to remove; the rest is to review.</p>",
-        _principals_table(r.principals),
+        _principals_table(r.principals, r.skipped),
         "<h2>Findings over runs</h2>",
         _trend_chart(rep),
         f"<h2>New ({len(new)})</h2>",

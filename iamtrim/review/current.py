@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from iamtrim.aws import Aws
 
 __all__ = [
+    "AuthzEntry",
     "CurrentPolicies",
+    "authz_entries",
     "authz_principals",
     "aws_managed_policy_names",
     "current_from_authz",
@@ -133,6 +135,31 @@ def authz_principals(path: Path) -> tuple[str, ...]:
     """The role and user ARNs in an authorization-details file."""
     data = _load(path)
     return tuple(sorted(_str(e, "Arn") for k in ("RoleDetailList", "UserDetailList") for e in _list(data, k)))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzEntry:
+    """What the dump says about a role or user besides its policies."""
+
+    arn: str
+    created: str  # CreateDate as AWS gave it ("" when absent)
+    tags: tuple[tuple[str, str], ...]
+
+
+def authz_entries(path: Path) -> tuple[AuthzEntry, ...]:
+    """Every role and user of an authorization-details file, with its creation date and tags."""
+    data = _load(path)
+    out = []
+    for kind in ("RoleDetailList", "UserDetailList"):
+        for e in _list(data, kind):
+            raw = e.get("Tags") or []
+            tags = tuple(
+                sorted((_str(t, "Key"), _str(t, "Value")) for t in raw if isinstance(t, Mapping))
+                if isinstance(raw, list)
+                else ()
+            )
+            out.append(AuthzEntry(_str(e, "Arn"), _str(e, "CreateDate"), tags))
+    return tuple(sorted(out, key=lambda a: a.arn))
 
 
 def aws_managed_policy_names(path: Path) -> frozenset[str]:

@@ -187,6 +187,12 @@ def record_run(
     today = today or datetime.now(UTC).date()
     runs = store.review_runs()
     stored = not runs or runs[-1].inputs_digest != result.inputs_digest
+    previous = (runs[-1] if stored else runs[-2] if len(runs) > 1 else None) if runs else None
+    before = {f.fingerprint: f for f in store.review_findings(previous.id)} if previous else {}
+    # A principal the filters left out keeps its earlier findings, unreported: neither resolved now
+    # nor new when it is reviewed again.
+    held = {s for s, _ in result.skipped}
+    carried = [f for f in before.values() if f.principal in held]
     if stored:
         store.add_review_run(
             started_at or _now(),
@@ -195,11 +201,11 @@ def record_run(
             result.window,
             result.catalog,
             len(result.principals),
-            result.findings,
+            (*result.findings, *carried),
         )
         runs = store.review_runs()
-    run, previous = runs[-1], (runs[-2] if len(runs) > 1 else None)
-    before = {f.fingerprint: f for f in store.review_findings(previous.id)} if previous else {}
+    run = runs[-1]
+    before = {fp: f for fp, f in before.items() if f.principal not in held}
     now = {f.fingerprint: f for f in result.findings}
     active = [s for s in suppressions if not s.expired(today)]
     used: set[Suppression] = set()

@@ -24,7 +24,9 @@ from iamtrim.model import Principal, PrincipalKind
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Effect
 from iamtrim.review.current import (
+    AuthzEntry,
     CurrentPolicies,
+    authz_entries,
     authz_principals,
     aws_managed_policy_names,
     current_from_authz,
@@ -50,6 +52,11 @@ class ReviewOptions:
     # so. 90 days is the look-back Repokid and AWS's unused-access analyzer default to.
     short_window_days: int = 90
     principals: tuple[str, ...] = ()  # ARNs or names; () every role and user
+    # Repokid's filters: leave alone principals created fewer than this many days before the end of
+    # the evidence (too young for their use to show), and those carrying an opt-out tag
+    # ("key" or "key=value").
+    min_age_days: int = 0
+    opt_out_tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,7 @@ class Review:
     window: str  # CloudTrail management-event coverage, "first..last" ("" none)
     catalog: str
     caveats: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...] = ()  # (principal, why) left out by --min-age-days / --opt-out-tag
 
     @property
     def findings(self) -> tuple[Finding, ...]:
@@ -121,6 +129,8 @@ def _digest(store: Store, authz: Path, options: ReviewOptions) -> tuple[tuple[st
         f"store: {store.path} ({len(trail)} CloudTrail files, {len(advisor)} Access Advisor reports)",
         "principals: " + (", ".join(options.principals) or "every role and user"),
         f"idle-days: {options.idle_days}",
+        f"min-age-days: {options.min_age_days}",
+        "opt-out-tags: " + (", ".join(sorted(options.opt_out_tags)) or "none"),
         f"catalog: {catalog.catalog_version()}",
     )
     h = hashlib.sha256()
@@ -136,13 +146,19 @@ def review(store: Store, authz: Path, options: ReviewOptions | None = None) -> R
     aws_managed = aws_managed_policy_names(authz)
     authz_arns = set(authz_principals(authz))
     inputs, digest = _digest(store, authz, options)
+    entries = {e.arn: e for e in authz_entries(authz)}
     reviews = []
+    skipped_by_filter: list[tuple[str, str]] = []
     windows: set[tuple[str, str]] = set()
     for p in principals:
         ev = evidence.for_principal(store, p.arn)
         window = ev.coverage.management_window(p.account)
         if window is not None:
             windows.add((window.first_day, window.last_day))
+        why = _filtered(entries.get(p.arn), window.last_day if window else "", options)
+        if why:
+            skipped_by_filter.append((p.arn, why))
+            continue
         if p.arn not in authz_arns:
             reviews.append(_not_in_authz(p, ev, authz))
             continue
@@ -157,7 +173,13 @@ def review(store: Store, authz: Path, options: ReviewOptions | None = None) -> R
             f"{len(skipped)} principal(s) of the store are not IAM roles or users (root, federated "
             "sessions): not reviewed"
         )
+    if skipped_by_filter:
+        caveats.append(
+            f"{len(skipped_by_filter)} principal(s) left out by --min-age-days / --opt-out-tag; "
+            "their earlier findings are kept as they were"
+        )
     return Review(
+        skipped=tuple(skipped_by_filter),
         principals=tuple(reviews),
         authz=str(authz),
         inputs=inputs,
@@ -166,6 +188,24 @@ def review(store: Store, authz: Path, options: ReviewOptions | None = None) -> R
         catalog=catalog.catalog_version(),
         caveats=tuple(caveats),
     )
+
+
+def _filtered(entry: AuthzEntry | None, end: str, options: ReviewOptions) -> str:
+    """Why Repokid-style filters leave the principal alone ("" when they do not)."""
+    if entry is None:
+        return ""
+    for spec in options.opt_out_tags:
+        key, eq, value = spec.partition("=")
+        if any(k == key and (not eq or v == value) for k, v in entry.tags):
+            return f"opt-out tag {spec}"
+    if options.min_age_days and entry.created and end:
+        try:
+            created = date.fromisoformat(entry.created[:10])
+        except ValueError:
+            return ""
+        if created > date.fromisoformat(end) - timedelta(days=options.min_age_days):
+            return f"created {entry.created[:10]}, under {options.min_age_days} days before {end}"
+    return ""
 
 
 def _days(first: str, last: str) -> int:
