@@ -74,7 +74,7 @@ def _granted_chart(principals: tuple[PrincipalReview, ...]) -> str:
 def _trend_chart(rep: ReviewReport) -> str:
     points = rep.trend
     top = max((sum(n for _, n in p.by_severity) for p in points), default=1) or 1
-    col, gap, plot_h = 46, 18, 180
+    col, gap, plot_h = 56, 30, 180  # a column leaves room for its YYYY-MM-DD label
     width = 60 + len(points) * (col + gap)
     out = [
         f'<svg id="trend" role="img" aria-label="Findings per run by severity" '
@@ -173,6 +173,7 @@ def to_html(rep: ReviewReport) -> str:
         _principals_table(r.principals, r.skipped),
         "<h2>Findings over runs</h2>",
         _trend_chart(rep),
+        "<p>Every finding each run stored, suppressed ones and those of left-out principals included.</p>",
         f"<h2>New ({len(new)})</h2>",
         _findings_table(new),
         f"<h2>Resolved ({len(rep.resolved)})</h2>",
