@@ -8,7 +8,8 @@ The trail is generated (or reused) as for ``ingest_bench.py`` and ingested once 
 are synthetic: every role and user of the store gets broad policies of the kind the review exists
 for — ``s3:*``, ``sagemaker:*``, ``kms:*`` on ``*``, ``ec2:Describe*`` and ``logs:*`` — and one role
 ``AdministratorAccess`` (``*`` on ``*``: 20,000 catalog actions to classify). Two review runs are
-timed from process start to exit, with the child's peak RSS (``wait4`` rusage): the first stores a
+timed from process start to exit (wall, and the child's CPU time, steadier on a shared
+machine), with its peak RSS (``wait4`` rusage): the first stores a
 run, the second has the same inputs (stores nothing, re-reports). Nothing here is a test.
 """
 
@@ -72,7 +73,7 @@ def _authz(store: Path, dest: Path) -> int:
     return len(rows)
 
 
-def _timed(argv: list[str]) -> tuple[float, float, int]:
+def _timed(argv: list[str]) -> tuple[float, float, float, int]:
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -80,7 +81,7 @@ def _timed(argv: list[str]) -> tuple[float, float, int]:
     wall = time.perf_counter() - start
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
-    return wall, usage.ru_maxrss / 1024, proc.returncode
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
 
 
 def main() -> int:
@@ -107,11 +108,22 @@ def main() -> int:
     argv = ["iamtrim", "review", "--store", str(store), "--authz", str(authz), "--format", "json"]
     rows = []
     for label in ("first run (stored)", "same inputs (not stored)"):
-        wall, rss, code = _timed(argv)
-        rows.append({"run": label, "wall_s": round(wall, 2), "max_rss_mib": round(rss, 1), "exit": code})
+        wall, cpu, rss, code = _timed(argv)
+        rows.append(
+            {
+                "run": label,
+                "wall_s": round(wall, 2),
+                "cpu_s": round(cpu, 2),
+                "max_rss_mib": round(rss, 1),
+                "exit": code,
+            }
+        )
     print(f"{manifest['records']:,} records, {usage_rows:,} usage rows, {principals} roles/users reviewed")
     for r in rows:
-        print(f"  {r['run']:<26} {r['wall_s']:>7.2f} s  {r['max_rss_mib']:>7.1f} MiB")
+        print(
+            f"  {r['run']:<26} {r['wall_s']:>7.2f} s wall {r['cpu_s']:>7.2f} s CPU "
+            f"{r['max_rss_mib']:>7.1f} MiB"
+        )
     (OUT / "review-result.json").write_text(
         json.dumps(
             {"records": manifest["records"], "usage_rows": usage_rows, "principals": principals, "runs": rows}

@@ -151,7 +151,8 @@ def review(store: Store, authz: Path, options: ReviewOptions | None = None) -> R
     skipped_by_filter: list[tuple[str, str]] = []
     windows: set[tuple[str, str]] = set()
     for p in principals:
-        ev = evidence.for_principal(store, p.arn)
+        rows = store.usage(p.arn)
+        ev = evidence.for_principal(store, p.arn, rows=rows)
         window = ev.coverage.management_window(p.account)
         if window is not None:
             windows.add((window.first_day, window.last_day))
@@ -163,7 +164,7 @@ def review(store: Store, authz: Path, options: ReviewOptions | None = None) -> R
             reviews.append(_not_in_authz(p, ev, authz))
             continue
         current = current_from_authz(authz, p.arn)
-        d = diff_principal(p, store.usage(p.arn), current, propose=False, evidence=ev)
+        d = diff_principal(p, rows, current, propose=False, evidence=ev)
         reviews.append(_principal_review(p, d, current, ev, options, aws_managed))
     first = min((w[0] for w in windows), default="")
     last = max((w[1] for w in windows), default="")
