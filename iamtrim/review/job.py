@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from iamtrim import catalog, evidence
+from iamtrim import __version__, catalog, evidence
 from iamtrim.errors import PrincipalError
 from iamtrim.evidence import Evidence, NotObservableReason, PrincipalEvidence
 from iamtrim.model import Principal, PrincipalKind
@@ -132,6 +132,7 @@ def _digest(store: Store, authz: Path, options: ReviewOptions) -> tuple[tuple[st
         f"min-age-days: {options.min_age_days}",
         "opt-out-tags: " + (", ".join(sorted(options.opt_out_tags)) or "none"),
         f"catalog: {catalog.catalog_version()}",
+        f"iamtrim: {__version__}",  # another iamtrim may find other things in the same inputs
     )
     h = hashlib.sha256()
     for part in (authz_sha, *trail, "|", *advisor, "|", *inputs[2:]):
