@@ -430,3 +430,24 @@ def test_repokid_filters_leave_principals_out_and_keep_their_history(
     assert run3.stored and not run3.of(Status.NEW) and not run3.resolved
     assert held <= {t.finding.fingerprint for t in run3.of(Status.PERSISTING)}
     st.close()
+
+
+def test_reports_escape_what_came_from_the_input() -> None:
+    from iamtrim.model.finding import Finding
+    from iamtrim.render import review_html
+    from iamtrim.review.history import ReviewReport, Tracked
+    from iamtrim.review.job import PrincipalReview, Review
+    from iamtrim.store import ReviewRunRow
+
+    evil = "arn:aws:iam::111122223333:role/<script>alert(1)</script>"
+    f = Finding("DENIED_CALL", "s3:GetObject <img src=x onerror=alert(1)>", "a | b\x1b[2J", evil, "t")
+    principal = PrincipalReview(evil, "role", ("inline:<b>",), 3, 1, (), 0, (), 1, "", (f,))
+    result = Review((principal,), "<authz>.json", (), "", "", "catalog", ("<i>caveat</i>",))
+    run = ReviewRunRow(1, "2026-10-15T00:00:00Z", "", (), "", "catalog", 1, 1)
+    rep = ReviewReport(result, run, None, True, (Tracked(f, Status.NEW),), (), (), (), (), ())
+    page = review_html.to_html(rep)
+    assert "<script>" not in page and "<img" not in page and "<i>caveat" not in page and "\x1b" not in page
+    assert "&lt;script&gt;" in page and "&lt;img src=x" in page
+    md = render_review.to_markdown(rep)
+    assert "\x1b" not in md and "a \\| b" in md
+    assert json.loads(render_review.to_json(rep))["findings"][0]["principal"] == evil

@@ -31,8 +31,12 @@ text-align:left;vertical-align:top}td.n,th.n{text-align:right}code{font-size:.92
 """
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), *range(0x7F, 0xA0)) if i != 0x0A}
+
+
 def _e(text: object) -> str:
-    return escape(str(text), quote=True)
+    """HTML-escaped, control characters (a terminal escape in a record) shown as ``\\xNN``."""
+    return escape(str(text).translate(_CONTROL), quote=True)
 
 
 def _short(arn: str) -> str:
