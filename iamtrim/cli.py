@@ -1218,7 +1218,11 @@ def review_cmd(
         min_age_days=min_age_days,
         opt_out_tags=tuple(opt_out_tag or ()),
     )
-    with _open_usage(None, store) as st:
+    path = store or default_store_path()
+    if not path.exists():
+        raise InputError(f"no usage store at {path}: run `iamtrim ingest PATH --store {path}` first")
+    # Writable, unlike the other reading commands': the store keeps the review's history.
+    with Store(path) as st:
         report = record_run(st, review(st, authz, options), accepted)
     render = {
         ReviewFormat.markdown: render_review.to_markdown,
