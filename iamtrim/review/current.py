@@ -14,7 +14,6 @@ https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountAuthorizationD
 
 from __future__ import annotations
 
-import functools
 import json
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -41,6 +40,7 @@ __all__ = [
     "current_from_aws",
     "current_from_files",
     "principal_for",
+    "read_authz",
 ]
 
 
@@ -89,18 +89,13 @@ def _policy(raw: object, name: str, where: str) -> Policy:
         raise AuthzError(f"{where}: {exc}") from None
 
 
+def read_authz(path: Path) -> Mapping[str, object]:
+    """The file, parsed and checked, for :func:`current_from_authz_data`: the review job reads it
+    once for every principal rather than once per principal."""
+    return _load(path)
+
+
 def _load(path: Path) -> Mapping[str, object]:
-    """The parsed file, parsed once while it is unchanged: the review reads one principal at a time
-    from a dump that can be tens of megabytes for a large account."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise AuthzError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return _parse(path, st.st_mtime_ns, st.st_size)
-
-
-@functools.lru_cache(maxsize=2)
-def _parse(path: Path, mtime_ns: int, size: int) -> Mapping[str, object]:
     try:
         data = json.loads(path.read_text())
     except OSError as exc:

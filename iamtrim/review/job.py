@@ -29,8 +29,9 @@ from iamtrim.review.current import (
     authz_entries,
     authz_principals,
     aws_managed_policy_names,
-    current_from_authz,
+    current_from_authz_data,
     principal_for,
+    read_authz,
 )
 from iamtrim.review.diff import Diff, diff_principal
 from iamtrim.store import Store
@@ -148,6 +149,7 @@ def review(store: Store, authz: Path, options: ReviewOptions | None = None) -> R
     authz_arns = set(authz_principals(authz))
     inputs, digest = _digest(store, authz, options)
     entries = {e.arn: e for e in authz_entries(authz)}
+    authz_data = read_authz(authz)
     reviews = []
     skipped_by_filter: list[tuple[str, str]] = []
     windows: set[tuple[str, str]] = set()
@@ -164,7 +166,7 @@ def review(store: Store, authz: Path, options: ReviewOptions | None = None) -> R
         if p.arn not in authz_arns:
             reviews.append(_not_in_authz(p, ev, authz))
             continue
-        current = current_from_authz(authz, p.arn)
+        current = current_from_authz_data(authz_data, p.arn, authz.name, str(authz))
         d = diff_principal(p, rows, current, propose=False, evidence=ev)
         reviews.append(_principal_review(p, d, current, ev, options, aws_managed))
     first = min((w[0] for w in windows), default="")
