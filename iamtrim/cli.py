@@ -1124,6 +1124,126 @@ def _expand_for(cmd: TyperCommand, tokens: list[str]) -> list[str]:
     return list(reversed(out))
 
 
+class ReviewFormat(StrEnum):
+    markdown = "markdown"
+    json = "json"
+    sarif = "sarif"
+    html = "html"
+
+
+class ReviewFailOn(StrEnum):
+    new = "new"
+    new_risky = "new-risky"
+    risky = "risky"
+    missing = "missing"
+
+
+_DEFAULT_SUPPRESSIONS = (
+    ".iamtrim-suppressions.yaml",
+    ".iamtrim-suppressions.yml",
+    ".iamtrim-suppressions.json",
+)
+
+
+@app.command("review")
+def review_cmd(
+    store: StoreOpt = None,
+    authz: Annotated[
+        Path | None,
+        typer.Option(
+            "--authz", help="`aws iam get-account-authorization-details` output: the current policies."
+        ),
+    ] = None,
+    from_aws: Annotated[
+        bool, typer.Option("--from-aws", help="Read current policies from AWS (not available yet).")
+    ] = False,
+    principal: Annotated[
+        list[str] | None,
+        typer.Option("--principal", help="Review only this principal (ARN or name; repeatable)."),
+    ] = None,
+    idle_days: Annotated[
+        int, typer.Option("--idle-days", min=1, help="Idle: no authorized call for this many days.")
+    ] = 90,
+    min_age_days: Annotated[
+        int,
+        typer.Option(
+            "--min-age-days",
+            min=0,
+            help="Leave out principals created fewer days than this before the evidence ends.",
+        ),
+    ] = 0,
+    opt_out_tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--opt-out-tag", help="Leave out principals carrying this tag, KEY or KEY=VALUE (repeatable)."
+        ),
+    ] = None,
+    suppressions: Annotated[
+        Path | None,
+        typer.Option(
+            "--suppressions",
+            help="Suppressions file (JSON or YAML; default: .iamtrim-suppressions.yaml/.json if present).",
+        ),
+    ] = None,
+    fmt: Annotated[ReviewFormat, typer.Option("--format", help="Report format.")] = ReviewFormat.markdown,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.")
+    ] = None,
+    fail_on: Annotated[
+        ReviewFailOn | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 on new findings, new high-severity ones, any high-severity one, or missing "
+            "(denied or refused) calls. Suppressed findings never fail.",
+        ),
+    ] = None,
+) -> None:
+    """Review every role and user: unused, risky and missing permissions, with history."""
+    from iamtrim.errors import FailOnFindings, OptionsError
+    from iamtrim.render import review as render_review
+    from iamtrim.render import review_html
+    from iamtrim.review.history import FailOn, failing, load_suppressions, record_run
+    from iamtrim.review.job import ReviewOptions, review
+
+    if from_aws:
+        raise OptionsError("review: --from-aws is not available yet; pass --authz FILE")
+    if authz is None:
+        raise OptionsError("review: give --authz FILE (aws iam get-account-authorization-details output)")
+    if suppressions is None:
+        suppressions = next((Path(n) for n in _DEFAULT_SUPPRESSIONS if Path(n).is_file()), None)
+    accepted = load_suppressions(suppressions) if suppressions is not None else ()
+    options = ReviewOptions(
+        idle_days=idle_days,
+        principals=tuple(principal or ()),
+        min_age_days=min_age_days,
+        opt_out_tags=tuple(opt_out_tag or ()),
+    )
+    path = store or default_store_path()
+    if not path.exists():
+        raise InputError(f"no usage store at {path}: run `iamtrim ingest PATH --store {path}` first")
+    # Writable, unlike the other reading commands': the store keeps the review's history.
+    with Store(path) as st:
+        report = record_run(st, review(st, authz, options), accepted)
+    render = {
+        ReviewFormat.markdown: render_review.to_markdown,
+        ReviewFormat.json: render_review.to_json,
+        ReviewFormat.sarif: render_review.to_sarif,
+        ReviewFormat.html: review_html.to_html,
+    }[fmt]
+    text = render(report)
+    if output is not None:
+        try:
+            output.write_text(text if text.endswith("\n") else text + "\n")
+        except OSError as exc:
+            raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
+    else:
+        typer.echo(text, nl=not text.endswith("\n"))
+    if fail_on is not None:
+        hits = failing(report, FailOn(fail_on.value))
+        if hits:
+            raise FailOnFindings(f"review: {len(hits)} finding(s) for --fail-on {fail_on}")
+
+
 def main() -> None:
     try:
         command = typer.main.get_command(app)  # built once: ~50 ms of start-up

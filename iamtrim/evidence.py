@@ -45,7 +45,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from iamtrim.errors import NoReadableInput
-from iamtrim.model import Outcome, TimeWindow
+from iamtrim.model import Outcome, TimeWindow, UsageRow
 from iamtrim.sources.access_advisor import (
     AccessAdvisorRead,
     Granularity,
@@ -680,16 +680,22 @@ class PrincipalEvidence:
 
 
 def for_principal(
-    store: Store, principal_arn: str, *, trust_exports: bool = False, window: TimeWindow | None = None
+    store: Store,
+    principal_arn: str,
+    *,
+    trust_exports: bool = False,
+    window: TimeWindow | None = None,
+    rows: Sequence[UsageRow] | None = None,
 ) -> PrincipalEvidence:
     """Load *principal_arn*'s CloudTrail usage, Access Advisor facts and its account's coverage
     (within *window*: usage rows overlapping it, coverage of its days, and an Access Advisor last
-    access before its start read as no access in it)."""
+    access before its start read as no access in it). *rows*: the principal's usage rows (within
+    *window*) when the caller has read them already (the review job)."""
     account = _account_of(principal_arn)
     ev = PrincipalEvidence(
         principal_arn, coverage(store, account, trust_exports=trust_exports, window=window)
     )
-    for row in store.usage(principal_arn, window):
+    for row in store.usage(principal_arn, window) if rows is None else rows:
         target = ev.used if row.outcome is Outcome.USED else ev.denied
         if row.last_seen > target.get(row.action, ""):
             target[row.action] = row.last_seen

@@ -24,6 +24,7 @@ import msgspec
 
 from iamtrim.errors import StoreError
 from iamtrim.model import Context, Outcome, Principal, PrincipalKind, TimeWindow, UsageRow
+from iamtrim.model.finding import Finding
 from iamtrim.sources.access_advisor import Granularity, LastAccessed
 
 SCHEMA_VERSION = "3"
@@ -118,6 +119,42 @@ CREATE TABLE IF NOT EXISTS access_advisor_files (
     ingested_at TEXT NOT NULL
 );
 """
+
+# The review job's history (``iamtrim review``). Added to a schema-2 store the first time a review
+# runs, without a version change: the tables are new and nothing else reads them, so an iamtrim
+# that predates them opens the store as before (docs/store.md).
+_REVIEW_SCHEMA = """
+CREATE TABLE IF NOT EXISTS review_runs (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL,          -- YYYY-MM-DDTHH:MM:SSZ, when the run was stored
+    inputs_digest TEXT NOT NULL,       -- sha256 over everything the findings depend on
+    inputs TEXT NOT NULL,              -- JSON array of "name: value" lines (authz file, principals, ...)
+    evidence_window TEXT NOT NULL,     -- CloudTrail coverage, "first..last" ('' none)
+    catalog TEXT NOT NULL,             -- IAM catalog version
+    principals INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS review_findings (
+    run INTEGER NOT NULL,              -- review_runs.id
+    fingerprint TEXT NOT NULL,         -- Finding.fingerprint: sha256 of principal|code|target
+    principal TEXT NOT NULL, code TEXT NOT NULL, target TEXT NOT NULL,
+    subject TEXT NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (run, fingerprint)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRunRow:
+    """One stored ``iamtrim review`` run."""
+
+    id: int
+    started_at: str
+    inputs_digest: str
+    inputs: tuple[str, ...]
+    window: str
+    catalog: str
+    principals: int
+    findings: int
 
 
 # The file's own name for its application, in the SQLite header: "iamt" in ASCII. A file
@@ -813,6 +850,69 @@ class Store:
                 "FROM access_advisor_files ORDER BY path"
             )
         ]
+
+    # -- review history -------------------------------------------------------------------------
+
+    def _review_tables(self) -> None:
+        self._db.executescript(_REVIEW_SCHEMA)
+
+    def review_runs(self) -> list[ReviewRunRow]:
+        """Stored review runs, oldest first."""
+        self._review_tables()
+        return [
+            ReviewRunRow(i, at, dg, tuple(json.loads(inp)), w, c, int(p), int(n))
+            for i, at, dg, inp, w, c, p, n in self._db.execute(
+                "SELECT r.id, r.started_at, r.inputs_digest, r.inputs, r.evidence_window, r.catalog, "
+                "r.principals, (SELECT COUNT(*) FROM review_findings f WHERE f.run = r.id) "
+                "FROM review_runs r ORDER BY r.id"
+            )
+        ]
+
+    def review_findings(self, run: int) -> list[Finding]:
+        self._review_tables()
+        return [
+            Finding(code, subject, message, principal, target)
+            for principal, code, target, subject, message in self._db.execute(
+                "SELECT principal, code, target, subject, message FROM review_findings WHERE run = ? "
+                "ORDER BY principal, code, target",
+                (run,),
+            )
+        ]
+
+    def add_review_run(
+        self,
+        started_at: str,
+        inputs_digest: str,
+        inputs: Iterable[str],
+        window: str,
+        catalog: str,
+        principals: int,
+        findings: Iterable[Finding],
+    ) -> int:
+        """Store one run and its findings in one transaction; its id."""
+        self._review_tables()
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            cur = db.execute(
+                "INSERT INTO review_runs (started_at, inputs_digest, inputs, evidence_window, catalog, "
+                "principals) VALUES (?, ?, ?, ?, ?, ?)",
+                (started_at, inputs_digest, json.dumps(list(inputs)), window, catalog, principals),
+            )
+            run = int(cur.lastrowid or 0)
+            db.executemany(
+                "INSERT OR REPLACE INTO review_findings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (run, f.fingerprint, f.principal, f.code, f.target or f.subject, f.subject, f.message)
+                    for f in findings
+                ],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return run
 
 
 @contextmanager

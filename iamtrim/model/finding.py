@@ -1,7 +1,15 @@
-"""Findings as data: a code from a registry, a severity, a subject and a message."""
+"""Findings as data: a code from a registry, a severity, a subject and a message — and an identity.
+
+A finding's *identity* is (principal, code, target): who it is about, what kind it is, and what it
+is about (an action, a resource, a policy). :attr:`Finding.key` is that triple and
+:attr:`Finding.fingerprint` its hash; neither ever holds a count or a date, which belong in the
+message, so the same problem found by two runs has the same key (the review job's history and
+suppressions, SARIF's ``partialFingerprints``).
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -93,14 +101,43 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
         "its service used per Access Advisor): review before removing",
         Severity.LOW,
     ),
+    # review (iamtrim/review/job.py)
+    "DENIED_SENSITIVE_CALL": (
+        "Denied attempt at a privilege-escalation or credentials action: what an intruder's first "
+        "steps look like",
+        Severity.HIGH,
+    ),
+    "ADMIN_LIKE_GRANT": (
+        "Allow of every action, of all of IAM, or of everything but a list (NotAction)",
+        Severity.HIGH,
+    ),
+    "POLICY_NEAR_SIZE_LIMIT": ("Policy at 90% or more of its IAM size limit", Severity.LOW),
+    "PRINCIPAL_IDLE": ("No authorized call for longer than --idle-days", Severity.MEDIUM),
+    "COVERAGE_GAP": ("Granted actions whose use the ingested CloudTrail cannot show", Severity.LOW),
+    "NO_CURRENT_POLICIES": (
+        "Principal seen in CloudTrail but not in the authorization details",
+        Severity.INFO,
+    ),
 }
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class Finding:
     code: str
-    subject: str
-    message: str
+    subject: str  # where, as shown to a reader
+    message: str  # what, with counts and dates
+    principal: str = ""  # the principal the finding is about ("" when the output names it once)
+    target: str = ""  # what it is about, without counts or dates ("": the subject is that)
+
+    @property
+    def key(self) -> str:
+        """``principal|code|target``: stable across runs (no counts, no dates)."""
+        return f"{self.principal}|{self.code}|{self.target or self.subject}"
+
+    @property
+    def fingerprint(self) -> str:
+        """The first 32 hex digits of the SHA-256 of :attr:`key`."""
+        return hashlib.sha256(self.key.encode()).hexdigest()[:32]
 
     @property
     def title(self) -> str:

@@ -30,13 +30,17 @@ if TYPE_CHECKING:
     from iamtrim.aws import Aws
 
 __all__ = [
+    "AuthzEntry",
     "CurrentPolicies",
+    "authz_entries",
     "authz_principals",
+    "aws_managed_policy_names",
     "current_from_authz",
     "current_from_authz_data",
     "current_from_aws",
     "current_from_files",
     "principal_for",
+    "read_authz",
 ]
 
 
@@ -85,6 +89,12 @@ def _policy(raw: object, name: str, where: str) -> Policy:
         raise AuthzError(f"{where}: {exc}") from None
 
 
+def read_authz(path: Path) -> Mapping[str, object]:
+    """The file, parsed and checked, for :func:`current_from_authz_data`: the review job reads it
+    once for every principal rather than once per principal."""
+    return _load(path)
+
+
 def _load(path: Path) -> Mapping[str, object]:
     try:
         data = json.loads(path.read_text())
@@ -120,6 +130,40 @@ def authz_principals(path: Path) -> tuple[str, ...]:
     """The role and user ARNs in an authorization-details file."""
     data = _load(path)
     return tuple(sorted(_str(e, "Arn") for k in ("RoleDetailList", "UserDetailList") for e in _list(data, k)))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzEntry:
+    """What the dump says about a role or user besides its policies."""
+
+    arn: str
+    created: str  # CreateDate as AWS gave it ("" when absent)
+    tags: tuple[tuple[str, str], ...]
+
+
+def authz_entries(path: Path) -> tuple[AuthzEntry, ...]:
+    """Every role and user of an authorization-details file, with its creation date and tags."""
+    data = _load(path)
+    out = []
+    for kind in ("RoleDetailList", "UserDetailList"):
+        for e in _list(data, kind):
+            raw = e.get("Tags") or []
+            tags = tuple(
+                sorted((_str(t, "Key"), _str(t, "Value")) for t in raw if isinstance(t, Mapping))
+                if isinstance(raw, list)
+                else ()
+            )
+            out.append(AuthzEntry(_str(e, "Arn"), _str(e, "CreateDate"), tags))
+    return tuple(sorted(out, key=lambda a: a.arn))
+
+
+def aws_managed_policy_names(path: Path) -> frozenset[str]:
+    """Names of the AWS managed policies in an authorization-details file (``arn:aws:iam::aws:policy/…``):
+    AWS writes and sizes them, so the customer-managed size limit does not apply to them."""
+    data = _load(path)
+    return frozenset(
+        _str(p, "PolicyName") for p in _list(data, "Policies") if _str(p, "Arn").split(":")[4:5] == ["aws"]
+    )
 
 
 def _find(data: Mapping[str, object], query: str, path: Path | str) -> tuple[str, Mapping[str, object]]:

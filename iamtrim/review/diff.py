@@ -22,7 +22,7 @@ known about what the records could have shown: every unused action is ``NOT_OBSE
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from iamtrim import catalog
 from iamtrim.errors import IamtrimError
@@ -508,6 +508,7 @@ def _findings(
                 arn,
                 f"{count} granted actions without a risk class not seen used, but {label}: "
                 "review before removing",
+                target=label,  # one finding per class; the count is in the message
             )
         )
     for n in narrowing:
@@ -533,12 +534,14 @@ def _findings(
         out.append(
             Finding(
                 code,
-                f"{m.action} ({len(m.resources)} resource(s))",
-                f"{m.reason}; change: {', '.join(m.change) or '-'}",
+                m.action,
+                f"{len(m.resources)} resource(s), {m.count} call(s): {m.reason}; "
+                f"change: {', '.join(m.change) or '-'}",
+                target=f"{m.action} {m.decision}",
             )
         )
         if m.note:
             out.append(Finding("ACCESS_ADVISOR_DENIED_ONLY", m.action, m.note))
     for p in granted.unknown_patterns:
         out.append(Finding("UNKNOWN_ACTION_PATTERN", p, "matches no action in the catalog (newer than it?)"))
-    return tuple(sorted(out))
+    return tuple(sorted(replace(f, principal=arn) for f in out))

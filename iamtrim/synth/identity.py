@@ -581,6 +581,7 @@ def generate_identity_policy(
                         action,
                         f"AWS also authorizes {action} on a {rt.name}, which the records "
                         f"do not name; granted on {p}",
+                        target=f"{action} {rt.name}",  # one per resource type, same subject
                     )
                 )
     # Access Advisor (action level) saw these attempted, maybe before the trail's window: kept,
