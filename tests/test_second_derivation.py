@@ -54,7 +54,7 @@ FLOORS = {
     "cribl": 48,
     "trailscraper": 1,
     "samples": 2560,
-    "bench": 631,
+    "bench": 4704,
 }
 
 BENCH_ARGS = ["--records", "5000", "--files", "2", "--procs", "1", "--seed", "3"]
