@@ -1244,12 +1244,17 @@ def review_cmd(
             raise FailOnFindings(f"review: {len(hits)} finding(s) for --fail-on {fail_on}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI on `argv` (default: the process's arguments); always ends in `SystemExit`.
+
+    Taking `argv` lets the docs-examples test run every example in-process with the exact error
+    handling and exit codes of the installed command.
+    """
     try:
         command = typer.main.get_command(app)  # built once: ~50 ms of start-up
-        args = expand_multi_value(sys.argv[1:], command)
+        args = expand_multi_value(sys.argv[1:] if argv is None else argv, command)
         # Without standalone mode click returns the exit code of typer.Exit instead of exiting.
-        code = command.main(args=args, standalone_mode=False)
+        code = command.main(args=args, prog_name="iamtrim", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except typer.TyperException as exc:  # usage errors, bad option values: click's own message
         show = getattr(exc, "show", None)
