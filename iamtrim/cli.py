@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer._click import Context, HelpFormatter, Parameter
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from iamtrim import graph as usage_graph
@@ -35,11 +36,61 @@ from iamtrim.synth import AdvisedGrant, SynthOptions, Target, generate_identity_
 if TYPE_CHECKING:
     from iamtrim.aws import Aws
 
+
+class _Command(TyperCommand):
+    """Help that names arguments by their metavar (`PRINCIPAL`, `PATH...`), never by a Python type.
+
+    typer prints `PRINCIPAL <str>` and `{PRINCIPAL}` for arguments; a user reads `PRINCIPAL`.
+    """
+
+    def collect_usage_pieces(self, ctx: Context) -> list[str]:
+        pieces = [self.options_metavar or "[OPTIONS]"]
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = _argument_name(param)
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
+        args: list[tuple[str, str]] = []
+        opts: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                args.append((_argument_name(param), getattr(param, "help", None) or ""))
+            else:
+                opts.append(record)
+        if args:
+            with formatter.section("Arguments"):
+                formatter.write_dl(args)
+        if opts:
+            with formatter.section("Options"):
+                formatter.write_dl(opts)
+
+
+def _argument_name(param: Parameter) -> str:
+    name = param.metavar or (param.name or "").upper()
+    return name if param.nargs == 1 else f"{name}..."
+
+
+def _choices(values: type[StrEnum]) -> str:
+    """`[table|json]`: the metavar of a closed choice, as click writes it."""
+    return "[" + "|".join(v.value for v in values) + "]"
+
+
+def _example(*lines: str) -> str:
+    """A `--help` epilog: one example, kept as written (click's `\\b` stops the rewrapping)."""
+    return "Example:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
 app = typer.Typer(
     name="iamtrim",
     help="Least-privilege IAM policies from what AWS principals actually did.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # click's plain help: wrapped at word boundaries, nothing truncated
     pretty_exceptions_show_locals=False,  # never print locals: they may hold credentials
 )
 
@@ -63,10 +114,11 @@ StoreOpt = Annotated[
     typer.Option(
         "--store",
         readable=False,
+        metavar="FILE",
         help="Usage store from `iamtrim ingest` (default: $IAMTRIM_STORE or ./iamtrim-usage.sqlite).",
     ),
 ]
-FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+FormatOpt = Annotated[Format, typer.Option("--format", metavar=_choices(Format), help="Output format.")]
 SinceOpt = Annotated[
     str | None,
     typer.Option(
@@ -188,28 +240,35 @@ def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
     return Store(path, read_only=True)
 
 
-@app.command("ingest")
+@app.command(
+    "ingest",
+    cls=_Command,
+    epilog=_example("iamtrim ingest AWSLogs/ --store usage.sqlite"),
+)
 def ingest_cmd(
     paths: Annotated[
         list[Path] | None,
-        typer.Argument(readable=False, help="CloudTrail files or folders (recursively)."),
+        typer.Argument(readable=False, metavar="PATH", help="CloudTrail files or folders (recursively)."),
     ] = None,
     store: StoreOpt = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores, at most 4).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(metavar="N", help="Worker processes (default: cores, at most 4).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print problems.")] = False,
     access_advisor: Annotated[
         list[Path] | None,
         typer.Option(
             "--access-advisor",
             readable=False,
-            help="IAM Access Advisor reports (get-service-last-accessed-details[-with-"
-            "entities] output, JSON) or a folder of them (repeat the flag for several).",
+            metavar="PATH",
+            help="IAM Access Advisor reports (JSON), or a folder of them (repeat the flag for several).",
         ),
     ] = None,
     aa_principal: Annotated[
         str,
         typer.Option(
             "--principal",
+            metavar="ARN",
             help="ARN the --access-advisor reports were generated for (role, user, group "
             "or policy), when the file does not name it.",
         ),
@@ -458,7 +517,11 @@ def _print_ingest(report: IngestReport, path: Path) -> None:
         )
 
 
-@app.command("principals")
+@app.command(
+    "principals",
+    cls=_Command,
+    epilog=_example("iamtrim principals --store usage.sqlite"),
+)
 def principals_cmd(
     events: EventsOpt = None,
     store: StoreOpt = None,
@@ -476,10 +539,17 @@ def principals_cmd(
         typer.echo(render_usage.principals_table(summaries))
 
 
-@app.command("usage")
+@app.command(
+    "usage",
+    cls=_Command,
+    epilog=_example("iamtrim usage ml-training-job --store usage.sqlite --format json"),
+)
 def usage_cmd(
     principal: Annotated[
-        str, typer.Argument(help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name.")
+        str,
+        typer.Argument(
+            metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
+        ),
     ],
     events: EventsOpt = None,
     store: StoreOpt = None,
@@ -510,16 +580,26 @@ class PolicyFormat(StrEnum):
     cloudformation = "cloudformation"
 
 
-@app.command("generate-policy")
+@app.command(
+    "generate-policy",
+    cls=_Command,
+    epilog=_example("iamtrim generate-policy ml-training-job --store usage.sqlite --explain"),
+)
 def generate_policy_cmd(
     principal: Annotated[
-        str, typer.Argument(help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name.")
+        str,
+        typer.Argument(
+            metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
+        ),
     ],
     events: EventsOpt = None,
     store: StoreOpt = None,
-    fmt: Annotated[PolicyFormat, typer.Option("--format", help="Output format.")] = PolicyFormat.json,
+    fmt: Annotated[
+        PolicyFormat, typer.Option("--format", metavar=_choices(PolicyFormat), help="Output format.")
+    ] = PolicyFormat.json,
     out_dir: Annotated[
-        Path | None, typer.Option("--out-dir", readable=False, help="Write one file per policy here.")
+        Path | None,
+        typer.Option("--out-dir", readable=False, metavar="DIR", help="Write one file per policy here."),
     ] = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="Show the evidence behind each statement.")
@@ -527,12 +607,15 @@ def generate_policy_cmd(
     no_conditions: Annotated[
         bool, typer.Option("--no-conditions", help="Omit aws:SourceVpce / kms:ViaService.")
     ] = False,
-    target: Annotated[Target, typer.Option("--target", help="Size limits to meet.")] = Target.MANAGED,
+    target: Annotated[
+        Target, typer.Option("--target", metavar=_choices(Target), help="Size limits to meet.")
+    ] = Target.MANAGED,
     prefix_threshold: Annotated[
         int,
         typer.Option(
             "--prefix-threshold",
             min=1,
+            metavar="N",
             help="Distinct keys (or resources) above which a folder becomes prefix/*.",
         ),
     ] = 10,
@@ -540,6 +623,7 @@ def generate_policy_cmd(
         EvidenceSource,
         typer.Option(
             "--evidence",
+            metavar=_choices(EvidenceSource),
             help="all: also keep actions Access Advisor shows used (ingested with --access-advisor); "
             "cloudtrail: CloudTrail only.",
         ),
@@ -549,6 +633,7 @@ def generate_policy_cmd(
         typer.Option(
             "--max-policies",
             min=1,
+            metavar="N",
             max=20,
             help="Managed policies the result may take (1-20; default 1, or 10 with --no-widen). "
             "More policies, fewer widenings.",
@@ -664,14 +749,19 @@ def _check_resource_pattern(pattern: str) -> None:
         sys.exit(2)
 
 
-@app.command("who-used")
+@app.command(
+    "who-used",
+    cls=_Command,
+    epilog=_example("iamtrim who-used 'arn:aws:s3:::acme-ml-*' --store usage.sqlite"),
+)
 def who_used_cmd(
     resource: Annotated[
         str,
         typer.Argument(
+            metavar="RESOURCE",
             help="Resource ARN or pattern (* and ?; ${*} and ${?} for a literal * or ?), e.g. "
             "'arn:aws:s3:::acme-ml-*' or a KMS key ARN. "
-            "A bucket ARN covers its objects."
+            "A bucket ARN covers its objects.",
         ),
     ],
     events: EventsOpt = None,
@@ -697,7 +787,9 @@ def who_used_cmd(
 
 
 graph_app = typer.Typer(
-    help="The usage graph: export it (GraphML, JSON, DOT) or draw it (SVG, PNG).", no_args_is_help=True
+    help="The usage graph: export it (GraphML, JSON, DOT) or draw it (SVG, PNG).",
+    no_args_is_help=True,
+    epilog=_example("iamtrim graph export --store usage.sqlite --format json --out usage.json"),
 )
 app.add_typer(graph_app, name="graph")
 
@@ -712,26 +804,39 @@ PrincipalSel = Annotated[
     list[str] | None,
     typer.Option(
         "--principal",
+        metavar="PRINCIPAL",
         help="Only these principals (ARN, session ARN, role/NAME or a unique name; several or repeated).",
     ),
 ]
 ResourceSel = Annotated[
     list[str] | None,
-    typer.Option("--resource", help="Only resources matching these ARNs or patterns (several or repeated)."),
+    typer.Option(
+        "--resource",
+        metavar="ARN",
+        help="Only resources matching these ARNs or patterns (several or repeated).",
+    ),
 ]
 
 
-@graph_app.command("export")
+@graph_app.command(
+    "export",
+    cls=_Command,
+    epilog=_example("iamtrim graph export --store usage.sqlite --format dot --out usage.dot"),
+)
 def graph_export_cmd(
     events: EventsOpt = None,
     store: StoreOpt = None,
     principal: PrincipalSel = None,
     resource: ResourceSel = None,
     fmt: Annotated[
-        GraphFormat, typer.Option("--format", help="graphml (Gephi, yEd), json (node-link), dot.")
+        GraphFormat,
+        typer.Option(
+            "--format", metavar=_choices(GraphFormat), help="graphml (Gephi, yEd), json (node-link), dot."
+        ),
     ] = GraphFormat.graphml,
     out: Annotated[
-        Path | None, typer.Option("--out", readable=False, help="Write here instead of standard output.")
+        Path | None,
+        typer.Option("--out", readable=False, metavar="FILE", help="Write here instead of standard output."),
     ] = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
@@ -752,12 +857,22 @@ def graph_export_cmd(
         _write_file(out, text.encode("utf-8"))
 
 
-@graph_app.command("render")
+@graph_app.command(
+    "render",
+    cls=_Command,
+    epilog=_example(
+        "iamtrim graph render --store usage.sqlite \\",
+        "    --principal ml-notebook-execution --out notebook.svg",
+    ),
+)
 def graph_render_cmd(
     out: Annotated[
         Path,
         typer.Option(
-            "--out", readable=False, help="FILE.svg (always available) or FILE.png (needs resvg-py)."
+            "--out",
+            readable=False,
+            metavar="FILE",
+            help="FILE.svg, or FILE.png when the resvg-py package is installed.",
         ),
     ],
     events: EventsOpt = None,
@@ -769,10 +884,11 @@ def graph_render_cmd(
         typer.Option(
             "--top",
             min=1,
+            metavar="N",
             help="Principals (and twice as many actions and resource groups) drawn before '+K more'.",
         ),
     ] = 12,
-    title: Annotated[str | None, typer.Option("--title", help="Picture title.")] = None,
+    title: Annotated[str | None, typer.Option("--title", metavar="TEXT", help="Picture title.")] = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
 ) -> None:
@@ -799,25 +915,36 @@ class ResourcePolicyFormat(StrEnum):
     policy = "policy"
 
 
-@app.command("bucket-policy")
+@app.command(
+    "bucket-policy",
+    cls=_Command,
+    epilog=_example(
+        "iamtrim bucket-policy acme-ml-datasets --store usage.sqlite \\",
+        "    --break-glass arn:aws:iam::444455556666:role/break-glass-admin",
+    ),
+)
 def bucket_policy_cmd(
-    bucket: Annotated[str, typer.Argument(help="Bucket name.")],
+    bucket: Annotated[str, typer.Argument(metavar="BUCKET", help="Bucket name.")],
     events: EventsOpt = None,
     store: StoreOpt = None,
     break_glass: Annotated[
         list[str] | None,
         typer.Option(
             "--break-glass",
+            metavar="ARN",
             help="Principal ARNs that must never be locked out of the bucket policy (several or repeated).",
         ),
     ] = None,
     account: Annotated[
         str | None,
-        typer.Option("--account", help="The bucket owner's account (default: inferred from the callers)."),
+        typer.Option(
+            "--account", metavar="ID", help="The bucket owner's account (default: inferred from the callers)."
+        ),
     ] = None,
-    fmt: Annotated[ResourcePolicyFormat, typer.Option("--format", help="Output format.")] = (
-        ResourcePolicyFormat.json
-    ),
+    fmt: Annotated[
+        ResourcePolicyFormat,
+        typer.Option("--format", metavar=_choices(ResourcePolicyFormat), help="Output format."),
+    ] = (ResourcePolicyFormat.json),
     explain: Annotated[bool, typer.Option("--explain", help="Show the evidence for each pin and grant.")] = (
         False
     ),
@@ -837,7 +964,8 @@ def bucket_policy_cmd(
     until: UntilOpt = None,
 ) -> None:
     """An S3 bucket policy from observed use: HTTPS only, VPC-endpoint and SSE-KMS pins, cross-account
-    grants; refused if it would lock the root or a --break-glass principal out of the bucket policy."""
+    grants. Refused if it would lock the account root, or a principal named by --break-glass, out of
+    the bucket policy."""
     from iamtrim.errors import OptionsError
     from iamtrim.model.arn import iam_principal_arn_problem
     from iamtrim.render import bucket as render_bucket
@@ -873,18 +1001,29 @@ def bucket_policy_cmd(
         typer.echo(render_bucket.bucket_explain_text(generated), err=True)
 
 
-@app.command("kms-policy")
+@app.command(
+    "kms-policy",
+    cls=_Command,
+    epilog=_example("iamtrim kms-policy 9f8e7d6c-5b4a-3928-1716-0f1e2d3c4b5a --store usage.sqlite"),
+)
 def kms_policy_cmd(
-    key: Annotated[str, typer.Argument(help="KMS key ARN, or a key id seen in the usage data.")],
+    key: Annotated[
+        str, typer.Argument(metavar="KEY", help="KMS key ARN, or a key id seen in the usage data.")
+    ],
     events: EventsOpt = None,
     store: StoreOpt = None,
     admin: Annotated[
         list[str] | None,
-        typer.Option("--admin", help="Key administrator ARNs, named in the policy (several or repeated)."),
+        typer.Option(
+            "--admin",
+            metavar="ARN",
+            help="Key administrator ARNs, named in the policy (several or repeated).",
+        ),
     ] = None,
-    fmt: Annotated[ResourcePolicyFormat, typer.Option("--format", help="Output format.")] = (
-        ResourcePolicyFormat.json
-    ),
+    fmt: Annotated[
+        ResourcePolicyFormat,
+        typer.Option("--format", metavar=_choices(ResourcePolicyFormat), help="Output format."),
+    ] = (ResourcePolicyFormat.json),
     explain: Annotated[bool, typer.Option("--explain", help="Show the evidence for each statement.")] = False,
     from_aws: Annotated[
         bool,
@@ -939,10 +1078,20 @@ class DiffFailOn(StrEnum):
     missing = "missing"
 
 
-@app.command("diff")
+@app.command(
+    "diff",
+    cls=_Command,
+    epilog=_example(
+        "iamtrim diff ml-training-job --store usage.sqlite \\",
+        "    --authz account-authorization-details.json",
+    ),
+)
 def diff_cmd(
     principal: Annotated[
-        str, typer.Argument(help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name.")
+        str,
+        typer.Argument(
+            metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
+        ),
     ],
     events: EventsOpt = None,
     store: StoreOpt = None,
@@ -951,6 +1100,7 @@ def diff_cmd(
         typer.Option(
             "--authz",
             readable=False,
+            metavar="FILE",
             help="`aws iam get-account-authorization-details` output holding the principal.",
         ),
     ] = None,
@@ -965,13 +1115,21 @@ def diff_cmd(
     ] = None,
     boundary: Annotated[
         Path | None,
-        typer.Option("--boundary", readable=False, help="Permissions boundary document (with --current)."),
+        typer.Option(
+            "--boundary",
+            readable=False,
+            metavar="FILE",
+            help="Permissions boundary document (with --current).",
+        ),
     ] = None,
-    fmt: Annotated[DiffFormat, typer.Option("--format", help="Output format.")] = DiffFormat.text,
+    fmt: Annotated[
+        DiffFormat, typer.Option("--format", metavar=_choices(DiffFormat), help="Output format.")
+    ] = DiffFormat.text,
     fail_on: Annotated[
         DiffFailOn | None,
         typer.Option(
             "--fail-on",
+            metavar=_choices(DiffFailOn),
             help="Exit 1 when there are unused entries safe to remove (observable and not used), "
             "such entries with a risk class, or missing entries.",
         ),

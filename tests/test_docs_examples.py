@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import re
 import shlex
@@ -283,3 +284,48 @@ def test_matcher_is_strict() -> None:
     assert _matches("a … z", "a b c z")
     assert not _matches("a\nb", "a\nc")
     assert not _matches("a … z", "a b\nz")
+
+
+def _command_paths() -> list[tuple[str, ...]]:
+    """Every command and group of the CLI, as the words that name it: (), ("graph", "render")..."""
+    paths: list[tuple[str, ...]] = []
+
+    def walk(cmd: object, path: tuple[str, ...]) -> None:
+        paths.append(path)
+        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+            walk(sub, (*path, name))
+
+    walk(typer.main.get_command(cli.app), ())
+    return paths
+
+
+COMMAND_PATHS = _command_paths()
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=[" ".join(p) or "iamtrim" for p in COMMAND_PATHS])
+def test_help_reads_well_at_80_columns(
+    path: tuple[str, ...], shared_work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    result = _run([*path, "--help"], shared_work)
+    assert result.code == 0, result.output
+    text = result.output
+    # Metavars name what to give (PATH, FILE, ARN, N), never a Python type: `<bool>`, `<list[Path]>`.
+    assert not re.search(r"<[^>\s]*>|\{[A-Za-z]+\}", text), text
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines), text
+    for line, after in itertools.pairwise(lines):
+        # A word cut at the edge: `--break-` / `glass`, or a truncation mark.
+        assert not (re.search(r"\w-$", line) and re.match(r"\s*\w", after)), f"word split:\n{line}\n{after}"
+        assert "…" not in line
+    if not path:
+        return
+    # One example per command (and group), and the example runs on the samples.
+    assert "Example:" in text, text
+    example = text.split("Example:", 1)[1]
+    joined = _join_continuations([line.strip() for line in example.splitlines() if line.strip()])
+    assert len(joined) == 1, f"one example per command: {joined}"
+    argv = shlex.split(joined[0])
+    assert argv[0] == "iamtrim" and argv[1 : 1 + len(path)] == list(path), argv
+    run = _run(argv[1:], shared_work)
+    assert run.code == 0, f"`{joined[0]}` exited {run.code}:\n{run.output}"
