@@ -8,6 +8,7 @@ an unusable store; a disk full; an input too deep or too large to hold). Every e
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import re
 import sys
@@ -153,6 +154,22 @@ def _aws(profile: str, region: str, endpoint_url: str, role_arn: str) -> Aws:
     from iamtrim.aws import Aws, AwsConfig
 
     return Aws(AwsConfig(profile=profile, region=region, endpoint_url=endpoint_url, role_arn=role_arn))
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"iamtrim {importlib.metadata.version('iamtrim')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Least-privilege IAM policies from what AWS principals actually did."""
 
 
 # Control characters (a newline, a terminal escape) in a file name or a value from a record would

@@ -329,3 +329,11 @@ def test_help_reads_well_at_80_columns(
     assert argv[0] == "iamtrim" and argv[1 : 1 + len(path)] == list(path), argv
     run = _run(argv[1:], shared_work)
     assert run.code == 0, f"`{joined[0]}` exited {run.code}:\n{run.output}"
+
+
+def test_version_is_the_package_version(shared_work: Path) -> None:
+    import importlib.metadata
+
+    result = _run(["--version"], shared_work)
+    assert result.code == 0
+    assert result.output == f"iamtrim {importlib.metadata.version('iamtrim')}\n"
