@@ -249,6 +249,7 @@ def test_doc_example(block: Block, shared_work: Path, tmp_path: Path) -> None:
     if block.fresh:
         work = tmp_path / "work"
         _link_samples(work)
+    before = _written(work)
     for command in commands:
         argv = list(command.argv)
         assert argv[0] == "iamtrim", f"{block.where}: {argv[0]!r} is not iamtrim: mark the block no-run"
@@ -265,6 +266,15 @@ def test_doc_example(block: Block, shared_work: Path, tmp_path: Path) -> None:
                 f"{block.where}: `{shown}` printed something else.\n"
                 f"--- documented\n{expected}\n--- actual\n{actual}"
             )
+    # A file the example writes under docs/ (the README picture) is the one the repository holds.
+    for rel, data in sorted(_written(work).items()):
+        if before.get(rel) != data and (ROOT / rel).is_file():
+            assert (ROOT / rel).read_bytes() == data, f"{block.where}: {rel} is not what the example writes"
+
+
+def _written(work: Path) -> dict[str, bytes]:
+    docs = work / "docs"
+    return {str(f.relative_to(work)): f.read_bytes() for f in docs.rglob("*") if f.is_file()}
 
 
 def test_parse_only_refuses_what_click_refuses() -> None:
