@@ -656,9 +656,12 @@ class PrincipalEvidence:
                     ),
                     tuple(caveats),
                 )
+            # The regions of a data-event window are those its events came from, not the trail's:
+            # said here, so that the one "regions covered" line (the management window) never
+            # stands beside a second, narrower one for the same account.
             caveats.append(
                 f"data events are logged only for the resources the trail's selectors "
-                f"name; {source} data events seen on {window.days} days"
+                f"name; {source} data events seen on {window.days} days, in " + ", ".join(window.regions)
             )
         else:
             window = self.coverage.management_window(account)
@@ -675,7 +678,8 @@ class PrincipalEvidence:
             caveats.append(
                 f"{window.gaps} days without records between {window.first_day} and {window.last_day}"
             )
-        caveats.append("regions covered: " + ", ".join(window.regions))
+        if not source:
+            caveats.append("regions covered: " + ", ".join(window.regions))
         return window, (NotObservableReason.NO_TRAIL, ""), tuple(caveats)
 
 

@@ -352,3 +352,14 @@ def test_principal_unknown_to_the_store_is_classified_by_its_account(store: Stor
         "NOT_USED_OBSERVABLE_SINCE(2026-10-01)": 89,
         "NOT_OBSERVABLE(never-logged)": 1,
     }
+
+
+def test_one_regions_caveat_per_principal(store: Store) -> None:
+    # The trail's management events cover eu-west-1 and us-east-1; S3 data events came from
+    # us-east-1 only. The diff's caveats once held both "regions covered: eu-west-1, us-east-1"
+    # and "regions covered: us-east-1"; the data-event regions now travel with the data caveat.
+    d = sample_diff(store, "ml-training-job")
+    regions = [c for c in d.caveats if c.startswith("regions covered")]
+    assert regions == ["regions covered: eu-west-1, us-east-1"], d.caveats
+    data = [c for c in d.caveats if "s3.amazonaws.com data events" in c]
+    assert len(data) == 1 and data[0].endswith("in us-east-1"), d.caveats
