@@ -207,7 +207,8 @@ def explain_text(g: GeneratedPolicy) -> str:
     g = scrub(g)  # record-derived text reaches a terminal
     lines = [
         f"# Evidence for the policy of {g.principal.arn}",
-        f"# {g.replayed} observed calls replayed: all allowed",
+        f"# {g.replayed:,} observed (action, resource, context) combinations replayed, "
+        f"standing for {g.replayed_calls:,} calls: all allowed",
         f"# {len(g.policies)} {'policy' if len(g.policies) == 1 else 'policies'} "
         f"(at most {g.max_policies}) of {', '.join(f'{n:,}' for n in _sizes(g))} characters; "
         f"{_count_widenings(g)}",

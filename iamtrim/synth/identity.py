@@ -137,6 +137,9 @@ class GeneratedPolicy:
     # Widenings taken to fit the size limits, and generated-name patterns, in the order taken.
     widenings: tuple[Widening, ...] = ()
     max_policies: int = 1
+    # The calls those replayed (action, resource, context) combinations stand for: a store keeps
+    # one row per combination with its count, and each row is replayed once.
+    replayed_calls: int = 0
 
 
 def _format_pattern(template: str, region: str, account: str, partition: str) -> str:
@@ -741,6 +744,7 @@ def generate_identity_policy(
         denied=denied,
         findings=tuple(sorted(set(findings))),
         replayed=count,
+        replayed_calls=sum(r.count for r in used),
         widenings=(*generated, *ladder),
         max_policies=limit,
     )
