@@ -139,13 +139,18 @@ UntilOpt = Annotated[
 ]
 
 # How to reach AWS (commands that read from the account). Empty: botocore's default chain.
-ProfileOpt = Annotated[str, typer.Option("--profile", help="AWS profile (default: the credential chain).")]
-RegionOpt = Annotated[str, typer.Option("--region", help="AWS region for the calls.")]
+ProfileOpt = Annotated[
+    str, typer.Option("--profile", metavar="NAME", help="AWS profile (default: the credential chain).")
+]
+RegionOpt = Annotated[str, typer.Option("--region", metavar="REGION", help="AWS region for the calls.")]
 EndpointOpt = Annotated[
-    str, typer.Option("--endpoint-url", help="AWS endpoint URL (a local test server, a VPC endpoint).")
+    str,
+    typer.Option(
+        "--endpoint-url", metavar="URL", help="AWS endpoint URL (a local test server, a VPC endpoint)."
+    ),
 ]
 RoleArnOpt = Annotated[
-    str, typer.Option("--role-arn", help="Assume this role (STS AssumeRole) for every call.")
+    str, typer.Option("--role-arn", metavar="ARN", help="Assume this role (STS AssumeRole) for every call.")
 ]
 
 
@@ -303,6 +308,7 @@ def ingest_cmd(
         list[str] | None,
         typer.Option(
             "--access-advisor-from-aws",
+            metavar="PRINCIPAL",
             help="Run an ACTION_LEVEL Access Advisor job for this role or user (ARN, name, role/NAME "
             "or user/NAME; repeatable) and store its report.",
         ),
@@ -325,12 +331,17 @@ def ingest_cmd(
         bool, typer.Option("--all-regions", help="--lookup-events in every region enabled for the account.")
     ] = False,
     since: Annotated[
-        str, typer.Option("--since", help="--lookup-events: not before this time (YYYY-MM-DD or ISO 8601).")
+        str,
+        typer.Option(
+            "--since",
+            metavar="DATE",
+            help="--lookup-events: not before this day (2026-10-01) or ISO 8601 time.",
+        ),
     ] = "",
     profile: ProfileOpt = "",
     region: Annotated[
         list[str] | None,
-        typer.Option("--region", help="AWS region (repeatable for --lookup-events)."),
+        typer.Option("--region", metavar="REGION", help="AWS region (repeatable for --lookup-events)."),
     ] = None,
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
