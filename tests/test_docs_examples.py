@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
-_FENCE = re.compile(r"^```(sh|bash|console)\s*$")
+_FENCE = re.compile(r"^```(sh|bash|console)?\s*$")
 _SHELL_OPERATORS = frozenset({"|", ">", ">>", "<", "&&", "||", ";", "2>"})
 _DIRECTIVE = re.compile(r"^<!--\s*docs-test:\s*(.*?)\s*-->\s*$")
 
@@ -87,11 +87,19 @@ def _blocks(path: Path) -> Iterator[Block]:
         j = i + 1
         while j < len(lines) and lines[j].strip() != "```":
             j += 1
+        lang = m.group(1)
+        if lang is None:
+            # A bare fence is a synopsis or a file's text, not an example, unless it shows a
+            # `$ ` command: then it is a console block that forgot its language, and is held too.
+            if not (start + 1 < j and lines[start + 1].startswith("$ ")):
+                i = j + 1
+                continue
+            lang = "console"
         before = next((lines[k] for k in range(start - 1, -1, -1) if lines[k].strip()), "")
         d = _DIRECTIVE.match(before)
         yield Block(
             where=f"{path.relative_to(ROOT)}:{start + 1}",
-            lang=m.group(1),
+            lang=lang,
             directive=d.group(1) if d else "",
             lines=tuple(lines[start + 1 : j]),
         )
