@@ -584,6 +584,12 @@ def usage_cmd(
     fmt: FormatOpt = Format.table,
     since: SinceOpt = None,
     until: UntilOpt = None,
+    brief: Annotated[
+        bool,
+        typer.Option(
+            "--brief", help="Table: one row per resource family (S3 folder, log group), with counts."
+        ),
+    ] = False,
 ) -> None:
     """What one principal really used (and was denied), with counts, times and context."""
     window = _window(since, until)
@@ -593,7 +599,7 @@ def usage_cmd(
     if fmt is Format.json:
         typer.echo(render_usage.usage_json(usage))
     else:
-        typer.echo(render_usage.usage_table(usage))
+        typer.echo(render_usage.usage_table(usage, brief=brief))
 
 
 class EvidenceSource(StrEnum):
@@ -676,6 +682,13 @@ def generate_policy_cmd(
     ] = False,
     since: SinceOpt = None,
     until: UntilOpt = None,
+    brief: Annotated[
+        bool,
+        typer.Option(
+            "--brief",
+            help="Print one line per statement (actions, resources, calls) instead of the document.",
+        ),
+    ] = False,
 ) -> None:
     """The smallest identity policy that still allows everything PRINCIPAL was seen doing."""
     if out_dir is not None and fmt is not PolicyFormat.policy:
@@ -717,7 +730,9 @@ def generate_policy_cmd(
         _write_files(
             out_dir, [(f"{name}.json", text) for name, text in render_policy.policy_documents(generated)]
         )
-    if fmt is PolicyFormat.json:
+    if brief:
+        typer.echo(render_policy.summary_text(generated))
+    elif fmt is PolicyFormat.json:
         typer.echo(render_policy.to_json(generated, explain=explain))
     elif fmt is PolicyFormat.policy:
         if out_dir is None:
@@ -1176,6 +1191,10 @@ def diff_cmd(
     role_arn: RoleArnOpt = "",
     since: SinceOpt = None,
     until: UntilOpt = None,
+    brief: Annotated[
+        bool,
+        typer.Option("--brief", help="Text: the headline and the unused risky actions only."),
+    ] = False,
 ) -> None:
     """What PRINCIPAL's current policies grant that it never used, and what it needed but lacked."""
     from iamtrim import evidence
@@ -1220,7 +1239,7 @@ def diff_cmd(
         typer.echo(render_diff.to_markdown(result), nl=False)
     else:
         colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        typer.echo(render_diff.to_text(result, colour=colour))
+        typer.echo(render_diff.to_text(result, colour=colour, brief=brief))
     failing = {
         DiffFailOn.unused: bool(result.removable),  # never the unobservable ones
         DiffFailOn.risky: bool(result.risky_removable),

@@ -237,7 +237,8 @@ def _names(items: Sequence[str], limit: int = 6) -> str:
     return shown + (f", … (+{len(items) - limit})" if len(items) > limit else "")
 
 
-def to_text(d: Diff, colour: bool = False) -> str:
+def to_text(d: Diff, colour: bool = False, *, brief: bool = False) -> str:
+    """The diff as text; *brief*: the headline, and the unused risky actions by name."""
     d = scrub(d)  # record-derived text reaches a terminal; the colours are added below
     bold, red, yellow, green, dim = "1", "31", "33", "32", "2"
     out = [
@@ -246,6 +247,13 @@ def to_text(d: Diff, colour: bool = False) -> str:
         _paint(_headline(d), bold, colour),
     ]
     out += [_paint(f"evidence: {'; '.join(d.basis)}", dim, colour), ""] if d.basis else [""]
+    if brief:
+        risky = [u for u in d.unused if u.risk]
+        out.append(_paint(f"Unused risky ({len(risky)}; ! safe to remove, ? review first)", bold, colour))
+        for u in sorted(risky, key=lambda u: u.action):
+            mark = "!" if u.removable else "?"
+            out.append(f"  {mark} {u.action} [{', '.join(u.risk)}] {class_label(u.evidence)}")
+        return "\n".join(out)
     out.append(
         _paint(
             f"Unused ({len(d.unused)} of {d.granted} granted: {len(d.removable)} safe to remove, "

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from iamtrim.model import PrincipalKind
-from iamtrim.render.common import denied_json, finding_json, scrub, terminal_safe
+from iamtrim.render.common import denied_json, finding_json, scrub, terminal_safe, text_table
 from iamtrim.synth.identity import GeneratedPolicy, StatementEvidence
 from iamtrim.synth.limits import Target, size_of
 from iamtrim.synth.widen import Widening
@@ -231,3 +231,24 @@ def explain_text(g: GeneratedPolicy) -> str:
     for f in g.findings:
         lines.append(f"# [{f.severity}] {f.code}: {f.subject}: {f.message}")
     return "\n".join(lines)
+
+
+def summary_text(g: GeneratedPolicy) -> str:
+    """The policy in one screen: a line per statement with its actions, its first resource (and how
+    many more) and the calls behind it; the document itself is what `--format policy` prints."""
+    g = scrub(g)  # record-derived text reaches a terminal
+    rows = []
+    for s in g.statements:
+        actions = (
+            ", ".join(s.actions) if len(s.actions) <= 2 else f"{s.actions[0]} (+{len(s.actions) - 1} more)"
+        )
+        first = s.resources[0] if s.resources else "*"
+        where = first if len(s.resources) <= 1 else f"{first} (+{len(s.resources) - 1} more)"
+        rows.append([s.sid, actions, where, f"{s.calls:,}"])
+    head = (
+        f"policy for {g.principal.arn}: {len(g.policies)} "
+        f"{'policy' if len(g.policies) == 1 else 'policies'} of {', '.join(f'{n:,}' for n in _sizes(g))} "
+        f"characters, {len(g.statements)} statements; {g.replayed:,} observed (action, resource, context) "
+        f"combinations ({g.replayed_calls:,} calls) replayed: all allowed"
+    )
+    return "\n".join([head, text_table(["SID", "ACTIONS", "RESOURCES", "CALLS"], rows)])

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
+from iamtrim.graph import resource_group
 from iamtrim.model import UsageRow
 from iamtrim.query import PrincipalSummary, PrincipalUsage
 from iamtrim.render.common import scrub, text_table
 
 SHARED_SHOWN = 15  # shared resources listed in the usage table; JSON lists every one
+FOLD_PER_ACTION = 3  # resource families of one action shown apart by `usage --brief`
 
 
 def _row(row: UsageRow) -> dict[str, Any]:
@@ -52,17 +55,62 @@ def _ctx_text(row: UsageRow) -> str:
     return ", ".join(bits)
 
 
-def usage_table(usage: PrincipalUsage) -> str:
+def _folded(rows: tuple[UsageRow, ...]) -> list[list[str]]:
+    """One row per (action, resource family): S3 objects under their first folder, log streams
+    under their log group, with how many resources and calls each stands for."""
+    acc: dict[tuple[str, str], tuple[set[str], int, str, set[str]]] = {}
+    for r in rows:
+        key = (r.action, resource_group(r.resource or "") or "(unknown)")
+        members, calls, last, ctx = acc.get(key, (set(), 0, "", set()))
+        members.add(r.resource or "")
+        ctx.add(_ctx_text(r))
+        acc[key] = (members, calls + r.count, max(last, r.last_seen), ctx)
+    # Past FOLD_PER_ACTION families, an action's rows become one: the families' common prefix.
+    by_action: dict[str, list[tuple[str, tuple[set[str], int, str, set[str]]]]] = {}
+    for (action, group), value in sorted(acc.items()):
+        by_action.setdefault(action, []).append((group, value))
+    out = []
+    for action, groups in by_action.items():
+        if len(groups) > FOLD_PER_ACTION:
+            # A display prefix, not a path: `training-job/churn-xgb-2026-10-` is what they share.
+            prefix = os.path.commonprefix([g for g, _ in groups])  # noqa: RUF071
+            members = set().union(*(v[0] for _, v in groups))
+            merged = (
+                members,
+                sum(v[1] for _, v in groups),
+                max(v[2] for _, v in groups),
+                set().union(*(v[3] for _, v in groups)),
+            )
+            groups = [(prefix + "*", merged)]
+        for group, (members, calls, last, ctx) in groups:
+            where = group if len(members) == 1 else f"{group} ({len(members)} resources)"
+            out.append([action, where, str(calls), last, "; ".join(sorted(c for c in ctx if c))])
+    return out
+
+
+def usage_table(usage: PrincipalUsage, *, brief: bool = False) -> str:
+    """The usage table; *brief* folds resource families into one row each and leaves out the
+    shared-resources section (the listing of a busy role fits on a screen)."""
     usage = scrub(usage)  # record-derived text reaches a terminal
     out = [f"{usage.principal.arn} ({usage.principal.kind})", ""]
     out.append(
         f"used: {len(usage.used)} action/resource/context combinations, "
         f"{sum(r.count for r in usage.used)} calls"
     )
-    rows = [
-        [r.action, r.resource or "(unknown)", str(r.count), r.last_seen, _ctx_text(r)] for r in usage.used
-    ]
+    if brief:
+        rows = _folded(usage.used)
+    else:
+        rows = [
+            [r.action, r.resource or "(unknown)", str(r.count), r.last_seen, _ctx_text(r)] for r in usage.used
+        ]
     out.append(text_table(["ACTION", "RESOURCE", "CALLS", "LAST SEEN", "CONTEXT"], rows))
+    if brief:
+        if usage.denied:
+            out += ["", f"denied: {sum(r.count for r in usage.denied)} calls (never counted as use)"]
+            out.append(
+                text_table(["ACTION", "RESOURCE", "CALLS", "LAST SEEN", "CONTEXT"], _folded(usage.denied))
+            )
+        return "\n".join(out)
     if usage.denied:
         out += ["", f"denied: {sum(r.count for r in usage.denied)} calls (never counted as use)"]
         rows = [
