@@ -14,10 +14,15 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	@rm -f .demo-store.sqlite
-	$(BIN)/iamtrim ingest samples/AWSLogs samples/other-formats --store .demo-store.sqlite
-	$(BIN)/iamtrim principals --store .demo-store.sqlite
-	$(BIN)/iamtrim usage ml-notebook-execution --store .demo-store.sqlite
-	$(BIN)/iamtrim generate-policy ml-notebook-execution --store .demo-store.sqlite --format policy --explain
+	@echo "# 1. What was ingested"
+	@$(BIN)/iamtrim ingest samples/AWSLogs samples/other-formats --store .demo-store.sqlite
+	@echo; echo "# 2. Who did what"
+	@$(BIN)/iamtrim principals --store .demo-store.sqlite
+	@echo; echo "# 3. The least-privilege policy for ml-notebook-execution (--format policy prints the document)"
+	@$(BIN)/iamtrim generate-policy ml-notebook-execution --store .demo-store.sqlite --brief
+	@echo; echo "# 4. What its current policies grant that it never used"
+	@$(BIN)/iamtrim diff ml-notebook-execution --store .demo-store.sqlite \
+		--authz samples/authz/account-authorization-details.json --brief
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
