@@ -355,3 +355,48 @@ def test_version_is_the_package_version(shared_work: Path) -> None:
     result = _run(["--version"], shared_work)
     assert result.code == 0
     assert result.output == f"iamtrim {importlib.metadata.version('iamtrim')}\n"
+
+
+def _synopses() -> list[tuple[str, tuple[str, ...], set[str]]]:
+    """(where, command path, options named) for each `iamtrim ...` line of a synopsis block."""
+    out: list[tuple[str, tuple[str, ...], set[str]]] = []
+    commands = {p for p in COMMAND_PATHS if p}
+    for path in DOC_FILES:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        in_block = False
+        current: tuple[str, tuple[str, ...], set[str]] | None = None
+        for n, line in enumerate(lines, 1):
+            if line.strip().startswith("```"):
+                in_block = line.strip() == "```" and not in_block
+                current = None
+                continue
+            if not in_block:
+                continue
+            words = line.split()
+            if words[:1] == ["iamtrim"]:
+                cmd = tuple(words[1:3]) if tuple(words[1:3]) in commands else tuple(words[1:2])
+                if cmd not in commands:
+                    continue
+                current = (f"{path.relative_to(ROOT)}:{n}", cmd, set())
+                out.append(current)
+            if current is not None:
+                current[2].update(re.findall(r"(?<![\w-])--[a-z][a-z-]*", line))
+    return out
+
+
+SYNOPSES = _synopses()
+
+
+@pytest.mark.parametrize("where,path,options", SYNOPSES, ids=[s[0] for s in SYNOPSES])
+def test_synopsis_names_real_options(where: str, path: tuple[str, ...], options: set[str]) -> None:
+    # A synopsis is not run, but every option it names is one the command has.
+    cmd = typer.main.get_command(cli.app)
+    for word in path:
+        cmd = cmd.commands[word]  # type: ignore[attr-defined]
+    known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
+    assert options - known == set(), f"{where}: `iamtrim {' '.join(path)}` has no {sorted(options - known)}"
+
+
+def test_every_command_has_a_synopsis() -> None:
+    documented = {p for _, p, _ in SYNOPSES}
+    assert {p for p in COMMAND_PATHS if p and p != ("graph",)} <= documented
