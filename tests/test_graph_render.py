@@ -288,3 +288,15 @@ def test_cli_principals_and_usage_answer_sharing(samples: Path, tmp_path: Path) 
     ]
     assert len(doc["only_this_principal"]) == partner["only_resources"]
     assert all(r.startswith("arn:aws:s3:::acme-ml-artifacts") for r in doc["only_this_principal"])
+
+
+def test_hover_text_is_one_arn_per_line(sample_store: Store) -> None:
+    # The scrub that makes record text safe for XML must not turn the tooltip's own line breaks
+    # into a visible "\x0a" (the README picture once showed them so).
+    g = build_selected_graph(sample_store.principals(), sample_store.usage(), only_principals=[NOTEBOOK])
+    svg = to_svg(picture(g, title="ml-notebook-execution"))
+    titles = [t.text or "" for t in ET.fromstring(svg).iterfind(".//svg:g[@data-id]/svg:title", NS)]
+    multi = [t for t in titles if "\n" in t]
+    assert multi, titles
+    assert not any("\\x0a" in t for t in titles)
+    assert all(line.startswith(("arn:", "…")) for t in multi for line in t.split("\n"))

@@ -9,6 +9,7 @@ Denied-only calls are red and dashed. Output is deterministic (same picture, sam
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import math
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iamtrim.graph import Picture, PictureEdge, PictureNode, PrincipalUse, ResourceUse, resource_group
-from iamtrim.render.common import scrub, text_table
+from iamtrim.render.common import scrub, terminal_safe, text_table
 
 SVG_NS = "http://www.w3.org/2000/svg"
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
@@ -131,7 +132,11 @@ def _marks(e: PictureEdge, vpce: dict[str, str], keys: dict[str, str]) -> list[t
 
 def to_svg(pic: Picture) -> str:
     """The picture as a standalone SVG document (UTF-8 text)."""
+    # A node's hover text is one ARN per line: its newlines are the layout, kept; each line is
+    # scrubbed like every other string.
+    titles = {n.id: "\n".join(terminal_safe(line) for line in n.title.split("\n")) for n in pic.nodes}
     pic = scrub(pic)  # XML 1.0 admits no control characters; records may hold them
+    pic = dataclasses.replace(pic, nodes=tuple(dataclasses.replace(n, title=titles[n.id]) for n in pic.nodes))
     ET.register_namespace("", SVG_NS)
     boxes, bands, bottom = _layout(pic)
     edges = [e for e in pic.edges if e.source in boxes and e.target in boxes]
