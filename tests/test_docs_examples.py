@@ -225,7 +225,8 @@ def _parse_only(argv: list[str]) -> None:
     """Parse `iamtrim ARGS` the way click would, down to the leaf command, without running it."""
     # typer ships its own copy of click (`typer._click`): groups are recognized by what they do.
     cmd = typer.main.get_command(cli.app)
-    ctx = cmd.make_context("iamtrim", list(argv))
+    # As `iamtrim` itself does: several values after one repeatable option become repeated flags.
+    ctx = cmd.make_context("iamtrim", cli.expand_multi_value(list(argv), cmd))
     while hasattr(cmd, "resolve_command"):
         rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
         name, sub, rest = cmd.resolve_command(ctx, rest)
