@@ -134,9 +134,11 @@ def to_svg(pic: Picture) -> str:
     """The picture as a standalone SVG document (UTF-8 text)."""
     # A node's hover text is one ARN per line: its newlines are the layout, kept; each line is
     # scrubbed like every other string.
-    titles = {n.id: "\n".join(terminal_safe(line) for line in n.title.split("\n")) for n in pic.nodes}
+    titles = ["\n".join(terminal_safe(line) for line in n.title.split("\n")) for n in pic.nodes]
     pic = scrub(pic)  # XML 1.0 admits no control characters; records may hold them
-    pic = dataclasses.replace(pic, nodes=tuple(dataclasses.replace(n, title=titles[n.id]) for n in pic.nodes))
+    pic = dataclasses.replace(
+        pic, nodes=tuple(dataclasses.replace(n, title=t) for n, t in zip(pic.nodes, titles, strict=True))
+    )
     ET.register_namespace("", SVG_NS)
     boxes, bands, bottom = _layout(pic)
     edges = [e for e in pic.edges if e.source in boxes and e.target in boxes]
