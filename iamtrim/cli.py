@@ -1350,13 +1350,21 @@ _DEFAULT_SUPPRESSIONS = (
 )
 
 
-@app.command("review")
+@app.command(
+    "review",
+    cls=_Command,
+    epilog=_example(
+        "iamtrim review --store usage.sqlite \\", "    --authz account-authorization-details.json"
+    ),
+)
 def review_cmd(
     store: StoreOpt = None,
     authz: Annotated[
         Path | None,
         typer.Option(
-            "--authz", help="`aws iam get-account-authorization-details` output: the current policies."
+            "--authz",
+            metavar="FILE",
+            help="`aws iam get-account-authorization-details` output: the current policies.",
         ),
     ] = None,
     from_aws: Annotated[
@@ -1364,40 +1372,51 @@ def review_cmd(
     ] = False,
     principal: Annotated[
         list[str] | None,
-        typer.Option("--principal", help="Review only this principal (ARN or name; repeatable)."),
+        typer.Option(
+            "--principal", metavar="PRINCIPAL", help="Review only this principal (ARN or name; repeatable)."
+        ),
     ] = None,
     idle_days: Annotated[
-        int, typer.Option("--idle-days", min=1, help="Idle: no authorized call for this many days.")
+        int,
+        typer.Option("--idle-days", min=1, metavar="N", help="Idle: no authorized call for this many days."),
     ] = 90,
     min_age_days: Annotated[
         int,
         typer.Option(
             "--min-age-days",
             min=0,
+            metavar="N",
             help="Leave out principals created fewer days than this before the evidence ends.",
         ),
     ] = 0,
     opt_out_tag: Annotated[
         list[str] | None,
         typer.Option(
-            "--opt-out-tag", help="Leave out principals carrying this tag, KEY or KEY=VALUE (repeatable)."
+            "--opt-out-tag",
+            metavar="KEY[=VALUE]",
+            help="Leave out principals carrying this tag, KEY or KEY=VALUE (repeatable).",
         ),
     ] = None,
     suppressions: Annotated[
         Path | None,
         typer.Option(
             "--suppressions",
+            metavar="FILE",
             help="Suppressions file (JSON or YAML; default: .iamtrim-suppressions.yaml/.json if present).",
         ),
     ] = None,
-    fmt: Annotated[ReviewFormat, typer.Option("--format", help="Report format.")] = ReviewFormat.markdown,
+    fmt: Annotated[
+        ReviewFormat, typer.Option("--format", metavar=_choices(ReviewFormat), help="Report format.")
+    ] = ReviewFormat.markdown,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
     ] = None,
     fail_on: Annotated[
         ReviewFailOn | None,
         typer.Option(
             "--fail-on",
+            metavar=_choices(ReviewFailOn),
             help="Exit 1 on new findings, new high-severity ones, any high-severity one, or missing "
             "(denied or refused) calls. Suppressed findings never fail.",
         ),
