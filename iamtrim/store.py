@@ -314,6 +314,15 @@ def _guarded(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatena
     return wrapper
 
 
+def _where(*conditions: tuple[str, str | None]) -> tuple[str, list[str]]:
+    """`` WHERE c1 AND c2 ...`` of the conditions whose value is given (not None), and their
+    arguments in order; ``""`` when none is."""
+    given = [(sql, value) for sql, value in conditions if value is not None]
+    if not given:
+        return "", []
+    return " WHERE " + " AND ".join(sql for sql, _ in given), [value for _, value in given]
+
+
 @dataclass(frozen=True, slots=True)
 class CoverageRow:
     """CloudTrail records seen for one account, region, UTC day and kind of event."""
@@ -700,21 +709,12 @@ class Store:
         The window is a condition of the scan, in SQLite, not a filter over built rows. No index
         serves it: an index of a WITHOUT ROWID table carries the whole primary key, which more
         than doubled the store and was not faster than the scan (docs/store.md, "Time windows")."""
-        conditions: list[str] = []
-        args: list[str] = []
-        if principal is not None:
-            conditions.append("principal = ?")
-            args.append(principal)
-        if window is not None and window.since:
-            conditions.append("last_seen >= ?")
-            args.append(window.since)
-        if window is not None and window.until:
-            conditions.append("first_seen <= ?")
-            args.append(window.until)
-        sql = "SELECT * FROM usage"
-        if conditions:
-            sql += " WHERE " + " AND ".join(conditions)
-        sql += " ORDER BY principal, outcome, action, resource, context"
+        where, args = _where(
+            ("principal = ?", principal),
+            ("last_seen >= ?", window.since if window is not None and window.since else None),
+            ("first_seen <= ?", window.until if window is not None and window.until else None),
+        )
+        sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
         out = []
         for row in self._db.execute(sql, args):
             out.append(
@@ -756,21 +756,15 @@ class Store:
     @_guarded
     def coverage(self, account: str | None = None, window: TimeWindow | None = None) -> list[CoverageRow]:
         """Coverage rows (of *account*; of the UTC days that have a second inside *window*)."""
-        conditions: list[str] = []
-        args: list[str] = []
-        if account is not None:
-            conditions.append("account = ?")
-            args.append(account)
-        if window is not None and window.since:
-            conditions.append("day >= ?")
-            args.append(window.first_day)
-        if window is not None and window.until:
-            conditions.append("day <= ?")
-            args.append(window.last_day)
-        sql = "SELECT account, region, day, data_source, complete, records FROM coverage"
-        if conditions:
-            sql += " WHERE " + " AND ".join(conditions)
-        sql += " ORDER BY account, region, day, data_source, complete"
+        where, args = _where(
+            ("account = ?", account),
+            ("day >= ?", window.first_day if window is not None and window.since else None),
+            ("day <= ?", window.last_day if window is not None and window.until else None),
+        )
+        sql = (
+            "SELECT account, region, day, data_source, complete, records FROM coverage"
+            f"{where} ORDER BY account, region, day, data_source, complete"
+        )
         return [CoverageRow(a, r, d, s, bool(c), int(n)) for a, r, d, s, c, n in self._db.execute(sql, args)]
 
     # -- Access Advisor ----------------------------------------------------------------------
