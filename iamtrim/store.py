@@ -457,22 +457,30 @@ class Store:
         if version != SCHEMA_VERSION:
             raise StoreError(f"{self.path}: store schema {version}, this iamtrim reads {SCHEMA_VERSION}")
 
-    def _create(self) -> None:
-        """Create every table of a new store, and name the file iamtrim's, in one transaction
-        (an interrupted creation leaves an empty file, which is still a fresh store)."""
+    @contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: ``BEGIN IMMEDIATE`` (the write lock taken up front, so the
+        transaction never fails half-way on upgrading a read lock), ``COMMIT``, or ``ROLLBACK``
+        on any exception (an interrupt included) before it is raised on."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(_SCHEMA + _SCHEMA_2):
-                db.execute(statement)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
+            yield db
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+    def _create(self) -> None:
+        """Create every table of a new store, and name the file iamtrim's, in one transaction
+        (an interrupted creation leaves an empty file, which is still a fresh store)."""
+        with self._immediate() as db:
+            for statement in _statements(_SCHEMA + _SCHEMA_2):
+                db.execute(statement)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
 
     def _migrate(self, version: str) -> None:
         """Bring an older store up to date in place. Files ingested before
@@ -482,8 +490,7 @@ class Store:
         # CREATE ... IF NOT EXISTS is idempotent: if interrupted before the version is written,
         # the next open migrates again from the same state.
         db.executescript(_SCHEMA_2)
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as db:
             if version == "1":
                 (n_files,) = db.execute("SELECT COUNT(*) FROM files").fetchone()
                 db.execute(
@@ -494,11 +501,6 @@ class Store:
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def writer_lock(
         self, wait: float = DEFAULT_WAIT_LOCK, on_wait: Callable[[str], None] | None = None
@@ -607,9 +609,7 @@ class Store:
         records), committed with the files they came from so an interrupted ingest never leaves
         a file counted without its coverage. ``deleted`` are usage keys (principal, action,
         resource, outcome, context) whose rows moved into an S3 fold (``folder/*``) in ``rows``."""
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._immediate() as db:
             db.executemany(
                 "DELETE FROM usage WHERE principal = ? AND action = ? AND resource = ? "
                 "AND outcome = ? AND context = ?",
@@ -667,11 +667,6 @@ class Store:
                 "DO UPDATE SET records = records + excluded.records",
                 [(a, r, d, s, int(c), n) for a, r, d, s, c, n in coverage],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -778,9 +773,7 @@ class Store:
     def add_access_advisor(self, file: AccessAdvisorFile, entries: Iterable[LastAccessed]) -> None:
         """Store one report file and its entries atomically. Re-adding the same report replaces
         its rows (the key includes the report's generation time), so nothing is counted twice."""
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._immediate() as db:
             db.execute(
                 "INSERT OR REPLACE INTO access_advisor_files VALUES (?,?,?,?,?,?,?,?,?)",
                 (
@@ -813,11 +806,6 @@ class Store:
                     for e in entries
                 ],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     @_guarded
     def access_advisor(self, principal: str | None = None) -> list[LastAccessed]:
@@ -885,9 +873,7 @@ class Store:
     ) -> int:
         """Store one run and its findings in one transaction; its id."""
         self._review_tables()
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._immediate() as db:
             cur = db.execute(
                 "INSERT INTO review_runs (started_at, inputs_digest, inputs, evidence_window, catalog, "
                 "principals) VALUES (?, ?, ?, ?, ?, ?)",
@@ -901,11 +887,6 @@ class Store:
                     for f in findings
                 ],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return run
 
 
