@@ -177,12 +177,11 @@ def to_markdown(rep: ReviewReport) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for p in r.principals:
-        review = sum(n for c, n in p.unused_by_class if c != "not-used-observable-since")
         if p.note:
             out.append(f"| `{_md(p.principal)}` | – | {p.used} | – | – | – | – | {_md(p.note)} |")
             continue
         out.append(
-            f"| `{_md(p.principal)}` | {p.granted} | {p.used} | {p.removable} | {review} | "
+            f"| `{_md(p.principal)}` | {p.granted} | {p.used} | {p.removable} | {p.to_review} | "
             f"{len(p.risky_unused)} | {p.missing} | {p.last_activity or 'none seen'} |"
         )
     out += [f"| `{_md(p)}` | left out: {_md(why)} | | | | | | |" for p, why in r.skipped]

@@ -130,13 +130,12 @@ def _principals_table(principals: tuple[PrincipalReview, ...], left_out: tuple[t
     )
     rows = []
     for p in principals:
-        review = sum(n for c, n in p.unused_by_class if c != "not-used-observable-since")
         if p.note:
             rows.append(f'<tr><td><code>{_e(p.principal)}</code></td><td colspan="7">{_e(p.note)}</td></tr>')
             continue
         rows.append(
             f'<tr><td><code>{_e(p.principal)}</code></td><td class="n">{p.granted}</td>'
-            f'<td class="n">{p.used}</td><td class="n">{p.removable}</td><td class="n">{review}</td>'
+            f'<td class="n">{p.used}</td><td class="n">{p.removable}</td><td class="n">{p.to_review}</td>'
             f'<td class="n">{len(p.risky_unused)}</td><td class="n">{p.missing}</td>'
             f"<td>{_e(p.last_activity or 'none seen')}</td></tr>"
         )

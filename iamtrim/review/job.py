@@ -75,6 +75,11 @@ class PrincipalReview:
     findings: tuple[Finding, ...]
     note: str = ""  # why it was not diffed
 
+    @property
+    def to_review(self) -> int:
+        """Unused permissions of every evidence class but the one that is safe to remove."""
+        return sum(n for c, n in self.unused_by_class if c != Evidence.NOT_USED_OBSERVABLE_SINCE)
+
 
 @dataclass(frozen=True, slots=True)
 class Review:
