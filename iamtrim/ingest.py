@@ -50,6 +50,70 @@ AggKey = tuple[str, str, str, str, str]  # principal, action, resource ('' = unk
 CoverageKey = tuple[str, str, str, str, bool]  # account, region, day, data eventSource ('' = mgmt), complete
 
 
+class Aggregate:
+    """What the calls of one usage key add up to: how many, first and last seen, and a sample of
+    their event ids and source IPs (the store's row for the key, docs/store.md).
+
+    Aggregates merge in any order into the same count and times (``merge`` is commutative and
+    associative on them; the samples keep the first values met, at most SAMPLE_EVENT_IDS and
+    SAMPLE_SOURCE_IPS), so partial aggregates of a split input add up to the aggregate of the
+    whole. A plain slots class, not a dataclass: one is made per new key on the hot path.
+    """
+
+    __slots__ = ("count", "event_ids", "first", "last", "source_ips")
+
+    def __init__(
+        self, count: int, first: str, last: str, event_ids: list[str], source_ips: list[str]
+    ) -> None:
+        self.count = count
+        self.first = first  # eventTime, YYYY-MM-DDTHH:MM:SSZ (sortable)
+        self.last = last
+        self.event_ids = event_ids
+        self.source_ips = source_ips
+
+    def add(self, when: str, event_id: str, source_ip: str) -> None:
+        """Count one more call, made at *when*."""
+        self.count += 1
+        if when < self.first:
+            self.first = when
+        elif when > self.last:
+            self.last = when
+        ips = self.source_ips
+        if source_ip and len(ips) < SAMPLE_SOURCE_IPS and source_ip not in ips:
+            ips.append(source_ip)
+        eids = self.event_ids
+        if event_id and len(eids) < SAMPLE_EVENT_IDS:
+            eids.append(event_id)
+
+    def merge(self, other: Aggregate) -> None:
+        """Add the calls of *other* (left as it was) into this aggregate."""
+        self.count += other.count
+        if other.first < self.first:
+            self.first = other.first
+        if other.last > self.last:
+            self.last = other.last
+        if len(self.event_ids) < SAMPLE_EVENT_IDS:
+            _sample(self.event_ids, other.event_ids, SAMPLE_EVENT_IDS)
+        if len(self.source_ips) < SAMPLE_SOURCE_IPS:
+            _sample(self.source_ips, other.source_ips, SAMPLE_SOURCE_IPS)
+
+    def copy(self) -> Aggregate:
+        """A copy that shares no sample list with this one."""
+        return Aggregate(self.count, self.first, self.last, list(self.event_ids), list(self.source_ips))
+
+    def row(self) -> tuple[int, str, str, list[str], list[str]]:
+        """The store's columns for the key: count, first seen, last seen, event ids, source IPs."""
+        return (self.count, self.first, self.last, self.event_ids, self.source_ips)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Aggregate) and self.row() == other.row()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Aggregate{self.row()!r}"
+
+
 def event_hash(event_id: str, event_time: str = "", event_name: str = "") -> int:
     """A stable 64-bit hash identifying one event (Python's ``hash`` differs between processes).
 
@@ -283,7 +347,7 @@ class ChunkResult:
 
     paths: list[str]
     files: list[FileResult] = field(default_factory=list)
-    agg: dict[AggKey, list[Any]] = field(default_factory=dict)
+    agg: dict[AggKey, Aggregate] = field(default_factory=dict)
     principals: dict[str, Principal] = field(default_factory=dict)
     # What the records could show (see iamtrim/evidence.py): one key per account, region, UTC
     # day, data-event source and file completeness, with its record count. A few dozen keys per
@@ -484,42 +548,15 @@ def _add_records(
             key = (parn, action, resource, outcome, ck)
             acc = agg.get(key)
             if acc is None:
-                agg[key] = [
-                    1,
-                    when,
-                    when,
-                    [event_id] if event_id else [],
-                    [source_ip] if source_ip else [],
-                ]
-                continue
-            acc[0] += 1
-            if when < acc[1]:
-                acc[1] = when
-            elif when > acc[2]:
-                acc[2] = when
-            ips = acc[4]
-            if source_ip and len(ips) < SAMPLE_SOURCE_IPS and source_ip not in ips:
-                ips.append(source_ip)
-            eids = acc[3]
-            if event_id and len(eids) < SAMPLE_EVENT_IDS:
-                eids.append(event_id)
-
-
-def _combine(total: list[Any], acc: list[Any]) -> None:
-    """Add the aggregate *acc* into *total* (count, first seen, last seen, samples)."""
-    total[0] += acc[0]
-    if acc[1] < total[1]:
-        total[1] = acc[1]
-    if acc[2] > total[2]:
-        total[2] = acc[2]
-    if len(total[3]) < SAMPLE_EVENT_IDS:
-        _sample(total[3], acc[3], SAMPLE_EVENT_IDS)
-    if len(total[4]) < SAMPLE_SOURCE_IPS:
-        _sample(total[4], acc[4], SAMPLE_SOURCE_IPS)
+                agg[key] = Aggregate(
+                    1, when, when, [event_id] if event_id else [], [source_ip] if source_ip else []
+                )
+            else:
+                acc.add(when, event_id, source_ip)
 
 
 def _apply_moves(
-    agg: dict[AggKey, list[Any]],
+    agg: dict[AggKey, Aggregate],
     moved: list[tuple[tuple[str, ...], str, str, str]],
     dirty: set[AggKey] | None = None,
     deleted: set[AggKey] | None = None,
@@ -536,7 +573,7 @@ def _apply_moves(
         if total is None:
             agg[key] = acc
         else:
-            _combine(total, acc)
+            total.merge(acc)
         if dirty is not None and deleted is not None:
             old_key = (principal, action, old, outcome, context)
             dirty.discard(old_key)
@@ -586,7 +623,7 @@ class _Merger:
     in) since the last commit."""
 
     def __init__(self, store: Store) -> None:
-        self.totals: dict[AggKey, list[Any]] = {}
+        self.totals: dict[AggKey, Aggregate] = {}
         self.folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
         self.dirty: set[AggKey] = set()
         self.deleted: set[AggKey] = set()
@@ -600,7 +637,9 @@ class _Merger:
         totals, fold = self.totals, self.folder.fold
         for row in store.stored_rows():
             key = (row.principal, row.action, row.resource, row.outcome, row.context)
-            acc = [row.count, row.first_seen, row.last_seen, list(row.event_ids), list(row.source_ips)]
+            acc = Aggregate(
+                row.count, row.first_seen, row.last_seen, list(row.event_ids), list(row.source_ips)
+            )
             failed = False
             if is_s3_object_arn(row.resource) and failed_context(row.context):
                 failed = True  # never folded: kept exactly, up to its bound (_failed_key)
@@ -615,12 +654,12 @@ class _Merger:
             if total is None:
                 totals[key] = acc
             else:
-                _combine(total, acc)
+                total.merge(acc)
             if failed:
                 self._failed_key(key)
         _apply_moves(totals, self.folder.moved, self.dirty, self.deleted)
 
-    def merge(self, agg: dict[AggKey, list[Any]]) -> None:
+    def merge(self, agg: dict[AggKey, Aggregate]) -> None:
         totals, dirty, fold = self.totals, self.dirty, self.folder.fold
         for key, acc in agg.items():
             resource = key[2]
@@ -632,9 +671,9 @@ class _Merger:
                 failed = failed_context(key[4])
             total = totals.get(key)
             if total is None:
-                totals[key] = [acc[0], acc[1], acc[2], list(acc[3]), list(acc[4])]
+                totals[key] = acc.copy()
             else:
-                _combine(total, acc)
+                total.merge(acc)
             dirty.add(key)
             if failed:
                 self._failed_key(key)
@@ -669,7 +708,7 @@ class _Merger:
         for k in drop:
             acc = self.totals.pop(k, None)
             if acc is not None:
-                self.skips[(FAILED_KEYS_OVER_BOUND, detail)] += acc[0]
+                self.skips[(FAILED_KEYS_OVER_BOUND, detail)] += acc.count
             self.dirty.discard(k)
             self.deleted.add(k)
 
@@ -684,7 +723,7 @@ class _Merger:
         first, last, event ids, source ips)."""
         totals = self.totals
         # In key order: SQLite then walks its primary-key B-tree once instead of at random.
-        rows = [(*key, *totals[key]) for key in sorted(self.dirty)]
+        rows = [(*key, *totals[key].row()) for key in sorted(self.dirty)]
         self.dirty.clear()
         return rows
 
