@@ -978,6 +978,41 @@ def _ingest(
     return report
 
 
+class _Batch:
+    """What the parent has merged since its last commit: files, new principals, skips, coverage
+    (the usage rows are the merger's dirty and deleted keys). One commit is one transaction."""
+
+    def __init__(self, store: Store, merger: _Merger, report: IngestReport) -> None:
+        self.store, self.merger, self.report = store, merger, report
+        self.files: list[FileEntry] = []
+        self.principals: list[Principal] = []
+        self.skips: Counter[tuple[str, str]] = Counter()
+        self.coverage: Counter[CoverageKey] = Counter()
+        self.last_commit = time.monotonic()
+
+    def due(self) -> bool:
+        return len(self.files) >= BATCH_FILES or time.monotonic() - self.last_commit > BATCH_SECONDS
+
+    def commit(self) -> None:
+        dropped = self.merger.take_skips()
+        self.skips.update(dropped)
+        for (reason, _), count in dropped.items():
+            self.report.skips[reason] += count
+        self.store.commit_batch(
+            self.files,
+            self.principals,
+            self.merger.take_dirty(),
+            [(r, d, c) for (r, d), c in sorted(self.skips.items())],
+            [(*k, n) for k, n in sorted(self.coverage.items())],
+            self.merger.take_deleted(),
+        )
+        self.files.clear()
+        self.principals.clear()
+        self.skips.clear()
+        self.coverage.clear()
+        self.last_commit = time.monotonic()
+
+
 def _merge_chunks(
     todo: list[str],
     n_workers: int,
@@ -990,33 +1025,8 @@ def _merge_chunks(
     on_file: Callable[[FileReport], None] | None,
     max_file_bytes: int,
 ) -> None:
-    pending_files: list[FileEntry] = []
-    pending_principals: list[Principal] = []
-    pending_skips: Counter[tuple[str, str]] = Counter()
-    pending_coverage: Counter[CoverageKey] = Counter()
-    last_commit = time.monotonic()
+    batch = _Batch(store, merger, report)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def commit() -> None:
-        nonlocal last_commit
-        dropped = merger.take_skips()
-        pending_skips.update(dropped)
-        for (reason, _), count in dropped.items():
-            report.skips[reason] += count
-        store.commit_batch(
-            pending_files,
-            pending_principals,
-            merger.take_dirty(),
-            [(r, d, c) for (r, d), c in sorted(pending_skips.items())],
-            [(*k, n) for k, n in sorted(pending_coverage.items())],
-            merger.take_deleted(),
-        )
-        pending_files.clear()
-        pending_principals.clear()
-        pending_skips.clear()
-        pending_coverage.clear()
-        last_commit = time.monotonic()
-
     for chunk in _results(_chunks(todo), n_workers, frozenset(digests), frozenset(seen), max_file_bytes):
         clash = any(
             not f.already and (f.digest in digests or not seen.isdisjoint(f.hashes)) for f in chunk.files
@@ -1027,60 +1037,73 @@ def _merge_chunks(
             # copied file): redo the chunk here without them.
             chunk = process_chunk(chunk.paths, frozenset(seen), frozenset(digests), None, max_file_bytes)
         for result in chunk.files:
-            if result.already:
-                report.files_already += 1
-                if on_file:
-                    on_file(FileReport(result.path, 0, skipped_file=True))
-                continue
-            if result.error and not result.records:
-                # Nothing of it was read: reported, and not stored as ingested, so the next run
-                # tries it again (a file being written, a limit raised, a bug fixed).
-                report.files_failed.append((result.path, result.error))
-                if on_file:
-                    on_file(FileReport(result.path, 0, error=result.error))
-                continue
-            if result.error:
-                report.files_failed.append((result.path, result.error + " (records before it were read)"))
-            report.files_read += 1
-            report.records += result.records
-            seen.update(result.hashes)
-            if result.digest:
-                digests.add(result.digest)
-                pending_files.append(
-                    FileEntry(
-                        result.digest,
-                        result.path,
-                        result.size,
-                        result.mtime_ns,
-                        result.format,
-                        result.records,
-                        result.malformed,
-                        result.error,
-                        now,
-                        result.hashes.tobytes(),
-                    )
-                )
-            pending_skips.update(result.skips)
-            for (reason, _), count in result.skips.items():
-                report.skips[reason] += count
-            if on_file:
-                on_file(
-                    FileReport(
-                        result.path,
-                        result.records,
-                        error=result.error,
-                        skips=tuple(sorted((r, c) for (r, _), c in result.skips.items())),
-                    )
-                )
+            _take_file(result, report, batch, seen, digests, on_file, now)
         for arn, p in chunk.principals.items():
             if arn not in principals:
                 principals[arn] = p
-                pending_principals.append(p)
+                batch.principals.append(p)
         merger.merge(chunk.agg)
-        pending_coverage.update(chunk.coverage)
-        if len(pending_files) >= BATCH_FILES or time.monotonic() - last_commit > BATCH_SECONDS:
-            commit()
-    commit()
+        batch.coverage.update(chunk.coverage)
+        if batch.due():
+            batch.commit()
+    batch.commit()
+
+
+def _take_file(
+    result: FileResult,
+    report: IngestReport,
+    batch: _Batch,
+    seen: set[int],
+    digests: set[str],
+    on_file: Callable[[FileReport], None] | None,
+    now: str,
+) -> None:
+    """Report one file of a merged chunk, and queue its entry and skips for the next commit."""
+    if result.already:
+        report.files_already += 1
+        if on_file:
+            on_file(FileReport(result.path, 0, skipped_file=True))
+        return
+    if result.error and not result.records:
+        # Nothing of it was read: reported, and not stored as ingested, so the next run
+        # tries it again (a file being written, a limit raised, a bug fixed).
+        report.files_failed.append((result.path, result.error))
+        if on_file:
+            on_file(FileReport(result.path, 0, error=result.error))
+        return
+    if result.error:
+        report.files_failed.append((result.path, result.error + " (records before it were read)"))
+    report.files_read += 1
+    report.records += result.records
+    seen.update(result.hashes)
+    if result.digest:
+        digests.add(result.digest)
+        batch.files.append(
+            FileEntry(
+                result.digest,
+                result.path,
+                result.size,
+                result.mtime_ns,
+                result.format,
+                result.records,
+                result.malformed,
+                result.error,
+                now,
+                result.hashes.tobytes(),
+            )
+        )
+    batch.skips.update(result.skips)
+    for (reason, _), count in result.skips.items():
+        report.skips[reason] += count
+    if on_file:
+        on_file(
+            FileReport(
+                result.path,
+                result.records,
+                error=result.error,
+                skips=tuple(sorted((r, c) for (r, _), c in result.skips.items())),
+            )
+        )
 
 
 def load_events(paths: Sequence[str | os.PathLike[str]], *, workers: int | None = None) -> Store:
