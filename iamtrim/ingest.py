@@ -32,7 +32,7 @@ from typing import Any
 from iamtrim.errors import InputError, NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
 from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
-from iamtrim.normalize.record import GOOD_TIMES, RecordParts, event_time, fast_parts, normalize_parts
+from iamtrim.normalize.record import Normalizer, RecordParts
 from iamtrim.sources import Record, iter_input_files, read_file
 from iamtrim.sources.files import MAX_FILE_BYTES
 from iamtrim.sources.records import identity_text
@@ -374,6 +374,7 @@ def process_chunk(
     known_digests: frozenset[str] = frozenset(),
     folder: ObjectKeyFolder | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
+    normalizer: Normalizer | None = None,
 ) -> ChunkResult:
     """Read and normalize consecutive files into one aggregate. Never raises for bad content.
 
@@ -381,6 +382,8 @@ def process_chunk(
     Aggregating a run of files (not one file) lets the object-key folding work across them, so
     the parent merges thousands of keys per chunk instead of one per record; *folder*, kept
     across the chunks of one lane (see ``_results``), carries the folding on from chunk to chunk.
+    *normalizer*, kept by the worker across its chunks, carries its memo tables on (a fresh one
+    when none is given: the same answers, only slower to warm up).
 
     An exception while reading one file (a bug met by some input) costs that file only: the
     chunk is read again without it, so none of its records is half counted, and the file is
@@ -394,7 +397,9 @@ def process_chunk(
     try:
         while True:
             try:
-                return _process_chunk(paths, exclude, known_digests, folder, max_file_bytes, failed)
+                return _process_chunk(
+                    paths, exclude, known_digests, folder, max_file_bytes, failed, normalizer or Normalizer()
+                )
             except _FileFailed:
                 continue  # ``failed`` now names one more file, which the next pass skips
     finally:
@@ -421,6 +426,7 @@ def _process_chunk(
     folder: ObjectKeyFolder | None,
     max_file_bytes: int,
     failed: dict[str, str],
+    normalizer: Normalizer,
 ) -> ChunkResult:
     chunk = ChunkResult(paths=list(paths))
     seen_here: set[int] = set()
@@ -464,7 +470,7 @@ def _process_chunk(
         complete = _is_trail_delivery(path, read.format)
         result.records = len(read.records)
         try:
-            _add_records(read.records, result, chunk, folder, seen_here, exclude, complete)
+            _add_records(read.records, result, chunk, folder, seen_here, exclude, complete, normalizer)
         except Exception as exc:  # a bug met by this file's content: see process_chunk
             failed[path] = f"not stored, exception while normalizing: {one_line(exc)}"
             raise _FileFailed from None
@@ -481,8 +487,12 @@ def _add_records(
     seen_here: set[int],
     exclude: frozenset[int],
     complete: bool,
+    normalizer: Normalizer,
 ) -> None:
     agg = chunk.agg
+    # Bound once: these run for every record.
+    good_times, event_time = normalizer.good_times, normalizer.event_time
+    fast_parts, normalize_parts = normalizer.fast_parts, normalizer.normalize_parts
     principals = chunk.principals
     coverage = chunk.coverage
     data_names = DATA_EVENT_NAMES
@@ -516,7 +526,7 @@ def _add_records(
         # A record whose eventTime is not a time a trail wrote (normalize.event_time) says
         # nothing about any day.
         etime = record.eventTime
-        if data_source is not None and etime and (etime in GOOD_TIMES or event_time(etime)):
+        if data_source is not None and etime and (etime in good_times or event_time(etime)):
             coverage[
                 (
                     record.recipientAccountId or "",
@@ -797,13 +807,14 @@ def _lane_worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops workers
     _die_with_parent(parent)
     folders = [ObjectKeyFolder(EXACT_KEYS_PER_FOLDER) for _ in lanes]
+    normalizer = Normalizer()  # this worker's own
     chunk: list[str] | None = None
     try:
         for row in itertools.zip_longest(*lanes):
             for lane, chunk in enumerate(row):
                 if chunk is not None:
                     result = process_chunk(
-                        chunk, events, digests, _lane_folder(folders, lane), max_file_bytes
+                        chunk, events, digests, _lane_folder(folders, lane), max_file_bytes, normalizer
                     )
                     if not _put(out, result, parent):
                         out.cancel_join_thread()  # nobody will read what is still buffered
@@ -845,8 +856,10 @@ def _results(
     lanes = [chunks[i::LANES] for i in range(LANES)]
     if workers <= 1:
         folders = [ObjectKeyFolder(EXACT_KEYS_PER_FOLDER) for _ in range(LANES)]
+        normalizer = Normalizer()
         for k, c in enumerate(chunks):
-            yield process_chunk(c, events, digests, _lane_folder(folders, k % LANES), max_file_bytes)
+            folder = _lane_folder(folders, k % LANES)
+            yield process_chunk(c, events, digests, folder, max_file_bytes, normalizer)
         return
     ctx: ForkContext | SpawnContext = (
         multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context("spawn")
