@@ -8,6 +8,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 import iamtrim.errors as errors
 
 PKG = Path(__file__).resolve().parent.parent / "iamtrim"
@@ -22,7 +24,7 @@ def _exception_classes(tree: ast.Module) -> list[ast.ClassDef]:
         if not isinstance(node, ast.ClassDef):
             continue
         for base in node.bases:
-            name = base.id if isinstance(base, ast.Name) else base.attr if isinstance(base, ast.Attribute) else ""
+            name = ast.unparse(base).rsplit(".", 1)[-1]
             if name in tree_names or re.search(r"(Error|Exception|Warning|Exit|Interrupt)$", name):
                 found.append(node)
                 break
@@ -107,3 +109,49 @@ def test_cli_exits_only_in_its_handler() -> None:
     assert not outside, f"sys.exit( outside cli.main at lines {outside}"
     # ... and the handler is really there: it maps the tree's exit codes.
     assert any(isinstance(n, ast.Attribute) and n.attr == "exit_code" for n in ast.walk(main))
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["ingest", "--store", "{tmp}/s.sqlite"], 2, "give CloudTrail PATHS"),
+        (
+            ["ingest", "{tmp}/a.json", "--all-regions", "--store", "{tmp}/s.sqlite"],
+            2,
+            "go with --lookup-events",
+        ),
+        (
+            ["ingest", "--lookup-events", "--since", "yesterday", "--store", "{tmp}/s.sqlite"],
+            2,
+            "--since 'yesterday': expected YYYY-MM-DD",
+        ),
+        (["who-used", "acme-ml", "--events", "{tmp}/a.json"], 2, "is not an ARN or ARN pattern"),
+        (
+            ["graph", "export", "--resource", "arn:aws:s3:::nothing-*", "--events", "{tmp}/a.json"],
+            2,
+            "no usage matches resource arn:aws:s3:::nothing-*",
+        ),
+        (
+            ["graph", "render", "--events", "{tmp}/a.json", "--out", "{tmp}/g.txt"],
+            2,
+            "written as .svg or .png",
+        ),
+        (["ingest", "{tmp}/bad.json", "--store", "{tmp}/s.sqlite"], 4, "bad.json"),
+    ],
+)
+def test_commands_raise_into_the_tree_and_main_maps_the_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str
+) -> None:
+    """What each command used to `sys.exit(2)` on: still one line on stderr and the same code."""
+    from iamtrim.cli import main
+    from tests.test_ingest import s3_get, write_trail
+
+    write_trail(tmp_path / "a.json", [s3_get(1, "k")])
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(SystemExit) as info:
+        main([a.replace("{tmp}", str(tmp_path)) for a in args])
+    err = capsys.readouterr().err
+    assert info.value.code == code, err
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("iamtrim: "), err
+    assert "Traceback" not in err

@@ -39,7 +39,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from iamtrim.errors import IamtrimError
+from iamtrim.errors import BucketError, LockoutError, SynthError
 from iamtrim.evaluate import Evaluation, Request, evaluate
 from iamtrim.model import (
     Outcome,
@@ -52,7 +52,6 @@ from iamtrim.model import (
 )
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Principals, Statement
-from iamtrim.synth.identity import SynthError
 from iamtrim.synth.limits import BUCKET_POLICY_BYTES, check_resource_policy
 from iamtrim.synth.merge import CurrentResourcePolicy, Merge, merge_current
 from iamtrim.verify import request_context
@@ -60,11 +59,9 @@ from iamtrim.verify import request_context
 __all__ = [
     "BUCKET_MANAGED_SIDS",
     "BUCKET_POLICY_ACTIONS",
-    "BucketError",
     "BucketOptions",
     "BucketStatement",
     "GeneratedBucketPolicy",
-    "LockoutError",
     "Unpinned",
     "allow_all",
     "bucket_rows",
@@ -86,16 +83,6 @@ BUCKET_POLICY_ACTIONS = ("s3:GetBucketPolicy", "s3:PutBucketPolicy", "s3:DeleteB
 _S3_ARN = re.compile(r"arn:(aws[\w-]*):s3:::([^/]+)(?:/(.*))?\Z", re.DOTALL)
 _IAM_ARN = re.compile(r"arn:(aws[\w-]*):iam::(\d{12}):(role|user)/(.+)\Z")
 _KMS_APPLIED = "KMS"  # additionalEventData.SSEApplied: SSE_KMS, Default_SSE_KMS, SSE_KMS_DSSE, ...
-
-
-class BucketError(IamtrimError):
-    """Nothing observed on the bucket, or options that cannot describe it (exit 2)."""
-
-    exit_code = 2
-
-
-class LockoutError(SynthError):
-    """The generated policy would deny a break-glass principal or the root the bucket policy."""
 
 
 @dataclass(frozen=True, slots=True)

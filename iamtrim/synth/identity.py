@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from iamtrim import catalog
-from iamtrim.errors import IamtrimError, PrincipalError
+from iamtrim.errors import PrincipalError, SynthError
 from iamtrim.evaluate import evaluate
 from iamtrim.model import (
     Outcome,
@@ -62,12 +62,6 @@ from iamtrim.synth.widen import (
     glob_matches,
 )
 from iamtrim.verify import account_trust_policy, replay, request_for, via_service
-
-
-class SynthError(IamtrimError):
-    """A policy that cannot be emitted without breaking an observed call or IAM's limits."""
-
-    exit_code = 1
 
 
 class EvidenceSource(StrEnum):

@@ -27,13 +27,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from iamtrim.errors import IamtrimError
+from iamtrim.errors import KeyPolicyError, LockoutError, SynthError
 from iamtrim.evaluate import Request, evaluate
 from iamtrim.model import Outcome, UsageRow
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Principals, Statement
-from iamtrim.synth.bucket import LockoutError, allow_all, session_arn
-from iamtrim.synth.identity import SynthError
+from iamtrim.synth.bucket import allow_all, session_arn
 from iamtrim.synth.limits import KEY_POLICY_BYTES, check_resource_policy
 from iamtrim.synth.merge import CurrentResourcePolicy, Merge, merge_current
 from iamtrim.verify import request_context, via_service
@@ -42,7 +41,6 @@ __all__ = [
     "KEY_ADMIN_ACTIONS",
     "KEY_MANAGED_SIDS",
     "GeneratedKeyPolicy",
-    "KeyError_",
     "KeyStatement",
     "generate_key_policy",
     "key_lockout_requests",
@@ -80,12 +78,6 @@ KEY_ADMIN_ACTIONS = (
     "kms:UpdateKeyDescription",
 )
 _LOCKOUT_ACTIONS = ("kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:DescribeKey")
-
-
-class KeyError_(IamtrimError):
-    """Unknown or ambiguous key, or a key nobody was seen using (exit 2)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +120,8 @@ def resolve_key(rows: Iterable[UsageRow], query: str) -> str:
     if len(hits) == 1:
         return hits[0]
     if hits:
-        raise KeyError_(f"key {query!r} is ambiguous: {', '.join(hits)}")
-    raise KeyError_(f"no KMS key {query!r} in the usage data ({len(keys)} keys seen)")
+        raise KeyPolicyError(f"key {query!r} is ambiguous: {', '.join(hits)}")
+    raise KeyPolicyError(f"no KMS key {query!r} in the usage data ({len(keys)} keys seen)")
 
 
 def _camel(text: str) -> str:
@@ -172,7 +164,7 @@ def generate_key_policy(
     used = [r for r in on_key if r.outcome is Outcome.USED]
     denied = tuple(r for r in on_key if r.outcome is Outcome.DENIED)
     if not used:
-        raise KeyError_(f"no authorized call on {key} in the usage data: nothing to propose")
+        raise KeyPolicyError(f"no authorized call on {key} in the usage data: nothing to propose")
     parts = key.split(":")
     partition, account = parts[1], parts[4]
     root = f"arn:{partition}:iam::{account}:root"

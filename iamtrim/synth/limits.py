@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from iamtrim.errors import IamtrimError
+from iamtrim.errors import SizeLimitError
 from iamtrim.model import Principal, PrincipalKind
 from iamtrim.model.policy import Policy, Statement
 
@@ -35,10 +35,6 @@ _ENVELOPE = len('{"Version":"2012-10-17","Statement":[]}')
 class Target(StrEnum):
     MANAGED = "managed"
     INLINE = "inline"
-
-
-class SizeLimitError(IamtrimError):
-    exit_code = 1
 
 
 # Resource policies are limited in bytes of the document:
