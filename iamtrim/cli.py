@@ -32,7 +32,7 @@ from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
 from iamtrim.render import usage as render_usage
 from iamtrim.store import DEFAULT_WAIT_LOCK, Store
-from iamtrim.synth import AdvisedGrant, SynthOptions, Target, generate_identity_policy
+from iamtrim.synth import AdvisedGrant, SynthOptions, Target, advised_grants, generate_identity_policy
 
 if TYPE_CHECKING:
     from iamtrim.aws import Aws
@@ -699,12 +699,7 @@ def generate_policy_cmd(
         if evidence_source is EvidenceSource.all:
             from iamtrim import evidence
 
-            advised = [
-                AdvisedGrant(a.action, a.region, a.last_accessed, a.explain, a.denied_in_cloudtrail)
-                for a in evidence.for_principal(st, p.arn, window=window).access_advisor_actions(
-                    missing_from_cloudtrail=True
-                )
-            ]
+            advised = advised_grants(evidence.for_principal(st, p.arn, window=window))
         if not window.is_open and not advised and all(r.outcome is not Outcome.USED for r in rows):
             raise PrincipalError(
                 f"{p.arn} made no authorized call between {window.describe()} ({len(rows)} denied "

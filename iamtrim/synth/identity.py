@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from iamtrim import catalog
 from iamtrim.errors import PrincipalError, SynthError
@@ -63,6 +64,9 @@ from iamtrim.synth.widen import (
 )
 from iamtrim.verify import account_trust_policy, replay, request_for, via_service
 
+if TYPE_CHECKING:
+    from iamtrim.evidence import PrincipalEvidence
+
 
 class EvidenceSource(StrEnum):
     CLOUDTRAIL = "cloudtrail"
@@ -99,6 +103,17 @@ class AdvisedGrant:
     last_accessed: str
     note: str
     denied_only: bool = False
+
+
+def advised_grants(evidence: PrincipalEvidence) -> list[AdvisedGrant]:
+    """What ``generate-policy --evidence all`` takes from Access Advisor: the actions it shows
+    attempted that CloudTrail does not show used (used before the trail's window, or never
+    logged), each with the sentence that explains it; those CloudTrail shows only denied are
+    marked ``denied_only`` and reported, never granted."""
+    return [
+        AdvisedGrant(a.action, a.region, a.last_accessed, a.explain, a.denied_in_cloudtrail)
+        for a in evidence.access_advisor_actions(missing_from_cloudtrail=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
