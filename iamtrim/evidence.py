@@ -63,6 +63,7 @@ __all__ = [
     "Evidence",
     "NotObservableReason",
     "Observability",
+    "ObservedBy",
     "PrincipalEvidence",
     "Window",
     "access_advisor_actions",
@@ -293,6 +294,14 @@ class Evidence(StrEnum):
     NOT_OBSERVABLE = "not-observable"
 
 
+class ObservedBy(StrEnum):
+    """Which data an :class:`Observability` rests on."""
+
+    CLOUDTRAIL = "cloudtrail"
+    ACCESS_ADVISOR = "access-advisor"
+    BOTH = "cloudtrail+access-advisor"
+
+
 class NotObservableReason(StrEnum):
     NEVER_LOGGED = "never-logged"  # CloudTrail never records it as the principal's call
     DATA_EVENTS_ABSENT = "data-events-absent"  # a data event, and the trail has none of that source
@@ -339,7 +348,7 @@ class Observability:
     since: str = ""  # NOT_USED_OBSERVABLE_SINCE: first day (YYYY-MM-DD) non-use is known from
     last_used: str = ""  # USED_*: last use; SERVICE_USED_ACTION_UNKNOWN: the service's last use
     region: str = ""  # Access Advisor's last-accessed region, when it gave one
-    source: str = ""  # "cloudtrail", "access-advisor" or "cloudtrail+access-advisor"
+    source: ObservedBy | None = None  # None: nothing observes it (NOT_OBSERVABLE)
     reason: NotObservableReason | None = None
     detail: str = ""  # one line for findings and --explain
     denied_only: bool = False  # CloudTrail shows only denied attempts: Access Advisor may count those
@@ -495,7 +504,7 @@ class PrincipalEvidence:
                 action,
                 Evidence.USED_CLOUDTRAIL,
                 last_used=self.used[action],
-                source="cloudtrail",
+                source=ObservedBy.CLOUDTRAIL,
                 detail=f"used per CloudTrail, last {self.used[action]}",
             )
         act = self.actions.get(action)
@@ -505,7 +514,7 @@ class PrincipalEvidence:
                 Evidence.USED_ACCESS_ADVISOR,
                 last_used=act.last,
                 region=act.region,
-                source="access-advisor",
+                source=ObservedBy.ACCESS_ADVISOR,
                 denied_only=bool(denied_last),
                 detail=f"Access Advisor: last attempted {act.last}"
                 + (f" in {act.region}" if act.region else "")
@@ -524,7 +533,7 @@ class PrincipalEvidence:
                 action,
                 Evidence.NOT_USED_OBSERVABLE_SINCE,
                 since=since,
-                source="access-advisor" + ("+cloudtrail" if ct_since else ""),
+                source=ObservedBy.BOTH if ct_since else ObservedBy.ACCESS_ADVISOR,
                 caveats=caveats,
                 detail=f"not attempted per Access Advisor (tracked action, report of {act.generated_at})"
                 + (f"; not in CloudTrail since {ct_since}" if ct_since else ""),
@@ -543,7 +552,7 @@ class PrincipalEvidence:
                     Evidence.NOT_USED_OBSERVABLE_SINCE,
                     since=ct_since,
                     last_used=svc.last,
-                    source="cloudtrail",
+                    source=ObservedBy.CLOUDTRAIL,
                     caveats=caveats,
                     detail=f"not in CloudTrail since {ct_since}; Access Advisor shows {service} last "
                     f"attempted {svc.last}, inside that window"
@@ -554,7 +563,7 @@ class PrincipalEvidence:
                 Evidence.SERVICE_USED_ACTION_UNKNOWN,
                 last_used=svc.last,
                 region=svc.region,
-                source="access-advisor",
+                source=ObservedBy.ACCESS_ADVISOR,
                 denied_only=service_denied_only,
                 caveats=caveats,
                 detail=f"Access Advisor shows {service} last attempted {svc.last} (report of "
@@ -574,7 +583,13 @@ class PrincipalEvidence:
         aa_since = svc.since if svc is not None and _access_advisor_sees(action) else ""
         if aa_since or ct_since:
             since = min(s for s in (aa_since, ct_since) if s)
-            sources = "+".join(n for n, s in (("cloudtrail", ct_since), ("access-advisor", aa_since)) if s)
+            sources = (
+                ObservedBy.BOTH
+                if ct_since and aa_since
+                else ObservedBy.CLOUDTRAIL
+                if ct_since
+                else ObservedBy.ACCESS_ADVISOR
+            )
             parts = []
             if ct_since:
                 parts.append(f"not in CloudTrail since {ct_since}")

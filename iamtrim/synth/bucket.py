@@ -38,6 +38,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from iamtrim.errors import BucketError, LockoutError, SynthError
 from iamtrim.evaluate import Evaluation, Request, evaluate
@@ -61,7 +62,9 @@ __all__ = [
     "BUCKET_POLICY_ACTIONS",
     "BucketOptions",
     "BucketStatement",
+    "BucketStatementKind",
     "GeneratedBucketPolicy",
+    "Guard",
     "Unpinned",
     "allow_all",
     "bucket_rows",
@@ -85,6 +88,25 @@ _IAM_ARN = re.compile(r"arn:(aws[\w-]*):iam::(\d{12}):(role|user)/(.+)\Z")
 _KMS_APPLIED = "KMS"  # additionalEventData.SSEApplied: SSE_KMS, Default_SSE_KMS, SSE_KMS_DSSE, ...
 
 
+class BucketStatementKind(StrEnum):
+    """What one statement of the bucket policy does (the guardrails in this module's docstring)."""
+
+    DENY_INSECURE_TRANSPORT = "deny-insecure-transport"
+    PIN_VPCE = "pin-vpce"
+    REQUIRE_SSE = "require-sse"
+    DENY_OTHER_SSE = "deny-other-sse"
+    REQUIRE_KMS_KEY = "require-kms-key"
+    DENY_OTHER_KMS_KEY = "deny-other-kms-key"
+    CROSS_ACCOUNT_GRANT = "cross-account-grant"
+
+
+class Guard(StrEnum):
+    """The guardrail a principal is left out of (:class:`Unpinned`)."""
+
+    VPCE = "vpce"
+    SSE_KMS = "sse-kms"
+
+
 @dataclass(frozen=True, slots=True)
 class BucketOptions:
     break_glass: tuple[str, ...] = ()
@@ -97,8 +119,7 @@ class BucketStatement:
     observed calls behind it."""
 
     sid: str
-    kind: str  # deny-insecure-transport | pin-vpce | require-sse | deny-other-sse | require-kms-key |
-    # deny-other-kms-key | cross-account-grant
+    kind: BucketStatementKind
     purpose: str
     principals: tuple[str, ...]
     calls: int
@@ -113,7 +134,7 @@ class Unpinned:
     """A principal left out of a guardrail, and why."""
 
     principal: str
-    guard: str  # vpce | sse-kms
+    guard: Guard
     reason: str
 
 
@@ -357,7 +378,7 @@ def generate_bucket_policy(
             ),
             BucketStatement(
                 "DenyInsecureTransport",
-                "deny-insecure-transport",
+                BucketStatementKind.DENY_INSECURE_TRANSPORT,
                 f"protects {bucket} from requests over plain HTTP (every observed call used TLS)",
                 (),
                 calls,
@@ -375,19 +396,19 @@ def generate_bucket_policy(
         via = sorted({r.context.invoked_by for r in prow if r.context.invoked_by})
         endpoints = {r.context.vpc_endpoint for r in direct}
         if set(principal_arn_forms(p)) & bg_forms:
-            unpinned.append(Unpinned(p, "vpce", "break-glass principal: never named in a Deny"))
+            unpinned.append(Unpinned(p, Guard.VPCE, "break-glass principal: never named in a Deny"))
         elif not direct:
             unpinned.append(
-                Unpinned(p, "vpce", "only calls made by a service on its behalf (" + ", ".join(via) + ")")
+                Unpinned(p, Guard.VPCE, "only calls made by a service on its behalf (" + ", ".join(via) + ")")
             )
         elif endpoints == {""}:
             n = sum(r.count for r in direct)
-            unpinned.append(Unpinned(p, "vpce", f"never came through a VPC endpoint ({n} direct calls)"))
+            unpinned.append(Unpinned(p, Guard.VPCE, f"never came through a VPC endpoint ({n} direct calls)"))
         elif "" in endpoints:
             outside = sum(r.count for r in direct if not r.context.vpc_endpoint)
             inside = sum(r.count for r in direct if r.context.vpc_endpoint)
             msg = f"{inside} calls through {', '.join(sorted(endpoints - {''}))} and {outside} from elsewhere"
-            unpinned.append(Unpinned(p, "vpce", "mixed endpoint use: " + msg))
+            unpinned.append(Unpinned(p, Guard.VPCE, "mixed endpoint use: " + msg))
             findings.append(Finding("MIXED_ENDPOINT_USE", p, f"on {bucket}: {msg}"))
         else:
             pins[(tuple(sorted(endpoints)), bool(via))].append(p)
@@ -419,12 +440,14 @@ def generate_bucket_policy(
                     conditions=tuple(sorted(conditions)),
                     sid=sid,
                 ),
-                BucketStatement(sid, "pin-vpce", purpose, tuple(principals), calls, first, last, eids),
+                BucketStatement(
+                    sid, BucketStatementKind.PIN_VPCE, purpose, tuple(principals), calls, first, last, eids
+                ),
             )
         )
 
     # 3. SSE-KMS on uploads.
-    sse_groups: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
+    sse_groups: dict[tuple[BucketStatementKind, tuple[str, ...]], list[str]] = defaultdict(list)
     sse_rows: dict[str, list[UsageRow]] = {}
     for p, prow in sorted(by_principal.items()):
         uploads = [r for r in prow if r.action == "s3:PutObject"]
@@ -432,14 +455,14 @@ def generate_bucket_policy(
             continue
         sse_rows[p] = uploads
         if set(principal_arn_forms(p)) & bg_forms:
-            unpinned.append(Unpinned(p, "sse-kms", "break-glass principal: never named in a Deny"))
+            unpinned.append(Unpinned(p, Guard.SSE_KMS, "break-glass principal: never named in a Deny"))
             continue
         kms = [r for r in uploads if _kms_applied(r)]
         other = [r for r in uploads if not _kms_applied(r)]
         if other:
             applied = sorted({r.context.sse_header or r.context.sse_applied or "unknown" for r in other})
             reason = f"{sum(r.count for r in other)} uploads not SSE-KMS ({', '.join(applied)})"
-            unpinned.append(Unpinned(p, "sse-kms", reason))
+            unpinned.append(Unpinned(p, Guard.SSE_KMS, reason))
             if kms:
                 findings.append(
                     Finding(
@@ -450,7 +473,7 @@ def generate_bucket_policy(
         headers = tuple(sorted({r.context.sse_header for r in uploads if r.context.sse_header}))
         bare = [r for r in uploads if not r.context.sse_header]
         if not bare:
-            sse_groups[("require-sse", headers)].append(p)
+            sse_groups[(BucketStatementKind.REQUIRE_SSE, headers)].append(p)
         else:
             n = sum(r.count for r in bare)
             findings.append(
@@ -462,32 +485,40 @@ def generate_bucket_policy(
                     "multipart parts); the header is not required, another one is refused",
                 )
             )
-            sse_groups[("deny-other-sse", headers or ("aws:kms",))].append(p)
+            sse_groups[(BucketStatementKind.DENY_OTHER_SSE, headers or ("aws:kms",))].append(p)
         keys = {r.context.sse_kms_key_header for r in uploads}
         named = tuple(sorted(keys - {""}))
         if named and "" not in keys:
-            sse_groups[("require-kms-key", named)].append(p)
+            sse_groups[(BucketStatementKind.REQUIRE_KMS_KEY, named)].append(p)
         elif named:
-            sse_groups[("deny-other-kms-key", named)].append(p)
+            sse_groups[(BucketStatementKind.DENY_OTHER_KMS_KEY, named)].append(p)
         else:
             unpinned.append(
                 Unpinned(
                     p,
-                    "sse-kms",
+                    Guard.SSE_KMS,
                     "no upload named a KMS key (the bucket's default key was used): the key is not pinned",
                 )
             )
     sse_key = "s3:x-amz-server-side-encryption"
     key_key = "s3:x-amz-server-side-encryption-aws-kms-key-id"
     texts = {
-        "require-sse": ("DenyUploadsWithoutSseKms", sse_key, "uploads without SSE-KMS"),
-        "deny-other-sse": (
+        BucketStatementKind.REQUIRE_SSE: ("DenyUploadsWithoutSseKms", sse_key, "uploads without SSE-KMS"),
+        BucketStatementKind.DENY_OTHER_SSE: (
             "DenyUploadsWithOtherEncryption",
             sse_key,
             "uploads asking for another encryption",
         ),
-        "require-kms-key": ("DenyUploadsWithoutKmsKey", key_key, "uploads without the KMS key"),
-        "deny-other-kms-key": ("DenyUploadsWithOtherKmsKey", key_key, "uploads naming another KMS key"),
+        BucketStatementKind.REQUIRE_KMS_KEY: (
+            "DenyUploadsWithoutKmsKey",
+            key_key,
+            "uploads without the KMS key",
+        ),
+        BucketStatementKind.DENY_OTHER_KMS_KEY: (
+            "DenyUploadsWithOtherKmsKey",
+            key_key,
+            "uploads naming another KMS key",
+        ),
     }
     for (kind, values), principals in sorted(sse_groups.items()):
         prefix, key, what = texts[kind]
@@ -496,10 +527,11 @@ def generate_bucket_policy(
             Condition("StringNotEquals", key, values),
             Condition("ArnEquals", "aws:PrincipalArn", forms),
         ]
-        if kind.startswith("deny-other"):
+        if kind in (BucketStatementKind.DENY_OTHER_SSE, BucketStatementKind.DENY_OTHER_KMS_KEY):
             # Only when the header is sent: a missing header (default encryption) stays allowed.
             conditions.append(Condition("Null", key, ("false",)))
-        sid = _sid_for(prefix, principals, "|".join(values) if kind.endswith("kms-key") else "")
+        pins_key = kind in (BucketStatementKind.REQUIRE_KMS_KEY, BucketStatementKind.DENY_OTHER_KMS_KEY)
+        sid = _sid_for(prefix, principals, "|".join(values) if pins_key else "")
         prow = [r for p in principals for r in sse_rows[p]]
         calls, first, last, eids = _evidence(prow)
         purpose = (
@@ -588,7 +620,7 @@ def generate_bucket_policy(
                     ),
                     BucketStatement(
                         sid,
-                        "cross-account-grant",
+                        BucketStatementKind.CROSS_ACCOUNT_GRANT,
                         f"grants {p} (account {_account_of(p)}) exactly its observed {', '.join(actions)}",
                         (p,),
                         calls,

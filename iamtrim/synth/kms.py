@@ -26,6 +26,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from iamtrim.errors import KeyPolicyError, LockoutError, SynthError
 from iamtrim.evaluate import Request, evaluate
@@ -42,6 +43,7 @@ __all__ = [
     "KEY_MANAGED_SIDS",
     "GeneratedKeyPolicy",
     "KeyStatement",
+    "KeyStatementKind",
     "generate_key_policy",
     "key_lockout_requests",
     "resolve_key",
@@ -80,10 +82,18 @@ KEY_ADMIN_ACTIONS = (
 _LOCKOUT_ACTIONS = ("kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:DescribeKey")
 
 
+class KeyStatementKind(StrEnum):
+    """What one statement of the key policy does (the statements in this module's docstring)."""
+
+    ADMIN_THROUGH_IAM = "admin-through-iam"
+    ADMINS = "admins"
+    USE = "use"
+
+
 @dataclass(frozen=True, slots=True)
 class KeyStatement:
     sid: str
-    kind: str  # admin-through-iam | admins | use
+    kind: KeyStatementKind
     purpose: str
     principals: tuple[str, ...]
     actions: tuple[str, ...]
@@ -183,7 +193,7 @@ def generate_key_policy(
             ),
             KeyStatement(
                 "AllowKeyAdministrationThroughIam",
-                "admin-through-iam",
+                KeyStatementKind.ADMIN_THROUGH_IAM,
                 f"keeps the key administrators of account {account} (by their IAM policies) and the "
                 "root able to manage the key and replace this policy; grants no cryptographic use",
                 (root,),
@@ -208,7 +218,7 @@ def generate_key_policy(
                 ),
                 KeyStatement(
                     "AllowKeyAdministrators",
-                    "admins",
+                    KeyStatementKind.ADMINS,
                     "the named key administrators",
                     admins,
                     KEY_ADMIN_ACTIONS,
@@ -269,7 +279,18 @@ def generate_key_policy(
                     conditions=c,
                     sid=sid,
                 ),
-                KeyStatement(sid, "use", purpose, tuple(principals), actions, c, calls, first, last, eids),
+                KeyStatement(
+                    sid,
+                    KeyStatementKind.USE,
+                    purpose,
+                    tuple(principals),
+                    actions,
+                    c,
+                    calls,
+                    first,
+                    last,
+                    eids,
+                ),
             )
         )
         for p in principals:
