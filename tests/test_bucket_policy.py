@@ -21,13 +21,12 @@ from iamtrim.model.policy import Condition, Effect, Policy, Principals, Principa
 from iamtrim.synth.bucket import (
     BucketOptions,
     GeneratedBucketPolicy,
-    allow_all,
     check_lockout,
     generate_bucket_policy,
     object_prefixes,
-    principal_arn_forms,
 )
 from iamtrim.synth.kms import generate_key_policy, resolve_key
+from iamtrim.synth.resource_policy import allow_all, principal_arn_forms
 from tests.conftest import ROOT, SAMPLES
 
 ACCT = "444455556666"
