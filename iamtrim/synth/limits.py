@@ -16,20 +16,24 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from iamtrim.errors import SizeLimitError
 from iamtrim.model import Principal, PrincipalKind
 from iamtrim.model.policy import Policy, Statement
-
-if TYPE_CHECKING:
-    from iamtrim.synth.identity import NamedPolicy
 
 MANAGED_POLICY_CHARS = 6144
 MANAGED_POLICIES_PER_ENTITY = 10
 MANAGED_POLICIES_MAX = 20  # the attachment quota can be raised to 20, no further
 INLINE_TOTAL_CHARS = {PrincipalKind.USER: 2048, PrincipalKind.ROLE: 10240, PrincipalKind.SSO_ROLE: 10240}
 _ENVELOPE = len('{"Version":"2012-10-17","Statement":[]}')
+
+
+@dataclass(frozen=True, slots=True)
+class NamedPolicy:
+    """One policy of a packing, with the name it is created under."""
+
+    name: str
+    policy: Policy
 
 
 class Target(StrEnum):
@@ -150,8 +154,6 @@ def plan(principal: Principal, statements: Sequence[Statement], target: Target, 
 
 def pack(packing: Packing, principal: Principal, widened: bool) -> tuple[list[NamedPolicy], list[str]]:
     """The policies of a packing that fits; :class:`SizeLimitError` when it does not."""
-    from iamtrim.synth.identity import NamedPolicy
-
     bins, sizes, budget = packing.bins, packing.sizes, packing.budget
     how = (
         "even after widening as far as the ladder allows"
