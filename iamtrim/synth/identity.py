@@ -899,20 +899,7 @@ def _statements(
     for (resource, c), acts in step1.items():
         step2[(tuple(sorted(acts)), c)].add(resource)
     if merged:
-        joined: dict[tuple[str, tuple[Condition, ...]], tuple[set[str], set[str]]] = {}
-        for (names, c), resources in list(step2.items()):
-            services = {a.split(":")[0] for a in names}
-            if len(services) != 1 or "*" in resources:
-                continue
-            service = services.pop()
-            if (service, c) in merged:
-                del step2[(names, c)]
-                got = joined.setdefault((service, c), (set(), set()))
-                got[0].update(names)
-                got[1].update(resources)
-        for (_, c), (acts_set, resources) in joined.items():
-            step2[(tuple(sorted(acts_set)), c)] |= resources
-
+        _merge_services(step2, merged)
     step2_all = {k: tuple(sorted(v)) for k, v in step2.items()}
     statements: list[tuple[Statement, StatementEvidence]] = []
     for (stmt_actions, c), resources in step2.items():
@@ -951,23 +938,9 @@ def _statements(
         times = [
             advice_time[(a, rr)] for a in stmt_actions for rr in stmt_resources if (a, rr) in advice_time
         ]
-        eids: list[str] = []
-        for r in sorted(srows, key=lambda r: r.first_seen):
-            for e in r.event_ids:
-                if e not in eids and len(eids) < 5:
-                    eids.append(e)
-        ev = StatementEvidence(
-            sid=sid,
-            actions=stmt_actions,
-            resources=stmt_resources,
-            conditions=c,
-            calls=sum(r.count for r in srows),
-            first_seen=min([r.first_seen for r in srows] + times),
-            last_seen=max([r.last_seen for r in srows] + times),
-            event_ids=tuple(eids),
-            widened_by=tuple(dict.fromkeys(widened)),
+        statements.append(
+            (st, _statement_evidence(sid, stmt_actions, stmt_resources, c, srows, times, widened))
         )
-        statements.append((st, ev))
     # Order by service, then Sid, then content (Sids may clash before they are made unique).
     statements.sort(
         key=lambda pair: (
@@ -980,3 +953,51 @@ def _statements(
     return [
         (replace(st, sid=sid), replace(ev, sid=sid)) for (st, ev), sid in zip(statements, unique, strict=True)
     ]
+
+
+def _merge_services(
+    step2: dict[tuple[tuple[str, ...], tuple[Condition, ...]], set[str]],
+    merged: set[tuple[str, tuple[Condition, ...]]],
+) -> None:
+    """Join the statements of each merged (service, conditions) into one, in place."""
+    joined: dict[tuple[str, tuple[Condition, ...]], tuple[set[str], set[str]]] = {}
+    for (names, c), resources in list(step2.items()):
+        services = {a.split(":")[0] for a in names}
+        if len(services) != 1 or "*" in resources:
+            continue
+        service = services.pop()
+        if (service, c) in merged:
+            del step2[(names, c)]
+            got = joined.setdefault((service, c), (set(), set()))
+            got[0].update(names)
+            got[1].update(resources)
+    for (_, c), (acts_set, resources) in joined.items():
+        step2.setdefault((tuple(sorted(acts_set)), c), set()).update(resources)
+
+
+def _statement_evidence(
+    sid: str,
+    actions: tuple[str, ...],
+    resources: tuple[str, ...],
+    conditions: tuple[Condition, ...],
+    rows: Sequence[UsageRow],
+    times: Sequence[str],
+    widened: Sequence[Widening],
+) -> StatementEvidence:
+    """The calls behind a statement (and Access Advisor's last-accessed *times*), and its widenings."""
+    eids: list[str] = []
+    for r in sorted(rows, key=lambda r: r.first_seen):
+        for e in r.event_ids:
+            if e not in eids and len(eids) < 5:
+                eids.append(e)
+    return StatementEvidence(
+        sid=sid,
+        actions=actions,
+        resources=resources,
+        conditions=conditions,
+        calls=sum(r.count for r in rows),
+        first_seen=min([r.first_seen for r in rows] + list(times)),
+        last_seen=max([r.last_seen for r in rows] + list(times)),
+        event_ids=tuple(eids),
+        widened_by=tuple(dict.fromkeys(widened)),
+    )
