@@ -23,7 +23,7 @@ from typer._click import Context, HelpFormatter, Parameter
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from iamtrim import graph as usage_graph
-from iamtrim.errors import IamtrimError, InputError, NoReadableInput, PrincipalError
+from iamtrim.errors import IamtrimError, InputError, NoReadableInput, OptionsError, PrincipalError
 from iamtrim.evidence import ingest_access_advisor
 from iamtrim.ingest import IngestReport, default_store_path, ingest, load_events
 from iamtrim.model import FileReport, Outcome, SkipReason, TimeWindow
@@ -32,7 +32,7 @@ from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
 from iamtrim.render import usage as render_usage
 from iamtrim.store import DEFAULT_WAIT_LOCK, Store
-from iamtrim.synth import AdvisedGrant, SynthOptions, Target, generate_identity_policy
+from iamtrim.synth import AdvisedGrant, SynthOptions, Target, advised_grants, generate_identity_policy
 
 if TYPE_CHECKING:
     from iamtrim.aws import Aws
@@ -350,14 +350,12 @@ def ingest_cmd(
     ingested are not counted again), and Access Advisor reports beside them."""
     from_aws = bool(aa_from_aws) or all_roles or all_users
     if not paths and not access_advisor and not from_aws and not lookup_events:
-        _err(
+        raise OptionsError(
             "give CloudTrail PATHS, --access-advisor FILE, --access-advisor-from-aws PRINCIPAL, "
             "--lookup-events, or more"
         )
-        sys.exit(2)
     if (all_regions or since) and not lookup_events:
-        _err("--all-regions and --since go with --lookup-events")
-        sys.exit(2)
+        raise OptionsError("--all-regions and --since go with --lookup-events")
     path = store or default_store_path()
     regions = region or []
     if from_aws or lookup_events:
@@ -420,7 +418,7 @@ def ingest_cmd(
             if not told:
                 raise
             # Every file's problem is already on its own line: nothing read, nothing stored.
-            sys.exit(NoReadableInput.exit_code)
+            raise typer.Exit(NoReadableInput.exit_code) from None
         finally:
             if progress is not None:
                 progress.stop()
@@ -434,8 +432,7 @@ def _since(text: str) -> datetime | None:
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        _err(f"--since {text!r}: expected YYYY-MM-DD or an ISO 8601 time")
-        sys.exit(2)
+        raise OptionsError(f"--since {text!r}: expected YYYY-MM-DD or an ISO 8601 time") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -497,8 +494,7 @@ def _ingest_access_advisor_from_aws(
         set(resolve_principals(aws, names)) | set(list_principals(aws, roles=all_roles, users=all_users))
     )
     if not principals:
-        _err("access advisor: the account has no such principals; nothing to fetch")
-        sys.exit(2)
+        raise PrincipalError("access advisor: the account has no such principals; nothing to fetch")
     show = sys.stderr.isatty() and not quiet
     reports = fetch_reports(
         aws,
@@ -703,12 +699,7 @@ def generate_policy_cmd(
         if evidence_source is EvidenceSource.all:
             from iamtrim import evidence
 
-            advised = [
-                AdvisedGrant(a.action, a.region, a.last_accessed, a.explain, a.denied_in_cloudtrail)
-                for a in evidence.for_principal(st, p.arn, window=window).access_advisor_actions(
-                    missing_from_cloudtrail=True
-                )
-            ]
+            advised = advised_grants(evidence.for_principal(st, p.arn, window=window))
         if not window.is_open and not advised and all(r.outcome is not Outcome.USED for r in rows):
             raise PrincipalError(
                 f"{p.arn} made no authorized call between {window.describe()} ({len(rows)} denied "
@@ -763,7 +754,7 @@ def _graph_of(
         st.principals(), st.usage(window=window), only_principals=arns, only_resources=resources or []
     )
     if usage_graph.is_empty(g):
-        _err(
+        raise PrincipalError(
             "no usage matches "
             + (
                 " and ".join(
@@ -779,17 +770,15 @@ def _graph_of(
             )
             + ("" if window.is_open else f" between {window.describe()}")
         )
-        sys.exit(2)
     return g
 
 
 def _check_resource_pattern(pattern: str) -> None:
     if not (pattern.startswith("arn:") or pattern == "*"):
-        _err(
+        raise OptionsError(
             f"{pattern!r} is not an ARN or ARN pattern (e.g. arn:aws:s3:::acme-ml-*, "
             "arn:aws:kms:us-east-1:111122223333:key/*)"
         )
-        sys.exit(2)
 
 
 @app.command(
@@ -939,11 +928,9 @@ def graph_render_cmd(
     bucket or prefix, with VPC endpoints, KMS keys and calling services marked on the edges."""
     suffix = out.suffix.lower()
     if suffix not in (".svg", ".png"):
-        _err(f"--out {out}: the picture is written as .svg or .png")
-        sys.exit(2)
+        raise OptionsError(f"--out {out}: the picture is written as .svg or .png")
     if suffix == ".png" and not render_graph.png_available():
-        _err(render_graph.PNG_HINT)
-        sys.exit(2)
+        raise OptionsError(render_graph.PNG_HINT)
     window = _window(since, until)
     with _open_usage(events, store) as st:
         g = _graph_of(st, principal, resource, window)
