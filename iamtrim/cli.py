@@ -262,87 +262,103 @@ def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
     return Store(path, read_only=True)
 
 
+# ingest's arguments and options (module-level, like StoreOpt, so the command reads as its steps)
+IngestPathsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(readable=False, metavar="PATH", help="CloudTrail files or folders (recursively)."),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option(metavar="N", help="Worker processes (default: cores, at most 4).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only print problems.")]
+AccessAdvisorOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--access-advisor",
+        readable=False,
+        metavar="PATH",
+        help="IAM Access Advisor reports (JSON), or a folder of them (repeat the flag for several).",
+    ),
+]
+AdvisorPrincipalOpt = Annotated[
+    str,
+    typer.Option(
+        "--principal",
+        metavar="ARN",
+        help="ARN the --access-advisor reports were generated for (role, user, group "
+        "or policy), when the file does not name it.",
+    ),
+]
+WaitLockOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait-lock",
+        metavar="SECONDS",
+        min=0,
+        help="How long to wait for another ingest writing the same store (then exit 4).",
+    ),
+]
+AdvisorFromAwsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--access-advisor-from-aws",
+        metavar="PRINCIPAL",
+        help="Run an ACTION_LEVEL Access Advisor job for this role or user (ARN, name, role/NAME "
+        "or user/NAME; repeatable) and store its report.",
+    ),
+]
+AllRolesOpt = Annotated[
+    bool, typer.Option("--all-roles", help="Access Advisor jobs for every role of the account.")
+]
+AllUsersOpt = Annotated[
+    bool, typer.Option("--all-users", help="Access Advisor jobs for every user of the account.")
+]
+LookupEventsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--lookup-events",
+        help="Read CloudTrail Event history (LookupEvents, 90 days of management events) of "
+        "each --region, resuming where the last run stopped.",
+    ),
+]
+AllRegionsOpt = Annotated[
+    bool, typer.Option("--all-regions", help="--lookup-events in every region enabled for the account.")
+]
+LookupSinceOpt = Annotated[
+    str,
+    typer.Option(
+        "--since",
+        metavar="DATE",
+        help="--lookup-events: not before this day (2026-10-01) or ISO 8601 time.",
+    ),
+]
+RegionsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--region", metavar="REGION", help="AWS region (repeatable for --lookup-events)."),
+]
+
+
 @app.command(
     "ingest",
     cls=_Command,
     epilog=_example("iamtrim ingest AWSLogs/ --store usage.sqlite"),
 )
 def ingest_cmd(
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(readable=False, metavar="PATH", help="CloudTrail files or folders (recursively)."),
-    ] = None,
+    paths: IngestPathsArg = None,
     store: StoreOpt = None,
-    workers: Annotated[
-        int | None, typer.Option(metavar="N", help="Worker processes (default: cores, at most 4).")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print problems.")] = False,
-    access_advisor: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--access-advisor",
-            readable=False,
-            metavar="PATH",
-            help="IAM Access Advisor reports (JSON), or a folder of them (repeat the flag for several).",
-        ),
-    ] = None,
-    aa_principal: Annotated[
-        str,
-        typer.Option(
-            "--principal",
-            metavar="ARN",
-            help="ARN the --access-advisor reports were generated for (role, user, group "
-            "or policy), when the file does not name it.",
-        ),
-    ] = "",
-    wait_lock: Annotated[
-        float,
-        typer.Option(
-            "--wait-lock",
-            metavar="SECONDS",
-            min=0,
-            help="How long to wait for another ingest writing the same store (then exit 4).",
-        ),
-    ] = DEFAULT_WAIT_LOCK,
-    aa_from_aws: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--access-advisor-from-aws",
-            metavar="PRINCIPAL",
-            help="Run an ACTION_LEVEL Access Advisor job for this role or user (ARN, name, role/NAME "
-            "or user/NAME; repeatable) and store its report.",
-        ),
-    ] = None,
-    all_roles: Annotated[
-        bool, typer.Option("--all-roles", help="Access Advisor jobs for every role of the account.")
-    ] = False,
-    all_users: Annotated[
-        bool, typer.Option("--all-users", help="Access Advisor jobs for every user of the account.")
-    ] = False,
-    lookup_events: Annotated[
-        bool,
-        typer.Option(
-            "--lookup-events",
-            help="Read CloudTrail Event history (LookupEvents, 90 days of management events) of "
-            "each --region, resuming where the last run stopped.",
-        ),
-    ] = False,
-    all_regions: Annotated[
-        bool, typer.Option("--all-regions", help="--lookup-events in every region enabled for the account.")
-    ] = False,
-    since: Annotated[
-        str,
-        typer.Option(
-            "--since",
-            metavar="DATE",
-            help="--lookup-events: not before this day (2026-10-01) or ISO 8601 time.",
-        ),
-    ] = "",
+    workers: WorkersOpt = None,
+    quiet: QuietOpt = False,
+    access_advisor: AccessAdvisorOpt = None,
+    aa_principal: AdvisorPrincipalOpt = "",
+    wait_lock: WaitLockOpt = DEFAULT_WAIT_LOCK,
+    aa_from_aws: AdvisorFromAwsOpt = None,
+    all_roles: AllRolesOpt = False,
+    all_users: AllUsersOpt = False,
+    lookup_events: LookupEventsOpt = False,
+    all_regions: AllRegionsOpt = False,
+    since: LookupSinceOpt = "",
     profile: ProfileOpt = "",
-    region: Annotated[
-        list[str] | None,
-        typer.Option("--region", metavar="REGION", help="AWS region (repeatable for --lookup-events)."),
-    ] = None,
+    region: RegionsOpt = None,
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
 ) -> None:
@@ -369,21 +385,7 @@ def ingest_cmd(
     if not paths and not access_advisor:
         return
     if access_advisor:
-        with Store(path) as st, st.writer_lock(wait_lock, _err):
-            aa_report = ingest_access_advisor(
-                access_advisor,
-                st,
-                principal=aa_principal,
-                on_file=lambda p, why: _err(f"{p}: skipped: {why}"),
-            )
-        for note_path, note in aa_report.notes:
-            _err(f"{note_path}: {note}")
-        if not quiet:
-            typer.echo(
-                f"access advisor: {aa_report.files_read} reports read, {aa_report.files_already} "
-                f"already stored, {len(aa_report.skipped)} skipped; {aa_report.entries} entries "
-                f"for {len(aa_report.principals)} principals"
-            )
+        _ingest_access_advisor_files(access_advisor, aa_principal, path, quiet, wait_lock)
         if not paths:
             return
     progress = None
@@ -426,6 +428,27 @@ def ingest_cmd(
                 progress.stop()
     if not quiet:
         _print_ingest(report, path)
+
+
+def _ingest_access_advisor_files(
+    files: list[Path], principal: str, path: Path, quiet: bool, wait_lock: float
+) -> None:
+    """Store the Access Advisor reports in *files* (a file that is not one is skipped and said)."""
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
+        aa_report = ingest_access_advisor(
+            files,
+            st,
+            principal=principal,
+            on_file=lambda p, why: _err(f"{p}: skipped: {why}"),
+        )
+    for note_path, note in aa_report.notes:
+        _err(f"{note_path}: {note}")
+    if not quiet:
+        typer.echo(
+            f"access advisor: {aa_report.files_read} reports read, {aa_report.files_already} "
+            f"already stored, {len(aa_report.skipped)} skipped; {aa_report.entries} entries "
+            f"for {len(aa_report.principals)} principals"
+        )
 
 
 def _since(text: str) -> datetime | None:
