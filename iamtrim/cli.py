@@ -36,6 +36,7 @@ from iamtrim.synth import AdvisedGrant, SynthOptions, Target, generate_identity_
 
 if TYPE_CHECKING:
     from iamtrim.aws import Aws
+    from iamtrim.synth import GeneratedPolicy
 
 
 class _Command(TyperCommand):
@@ -117,6 +118,12 @@ StoreOpt = Annotated[
         readable=False,
         metavar="FILE",
         help="Usage store from `iamtrim ingest` (default: $IAMTRIM_STORE or ./iamtrim-usage.sqlite).",
+    ),
+]
+PrincipalArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
     ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", metavar=_choices(Format), help="Output format.")]
@@ -596,12 +603,7 @@ def principals_cmd(
     epilog=_example("iamtrim usage ml-training-job --store usage.sqlite --format json"),
 )
 def usage_cmd(
-    principal: Annotated[
-        str,
-        typer.Argument(
-            metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
-        ),
-    ],
+    principal: PrincipalArg,
     events: EventsOpt = None,
     store: StoreOpt = None,
     fmt: FormatOpt = Format.table,
@@ -637,81 +639,85 @@ class PolicyFormat(StrEnum):
     cloudformation = "cloudformation"
 
 
+# generate-policy's options
+PolicyFormatOpt = Annotated[
+    PolicyFormat, typer.Option("--format", metavar=_choices(PolicyFormat), help="Output format.")
+]
+PolicyOutDirOpt = Annotated[
+    Path | None,
+    typer.Option("--out-dir", readable=False, metavar="DIR", help="Write one file per policy here."),
+]
+PolicyExplainOpt = Annotated[bool, typer.Option("--explain", help="Show the evidence behind each statement.")]
+NoConditionsOpt = Annotated[
+    bool, typer.Option("--no-conditions", help="Omit aws:SourceVpce / kms:ViaService.")
+]
+TargetOpt = Annotated[Target, typer.Option("--target", metavar=_choices(Target), help="Size limits to meet.")]
+PrefixThresholdOpt = Annotated[
+    int,
+    typer.Option(
+        "--prefix-threshold",
+        min=1,
+        metavar="N",
+        help="Distinct keys (or resources) above which a folder becomes prefix/*.",
+    ),
+]
+EvidenceOpt = Annotated[
+    EvidenceSource,
+    typer.Option(
+        "--evidence",
+        metavar=_choices(EvidenceSource),
+        help="all: also keep actions Access Advisor shows used (ingested with --access-advisor); "
+        "cloudtrail: CloudTrail only.",
+    ),
+]
+MaxPoliciesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-policies",
+        min=1,
+        metavar="N",
+        max=20,
+        help="Managed policies the result may take (1-20; default 1, or 10 with --no-widen). "
+        "More policies, fewer widenings.",
+    ),
+]
+NoWidenOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-widen",
+        help="Never widen to fit the size limits: split into policies, refuse past the limit.",
+    ),
+]
+PolicyBriefOpt = Annotated[
+    bool,
+    typer.Option(
+        "--brief",
+        help="Print one line per statement (actions, resources, calls) instead of the document.",
+    ),
+]
+
+
 @app.command(
     "generate-policy",
     cls=_Command,
     epilog=_example("iamtrim generate-policy ml-training-job --store usage.sqlite --explain"),
 )
 def generate_policy_cmd(
-    principal: Annotated[
-        str,
-        typer.Argument(
-            metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
-        ),
-    ],
+    principal: PrincipalArg,
     events: EventsOpt = None,
     store: StoreOpt = None,
-    fmt: Annotated[
-        PolicyFormat, typer.Option("--format", metavar=_choices(PolicyFormat), help="Output format.")
-    ] = PolicyFormat.json,
-    out_dir: Annotated[
-        Path | None,
-        typer.Option("--out-dir", readable=False, metavar="DIR", help="Write one file per policy here."),
-    ] = None,
-    explain: Annotated[
-        bool, typer.Option("--explain", help="Show the evidence behind each statement.")
-    ] = False,
-    no_conditions: Annotated[
-        bool, typer.Option("--no-conditions", help="Omit aws:SourceVpce / kms:ViaService.")
-    ] = False,
-    target: Annotated[
-        Target, typer.Option("--target", metavar=_choices(Target), help="Size limits to meet.")
-    ] = Target.MANAGED,
-    prefix_threshold: Annotated[
-        int,
-        typer.Option(
-            "--prefix-threshold",
-            min=1,
-            metavar="N",
-            help="Distinct keys (or resources) above which a folder becomes prefix/*.",
-        ),
-    ] = 10,
-    evidence_source: Annotated[
-        EvidenceSource,
-        typer.Option(
-            "--evidence",
-            metavar=_choices(EvidenceSource),
-            help="all: also keep actions Access Advisor shows used (ingested with --access-advisor); "
-            "cloudtrail: CloudTrail only.",
-        ),
-    ] = EvidenceSource.all,
-    max_policies: Annotated[
-        int | None,
-        typer.Option(
-            "--max-policies",
-            min=1,
-            metavar="N",
-            max=20,
-            help="Managed policies the result may take (1-20; default 1, or 10 with --no-widen). "
-            "More policies, fewer widenings.",
-        ),
-    ] = None,
-    no_widen: Annotated[
-        bool,
-        typer.Option(
-            "--no-widen",
-            help="Never widen to fit the size limits: split into policies, refuse past the limit.",
-        ),
-    ] = False,
+    fmt: PolicyFormatOpt = PolicyFormat.json,
+    out_dir: PolicyOutDirOpt = None,
+    explain: PolicyExplainOpt = False,
+    no_conditions: NoConditionsOpt = False,
+    target: TargetOpt = Target.MANAGED,
+    prefix_threshold: PrefixThresholdOpt = 10,
+    evidence_source: EvidenceOpt = EvidenceSource.all,
+    max_policies: MaxPoliciesOpt = None,
+    no_widen: NoWidenOpt = False,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    brief: Annotated[
-        bool,
-        typer.Option(
-            "--brief",
-            help="Print one line per statement (actions, resources, calls) instead of the document.",
-        ),
-    ] = False,
+    brief: PolicyBriefOpt = False,
 ) -> None:
     """The smallest identity policy that still allows everything PRINCIPAL was seen doing."""
     if out_dir is not None and fmt is not PolicyFormat.policy:
@@ -749,6 +755,18 @@ def generate_policy_cmd(
             ),
             advised,
         )
+    _print_policy(generated, fmt, out_dir, explain, target, brief)
+
+
+def _print_policy(
+    generated: GeneratedPolicy,
+    fmt: PolicyFormat,
+    out_dir: Path | None,
+    explain: bool,
+    target: Target,
+    brief: bool,
+) -> None:
+    """generate-policy's output: the document(s) in *fmt*, files under *out_dir*, --explain on stderr."""
     if out_dir is not None:
         _write_files(
             out_dir, [(f"{name}.json", text) for name, text in render_policy.policy_documents(generated)]
@@ -1153,12 +1171,7 @@ class DiffFailOn(StrEnum):
     ),
 )
 def diff_cmd(
-    principal: Annotated[
-        str,
-        typer.Argument(
-            metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
-        ),
-    ],
+    principal: PrincipalArg,
     events: EventsOpt = None,
     store: StoreOpt = None,
     authz: Annotated[
