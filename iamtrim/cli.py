@@ -1162,6 +1162,60 @@ class DiffFailOn(StrEnum):
     missing = "missing"
 
 
+# diff's options
+DiffAuthzOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--authz",
+        readable=False,
+        metavar="FILE",
+        help="`aws iam get-account-authorization-details` output holding the principal.",
+    ),
+]
+CurrentOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--current",
+        readable=False,
+        metavar="FILE...",
+        help="Current identity policy documents (several or repeated), instead of --authz.",
+    ),
+]
+BoundaryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--boundary",
+        readable=False,
+        metavar="FILE",
+        help="Permissions boundary document (with --current).",
+    ),
+]
+DiffFormatOpt = Annotated[
+    DiffFormat, typer.Option("--format", metavar=_choices(DiffFormat), help="Output format.")
+]
+DiffFailOnOpt = Annotated[
+    DiffFailOn | None,
+    typer.Option(
+        "--fail-on",
+        metavar=_choices(DiffFailOn),
+        help="Exit 1 when there are unused entries safe to remove (observable and not used), "
+        "such entries with a risk class, or missing entries.",
+    ),
+]
+DiffFromAwsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--from-aws",
+        help="Read the principal's current policies from the account "
+        "(iam:GetAccountAuthorizationDetails), instead of --authz.",
+    ),
+]
+DiffBriefOpt = Annotated[
+    bool,
+    typer.Option("--brief", help="Text: the headline and the unused risky actions only."),
+]
+
+
 @app.command(
     "diff",
     cls=_Command,
@@ -1174,70 +1228,25 @@ def diff_cmd(
     principal: PrincipalArg,
     events: EventsOpt = None,
     store: StoreOpt = None,
-    authz: Annotated[
-        Path | None,
-        typer.Option(
-            "--authz",
-            readable=False,
-            metavar="FILE",
-            help="`aws iam get-account-authorization-details` output holding the principal.",
-        ),
-    ] = None,
-    current: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--current",
-            readable=False,
-            metavar="FILE...",
-            help="Current identity policy documents (several or repeated), instead of --authz.",
-        ),
-    ] = None,
-    boundary: Annotated[
-        Path | None,
-        typer.Option(
-            "--boundary",
-            readable=False,
-            metavar="FILE",
-            help="Permissions boundary document (with --current).",
-        ),
-    ] = None,
-    fmt: Annotated[
-        DiffFormat, typer.Option("--format", metavar=_choices(DiffFormat), help="Output format.")
-    ] = DiffFormat.text,
-    fail_on: Annotated[
-        DiffFailOn | None,
-        typer.Option(
-            "--fail-on",
-            metavar=_choices(DiffFailOn),
-            help="Exit 1 when there are unused entries safe to remove (observable and not used), "
-            "such entries with a risk class, or missing entries.",
-        ),
-    ] = None,
-    from_aws: Annotated[
-        bool,
-        typer.Option(
-            "--from-aws",
-            help="Read the principal's current policies from the account "
-            "(iam:GetAccountAuthorizationDetails), instead of --authz.",
-        ),
-    ] = False,
+    authz: DiffAuthzOpt = None,
+    current: CurrentOpt = None,
+    boundary: BoundaryOpt = None,
+    fmt: DiffFormatOpt = DiffFormat.text,
+    fail_on: DiffFailOnOpt = None,
+    from_aws: DiffFromAwsOpt = False,
     profile: ProfileOpt = "",
     region: RegionOpt = "",
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
     since: SinceOpt = None,
     until: UntilOpt = None,
-    brief: Annotated[
-        bool,
-        typer.Option("--brief", help="Text: the headline and the unused risky actions only."),
-    ] = False,
+    brief: DiffBriefOpt = False,
 ) -> None:
     """What PRINCIPAL's current policies grant that it never used, and what it needed but lacked."""
-    from iamtrim import evidence
     from iamtrim.errors import OptionsError
     from iamtrim.render import diff as render_diff
-    from iamtrim.review.current import current_from_authz, current_from_files, principal_for
-    from iamtrim.review.diff import diff_principal
+    from iamtrim.review.current import CurrentPolicies, current_from_authz, current_from_files
+    from iamtrim.review.diff import diff_stored_principal
 
     if sum((authz is not None, bool(current), from_aws)) != 1:
         raise OptionsError("diff: give --authz FILE, --current FILE... or --from-aws, one of them")
@@ -1245,30 +1254,21 @@ def diff_cmd(
         raise OptionsError(
             "diff: --boundary goes with --current (--authz and --from-aws name the boundary themselves)"
         )
-    window = _window(since, until)
-    with _open_usage(events, store) as st:
-        try:
-            p = resolve_principal_name(st, principal)
-            rows = st.usage(p.arn, window)
-        except PrincipalError:
-            if current:
-                raise
-            p, rows = None, []
+
+    def policies_of(who: str) -> CurrentPolicies:
         if from_aws:
             from iamtrim.review.current import current_from_aws
 
-            aws = _aws(profile, region, endpoint_url, role_arn)
-            policies = current_from_aws(aws, p.arn if p else principal)
-            p = p or principal_for(policies.principal)
-        elif authz is not None:
-            policies = current_from_authz(authz, p.arn if p else principal)
-            p = p or principal_for(policies.principal)
-        else:
-            assert p is not None and current
-            policies = current_from_files(current, boundary, p.arn)
-        # What the store could have shown (coverage, Access Advisor): only evidence of non-use
-        # makes an unused entry safe to remove. --events records coverage from its files too.
-        result = diff_principal(p, rows, policies, evidence=evidence.for_principal(st, p.arn, window=window))
+            return current_from_aws(_aws(profile, region, endpoint_url, role_arn), who)
+        if authz is not None:
+            return current_from_authz(authz, who)
+        return current_from_files(current or [], boundary, who)
+
+    window = _window(since, until)
+    with _open_usage(events, store) as st:
+        result = diff_stored_principal(
+            st, principal, window, policies_of, policies_name_principal=not current
+        )
     if fmt is DiffFormat.json:
         typer.echo(render_diff.to_json(result))
     elif fmt is DiffFormat.markdown:

@@ -21,18 +21,20 @@ known about what the records could have shown: every unused action is ``NOT_OBSE
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from iamtrim import catalog
-from iamtrim.errors import IamtrimError
+from iamtrim.errors import IamtrimError, PrincipalError
 from iamtrim.evaluate import Decision, Evaluation, evaluate
-from iamtrim.evidence import Evidence, Observability, PrincipalEvidence, coverage_from_rows
-from iamtrim.model import Outcome, Principal, UsageRow
+from iamtrim.evidence import Evidence, Observability, PrincipalEvidence, coverage_from_rows, for_principal
+from iamtrim.model import Outcome, Principal, TimeWindow, UsageRow
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Effect, Policy
-from iamtrim.review.current import CurrentPolicies
+from iamtrim.query import resolve_principal_name
+from iamtrim.review.current import CurrentPolicies, principal_for
 from iamtrim.review.granted import GrantedSet, allowed_under_unlogged_keys, granted_actions
+from iamtrim.store import Store
 from iamtrim.synth import AdvisedGrant, GeneratedPolicy, SynthOptions, generate_identity_policy
 from iamtrim.verify import account_trust_policy, request_for
 
@@ -44,6 +46,7 @@ __all__ = [
     "UnusedAction",
     "class_label",
     "diff_principal",
+    "diff_stored_principal",
     "evidence_from_rows",
 ]
 
@@ -461,6 +464,37 @@ def diff_principal(
         basis=_basis(evidence),
         caveats=tuple(sorted({c for u in unused for c in u.evidence.caveats})),
     )
+
+
+def diff_stored_principal(
+    store: Store,
+    name: str,
+    window: TimeWindow,
+    policies_of: Callable[[str], CurrentPolicies],
+    *,
+    policies_name_principal: bool,
+) -> Diff:
+    """The diff of the principal *name* names: its usage in *store* over *window* against
+    ``policies_of(arn or name)``, with the store's evidence of what could have been seen.
+
+    A principal the usage data does not know (no call in the window, or none ever) is still
+    diffed when its policies come from where principals are named (``--authz``, ``--from-aws``:
+    *policies_name_principal*): they resolve the name, and everything they grant is unused.
+    Policy documents alone (``--current``) name nobody, so there the usage data must know it.
+    """
+    p: Principal | None
+    try:
+        p = resolve_principal_name(store, name)
+        rows = store.usage(p.arn, window)
+    except PrincipalError:
+        if not policies_name_principal:
+            raise
+        p, rows = None, []
+    policies = policies_of(p.arn if p else name)
+    p = p or principal_for(policies.principal)
+    # What the store could have shown (coverage, Access Advisor): only evidence of non-use
+    # makes an unused entry safe to remove. --events records coverage from its files too.
+    return diff_principal(p, rows, policies, evidence=for_principal(store, p.arn, window=window))
 
 
 def _missing_note(ev: PrincipalEvidence, action: str) -> str:
