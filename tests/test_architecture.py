@@ -4,11 +4,12 @@ modules import each other in a cycle; each heavy dependency has one home."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "iamtrim"
 
-# Third-party packages and the only modules allowed to import them (DESIGN.md "Layout").
+# Third-party packages and the only modules allowed to import them (docs/design.md#layers).
 HOMES = {
     "policy_sentry": {"iamtrim/catalog.py"},
     "networkx": {"iamtrim/graph.py"},
@@ -271,6 +272,15 @@ def test_every_stage_of_the_package_is_placed() -> None:
     # `from iamtrim import catalog` is an import of the catalog module, not of the package
     assert "iamtrim.catalog" in graph["iamtrim.review.diff"]
     assert "iamtrim" not in graph["iamtrim.review.diff"]
+
+
+def test_the_design_document_draws_these_tiers() -> None:
+    """docs/design.md#layers lists the tiers this test enforces, in the same order."""
+    text = (PKG.parent / "docs" / "design.md").read_text()
+    layers = text.split("\n## Layers\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d+) \| ([^|]+) \|", layers, re.M)
+    assert [int(n) for n, _ in rows] == list(range(len(TIERS)))
+    assert tuple(tuple(re.findall(r"`(\w+)`", stages)) for _, stages in rows) == TIERS
 
 
 # The checker itself, on synthetic graphs: a wrong arrow must fail.
