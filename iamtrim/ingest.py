@@ -1,7 +1,7 @@
 """Sources → normalize → usage store, in parallel, incrementally, counting every skip.
 
 Each file is read, decoded and normalized by a worker process into per-file aggregates (the cost
-is building Python objects, so it is spread over the cores: DESIGN.md "Numbers that matter"). The
+is building Python objects, so it is spread over the cores: docs/design.md#numbers). The
 parent merges them in input order, so results do not depend on scheduling, drops events whose id
 was already counted, folds S3 object keys into prefixes past a bound (memory grows with distinct
 usage keys, not records), and commits batches atomically to the store.
@@ -199,7 +199,7 @@ class ObjectKeyFolder:
     too. Partial results therefore merge in any order into the same rows, and since the rule is
     monotone in its threshold, every ``--prefix-threshold`` up to ``limit`` gives the policy it
     would give on the unfolded keys. Memory and the store grow with folders, not objects
-    (DESIGN.md: ~0.7 KB per usage key).
+    (docs/design.md#numbers: ~0.7 KB per usage key).
 
     Folders are found by their ARN in one flat table and linked to their parent. Folding a
     folder drops its sub-folders from the table: no folder in it ever has a folded ancestor.

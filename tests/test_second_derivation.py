@@ -146,7 +146,8 @@ CLASSES: tuple[Class, ...] = (
         "no policy: its own replay denies an observed call",
         Verdict.IAMTRIM_WRONG,
         "generate-policy refused the principal because iamtrim's verification refused a call iamtrim "
-        "itself derived; a principal with authorized calls always gets a policy (DESIGN.md, Synthesize).",
+        "itself derived; a principal with authorized calls always gets a policy "
+        "(docs/design.md#what-synthesis-promises).",
         lambda m: m.request is None and "would deny an observed call" in m.refusal,
     ),
     Class(
@@ -154,7 +155,7 @@ CLASSES: tuple[Class, ...] = (
         Verdict.IAMTRIM_WRONG,
         "generate-policy refused the principal because a grant it widened (S3 keys folded into a "
         "prefix, log streams) also covers a call that was only ever denied; refusing is for what no "
-        "policy can fix, and a narrower grant fixes it (DESIGN.md, Synthesize).",
+        "policy can fix, and a narrower grant fixes it (docs/design.md#what-synthesis-promises).",
         lambda m: m.request is None and "only ever denied" in m.refusal,
     ),
     Class(

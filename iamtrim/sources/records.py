@@ -1,7 +1,7 @@
 """Typed views of a CloudTrail record: only the fields iamtrim reads.
 
 Decoding straight into these msgspec structs (instead of building a dict for every field of a
-~1.6 KB record) is what makes ingest fast: see DESIGN.md "Numbers that matter". Fields whose shape
+~1.6 KB record) is what makes ingest fast: see docs/design.md#numbers. Fields whose shape
 varies by service (``requestParameters``, ``responseElements``, ``additionalEventData``) are
 decoded generically; ``userIdentity`` is kept as raw JSON and resolved once per distinct identity
 (``iamtrim.normalize.record.Normalizer.identity_of``): a session's calls repeat it byte for byte, so the
