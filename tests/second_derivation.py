@@ -79,6 +79,45 @@ CONDITIONAL_NAME = re.compile(r"(Tag|Tagging|Acl)$|TagsTo|TagResource", re.IGNOR
 CONTEXT_SERVICES = {"aws:s3:arn": "s3", "secretarn": "secretsmanager", "parameter_arn": "ssm"}
 
 
+# EC2's query API logs a list of security groups as ``groupSet.items[].groupId`` (RunInstances'
+# SecurityGroupId.N, a network interface's SecurityGroupId.N), never under the ARN's variable
+# name; the groups a permission *refers to* are ``groups`` (IpPermission.Groups), which name no
+# resource of the call: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html,
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_InstanceNetworkInterfaceSpecification.html,
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_IpPermission.html
+QUERY_API_ALIASES = {"SecurityGroupId": ("groupSet", "groupId")}
+
+
+# Resource types the reference marks *required* for an action that are alternatives: one call
+# acts on one of them, named by the request, never on one of each.
+# * An execution is of a standard state machine (execution:SM:NAME) or of an express one
+#   (express:SM:NAME:ID); DescribeExecution describes the one its executionArn names
+#   (https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html,
+#   https://docs.aws.amazon.com/step-functions/latest/dg/concepts-standard-vs-express.html,
+#   https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsstepfunctions.html).
+# * InvokeModel runs one model: a foundation model, an inference profile, a provisioned model, ...
+#   (https://docs.aws.amazon.com/bedrock/latest/userguide/security_iam_id-based-policy-examples.html,
+#   https://docs.aws.amazon.com/bedrock/latest/userguide/inference-invoke.html).
+_BEDROCK_MODELS = frozenset(
+    {
+        "application-inference-profile",
+        "bedrock-marketplace-model-endpoint",
+        "custom-model-deployment",
+        "default-prompt-router",
+        "foundation-model",
+        "imported-model",
+        "inference-profile",
+        "prompt-router",
+        "provisioned-model",
+    }
+)
+ALTERNATIVE_TYPES: dict[str, tuple[frozenset[str], ...]] = {
+    "states:DescribeExecution": (frozenset({"execution", "express"}),),
+    "bedrock:InvokeModel": (_BEDROCK_MODELS,),
+    "bedrock:InvokeModelWithResponseStream": (_BEDROCK_MODELS,),
+}
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -626,6 +665,8 @@ class Deriver:
         for rt in types:
             if not rt.required or rt.name in named:
                 continue
+            if any(rt.name in group and named & group for group in ALTERNATIVE_TYPES.get(canonical, ())):
+                continue  # the call acts on the alternative it names, not on one of each type
             values = {v: PLACEHOLDER for v in template_variables(rt.arn)}
             values.update(scope)
             arn = fill(rt.arn, values) or ""
@@ -680,6 +721,10 @@ class Deriver:
         if not variables:
             return []
         named = {v: values_named(params, v) or values_named(params, v + "s") for v in variables}
+        for v in variables:
+            if not named[v] and v in QUERY_API_ALIASES:
+                where, member = QUERY_API_ALIASES[v]
+                named[v] = [x for inner in values_under(params, where) for x in values_named(inner, member)]
         if len(variables) == 1:
             return list(filter(None, (fill(rt.arn, {**scope, variables[0]: x}) for x in named[variables[0]])))
         if all(len(xs) <= 1 for xs in named.values()) and any(named.values()):
@@ -692,6 +737,21 @@ class Deriver:
 
 def literal_length(template: str) -> int:
     return len(re.sub(r"\$\{[^}]+\}", "", template))
+
+
+def values_under(value: Json, name: str) -> list[Json]:
+    """Every value of a key equal to *name* (case-insensitively) anywhere in *value*."""
+    out: list[Json] = []
+    if isinstance(value, dict):
+        for k, child in value.items():
+            if k.lower() == name.lower():
+                out.append(child)
+            else:
+                out.extend(values_under(child, name))
+    elif isinstance(value, list):
+        for child in value:
+            out.extend(values_under(child, name))
+    return out
 
 
 def values_named(value: Json, name: str) -> list[str]:

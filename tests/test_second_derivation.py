@@ -50,11 +50,11 @@ pytestmark = [pytest.mark.oracle, pytest.mark.corpus]
 # (when iamtrim or the derivation gets better), never lowered to make a failing run pass.
 FLOORS = {
     "stratus-red-team": 246,
-    "panther": 63,
+    "panther": 65,
     "cribl": 48,
     "trailscraper": 1,
     "samples": 2560,
-    "bench": 4704,
+    "bench": 4710,
 }
 
 BENCH_ARGS = ["--records", "5000", "--files", "2", "--procs", "1", "--seed", "3"]
@@ -496,6 +496,35 @@ def test_derivation_reads_each_defect_class_of_issue_13(deriver: Deriver) -> Non
         {"name": "c", "serviceRole": f"arn:aws:iam::{acct}:role/EMR"},
     )
     assert ("iam:PassRole", f"arn:aws:iam::{acct}:role/EMR") in _asked(emr)
+
+
+def test_derivation_asks_one_of_alternative_required_types(deriver: Deriver) -> None:
+    """A standard execution is execution:SM:NAME; the reference's required express type is its
+    alternative, not a second resource of the call (API_DescribeExecution)."""
+    acct, region = "111122223333", "us-east-1"
+    standard = f"arn:aws:states:{region}:{acct}:execution:pipeline:run-1"
+    call = _derive(deriver, "states.amazonaws.com", "DescribeExecution", {"executionArn": standard})
+    assert _asked(call) == {("states:DescribeExecution", standard)}
+    express = f"arn:aws:states:{region}:{acct}:express:pipeline:run-1:0f1e2d3c"
+    call = _derive(deriver, "states.amazonaws.com", "DescribeExecution", {"executionArn": express})
+    assert _asked(call) == {("states:DescribeExecution", express)}
+    # RunInstances' security groups are the network interfaces' groupSet, not a rule's groups.
+    run = _derive(
+        deriver,
+        "ec2.amazonaws.com",
+        "RunInstances",
+        {
+            "instancesSet": {"items": [{"imageId": "ami-0abcdef1234567890"}]},
+            "networkInterfaceSet": {
+                "items": [{"subnetId": "subnet-0123", "groupSet": {"items": [{"groupId": "sg-0123"}]}}]
+            },
+            "blockDeviceMapping": {"items": [{"ebs": {"snapshotId": "snap-0123"}}]},
+        },
+    )
+    assert {
+        ("ec2:RunInstances", f"arn:aws:ec2:{region}:{acct}:security-group/sg-0123"),
+        ("ec2:RunInstances", f"arn:aws:ec2:{region}::snapshot/snap-0123"),
+    } <= _asked(run)
 
 
 def test_derivation_principal_context_and_exclusions(deriver: Deriver) -> None:
