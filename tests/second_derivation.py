@@ -35,7 +35,7 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -701,8 +701,25 @@ class Deriver:
                         out.append(v)
             mappings = e.get("resource_mappings") or {}
             variables = [v for v in template_variables(rt.arn) if v.lower() not in SCOPE_VARIABLES]
-            if variables and all(v in mappings for v in variables):
-                choices = [eval_map_template(mappings[v]["template"], params, rt.arn) for v in variables]
+            unmapped = [v for v in variables if v not in mappings]
+            if variables and len(unmapped) < len(variables):
+                # A variable the map leaves out is the parameter named for it or for its noun
+                # (ECS's cluster: "the short name or full ARN of the cluster",
+                # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeServices.html).
+                given = {}
+                for v in unmapped:
+                    noun = re.sub(r"(Name|Id)$", "", v)
+                    values = values_named(params, v) or values_named(params, noun)
+                    if len(values) == 1:
+                        value = values[0]
+                        given[v] = [value.rpartition("/")[2] if value.startswith("arn:") else value]
+            else:
+                given = {}
+            if variables and all(v in mappings or v in given for v in variables):
+                choices = [
+                    given[v] if v in given else eval_map_template(mappings[v]["template"], params, rt.arn)
+                    for v in variables
+                ]
                 if all(len(c) == 1 for c in choices):
                     filled = fill(
                         rt.arn, {**scope, **{v: c[0] for v, c in zip(variables, choices, strict=True)}}
@@ -782,6 +799,32 @@ def values_named(value: Json, name: str) -> list[str]:
 
     walk(value)
     return list(dict.fromkeys(out))
+
+
+def stored_case(calls: list[Call], records: list[tuple[str, Json]]) -> list[Call]:
+    """*calls* with each resource built from a name the caller typed replaced by the ARN the trail
+    shows the service keeps for it, when some record's ``resources[]`` or response holds that ARN
+    and the two differ only in case (SageMaker returns ``training-job/churn-xgb-00`` for a job
+    created as ``Churn-XGB-00``: a name is authorized as the service stores it,
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html#API_CreateTrainingJob_ResponseSyntax).
+    Evidence from the trail only: without it the typed name stands."""
+    kept: dict[str, str] = {}
+    for _, rec in records:
+        listed = [r.get("ARN") for r in rec.get("resources") or () if isinstance(r, dict)]
+        for arn in [a for a in listed if isinstance(a, str)] + list(arns_in(rec.get("responseElements"))):
+            if arn != arn.lower():
+                continue
+            kept.setdefault(arn, arn)
+    out = []
+    for c in calls:
+        requests = tuple(
+            Request(q.action, kept[q.resource.lower()], q.resource_type, q.placeholder, q.tier)
+            if q.tier not in TRUE_ARNS and q.resource != q.resource.lower() and q.resource.lower() in kept
+            else q
+            for q in c.requests
+        )
+        out.append(c if requests == c.requests else replace(c, requests=requests))
+    return out
 
 
 # --------------------------------------------------------------------------- replay

@@ -395,6 +395,36 @@ def test_a_rules_peer_security_group_is_not_the_groups_resource() -> None:
     assert found == {f"arn:aws:ec2:{REGION}:{ACCOUNT}:security-group/sg-0123456789abcdef0"}
 
 
+@pytest.mark.parametrize(
+    ("event", "request_parameters", "wanted"),
+    [
+        # "cluster: The short name or full ARN of the cluster", "service: The name of the service"
+        # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateService.html).
+        ("UpdateService", {"cluster": "orders", "service": "orders-api"}, "service/orders/orders-api"),
+        (
+            "DescribeServices",
+            {"cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/orders", "services": ["orders-api", "web"]},
+            "service/orders/orders-api service/orders/web",
+        ),
+        # taskDefinition is family:revision (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html).
+        ("RunTask", {"cluster": "batch", "taskDefinition": "reindex:3"}, "task-definition/reindex:3"),
+    ],
+)
+def test_ecs_names_its_clusters_services_and_task_definitions(
+    event: str, request_parameters: dict[str, Any], wanted: str
+) -> None:
+    found = {arn for _, arn in pairs(management_event("ecs.amazonaws.com", event, request_parameters))}
+    assert found == {f"arn:aws:ecs:{REGION}:{ACCOUNT}:{w}" for w in wanted.split()}
+
+
+def test_ecs_task_definition_without_revision_stays_unknown() -> None:
+    # A bare family runs its latest ACTIVE revision, which the record does not name.
+    found = pairs(
+        management_event("ecs.amazonaws.com", "RunTask", {"cluster": "b", "taskDefinition": "reindex"})
+    )
+    assert found == [("ecs:RunTask", None)]
+
+
 # --- 7. an error that is no authorization outcome ---------------------------------------------------
 
 

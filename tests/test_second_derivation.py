@@ -26,6 +26,7 @@ import pytest
 from iamtrim.errors import IamtrimError
 from iamtrim.ingest import load_events
 from iamtrim.synth import generate_identity_policy
+from tests import varied_trail
 from tests.conftest import ROOT, SAMPLES, corpus_dir
 from tests.factories import make_record_dict
 from tests.oracle import decision_of, require_oracle, run_oracle
@@ -41,6 +42,7 @@ from tests.second_derivation import (
     granting,
     iam_data_dir,
     oracle_request,
+    stored_case,
     unique_records,
 )
 
@@ -55,6 +57,7 @@ FLOORS = {
     "trailscraper": 1,
     "samples": 2560,
     "bench": 4710,
+    "varied": 1223,
 }
 
 BENCH_ARGS = ["--records", "5000", "--files", "2", "--procs", "1", "--seed", "3"]
@@ -299,7 +302,8 @@ def judge(
             policies[p.arn] = tuple(edit(d) if edit else d for d in docs)
     result = SourceResult(name, misses=[])
     assert result.misses is not None
-    calls = [c for f, r in unique_records(paths) if isinstance(c := deriver.derive(f, r), Call)]
+    records = unique_records(paths)
+    calls = stored_case([c for f, r in records if isinstance(c := deriver.derive(f, r), Call)], records)
     result.calls = len(calls)
     pending: dict[str, list[tuple[Call, Request]]] = defaultdict(list)
     for c in calls:
@@ -336,6 +340,7 @@ def _sources() -> list[tuple[str, list[Path] | None]]:
     ]
     out.append(("samples", [SAMPLES / "AWSLogs", SAMPLES / "other-formats"]))
     out.append(("bench", None))
+    out.append(("varied", None))
     return out
 
 
@@ -370,6 +375,8 @@ def test_generated_policies_allow_independently_derived_calls(
             capture_output=True,
         )
         paths = [out / "AWSLogs"]
+    if name == "varied":
+        paths, _ = varied_trail.write(tmp_path / "varied")
     if paths is None:
         pytest.skip("IAMTRIM_CORPUS not set")
     r = judge(name, paths, deriver)
@@ -525,6 +532,14 @@ def test_derivation_asks_one_of_alternative_required_types(deriver: Deriver) -> 
         ("ec2:RunInstances", f"arn:aws:ec2:{region}:{acct}:security-group/sg-0123"),
         ("ec2:RunInstances", f"arn:aws:ec2:{region}::snapshot/snap-0123"),
     } <= _asked(run)
+    # A variable the map leaves out (ECS's cluster) is the parameter named for its noun.
+    ecs = _derive(
+        deriver,
+        "ecs.amazonaws.com",
+        "DescribeServices",
+        {"cluster": f"arn:aws:ecs:{region}:{acct}:cluster/orders", "services": ["api"]},
+    )
+    assert _asked(ecs) == {("ecs:DescribeServices", f"arn:aws:ecs:{region}:{acct}:service/orders/api")}
 
 
 def test_derivation_principal_context_and_exclusions(deriver: Deriver) -> None:

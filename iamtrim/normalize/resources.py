@@ -258,6 +258,14 @@ def _raw_transform(
         if value.lower().startswith(("aws", "amazon", "amzn")):
             return "", f"arn:{partition}:ssm:{region}::document/{value}"
         return value, None
+    if transform == "ecs-task-definition":
+        # taskDefinition is "family:revision", a task definition ARN (handled before transforms),
+        # or a bare family, which runs the latest ACTIVE revision the record does not name.
+        # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html#ECS-RunTask-request-taskDefinition
+        family, _, revision = value.rpartition(":")
+        if family and revision.isdigit():
+            return "", f"arn:{partition}:ecs:{region}:{account}:task-definition/{family}:{revision}"
+        return "", None
     if transform == "log-group":
         # Log group ARNs as IAM sees them end in ":*" for stream-level access; the template
         # variable is the bare name (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html).
@@ -351,6 +359,11 @@ def _lookup(
 
     def take(values: list[str], transform: str) -> None:
         for value in values:
+            if transform == "ecs-cluster" and value.startswith("arn:") and ":cluster/" in value:
+                # "The short name or full Amazon Resource Name (ARN) of the cluster": a service's
+                # or task's ARN holds the cluster's name.
+                # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateService.html
+                value = value.rpartition(":cluster/")[2]
             if value.startswith("arn:"):
                 if catalog.arn_matches_template(value, rt.arn_template):
                     escaped = escape_literal(value)
