@@ -51,12 +51,12 @@ pytestmark = [pytest.mark.oracle, pytest.mark.corpus]
 # Calls the oracle allows, per source: today's measured numbers. These floors may only be raised
 # (when iamtrim or the derivation gets better), never lowered to make a failing run pass.
 FLOORS = {
-    "stratus-red-team": 246,
-    "panther": 65,
+    "stratus-red-team": 250,
+    "panther": 67,
     "cribl": 48,
     "trailscraper": 1,
-    "samples": 2560,
-    "bench": 4710,
+    "samples": 2581,
+    "bench": 4731,
     "varied": 1223,
 }
 
@@ -188,19 +188,7 @@ CLASSES: tuple[Class, ...] = (
         "The Service Authorization Reference marks the type required: the call is authorized on a "
         "resource of it even when the record does not name one (ec2:CreateFlowLogs needs "
         "vpc-flow-log; https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html).",
-        lambda m: (
-            _req(m)
-            and _placeholder(m)
-            and not m.call.event_name.startswith("InvokeModel")
-            and not _grants_type(m)
-        ),
-    ),
-    Class(
-        "Bedrock: the reference marks alternative resource types as required",
-        Verdict.DERIVATION_WRONG,
-        "InvokeModel runs one model: a foundation model, an inference profile or a provisioned model, "
-        "not all of them (https://docs.aws.amazon.com/bedrock/latest/userguide/security_iam_id-based-policy-examples.html).",
-        lambda m: _req(m) and _placeholder(m) and m.call.event_name.startswith("InvokeModel"),
+        lambda m: _req(m) and _placeholder(m) and not _grants_type(m),
     ),
     Class(
         "the record does not name the resource of a required type",
@@ -211,28 +199,10 @@ CLASSES: tuple[Class, ...] = (
         lambda m: _req(m) and _placeholder(m) and _grants_type(m),
     ),
     Class(
-        "source and destination told apart only by the request",
-        Verdict.DERIVATION_WRONG,
-        "resources[] lists both objects (keys) of a CopyObject (ReEncrypt) without their roles; the "
-        "call needs s3:GetObject on the source and s3:PutObject on the destination "
-        "(https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html), kms:ReEncryptFrom on the "
-        "source key and kms:ReEncryptTo on the destination key "
-        "(https://docs.aws.amazon.com/kms/latest/APIReference/API_ReEncrypt.html); s3:ListBucket, which "
-        "the map lists, is not needed.",
-        lambda m: _req(m) and m.call.event_name in ("CopyObject", "ReEncrypt"),
-    ),
-    Class(
         "SSM parameter names keep their leading slash in the map",
         Verdict.DERIVATION_WRONG,
         "A parameter /a/b is arn:…:parameter/a/b (https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).",
         lambda m: _req(m) and ":parameter//" in _res(m),
-    ),
-    Class(
-        "an EC2 instance id read as an SSM managed instance",
-        Verdict.DERIVATION_WRONG,
-        "managed-instance ARNs name mi- ids; an i- id is an EC2 instance "
-        "(https://docs.aws.amazon.com/systems-manager/latest/userguide/fleet-manager-managed-nodes.html).",
-        lambda m: _req(m) and ":managed-instance/i-" in _res(m),
     ),
     Class(
         "anonymized region names",
@@ -574,3 +544,8 @@ def test_derivation_principal_context_and_exclusions(deriver: Deriver) -> None:
         deriver, "s3.amazonaws.com", "CopyObject", {"bucketName": "b", "key": "k", "x-amz-copy-source": "a/k"}
     )
     assert not {q.action for q in copy.requests} & {"s3:PutObjectTagging", "s3:PutObjectAcl"}
+    # A copy reads its source and writes its destination; a re-encryption is From one key To another.
+    assert _asked(copy) == {("s3:GetObject", "arn:aws:s3:::a/k"), ("s3:PutObject", "arn:aws:s3:::b/k")}
+    src, dst = (f"arn:aws:kms:us-east-1:111122223333:key/{k}" for k in ("k1", "k2"))
+    again = _derive(deriver, "kms.amazonaws.com", "ReEncrypt", {"sourceKeyId": src, "destinationKeyId": "k2"})
+    assert _asked(again) == {("kms:ReEncryptFrom", src), ("kms:ReEncryptTo", dst)}
