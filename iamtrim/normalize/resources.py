@@ -39,6 +39,7 @@ from iamtrim.normalize.tables import (
     caller_resource_actions,
     id_prefixes,
     lowercase_names,
+    param_paths,
     param_rules,
     singleton_resources,
     typed_resources,
@@ -102,7 +103,10 @@ class _ParamIndex:
     ``groupSet.items[]``, ``resourcesSet.items[]`` and lists of objects. Only exact parameter
     names are looked up there (never the derived aliases), and never deeper: deeper ids belong to
     other things (``ipPermissions.items[].groups.items[].groupId`` is a *source* group of a rule,
-    not the group being changed).
+    not the group being changed). Deeper members are read only where a row of
+    ``data/resource_params.csv`` names their path (``networkInterfaceSet.groupSet.groupId``: the
+    security groups of RunInstances' network interfaces); their values are in ``nested`` under
+    the lower-cased path.
     https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Query-Requests.html
     """
 
@@ -148,7 +152,33 @@ class _ParamIndex:
                     vals = _values(v2)
                     if vals:
                         objects.setdefault(k2.lower(), []).extend(vals)
+            paths = param_paths().get(lk)
+            if paths:
+                for key_path, members in paths:
+                    vals = _path_values(raw, members[1:])
+                    if vals:
+                        nested.setdefault(key_path, []).extend(vals)
         return cls(top, nested, objects)
+
+
+def _path_values(raw: Any, members: tuple[str, ...]) -> list[str]:
+    """The values at *members* (lower-cased names) below *raw*; lists and EC2's ``{"items": [...]}``
+    sets are looked through at every step, as CloudTrail logs the query API's ``Name.N`` lists
+    (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/Query-Requests.html)."""
+    level: list[Any] = [raw]
+    for member in members:
+        below: list[Any] = []
+        for value in level:
+            if isinstance(value, dict) and isinstance(value.get("items"), list):
+                value = value["items"]
+            for item in value[:_MAX_VALUES] if isinstance(value, list) else (value,):
+                if isinstance(item, dict):
+                    below.extend(v for k, v in item.items() if k.lower() == member)
+        level = below
+    out: list[str] = []
+    for value in level:
+        out.extend(_values(value))
+    return out[:_MAX_VALUES]
 
 
 _SQS_URL = re.compile(
@@ -228,6 +258,14 @@ def _raw_transform(
         if value.lower().startswith(("aws", "amazon", "amzn")):
             return "", f"arn:{partition}:ssm:{region}::document/{value}"
         return value, None
+    if transform == "ecs-task-definition":
+        # taskDefinition is "family:revision", a task definition ARN (handled before transforms),
+        # or a bare family, which runs the latest ACTIVE revision the record does not name.
+        # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html#ECS-RunTask-request-taskDefinition
+        family, _, revision = value.rpartition(":")
+        if family and revision.isdigit():
+            return "", f"arn:{partition}:ecs:{region}:{account}:task-definition/{family}:{revision}"
+        return "", None
     if transform == "log-group":
         # Log group ARNs as IAM sees them end in ":*" for stream-level access; the template
         # variable is the bare name (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html).
@@ -321,6 +359,11 @@ def _lookup(
 
     def take(values: list[str], transform: str) -> None:
         for value in values:
+            if transform == "ecs-cluster" and value.startswith("arn:") and ":cluster/" in value:
+                # "The short name or full Amazon Resource Name (ARN) of the cluster": a service's
+                # or task's ARN holds the cluster's name.
+                # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateService.html
+                value = value.rpartition(":cluster/")[2]
             if value.startswith("arn:"):
                 if catalog.arn_matches_template(value, rt.arn_template):
                     escaped = escape_literal(value)
