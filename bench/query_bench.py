@@ -124,10 +124,12 @@ def store_facts(store: Path) -> dict[str, Any]:
     }
 
 
-def run_one(argv: list[str], interval: float) -> dict[str, Any]:
+def run_one(
+    argv: list[str], interval: float, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err)
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
         sampler = ingest_bench.TreeSampler(proc.pid, interval, pss_every=1_000_000)
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -163,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--interval", type=float, default=0.02, help="RSS sampling interval, seconds")
+    ap.add_argument("--code", type=Path, help="run the iamtrim package found in this folder instead")
     ap.add_argument("--label", default="", help="a name for this build in the result file (e.g. a commit)")
     ap.add_argument("--result", type=Path, default=OUT / "query-result.json")
     args = ap.parse_args(argv)
@@ -172,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         if n not in COMMANDS:
             raise SystemExit(f"unknown command {n!r}; known: {', '.join(COMMANDS)}")
+    env, python_flags, cwd = None, [], None
+    if args.code is not None:
+        # Another build of iamtrim (e.g. `git archive BASE iamtrim | tar -x -C DIR`): without site
+        # processing, so an editable install of this checkout cannot shadow it.
+        site_packages = [p for p in sys.path if p.endswith("site-packages")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(args.code.resolve()), *site_packages])}
+        python_flags = ["-S"]
+        cwd = args.code.resolve()  # `-m` puts the working directory first on sys.path
     result: dict[str, Any] = json.loads(args.result.read_text()) if args.result.exists() else {}
     result["hardware"] = ingest_bench.hardware()
     label = args.label or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -201,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         print("-" * len(hdr))
         runs: dict[str, list[dict[str, Any]]] = {}
         for n in names:
-            cmd = [sys.executable, "-m", "iamtrim", *(a.format(**fill) for a in COMMANDS[n])]
+            cmd = [sys.executable, *python_flags, "-m", "iamtrim", *(a.format(**fill) for a in COMMANDS[n])]
             for _ in range(args.repeat):
-                r = run_one(cmd, args.interval)
+                r = run_one(cmd, args.interval, env, cwd)
                 runs.setdefault(n, []).append(r)
                 print(
                     f"{n:<20} {r['wall_seconds']:>8.2f} {r['cpu_seconds']:>7.2f} "

@@ -378,6 +378,36 @@ class StoredRow:
     source_ips: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class PrincipalTotals:
+    """One principal's usage, summed by the store (``Store.principal_totals``)."""
+
+    principal: str
+    actions_used: int
+    actions_denied: int
+    calls: int
+    denied_calls: int
+    first_seen: str
+    last_seen: str
+    services: tuple[str, ...]
+    resources: int  # distinct resources used ("*" and unknown left out)
+
+
+def _usage_row(row: tuple[Any, ...]) -> UsageRow:
+    return UsageRow(
+        principal=row[0],
+        action=row[1],
+        resource=row[2] or None,
+        outcome=Outcome(row[3]),
+        context=Context.from_key(row[4]),
+        count=row[5],
+        first_seen=row[6],
+        last_seen=row[7],
+        event_ids=tuple(json.loads(row[8])),
+        source_ips=tuple(json.loads(row[9])),
+    )
+
+
 class Store:
     """A usage store in one SQLite file (or ``:memory:`` for stateless runs).
 
@@ -710,22 +740,104 @@ class Store:
             ("first_seen <= ?", window.until if window is not None and window.until else None),
         )
         sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
+        return [_usage_row(row) for row in self._db.execute(sql, args)]
+
+    @staticmethod
+    def _window_conditions(window: TimeWindow | None) -> list[tuple[str, str | None]]:
+        return [
+            ("last_seen >= ?", window.since if window is not None and window.since else None),
+            ("first_seen <= ?", window.until if window is not None and window.until else None),
+        ]
+
+    @_guarded
+    def usage_of(
+        self,
+        principals: Iterable[str] = (),
+        resource_prefixes: Iterable[str] = (),
+        window: TimeWindow | None = None,
+    ) -> list[UsageRow]:
+        """Usage rows of any of *principals* (all when none) whose resource, or the context's KMS
+        key, may start with one of *resource_prefixes* (all when none), sorted as :meth:`usage`.
+
+        A superset for a caller that matches patterns itself (``graph.select_rows``): a row is kept
+        when its resource starts with a prefix, its context text holds one, or its resource is
+        itself a pattern (``folder/*``, which may cover a literal ARN the prefix starts). Only
+        these rows are turned into objects."""
+        wanted = sorted(set(principals))
+        prefixes = sorted(set(resource_prefixes))
+        conditions: list[str] = []
+        args: list[str] = []
+        if wanted:
+            conditions.append(f"principal IN ({','.join('?' * len(wanted))})")
+            args += wanted
+        if prefixes:
+            alternatives = ["instr(resource, '*') > 0", "instr(resource, '?') > 0"]
+            for prefix in prefixes:
+                # substr() compares exactly (LIKE and GLOB give _ % * ? meanings); the context is a
+                # JSON array, in which a prefix without quote, backslash or control character
+                # appears as itself.
+                alternatives.append("substr(resource, 1, ?) = ?")
+                alternatives.append("instr(context, ?) > 0")
+                args += [str(len(prefix)), prefix, prefix]
+            conditions.append("(" + " OR ".join(alternatives) + ")")
+        where, window_args = _where(*self._window_conditions(window))
+        if conditions:
+            where = (where + " AND " if where else " WHERE ") + " AND ".join(conditions)
+        sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
+        return [_usage_row(row) for row in self._db.execute(sql, [*window_args, *args])]
+
+    @_guarded
+    def principal_totals(self, window: TimeWindow | None = None) -> list[PrincipalTotals]:
+        """Per principal with usage (in *window*): distinct actions used and denied, calls used and
+        denied, first and last seen, services, distinct resources used (ARNs: ``*`` and unknown left
+        out). One aggregate query over the rows, which are never turned into objects."""
+        where, args = _where(*self._window_conditions(window))
+        totals = self._db.execute(
+            "SELECT principal, "
+            "COUNT(DISTINCT CASE WHEN outcome = 'used' THEN action END), "
+            "COUNT(DISTINCT CASE WHEN outcome = 'denied' THEN action END), "
+            "SUM(CASE WHEN outcome = 'used' THEN count ELSE 0 END), "
+            "SUM(CASE WHEN outcome = 'denied' THEN count ELSE 0 END), "
+            "MIN(first_seen), MAX(last_seen), "
+            "COUNT(DISTINCT CASE WHEN outcome = 'used' AND resource NOT IN ('', '*') THEN resource END) "
+            f"FROM usage{where} GROUP BY principal ORDER BY principal",
+            args,
+        ).fetchall()
+        services: dict[str, list[str]] = {}
+        for principal, service in self._db.execute(
+            "SELECT DISTINCT principal, "
+            "CASE WHEN instr(action, ':') > 0 THEN substr(action, 1, instr(action, ':') - 1) ELSE action END "
+            f"FROM usage{where} ORDER BY 1, 2",
+            args,
+        ):
+            services.setdefault(principal, []).append(service)
+        return [
+            PrincipalTotals(p, au, ad, int(cu), int(cd), fs, ls, tuple(services.get(p, ())), nr)
+            for p, au, ad, cu, cd, fs, ls, nr in totals
+        ]
+
+    @_guarded
+    def shared_resources(
+        self, window: TimeWindow | None = None, principal: str | None = None
+    ) -> list[tuple[str, tuple[str, ...]]]:
+        """Resources (ARNs: ``*`` and unknown left out) whose calls were authorized for more than one
+        principal (in *window*; of those *principal* used, when given), each with those principals
+        (sorted), sorted by resource."""
+        used = [("outcome = ?", "used"), *self._window_conditions(window)]
+        where, args = _where(*used)
+        where += " AND resource NOT IN ('', '*')"
+        if principal is not None:
+            mine, mine_args = _where(("principal = ?", principal), *used)
+            where += f" AND resource IN (SELECT resource FROM usage{mine} AND resource NOT IN ('', '*'))"
+            args += mine_args
         out = []
-        for row in self._db.execute(sql, args):
-            out.append(
-                UsageRow(
-                    principal=row[0],
-                    action=row[1],
-                    resource=row[2] or None,
-                    outcome=Outcome(row[3]),
-                    context=Context.from_key(row[4]),
-                    count=row[5],
-                    first_seen=row[6],
-                    last_seen=row[7],
-                    event_ids=tuple(json.loads(row[8])),
-                    source_ips=tuple(json.loads(row[9])),
-                )
-            )
+        for resource, users in self._db.execute(
+            "SELECT resource, group_concat(principal, char(10)) FROM "
+            f"(SELECT DISTINCT resource, principal FROM usage{where} ORDER BY resource, principal) "
+            "GROUP BY resource HAVING COUNT(*) > 1 ORDER BY resource",
+            args,
+        ):
+            out.append((resource, tuple(sorted(users.split("\n")))))
         return out
 
     @_guarded
