@@ -7,6 +7,7 @@ committed and never counts an event twice when re-run. Schema in docs/store.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -139,6 +140,27 @@ CREATE TABLE IF NOT EXISTS review_findings (
     principal TEXT NOT NULL, code TEXT NOT NULL, target TEXT NOT NULL,
     subject TEXT NOT NULL, message TEXT NOT NULL,
     PRIMARY KEY (run, fingerprint)
+) WITHOUT ROWID;
+"""
+
+
+# What the reading commands ask of every row, summed once when an ingest closes the store
+# (docs/store.md, "Summaries"): per principal its totals, and every resource more than one principal
+# used with those principals. Made by the first ingest that writes a store, without a version change:
+# a store without them, or whose usage changed since (a different row count or call total, e.g. an
+# older iamtrim wrote to it), is answered by scanning the rows, as any windowed question is.
+_SUMMARY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS summary_principals (
+    principal TEXT PRIMARY KEY,
+    actions_used INTEGER NOT NULL, actions_denied INTEGER NOT NULL,
+    calls INTEGER NOT NULL, denied_calls INTEGER NOT NULL,
+    first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+    services TEXT NOT NULL,            -- JSON array, sorted
+    resources INTEGER NOT NULL         -- distinct resources used ('*' and unknown left out)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS summary_shared (
+    resource TEXT PRIMARY KEY,
+    principals TEXT NOT NULL           -- JSON array, sorted: the principals whose calls on it were authorized
 ) WITHOUT ROWID;
 """
 
@@ -417,6 +439,9 @@ class Store:
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
+        self._written = False  # usage rows written since opened: refresh the summaries on close
+        self._fresh: bool | None = None  # whether the summaries answer for the rows (asked once)
+        self._writable = False  # opened for writing (ingest): summaries are made on close
         try:
             if self.path == ":memory:":
                 self._db = sqlite3.connect(":memory:", isolation_level=None)
@@ -437,6 +462,7 @@ class Store:
                     return
                 probe.close()
             self._db = _connect(self.path, read_only=False)
+            self._writable = True
             try:
                 self._open_for_writing()
             except BaseException:
@@ -561,13 +587,78 @@ class Store:
         return str(row[0]) if row else ""
 
     def close(self) -> None:
-        self._db.close()
+        """Close the store. Opened for writing (an ingest), first sum the rows into the summaries when
+        they were written or the summaries do not answer for them (a store made before them)."""
+        try:
+            if self._writable and (self._written or not self._summaries_fresh()):
+                # Only an optimization: a store whose summaries could not be written (busy with
+                # the next ingest, disk full) is answered by scanning the rows.
+                with contextlib.suppress(StoreError, sqlite3.Error):
+                    self.refresh_summaries()
+        finally:
+            self._db.close()
 
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self._writable = False  # an interrupted or failed ingest: readers scan until the next one
         self.close()
+
+    # -- summaries ---------------------------------------------------------------------------
+
+    def _usage_fingerprint(self) -> str:
+        """Rows and calls: every write of usage changes one of them (a new call adds to a count, a
+        fold or a dropped failed key removes rows), so summaries made at another value are stale."""
+        n, calls = self._db.execute("SELECT COUNT(*), TOTAL(count) FROM usage").fetchone()
+        return f"{n}:{int(calls)}"
+
+    @_guarded
+    def refresh_summaries(self) -> None:
+        """Sum the usage rows into ``summary_principals`` and ``summary_shared`` in one transaction
+        (a scan of the rows: about a second per million on the 2-core machine, docs/performance.md)."""
+        self._fresh = False
+        with self._immediate() as db:
+            # Summed inside the write transaction, so the fingerprint written is of the rows summed.
+            totals = self._scan_principal_totals(None)
+            shared = self._scan_shared(None, None)
+            for statement in _statements(_SUMMARY_SCHEMA):
+                db.execute(statement)
+            db.execute("DELETE FROM summary_principals")
+            db.execute("DELETE FROM summary_shared")
+            db.executemany(
+                "INSERT INTO summary_principals VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        t.principal,
+                        t.actions_used,
+                        t.actions_denied,
+                        t.calls,
+                        t.denied_calls,
+                        t.first_seen,
+                        t.last_seen,
+                        json.dumps(list(t.services)),
+                        t.resources,
+                    )
+                    for t in totals
+                ],
+            )
+            db.executemany(
+                "INSERT INTO summary_shared VALUES (?,?)", [(r, json.dumps(list(ps))) for r, ps in shared]
+            )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('summary_of', ?)", (self._usage_fingerprint(),))
+        self._written = False
+        self._fresh = None
+
+    def _summaries_fresh(self) -> bool:
+        if self._fresh is None:
+            has = self._db.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
+                "AND name IN ('summary_principals', 'summary_shared')"
+            ).fetchone()[0]
+            self._fresh = has == 2 and self.meta("summary_of") == self._usage_fingerprint()
+        return self._fresh
 
     # -- LookupEvents cursors ----------------------------------------------------------------
 
@@ -639,6 +730,8 @@ class Store:
         records), committed with the files they came from so an interrupted ingest never leaves
         a file counted without its coverage. ``deleted`` are usage keys (principal, action,
         resource, outcome, context) whose rows moved into an S3 fold (``folder/*``) in ``rows``."""
+        self._written = True
+        self._fresh = False
         with self._immediate() as db:
             db.executemany(
                 "DELETE FROM usage WHERE principal = ? AND action = ? AND resource = ? "
@@ -790,7 +883,18 @@ class Store:
     def principal_totals(self, window: TimeWindow | None = None) -> list[PrincipalTotals]:
         """Per principal with usage (in *window*): distinct actions used and denied, calls used and
         denied, first and last seen, services, distinct resources used (ARNs: ``*`` and unknown left
-        out). One aggregate query over the rows, which are never turned into objects."""
+        out), sorted by principal. From the summaries when they are fresh and no window is asked,
+        else aggregate queries over the rows; no row is turned into an object."""
+        if (window is None or window.is_open) and self._summaries_fresh():
+            return [
+                PrincipalTotals(p, au, ad, cu, cd, fs, ls, tuple(json.loads(sv)), nr)
+                for p, au, ad, cu, cd, fs, ls, sv, nr in self._db.execute(
+                    "SELECT * FROM summary_principals ORDER BY principal"
+                )
+            ]
+        return self._scan_principal_totals(window)
+
+    def _scan_principal_totals(self, window: TimeWindow | None) -> list[PrincipalTotals]:
         where, args = _where(*self._window_conditions(window))
         totals = self._db.execute(
             "SELECT principal, "
@@ -822,7 +926,25 @@ class Store:
     ) -> list[tuple[str, tuple[str, ...]]]:
         """Resources (ARNs: ``*`` and unknown left out) whose calls were authorized for more than one
         principal (in *window*; of those *principal* used, when given), each with those principals
-        (sorted), sorted by resource."""
+        (sorted), sorted by resource. From the summaries when they are fresh and no window is asked
+        (for one principal: its rows' resources looked up there)."""
+        if (window is None or window.is_open) and self._summaries_fresh():
+            sql = "SELECT resource, principals FROM summary_shared"
+            args: list[str] = []
+            if principal is not None:
+                sql += (
+                    " WHERE resource IN (SELECT DISTINCT resource FROM usage WHERE principal = ? "
+                    "AND outcome = 'used' AND resource NOT IN ('', '*'))"
+                )
+                args.append(principal)
+            return [
+                (r, tuple(json.loads(ps))) for r, ps in self._db.execute(sql + " ORDER BY resource", args)
+            ]
+        return self._scan_shared(window, principal)
+
+    def _scan_shared(
+        self, window: TimeWindow | None, principal: str | None
+    ) -> list[tuple[str, tuple[str, ...]]]:
         used = [("outcome = ?", "used"), *self._window_conditions(window)]
         where, args = _where(*used)
         where += " AND resource NOT IN ('', '*')"

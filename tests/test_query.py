@@ -199,3 +199,95 @@ def test_literal_prefix() -> None:
     assert literal_prefix("(unknown)") == ""
     assert literal_prefix('arn:aws:s3:::b"1') == ""  # JSON would escape the quote in the context
     assert literal_prefix("arn:aws:s3:::bé") == ""
+
+
+def _file_store(path: Path, seed: int) -> None:
+    """The random store's rows written to *path* the way ingest writes them (then closed)."""
+    with _random_store(seed) as mem, Store(path) as st:
+        rows = [
+            (
+                r.principal,
+                r.action,
+                r.resource or "",
+                str(r.outcome),
+                r.context.to_key(),
+                r.count,
+                r.first_seen,
+                r.last_seen,
+                r.event_ids,
+                r.source_ips,
+            )
+            for r in mem.usage()
+        ]
+        st.commit_batch([], mem.principals(), rows, [])
+
+
+def test_summaries_written_on_close_answer_as_the_rows_do(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    _file_store(path, 4)
+    with Store(path, read_only=True) as st:
+        assert st.meta("summary_of")
+        assert st._summaries_fresh()
+        for window in WINDOWS:  # the window ones scan; the open one reads the summaries
+            assert summarize_principals(st, window) == reference_summaries(st, window)
+        for p in st.principals():
+            assert principal_usage(st, p) == _scanned_usage(st, p)
+
+
+def _scanned_usage(st: Store, p: Principal) -> object:
+    st._fresh = False  # force the scan
+    try:
+        return principal_usage(st, p)
+    finally:
+        st._fresh = None
+
+
+FIRST_ROW = (
+    "(principal, action, resource, outcome, context) = (SELECT principal, action, resource, outcome, "
+    "context FROM usage ORDER BY principal, action, resource, outcome, context LIMIT 1)"
+)
+
+
+def test_stale_summaries_are_not_used(tmp_path: Path) -> None:
+    """A store changed after its summaries were made (by an older iamtrim, say) is scanned."""
+    import sqlite3
+
+    path = tmp_path / "s.sqlite"
+    _file_store(path, 5)
+    with sqlite3.connect(path) as db:  # one more call, written without refreshing the summaries
+        db.execute(f"UPDATE usage SET count = count + 1 WHERE {FIRST_ROW}")
+    with Store(path, read_only=True) as st:
+        assert not st._summaries_fresh()
+        assert summarize_principals(st) == reference_summaries(st, None)
+    with Store(path) as st:  # made fresh again by a writer
+        st.refresh_summaries()
+    with sqlite3.connect(path) as db:  # a row merged into another (a fold): the same calls in all
+        (n,) = db.execute(f"SELECT count FROM usage WHERE {FIRST_ROW}").fetchone()
+        db.execute(f"DELETE FROM usage WHERE {FIRST_ROW}")
+        db.execute(f"UPDATE usage SET count = count + ? WHERE {FIRST_ROW}", (n,))
+    with Store(path, read_only=True) as st:
+        assert not st._summaries_fresh()
+        assert summarize_principals(st) == reference_summaries(st, None)
+
+
+def test_a_failed_ingest_leaves_the_summaries_to_the_next_one(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    _file_store(path, 6)
+    with pytest.raises(RuntimeError), Store(path) as st:
+        row = (
+            "arn:aws:iam::111122223333:role/r9",
+            "s3:GetObject",
+            "arn:aws:s3:::b9/k",
+            "used",
+            Context().to_key(),
+            3,
+            "2026-09-01T00:00:00Z",
+            "2026-09-01T00:00:00Z",
+            (),
+            (),
+        )
+        st.commit_batch([], [], [row], [])
+        raise RuntimeError("interrupted")
+    with Store(path, read_only=True) as st:
+        assert not st._summaries_fresh()
+        assert summarize_principals(st) == reference_summaries(st, None)
