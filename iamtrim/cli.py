@@ -27,7 +27,13 @@ from iamtrim.errors import IamtrimError, InputError, NoReadableInput, OptionsErr
 from iamtrim.evidence import ingest_access_advisor
 from iamtrim.ingest import IngestReport, default_store_path, ingest, load_events
 from iamtrim.model import FileReport, Outcome, SkipReason, TimeWindow
-from iamtrim.query import parse_window, principal_usage, resolve_principal_name, summarize_principals
+from iamtrim.query import (
+    parse_window,
+    principal_usage,
+    resolve_principal_name,
+    selection_rows,
+    summarize_principals,
+)
 from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
 from iamtrim.render import usage as render_usage
@@ -792,7 +798,10 @@ def _graph_of(
     for r in resources or []:
         _check_resource_pattern(r)
     g = usage_graph.build_selected_graph(
-        st.principals(), st.usage(window=window), only_principals=arns, only_resources=resources or []
+        st.principals(),
+        selection_rows(st, arns, resources or [], window),
+        only_principals=arns,
+        only_resources=resources or [],
     )
     if usage_graph.is_empty(g):
         raise PrincipalError(
@@ -849,7 +858,7 @@ def who_used_cmd(
     window = _window(since, until)
     with _open_usage(events, store) as st:
         g = usage_graph.build_selected_graph(
-            st.principals(), st.usage(window=window), only_resources=[resource]
+            st.principals(), selection_rows(st, [], [resource], window), only_resources=[resource]
         )
     uses = usage_graph.who_used(g, resource)
     summary = usage_graph.summarize_uses(uses)
