@@ -1368,8 +1368,24 @@ def review_cmd(
         ),
     ] = None,
     from_aws: Annotated[
-        bool, typer.Option("--from-aws", help="Read current policies from AWS (not available yet).")
+        bool,
+        typer.Option(
+            "--from-aws",
+            help="Read the current policies from the account (iam:GetAccountAuthorizationDetails).",
+        ),
     ] = False,
+    accounts: Annotated[
+        Path | None,
+        typer.Option(
+            "--accounts",
+            metavar="FILE",
+            help="Review several accounts: their ids and the role to assume in each (YAML or JSON).",
+        ),
+    ] = None,
+    profile: ProfileOpt = "",
+    region: RegionOpt = "",
+    endpoint_url: EndpointOpt = "",
+    role_arn: RoleArnOpt = "",
     principal: Annotated[
         list[str] | None,
         typer.Option(
@@ -1412,6 +1428,15 @@ def review_cmd(
         Path | None,
         typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
     ] = None,
+    wait_lock: Annotated[
+        float,
+        typer.Option(
+            "--wait-lock",
+            metavar="SECONDS",
+            min=0,
+            help="How long to wait for an ingest writing the same store (then exit 4).",
+        ),
+    ] = DEFAULT_WAIT_LOCK,
     fail_on: Annotated[
         ReviewFailOn | None,
         typer.Option(
@@ -1423,16 +1448,23 @@ def review_cmd(
     ] = None,
 ) -> None:
     """Review every role and user: unused, risky and missing permissions, with history."""
-    from iamtrim.errors import FailOnFindings, OptionsError
+    from iamtrim.errors import AwsError, FailOnFindings, OptionsError
     from iamtrim.render import review as render_review
     from iamtrim.render import review_html
+    from iamtrim.review.current import authz_from_aws
     from iamtrim.review.history import FailOn, failing, load_suppressions, record_run
     from iamtrim.review.job import ReviewOptions, review
+    from iamtrim.review.organization import aws_fetch, load_accounts, not_reviewed, prefetch, review_accounts
 
-    if from_aws:
-        raise OptionsError("review: --from-aws is not available yet; pass --authz FILE")
-    if authz is None:
-        raise OptionsError("review: give --authz FILE (aws iam get-account-authorization-details output)")
+    if sum((authz is not None, from_aws, accounts is not None)) != 1:
+        raise OptionsError(
+            "review: give --authz FILE (aws iam get-account-authorization-details output), --from-aws "
+            "or --accounts FILE, one of them"
+        )
+    if accounts is not None and role_arn:
+        raise OptionsError(
+            "review: --accounts names the role of each account; --role-arn does not go with it"
+        )
     if suppressions is None:
         suppressions = next((Path(n) for n in _DEFAULT_SUPPRESSIONS if Path(n).is_file()), None)
     accepted = load_suppressions(suppressions) if suppressions is not None else ()
@@ -1445,9 +1477,20 @@ def review_cmd(
     path = store or default_store_path()
     if not path.exists():
         raise InputError(f"no usage store at {path}: run `iamtrim ingest PATH --store {path}` first")
-    # Writable, unlike the other reading commands': the store keeps the review's history.
-    with Store(path) as st:
-        report = record_run(st, review(st, authz, options), accepted)
+    aws = _aws(profile, region, endpoint_url, role_arn) if from_aws or accounts is not None else None
+    # Read from AWS before the store is locked; an account that fails is in the report.
+    source = authz_from_aws(aws, role_arn) if from_aws and aws is not None else authz
+    specs = load_accounts(accounts) if accounts is not None else ()
+    fetched = prefetch(specs, aws_fetch(aws.config)) if aws is not None and specs else None
+    # Writable, unlike the other reading commands': the store keeps the review's history, written
+    # under the store's writer lock (one writer at a time, as for ingest).
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
+        if fetched is not None:
+            result = review_accounts(st, specs, fetched, options, str(accounts))
+        else:
+            assert source is not None
+            result = review(st, source, options)
+        report = record_run(st, result, accepted)
     render = {
         ReviewFormat.markdown: render_review.to_markdown,
         ReviewFormat.json: render_review.to_json,
@@ -1462,6 +1505,8 @@ def review_cmd(
             raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
     else:
         typer.echo(text, nl=not text.endswith("\n"))
+    if result.failed_accounts:
+        raise AwsError(not_reviewed(result))
     if fail_on is not None:
         hits = failing(report, FailOn(fail_on.value))
         if hits:

@@ -377,10 +377,10 @@ def test_cli(tmp_path: Path, halves: tuple[Path, Path]) -> None:
     assert _cli(*base, "--format", "sarif", "-o", str(out), cwd=tmp_path).returncode == 0
     assert json.loads(out.read_text())["version"] == "2.1.0"
     # Usage errors are one line, exit 2.
-    aws = _cli("review", "--store", str(store), "--from-aws", cwd=tmp_path)
-    assert aws.returncode == 2 and "not available yet" in aws.stderr and "Traceback" not in aws.stderr
+    both = _cli(*base, "--from-aws", cwd=tmp_path)
+    assert both.returncode == 2 and "one of them" in both.stderr and "Traceback" not in both.stderr
     none = _cli("review", "--store", str(store), cwd=tmp_path)
-    assert none.returncode == 2 and "--authz" in none.stderr
+    assert none.returncode == 2 and "--authz" in none.stderr and "--accounts" in none.stderr
     bad = tmp_path / ".iamtrim-suppressions.json"
     bad.write_text("[{}]")
     broken = _cli(*base, cwd=tmp_path)  # the default suppressions file is read, and refused

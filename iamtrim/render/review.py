@@ -14,10 +14,10 @@ from typing import Any
 from iamtrim import __version__
 from iamtrim.model.finding import FINDINGS, Severity
 from iamtrim.review.history import ReviewReport, Status, Suppression, Tracked
-from iamtrim.review.job import PrincipalReview
+from iamtrim.review.job import AccountResult, PrincipalReview, Review
 from iamtrim.store import ReviewRunRow
 
-__all__ = ["JSON_SCHEMA_ID", "to_json", "to_markdown", "to_sarif"]
+__all__ = ["JSON_SCHEMA_ID", "account_of", "by_account", "to_json", "to_markdown", "to_sarif"]
 
 JSON_SCHEMA_ID = "iamtrim.review/1"
 _SEVERITIES = ("high", "medium", "low", "info")
@@ -61,9 +61,44 @@ def _finding_json(t: Tracked) -> dict[str, Any]:
     return out
 
 
+def account_of(arn: str) -> str:
+    """The account id of an ARN ("" for anything else)."""
+    parts = arn.split(":", 5)
+    return parts[4] if len(parts) == 6 else ""
+
+
+def by_account(
+    r: Review,
+) -> list[tuple[AccountResult, tuple[PrincipalReview, ...], tuple[tuple[str, str], ...]]]:
+    """Each account of an ``--accounts`` review with its principals and those left out, in the
+    order of the accounts file (sorted by id); [] for a single-account review."""
+    return [
+        (
+            a,
+            tuple(p for p in r.principals if account_of(p.principal) == a.account),
+            tuple((s, why) for s, why in r.skipped if account_of(s) == a.account),
+        )
+        for a in r.accounts
+    ]
+
+
+def _account_json(a: AccountResult, findings: int) -> dict[str, Any]:
+    return {
+        "account": a.account,
+        "name": a.name or None,
+        "role_arn": a.role_arn,
+        "status": "failed" if a.error else "reviewed",
+        "error": a.error or None,
+        "source": a.source or None,
+        "principals": list(a.principals),
+        "findings": findings,
+    }
+
+
 def _principal_json(p: PrincipalReview) -> dict[str, Any]:
     return {
         "principal": p.principal,
+        "account": account_of(p.principal),
         "kind": p.kind,
         "policies": list(p.policies),
         "granted": p.granted,
@@ -100,6 +135,10 @@ def to_json(rep: ReviewReport) -> str:
             "suppressed": len(rep.suppressed),
             "by_severity": _severities(rep.findings),
         },
+        "accounts": [
+            _account_json(a, sum(1 for t in rep.findings if account_of(t.finding.principal) == a.account))
+            for a in rep.review.accounts
+        ],
         "principals": [_principal_json(p) for p in rep.review.principals],
         "skipped": [{"principal": p, "reason": why} for p, why in rep.review.skipped],
         "findings": [_finding_json(t) for t in rep.findings],
@@ -151,6 +190,26 @@ def _rows(items: tuple[Tracked, ...], with_status: bool = False) -> list[str]:
     return out
 
 
+def _principals_table(
+    principals: tuple[PrincipalReview, ...], skipped: tuple[tuple[str, str], ...]
+) -> list[str]:
+    out = [
+        "| principal | granted | used | safe to remove | to review | risky unused | missing | "
+        "last activity |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for p in principals:
+        if p.note:
+            out.append(f"| `{_md(p.principal)}` | – | {p.used} | – | – | – | – | {_md(p.note)} |")
+            continue
+        out.append(
+            f"| `{_md(p.principal)}` | {p.granted} | {p.used} | {p.removable} | {p.to_review} | "
+            f"{len(p.risky_unused)} | {p.missing} | {p.last_activity or 'none seen'} |"
+        )
+    out += [f"| `{_md(p)}` | left out: {_md(why)} | | | | | | |" for p, why in skipped]
+    return out
+
+
 def to_markdown(rep: ReviewReport) -> str:
     r = rep.review
     new, persisting = rep.of(Status.NEW), rep.of(Status.PERSISTING)
@@ -169,22 +228,30 @@ def to_markdown(rep: ReviewReport) -> str:
     out += [f"> **Caveat:** {_md(c)}" for c in r.caveats]
     if r.caveats:
         out.append("")
-    out += [
-        "#### Principals",
-        "",
-        "| principal | granted | used | safe to remove | to review | risky unused | missing | "
-        "last activity |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for p in r.principals:
-        if p.note:
-            out.append(f"| `{_md(p.principal)}` | – | {p.used} | – | – | – | – | {_md(p.note)} |")
-            continue
-        out.append(
-            f"| `{_md(p.principal)}` | {p.granted} | {p.used} | {p.removable} | {p.to_review} | "
-            f"{len(p.risky_unused)} | {p.missing} | {p.last_activity or 'none seen'} |"
-        )
-    out += [f"| `{_md(p)}` | left out: {_md(why)} | | | | | | |" for p, why in r.skipped]
+    if r.accounts:
+        out += [
+            "#### Accounts",
+            "",
+            "| account | name | status | principals | findings |",
+            "|---|---|---|---:|---:|",
+        ]
+        for a, principals, _ in by_account(r):
+            n = sum(1 for t in rep.findings if account_of(t.finding.principal) == a.account)
+            status = f"**not reviewed**: {_md(a.error)}" if a.error else "reviewed"
+            out.append(f"| {a.account} | {_md(a.name)} | {status} | {len(principals)} | {n} |")
+        for a, principals, skipped in by_account(r):
+            out += ["", f"#### Account {a.account}" + (f" ({_md(a.name)})" if a.name else ""), ""]
+            if a.error:
+                out += [
+                    f"**not reviewed**: {_md(a.error)} (role `{_md(a.role_arn)}`); the earlier findings "
+                    "of its principals are kept as they were."
+                ]
+                continue
+            out += [f"Current policies from `{_md(a.source)}`.", ""]
+            out += _principals_table(principals, skipped)
+    else:
+        out += ["#### Principals", ""]
+        out += _principals_table(r.principals, r.skipped)
     out += ["", "Only `NOT_USED_OBSERVABLE_SINCE` counts as safe to remove; the rest is to review.", ""]
     out += ["#### New", ""] + (_rows(new) if new else ["None."])
     out += ["", "#### Resolved", ""] + (_rows(rep.resolved) if rep.resolved else ["None."])
@@ -235,8 +302,10 @@ def _rule(code: str) -> dict[str, Any]:
     }
 
 
-def _result(t: Tracked, artifact: str) -> dict[str, Any]:
+def _result(t: Tracked, artifacts: dict[str, str], default: str) -> dict[str, Any]:
     f = t.finding
+    account = account_of(f.principal)
+    artifact = artifacts.get(account, default)
     out: dict[str, Any] = {
         "ruleId": f.code,
         "ruleIndex": _RULES.index(f.code),
@@ -252,7 +321,12 @@ def _result(t: Tracked, artifact: str) -> dict[str, Any]:
         ],
         "partialFingerprints": {"iamtrimFinding/v1": f.fingerprint},
         "baselineState": _BASELINE.get(t.status, "unchanged"),
-        "properties": {"principal": f.principal, "target": f.target or f.subject, "key": f.key},
+        "properties": {
+            "principal": f.principal,
+            "account": account,
+            "target": f.target or f.subject,
+            "key": f.key,
+        },
     }
     if t.suppressed_by is not None:
         out["suppressions"] = [
@@ -267,8 +341,19 @@ def _result(t: Tracked, artifact: str) -> dict[str, Any]:
 
 def to_sarif(rep: ReviewReport) -> str:
     r = rep.review
-    artifact = r.authz.replace("\\", "/")
-    notes = [{"message": {"text": c}, "level": "warning"} for c in r.caveats]
+    artifact = r.artifact or r.authz.replace("\\", "/")
+    # --accounts: each account's findings are located in that account (its root ARN).
+    artifacts = {a.account: a.uri for a in r.accounts if a.uri}
+    failed = {a.account for a in r.failed_accounts}
+    notes = [
+        {"message": {"text": c}, "level": "warning"}
+        for c in r.caveats
+        if not any(c.startswith(f"account {f}") for f in failed)
+    ]
+    notes += [
+        {"message": {"text": f"account {a.account} was not reviewed: {a.error}"}, "level": "error"}
+        for a in r.failed_accounts
+    ]
     notes += [
         {"message": {"text": f"suppression expired {s.expires}: {s.match} ({s.reason})"}, "level": "note"}
         for s in rep.expired
@@ -287,13 +372,17 @@ def to_sarif(rep: ReviewReport) -> str:
                     }
                 },
                 "automationDetails": {"id": f"iamtrim/review/run-{rep.run.id}"},
-                "invocations": [{"executionSuccessful": True, "toolExecutionNotifications": notes}],
-                "results": [_result(t, artifact) for t in (*rep.findings, *rep.suppressed)],
+                "invocations": [{"executionSuccessful": not failed, "toolExecutionNotifications": notes}],
+                "results": [_result(t, artifacts, artifact) for t in (*rep.findings, *rep.suppressed)],
                 "properties": {
                     "window": r.window,
                     "catalog": r.catalog,
                     "previousRun": rep.previous.id if rep.previous else None,
                     "resolved": [t.finding.fingerprint for t in rep.resolved],
+                    "accounts": [
+                        {"account": a.account, "name": a.name, "status": "failed" if a.error else "reviewed"}
+                        for a in r.accounts
+                    ],
                 },
             }
         ],

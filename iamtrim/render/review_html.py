@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from html import escape
 
+from iamtrim.render.review import account_of, by_account
 from iamtrim.review.history import ReviewReport, Status, Tracked
-from iamtrim.review.job import PrincipalReview
+from iamtrim.review.job import PrincipalReview, Review
 
 __all__ = ["to_html"]
 
@@ -122,7 +123,11 @@ def _findings_table(items: tuple[Tracked, ...], status: bool = False) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _principals_table(principals: tuple[PrincipalReview, ...], left_out: tuple[tuple[str, str], ...]) -> str:
+def _principals_table(
+    principals: tuple[PrincipalReview, ...],
+    left_out: tuple[tuple[str, str], ...],
+    table_id: str = "principals",
+) -> str:
     head = (
         '<tr><th>principal</th><th class="n">granted</th><th class="n">used</th>'
         '<th class="n">safe to remove</th><th class="n">to review</th><th class="n">risky unused</th>'
@@ -143,7 +148,33 @@ def _principals_table(principals: tuple[PrincipalReview, ...], left_out: tuple[t
         f'<tr><td><code>{_e(p)}</code></td><td colspan="7">left out: {_e(why)}</td></tr>'
         for p, why in left_out
     )
-    return f'<table id="principals">{head}{"".join(rows)}{skipped}</table>'
+    return f'<table id="{_e(table_id)}">{head}{"".join(rows)}{skipped}</table>'
+
+
+def _principals_sections(rep: ReviewReport) -> list[str]:
+    """The principals table; with ``--accounts``, a section per account (its failure, or its
+    principals)."""
+    r: Review = rep.review
+    if not r.accounts:
+        return [_principals_table(r.principals, r.skipped)]
+    out = []
+    for a, principals, skipped in by_account(r):
+        n = sum(1 for t in rep.findings if account_of(t.finding.principal) == a.account)
+        title = f"Account {a.account}" + (f" ({a.name})" if a.name else "")
+        out.append(f'<section class="account" id="account-{_e(a.account)}"><h2>{_e(title)}</h2>')
+        if a.error:
+            out.append(
+                f'<div class="caveat"><b>Not reviewed:</b> {_e(a.error)} '
+                f"(role <code>{_e(a.role_arn)}</code>); the earlier findings of its principals are kept "
+                "as they were.</div></section>"
+            )
+            continue
+        out.append(
+            f'<p class="meta">Current policies from <code>{_e(a.source)}</code>; {len(principals)} '
+            f"principal(s), {n} finding(s).</p>"
+        )
+        out.append(_principals_table(principals, skipped, f"principals-{a.account}") + "</section>")
+    return out
 
 
 def to_html(rep: ReviewReport) -> str:
@@ -173,7 +204,7 @@ def to_html(rep: ReviewReport) -> str:
         "<h2>Granted vs used, per principal</h2>",
         _granted_chart(r.principals),
         "<p>Only <code>NOT_USED_OBSERVABLE_SINCE</code> counts as safe to remove; the rest is to review.</p>",
-        _principals_table(r.principals, r.skipped),
+        *_principals_sections(rep),
         "<h2>Findings over runs</h2>",
         _trend_chart(rep),
         "<p>Every finding each run stored, suppressed ones and those of left-out principals included.</p>",
