@@ -161,6 +161,21 @@ def _aws(profile: str, region: str, endpoint_url: str, role_arn: str) -> Aws:
     return Aws(AwsConfig(profile=profile, region=region, endpoint_url=endpoint_url, role_arn=role_arn))
 
 
+def _check_principal_arns(option: str, arns: Sequence[str], example: str) -> None:
+    """ARNs a policy names as principals (--break-glass, --admin) must be IAM role or user ARNs:
+    anything else would be written into the policy, or refused by AWS when it is applied."""
+    from iamtrim.errors import OptionsError
+    from iamtrim.model.arn import iam_principal_arn_problem
+
+    for arn in arns:
+        problem = iam_principal_arn_problem(arn)
+        if problem:
+            raise OptionsError(
+                f"{option} {arn!r}: {problem}; expected an IAM role or user ARN, "
+                f"e.g. arn:aws:iam::111122223333:role/{example}"
+            )
+
+
 def _show_version(value: bool) -> None:
     if value:
         typer.echo(f"iamtrim {importlib.metadata.version('iamtrim')}")
@@ -1009,18 +1024,10 @@ def bucket_policy_cmd(
     """An S3 bucket policy from observed use: HTTPS only, VPC-endpoint and SSE-KMS pins, cross-account
     grants. Refused if it would lock the account root, or a principal named by --break-glass, out of
     the bucket policy."""
-    from iamtrim.errors import OptionsError
-    from iamtrim.model.arn import iam_principal_arn_problem
     from iamtrim.render import bucket as render_bucket
     from iamtrim.synth.bucket import BucketOptions, generate_bucket_policy
 
-    for arn in break_glass or ():
-        problem = iam_principal_arn_problem(arn)
-        if problem:
-            raise OptionsError(
-                f"--break-glass {arn!r}: {problem}; expected an IAM role or user ARN, "
-                "e.g. arn:aws:iam::111122223333:role/break-glass"
-            )
+    _check_principal_arns("--break-glass", break_glass or (), "break-glass")
     window = _window(since, until)
     current = None
     if from_aws:
@@ -1088,6 +1095,7 @@ def kms_policy_cmd(
     from iamtrim.render import bucket as render_bucket
     from iamtrim.synth.kms import generate_key_policy, resolve_key
 
+    _check_principal_arns("--admin", admin or (), "key-admin")
     window = _window(since, until)
     with _open_usage(events, store) as st:
         rows = st.usage(window=window)
@@ -1468,6 +1476,7 @@ def review_cmd(
     if suppressions is None:
         suppressions = next((Path(n) for n in _DEFAULT_SUPPRESSIONS if Path(n).is_file()), None)
     accepted = load_suppressions(suppressions) if suppressions is not None else ()
+    specs = load_accounts(accounts) if accounts is not None else ()
     options = ReviewOptions(
         idle_days=idle_days,
         principals=tuple(principal or ()),
@@ -1480,7 +1489,6 @@ def review_cmd(
     aws = _aws(profile, region, endpoint_url, role_arn) if from_aws or accounts is not None else None
     # Read from AWS before the store is locked; an account that fails is in the report.
     source = authz_from_aws(aws, role_arn) if from_aws and aws is not None else authz
-    specs = load_accounts(accounts) if accounts is not None else ()
     fetched = prefetch(specs, aws_fetch(aws.config)) if aws is not None and specs else None
     # Writable, unlike the other reading commands': the store keeps the review's history, written
     # under the store's writer lock (one writer at a time, as for ingest).

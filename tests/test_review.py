@@ -387,6 +387,22 @@ def test_cli(tmp_path: Path, halves: tuple[Path, Path]) -> None:
     assert broken.returncode == 4 and "suppression 1" in broken.stderr
 
 
+def test_review_waits_for_the_writer_lock_then_exits_4(tmp_path: Path, halves: tuple[Path, Path]) -> None:
+    """The history is written under the store's writer lock, as an ingest writes: a review does not
+    store a run while another writer holds the store."""
+    store = tmp_path / "s.sqlite"
+    with Store(store) as st:
+        ingest([halves[0]], st, workers=1)
+    base = ["review", "--store", str(store), "--authz", str(AUTHZ), "--format", "json"]
+    with Store(store) as holder, holder.writer_lock():
+        held = _cli(*base, "--wait-lock", "0.3", cwd=tmp_path)
+        assert holder.review_runs() == []
+    assert held.returncode == 4 and held.stdout == "" and "Traceback" not in held.stderr
+    assert "--wait-lock" in held.stderr.splitlines()[-1]
+    done = _cli(*base, "--wait-lock", "0.3", cwd=tmp_path)
+    assert done.returncode == 0 and json.loads(done.stdout)["run"]["id"] == 1
+
+
 def test_markdown_cells_never_carry_control_characters_or_break_the_table() -> None:
     hostile = "bucket|x`y\x1b[31mred\nnext\x9bline"
     cell = render_review._md(hostile)

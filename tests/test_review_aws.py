@@ -294,3 +294,60 @@ def test_a_failed_account_keeps_its_findings_until_it_is_read_again(
     assert code == 3 and second["run"]["stored"] and second["summary"]["resolved"] == 0
     assert second["run"]["findings"] == first["run"]["findings"]  # carried, unreported
     assert second["findings"] == []
+
+
+# -- the accounts file ------------------------------------------------------------------------------
+
+
+def test_accounts_file_yaml_json_and_its_defaults(tmp_path: Path) -> None:
+    from iamtrim.review.organization import AccountSpec, load_accounts
+
+    path = _accounts_file(tmp_path)
+    assert load_accounts(path) == (
+        AccountSpec(DENIED_ACCOUNT, f"arn:aws:iam::{DENIED_ACCOUNT}:role/iamtrim-reader", "sandbox"),
+        AccountSpec(ACCOUNT, READER, "ml-prod"),
+        AccountSpec(UNASSUMABLE_ACCOUNT, f"arn:aws:iam::{UNASSUMABLE_ACCOUNT}:role/other-role", ""),
+    )
+    as_json = tmp_path / "a.json"
+    as_json.write_text(
+        json.dumps({"role": "/security/reader/", "partition": "aws-cn", "accounts": ["111122223333"]})
+    )
+    assert load_accounts(as_json) == (
+        AccountSpec("111122223333", "arn:aws-cn:iam::111122223333:role/security/reader"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("accounts: []\n", "at least one account"),
+        ("role: r\naccounts:\n  - id: 111122223333\n", "quote it"),
+        ("role: r\naccounts:\n  - id: '1111'\n", "12-digit account id"),
+        ("role: r\naccounts: ['111122223333', '111122223333']\n", "listed twice"),
+        ("accounts: ['111122223333']\n", "no role to assume"),
+        (
+            "accounts:\n  - id: '111122223333'\n    role_arn: arn:aws:iam::444455556666:role/r\n",
+            "is not in account 111122223333",
+        ),
+        (
+            "accounts:\n  - id: '111122223333'\n    role_arn: arn:aws:iam::111122223333:user/u\n",
+            "not a role ARN",
+        ),
+        ("role: r\naccount: []\n", "expected {'accounts'"),
+        ("role: r\naccounts:\n  - id: '111122223333'\n    rolearn: x\n", "unknown key(s) 'rolearn'"),
+        ("role: r\npartition: azure\naccounts: ['111122223333']\n", "unknown partition"),
+        ("role: [\n", "not YAML"),
+    ],
+)
+def test_bad_accounts_files_are_one_line_errors_exit_4(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "accounts.yaml"
+    path.write_text(text)
+    code, out, err = cli("review", "--accounts", str(path), "--store", str(tmp_path / "none.sqlite"))
+    # the store is not there either: the accounts file is read first
+    assert (code, out) == (4, "") and error in err and err.count("\n") == 1, err
+
+
+def test_accounts_and_role_arn_do_not_go_together(tmp_path: Path) -> None:
+    path = _accounts_file(tmp_path)
+    code, _, err = cli("review", "--accounts", str(path), "--role-arn", READER)
+    assert code == 2 and "--role-arn" in err and err.count("\n") == 1
