@@ -10,6 +10,7 @@ by the caller, and the review says so for those and goes on with the others.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -351,3 +352,40 @@ def test_accounts_and_role_arn_do_not_go_together(tmp_path: Path) -> None:
     path = _accounts_file(tmp_path)
     code, _, err = cli("review", "--accounts", str(path), "--role-arn", READER)
     assert code == 2 and "--role-arn" in err and err.count("\n") == 1
+
+
+# -- the job's permissions, as docs/commands/review.md gives them --------------------------------------
+
+
+def _statements(section: str) -> list[dict[str, Any]]:
+    blocks = re.findall(r"```json\n(.*?)```", section, re.S)
+    assert len(blocks) == 3  # the job's role, the --accounts caller, the member role's trust policy
+    return [st for block in blocks for st in json.loads(block)["Statement"]]
+
+
+def test_the_review_jobs_policies_grant_the_calls_it_makes_and_only_reads() -> None:
+    from iamtrim import catalog
+    from iamtrim.aws import CALLS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "commands" / "review.md").read_text()
+    section = text.split("### The permissions the job needs (read-only)", 1)[1]
+    granted: set[str] = set()
+    for st in _statements(section):
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        assert all(catalog.action_exists(a) for a in actions), actions
+        granted.update(actions)
+    trail = {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}  # the trail files: read by `aws s3 sync`
+    # Nothing iamtrim never calls (the list in iamtrim/aws.py and docs/permissions.md) ...
+    assert granted - trail <= set(CALLS.values()), granted - trail - set(CALLS.values())
+    # ... and what review --from-aws / --accounts and the Access Advisor ingest call.
+    needed = {
+        CALLS[("iam", "GetAccountAuthorizationDetails")],
+        CALLS[("sts", "AssumeRole")],
+        CALLS[("iam", "GenerateServiceLastAccessedDetails")],
+        CALLS[("iam", "GetServiceLastAccessedDetails")],
+        CALLS[("iam", "ListRoles")],
+        CALLS[("iam", "ListUsers")],
+    }
+    assert needed <= granted
+    levels = {a: catalog.access_level(a) for a in granted - {"sts:AssumeRole", "kms:Decrypt"}}
+    assert set(levels.values()) <= {"Read", "List"}, levels
