@@ -30,6 +30,7 @@ from iamtrim.model import FileReport, Outcome, SkipReason, TimeWindow
 from iamtrim.query import parse_window, principal_usage, resolve_principal_name, summarize_principals
 from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
+from iamtrim.render import review_format_names
 from iamtrim.render import usage as render_usage
 from iamtrim.store import DEFAULT_WAIT_LOCK, Store
 from iamtrim.synth import AdvisedGrant, SynthOptions, Target, generate_identity_policy
@@ -1337,11 +1338,15 @@ def _expand_for(cmd: TyperCommand, tokens: list[str]) -> list[str]:
     return list(reversed(out))
 
 
-class ReviewFormat(StrEnum):
-    markdown = "markdown"
-    json = "json"
-    sarif = "sarif"
-    html = "html"
+# The review's formats are its render modules (iamtrim/render/review_<name>.py): a new one is one
+# module, offered here by name.
+_REVIEW_FORMATS = review_format_names()
+
+
+def _review_format(value: str) -> str:
+    if value not in _REVIEW_FORMATS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(_REVIEW_FORMATS)}")
+    return value
 
 
 class ReviewFailOn(StrEnum):
@@ -1430,8 +1435,14 @@ def review_cmd(
         ),
     ] = None,
     fmt: Annotated[
-        ReviewFormat, typer.Option("--format", metavar=_choices(ReviewFormat), help="Report format.")
-    ] = ReviewFormat.markdown,
+        str,
+        typer.Option(
+            "--format",
+            metavar="[" + "|".join(_REVIEW_FORMATS) + "]",
+            callback=_review_format,
+            help="Report format.",
+        ),
+    ] = "markdown",
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
@@ -1458,7 +1469,6 @@ def review_cmd(
     """Review every role and user: unused, risky and missing permissions, with history."""
     from iamtrim.errors import AwsError, FailOnFindings, OptionsError
     from iamtrim.render import review as render_review
-    from iamtrim.render import review_html
     from iamtrim.review.current import authz_from_aws
     from iamtrim.review.history import FailOn, failing, load_suppressions, record_run
     from iamtrim.review.job import ReviewOptions, review
@@ -1499,13 +1509,7 @@ def review_cmd(
             assert source is not None
             result = review(st, source, options)
         report = record_run(st, result, accepted)
-    render = {
-        ReviewFormat.markdown: render_review.to_markdown,
-        ReviewFormat.json: render_review.to_json,
-        ReviewFormat.sarif: render_review.to_sarif,
-        ReviewFormat.html: review_html.to_html,
-    }[fmt]
-    text = render(report)
+    text = render_review.render(fmt, report)
     if output is not None:
         try:
             output.write_text(text if text.endswith("\n") else text + "\n")

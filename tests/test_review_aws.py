@@ -110,6 +110,28 @@ def test_review_from_aws_equals_review_authz_of_the_same_account(
     assert uris == {f"arn:aws:iam::{ACCOUNT}:root"}
 
 
+def test_review_from_aws_reads_creation_dates_and_tags_for_the_filters(
+    sample_account: str, ingested: Path, tmp_path: Path
+) -> None:
+    """boto3 parses CreateDate into a datetime; the review reads it as the AWS CLI writes it. moto
+    creates the account's roles and users now, after the sample trail ends: all too young."""
+    code, out, err = cli(
+        "review",
+        "--store",
+        str(_fresh(ingested, tmp_path / "s.sqlite")),
+        "--from-aws",
+        *aws_options(sample_account),
+        "--min-age-days",
+        "1",
+        "--format",
+        "json",
+    )
+    assert code == 0, err
+    skipped = {s["principal"]: s["reason"] for s in json.loads(out)["skipped"]}
+    assert set(skipped) == set(sample_principals())
+    assert all(r.startswith("created 20") for r in skipped.values()), skipped
+
+
 def test_review_from_aws_failing_is_exit_3_and_stores_nothing(
     aws_endpoint: str, ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

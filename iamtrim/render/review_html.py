@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from html import escape
 
-from iamtrim.render.review import account_of, by_account
+from iamtrim.render.review import by_account, findings_in
 from iamtrim.review.history import ReviewReport, Status, Tracked
 from iamtrim.review.job import PrincipalReview, Review
 
-__all__ = ["to_html"]
+__all__ = ["FORMAT", "render", "to_html"]
+
+FORMAT = "html"
 
 _COLOURS = {"high": "#c0392b", "medium": "#e67e22", "low": "#2980b9", "info": "#95a5a6"}
 _CSS = """
@@ -159,7 +161,7 @@ def _principals_sections(rep: ReviewReport) -> list[str]:
         return [_principals_table(r.principals, r.skipped)]
     out = []
     for a, principals, skipped in by_account(r):
-        n = sum(1 for t in rep.findings if account_of(t.finding.principal) == a.account)
+        n = findings_in(rep, a.account)
         title = f"Account {a.account}" + (f" ({a.name})" if a.name else "")
         out.append(f'<section class="account" id="account-{_e(a.account)}"><h2>{_e(title)}</h2>')
         if a.error:
@@ -225,3 +227,6 @@ def to_html(rep: ReviewReport) -> str:
         ]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+render = to_html
