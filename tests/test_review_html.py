@@ -184,6 +184,10 @@ def test_html_report_of_accounts_has_a_section_per_account(tmp_path: Path) -> No
     assert "Account 111122223333 (sandbox)" in dom and "Not reviewed:" in dom and "sts:AssumeRole" in dom
     for p in rep.review.principals:
         assert p.principal.split(":")[4] == sample and p.principal in dom
+    # the chart's labels name the account: the same role name may be in several
+    assert parsed.principal_labels == [
+        f"{sample} {p.principal.split(':', 5)[-1]}" for p in rep.review.principals
+    ]
     shot = tmp_path / "accounts.png"
     subprocess.run(
         [CHROMIUM, *FLAGS, "--window-size=1200,2400", f"--screenshot={shot}", page.as_uri()],

@@ -47,7 +47,13 @@ def _short(arn: str) -> str:
     return arn.split(":", 5)[-1] if arn.count(":") >= 5 else arn
 
 
-def _granted_chart(principals: tuple[PrincipalReview, ...]) -> str:
+def _label(arn: str, accounts: bool) -> str:
+    short = _short(arn)
+    return f"{arn.split(':')[4]} {short}" if accounts and arn.count(":") >= 5 else short
+
+
+def _granted_chart(principals: tuple[PrincipalReview, ...], accounts: bool = False) -> str:
+    """*accounts*: label each bar with its account too (the same role name may be in several)."""
     rows = [p for p in principals if not p.note]
     top = max((p.granted for p in rows), default=1)
     scale = math.log10(max(top, 10) + 1)
@@ -68,7 +74,8 @@ def _granted_chart(principals: tuple[PrincipalReview, ...]) -> str:
         u = bar_w * math.log10(p.used + 1) / scale
         out.append(
             f'<g class="principal" data-principal="{_e(p.principal)}">'
-            f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{_e(_short(p.principal))}</text>'
+            f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">'
+            f"{_e(_label(p.principal, accounts))}</text>"
             f'<rect x="{label_w}" y="{y}" width="{g:.1f}" height="12" fill="#bdc3c7"/>'
             f'<rect x="{label_w}" y="{y + 14}" width="{u:.1f}" height="12" fill="#27ae60"/>'
             f'<text x="{label_w + g + 4:.1f}" y="{y + 10}">{p.granted}</text>'
@@ -204,7 +211,7 @@ def to_html(rep: ReviewReport) -> str:
         + "".join(f'<div class="card"><b>{n}</b>{_e(label)}</div>' for label, n in cards)
         + "</div>",
         "<h2>Granted vs used, per principal</h2>",
-        _granted_chart(r.principals),
+        _granted_chart(r.principals, bool(r.accounts)),
         "<p>Only <code>NOT_USED_OBSERVABLE_SINCE</code> counts as safe to remove; the rest is to review.</p>",
         *_principals_sections(rep),
         "<h2>Findings over runs</h2>",
