@@ -516,3 +516,46 @@ def test_every_format_renders_the_one_report_and_a_new_format_is_one_module(
         check=False,
     )
     assert code.returncode == 0 and "[markdown|csv|html|json|sarif]" in code.stdout, code.stderr
+
+
+def test_accounts_review_with_an_injected_fetch(whole_store: Store, tmp_path: Path) -> None:
+    """review_accounts without AWS: the fetch is a seam. An account whose details cannot be read
+    (here a policy document that is not JSON) is reported and the others go on; --principal
+    takes ARNs, each in its account."""
+    from iamtrim.errors import OptionsError
+    from iamtrim.review.current import AuthzDetails, authz_from_file
+    from iamtrim.review.organization import AccountSpec, review_accounts
+
+    broken = tmp_path / "broken.json"
+    data = json.loads(AUTHZ.read_text())
+    data["RoleDetailList"][0]["RolePolicyList"] = [{"PolicyName": "p", "PolicyDocument": "{not json"}]
+    for entry in data["RoleDetailList"] + data["UserDetailList"]:
+        entry["Arn"] = entry["Arn"].replace("444455556666", "777788889999")
+    broken.write_text(json.dumps(data))
+    files = {"444455556666": AUTHZ, "777788889999": broken}
+
+    def fetch(spec: AccountSpec) -> AuthzDetails:
+        return authz_from_file(files[spec.account])
+
+    accounts = [AccountSpec(a, f"arn:aws:iam::{a}:role/reader") for a in sorted(files)]
+    r = review_accounts(whole_store, accounts, fetch)
+    by = {a.account: a for a in r.accounts}
+    assert by["444455556666"].error == "" and by["444455556666"].principals
+    assert "not JSON" in by["777788889999"].error and by["777788889999"].principals == ()
+    assert {p.principal.split(":")[4] for p in r.principals} == {"444455556666"}
+    assert r.holds("arn:aws:iam::777788889999:role/partner-analytics")
+    assert not r.holds("arn:aws:iam::444455556666:role/data-scientist")
+    single = review(whole_store, AUTHZ)
+    assert {f.fingerprint for f in r.findings} == {
+        f.fingerprint for f in single.findings if f.principal.split(":")[4] == "444455556666"
+    }
+
+    one = "arn:aws:iam::444455556666:role/data-scientist"
+    picked = review_accounts(whole_store, accounts, fetch, ReviewOptions(principals=(one,)))
+    assert [p.principal for p in picked.principals] == [one]
+    with pytest.raises(OptionsError, match="as an ARN"):
+        review_accounts(whole_store, accounts, fetch, ReviewOptions(principals=("data-scientist",)))
+    with pytest.raises(OptionsError, match="not in an account of the accounts file"):
+        review_accounts(
+            whole_store, accounts, fetch, ReviewOptions(principals=("arn:aws:iam::111122223333:role/x",))
+        )

@@ -168,27 +168,28 @@ def review_accounts(
     results = []
     lines = [f"accounts: {origin or 'given'} ({len(accounts)} account(s))"]
     hashed = []
+    missing = sorted({p for p in options.principals if p.split(":")[4:5] and p.split(":")[4] not in wanted})
+    if missing:
+        raise OptionsError(f"review --accounts: {missing[0]} is not in an account of the accounts file")
     for spec in accounts:
+        own = dataclasses.replace(
+            options, principals=tuple(p for p in options.principals if p.split(":")[4:5] == [spec.account])
+        )
         try:
             authz = fetch(spec)
+            # --principal ARNs of other accounts only: nothing of this one is reviewed.
+            part = (
+                _review_part(store, authz, own, spec.account)
+                if own.principals or not options.principals
+                else None
+            )
         except (AwsError, AuthzError) as exc:
+            # Not read, or what it returned cannot be read (a policy document that is not JSON):
+            # this account is reported, the others go on.
             results.append(AccountResult(spec.account, spec.name, spec.role_arn, "", "", str(exc), ()))
             lines.append(f"account {spec.account}: not reviewed: {exc}")
             hashed.append(f"{spec.account}:failed:{exc}")
             continue
-        own = ReviewOptions(
-            idle_days=options.idle_days,
-            short_window_days=options.short_window_days,
-            principals=tuple(p for p in options.principals if p.split(":")[4:5] == [spec.account]),
-            min_age_days=options.min_age_days,
-            opt_out_tags=options.opt_out_tags,
-        )
-        # --principal ARNs of other accounts only: nothing of this one is reviewed.
-        part = (
-            _review_part(store, authz, own, spec.account)
-            if own.principals or not options.principals
-            else None
-        )
         if part is not None:
             parts.append(part)
         arns = tuple(p.principal for p in part.principals) if part else ()
@@ -197,9 +198,6 @@ def review_accounts(
         )
         lines.append(f"account {spec.account}: {authz.source} (sha256 {authz.sha256[:12]})")
         hashed.append(f"{spec.account}:{authz.sha256}")
-    missing = sorted({p for p in options.principals if p.split(":")[4:5] and p.split(":")[4] not in wanted})
-    if missing:
-        raise OptionsError(f"review --accounts: {missing[0]} is not in an account of the accounts file")
     first, last, caveats = _caveats(parts, options)
     failed = [r for r in results if r.error]
     caveats += [
