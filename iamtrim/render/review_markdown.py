@@ -70,9 +70,9 @@ def render(rep: ReviewReport) -> str:
         f"`{_md(r.authz)}`" + ("" if rep.stored else "; same inputs as the stored run: nothing new stored"),
         "",
     ]
-    out += [f"> **Caveat:** {_md(c)}" for c in r.caveats]
-    if r.caveats:
-        out.append("")
+    # One quote per caveat: consecutive "> " lines would join into one paragraph.
+    for c in r.caveats:
+        out += [f"> **Caveat:** {_md(c)}", ""]
     if r.accounts:
         out += [
             "#### Accounts",
