@@ -36,6 +36,7 @@ from iamtrim.query import (
 )
 from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
+from iamtrim.render import review_format_names
 from iamtrim.render import usage as render_usage
 from iamtrim.store import DEFAULT_WAIT_LOCK, Store
 from iamtrim.synth import AdvisedGrant, SynthOptions, Target, advised_grants, generate_identity_policy
@@ -172,6 +173,21 @@ def _aws(profile: str, region: str, endpoint_url: str, role_arn: str) -> Aws:
     from iamtrim.aws import Aws, AwsConfig
 
     return Aws(AwsConfig(profile=profile, region=region, endpoint_url=endpoint_url, role_arn=role_arn))
+
+
+def _check_principal_arns(option: str, arns: Sequence[str], example: str) -> None:
+    """ARNs a policy names as principals (--break-glass, --admin) must be IAM role or user ARNs:
+    anything else would be written into the policy, or refused by AWS when it is applied."""
+    from iamtrim.errors import OptionsError
+    from iamtrim.model.arn import iam_principal_arn_problem
+
+    for arn in arns:
+        problem = iam_principal_arn_problem(arn)
+        if problem:
+            raise OptionsError(
+                f"{option} {arn!r}: {problem}; expected an IAM role or user ARN, "
+                f"e.g. arn:aws:iam::111122223333:role/{example}"
+            )
 
 
 def _show_version(value: bool) -> None:
@@ -1046,18 +1062,10 @@ def bucket_policy_cmd(
     """An S3 bucket policy from observed use: HTTPS only, VPC-endpoint and SSE-KMS pins, cross-account
     grants. Refused if it would lock the account root, or a principal named by --break-glass, out of
     the bucket policy."""
-    from iamtrim.errors import OptionsError
-    from iamtrim.model.arn import iam_principal_arn_problem
     from iamtrim.render import bucket as render_bucket
     from iamtrim.synth.bucket import BucketOptions, generate_bucket_policy
 
-    for arn in break_glass or ():
-        problem = iam_principal_arn_problem(arn)
-        if problem:
-            raise OptionsError(
-                f"--break-glass {arn!r}: {problem}; expected an IAM role or user ARN, "
-                "e.g. arn:aws:iam::111122223333:role/break-glass"
-            )
+    _check_principal_arns("--break-glass", break_glass or (), "break-glass")
     window = _window(since, until)
     current = None
     if from_aws:
@@ -1125,6 +1133,7 @@ def kms_policy_cmd(
     from iamtrim.render import bucket as render_bucket
     from iamtrim.synth.kms import generate_key_policy, resolve_key
 
+    _check_principal_arns("--admin", admin or (), "key-admin")
     window = _window(since, until)
     with _open_usage(events, store) as st:
         rows = st.usage(window=window)
@@ -1361,11 +1370,15 @@ def _expand_for(cmd: TyperCommand, tokens: list[str]) -> list[str]:
     return list(reversed(out))
 
 
-class ReviewFormat(StrEnum):
-    markdown = "markdown"
-    json = "json"
-    sarif = "sarif"
-    html = "html"
+# The review's formats are its render modules (iamtrim/render/review_<name>.py): a new one is one
+# module, offered here by name.
+_REVIEW_FORMATS = review_format_names()
+
+
+def _review_format(value: str) -> str:
+    if value not in _REVIEW_FORMATS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(_REVIEW_FORMATS)}")
+    return value
 
 
 class ReviewFailOn(StrEnum):
@@ -1400,8 +1413,24 @@ def review_cmd(
         ),
     ] = None,
     from_aws: Annotated[
-        bool, typer.Option("--from-aws", help="Read current policies from AWS (not available yet).")
+        bool,
+        typer.Option(
+            "--from-aws",
+            help="Read the current policies from the account (iam:GetAccountAuthorizationDetails).",
+        ),
     ] = False,
+    accounts: Annotated[
+        Path | None,
+        typer.Option(
+            "--accounts",
+            metavar="FILE",
+            help="Review several accounts: their ids and the role to assume in each (YAML or JSON).",
+        ),
+    ] = None,
+    profile: ProfileOpt = "",
+    region: RegionOpt = "",
+    endpoint_url: EndpointOpt = "",
+    role_arn: RoleArnOpt = "",
     principal: Annotated[
         list[str] | None,
         typer.Option(
@@ -1438,12 +1467,27 @@ def review_cmd(
         ),
     ] = None,
     fmt: Annotated[
-        ReviewFormat, typer.Option("--format", metavar=_choices(ReviewFormat), help="Report format.")
-    ] = ReviewFormat.markdown,
+        str,
+        typer.Option(
+            "--format",
+            metavar="[" + "|".join(_REVIEW_FORMATS) + "]",
+            callback=_review_format,
+            help="Report format.",
+        ),
+    ] = "markdown",
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
     ] = None,
+    wait_lock: Annotated[
+        float,
+        typer.Option(
+            "--wait-lock",
+            metavar="SECONDS",
+            min=0,
+            help="How long to wait for an ingest writing the same store (then exit 4).",
+        ),
+    ] = DEFAULT_WAIT_LOCK,
     fail_on: Annotated[
         ReviewFailOn | None,
         typer.Option(
@@ -1455,19 +1499,26 @@ def review_cmd(
     ] = None,
 ) -> None:
     """Review every role and user: unused, risky and missing permissions, with history."""
-    from iamtrim.errors import FailOnFindings, OptionsError
+    from iamtrim.errors import AwsError, FailOnFindings, OptionsError
     from iamtrim.render import review as render_review
-    from iamtrim.render import review_html
+    from iamtrim.review.current import authz_from_aws
     from iamtrim.review.history import FailOn, failing, load_suppressions, record_run
     from iamtrim.review.job import ReviewOptions, review
+    from iamtrim.review.organization import aws_fetch, load_accounts, not_reviewed, prefetch, review_accounts
 
-    if from_aws:
-        raise OptionsError("review: --from-aws is not available yet; pass --authz FILE")
-    if authz is None:
-        raise OptionsError("review: give --authz FILE (aws iam get-account-authorization-details output)")
+    if sum((authz is not None, from_aws, accounts is not None)) != 1:
+        raise OptionsError(
+            "review: give --authz FILE (aws iam get-account-authorization-details output), --from-aws "
+            "or --accounts FILE, one of them"
+        )
+    if accounts is not None and role_arn:
+        raise OptionsError(
+            "review: --accounts names the role of each account; --role-arn does not go with it"
+        )
     if suppressions is None:
         suppressions = next((Path(n) for n in _DEFAULT_SUPPRESSIONS if Path(n).is_file()), None)
     accepted = load_suppressions(suppressions) if suppressions is not None else ()
+    specs = load_accounts(accounts) if accounts is not None else ()
     options = ReviewOptions(
         idle_days=idle_days,
         principals=tuple(principal or ()),
@@ -1477,16 +1528,20 @@ def review_cmd(
     path = store or default_store_path()
     if not path.exists():
         raise InputError(f"no usage store at {path}: run `iamtrim ingest PATH --store {path}` first")
-    # Writable, unlike the other reading commands': the store keeps the review's history.
-    with Store(path) as st:
-        report = record_run(st, review(st, authz, options), accepted)
-    render = {
-        ReviewFormat.markdown: render_review.to_markdown,
-        ReviewFormat.json: render_review.to_json,
-        ReviewFormat.sarif: render_review.to_sarif,
-        ReviewFormat.html: review_html.to_html,
-    }[fmt]
-    text = render(report)
+    aws = _aws(profile, region, endpoint_url, role_arn) if from_aws or accounts is not None else None
+    # Read from AWS before the store is locked; an account that fails is in the report.
+    source = authz_from_aws(aws, role_arn) if from_aws and aws is not None else authz
+    fetched = prefetch(specs, aws_fetch(aws.config)) if aws is not None and specs else None
+    # Writable, unlike the other reading commands': the store keeps the review's history, written
+    # under the store's writer lock (one writer at a time, as for ingest).
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
+        if fetched is not None:
+            result = review_accounts(st, specs, fetched, options, str(accounts))
+        else:
+            assert source is not None
+            result = review(st, source, options)
+        report = record_run(st, result, accepted)
+    text = render_review.render(fmt, report)
     if output is not None:
         try:
             output.write_text(text if text.endswith("\n") else text + "\n")
@@ -1494,6 +1549,8 @@ def review_cmd(
             raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
     else:
         typer.echo(text, nl=not text.endswith("\n"))
+    if result.failed_accounts:
+        raise AwsError(not_reviewed(result))
     if fail_on is not None:
         hits = failing(report, FailOn(fail_on.value))
         if hits:
