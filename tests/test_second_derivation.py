@@ -57,7 +57,7 @@ FLOORS = {
     "trailscraper": 1,
     "samples": 2581,
     "bench": 4731,
-    "varied": 1223,
+    "varied": 1234,
 }
 
 BENCH_ARGS = ["--records", "5000", "--files", "2", "--procs", "1", "--seed", "3"]
