@@ -121,6 +121,19 @@ def glob_matches(pattern: str, value: str) -> bool:
     literals are escaped the same way (model.escape_literal); it is matched as what it names."""
     if "${" in pattern or "${" in value:
         return pattern_covers(pattern, value)
+    # Most patterns here have at most one ``*`` and no ``?`` (``prefix/*``, ``billing-fn-*``,
+    # ``arn:aws:logs:*:…``): a prefix and suffix test, without a regex per pattern.
+    if "?" not in pattern:
+        star = pattern.find("*")
+        if star < 0:
+            return pattern == value
+        if pattern.find("*", star + 1) < 0:
+            tail = pattern[star + 1 :]
+            return (
+                len(value) >= len(pattern) - 1
+                and value.startswith(pattern[:star])
+                and value.endswith(tail)
+            )
     return _glob(pattern).fullmatch(value) is not None
 
 

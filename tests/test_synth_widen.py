@@ -1,0 +1,51 @@
+"""The ladder's resource matcher (``widen.glob_matches``): its fast paths for patterns with at
+most one ``*`` agree with IAM's matching, written here independently as a regex per pattern.
+
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_resource.html#reference_policies_elements_resource_wildcards
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from iamtrim.synth.widen import glob_matches
+
+
+def _iam_matches(pattern: str, value: str) -> bool:
+    """``*`` any run of characters (``/`` and ``:`` too), ``?`` exactly one; all else literal."""
+    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, value, re.DOTALL) is not None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("arn:aws:s3:::b/curated/*", "arn:aws:s3:::b/curated/2026/01/x.parquet", True),
+        ("arn:aws:s3:::b/curated/*", "arn:aws:s3:::b/curated", False),
+        ("arn:aws:logs:*:1:log-group:x", "arn:aws:logs:eu-west-1:1:log-group:x", True),
+        ("arn:aws:logs:*:1:log-group:x", "arn:aws:logs:eu-west-1:1:log-group:xy", False),
+        ("ab*ba", "aba", False),  # head and tail may not overlap
+        ("ab*ba", "abba", True),
+        ("table/orders", "table/orders", True),
+        ("table/orders", "table/orders-1", False),
+        ("a*b*c", "a-b-c", True),
+        ("a?c", "abc", True),
+    ],
+)
+def test_glob_matches_examples(pattern: str, value: str, expected: bool) -> None:
+    assert glob_matches(pattern, value) is expected
+    assert _iam_matches(pattern, value) is expected
+
+
+def test_glob_matches_agrees_with_iam_matching_on_random_patterns() -> None:
+    rnd = random.Random(20261207)
+    disagreements = []
+    for _ in range(20_000):
+        pattern = "".join(rnd.choice("ab*?/:-") for _ in range(rnd.randint(0, 7)))
+        value = "".join(rnd.choice("ab/:-*?") for _ in range(rnd.randint(0, 8)))
+        if glob_matches(pattern, value) != _iam_matches(pattern, value):
+            disagreements.append((pattern, value))
+    assert disagreements == []
