@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from iamtrim.synth.widen import glob_matches
+from iamtrim.synth.widen import PatternIndex, glob_matches
 
 
 def _iam_matches(pattern: str, value: str) -> bool:
@@ -49,3 +49,18 @@ def test_glob_matches_agrees_with_iam_matching_on_random_patterns() -> None:
         if glob_matches(pattern, value) != _iam_matches(pattern, value):
             disagreements.append((pattern, value))
     assert disagreements == []
+
+
+def test_pattern_index_finds_exactly_the_patterns_that_match() -> None:
+    """The index answers as testing every pattern would: exact names, ``prefix*``, several
+    ``*``, ``?`` and escaped literals (``${*}`` names a ``*``) mixed, on random values."""
+    rnd = random.Random(1207)
+    parts = ["a", "b", "/", ":", "*", "?", "${*}", "${$}"]
+    for _ in range(300):
+        patterns = ["".join(rnd.choice(parts) for _ in range(rnd.randint(0, 5))) for _ in range(12)]
+        index = PatternIndex(patterns)
+        for _ in range(30):
+            value = "".join(rnd.choice(parts) for _ in range(rnd.randint(0, 6)))
+            expected = {p for p in patterns if glob_matches(p, value)}
+            assert set(index.matching(value)) == expected, (patterns, value)
+            assert index.covers(value, besides=value) == bool(expected - {value})

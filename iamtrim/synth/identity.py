@@ -62,6 +62,7 @@ from iamtrim.synth.minimize import (
 )
 from iamtrim.synth.widen import (
     Candidate,
+    PatternIndex,
     StatementShape,
     Widening,
     WideningKind,
@@ -906,8 +907,8 @@ def _statements(
         if drop_covered and len(resources) > 1:
             # After a ladder step a pattern may cover another resource of its statement
             # (workgroup/* and workgroup/ml-analysts): the covered one adds characters only.
-            patterns = [p for p in resources if has_wildcard(p)]
-            resources = {r for r in resources if not any(p != r and glob_matches(p, r) for p in patterns)}
+            patterns = PatternIndex(p for p in resources if has_wildcard(p))
+            resources = {r for r in resources if not patterns.covers(r, besides=r)}
         stmt_resources = tuple(sorted(resources))
         written, expansions = action_wildcards(stmt_actions) if options.wildcards else (stmt_actions, {})
         srows = [

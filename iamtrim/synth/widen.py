@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -130,11 +130,57 @@ def glob_matches(pattern: str, value: str) -> bool:
         if pattern.find("*", star + 1) < 0:
             tail = pattern[star + 1 :]
             return (
-                len(value) >= len(pattern) - 1
-                and value.startswith(pattern[:star])
-                and value.endswith(tail)
+                len(value) >= len(pattern) - 1 and value.startswith(pattern[:star]) and value.endswith(tail)
             )
     return _glob(pattern).fullmatch(value) is not None
+
+
+class PatternIndex:
+    """Many IAM patterns, asked which match a value without testing each one in turn.
+
+    A policy being fitted holds thousands of resources and patterns; testing every pattern
+    against every resource was most of generate-policy's time on a busy role. Exact names are a
+    set and ``prefix*`` patterns (most of what the ladder writes) a set of prefixes looked up by
+    length; the rest (several ``*``, ``?``, escaped literals) are tested one by one with
+    :func:`glob_matches`, whose answers this gives (tests/test_synth_widen.py)."""
+
+    __slots__ = ("_exact", "_heads", "_lengths", "_others", "_patterns")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self._patterns = list(dict.fromkeys(patterns))
+        self._exact: set[str] = set()
+        self._heads: set[str] = set()
+        self._others: list[str] = []
+        for p in self._patterns:
+            star = p.find("*")
+            if "${" in p or "?" in p or (star >= 0 and star != len(p) - 1):
+                self._others.append(p)
+            elif star < 0:
+                self._exact.add(p)
+            else:
+                self._heads.add(p[:-1])
+        self._lengths = sorted({len(h) for h in self._heads})
+
+    def matching(self, value: str) -> Iterator[str]:
+        """The patterns that match *value* (each once, in no particular order)."""
+        if "${" in value:  # an escaped literal: matched as what it names
+            yield from (p for p in self._patterns if glob_matches(p, value))
+            return
+        if value in self._exact:
+            yield value
+        heads = self._heads
+        for n in self._lengths:
+            if n > len(value):
+                break
+            if value[:n] in heads:
+                yield value[:n] + "*"
+        for p in self._others:
+            if glob_matches(p, value):
+                yield p
+
+    def covers(self, value: str, besides: str | None = None) -> bool:
+        """Whether a pattern other than *besides* matches *value*."""
+        return any(p != besides for p in self.matching(value))
 
 
 _GLOBS: dict[str, re.Pattern[str]] = {}
@@ -475,9 +521,8 @@ def _service_merges(
             continue
         observed = sum(len(st.actions) * len(st.resources) for st in sts)
         pairs = len(acts) * len(res)
-        denied_hits = tuple(
-            f"{a} {d}" for a in acts for d in denied.get(a, ()) if any(glob_matches(r, d) for r in res)
-        )
+        granted = PatternIndex(res)
+        denied_hits = tuple(f"{a} {d}" for a in acts for d in denied.get(a, ()) if granted.covers(d))
         out.append(
             Candidate(
                 WideningKind.SERVICE_MERGE,
