@@ -64,3 +64,20 @@ def test_pattern_index_finds_exactly_the_patterns_that_match() -> None:
             expected = {p for p in patterns if glob_matches(p, value)}
             assert set(index.matching(value)) == expected, (patterns, value)
             assert index.covers(value, besides=value) == bool(expected - {value})
+
+
+def test_denied_index_finds_the_denied_resources_a_step_allows_in_their_order() -> None:
+    """The ladder's look-up of denied-only resources under a step (bisection for ``prefix*``)
+    gives what testing each one gives, duplicates and escaped literals included."""
+    from iamtrim.synth.widen import _DeniedIndex
+
+    rnd = random.Random(71)
+    parts = ["a", "b", "/", "*", "?", "${*}"]
+    for _ in range(200):
+        values = ["".join(rnd.choices(parts, k=rnd.randint(0, 6))) for _ in range(rnd.randint(0, 20))]
+        index = _DeniedIndex({"s3:GetObject": values})
+        for _ in range(20):
+            pattern = "".join(rnd.choices(parts, k=rnd.randint(0, 4))) + rnd.choice(["*", "", "a*"])
+            expected = [v for v in values if glob_matches(pattern, v)]
+            assert index.matching(pattern, "s3:GetObject") == expected, (values, pattern)
+            assert index.matching(pattern, "s3:PutObject") == []

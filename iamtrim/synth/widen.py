@@ -23,6 +23,7 @@ Two sources:
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import defaultdict
@@ -310,10 +311,44 @@ def _estimate_saved(
     return saved - len(touched) * (len(pattern) + 3)
 
 
-def _denied_by(
-    pattern: str, actions: Collection[str], denied: Mapping[str, Sequence[str]]
-) -> tuple[str, ...]:
-    return tuple(f"{a} {d}" for a in sorted(actions) for d in denied.get(a, ()) if glob_matches(pattern, d))
+class _DeniedIndex:
+    """The denied-only resources of each action, sorted once, so that a ``prefix*`` step finds
+    those it would allow by bisection instead of testing every one (a busy role has thousands
+    of denied keys and the ladder thousands of steps)."""
+
+    def __init__(self, denied: Mapping[str, Sequence[str]]) -> None:
+        self.denied = denied
+        self._sorted: dict[str, tuple[list[str], list[int], list[int]]] = {}
+
+    def _index(self, action: str) -> tuple[list[str], list[int], list[int]]:
+        got = self._sorted.get(action)
+        if got is None:
+            values = self.denied.get(action, ())
+            plain = sorted((d, i) for i, d in enumerate(values) if "${" not in d)
+            escaped = [i for i, d in enumerate(values) if "${" in d]
+            got = self._sorted[action] = ([d for d, _ in plain], [i for _, i in plain], escaped)
+        return got
+
+    def matching(self, pattern: str, action: str) -> list[str]:
+        """The denied resources of *action* that *pattern* matches, in their given order."""
+        values = self.denied.get(action, ())
+        if not values:
+            return []
+        star = pattern.find("*")
+        if star < 0 or star != len(pattern) - 1 or "${" in pattern or "?" in pattern or len(values) < 8:
+            return [d for d in values if glob_matches(pattern, d)]
+        head = pattern[:-1]
+        keys, order, escaped = self._index(action)
+        hits = [i for i in escaped if glob_matches(pattern, values[i])]
+        j = bisect.bisect_left(keys, head)
+        while j < len(keys) and keys[j].startswith(head):
+            hits.append(order[j])
+            j += 1
+        return [values[i] for i in sorted(hits)]
+
+
+def _denied_by(pattern: str, actions: Collection[str], denied: _DeniedIndex) -> tuple[str, ...]:
+    return tuple(f"{a} {d}" for a in sorted(actions) for d in denied.matching(pattern, a))
 
 
 class _Steps:
@@ -334,7 +369,7 @@ class _Steps:
             for r in st.resources:
                 in_statements[r].add(i)
         self.in_statements = {r: frozenset(v) for r, v in in_statements.items()}
-        self.denied = denied
+        self.denied = _DeniedIndex(denied)
         self.found: list[Candidate] = []
         self.seen: set[tuple[WideningKind, str]] = set()
 
