@@ -74,3 +74,20 @@ def test_bucket_and_key_policies_share_one_helper_module() -> None:
             if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") == name
         ]
         assert homes == ["resource_policy.py"], (name, homes)
+
+
+def test_the_command_page_lists_every_statement_kind_and_guard() -> None:
+    """docs/commands/bucket-policy.md's tables name each StrEnum value (the JSON "kind" and
+    "guard" fields), and nothing else."""
+    import re
+
+    from iamtrim.synth.bucket import BucketStatementKind, Guard
+    from iamtrim.synth.kms import KeyStatementKind
+
+    page = (SYNTH.parent.parent / "docs" / "commands" / "bucket-policy.md").read_text()
+    bucket_part, _, key_part = page.partition("## `kms-policy`")
+    kind_column = re.compile(r"^\| `[^|]+` \| `([a-z-]+)` \|", re.MULTILINE)
+    assert set(kind_column.findall(bucket_part)) == {k.value for k in BucketStatementKind}
+    assert set(kind_column.findall(key_part)) == {k.value for k in KeyStatementKind}
+    guards = re.search(r'"guard": "([a-z|-]+)"', page)
+    assert guards is not None and set(guards.group(1).split("|")) == {g.value for g in Guard}
