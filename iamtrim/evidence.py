@@ -245,7 +245,7 @@ NEVER_LOGGED: dict[str, tuple[str, str]] = {
 }
 
 # Actions Access Advisor does not report even when the service row says "not accessed":
-# iam:PassRole, and S3 data events (DESIGN.md "Numbers that matter"; the S3 actions Access
+# iam:PassRole, and S3 data events (docs/design.md#numbers; the S3 actions Access
 # Advisor tracks are bucket-level management actions:
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_last-accessed-action-last-accessed.html).
 _ACCESS_ADVISOR_BLIND = ("iam:PassRole",)

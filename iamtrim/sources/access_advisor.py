@@ -215,10 +215,10 @@ def _parse_services(
     if not isinstance(services, list):
         out.skipped = "ServicesLastAccessed is not a list"
         return
-    job_type = _str(data.get("JobType"))
     subject = _report_subject(services, out, principal)
     if subject is None:
         return
+    job_type = _str(data.get("JobType"))
     unattributed = 0
     unknown_actions: list[str] = []
     for raw in services:
@@ -256,7 +256,7 @@ def _parse_services(
             continue
         if job_type == "SERVICE_LEVEL":
             out.notes.append(f"{ns}: TrackedActionsLastAccessed in a SERVICE_LEVEL report, read anyway")
-        unattributed += _parse_tracked(ns, tracked, out, principal, subject, canonical, unknown_actions)
+        unattributed += _read_tracked(ns, tracked, out, principal, subject, canonical, unknown_actions)
     if unattributed:
         out.notes.append(
             f"{unattributed} entries never accessed are not attributed to anyone "
@@ -272,9 +272,9 @@ def _parse_services(
 
 
 def _report_subject(services: list[object], out: AccessAdvisorRead, principal: str) -> str | None:
-    """Who a GetServiceLastAccessedDetails report is about: *principal* or the one role/user it
-    names, "" when each entry goes to the member AWS named, None (with ``out.skipped``) when the
-    report cannot be attributed."""
+    """The principal a service-last-accessed report is about: *principal* (a role or user
+    report), ``""`` when each entry speaks for the member it names (a group or policy report),
+    or ``None`` when the report cannot be attributed (``out.skipped`` says why)."""
     # Who is the report about? For a role or user report AWS names that role/user as the
     # LastAuthenticatedEntity of every accessed service; for a group or policy report, the member
     # that last used it (API_GetServiceLastAccessedDetails.html, "the ARN of the following entity").
@@ -318,7 +318,7 @@ def _report_subject(services: list[object], out: AccessAdvisorRead, principal: s
     return ""
 
 
-def _parse_tracked(
+def _read_tracked(
     ns: str,
     tracked: list[object],
     out: AccessAdvisorRead,
@@ -327,8 +327,8 @@ def _parse_tracked(
     canonical: Callable[[str, str], str | None],
     unknown_actions: list[str],
 ) -> int:
-    """One service's TrackedActionsLastAccessed → action-level entries; how many could not be
-    attributed to anyone."""
+    """Add the action-level entries of one service (``TrackedActionsLastAccessed``); the number
+    of entries attributed to no one."""
     unattributed = 0
     for item in tracked:
         if not isinstance(item, Mapping) or not _str(item.get("ActionName")):
