@@ -17,15 +17,7 @@ LIMIT = 100
 # "module:function" → its length when listed; each is issue 18's to split (synth and
 # normalize/ingest parts, other branches).
 KNOWN_LONG = {
-    "iamtrim/synth/identity.py:generate_identity_policy": 470,
-    "iamtrim/synth/bucket.py:generate_bucket_policy": 398,
-    "iamtrim/synth/widen.py:candidates": 179,
-    "iamtrim/synth/kms.py:generate_key_policy": 166,
-    "iamtrim/sources/access_advisor.py:_parse_services": 127,
-    "iamtrim/evaluate.py:evaluate": 124,
-    "iamtrim/evidence.py:classify": 113,
     "iamtrim/ingest.py:_merge_chunks": 103,
-    "iamtrim/synth/identity.py:_statements": 100,
     # being reworked by the multi-account review (branch review-org): split once that is merged
     "iamtrim/cli.py:review_cmd": 109,
 }
