@@ -29,12 +29,13 @@ from multiprocessing.context import ForkContext, SpawnContext
 from pathlib import Path
 from typing import Any
 
-from iamtrim.errors import InputError, NoReadableInput
+from iamtrim.errors import IamtrimError, InputError, NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
 from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
 from iamtrim.normalize.record import GOOD_TIMES, RecordParts, event_time, fast_parts, normalize_parts
-from iamtrim.sources import Record, iter_input_files, read_file
-from iamtrim.sources.files import MAX_FILE_BYTES
+from iamtrim.sources import Record
+from iamtrim.sources.files import MAX_FILE_BYTES, parse_object
+from iamtrim.sources.objects import ObjectRef, TrailSource, local_or_source
 from iamtrim.sources.records import identity_text
 from iamtrim.store import DEFAULT_WAIT_LOCK, FileEntry, Store
 
@@ -46,6 +47,7 @@ SAMPLE_SOURCE_IPS = 5
 BATCH_FILES = 1000  # a commit rewrites the rows it touched: every few seconds is enough
 BATCH_SECONDS = 5.0
 
+Item = tuple[int, ObjectRef]  # an object to read, and the index of its source in the run's sources
 AggKey = tuple[str, str, str, str, str]  # principal, action, resource ('' = unknown), outcome, context
 CoverageKey = tuple[str, str, str, str, bool]  # account, region, day, data eventSource ('' = mgmt), complete
 
@@ -262,12 +264,13 @@ class ObjectKeyFolder:
 
 @dataclass(slots=True)
 class FileResult:
-    """What one file gave (its usage is merged into its chunk's aggregate)."""
+    """What one file (a source's object) gave (its usage is merged into its chunk's aggregate)."""
 
-    path: str
+    path: str  # the object's URI
     digest: str = ""
     size: int = 0
     mtime_ns: int = 0
+    etag: str = ""
     format: str = ""
     records: int = 0
     malformed: int = 0
@@ -281,7 +284,7 @@ class FileResult:
 class ChunkResult:
     """Aggregates of a run of consecutive files, read by one worker."""
 
-    paths: list[str]
+    items: list[Item]
     files: list[FileResult] = field(default_factory=list)
     agg: dict[AggKey, list[Any]] = field(default_factory=dict)
     principals: dict[str, Principal] = field(default_factory=dict)
@@ -305,7 +308,8 @@ _DUPLICATE = (str(SkipReason.DUPLICATE_EVENT), "")
 
 
 def process_chunk(
-    paths: list[str],
+    items: list[Item],
+    sources: Sequence[TrailSource],
     exclude: frozenset[int] = frozenset(),
     known_digests: frozenset[str] = frozenset(),
     folder: ObjectKeyFolder | None = None,
@@ -330,7 +334,7 @@ def process_chunk(
     try:
         while True:
             try:
-                return _process_chunk(paths, exclude, known_digests, folder, max_file_bytes, failed)
+                return _process_chunk(items, sources, exclude, known_digests, folder, max_file_bytes, failed)
             except _FileFailed:
                 continue  # ``failed`` now names one more file, which the next pass skips
     finally:
@@ -351,34 +355,35 @@ def one_line(exc: BaseException) -> str:
 
 
 def _process_chunk(
-    paths: list[str],
+    items: list[Item],
+    sources: Sequence[TrailSource],
     exclude: frozenset[int],
     known_digests: frozenset[str],
     folder: ObjectKeyFolder | None,
     max_file_bytes: int,
     failed: dict[str, str],
 ) -> ChunkResult:
-    chunk = ChunkResult(paths=list(paths))
+    chunk = ChunkResult(items=list(items))
     seen_here: set[int] = set()
     digests_here: set[str] = set()
     if folder is None:
         folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
-    for path in paths:
+    for index, ref in items:
+        path = ref.uri
         result = FileResult(path=path)
         chunk.files.append(result)
         if path in failed:
             result.error = failed[path]
             continue
+        # Read errors of a source (an AWS error, a file gone) raise on: they are not the
+        # content's, and the run cannot go on without its input (nothing of the chunk is stored).
+        raw, error, ref = sources[index].read(ref, max_file_bytes)
+        result.size, result.mtime_ns, result.etag = ref.size, ref.mtime_ns, ref.etag
         try:
-            read, raw = read_file(path, max_file_bytes)
+            read, raw = parse_object(path, raw, error, max_file_bytes)
         except Exception as exc:  # a bug met by this file's content: see process_chunk
             failed[path] = f"not stored, exception while reading: {one_line(exc)}"
             raise _FileFailed from None
-        try:
-            st = os.stat(path)
-            result.size, result.mtime_ns = st.st_size, st.st_mtime_ns
-        except OSError:
-            pass
         result.digest = hashlib.sha256(raw).hexdigest() if raw else ""
         if result.digest and (result.digest in known_digests or result.digest in digests_here):
             result.already = True
@@ -708,10 +713,10 @@ def _worker_count(n_files: int, workers: int | None) -> int:
     return max(1, min(os.cpu_count() or 1, LANES))
 
 
-def _chunks(paths: list[str]) -> list[list[str]]:
+def _chunks(items: list[Item]) -> list[list[Item]]:
     """Runs of consecutive files; their size depends on the input only, never on the workers."""
-    size = max(1, min(CHUNK_FILES, len(paths) // (LANES * 4)))
-    return [paths[i : i + size] for i in range(0, len(paths), size)]
+    size = max(1, min(CHUNK_FILES, len(items) // (LANES * 4)))
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _die_with_parent(parent: int) -> None:
@@ -747,7 +752,8 @@ def _put(out: Any, item: object, parent: int) -> bool:
 
 
 def _lane_worker(
-    lanes: list[list[list[str]]],
+    lanes: list[list[list[Item]]],
+    sources: Sequence[TrailSource],
     out: Any,
     digests: frozenset[str],
     events: frozenset[int],
@@ -758,19 +764,22 @@ def _lane_worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops workers
     _die_with_parent(parent)
     folders = [ObjectKeyFolder(EXACT_KEYS_PER_FOLDER) for _ in lanes]
-    chunk: list[str] | None = None
+    chunk: list[Item] | None = None
     try:
         for row in itertools.zip_longest(*lanes):
             for lane, chunk in enumerate(row):
                 if chunk is not None:
                     result = process_chunk(
-                        chunk, events, digests, _lane_folder(folders, lane), max_file_bytes
+                        chunk, sources, events, digests, _lane_folder(folders, lane), max_file_bytes
                     )
                     if not _put(out, result, parent):
                         out.cancel_join_thread()  # nobody will read what is still buffered
                         return
+    except IamtrimError as exc:  # a source's error (AWS, the store): raised as it is in the parent
+        if not _put(out, _WorkerFailed(one_line(exc), exc), parent):
+            out.cancel_join_thread()
     except BaseException as exc:  # a bug, not bad input: report it rather than leave the parent waiting
-        where = f" (files {chunk[0]} to {chunk[-1]})" if chunk else ""
+        where = f" (files {chunk[0][1].uri} to {chunk[-1][1].uri})" if chunk else ""
         if not _put(out, _WorkerFailed(one_line(exc) + where), parent):
             out.cancel_join_thread()
 
@@ -787,10 +796,12 @@ def _lane_folder(folders: list[ObjectKeyFolder], lane: int) -> ObjectKeyFolder:
 @dataclass(slots=True)
 class _WorkerFailed:
     message: str  # one line: the exception and the files the worker was reading
+    error: IamtrimError | None = None  # an error the parent raises as it is (exit code and all)
 
 
 def _results(
-    chunks: list[list[str]],
+    chunks: list[list[Item]],
+    sources: Sequence[TrailSource],
     workers: int,
     digests: frozenset[str],
     events: frozenset[int],
@@ -807,7 +818,7 @@ def _results(
     if workers <= 1:
         folders = [ObjectKeyFolder(EXACT_KEYS_PER_FOLDER) for _ in range(LANES)]
         for k, c in enumerate(chunks):
-            yield process_chunk(c, events, digests, _lane_folder(folders, k % LANES), max_file_bytes)
+            yield process_chunk(c, sources, events, digests, _lane_folder(folders, k % LANES), max_file_bytes)
         return
     ctx: ForkContext | SpawnContext = (
         multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context("spawn")
@@ -819,6 +830,7 @@ def _results(
             target=_lane_worker,
             args=(
                 [lanes[i] for i in range(w, LANES, workers)],
+                sources,
                 queues[w],
                 digests,
                 events,
@@ -842,9 +854,11 @@ def _results(
                     if not procs[w].is_alive():
                         raise RuntimeError(
                             f"ingest worker {w} exited unexpectedly (exit code {procs[w].exitcode}); "
-                            f"its files from {chunks[k][0]} on were not stored"
+                            f"its files from {chunks[k][0][1].uri} on were not stored"
                         ) from None
             if isinstance(item, _WorkerFailed):
+                if item.error is not None:
+                    raise item.error
                 raise RuntimeError(f"ingest worker {w} failed: {item.message}")
             yield item
     finally:
@@ -856,7 +870,7 @@ def _results(
 
 
 def ingest(
-    paths: Iterable[str | os.PathLike[str]],
+    paths: Iterable[str | os.PathLike[str] | TrailSource],
     store: Store,
     *,
     workers: int | None = None,
@@ -866,7 +880,8 @@ def ingest(
     wait_lock: float = DEFAULT_WAIT_LOCK,
     on_wait: Callable[[str], None] | None = None,
 ) -> IngestReport:
-    """Ingest every CloudTrail file under *paths* into *store*.
+    """Ingest every CloudTrail file under *paths* into *store*: paths of local files and
+    folders, or trail sources (``iamtrim.sources.objects.TrailSource``: an S3 bucket, a test's).
 
     Raises ``NoReadableInput`` only when no file at all could be read (and none was already in
     the store); otherwise problems are reported per file and per record. The store's writer
@@ -887,7 +902,7 @@ def ingest(
 
 
 def _ingest(
-    paths: Iterable[str | os.PathLike[str]],
+    paths: Iterable[str | os.PathLike[str] | TrailSource],
     store: Store,
     workers: int | None,
     on_file: Callable[[FileReport], None] | None,
@@ -896,24 +911,22 @@ def _ingest(
 ) -> IngestReport:
     started = time.perf_counter()
     report = IngestReport()
-    todo: list[str] = []
-    known_stat = store.known_stat()
-    for path, error in iter_input_files(paths):
-        if error:
-            report.files_failed.append((str(path), error))
-            if on_file:
-                on_file(FileReport(str(path), 0, error=error))
-            continue
-        try:
-            st = path.stat()
-            if (str(path), st.st_size, st.st_mtime_ns) in known_stat:
+    todo: list[Item] = []
+    known = store.known_objects()
+    sources = local_or_source(paths)
+    for index, source in enumerate(sources):
+        for ref in source.list_objects():
+            if ref.error:
+                report.files_failed.append((ref.uri, ref.error))
+                if on_file:
+                    on_file(FileReport(ref.uri, 0, error=ref.error))
+                continue
+            if ref.identity() in known:
                 report.files_already += 1
                 if on_file:
-                    on_file(FileReport(str(path), 0, skipped_file=True))
+                    on_file(FileReport(ref.uri, 0, skipped_file=True))
                 continue
-        except OSError:
-            pass
-        todo.append(str(path))
+            todo.append((index, ref))
     if on_start:
         on_start(len(todo))
     merger = _Merger(store)
@@ -925,7 +938,17 @@ def _ingest(
     gc.disable()  # the totals are acyclic; see process_chunk
     try:
         _merge_chunks(
-            todo, n_workers, store, report, merger, seen, digests, principals, on_file, max_file_bytes
+            todo,
+            sources,
+            n_workers,
+            store,
+            report,
+            merger,
+            seen,
+            digests,
+            principals,
+            on_file,
+            max_file_bytes,
         )
     finally:
         if gc_was_enabled:
@@ -940,7 +963,8 @@ def _ingest(
 
 
 def _merge_chunks(
-    todo: list[str],
+    todo: list[Item],
+    sources: Sequence[TrailSource],
     n_workers: int,
     store: Store,
     report: IngestReport,
@@ -978,7 +1002,9 @@ def _merge_chunks(
         pending_coverage.clear()
         last_commit = time.monotonic()
 
-    for chunk in _results(_chunks(todo), n_workers, frozenset(digests), frozenset(seen), max_file_bytes):
+    for chunk in _results(
+        _chunks(todo), sources, n_workers, frozenset(digests), frozenset(seen), max_file_bytes
+    ):
         clash = any(
             not f.already and (f.digest in digests or not seen.isdisjoint(f.hashes)) for f in chunk.files
         )
@@ -986,7 +1012,9 @@ def _merge_chunks(
             # Some events (or a whole file) of this chunk were already counted from a file read
             # by another worker in this run (an Event-history download overlapping the trail, a
             # copied file): redo the chunk here without them.
-            chunk = process_chunk(chunk.paths, frozenset(seen), frozenset(digests), None, max_file_bytes)
+            chunk = process_chunk(
+                chunk.items, sources, frozenset(seen), frozenset(digests), None, max_file_bytes
+            )
         for result in chunk.files:
             if result.already:
                 report.files_already += 1
@@ -1019,6 +1047,7 @@ def _merge_chunks(
                         result.error,
                         now,
                         result.hashes.tobytes(),
+                        result.etag,
                     )
                 )
             pending_skips.update(result.skips)
