@@ -1073,8 +1073,10 @@ def _merge_chunks(
     commit()
 
 
-def load_events(paths: Sequence[str | os.PathLike[str]], *, workers: int | None = None) -> Store:
-    """Stateless mode: an in-memory store holding just *paths*."""
+def load_events(
+    paths: Sequence[str | os.PathLike[str] | TrailSource], *, workers: int | None = None
+) -> Store:
+    """Stateless mode: an in-memory store holding just *paths* (paths or trail sources)."""
     store = Store(":memory:")
     ingest(paths, store, workers=workers)
     return store
