@@ -37,6 +37,7 @@ __all__ = [
     "AwsConfig",
     "CallObserver",
     "observe_calls",
+    "observe_requests",
 ]
 
 # (service, operation) → the IAM action that authorizes it. Every entry is read-only except
@@ -109,6 +110,9 @@ MAX_ATTEMPTS = 10  # botocore's adaptive mode: first call + 9 retries with backo
 
 CallObserver = Callable[[str, str], None]  # (IAM service prefix of the API, operation name)
 _observers: list[CallObserver] = []
+# (service, operation, the call's parameters): what a request asked for, e.g. S3's Bucket and Prefix.
+RequestObserver = Callable[[str, str, Mapping[str, Any]], None]
+_request_observers: list[RequestObserver] = []
 
 
 def observe_calls(observer: CallObserver) -> Callable[[], None]:
@@ -117,6 +121,20 @@ def observe_calls(observer: CallObserver) -> Callable[[], None]:
     to the calls ``docs/permissions.md`` lists."""
     _observers.append(observer)
     return lambda: _observers.remove(observer)
+
+
+def observe_requests(observer: RequestObserver) -> Callable[[], None]:
+    """Like :func:`observe_calls`, with each call's parameters (botocore's
+    ``before-parameter-build`` event): tests replay iamtrim's own requests through the IAM oracle
+    against the policy docs/sources.md gives its role. Returns a function that stops observing."""
+    _request_observers.append(observer)
+    return lambda: _request_observers.remove(observer)
+
+
+def _before_parameters(params: Mapping[str, Any], model: Any, **_: Any) -> None:
+    service = model.service_model.service_name
+    for observer in tuple(_request_observers):
+        observer(service, model.name, dict(params))
 
 
 def _before_call(model: Any, **_: Any) -> None:
@@ -154,6 +172,7 @@ class Aws:
     def _new_session(self, **kwargs: Any) -> Any:
         session = boto3.Session(**kwargs)
         session.events.register("before-call", _before_call)
+        session.events.register("before-parameter-build", _before_parameters)
         return session
 
     def _botocore_config(self) -> botocore.config.Config:

@@ -22,7 +22,7 @@ import sys
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.context import ForkContext, SpawnContext
@@ -314,10 +314,13 @@ def process_chunk(
     known_digests: frozenset[str] = frozenset(),
     folder: ObjectKeyFolder | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
+    digests_read: Mapping[str, str] | None = None,
 ) -> ChunkResult:
     """Read and normalize consecutive files into one aggregate. Never raises for bad content.
 
     *exclude* and *known_digests* are the event hashes and file digests already counted.
+    *digests_read* (uri → digest) are the digests a first reading of these files found: a file
+    whose digest is already counted is then skipped without reading it again (no second download).
     Aggregating a run of files (not one file) lets the object-key folding work across them, so
     the parent merges thousands of keys per chunk instead of one per record; *folder*, kept
     across the chunks of one lane (see ``_results``), carries the folding on from chunk to chunk.
@@ -334,7 +337,9 @@ def process_chunk(
     try:
         while True:
             try:
-                return _process_chunk(items, sources, exclude, known_digests, folder, max_file_bytes, failed)
+                return _process_chunk(
+                    items, sources, exclude, known_digests, folder, max_file_bytes, failed, digests_read or {}
+                )
             except _FileFailed:
                 continue  # ``failed`` now names one more file, which the next pass skips
     finally:
@@ -362,6 +367,7 @@ def _process_chunk(
     folder: ObjectKeyFolder | None,
     max_file_bytes: int,
     failed: dict[str, str],
+    digests_read: Mapping[str, str],
 ) -> ChunkResult:
     chunk = ChunkResult(items=list(items))
     seen_here: set[int] = set()
@@ -374,6 +380,10 @@ def _process_chunk(
         chunk.files.append(result)
         if path in failed:
             result.error = failed[path]
+            continue
+        known = digests_read.get(path)
+        if known and (known in known_digests or known in digests_here):
+            result.digest, result.already = known, True
             continue
         # Read errors of a source (an AWS error, a file gone) raise on: they are not the
         # content's, and the run cannot go on without its input (nothing of the chunk is stored).
@@ -1013,7 +1023,13 @@ def _merge_chunks(
             # by another worker in this run (an Event-history download overlapping the trail, a
             # copied file): redo the chunk here without them.
             chunk = process_chunk(
-                chunk.items, sources, frozenset(seen), frozenset(digests), None, max_file_bytes
+                chunk.items,
+                sources,
+                frozenset(seen),
+                frozenset(digests),
+                None,
+                max_file_bytes,
+                {f.path: f.digest for f in chunk.files if f.digest},
             )
         for result in chunk.files:
             if result.already:

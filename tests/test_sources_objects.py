@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -168,3 +169,18 @@ def test_schema_3_store_is_migrated_to_4_without_touching_its_rows(tmp_path: Pat
         assert (again.files_read, again.files_already) == (0, 1)
     with Store(path, read_only=True) as st:  # reopening does not migrate again
         assert st.meta("schema") == "4" and st.meta("migrated_from") == "3"
+
+
+def test_a_chunk_redone_for_copies_does_not_read_the_copies_again() -> None:
+    """Copies met after their originals (in another chunk, read before the copies' digests were
+    known to the worker) make the parent redo the chunk: the copies are not read a second time."""
+    objs = objects(40)
+    for uri in sorted(objs)[:8]:
+        objs["mem://zz/copy-" + uri.rsplit("/", 1)[1]] = (objs[uri][0], '"other-etag"')
+    source = MemorySource(objs)
+    with Store(":memory:") as st:
+        report = ingest([source], st, workers=1)
+        assert (report.files_read, report.files_already, report.records) == (40, 8, 200)
+    reads = Counter(source.reads)
+    assert all(n == 1 for uri, n in reads.items() if uri.startswith("mem://zz/")), reads
+    assert len(reads) == 48

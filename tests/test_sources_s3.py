@@ -315,3 +315,121 @@ def test_an_object_over_the_size_limit_is_reported_not_read(buckets: str) -> Non
 def test_events_s3_needs_no_store(buckets: str) -> None:
     with load_events([S3Trail(f"s3://{TRAIL}", AwsConfig())], workers=1) as st:
         assert len(st.files()) == N_FILES
+
+
+# -- the policy docs/sources.md gives iamtrim's role, judged by the IAM oracle ---------------------
+
+SOURCES_DOC = ROOT / "docs" / "sources.md"
+READER_ROLE = "arn:aws:iam::123456789012:role/iamtrim-trail-reader"  # moto's default account
+
+
+def documented_reader_policy(bucket: str, prefix: str, region: str, account: str, key_id: str) -> Any:
+    import json
+    import re
+
+    section = SOURCES_DOC.read_text().split("### The policy iamtrim's role needs", 1)[1]
+    block = re.search(r"```json\n(.*?)\n```", section, re.S)
+    assert block is not None
+    text = block.group(1)
+    for placeholder, value in (
+        ("TRAIL-BUCKET", bucket),
+        ("PREFIX/", prefix),
+        ("REGION", region),
+        ("ACCOUNT", account),
+        ("KEY-ID", key_id),
+    ):
+        text = text.replace(placeholder, value)
+    return json.loads(text)
+
+
+@pytest.mark.oracle
+def test_the_documented_reader_policy_allows_every_request_an_s3_ingest_makes(buckets: str) -> None:
+    """Every request of an organization-trail ingest (listings with their prefixes, downloads, and
+    the kms:Decrypt S3 makes for each SSE-KMS object) is allowed by the policy in docs/sources.md,
+    as the IAM oracle evaluates it; requests outside the trail's prefix are not."""
+    from tests.oracle import require_oracle, run_oracle
+
+    require_oracle()
+    made: list[tuple[str, str, dict[str, Any]]] = []
+    stop = aws_mod.observe_requests(lambda service, op, params: made.append((service, op, params)))
+    try:
+        with Store(":memory:") as st:
+            ingest([S3Trail(f"s3://{ORG_TRAIL}/org", AwsConfig(endpoint_url=buckets))], st, workers=1)
+    finally:
+        stop()
+    s3 = boto3.client("s3", endpoint_url=buckets, region_name="us-east-1")
+    key_arn = s3.head_object(Bucket=ORG_TRAIL, Key=next(p["Key"] for _, op, p in made if op == "GetObject"))[
+        "SSEKMSKeyId"
+    ]
+    account, key_id = key_arn.split(":")[4], key_arn.split("/")[-1]
+    policy = documented_reader_policy(ORG_TRAIL, "org/", "us-east-1", account, key_id)
+    key_policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            }
+        ],
+    }
+    requests: list[dict[str, Any]] = []
+    for service, op, params in made:
+        assert (service, op) in {("s3", "ListObjectsV2"), ("s3", "GetObject")}, (service, op)
+        if op == "ListObjectsV2":
+            requests.append(
+                {
+                    "principal": READER_ROLE,
+                    "action": "s3:ListBucket",
+                    "resource": f"arn:aws:s3:::{params['Bucket']}",
+                    "context": {"s3:prefix": params.get("Prefix", "")},
+                }
+            )
+        else:
+            requests.append(
+                {
+                    "principal": READER_ROLE,
+                    "action": "s3:GetObject",
+                    "resource": f"arn:aws:s3:::{params['Bucket']}/{params['Key']}",
+                }
+            )
+            requests.append(  # S3 decrypting the object with the caller's permission on the key
+                {
+                    "principal": READER_ROLE,
+                    "action": "kms:Decrypt",
+                    "resource": key_arn,
+                    "context": {"kms:ViaService": "s3.us-east-1.amazonaws.com"},
+                    "resourcePolicy": key_policy,
+                }
+            )
+    n_made = len(requests)
+    assert len({r["resource"] for r in requests if r["action"] == "s3:GetObject"}) == 2 * N_FILES
+    outside = [
+        {
+            "principal": READER_ROLE,
+            "action": "s3:ListBucket",
+            "resource": f"arn:aws:s3:::{ORG_TRAIL}",
+            "context": {"s3:prefix": ""},
+        },
+        {
+            "principal": READER_ROLE,
+            "action": "s3:GetObject",
+            "resource": f"arn:aws:s3:::{ORG_TRAIL}/athena-results/q.csv",
+        },
+        {
+            "principal": READER_ROLE,
+            "action": "kms:Decrypt",
+            "resource": key_arn,
+            "context": {"kms:ViaService": "sqs.us-east-1.amazonaws.com"},
+            "resourcePolicy": key_policy,
+        },
+    ]
+    results = run_oracle([{"identityPolicies": [policy], "requests": requests + outside}])
+    decisions = [r["decision"] for r in results]
+    assert decisions[:n_made] == ["Allowed"] * n_made, [
+        (q["action"], q["resource"], q.get("context"))
+        for q, d in zip(requests, decisions, strict=False)
+        if d != "Allowed"
+    ][:5]
+    assert decisions[n_made:] == ["ImplicitDeny"] * len(outside)
