@@ -393,6 +393,15 @@ def ingest_cmd(
         sys.exit(2)
     path = store or default_store_path()
     regions = region or []
+    # Trail buckets are configured (and their options checked) before anything is read or made.
+    inputs = _trail_inputs(
+        paths or [],
+        (profile, regions[0] if len(regions) == 1 else "", endpoint_url, role_arn),
+        account or [],
+        regions,
+        _day(since, "--since") if s3 else None,
+        _day(until, "--until") if s3 else None,
+    )
     if from_aws or lookup_events:
         aws = _aws(profile, regions[0] if len(regions) == 1 else "", endpoint_url, role_arn)
     if from_aws:
@@ -442,14 +451,7 @@ def ingest_cmd(
             task = progress.add_task("ingesting", total=None)
         try:
             report = ingest(
-                _trail_inputs(
-                    paths or [],
-                    (profile, regions[0] if len(regions) == 1 else "", endpoint_url, role_arn),
-                    account or [],
-                    regions,
-                    _day(since, "--since"),
-                    _day(until, "--until"),
-                ),
+                inputs,
                 st,
                 workers=workers,
                 on_file=on_file,

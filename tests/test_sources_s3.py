@@ -433,3 +433,18 @@ def test_the_documented_reader_policy_allows_every_request_an_s3_ingest_makes(bu
         if d != "Allowed"
     ][:5]
     assert decisions[n_made:] == ["ImplicitDeny"] * len(outside)
+
+
+def test_s3_options_are_checked_before_anything_is_read(tmp_path: Path) -> None:
+    store = str(tmp_path / "s.sqlite")
+    code, _, err = cli("ingest", str(LOGS), "--store", store, "--until", "2026-10-01")
+    assert code == 2 and err == "iamtrim: --until and --account go with an s3:// trail\n"
+    code, _, err = cli("ingest", f"s3://{TRAIL}", "--store", store, "--account", "1234")
+    assert code == 4 and err == "iamtrim: --account '1234': an AWS account id is 12 digits\n"
+    code, _, err = cli(
+        "ingest", f"s3://{TRAIL}", "--store", store, "--since", "2026-10-05", "--until", "2026-10-01"
+    )
+    assert code == 4 and err == "iamtrim: --since 2026-10-05 is after --until 2026-10-01\n"
+    code, _, err = cli("ingest", f"s3://{TRAIL}", "--store", store, "--until", "October")
+    assert code == 2 and "--until 'October': expected YYYY-MM-DD" in err
+    assert not Path(store).exists()
