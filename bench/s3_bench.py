@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -65,6 +66,7 @@ def trail(files: int, records: int, seed: int) -> Path:
         m = json.loads(manifest.read_text())
         if (m.get("files"), m.get("records"), m.get("seed")) == (files, records, seed):
             return out
+    shutil.rmtree(out, ignore_errors=True)  # another size's files must not stay beside the new ones
     subprocess.run(
         [
             *(sys.executable, str(BENCH / "make_trail.py"), "--out", str(out), "--files", str(files)),

@@ -448,3 +448,22 @@ def test_s3_options_are_checked_before_anything_is_read(tmp_path: Path) -> None:
     code, _, err = cli("ingest", f"s3://{TRAIL}", "--store", store, "--until", "October")
     assert code == 2 and "--until 'October': expected YYYY-MM-DD" in err
     assert not Path(store).exists()
+
+
+def test_cli_ingest_s3_assumes_a_role_in_each_worker(buckets: str, tmp_path: Path) -> None:
+    """--role-arn with two worker processes: the parent lists as the role, each worker assumes it
+    for its own client (a client is never shared across a fork); the store is the local one."""
+    store = tmp_path / "s.sqlite"
+    role = "arn:aws:iam::123456789012:role/iamtrim-trail-reader"
+    with calls() as seen:
+        code, out, err = cli(
+            "ingest", f"s3://{TRAIL}", "--store", str(store), "--endpoint-url", buckets,
+            "--role-arn", role, "--workers", "2",
+        )  # fmt: skip
+    assert code == 0, err
+    assert f"files: {N_FILES} read, 0 already ingested, 0 with problems" in out
+    assert seen[("sts", "AssumeRole")] == 1 and seen[("s3", "GetObject")] == 0  # reads: in the workers
+    with Store(":memory:") as local:
+        ingest([LOGS], local, workers=1)
+        with Store(store) as st:
+            assert rows(st) == rows(local)
