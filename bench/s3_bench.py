@@ -13,7 +13,8 @@ and an after run meet the same load):
 * read — every object's bytes, one after another in this process (``source.read``): the
   download alone;
 * ingest — ``ingest()`` into an in-memory store with the default workers (downloads in the
-  workers), the whole pipeline.
+  workers, each reading ``S3Trail.read_ahead`` objects ahead on threads), the whole pipeline;
+  and the same with ``read_ahead = 0`` (one download at a time per worker), for comparison.
 
 This is moto on localhost: no network latency and no S3 throttling, but moto's own per-request
 cost (a Python web server). It measures iamtrim's side of the work, not S3's.
@@ -151,6 +152,9 @@ def main() -> None:
         rows: dict[str, dict[str, list[float]]] = {
             k: {"local": [], "s3": []} for k in ("list", "read", "ingest")
         }
+        rows["ingest, no read-ahead"] = {"local": [], "s3": []}
+        serial = S3Trail(f"s3://{BUCKET}", AwsConfig(endpoint_url=endpoint))
+        serial.read_ahead = 0  # each worker downloads one object at a time (the comparison)
         size = 0
         for r in range(args.repeat):
             for name, source in (("local", local), ("s3", bucket)):
@@ -162,6 +166,9 @@ def main() -> None:
                 seconds, files, _ = timed_ingest(source)
                 assert files == n
                 rows["ingest"][name].append(n / seconds)
+                if name == "s3":
+                    seconds, files, _ = timed_ingest(serial)
+                    rows["ingest, no read-ahead"]["s3"].append(n / seconds)
                 print(f"round {r + 1} {name}: done", file=sys.stderr)
     finally:
         proc.kill()
@@ -180,10 +187,10 @@ def main() -> None:
     args.result.write_text(json.dumps(result, indent=1) + "\n")
     mb = size / 1e6
     print(f"{n} objects, {args.records:,} records, {mb:.1f} MB gzip; objects/s (median of {args.repeat})")
-    print(f"{'':8} {'local':>8} {'s3 (moto)':>10}")
+    print(f"{'':22} {'local':>8} {'s3 (moto)':>10}")
     for k, row in rows.items():
-        med = {s: sorted(v)[len(v) // 2] for s, v in row.items()}
-        print(f"{k:8} {med['local']:8,.0f} {med['s3']:10,.0f}")
+        med = {s: sorted(v)[len(v) // 2] if v else 0.0 for s, v in row.items()}
+        print(f"{k:22} {med['local']:8,.0f} {med['s3']:10,.0f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.context import ForkContext, SpawnContext
@@ -374,7 +375,77 @@ def _process_chunk(
     digests_here: set[str] = set()
     if folder is None:
         folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
-    for index, ref in items:
+    with _ReadAhead(items, sources, max_file_bytes, failed, bool(digests_read)) as reads:
+        return _read_chunk(
+            chunk, reads, exclude, known_digests, folder, max_file_bytes, failed, digests_read,
+            seen_here, digests_here,
+        )  # fmt: skip
+
+
+class _ReadAhead:
+    """The chunk's objects read a few ahead, on threads, for sources that wait on the network
+    (``read_ahead`` > 1: an S3 round trip is latency, not CPU); in order, one at a time otherwise.
+
+    At most ``read_ahead`` objects are in flight or waiting, so memory stays bounded. Not used
+    when a chunk is redone (some of its objects are then skipped unread, and must not be fetched).
+    """
+
+    def __init__(
+        self,
+        items: list[Item],
+        sources: Sequence[TrailSource],
+        max_file_bytes: int,
+        failed: Mapping[str, str],
+        redo: bool,
+    ) -> None:
+        self.items, self.sources, self.max_file_bytes = items, sources, max_file_bytes
+        ahead = 0 if redo else max((getattr(sources[i], "read_ahead", 0) for i, _ in items), default=0)
+        self.ahead = ahead
+        self.todo = [j for j, (_, ref) in enumerate(items) if ref.uri not in failed] if ahead > 1 else []
+        self.pool: ThreadPoolExecutor | None = None
+        self.futures: dict[int, Future[tuple[bytes, str, ObjectRef]]] = {}
+        self.next = 0  # position in todo of the next object to submit
+
+    def __enter__(self) -> _ReadAhead:
+        if self.ahead > 1 and len(self.todo) > 1:
+            self.pool = ThreadPoolExecutor(max_workers=self.ahead, thread_name_prefix="iamtrim-read")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def read(self, j: int) -> tuple[bytes, str, ObjectRef]:
+        """Item *j*'s bytes (its read started earlier, on a thread, where read-ahead applies)."""
+        index, ref = self.items[j]
+        pool = self.pool
+        if pool is None:
+            return self.sources[index].read(ref, self.max_file_bytes)
+        todo = self.todo
+        while self.next < len(todo) and (todo[self.next] <= j or len(self.futures) < self.ahead):
+            k = todo[self.next]
+            i, r = self.items[k]
+            self.futures[k] = pool.submit(self.sources[i].read, r, self.max_file_bytes)
+            self.next += 1
+        future = self.futures.pop(j, None)
+        if future is None:  # not in todo (cannot happen: read() is called for todo items only)
+            return self.sources[index].read(ref, self.max_file_bytes)
+        return future.result()
+
+
+def _read_chunk(
+    chunk: ChunkResult,
+    reads: _ReadAhead,
+    exclude: frozenset[int],
+    known_digests: frozenset[str],
+    folder: ObjectKeyFolder,
+    max_file_bytes: int,
+    failed: dict[str, str],
+    digests_read: Mapping[str, str],
+    seen_here: set[int],
+    digests_here: set[str],
+) -> ChunkResult:
+    for j, (_, ref) in enumerate(chunk.items):
         path = ref.uri
         result = FileResult(path=path)
         chunk.files.append(result)
@@ -387,7 +458,7 @@ def _process_chunk(
             continue
         # Read errors of a source (an AWS error, a file gone) raise on: they are not the
         # content's, and the run cannot go on without its input (nothing of the chunk is stored).
-        raw, error, ref = sources[index].read(ref, max_file_bytes)
+        raw, error, ref = reads.read(j)
         result.size, result.mtime_ns, result.etag = ref.size, ref.mtime_ns, ref.etag
         try:
             read, raw = parse_object(path, raw, error, max_file_bytes)

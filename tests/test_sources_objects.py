@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -184,3 +185,37 @@ def test_a_chunk_redone_for_copies_does_not_read_the_copies_again() -> None:
     reads = Counter(source.reads)
     assert all(n == 1 for uri, n in reads.items() if uri.startswith("mem://zz/")), reads
     assert len(reads) == 48
+
+
+class ThreadedMemorySource(MemorySource):
+    """A source that asks for read-ahead (as S3Trail does); notes the threads that read."""
+
+    read_ahead = 3
+
+    def read(self, ref: ObjectRef, max_bytes: int) -> tuple[bytes, str, ObjectRef]:
+        self.threads.add(threading.current_thread().name)
+        return super().read(ref, max_bytes)
+
+    threads: set[str]
+
+
+def test_read_ahead_reads_on_threads_and_changes_nothing(tmp_path: Path) -> None:
+    objs = objects(40)
+    source = ThreadedMemorySource(objs)
+    source.threads = set()
+    with Store(":memory:") as ahead, Store(":memory:") as serial:
+        a = ingest([source], ahead, workers=1)
+        b = ingest([MemorySource(objs)], serial, workers=1)
+        assert rows(ahead) == rows(serial) and (a.files_read, a.records) == (b.files_read, b.records)
+    assert source.threads and all(t.startswith("iamtrim-read") for t in source.threads)
+    assert sorted(source.reads) == sorted(objs)  # each object read once
+
+
+def test_read_ahead_raises_a_source_error_and_stores_nothing(tmp_path: Path) -> None:
+    objs = objects(40)
+    source = ThreadedMemorySource(objs, fail_on=sorted(objs)[17])
+    source.threads = set()
+    with Store(tmp_path / "s.sqlite") as st:
+        with pytest.raises(AwsError, match="needs s3:GetObject"):
+            ingest([source], st, workers=1)
+        assert st.files() == []

@@ -30,6 +30,7 @@ from __future__ import annotations
 import calendar
 import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -52,6 +53,9 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 LIST_THREADS = 8  # day folders listed at once (a listing is one round trip per 1,000 keys)
+# Objects each ingest worker downloads ahead of the one it decodes: a GetObject is mostly waiting
+# (a round trip, then the bytes), so a few in flight keep a worker busy; bounded for memory.
+READ_AHEAD = 4
 
 
 def is_s3_uri(text: str) -> bool:
@@ -91,6 +95,8 @@ class S3Trail:
     across a fork.
     """
 
+    read_ahead = READ_AHEAD  # ingest's workers read this many objects ahead (on threads)
+
     def __init__(
         self,
         uri: str,
@@ -117,6 +123,7 @@ class S3Trail:
         self.list_threads = max(1, list_threads)
         self._aws: Aws | None = None
         self._pid = 0
+        self._lock = threading.Lock()
 
     # A source crosses into worker processes: configuration only (see the class docstring).
     def __getstate__(self) -> dict[str, Any]:
@@ -127,11 +134,17 @@ class S3Trail:
         for key, value in state.items():
             setattr(self, key, value)
         self._aws, self._pid = None, 0
+        self._lock = threading.Lock()
 
     def aws(self) -> Aws:
-        if self._aws is None or self._pid != os.getpid():
-            self._aws, self._pid = Aws(self.config), os.getpid()
-        return self._aws
+        """This process's session and S3 client (made once, under a lock: a boto3 session is
+        not safe to use from several threads, its clients are)."""
+        with self._lock:
+            if self._aws is None or self._pid != os.getpid():
+                aws = Aws(self.config)
+                aws.client("s3")
+                self._aws, self._pid = aws, os.getpid()
+            return self._aws
 
     # -- listing ------------------------------------------------------------------------------------
 
