@@ -467,3 +467,22 @@ def test_cli_ingest_s3_assumes_a_role_in_each_worker(buckets: str, tmp_path: Pat
         ingest([LOGS], local, workers=1)
         with Store(store) as st:
             assert rows(st) == rows(local)
+
+
+def test_an_object_deleted_after_the_listing_is_reported_and_the_rest_read(buckets: str) -> None:
+    trail = S3Trail(f"s3://{TRAIL}", AwsConfig(endpoint_url=buckets), regions=["eu-west-1"])
+    refs = list(trail.list_objects())
+    s3 = boto3.client("s3", endpoint_url=buckets, region_name="us-east-1")
+    s3.delete_object(Bucket=TRAIL, Key=refs[0].uri.removeprefix(f"s3://{TRAIL}/"))
+
+    class Listed:  # the listing made before the deletion
+        def list_objects(self) -> Iterator[ObjectRef]:
+            return iter(refs)
+
+        def read(self, ref: ObjectRef, max_bytes: int) -> tuple[bytes, str, ObjectRef]:
+            return trail.read(ref, max_bytes)
+
+    with Store(":memory:") as st:
+        report = ingest([Listed()], st, workers=1)
+    assert report.files_read == len(refs) - 1
+    assert report.files_failed == [(refs[0].uri, "deleted since it was listed (NoSuchKey): not read")]

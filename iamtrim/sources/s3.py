@@ -298,8 +298,11 @@ class S3Trail:
         key = ref.uri[len(f"s3://{self.bucket}/") :]
         aws = self.aws()
         resource = self._arn(key)
-        response = aws.call("s3", "GetObject", resource=resource, Bucket=self.bucket, Key=key)
-        assert response is not None  # no error code is taken as "missing" here
+        response = aws.call(
+            "s3", "GetObject", resource=resource, missing=_GONE, Bucket=self.bucket, Key=key
+        )
+        if response is None:  # deleted since it was listed (a lifecycle rule): that file's problem
+            return b"", "deleted since it was listed (NoSuchKey): not read", ref
         with aws.errors("s3", "GetObject", resource):
             body = response["Body"]
             try:
@@ -316,6 +319,7 @@ class S3Trail:
         return raw, "", ref
 
 
+_GONE = frozenset({"NoSuchKey"})
 _STATE = ("uri", "bucket", "prefix", "config", "accounts", "regions", "since", "until", "list_threads")
 
 
