@@ -9,6 +9,10 @@ so incremental ingest (a stored object with the same identity is not read again)
 * ``iamtrim.sources.s3.S3Trail``: a CloudTrail bucket (the URI is ``s3://bucket/key``);
 * tests inject their own (an in-memory source is a dozen lines).
 
+A source may set ``read_ahead = N`` (N > 1): each ingest worker then reads up to N of its objects
+ahead of the one it decodes, on threads (for a source that waits on the network; ``S3Trail``
+sets 4). Its ``read`` must then be safe to call from several threads.
+
 A source is handed to the ingest's worker processes (forked, or pickled where fork is missing),
 so it holds configuration, not open connections: a source that needs a client makes it on
 first use in each process.
