@@ -85,7 +85,8 @@ class LocalFiles:
         raw, error = read_regular(ref.uri, max_bytes)
         try:
             st = os.stat(ref.uri)
-            ref = replace(ref, size=st.st_size, mtime_ns=st.st_mtime_ns)
+            if (st.st_size, st.st_mtime_ns) != (ref.size, ref.mtime_ns):  # changed since listed
+                ref = replace(ref, size=st.st_size, mtime_ns=st.st_mtime_ns)
         except OSError:
             pass
         return raw, error, ref
