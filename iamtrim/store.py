@@ -125,6 +125,13 @@ CREATE TABLE IF NOT EXISTS access_advisor_files (
 # new store and a migrated one have the same columns in the same order.
 _FILES_ETAG = "ALTER TABLE files ADD COLUMN etag TEXT NOT NULL DEFAULT ''"  # S3 ETag, '' local
 
+def _add_files_etag(db: sqlite3.Connection) -> None:
+    """Add ``files.etag`` unless it is there: like ``CREATE TABLE IF NOT EXISTS``, safe when two
+    processes create (or migrate) the same new store at once, the second after the first."""
+    if "etag" not in {row[1] for row in db.execute("PRAGMA table_info(files)")}:
+        db.execute(_FILES_ETAG)
+
+
 # The review job's history (``iamtrim review``). Added to a schema-2 store the first time a review
 # runs, without a version change: the tables are new and nothing else reads them, so an iamtrim
 # that predates them opens the store as before (docs/store.md).
@@ -484,7 +491,7 @@ class Store:
         with self._immediate() as db:
             for statement in _statements(_SCHEMA + _SCHEMA_2):
                 db.execute(statement)
-            db.execute(_FILES_ETAG)
+            _add_files_etag(db)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
@@ -505,9 +512,7 @@ class Store:
                 )
             if version in ("1", "2"):
                 self._escape_literals()  # once only: escaping is not idempotent ("$" → "${$}")
-            columns = {row[1] for row in db.execute("PRAGMA table_info(files)")}
-            if "etag" not in columns:  # schema 4; files stored before were local files: no ETag
-                db.execute(_FILES_ETAG)
+            _add_files_etag(db)  # schema 4; files stored before were local files: no ETag
             db.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', ?)", (version,))
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
