@@ -23,20 +23,28 @@ from typer._click import Context, HelpFormatter, Parameter
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from iamtrim import graph as usage_graph
-from iamtrim.errors import IamtrimError, InputError, NoReadableInput, PrincipalError
+from iamtrim.errors import IamtrimError, InputError, NoReadableInput, OptionsError, PrincipalError
 from iamtrim.evidence import ingest_access_advisor
 from iamtrim.ingest import IngestReport, default_store_path, ingest, load_events
 from iamtrim.model import FileReport, Outcome, SkipReason, TimeWindow
-from iamtrim.query import parse_window, principal_usage, resolve_principal_name, summarize_principals
+from iamtrim.query import (
+    parse_window,
+    principal_usage,
+    resolve_principal_name,
+    selection_rows,
+    summarize_principals,
+)
 from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
+from iamtrim.render import review_format_names
 from iamtrim.render import usage as render_usage
 from iamtrim.sources.objects import TrailSource
 from iamtrim.store import DEFAULT_WAIT_LOCK, Store
-from iamtrim.synth import AdvisedGrant, SynthOptions, Target, generate_identity_policy
+from iamtrim.synth import AdvisedGrant, SynthOptions, Target, advised_grants, generate_identity_policy
 
 if TYPE_CHECKING:
     from iamtrim.aws import Aws
+    from iamtrim.synth import GeneratedPolicy
 
 
 class _Command(TyperCommand):
@@ -120,6 +128,12 @@ StoreOpt = Annotated[
         help="Usage store from `iamtrim ingest` (default: $IAMTRIM_STORE or ./iamtrim-usage.sqlite).",
     ),
 ]
+PrincipalArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
+    ),
+]
 FormatOpt = Annotated[Format, typer.Option("--format", metavar=_choices(Format), help="Output format.")]
 SinceOpt = Annotated[
     str | None,
@@ -160,6 +174,21 @@ def _aws(profile: str, region: str, endpoint_url: str, role_arn: str) -> Aws:
     from iamtrim.aws import Aws, AwsConfig
 
     return Aws(AwsConfig(profile=profile, region=region, endpoint_url=endpoint_url, role_arn=role_arn))
+
+
+def _check_principal_arns(option: str, arns: Sequence[str], example: str) -> None:
+    """ARNs a policy names as principals (--break-glass, --admin) must be IAM role or user ARNs:
+    anything else would be written into the policy, or refused by AWS when it is applied."""
+    from iamtrim.errors import OptionsError
+    from iamtrim.model.arn import iam_principal_arn_problem
+
+    for arn in arns:
+        problem = iam_principal_arn_problem(arn)
+        if problem:
+            raise OptionsError(
+                f"{option} {arn!r}: {problem}; expected an IAM role or user ARN, "
+                f"e.g. arn:aws:iam::111122223333:role/{example}"
+            )
 
 
 def _show_version(value: bool) -> None:
@@ -265,110 +294,128 @@ def _open_usage(events: list[str] | None, store: Path | None) -> Store:
     return Store(path, read_only=True)
 
 
+# ingest's arguments and options (module-level, like StoreOpt, so the command reads as its steps)
+IngestPathsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="PATH",
+        help="CloudTrail files or folders (recursively), or s3://BUCKET[/PREFIX] trail buckets.",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option(metavar="N", help="Worker processes (default: cores, at most 4).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only print problems.")]
+AccessAdvisorOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--access-advisor",
+        readable=False,
+        metavar="PATH",
+        help="IAM Access Advisor reports (JSON), or a folder of them (repeat the flag for several).",
+    ),
+]
+AdvisorPrincipalOpt = Annotated[
+    str,
+    typer.Option(
+        "--principal",
+        metavar="ARN",
+        help="ARN the --access-advisor reports were generated for (role, user, group "
+        "or policy), when the file does not name it.",
+    ),
+]
+WaitLockOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait-lock",
+        metavar="SECONDS",
+        min=0,
+        help="How long to wait for another ingest writing the same store (then exit 4).",
+    ),
+]
+AdvisorFromAwsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--access-advisor-from-aws",
+        metavar="PRINCIPAL",
+        help="Run an ACTION_LEVEL Access Advisor job for this role or user (ARN, name, role/NAME "
+        "or user/NAME; repeatable) and store its report.",
+    ),
+]
+AllRolesOpt = Annotated[
+    bool, typer.Option("--all-roles", help="Access Advisor jobs for every role of the account.")
+]
+AllUsersOpt = Annotated[
+    bool, typer.Option("--all-users", help="Access Advisor jobs for every user of the account.")
+]
+LookupEventsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--lookup-events",
+        help="Read CloudTrail Event history (LookupEvents, 90 days of management events) of "
+        "each --region, resuming where the last run stopped.",
+    ),
+]
+AllRegionsOpt = Annotated[
+    bool, typer.Option("--all-regions", help="--lookup-events in every region enabled for the account.")
+]
+LookupSinceOpt = Annotated[
+    str,
+    typer.Option(
+        "--since",
+        metavar="DATE",
+        help="--lookup-events, s3://: not before this day (2026-10-01) or ISO 8601 time.",
+    ),
+]
+UntilDayOpt = Annotated[
+    str,
+    typer.Option(
+        "--until",
+        metavar="DATE",
+        help="s3://: the last day whose log folders are read (and the day after it).",
+    ),
+]
+AccountsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--account",
+        metavar="ID",
+        help="s3://: only this account's logs (repeatable; default every account in the bucket).",
+    ),
+]
+RegionsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--region",
+        metavar="REGION",
+        help="AWS region (repeatable: --lookup-events regions; s3:// the trail regions read).",
+    ),
+]
+
+
 @app.command(
     "ingest",
     cls=_Command,
     epilog=_example("iamtrim ingest AWSLogs/ --store usage.sqlite"),
 )
 def ingest_cmd(
-    paths: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="PATH",
-            help="CloudTrail files or folders (recursively), or s3://BUCKET[/PREFIX] trail buckets.",
-        ),
-    ] = None,
+    paths: IngestPathsArg = None,
     store: StoreOpt = None,
-    workers: Annotated[
-        int | None, typer.Option(metavar="N", help="Worker processes (default: cores, at most 4).")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print problems.")] = False,
-    access_advisor: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--access-advisor",
-            readable=False,
-            metavar="PATH",
-            help="IAM Access Advisor reports (JSON), or a folder of them (repeat the flag for several).",
-        ),
-    ] = None,
-    aa_principal: Annotated[
-        str,
-        typer.Option(
-            "--principal",
-            metavar="ARN",
-            help="ARN the --access-advisor reports were generated for (role, user, group "
-            "or policy), when the file does not name it.",
-        ),
-    ] = "",
-    wait_lock: Annotated[
-        float,
-        typer.Option(
-            "--wait-lock",
-            metavar="SECONDS",
-            min=0,
-            help="How long to wait for another ingest writing the same store (then exit 4).",
-        ),
-    ] = DEFAULT_WAIT_LOCK,
-    aa_from_aws: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--access-advisor-from-aws",
-            metavar="PRINCIPAL",
-            help="Run an ACTION_LEVEL Access Advisor job for this role or user (ARN, name, role/NAME "
-            "or user/NAME; repeatable) and store its report.",
-        ),
-    ] = None,
-    all_roles: Annotated[
-        bool, typer.Option("--all-roles", help="Access Advisor jobs for every role of the account.")
-    ] = False,
-    all_users: Annotated[
-        bool, typer.Option("--all-users", help="Access Advisor jobs for every user of the account.")
-    ] = False,
-    lookup_events: Annotated[
-        bool,
-        typer.Option(
-            "--lookup-events",
-            help="Read CloudTrail Event history (LookupEvents, 90 days of management events) of "
-            "each --region, resuming where the last run stopped.",
-        ),
-    ] = False,
-    all_regions: Annotated[
-        bool, typer.Option("--all-regions", help="--lookup-events in every region enabled for the account.")
-    ] = False,
-    since: Annotated[
-        str,
-        typer.Option(
-            "--since",
-            metavar="DATE",
-            help="--lookup-events, s3://: not before this day (2026-10-01) or ISO 8601 time.",
-        ),
-    ] = "",
-    until: Annotated[
-        str,
-        typer.Option(
-            "--until",
-            metavar="DATE",
-            help="s3://: the last day whose log folders are read (and the day after it).",
-        ),
-    ] = "",
-    account: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--account",
-            metavar="ID",
-            help="s3://: only this account's logs (repeatable; default every account in the bucket).",
-        ),
-    ] = None,
+    workers: WorkersOpt = None,
+    quiet: QuietOpt = False,
+    access_advisor: AccessAdvisorOpt = None,
+    aa_principal: AdvisorPrincipalOpt = "",
+    wait_lock: WaitLockOpt = DEFAULT_WAIT_LOCK,
+    aa_from_aws: AdvisorFromAwsOpt = None,
+    all_roles: AllRolesOpt = False,
+    all_users: AllUsersOpt = False,
+    lookup_events: LookupEventsOpt = False,
+    all_regions: AllRegionsOpt = False,
+    since: LookupSinceOpt = "",
+    until: UntilDayOpt = "",
+    account: AccountsOpt = None,
     profile: ProfileOpt = "",
-    region: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--region",
-            metavar="REGION",
-            help="AWS region (repeatable: --lookup-events regions; s3:// the trail regions read).",
-        ),
-    ] = None,
+    region: RegionsOpt = None,
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
 ) -> None:
@@ -376,21 +423,17 @@ def ingest_cmd(
     ingested are not counted again), and Access Advisor reports beside them."""
     from_aws = bool(aa_from_aws) or all_roles or all_users
     if not paths and not access_advisor and not from_aws and not lookup_events:
-        _err(
+        raise OptionsError(
             "give CloudTrail PATHS, --access-advisor FILE, --access-advisor-from-aws PRINCIPAL, "
             "--lookup-events, or more"
         )
-        sys.exit(2)
     s3 = any(_is_s3(p) for p in paths or ())
     if all_regions and not lookup_events:
-        _err("--all-regions goes with --lookup-events")
-        sys.exit(2)
+        raise OptionsError("--all-regions goes with --lookup-events")
     if since and not (lookup_events or s3):
-        _err("--since goes with --lookup-events or an s3:// trail")
-        sys.exit(2)
+        raise OptionsError("--since goes with --lookup-events or an s3:// trail")
     if (until or account) and not s3:
-        _err("--until and --account go with an s3:// trail")
-        sys.exit(2)
+        raise OptionsError("--until and --account go with an s3:// trail")
     path = store or default_store_path()
     regions = region or []
     # Trail buckets are configured (and their options checked) before anything is read or made.
@@ -411,21 +454,7 @@ def ingest_cmd(
     if not paths and not access_advisor:
         return
     if access_advisor:
-        with Store(path) as st, st.writer_lock(wait_lock, _err):
-            aa_report = ingest_access_advisor(
-                access_advisor,
-                st,
-                principal=aa_principal,
-                on_file=lambda p, why: _err(f"{p}: skipped: {why}"),
-            )
-        for note_path, note in aa_report.notes:
-            _err(f"{note_path}: {note}")
-        if not quiet:
-            typer.echo(
-                f"access advisor: {aa_report.files_read} reports read, {aa_report.files_already} "
-                f"already stored, {len(aa_report.skipped)} skipped; {aa_report.entries} entries "
-                f"for {len(aa_report.principals)} principals"
-            )
+        _ingest_access_advisor_files(access_advisor, aa_principal, path, quiet, wait_lock)
         if not paths:
             return
     progress = None
@@ -462,7 +491,7 @@ def ingest_cmd(
             if not told:
                 raise
             # Every file's problem is already on its own line: nothing read, nothing stored.
-            sys.exit(NoReadableInput.exit_code)
+            raise typer.Exit(NoReadableInput.exit_code) from None
         finally:
             if progress is not None:
                 progress.stop()
@@ -508,14 +537,34 @@ def _day(text: str, option: str) -> date | None:
     return (when.astimezone(UTC) if when.tzinfo else when).date()
 
 
+def _ingest_access_advisor_files(
+    files: list[Path], principal: str, path: Path, quiet: bool, wait_lock: float
+) -> None:
+    """Store the Access Advisor reports in *files* (a file that is not one is skipped and said)."""
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
+        aa_report = ingest_access_advisor(
+            files,
+            st,
+            principal=principal,
+            on_file=lambda p, why: _err(f"{p}: skipped: {why}"),
+        )
+    for note_path, note in aa_report.notes:
+        _err(f"{note_path}: {note}")
+    if not quiet:
+        typer.echo(
+            f"access advisor: {aa_report.files_read} reports read, {aa_report.files_already} "
+            f"already stored, {len(aa_report.skipped)} skipped; {aa_report.entries} entries "
+            f"for {len(aa_report.principals)} principals"
+        )
+
+
 def _since(text: str) -> datetime | None:
     if not text:
         return None
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        _err(f"--since {text!r}: expected YYYY-MM-DD or an ISO 8601 time")
-        sys.exit(2)
+        raise OptionsError(f"--since {text!r}: expected YYYY-MM-DD or an ISO 8601 time") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -577,8 +626,7 @@ def _ingest_access_advisor_from_aws(
         set(resolve_principals(aws, names)) | set(list_principals(aws, roles=all_roles, users=all_users))
     )
     if not principals:
-        _err("access advisor: the account has no such principals; nothing to fetch")
-        sys.exit(2)
+        raise PrincipalError("access advisor: the account has no such principals; nothing to fetch")
     show = sys.stderr.isatty() and not quiet
     reports = fetch_reports(
         aws,
@@ -653,12 +701,7 @@ def principals_cmd(
     epilog=_example("iamtrim usage ml-training-job --store usage.sqlite --format json"),
 )
 def usage_cmd(
-    principal: Annotated[
-        str,
-        typer.Argument(
-            metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
-        ),
-    ],
+    principal: PrincipalArg,
     events: EventsOpt = None,
     store: StoreOpt = None,
     fmt: FormatOpt = Format.table,
@@ -694,81 +737,85 @@ class PolicyFormat(StrEnum):
     cloudformation = "cloudformation"
 
 
+# generate-policy's options
+PolicyFormatOpt = Annotated[
+    PolicyFormat, typer.Option("--format", metavar=_choices(PolicyFormat), help="Output format.")
+]
+PolicyOutDirOpt = Annotated[
+    Path | None,
+    typer.Option("--out-dir", readable=False, metavar="DIR", help="Write one file per policy here."),
+]
+PolicyExplainOpt = Annotated[bool, typer.Option("--explain", help="Show the evidence behind each statement.")]
+NoConditionsOpt = Annotated[
+    bool, typer.Option("--no-conditions", help="Omit aws:SourceVpce / kms:ViaService.")
+]
+TargetOpt = Annotated[Target, typer.Option("--target", metavar=_choices(Target), help="Size limits to meet.")]
+PrefixThresholdOpt = Annotated[
+    int,
+    typer.Option(
+        "--prefix-threshold",
+        min=1,
+        metavar="N",
+        help="Distinct keys (or resources) above which a folder becomes prefix/*.",
+    ),
+]
+EvidenceOpt = Annotated[
+    EvidenceSource,
+    typer.Option(
+        "--evidence",
+        metavar=_choices(EvidenceSource),
+        help="all: also keep actions Access Advisor shows used (ingested with --access-advisor); "
+        "cloudtrail: CloudTrail only.",
+    ),
+]
+MaxPoliciesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-policies",
+        min=1,
+        metavar="N",
+        max=20,
+        help="Managed policies the result may take (1-20; default 1, or 10 with --no-widen). "
+        "More policies, fewer widenings.",
+    ),
+]
+NoWidenOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-widen",
+        help="Never widen to fit the size limits: split into policies, refuse past the limit.",
+    ),
+]
+PolicyBriefOpt = Annotated[
+    bool,
+    typer.Option(
+        "--brief",
+        help="Print one line per statement (actions, resources, calls) instead of the document.",
+    ),
+]
+
+
 @app.command(
     "generate-policy",
     cls=_Command,
     epilog=_example("iamtrim generate-policy ml-training-job --store usage.sqlite --explain"),
 )
 def generate_policy_cmd(
-    principal: Annotated[
-        str,
-        typer.Argument(
-            metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
-        ),
-    ],
+    principal: PrincipalArg,
     events: EventsOpt = None,
     store: StoreOpt = None,
-    fmt: Annotated[
-        PolicyFormat, typer.Option("--format", metavar=_choices(PolicyFormat), help="Output format.")
-    ] = PolicyFormat.json,
-    out_dir: Annotated[
-        Path | None,
-        typer.Option("--out-dir", readable=False, metavar="DIR", help="Write one file per policy here."),
-    ] = None,
-    explain: Annotated[
-        bool, typer.Option("--explain", help="Show the evidence behind each statement.")
-    ] = False,
-    no_conditions: Annotated[
-        bool, typer.Option("--no-conditions", help="Omit aws:SourceVpce / kms:ViaService.")
-    ] = False,
-    target: Annotated[
-        Target, typer.Option("--target", metavar=_choices(Target), help="Size limits to meet.")
-    ] = Target.MANAGED,
-    prefix_threshold: Annotated[
-        int,
-        typer.Option(
-            "--prefix-threshold",
-            min=1,
-            metavar="N",
-            help="Distinct keys (or resources) above which a folder becomes prefix/*.",
-        ),
-    ] = 10,
-    evidence_source: Annotated[
-        EvidenceSource,
-        typer.Option(
-            "--evidence",
-            metavar=_choices(EvidenceSource),
-            help="all: also keep actions Access Advisor shows used (ingested with --access-advisor); "
-            "cloudtrail: CloudTrail only.",
-        ),
-    ] = EvidenceSource.all,
-    max_policies: Annotated[
-        int | None,
-        typer.Option(
-            "--max-policies",
-            min=1,
-            metavar="N",
-            max=20,
-            help="Managed policies the result may take (1-20; default 1, or 10 with --no-widen). "
-            "More policies, fewer widenings.",
-        ),
-    ] = None,
-    no_widen: Annotated[
-        bool,
-        typer.Option(
-            "--no-widen",
-            help="Never widen to fit the size limits: split into policies, refuse past the limit.",
-        ),
-    ] = False,
+    fmt: PolicyFormatOpt = PolicyFormat.json,
+    out_dir: PolicyOutDirOpt = None,
+    explain: PolicyExplainOpt = False,
+    no_conditions: NoConditionsOpt = False,
+    target: TargetOpt = Target.MANAGED,
+    prefix_threshold: PrefixThresholdOpt = 10,
+    evidence_source: EvidenceOpt = EvidenceSource.all,
+    max_policies: MaxPoliciesOpt = None,
+    no_widen: NoWidenOpt = False,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    brief: Annotated[
-        bool,
-        typer.Option(
-            "--brief",
-            help="Print one line per statement (actions, resources, calls) instead of the document.",
-        ),
-    ] = False,
+    brief: PolicyBriefOpt = False,
 ) -> None:
     """The smallest identity policy that still allows everything PRINCIPAL was seen doing."""
     if out_dir is not None and fmt is not PolicyFormat.policy:
@@ -783,12 +830,7 @@ def generate_policy_cmd(
         if evidence_source is EvidenceSource.all:
             from iamtrim import evidence
 
-            advised = [
-                AdvisedGrant(a.action, a.region, a.last_accessed, a.explain, a.denied_in_cloudtrail)
-                for a in evidence.for_principal(st, p.arn, window=window).access_advisor_actions(
-                    missing_from_cloudtrail=True
-                )
-            ]
+            advised = advised_grants(evidence.for_principal(st, p.arn, window=window))
         if not window.is_open and not advised and all(r.outcome is not Outcome.USED for r in rows):
             raise PrincipalError(
                 f"{p.arn} made no authorized call between {window.describe()} ({len(rows)} denied "
@@ -806,6 +848,18 @@ def generate_policy_cmd(
             ),
             advised,
         )
+    _print_policy(generated, fmt, out_dir, explain, target, brief)
+
+
+def _print_policy(
+    generated: GeneratedPolicy,
+    fmt: PolicyFormat,
+    out_dir: Path | None,
+    explain: bool,
+    target: Target,
+    brief: bool,
+) -> None:
+    """generate-policy's output: the document(s) in *fmt*, files under *out_dir*, --explain on stderr."""
     if out_dir is not None:
         _write_files(
             out_dir, [(f"{name}.json", text) for name, text in render_policy.policy_documents(generated)]
@@ -840,10 +894,13 @@ def _graph_of(
     for r in resources or []:
         _check_resource_pattern(r)
     g = usage_graph.build_selected_graph(
-        st.principals(), st.usage(window=window), only_principals=arns, only_resources=resources or []
+        st.principals(),
+        selection_rows(st, arns, resources or [], window),
+        only_principals=arns,
+        only_resources=resources or [],
     )
     if usage_graph.is_empty(g):
-        _err(
+        raise PrincipalError(
             "no usage matches "
             + (
                 " and ".join(
@@ -859,17 +916,15 @@ def _graph_of(
             )
             + ("" if window.is_open else f" between {window.describe()}")
         )
-        sys.exit(2)
     return g
 
 
 def _check_resource_pattern(pattern: str) -> None:
     if not (pattern.startswith("arn:") or pattern == "*"):
-        _err(
+        raise OptionsError(
             f"{pattern!r} is not an ARN or ARN pattern (e.g. arn:aws:s3:::acme-ml-*, "
             "arn:aws:kms:us-east-1:111122223333:key/*)"
         )
-        sys.exit(2)
 
 
 @app.command(
@@ -899,7 +954,7 @@ def who_used_cmd(
     window = _window(since, until)
     with _open_usage(events, store) as st:
         g = usage_graph.build_selected_graph(
-            st.principals(), st.usage(window=window), only_resources=[resource]
+            st.principals(), selection_rows(st, [], [resource], window), only_resources=[resource]
         )
     uses = usage_graph.who_used(g, resource)
     summary = usage_graph.summarize_uses(uses)
@@ -1019,11 +1074,9 @@ def graph_render_cmd(
     bucket or prefix, with VPC endpoints, KMS keys and calling services marked on the edges."""
     suffix = out.suffix.lower()
     if suffix not in (".svg", ".png"):
-        _err(f"--out {out}: the picture is written as .svg or .png")
-        sys.exit(2)
+        raise OptionsError(f"--out {out}: the picture is written as .svg or .png")
     if suffix == ".png" and not render_graph.png_available():
-        _err(render_graph.PNG_HINT)
-        sys.exit(2)
+        raise OptionsError(render_graph.PNG_HINT)
     window = _window(since, until)
     with _open_usage(events, store) as st:
         g = _graph_of(st, principal, resource, window)
@@ -1089,18 +1142,10 @@ def bucket_policy_cmd(
     """An S3 bucket policy from observed use: HTTPS only, VPC-endpoint and SSE-KMS pins, cross-account
     grants. Refused if it would lock the account root, or a principal named by --break-glass, out of
     the bucket policy."""
-    from iamtrim.errors import OptionsError
-    from iamtrim.model.arn import iam_principal_arn_problem
     from iamtrim.render import bucket as render_bucket
     from iamtrim.synth.bucket import BucketOptions, generate_bucket_policy
 
-    for arn in break_glass or ():
-        problem = iam_principal_arn_problem(arn)
-        if problem:
-            raise OptionsError(
-                f"--break-glass {arn!r}: {problem}; expected an IAM role or user ARN, "
-                "e.g. arn:aws:iam::111122223333:role/break-glass"
-            )
+    _check_principal_arns("--break-glass", break_glass or (), "break-glass")
     window = _window(since, until)
     current = None
     if from_aws:
@@ -1168,6 +1213,7 @@ def kms_policy_cmd(
     from iamtrim.render import bucket as render_bucket
     from iamtrim.synth.kms import generate_key_policy, resolve_key
 
+    _check_principal_arns("--admin", admin or (), "key-admin")
     window = _window(since, until)
     with _open_usage(events, store) as st:
         rows = st.usage(window=window)
@@ -1201,6 +1247,60 @@ class DiffFailOn(StrEnum):
     missing = "missing"
 
 
+# diff's options
+DiffAuthzOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--authz",
+        readable=False,
+        metavar="FILE",
+        help="`aws iam get-account-authorization-details` output holding the principal.",
+    ),
+]
+CurrentOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--current",
+        readable=False,
+        metavar="FILE...",
+        help="Current identity policy documents (several or repeated), instead of --authz.",
+    ),
+]
+BoundaryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--boundary",
+        readable=False,
+        metavar="FILE",
+        help="Permissions boundary document (with --current).",
+    ),
+]
+DiffFormatOpt = Annotated[
+    DiffFormat, typer.Option("--format", metavar=_choices(DiffFormat), help="Output format.")
+]
+DiffFailOnOpt = Annotated[
+    DiffFailOn | None,
+    typer.Option(
+        "--fail-on",
+        metavar=_choices(DiffFailOn),
+        help="Exit 1 when there are unused entries safe to remove (observable and not used), "
+        "such entries with a risk class, or missing entries.",
+    ),
+]
+DiffFromAwsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--from-aws",
+        help="Read the principal's current policies from the account "
+        "(iam:GetAccountAuthorizationDetails), instead of --authz.",
+    ),
+]
+DiffBriefOpt = Annotated[
+    bool,
+    typer.Option("--brief", help="Text: the headline and the unused risky actions only."),
+]
+
+
 @app.command(
     "diff",
     cls=_Command,
@@ -1210,78 +1310,28 @@ class DiffFailOn(StrEnum):
     ),
 )
 def diff_cmd(
-    principal: Annotated[
-        str,
-        typer.Argument(
-            metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
-        ),
-    ],
+    principal: PrincipalArg,
     events: EventsOpt = None,
     store: StoreOpt = None,
-    authz: Annotated[
-        Path | None,
-        typer.Option(
-            "--authz",
-            readable=False,
-            metavar="FILE",
-            help="`aws iam get-account-authorization-details` output holding the principal.",
-        ),
-    ] = None,
-    current: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--current",
-            readable=False,
-            metavar="FILE...",
-            help="Current identity policy documents (several or repeated), instead of --authz.",
-        ),
-    ] = None,
-    boundary: Annotated[
-        Path | None,
-        typer.Option(
-            "--boundary",
-            readable=False,
-            metavar="FILE",
-            help="Permissions boundary document (with --current).",
-        ),
-    ] = None,
-    fmt: Annotated[
-        DiffFormat, typer.Option("--format", metavar=_choices(DiffFormat), help="Output format.")
-    ] = DiffFormat.text,
-    fail_on: Annotated[
-        DiffFailOn | None,
-        typer.Option(
-            "--fail-on",
-            metavar=_choices(DiffFailOn),
-            help="Exit 1 when there are unused entries safe to remove (observable and not used), "
-            "such entries with a risk class, or missing entries.",
-        ),
-    ] = None,
-    from_aws: Annotated[
-        bool,
-        typer.Option(
-            "--from-aws",
-            help="Read the principal's current policies from the account "
-            "(iam:GetAccountAuthorizationDetails), instead of --authz.",
-        ),
-    ] = False,
+    authz: DiffAuthzOpt = None,
+    current: CurrentOpt = None,
+    boundary: BoundaryOpt = None,
+    fmt: DiffFormatOpt = DiffFormat.text,
+    fail_on: DiffFailOnOpt = None,
+    from_aws: DiffFromAwsOpt = False,
     profile: ProfileOpt = "",
     region: RegionOpt = "",
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
     since: SinceOpt = None,
     until: UntilOpt = None,
-    brief: Annotated[
-        bool,
-        typer.Option("--brief", help="Text: the headline and the unused risky actions only."),
-    ] = False,
+    brief: DiffBriefOpt = False,
 ) -> None:
     """What PRINCIPAL's current policies grant that it never used, and what it needed but lacked."""
-    from iamtrim import evidence
     from iamtrim.errors import OptionsError
     from iamtrim.render import diff as render_diff
-    from iamtrim.review.current import current_from_authz, current_from_files, principal_for
-    from iamtrim.review.diff import diff_principal
+    from iamtrim.review.current import CurrentPolicies, current_from_authz, current_from_files
+    from iamtrim.review.diff import diff_stored_principal
 
     if sum((authz is not None, bool(current), from_aws)) != 1:
         raise OptionsError("diff: give --authz FILE, --current FILE... or --from-aws, one of them")
@@ -1289,30 +1339,21 @@ def diff_cmd(
         raise OptionsError(
             "diff: --boundary goes with --current (--authz and --from-aws name the boundary themselves)"
         )
-    window = _window(since, until)
-    with _open_usage(events, store) as st:
-        try:
-            p = resolve_principal_name(st, principal)
-            rows = st.usage(p.arn, window)
-        except PrincipalError:
-            if current:
-                raise
-            p, rows = None, []
+
+    def policies_of(who: str) -> CurrentPolicies:
         if from_aws:
             from iamtrim.review.current import current_from_aws
 
-            aws = _aws(profile, region, endpoint_url, role_arn)
-            policies = current_from_aws(aws, p.arn if p else principal)
-            p = p or principal_for(policies.principal)
-        elif authz is not None:
-            policies = current_from_authz(authz, p.arn if p else principal)
-            p = p or principal_for(policies.principal)
-        else:
-            assert p is not None and current
-            policies = current_from_files(current, boundary, p.arn)
-        # What the store could have shown (coverage, Access Advisor): only evidence of non-use
-        # makes an unused entry safe to remove. --events records coverage from its files too.
-        result = diff_principal(p, rows, policies, evidence=evidence.for_principal(st, p.arn, window=window))
+            return current_from_aws(_aws(profile, region, endpoint_url, role_arn), who)
+        if authz is not None:
+            return current_from_authz(authz, who)
+        return current_from_files(current or [], boundary, who)
+
+    window = _window(since, until)
+    with _open_usage(events, store) as st:
+        result = diff_stored_principal(
+            st, principal, window, policies_of, policies_name_principal=not current
+        )
     if fmt is DiffFormat.json:
         typer.echo(render_diff.to_json(result))
     elif fmt is DiffFormat.markdown:
@@ -1409,11 +1450,15 @@ def _expand_for(cmd: TyperCommand, tokens: list[str]) -> list[str]:
     return list(reversed(out))
 
 
-class ReviewFormat(StrEnum):
-    markdown = "markdown"
-    json = "json"
-    sarif = "sarif"
-    html = "html"
+# The review's formats are its render modules (iamtrim/render/review_<name>.py): a new one is one
+# module, offered here by name.
+_REVIEW_FORMATS = review_format_names()
+
+
+def _review_format(value: str) -> str:
+    if value not in _REVIEW_FORMATS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(_REVIEW_FORMATS)}")
+    return value
 
 
 class ReviewFailOn(StrEnum):
@@ -1448,8 +1493,24 @@ def review_cmd(
         ),
     ] = None,
     from_aws: Annotated[
-        bool, typer.Option("--from-aws", help="Read current policies from AWS (not available yet).")
+        bool,
+        typer.Option(
+            "--from-aws",
+            help="Read the current policies from the account (iam:GetAccountAuthorizationDetails).",
+        ),
     ] = False,
+    accounts: Annotated[
+        Path | None,
+        typer.Option(
+            "--accounts",
+            metavar="FILE",
+            help="Review several accounts: their ids and the role to assume in each (YAML or JSON).",
+        ),
+    ] = None,
+    profile: ProfileOpt = "",
+    region: RegionOpt = "",
+    endpoint_url: EndpointOpt = "",
+    role_arn: RoleArnOpt = "",
     principal: Annotated[
         list[str] | None,
         typer.Option(
@@ -1486,12 +1547,27 @@ def review_cmd(
         ),
     ] = None,
     fmt: Annotated[
-        ReviewFormat, typer.Option("--format", metavar=_choices(ReviewFormat), help="Report format.")
-    ] = ReviewFormat.markdown,
+        str,
+        typer.Option(
+            "--format",
+            metavar="[" + "|".join(_REVIEW_FORMATS) + "]",
+            callback=_review_format,
+            help="Report format.",
+        ),
+    ] = "markdown",
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
     ] = None,
+    wait_lock: Annotated[
+        float,
+        typer.Option(
+            "--wait-lock",
+            metavar="SECONDS",
+            min=0,
+            help="How long to wait for an ingest writing the same store (then exit 4).",
+        ),
+    ] = DEFAULT_WAIT_LOCK,
     fail_on: Annotated[
         ReviewFailOn | None,
         typer.Option(
@@ -1503,19 +1579,26 @@ def review_cmd(
     ] = None,
 ) -> None:
     """Review every role and user: unused, risky and missing permissions, with history."""
-    from iamtrim.errors import FailOnFindings, OptionsError
+    from iamtrim.errors import AwsError, FailOnFindings, OptionsError
     from iamtrim.render import review as render_review
-    from iamtrim.render import review_html
+    from iamtrim.review.current import authz_from_aws
     from iamtrim.review.history import FailOn, failing, load_suppressions, record_run
     from iamtrim.review.job import ReviewOptions, review
+    from iamtrim.review.organization import aws_fetch, load_accounts, not_reviewed, prefetch, review_accounts
 
-    if from_aws:
-        raise OptionsError("review: --from-aws is not available yet; pass --authz FILE")
-    if authz is None:
-        raise OptionsError("review: give --authz FILE (aws iam get-account-authorization-details output)")
+    if sum((authz is not None, from_aws, accounts is not None)) != 1:
+        raise OptionsError(
+            "review: give --authz FILE (aws iam get-account-authorization-details output), --from-aws "
+            "or --accounts FILE, one of them"
+        )
+    if accounts is not None and role_arn:
+        raise OptionsError(
+            "review: --accounts names the role of each account; --role-arn does not go with it"
+        )
     if suppressions is None:
         suppressions = next((Path(n) for n in _DEFAULT_SUPPRESSIONS if Path(n).is_file()), None)
     accepted = load_suppressions(suppressions) if suppressions is not None else ()
+    specs = load_accounts(accounts) if accounts is not None else ()
     options = ReviewOptions(
         idle_days=idle_days,
         principals=tuple(principal or ()),
@@ -1525,16 +1608,20 @@ def review_cmd(
     path = store or default_store_path()
     if not path.exists():
         raise InputError(f"no usage store at {path}: run `iamtrim ingest PATH --store {path}` first")
-    # Writable, unlike the other reading commands': the store keeps the review's history.
-    with Store(path) as st:
-        report = record_run(st, review(st, authz, options), accepted)
-    render = {
-        ReviewFormat.markdown: render_review.to_markdown,
-        ReviewFormat.json: render_review.to_json,
-        ReviewFormat.sarif: render_review.to_sarif,
-        ReviewFormat.html: review_html.to_html,
-    }[fmt]
-    text = render(report)
+    aws = _aws(profile, region, endpoint_url, role_arn) if from_aws or accounts is not None else None
+    # Read from AWS before the store is locked; an account that fails is in the report.
+    source = authz_from_aws(aws, role_arn) if from_aws and aws is not None else authz
+    fetched = prefetch(specs, aws_fetch(aws.config)) if aws is not None and specs else None
+    # Writable, unlike the other reading commands': the store keeps the review's history, written
+    # under the store's writer lock (one writer at a time, as for ingest).
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
+        if fetched is not None:
+            result = review_accounts(st, specs, fetched, options, str(accounts))
+        else:
+            assert source is not None
+            result = review(st, source, options)
+        report = record_run(st, result, accepted)
+    text = render_review.render(fmt, report)
     if output is not None:
         try:
             output.write_text(text if text.endswith("\n") else text + "\n")
@@ -1542,6 +1629,8 @@ def review_cmd(
             raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
     else:
         typer.echo(text, nl=not text.endswith("\n"))
+    if result.failed_accounts:
+        raise AwsError(not_reviewed(result))
     if fail_on is not None:
         hits = failing(report, FailOn(fail_on.value))
         if hits:

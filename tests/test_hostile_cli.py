@@ -483,6 +483,26 @@ def test_break_glass_must_be_one_iam_role_or_user(
     one_line(res, 2, "--break-glass", BAD_BREAK_GLASS[arn], "expected an IAM role or user ARN")
 
 
+@pytest.mark.parametrize("arn", sorted(BAD_BREAK_GLASS))
+def test_kms_admin_must_be_one_iam_role_or_user(
+    arn: str, usage_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--admin ARNs are written into the key policy as principals: checked as --break-glass's."""
+    key = "9f8e7d6c-5b4a-3928-1716-0f1e2d3c4b5a"  # the sample key
+    res = run_here(capsys, "kms-policy", key, "--store", str(usage_store), "--admin", arn)
+    one_line(res, 2, "--admin", BAD_BREAK_GLASS[arn], "expected an IAM role or user ARN")
+
+
+def test_kms_admin_with_a_path_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    arn = "arn:aws:iam::444455556666:role/ops/key-admin"
+    logs = str(AUTHZ.parent.parent / "AWSLogs")
+    res = run_here(
+        capsys, "kms-policy", "9f8e7d6c-5b4a-3928-1716-0f1e2d3c4b5a", "--events", logs, "--admin", arn
+    )
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["verification"]["admins"] == [arn]
+
+
 def test_break_glass_with_a_path_is_kept(usage_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     arn = "arn:aws:iam::111122223333:role/ops/break-glass"
     res = run_here(capsys, "bucket-policy", "data", "--store", str(usage_store), "--break-glass", arn)

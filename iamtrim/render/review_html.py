@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 from html import escape
 
+from iamtrim.render.review import by_account, findings_in
 from iamtrim.review.history import ReviewReport, Status, Tracked
-from iamtrim.review.job import PrincipalReview
+from iamtrim.review.job import PrincipalReview, Review
 
-__all__ = ["to_html"]
+__all__ = ["FORMAT", "render", "to_html"]
+
+FORMAT = "html"
 
 _COLOURS = {"high": "#c0392b", "medium": "#e67e22", "low": "#2980b9", "info": "#95a5a6"}
 _CSS = """
@@ -44,7 +47,13 @@ def _short(arn: str) -> str:
     return arn.split(":", 5)[-1] if arn.count(":") >= 5 else arn
 
 
-def _granted_chart(principals: tuple[PrincipalReview, ...]) -> str:
+def _label(arn: str, accounts: bool) -> str:
+    short = _short(arn)
+    return f"{arn.split(':')[4]} {short}" if accounts and arn.count(":") >= 5 else short
+
+
+def _granted_chart(principals: tuple[PrincipalReview, ...], accounts: bool = False) -> str:
+    """*accounts*: label each bar with its account too (the same role name may be in several)."""
     rows = [p for p in principals if not p.note]
     top = max((p.granted for p in rows), default=1)
     scale = math.log10(max(top, 10) + 1)
@@ -65,7 +74,8 @@ def _granted_chart(principals: tuple[PrincipalReview, ...]) -> str:
         u = bar_w * math.log10(p.used + 1) / scale
         out.append(
             f'<g class="principal" data-principal="{_e(p.principal)}">'
-            f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{_e(_short(p.principal))}</text>'
+            f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">'
+            f"{_e(_label(p.principal, accounts))}</text>"
             f'<rect x="{label_w}" y="{y}" width="{g:.1f}" height="12" fill="#bdc3c7"/>'
             f'<rect x="{label_w}" y="{y + 14}" width="{u:.1f}" height="12" fill="#27ae60"/>'
             f'<text x="{label_w + g + 4:.1f}" y="{y + 10}">{p.granted}</text>'
@@ -122,7 +132,11 @@ def _findings_table(items: tuple[Tracked, ...], status: bool = False) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _principals_table(principals: tuple[PrincipalReview, ...], left_out: tuple[tuple[str, str], ...]) -> str:
+def _principals_table(
+    principals: tuple[PrincipalReview, ...],
+    left_out: tuple[tuple[str, str], ...],
+    table_id: str = "principals",
+) -> str:
     head = (
         '<tr><th>principal</th><th class="n">granted</th><th class="n">used</th>'
         '<th class="n">safe to remove</th><th class="n">to review</th><th class="n">risky unused</th>'
@@ -143,7 +157,33 @@ def _principals_table(principals: tuple[PrincipalReview, ...], left_out: tuple[t
         f'<tr><td><code>{_e(p)}</code></td><td colspan="7">left out: {_e(why)}</td></tr>'
         for p, why in left_out
     )
-    return f'<table id="principals">{head}{"".join(rows)}{skipped}</table>'
+    return f'<table id="{_e(table_id)}">{head}{"".join(rows)}{skipped}</table>'
+
+
+def _principals_sections(rep: ReviewReport) -> list[str]:
+    """The principals table; with ``--accounts``, a section per account (its failure, or its
+    principals)."""
+    r: Review = rep.review
+    if not r.accounts:
+        return [_principals_table(r.principals, r.skipped)]
+    out = []
+    for a, principals, skipped in by_account(r):
+        n = findings_in(rep, a.account)
+        title = f"Account {a.account}" + (f" ({a.name})" if a.name else "")
+        out.append(f'<section class="account" id="account-{_e(a.account)}"><h2>{_e(title)}</h2>')
+        if a.error:
+            out.append(
+                f'<div class="caveat"><b>Not reviewed:</b> {_e(a.error)} '
+                f"(role <code>{_e(a.role_arn)}</code>); the earlier findings of its principals are kept "
+                "as they were.</div></section>"
+            )
+            continue
+        out.append(
+            f'<p class="meta">Current policies from <code>{_e(a.source)}</code>; {len(principals)} '
+            f"principal(s), {n} finding(s).</p>"
+        )
+        out.append(_principals_table(principals, skipped, f"principals-{a.account}") + "</section>")
+    return out
 
 
 def to_html(rep: ReviewReport) -> str:
@@ -171,9 +211,9 @@ def to_html(rep: ReviewReport) -> str:
         + "".join(f'<div class="card"><b>{n}</b>{_e(label)}</div>' for label, n in cards)
         + "</div>",
         "<h2>Granted vs used, per principal</h2>",
-        _granted_chart(r.principals),
+        _granted_chart(r.principals, bool(r.accounts)),
         "<p>Only <code>NOT_USED_OBSERVABLE_SINCE</code> counts as safe to remove; the rest is to review.</p>",
-        _principals_table(r.principals, r.skipped),
+        *_principals_sections(rep),
         "<h2>Findings over runs</h2>",
         _trend_chart(rep),
         "<p>Every finding each run stored, suppressed ones and those of left-out principals included.</p>",
@@ -194,3 +234,6 @@ def to_html(rep: ReviewReport) -> str:
         ]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+render = to_html

@@ -14,6 +14,7 @@ https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountAuthorizationD
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -30,9 +31,12 @@ if TYPE_CHECKING:
     from iamtrim.aws import Aws
 
 __all__ = [
+    "AuthzDetails",
     "AuthzEntry",
     "CurrentPolicies",
     "authz_entries",
+    "authz_from_aws",
+    "authz_from_file",
     "authz_principals",
     "aws_managed_policy_names",
     "current_from_authz",
@@ -114,6 +118,55 @@ def _load(path: Path) -> Mapping[str, object]:
     return data
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class AuthzDetails:
+    """One account's ``GetAccountAuthorizationDetails`` response, read from a file or the account.
+
+    ``source`` names it for a reader (the file's path, or the call and the account), ``origin``
+    in messages, ``uri`` as a SARIF artifact (the file, or the account's root ARN); ``sha256``
+    is of its content, so a review of the same account state has the same inputs either way."""
+
+    data: Mapping[str, object]
+    source: str
+    origin: str
+    uri: str
+    sha256: str
+
+
+def authz_from_file(path: Path) -> AuthzDetails:
+    """An ``--authz FILE`` (``aws iam get-account-authorization-details`` output), checked."""
+    data = _load(path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    return AuthzDetails(data, str(path), path.name, str(path).replace("\\", "/"), sha)
+
+
+def authz_from_aws(aws: Aws, via: str = "") -> AuthzDetails:
+    """Every page of ``GetAccountAuthorizationDetails`` from the account *aws* reaches (through
+    the role *via*, when one was assumed). Its digest is of the response in a canonical form
+    (keys sorted), the same for the same account state on every run."""
+    from iamtrim.sources.aws_policies import authorization_details
+
+    data = authorization_details(aws)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    arns = [
+        _str(e, "Arn").split(":")
+        for k in ("RoleDetailList", "UserDetailList", "GroupDetailList")
+        for e in _list(data, k)
+        if _str(e, "Arn").count(":") >= 5
+    ]
+    accounts = sorted({a[4] for a in arns})
+    account = accounts[0] if len(accounts) == 1 else ""
+    call = "iam:GetAccountAuthorizationDetails"
+    source = f"{call} of account {account or '(no principals)'}" + (f" as {via}" if via else "")
+    # The account's root ARN names it as a SARIF artifact (an ARN is a URI).
+    uri = f"arn:{arns[0][1]}:iam::{account}:root" if account else call
+    return AuthzDetails(data, source, call, uri, hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def _data(source: Path | AuthzDetails) -> Mapping[str, object]:
+    return source.data if isinstance(source, AuthzDetails) else _load(source)
+
+
 def _list(data: Mapping[str, object], key: str) -> list[Mapping[str, object]]:
     value = data.get(key) or []
     if not isinstance(value, list):
@@ -126,9 +179,9 @@ def _str(entry: Mapping[str, object], key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def authz_principals(path: Path) -> tuple[str, ...]:
-    """The role and user ARNs in an authorization-details file."""
-    data = _load(path)
+def authz_principals(path: Path | AuthzDetails) -> tuple[str, ...]:
+    """The role and user ARNs in an authorization-details file or response."""
+    data = _data(path)
     return tuple(sorted(_str(e, "Arn") for k in ("RoleDetailList", "UserDetailList") for e in _list(data, k)))
 
 
@@ -141,9 +194,9 @@ class AuthzEntry:
     tags: tuple[tuple[str, str], ...]
 
 
-def authz_entries(path: Path) -> tuple[AuthzEntry, ...]:
+def authz_entries(path: Path | AuthzDetails) -> tuple[AuthzEntry, ...]:
     """Every role and user of an authorization-details file, with its creation date and tags."""
-    data = _load(path)
+    data = _data(path)
     out = []
     for kind in ("RoleDetailList", "UserDetailList"):
         for e in _list(data, kind):
@@ -157,10 +210,10 @@ def authz_entries(path: Path) -> tuple[AuthzEntry, ...]:
     return tuple(sorted(out, key=lambda a: a.arn))
 
 
-def aws_managed_policy_names(path: Path) -> frozenset[str]:
+def aws_managed_policy_names(path: Path | AuthzDetails) -> frozenset[str]:
     """Names of the AWS managed policies in an authorization-details file (``arn:aws:iam::aws:policy/…``):
     AWS writes and sizes them, so the customer-managed size limit does not apply to them."""
-    data = _load(path)
+    data = _data(path)
     return frozenset(
         _str(p, "PolicyName") for p in _list(data, "Policies") if _str(p, "Arn").split(":")[4:5] == ["aws"]
     )

@@ -30,10 +30,10 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from iamtrim.errors import InputError
+from iamtrim.errors import SuppressionError
 from iamtrim.model.finding import FINDINGS, Finding, Severity
 from iamtrim.review.job import Review
-from iamtrim.store import ReviewRunRow, Store
+from iamtrim.store import DEFAULT_WAIT_LOCK, ReviewRunRow, Store
 
 __all__ = [
     "FailOn",
@@ -47,10 +47,6 @@ __all__ = [
     "load_suppressions",
     "record_run",
 ]
-
-
-class SuppressionError(InputError):
-    """A suppressions file that cannot be read or says something invalid (exit 4)."""
 
 
 class Status(StrEnum):
@@ -181,18 +177,31 @@ def record_run(
     suppressions: Sequence[Suppression] = (),
     today: date | None = None,
     started_at: str | None = None,
+    wait_lock: float = DEFAULT_WAIT_LOCK,
 ) -> ReviewReport:
     """Store *result* as a run (unless the latest run had the same inputs) and compare it with the
-    run before it; apply *suppressions* as of *today*."""
+    run before it; apply *suppressions* as of *today*. The history is read and written under the
+    store's writer lock (waiting up to *wait_lock* seconds for an ingest, then ``StoreError``):
+    two runs at once would both compare against the same previous run."""
+    with store.writer_lock(wait_lock):
+        return _record_run(store, result, suppressions, today, started_at)
+
+
+def _record_run(
+    store: Store,
+    result: Review,
+    suppressions: Sequence[Suppression],
+    today: date | None,
+    started_at: str | None,
+) -> ReviewReport:
     today = today or datetime.now(UTC).date()
     runs = store.review_runs()
     stored = not runs or runs[-1].inputs_digest != result.inputs_digest
     previous = (runs[-1] if stored else runs[-2] if len(runs) > 1 else None) if runs else None
     before = {f.fingerprint: f for f in store.review_findings(previous.id)} if previous else {}
-    # A principal the filters left out keeps its earlier findings, unreported: neither resolved now
-    # nor new when it is reviewed again.
-    held = {s for s, _ in result.skipped}
-    carried = [f for f in before.values() if f.principal in held]
+    # A principal the filters left out, or of an account that could not be read, keeps its earlier
+    # findings, unreported: neither resolved now nor new when it is reviewed again.
+    carried = [f for f in before.values() if result.holds(f.principal)]
     if stored:
         store.add_review_run(
             started_at or _now(),
@@ -205,7 +214,7 @@ def record_run(
         )
         runs = store.review_runs()
     run = runs[-1]
-    before = {fp: f for fp, f in before.items() if f.principal not in held}
+    before = {fp: f for fp, f in before.items() if not result.holds(f.principal)}
     now = {f.fingerprint: f for f in result.findings}
     active = [s for s in suppressions if not s.expired(today)]
     used: set[Suppression] = set()

@@ -24,23 +24,24 @@ from iamtrim.model import Principal, PrincipalKind
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Effect
 from iamtrim.review.current import (
+    AuthzDetails,
     AuthzEntry,
     CurrentPolicies,
     authz_entries,
+    authz_from_file,
     authz_principals,
     aws_managed_policy_names,
     current_from_authz_data,
     principal_for,
-    read_authz,
 )
 from iamtrim.review.diff import Diff, diff_principal
 from iamtrim.store import Store
 from iamtrim.synth.limits import INLINE_TOTAL_CHARS, MANAGED_POLICY_CHARS, size_of
 
-__all__ = ["PrincipalReview", "Review", "ReviewOptions", "review"]
+__all__ = ["REVIEWED_KINDS", "AccountResult", "PrincipalReview", "Review", "ReviewOptions", "review"]
 
 # Identities policies attach to: what a review can judge (root and federated sessions have none).
-_REVIEWED = frozenset({PrincipalKind.ROLE, PrincipalKind.SSO_ROLE, PrincipalKind.USER})
+REVIEWED_KINDS = frozenset({PrincipalKind.ROLE, PrincipalKind.SSO_ROLE, PrincipalKind.USER})
 # The risk classes whose denied attempts look like an intruder's first steps.
 _SENSITIVE = (catalog.RISK_PRIVILEGE_ESCALATION, catalog.RISK_CREDENTIALS_EXPOSURE)
 _NEAR = 0.9  # share of a size limit from which a policy is reported
@@ -82,24 +83,54 @@ class PrincipalReview:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountResult:
+    """One account of an ``--accounts`` review: reviewed (``error`` empty), or not, and why."""
+
+    account: str
+    name: str
+    role_arn: str
+    source: str  # where its current policies came from ("" when they could not be read)
+    uri: str  # the account as a SARIF artifact (its root ARN)
+    error: str  # the one-line reason it was not reviewed; "" when it was
+    principals: tuple[str, ...] = ()  # the ARNs reviewed in it
+
+
+@dataclass(frozen=True, slots=True)
 class Review:
     principals: tuple[PrincipalReview, ...]
-    authz: str  # the authorization-details file the current policies came from
+    authz: str  # where the current policies came from: the file, or the call and the account
     inputs: tuple[str, ...]  # what the run read, one "name: value" line each
     inputs_digest: str  # sha256 over the content of those inputs and the options
     window: str  # CloudTrail management-event coverage, "first..last" ("" none)
     catalog: str
     caveats: tuple[str, ...]
     skipped: tuple[tuple[str, str], ...] = ()  # (principal, why) left out by --min-age-days / --opt-out-tag
+    artifact: str = ""  # the SARIF artifact: the file's path, or the account's root ARN
+    accounts: tuple[AccountResult, ...] = ()  # --accounts: every account, reviewed or not
+
+    @property
+    def failed_accounts(self) -> tuple[AccountResult, ...]:
+        return tuple(a for a in self.accounts if a.error)
+
+    def holds(self, principal: str) -> bool:
+        """Whether *principal* keeps its earlier findings unreported: left out by a filter, or of
+        an account that could not be read."""
+        if any(s == principal for s, _ in self.skipped):
+            return True
+        account = principal.split(":")[4] if principal.count(":") >= 5 else ""
+        return any(a.account == account for a in self.failed_accounts)
 
     @property
     def findings(self) -> tuple[Finding, ...]:
         return tuple(f for p in self.principals for f in p.findings)
 
 
-def _select(store: Store, authz: Path, wanted: Sequence[str]) -> tuple[list[Principal], list[str]]:
-    """The principals to review, and the store's principals left out (not IAM identities)."""
-    known = {p.arn: p for p in store.principals()}
+def _select(
+    store: Store, authz: AuthzDetails, wanted: Sequence[str], account: str | None = None
+) -> tuple[list[Principal], list[str]]:
+    """The principals to review, and the store's principals left out (not IAM identities); with
+    *account*, only the store's principals of that account."""
+    known = {p.arn: p for p in store.principals() if account is None or p.account == account}
     in_authz = authz_principals(authz)
     if wanted:
         out: dict[str, Principal] = {}
@@ -113,26 +144,30 @@ def _select(store: Store, authz: Path, wanted: Sequence[str]) -> tuple[list[Prin
             if len(matches) > 1:
                 raise PrincipalError(f"principal {name!r} is ambiguous: {', '.join(matches)}", tuple(matches))
             if not matches:
-                raise PrincipalError(f"no role or user {name!r} in the store or in {authz}")
+                raise PrincipalError(f"no role or user {name!r} in the store or in {authz.source}")
             out[matches[0]] = known.get(matches[0]) or principal_for(matches[0])
         return sorted(out.values()), []
-    chosen = {a: p for a, p in known.items() if p.kind in _REVIEWED}
+    chosen = {a: p for a, p in known.items() if p.kind in REVIEWED_KINDS}
     for arn in in_authz:
         chosen.setdefault(arn, principal_for(arn))
-    skipped = sorted(a for a, p in known.items() if p.kind not in _REVIEWED)
+    skipped = sorted(a for a, p in known.items() if p.kind not in REVIEWED_KINDS)
     return sorted(chosen.values()), skipped
 
 
-def _digest(store: Store, authz: Path, options: ReviewOptions) -> tuple[tuple[str, ...], str]:
-    try:
-        authz_sha = hashlib.sha256(authz.read_bytes()).hexdigest()
-    except OSError:
-        authz_sha = ""  # current_from_authz reports the unreadable file
+def _digest(store: Store, authz: AuthzDetails, options: ReviewOptions) -> tuple[tuple[str, ...], str]:
+    return _digest_lines(
+        store, [f"authz: {authz.source} (sha256 {authz.sha256[:12]})"], [authz.sha256], options
+    )
+
+
+def _digest_lines(
+    store: Store, lines: Sequence[str], hashed: Sequence[str], options: ReviewOptions
+) -> tuple[tuple[str, ...], str]:
+    """The run's inputs, one line each (*lines* say where the current policies came from), and a
+    digest over *hashed* (their content), the store's files and the options."""
     trail = sorted(f.digest for f in store.files())
     advisor = sorted(f.digest for f in store.access_advisor_files())
-    inputs = (
-        f"authz: {authz} (sha256 {authz_sha[:12]})",
-        f"store: {store.path} ({len(trail)} CloudTrail files, {len(advisor)} Access Advisor reports)",
+    options_lines = (
         "principals: " + (", ".join(options.principals) or "every role and user"),
         f"idle-days: {options.idle_days}",
         f"min-age-days: {options.min_age_days}",
@@ -140,21 +175,34 @@ def _digest(store: Store, authz: Path, options: ReviewOptions) -> tuple[tuple[st
         f"catalog: {catalog.catalog_version()}",
         f"iamtrim: {__version__}",  # another iamtrim may find other things in the same inputs
     )
+    inputs = (
+        *lines,
+        f"store: {store.path} ({len(trail)} CloudTrail files, {len(advisor)} Access Advisor reports)",
+        *options_lines,
+    )
     h = hashlib.sha256()
-    for part in (authz_sha, *trail, "|", *advisor, "|", *inputs[2:]):
+    for part in (*hashed, *trail, "|", *advisor, "|", *options_lines):
         h.update(part.encode() + b"\n")
     return inputs, h.hexdigest()
 
 
-def review(store: Store, authz: Path, options: ReviewOptions | None = None) -> Review:
-    """Review every role and user of *store* and *authz* (or ``options.principals``)."""
-    options = options or ReviewOptions()
-    principals, skipped = _select(store, authz, options.principals)
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One account's share of a review (the whole review without ``--accounts``)."""
+
+    principals: tuple[PrincipalReview, ...]
+    skipped_by_filter: tuple[tuple[str, str], ...]
+    not_iam: int  # principals of the store that are not IAM roles or users
+    windows: frozenset[tuple[str, str]]
+
+
+def _review_part(
+    store: Store, authz: AuthzDetails, options: ReviewOptions, account: str | None = None
+) -> _Part:
+    principals, skipped = _select(store, authz, options.principals, account)
     aws_managed = aws_managed_policy_names(authz)
     authz_arns = set(authz_principals(authz))
-    inputs, digest = _digest(store, authz, options)
     entries = {e.arn: e for e in authz_entries(authz)}
-    authz_data = read_authz(authz)
     reviews = []
     skipped_by_filter: list[tuple[str, str]] = []
     windows: set[tuple[str, str]] = set()
@@ -171,26 +219,47 @@ def review(store: Store, authz: Path, options: ReviewOptions | None = None) -> R
         if p.arn not in authz_arns:
             reviews.append(_not_in_authz(p, ev, authz))
             continue
-        current = current_from_authz_data(authz_data, p.arn, authz.name, str(authz))
+        current = current_from_authz_data(authz.data, p.arn, authz.origin, authz.source)
         d = diff_principal(p, rows, current, propose=False, evidence=ev)
         reviews.append(_principal_review(p, d, current, ev, options, aws_managed))
+    return _Part(tuple(reviews), tuple(skipped_by_filter), len(skipped), frozenset(windows))
+
+
+def _caveats(parts: Sequence[_Part], options: ReviewOptions) -> tuple[str, str, list[str]]:
+    """The evidence window over every part, and the caveats every report carries."""
+    windows = {w for part in parts for w in part.windows}
     first = min((w[0] for w in windows), default="")
     last = max((w[1] for w in windows), default="")
     caveats = list(_window_caveats(first, last, options))
-    if skipped:
+    not_iam = sum(part.not_iam for part in parts)
+    if not_iam:
         caveats.append(
-            f"{len(skipped)} principal(s) of the store are not IAM roles or users (root, federated "
+            f"{not_iam} principal(s) of the store are not IAM roles or users (root, federated "
             "sessions): not reviewed"
         )
-    if skipped_by_filter:
+    left_out = sum(len(part.skipped_by_filter) for part in parts)
+    if left_out:
         caveats.append(
-            f"{len(skipped_by_filter)} principal(s) left out by --min-age-days / --opt-out-tag; "
+            f"{left_out} principal(s) left out by --min-age-days / --opt-out-tag; "
             "their earlier findings are kept as they were"
         )
+    return first, last, caveats
+
+
+def review(store: Store, authz: Path | AuthzDetails, options: ReviewOptions | None = None) -> Review:
+    """Review every role and user of *store* and *authz* (or ``options.principals``): an
+    ``--authz`` file, or the details read from the account (:func:`authz_from_aws`)."""
+    options = options or ReviewOptions()
+    if not isinstance(authz, AuthzDetails):
+        authz = authz_from_file(authz)
+    part = _review_part(store, authz, options)
+    inputs, digest = _digest(store, authz, options)
+    first, last, caveats = _caveats([part], options)
     return Review(
-        skipped=tuple(skipped_by_filter),
-        principals=tuple(reviews),
-        authz=str(authz),
+        skipped=part.skipped_by_filter,
+        principals=part.principals,
+        authz=authz.source,
+        artifact=authz.uri,
         inputs=inputs,
         inputs_digest=digest,
         window=f"{first}..{last}" if first else "",
@@ -237,8 +306,10 @@ def _window_caveats(first: str, last: str, options: ReviewOptions) -> tuple[str,
     )
 
 
-def _not_in_authz(p: Principal, ev: PrincipalEvidence, authz: Path) -> PrincipalReview:
-    note = f"not in {authz.name}: its current policies are unknown"
+def _not_in_authz(p: Principal, ev: PrincipalEvidence, authz: AuthzDetails) -> PrincipalReview:
+    # The same words whichever way the details were read: a report from the account and one from
+    # a file of the same account differ only in their inputs line.
+    note = "not in the authorization details: its current policies are unknown"
     f = Finding("NO_CURRENT_POLICIES", p.arn, note, p.arn)
     return PrincipalReview(
         p.arn, str(p.kind), (), 0, len(ev.used), (), 0, (), 0, _last_activity(ev), (f,), note

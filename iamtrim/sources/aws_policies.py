@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 
 from iamtrim.aws import Aws
 from iamtrim.errors import AwsError, PolicyError
@@ -30,8 +31,20 @@ def authorization_details(aws: Aws) -> dict[str, object]:
     joined: dict[str, list[object]] = {k: [] for k in _AUTHZ_LISTS}
     for page in aws.paginate("iam", "GetAccountAuthorizationDetails", Filter=_AUTHZ_FILTER):
         for key in _AUTHZ_LISTS:
-            joined[key].extend(page.get(key) or [])
+            joined[key].extend(_dates_as_text(item) for item in page.get(key) or [])
     return {**joined, "IsTruncated": False}
+
+
+def _dates_as_text(node: object) -> object:
+    """boto3 parses timestamps (``CreateDate``) into datetimes; the AWS CLI writes them as ISO 8601
+    text, which is what the file reader (and ``--min-age-days``) reads."""
+    if isinstance(node, datetime):
+        return node.isoformat()
+    if isinstance(node, Mapping):
+        return {k: _dates_as_text(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_dates_as_text(v) for v in node]
+    return node
 
 
 def _parse(text: object, name: str, where: str) -> Policy:
