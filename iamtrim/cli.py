@@ -1469,10 +1469,9 @@ def review_cmd(
     """Review every role and user: unused, risky and missing permissions, with history."""
     from iamtrim.errors import AwsError, FailOnFindings, OptionsError
     from iamtrim.render import review as render_review
-    from iamtrim.review.current import authz_from_aws
     from iamtrim.review.history import FailOn, failing, load_suppressions, record_run
-    from iamtrim.review.job import ReviewOptions, review
-    from iamtrim.review.organization import aws_fetch, load_accounts, not_reviewed, prefetch, review_accounts
+    from iamtrim.review.job import ReviewOptions
+    from iamtrim.review.organization import load_accounts, not_reviewed, prepare_review
 
     if sum((authz is not None, from_aws, accounts is not None)) != 1:
         raise OptionsError(
@@ -1497,17 +1496,11 @@ def review_cmd(
     if not path.exists():
         raise InputError(f"no usage store at {path}: run `iamtrim ingest PATH --store {path}` first")
     aws = _aws(profile, region, endpoint_url, role_arn) if from_aws or accounts is not None else None
-    # Read from AWS before the store is locked; an account that fails is in the report.
-    source = authz_from_aws(aws, role_arn) if from_aws and aws is not None else authz
-    fetched = prefetch(specs, aws_fetch(aws.config)) if aws is not None and specs else None
+    run = prepare_review(options, authz=authz, aws=aws, via=role_arn, accounts=specs, origin=str(accounts))
     # Writable, unlike the other reading commands': the store keeps the review's history, written
     # under the store's writer lock (one writer at a time, as for ingest).
     with Store(path) as st, st.writer_lock(wait_lock, _err):
-        if fetched is not None:
-            result = review_accounts(st, specs, fetched, options, str(accounts))
-        else:
-            assert source is not None
-            result = review(st, source, options)
+        result = run(st)
         report = record_run(st, result, accepted)
     text = render_review.render(fmt, report)
     if output is not None:
