@@ -35,9 +35,9 @@ from iamtrim.review.job import (
     AccountResult,
     Review,
     ReviewOptions,
-    _caveats,
-    _digest_lines,
-    _review_part,
+    inputs_and_digest,
+    review_part,
+    window_and_caveats,
 )
 from iamtrim.store import Store
 
@@ -189,7 +189,7 @@ def review_accounts(
             authz = fetch(spec)
             # --principal ARNs of other accounts only: nothing of this one is reviewed.
             part = (
-                _review_part(store, authz, own, spec.account)
+                review_part(store, authz, own, spec.account)
                 if own.principals or not options.principals
                 else None
             )
@@ -208,7 +208,7 @@ def review_accounts(
         )
         lines.append(f"account {spec.account}: {authz.source} (sha256 {authz.sha256[:12]})")
         hashed.append(f"{spec.account}:{authz.sha256}")
-    first, last, caveats = _caveats(parts, options)
+    first, last, caveats = window_and_caveats(parts, options)
     failed = [r for r in results if r.error]
     caveats += [
         f"account {r.account}{f' ({r.name})' if r.name else ''} was not reviewed: {r.error}; the "
@@ -223,7 +223,7 @@ def review_accounts(
             f"the store holds roles or users of {len(elsewhere)} account(s) not in the accounts file "
             f"({', '.join(elsewhere[:5])}{', …' if len(elsewhere) > 5 else ''}): not reviewed"
         )
-    inputs, digest = _digest_lines(store, lines, hashed, options)
+    inputs, digest = inputs_and_digest(store, lines, hashed, options)
     return Review(
         principals=tuple(p for part in parts for p in part.principals),
         authz=origin or "accounts",
