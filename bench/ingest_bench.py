@@ -49,13 +49,15 @@ MiB = 1024 * 1024
 # --------------------------------------------------------------------------- the corpus
 
 
-def ensure_trail(trail: Path, records: int, files: int, seed: int, regen: bool) -> dict[str, Any]:
+def ensure_trail(
+    trail: Path, records: int, files: int, seed: int, regen: bool, varied: bool = False
+) -> dict[str, Any]:
     """Return the trail's manifest, generating the trail first when absent or different."""
     mpath = trail / make_trail.MANIFEST
     if not regen and mpath.exists():
         m = json.loads(mpath.read_text())
-        want = {"records": records, "files": files, "seed": seed}
-        have = {k: m.get(k) for k in want}
+        want = {"records": records, "files": files, "seed": seed, "varied": varied}
+        have = {k: m.get(k, False if k == "varied" else None) for k in want}
         on_disk = sum(1 for _ in (trail / "AWSLogs").rglob("*.json.gz"))
         if have == want and on_disk == files:
             print(f"reusing {trail} ({records:,} records, {files} files)")
@@ -64,7 +66,7 @@ def ensure_trail(trail: Path, records: int, files: int, seed: int, regen: bool) 
     if trail.exists():
         shutil.rmtree(trail)
     print(f"generating {records:,} records in {files} files under {trail} ...")
-    m = make_trail.generate(records, files, trail, seed, procs=2)
+    m = make_trail.generate(records, files, trail, seed, procs=2, varied=varied)
     print(
         f"  done in {m['generation_seconds']:.1f}s: {m['bytes_raw'] / MiB:,.0f} MiB raw, "
         f"{m['bytes_gz'] / MiB:,.0f} MiB gzip ({m['gzip_ratio']}:1), "
@@ -481,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--regen", action="store_true", help="regenerate the trail even if it matches")
     ap.add_argument(
+        "--varied", action="store_true", help="the high-cardinality trail (make_trail.py --varied)"
+    )
+    ap.add_argument(
         "--cmd",
         default=DEFAULT_CMD,
         help=f"ingest command; {{trail}} and {{store}} are filled in (default: {DEFAULT_CMD!r})",
@@ -497,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     args.store = args.store.resolve()
     OUT.mkdir(parents=True, exist_ok=True)
 
-    manifest = ensure_trail(args.trail, args.records, args.files, args.seed, args.regen)
+    manifest = ensure_trail(args.trail, args.records, args.files, args.seed, args.regen, args.varied)
     result: dict[str, Any] = {}
     if args.result.exists():
         try:
@@ -506,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
             result = {}
     if (
         result.get("trail", {}).get("seed") != manifest["seed"]
+        or result.get("trail", {}).get("varied", False) != manifest.get("varied", False)
         or result.get("trail", {}).get("records") != manifest["records"]
     ):
         result = {}

@@ -767,6 +767,16 @@ def fail(rec: Rec, code: str, msg: str) -> Rec:
 
 
 def object_key(rng: random.Random, family: str, day: str) -> str:
+    """A key of *family*; in the varied trail a new object on nearly every request
+    (``part-00042-1f2e3d4c.parquet``)."""
+    key = _object_key(rng, family, day)
+    if VARIED["on"]:
+        stem, dot, ext = key.rpartition(".")
+        key = f"{stem}-{hexid(rng, 8)}.{ext}" if dot else f"{key}-{hexid(rng, 8)}"
+    return key
+
+
+def _object_key(rng: random.Random, family: str, day: str) -> str:
     """Many distinct keys under a bounded set of prefixes (a few thousand keys per prefix at most)."""
     if family == "dataset":
         ds = DATASETS[min(int(rng.paretovariate(1.2)) - 1, len(DATASETS) - 1)]
@@ -2073,6 +2083,182 @@ def act_service(ctx: Ctx) -> list[Rec]:
     ]
 
 
+# --------------------------------------------------------------------------- the varied trail (--varied)
+
+# A busier, higher-cardinality account (issue 14): many more principals (each base role is run by
+# several teams), more services, many more named resources, and requests whose keys and ids are new
+# on nearly every call (an object key per request, query and job ids). What stays bounded per key in
+# the default trail grows here with the records, as in a real data lake.
+VARIED_TEAMS = ["", "-growth", "-risk", "-search", "-ads"]
+VARIED_SCALE = 5  # named resources (tables, queues, functions, ...) per default name
+VARIED: dict[str, bool] = {"on": False}
+
+VARIED_MGMT: list[tuple[str, str, str, ParamFn, bool]] = [
+    (
+        "rds",
+        "DescribeDBInstances",
+        "rds:DescribeDBInstances",
+        lambda r, g: {"dBInstanceIdentifier": f"{r.choice(MODELS)}-db-{r.randrange(0, 8)}"},
+        True,
+    ),
+    (
+        "redshift",
+        "DescribeClusters",
+        "redshift:DescribeClusters",
+        lambda r, g: {"clusterIdentifier": f"analytics-{r.randrange(0, 6)}"},
+        True,
+    ),
+    (
+        "kinesis",
+        "DescribeStream",
+        "kinesis:DescribeStream",
+        lambda r, g: {"streamName": f"{r.choice(DATASETS)}-stream"},
+        True,
+    ),
+    (
+        "firehose",
+        "DescribeDeliveryStream",
+        "firehose:DescribeDeliveryStream",
+        lambda r, g: {"deliveryStreamName": f"{r.choice(DATASETS)}-to-s3"},
+        True,
+    ),
+    (
+        "eks",
+        "DescribeCluster",
+        "eks:DescribeCluster",
+        lambda r, g: {"name": f"ml-{r.choice(['train', 'serve', 'batch'])}-{r.randrange(0, 4)}"},
+        True,
+    ),
+    (
+        "elasticache",
+        "DescribeCacheClusters",
+        "elasticache:DescribeCacheClusters",
+        lambda r, g: {"cacheClusterId": f"features-{r.randrange(0, 12):03d}"},
+        True,
+    ),
+    (
+        "acm",
+        "DescribeCertificate",
+        "acm:DescribeCertificate",
+        lambda r, g: {
+            "certificateArn": _arn("acm", g, f"certificate/{uuid4(random.Random(r.randrange(40)))}")
+        },
+        True,
+    ),
+    (
+        "codebuild",
+        "BatchGetProjects",
+        "codebuild:BatchGetProjects",
+        lambda r, g: {"names": [f"{r.choice(REPOS).split('/')[-1]}-build"]},
+        True,
+    ),
+    (
+        "codepipeline",
+        "GetPipeline",
+        "codepipeline:GetPipeline",
+        lambda r, g: {"name": f"{r.choice(MODELS)}-release"},
+        True,
+    ),
+    ("backup", "ListBackupVaults", "backup:ListBackupVaults", lambda r, g: None, True),
+    (
+        "elasticmapreduce",
+        "DescribeCluster",
+        "elasticmapreduce:DescribeCluster",
+        lambda r, g: {"clusterId": "j-" + hexid(r, 13).upper()},
+        True,
+    ),
+    ("route53", "ListHostedZones", "route53:ListHostedZones", lambda r, g: None, True),
+    (
+        "batch",
+        "DescribeJobQueues",
+        "batch:DescribeJobQueues",
+        lambda r, g: {"jobQueues": ["gpu-queue"]},
+        True,
+    ),
+    (
+        "elasticfilesystem",
+        "DescribeFileSystems",
+        "elasticfilesystem:DescribeFileSystems",
+        lambda r, g: {"fileSystemId": "fs-" + hexid(random.Random(r.randrange(30)), 17)},
+        True,
+    ),
+    ("kafka", "ListClustersV2", "kafka:ListClustersV2", lambda r, g: None, True),
+    (
+        "sagemaker",
+        "DescribeProcessingJob",
+        "sagemaker:DescribeProcessingJob",
+        lambda r, g: {"processingJobName": f"{r.choice(MODELS)}-proc-{hexid(r, 12)}"},
+        True,
+    ),
+    (
+        "athena",
+        "GetQueryExecution",
+        "athena:GetQueryExecution",
+        lambda r, g: {"queryExecutionId": uuid4(r)},
+        True,
+    ),
+    (
+        "dynamodb",
+        "GetItem",
+        "dynamodb:GetItem",
+        lambda r, g: {"tableName": r.choice(TABLES), "key": {"pk": {"S": uuid4(r)}}},
+        True,
+    ),
+]
+
+
+def _grow(names: list[str], n: int, fmt: Callable[[str, int], str]) -> None:
+    base = list(names)
+    names[:] = base + [fmt(b, k) for k in range(1, n) for b in base]
+
+
+def set_varied() -> None:
+    """Turn the world into the varied one (idempotent; called in every process before a file)."""
+    if VARIED["on"]:
+        return
+    VARIED["on"] = True
+    for names in (TABLES, QUEUES, FUNCTIONS, STACKS, FEATURE_GROUPS):
+        _grow(names, VARIED_SCALE, lambda b, k: f"{b}-{k}")
+    _grow(MODELS, VARIED_SCALE, lambda b, k: f"{b}-v{k}")
+    _grow(DATASETS, VARIED_SCALE, lambda b, k: f"{b}-{k}")
+    _grow(SECRETS, VARIED_SCALE, lambda b, k: f"{b}-{k}")
+    _grow(PARAMS, VARIED_SCALE, lambda b, k: f"{b}/{k}")
+    MGMT["varied"] = VARIED_MGMT
+    global _PRINCIPALS
+    _PRINCIPALS = None
+
+
+def varied_principals(base: list[Principal]) -> list[Principal]:
+    """Each base principal run by several teams (its name with a team suffix), all calling the
+    extra services too; break-glass and the IAM users stay single."""
+    out: list[Principal] = []
+    for p in base:
+        teams = VARIED_TEAMS if p.kind == "role" and "break-glass" not in p.name else [""]
+        for t in teams:
+            q = Principal(
+                name=(p.name + t)[:64],
+                kind=p.kind,
+                path=p.path,
+                weight=p.weight / len(teams),
+                agents=p.agents,
+                session_style=p.session_style,
+                activities=_acts(p.activities, varied=2.0),
+                buckets=p.buckets,
+                vpce_share=p.vpce_share,
+                via_console=p.via_console,
+            )
+            q.arn = f"arn:aws:iam::{ACCOUNT}:{p.kind}{p.path}{q.name}"
+            q.uid = stable_id("AROA" if p.kind == "role" else "AIDA", q.arn)
+            q.ips = p.ips
+            acc = 0.0
+            for name, w in q.activities.items():
+                acc += w
+                q.act_names.append(name)
+                q.act_cum.append(acc)
+            out.append(q)
+    return out
+
+
 def one_event(ctx: Ctx) -> list[Rec]:
     rng = ctx.rng
     if rng.random() < 0.015:
@@ -2113,6 +2299,8 @@ def _principals() -> list[Principal]:
     global _PRINCIPALS
     if _PRINCIPALS is None:
         _PRINCIPALS = build_principals()
+        if VARIED["on"]:
+            _PRINCIPALS = varied_principals(_PRINCIPALS)
         ROLE_NAMES[:] = [p.name for p in _PRINCIPALS if p.kind == "role"]
     return _PRINCIPALS
 
@@ -2126,8 +2314,10 @@ def file_plan(index: int, files: int, seed: int) -> tuple[str, float]:
     return region, t0
 
 
-def make_file(job: tuple[int, int, int, int, str]) -> dict[str, Any]:
-    index, n_records, files, seed, out = job
+def make_file(job: tuple[int, int, int, int, str, bool]) -> dict[str, Any]:
+    index, n_records, files, seed, out, varied = job
+    if varied:
+        set_varied()
     region, t0 = file_plan(index, files, seed)
     ctx = Ctx(seed, index, region, t0, _principals())
     recs: list[Rec] = []
@@ -2166,14 +2356,22 @@ def make_file(job: tuple[int, int, int, int, str]) -> dict[str, Any]:
 
 
 def generate(
-    records: int, files: int, out: Path, seed: int, procs: int = 2, quiet: bool = False
+    records: int,
+    files: int,
+    out: Path,
+    seed: int,
+    procs: int = 2,
+    quiet: bool = False,
+    varied: bool = False,
 ) -> dict[str, Any]:
     """Write the corpus under ``out`` and return the manifest (also written to out/manifest.json)."""
     if files < 1 or records < files:
         raise SystemExit("need --files >= 1 and --records >= --files")
     out.mkdir(parents=True, exist_ok=True)
     base, rem = divmod(records, files)
-    jobs = [(i, base + (1 if i < rem else 0), files, seed, str(out)) for i in range(files)]
+    if varied:
+        set_varied()
+    jobs = [(i, base + (1 if i < rem else 0), files, seed, str(out), varied) for i in range(files)]
     t = time.perf_counter()
     results: list[dict[str, Any]] = []
     if procs > 1:
@@ -2191,6 +2389,8 @@ def generate(
     manifest = {
         "generator": "bench/make_trail.py",
         "seed": seed,
+        "varied": varied,
+        "principals": len(_principals()),
         "records": n,
         "files": files,
         "account": ACCOUNT,
@@ -2216,8 +2416,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="output directory (AWSLogs/ is created in it)")
     ap.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     ap.add_argument("--procs", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument(
+        "--varied",
+        action="store_true",
+        help="a high-cardinality account: ~110 principals, ~40 services, a new object key per "
+        "request, random ids in requests, 5x the named resources",
+    )
     args = ap.parse_args(argv)
-    m = generate(args.records, args.files, args.out, args.seed, args.procs)
+    m = generate(args.records, args.files, args.out, args.seed, args.procs, varied=args.varied)
     mb = 1024 * 1024
     print(f"{m['records']:,} records in {m['files']} files under {args.out / 'AWSLogs'}")
     print(f"  generated in {m['generation_seconds']:.1f}s with {args.procs} processes")

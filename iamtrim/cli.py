@@ -23,20 +23,27 @@ from typer._click import Context, HelpFormatter, Parameter
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from iamtrim import graph as usage_graph
-from iamtrim.errors import IamtrimError, InputError, NoReadableInput, PrincipalError
+from iamtrim.errors import IamtrimError, InputError, NoReadableInput, OptionsError, PrincipalError
 from iamtrim.evidence import ingest_access_advisor
 from iamtrim.ingest import IngestReport, default_store_path, ingest, load_events
 from iamtrim.model import FileReport, Outcome, SkipReason, TimeWindow
-from iamtrim.query import parse_window, principal_usage, resolve_principal_name, summarize_principals
+from iamtrim.query import (
+    parse_window,
+    principal_usage,
+    resolve_principal_name,
+    selection_rows,
+    summarize_principals,
+)
 from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
 from iamtrim.render import review_format_names
 from iamtrim.render import usage as render_usage
 from iamtrim.store import DEFAULT_WAIT_LOCK, Store
-from iamtrim.synth import AdvisedGrant, SynthOptions, Target, generate_identity_policy
+from iamtrim.synth import AdvisedGrant, SynthOptions, Target, advised_grants, generate_identity_policy
 
 if TYPE_CHECKING:
     from iamtrim.aws import Aws
+    from iamtrim.synth import GeneratedPolicy
 
 
 class _Command(TyperCommand):
@@ -118,6 +125,12 @@ StoreOpt = Annotated[
         readable=False,
         metavar="FILE",
         help="Usage store from `iamtrim ingest` (default: $IAMTRIM_STORE or ./iamtrim-usage.sqlite).",
+    ),
+]
+PrincipalArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
     ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", metavar=_choices(Format), help="Output format.")]
@@ -278,87 +291,103 @@ def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
     return Store(path, read_only=True)
 
 
+# ingest's arguments and options (module-level, like StoreOpt, so the command reads as its steps)
+IngestPathsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(readable=False, metavar="PATH", help="CloudTrail files or folders (recursively)."),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option(metavar="N", help="Worker processes (default: cores, at most 4).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only print problems.")]
+AccessAdvisorOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--access-advisor",
+        readable=False,
+        metavar="PATH",
+        help="IAM Access Advisor reports (JSON), or a folder of them (repeat the flag for several).",
+    ),
+]
+AdvisorPrincipalOpt = Annotated[
+    str,
+    typer.Option(
+        "--principal",
+        metavar="ARN",
+        help="ARN the --access-advisor reports were generated for (role, user, group "
+        "or policy), when the file does not name it.",
+    ),
+]
+WaitLockOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait-lock",
+        metavar="SECONDS",
+        min=0,
+        help="How long to wait for another ingest writing the same store (then exit 4).",
+    ),
+]
+AdvisorFromAwsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--access-advisor-from-aws",
+        metavar="PRINCIPAL",
+        help="Run an ACTION_LEVEL Access Advisor job for this role or user (ARN, name, role/NAME "
+        "or user/NAME; repeatable) and store its report.",
+    ),
+]
+AllRolesOpt = Annotated[
+    bool, typer.Option("--all-roles", help="Access Advisor jobs for every role of the account.")
+]
+AllUsersOpt = Annotated[
+    bool, typer.Option("--all-users", help="Access Advisor jobs for every user of the account.")
+]
+LookupEventsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--lookup-events",
+        help="Read CloudTrail Event history (LookupEvents, 90 days of management events) of "
+        "each --region, resuming where the last run stopped.",
+    ),
+]
+AllRegionsOpt = Annotated[
+    bool, typer.Option("--all-regions", help="--lookup-events in every region enabled for the account.")
+]
+LookupSinceOpt = Annotated[
+    str,
+    typer.Option(
+        "--since",
+        metavar="DATE",
+        help="--lookup-events: not before this day (2026-10-01) or ISO 8601 time.",
+    ),
+]
+RegionsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--region", metavar="REGION", help="AWS region (repeatable for --lookup-events)."),
+]
+
+
 @app.command(
     "ingest",
     cls=_Command,
     epilog=_example("iamtrim ingest AWSLogs/ --store usage.sqlite"),
 )
 def ingest_cmd(
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(readable=False, metavar="PATH", help="CloudTrail files or folders (recursively)."),
-    ] = None,
+    paths: IngestPathsArg = None,
     store: StoreOpt = None,
-    workers: Annotated[
-        int | None, typer.Option(metavar="N", help="Worker processes (default: cores, at most 4).")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print problems.")] = False,
-    access_advisor: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--access-advisor",
-            readable=False,
-            metavar="PATH",
-            help="IAM Access Advisor reports (JSON), or a folder of them (repeat the flag for several).",
-        ),
-    ] = None,
-    aa_principal: Annotated[
-        str,
-        typer.Option(
-            "--principal",
-            metavar="ARN",
-            help="ARN the --access-advisor reports were generated for (role, user, group "
-            "or policy), when the file does not name it.",
-        ),
-    ] = "",
-    wait_lock: Annotated[
-        float,
-        typer.Option(
-            "--wait-lock",
-            metavar="SECONDS",
-            min=0,
-            help="How long to wait for another ingest writing the same store (then exit 4).",
-        ),
-    ] = DEFAULT_WAIT_LOCK,
-    aa_from_aws: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--access-advisor-from-aws",
-            metavar="PRINCIPAL",
-            help="Run an ACTION_LEVEL Access Advisor job for this role or user (ARN, name, role/NAME "
-            "or user/NAME; repeatable) and store its report.",
-        ),
-    ] = None,
-    all_roles: Annotated[
-        bool, typer.Option("--all-roles", help="Access Advisor jobs for every role of the account.")
-    ] = False,
-    all_users: Annotated[
-        bool, typer.Option("--all-users", help="Access Advisor jobs for every user of the account.")
-    ] = False,
-    lookup_events: Annotated[
-        bool,
-        typer.Option(
-            "--lookup-events",
-            help="Read CloudTrail Event history (LookupEvents, 90 days of management events) of "
-            "each --region, resuming where the last run stopped.",
-        ),
-    ] = False,
-    all_regions: Annotated[
-        bool, typer.Option("--all-regions", help="--lookup-events in every region enabled for the account.")
-    ] = False,
-    since: Annotated[
-        str,
-        typer.Option(
-            "--since",
-            metavar="DATE",
-            help="--lookup-events: not before this day (2026-10-01) or ISO 8601 time.",
-        ),
-    ] = "",
+    workers: WorkersOpt = None,
+    quiet: QuietOpt = False,
+    access_advisor: AccessAdvisorOpt = None,
+    aa_principal: AdvisorPrincipalOpt = "",
+    wait_lock: WaitLockOpt = DEFAULT_WAIT_LOCK,
+    aa_from_aws: AdvisorFromAwsOpt = None,
+    all_roles: AllRolesOpt = False,
+    all_users: AllUsersOpt = False,
+    lookup_events: LookupEventsOpt = False,
+    all_regions: AllRegionsOpt = False,
+    since: LookupSinceOpt = "",
     profile: ProfileOpt = "",
-    region: Annotated[
-        list[str] | None,
-        typer.Option("--region", metavar="REGION", help="AWS region (repeatable for --lookup-events)."),
-    ] = None,
+    region: RegionsOpt = None,
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
 ) -> None:
@@ -366,14 +395,12 @@ def ingest_cmd(
     ingested are not counted again), and Access Advisor reports beside them."""
     from_aws = bool(aa_from_aws) or all_roles or all_users
     if not paths and not access_advisor and not from_aws and not lookup_events:
-        _err(
+        raise OptionsError(
             "give CloudTrail PATHS, --access-advisor FILE, --access-advisor-from-aws PRINCIPAL, "
             "--lookup-events, or more"
         )
-        sys.exit(2)
     if (all_regions or since) and not lookup_events:
-        _err("--all-regions and --since go with --lookup-events")
-        sys.exit(2)
+        raise OptionsError("--all-regions and --since go with --lookup-events")
     path = store or default_store_path()
     regions = region or []
     if from_aws or lookup_events:
@@ -385,21 +412,7 @@ def ingest_cmd(
     if not paths and not access_advisor:
         return
     if access_advisor:
-        with Store(path) as st, st.writer_lock(wait_lock, _err):
-            aa_report = ingest_access_advisor(
-                access_advisor,
-                st,
-                principal=aa_principal,
-                on_file=lambda p, why: _err(f"{p}: skipped: {why}"),
-            )
-        for note_path, note in aa_report.notes:
-            _err(f"{note_path}: {note}")
-        if not quiet:
-            typer.echo(
-                f"access advisor: {aa_report.files_read} reports read, {aa_report.files_already} "
-                f"already stored, {len(aa_report.skipped)} skipped; {aa_report.entries} entries "
-                f"for {len(aa_report.principals)} principals"
-            )
+        _ingest_access_advisor_files(access_advisor, aa_principal, path, quiet, wait_lock)
         if not paths:
             return
     progress = None
@@ -436,12 +449,33 @@ def ingest_cmd(
             if not told:
                 raise
             # Every file's problem is already on its own line: nothing read, nothing stored.
-            sys.exit(NoReadableInput.exit_code)
+            raise typer.Exit(NoReadableInput.exit_code) from None
         finally:
             if progress is not None:
                 progress.stop()
     if not quiet:
         _print_ingest(report, path)
+
+
+def _ingest_access_advisor_files(
+    files: list[Path], principal: str, path: Path, quiet: bool, wait_lock: float
+) -> None:
+    """Store the Access Advisor reports in *files* (a file that is not one is skipped and said)."""
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
+        aa_report = ingest_access_advisor(
+            files,
+            st,
+            principal=principal,
+            on_file=lambda p, why: _err(f"{p}: skipped: {why}"),
+        )
+    for note_path, note in aa_report.notes:
+        _err(f"{note_path}: {note}")
+    if not quiet:
+        typer.echo(
+            f"access advisor: {aa_report.files_read} reports read, {aa_report.files_already} "
+            f"already stored, {len(aa_report.skipped)} skipped; {aa_report.entries} entries "
+            f"for {len(aa_report.principals)} principals"
+        )
 
 
 def _since(text: str) -> datetime | None:
@@ -450,8 +484,7 @@ def _since(text: str) -> datetime | None:
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        _err(f"--since {text!r}: expected YYYY-MM-DD or an ISO 8601 time")
-        sys.exit(2)
+        raise OptionsError(f"--since {text!r}: expected YYYY-MM-DD or an ISO 8601 time") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -513,8 +546,7 @@ def _ingest_access_advisor_from_aws(
         set(resolve_principals(aws, names)) | set(list_principals(aws, roles=all_roles, users=all_users))
     )
     if not principals:
-        _err("access advisor: the account has no such principals; nothing to fetch")
-        sys.exit(2)
+        raise PrincipalError("access advisor: the account has no such principals; nothing to fetch")
     show = sys.stderr.isatty() and not quiet
     reports = fetch_reports(
         aws,
@@ -589,12 +621,7 @@ def principals_cmd(
     epilog=_example("iamtrim usage ml-training-job --store usage.sqlite --format json"),
 )
 def usage_cmd(
-    principal: Annotated[
-        str,
-        typer.Argument(
-            metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
-        ),
-    ],
+    principal: PrincipalArg,
     events: EventsOpt = None,
     store: StoreOpt = None,
     fmt: FormatOpt = Format.table,
@@ -630,81 +657,85 @@ class PolicyFormat(StrEnum):
     cloudformation = "cloudformation"
 
 
+# generate-policy's options
+PolicyFormatOpt = Annotated[
+    PolicyFormat, typer.Option("--format", metavar=_choices(PolicyFormat), help="Output format.")
+]
+PolicyOutDirOpt = Annotated[
+    Path | None,
+    typer.Option("--out-dir", readable=False, metavar="DIR", help="Write one file per policy here."),
+]
+PolicyExplainOpt = Annotated[bool, typer.Option("--explain", help="Show the evidence behind each statement.")]
+NoConditionsOpt = Annotated[
+    bool, typer.Option("--no-conditions", help="Omit aws:SourceVpce / kms:ViaService.")
+]
+TargetOpt = Annotated[Target, typer.Option("--target", metavar=_choices(Target), help="Size limits to meet.")]
+PrefixThresholdOpt = Annotated[
+    int,
+    typer.Option(
+        "--prefix-threshold",
+        min=1,
+        metavar="N",
+        help="Distinct keys (or resources) above which a folder becomes prefix/*.",
+    ),
+]
+EvidenceOpt = Annotated[
+    EvidenceSource,
+    typer.Option(
+        "--evidence",
+        metavar=_choices(EvidenceSource),
+        help="all: also keep actions Access Advisor shows used (ingested with --access-advisor); "
+        "cloudtrail: CloudTrail only.",
+    ),
+]
+MaxPoliciesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-policies",
+        min=1,
+        metavar="N",
+        max=20,
+        help="Managed policies the result may take (1-20; default 1, or 10 with --no-widen). "
+        "More policies, fewer widenings.",
+    ),
+]
+NoWidenOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-widen",
+        help="Never widen to fit the size limits: split into policies, refuse past the limit.",
+    ),
+]
+PolicyBriefOpt = Annotated[
+    bool,
+    typer.Option(
+        "--brief",
+        help="Print one line per statement (actions, resources, calls) instead of the document.",
+    ),
+]
+
+
 @app.command(
     "generate-policy",
     cls=_Command,
     epilog=_example("iamtrim generate-policy ml-training-job --store usage.sqlite --explain"),
 )
 def generate_policy_cmd(
-    principal: Annotated[
-        str,
-        typer.Argument(
-            metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
-        ),
-    ],
+    principal: PrincipalArg,
     events: EventsOpt = None,
     store: StoreOpt = None,
-    fmt: Annotated[
-        PolicyFormat, typer.Option("--format", metavar=_choices(PolicyFormat), help="Output format.")
-    ] = PolicyFormat.json,
-    out_dir: Annotated[
-        Path | None,
-        typer.Option("--out-dir", readable=False, metavar="DIR", help="Write one file per policy here."),
-    ] = None,
-    explain: Annotated[
-        bool, typer.Option("--explain", help="Show the evidence behind each statement.")
-    ] = False,
-    no_conditions: Annotated[
-        bool, typer.Option("--no-conditions", help="Omit aws:SourceVpce / kms:ViaService.")
-    ] = False,
-    target: Annotated[
-        Target, typer.Option("--target", metavar=_choices(Target), help="Size limits to meet.")
-    ] = Target.MANAGED,
-    prefix_threshold: Annotated[
-        int,
-        typer.Option(
-            "--prefix-threshold",
-            min=1,
-            metavar="N",
-            help="Distinct keys (or resources) above which a folder becomes prefix/*.",
-        ),
-    ] = 10,
-    evidence_source: Annotated[
-        EvidenceSource,
-        typer.Option(
-            "--evidence",
-            metavar=_choices(EvidenceSource),
-            help="all: also keep actions Access Advisor shows used (ingested with --access-advisor); "
-            "cloudtrail: CloudTrail only.",
-        ),
-    ] = EvidenceSource.all,
-    max_policies: Annotated[
-        int | None,
-        typer.Option(
-            "--max-policies",
-            min=1,
-            metavar="N",
-            max=20,
-            help="Managed policies the result may take (1-20; default 1, or 10 with --no-widen). "
-            "More policies, fewer widenings.",
-        ),
-    ] = None,
-    no_widen: Annotated[
-        bool,
-        typer.Option(
-            "--no-widen",
-            help="Never widen to fit the size limits: split into policies, refuse past the limit.",
-        ),
-    ] = False,
+    fmt: PolicyFormatOpt = PolicyFormat.json,
+    out_dir: PolicyOutDirOpt = None,
+    explain: PolicyExplainOpt = False,
+    no_conditions: NoConditionsOpt = False,
+    target: TargetOpt = Target.MANAGED,
+    prefix_threshold: PrefixThresholdOpt = 10,
+    evidence_source: EvidenceOpt = EvidenceSource.all,
+    max_policies: MaxPoliciesOpt = None,
+    no_widen: NoWidenOpt = False,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    brief: Annotated[
-        bool,
-        typer.Option(
-            "--brief",
-            help="Print one line per statement (actions, resources, calls) instead of the document.",
-        ),
-    ] = False,
+    brief: PolicyBriefOpt = False,
 ) -> None:
     """The smallest identity policy that still allows everything PRINCIPAL was seen doing."""
     if out_dir is not None and fmt is not PolicyFormat.policy:
@@ -719,12 +750,7 @@ def generate_policy_cmd(
         if evidence_source is EvidenceSource.all:
             from iamtrim import evidence
 
-            advised = [
-                AdvisedGrant(a.action, a.region, a.last_accessed, a.explain, a.denied_in_cloudtrail)
-                for a in evidence.for_principal(st, p.arn, window=window).access_advisor_actions(
-                    missing_from_cloudtrail=True
-                )
-            ]
+            advised = advised_grants(evidence.for_principal(st, p.arn, window=window))
         if not window.is_open and not advised and all(r.outcome is not Outcome.USED for r in rows):
             raise PrincipalError(
                 f"{p.arn} made no authorized call between {window.describe()} ({len(rows)} denied "
@@ -742,6 +768,18 @@ def generate_policy_cmd(
             ),
             advised,
         )
+    _print_policy(generated, fmt, out_dir, explain, target, brief)
+
+
+def _print_policy(
+    generated: GeneratedPolicy,
+    fmt: PolicyFormat,
+    out_dir: Path | None,
+    explain: bool,
+    target: Target,
+    brief: bool,
+) -> None:
+    """generate-policy's output: the document(s) in *fmt*, files under *out_dir*, --explain on stderr."""
     if out_dir is not None:
         _write_files(
             out_dir, [(f"{name}.json", text) for name, text in render_policy.policy_documents(generated)]
@@ -776,10 +814,13 @@ def _graph_of(
     for r in resources or []:
         _check_resource_pattern(r)
     g = usage_graph.build_selected_graph(
-        st.principals(), st.usage(window=window), only_principals=arns, only_resources=resources or []
+        st.principals(),
+        selection_rows(st, arns, resources or [], window),
+        only_principals=arns,
+        only_resources=resources or [],
     )
     if usage_graph.is_empty(g):
-        _err(
+        raise PrincipalError(
             "no usage matches "
             + (
                 " and ".join(
@@ -795,17 +836,15 @@ def _graph_of(
             )
             + ("" if window.is_open else f" between {window.describe()}")
         )
-        sys.exit(2)
     return g
 
 
 def _check_resource_pattern(pattern: str) -> None:
     if not (pattern.startswith("arn:") or pattern == "*"):
-        _err(
+        raise OptionsError(
             f"{pattern!r} is not an ARN or ARN pattern (e.g. arn:aws:s3:::acme-ml-*, "
             "arn:aws:kms:us-east-1:111122223333:key/*)"
         )
-        sys.exit(2)
 
 
 @app.command(
@@ -835,7 +874,7 @@ def who_used_cmd(
     window = _window(since, until)
     with _open_usage(events, store) as st:
         g = usage_graph.build_selected_graph(
-            st.principals(), st.usage(window=window), only_resources=[resource]
+            st.principals(), selection_rows(st, [], [resource], window), only_resources=[resource]
         )
     uses = usage_graph.who_used(g, resource)
     summary = usage_graph.summarize_uses(uses)
@@ -955,11 +994,9 @@ def graph_render_cmd(
     bucket or prefix, with VPC endpoints, KMS keys and calling services marked on the edges."""
     suffix = out.suffix.lower()
     if suffix not in (".svg", ".png"):
-        _err(f"--out {out}: the picture is written as .svg or .png")
-        sys.exit(2)
+        raise OptionsError(f"--out {out}: the picture is written as .svg or .png")
     if suffix == ".png" and not render_graph.png_available():
-        _err(render_graph.PNG_HINT)
-        sys.exit(2)
+        raise OptionsError(render_graph.PNG_HINT)
     window = _window(since, until)
     with _open_usage(events, store) as st:
         g = _graph_of(st, principal, resource, window)
@@ -1130,6 +1167,60 @@ class DiffFailOn(StrEnum):
     missing = "missing"
 
 
+# diff's options
+DiffAuthzOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--authz",
+        readable=False,
+        metavar="FILE",
+        help="`aws iam get-account-authorization-details` output holding the principal.",
+    ),
+]
+CurrentOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--current",
+        readable=False,
+        metavar="FILE...",
+        help="Current identity policy documents (several or repeated), instead of --authz.",
+    ),
+]
+BoundaryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--boundary",
+        readable=False,
+        metavar="FILE",
+        help="Permissions boundary document (with --current).",
+    ),
+]
+DiffFormatOpt = Annotated[
+    DiffFormat, typer.Option("--format", metavar=_choices(DiffFormat), help="Output format.")
+]
+DiffFailOnOpt = Annotated[
+    DiffFailOn | None,
+    typer.Option(
+        "--fail-on",
+        metavar=_choices(DiffFailOn),
+        help="Exit 1 when there are unused entries safe to remove (observable and not used), "
+        "such entries with a risk class, or missing entries.",
+    ),
+]
+DiffFromAwsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--from-aws",
+        help="Read the principal's current policies from the account "
+        "(iam:GetAccountAuthorizationDetails), instead of --authz.",
+    ),
+]
+DiffBriefOpt = Annotated[
+    bool,
+    typer.Option("--brief", help="Text: the headline and the unused risky actions only."),
+]
+
+
 @app.command(
     "diff",
     cls=_Command,
@@ -1139,78 +1230,28 @@ class DiffFailOn(StrEnum):
     ),
 )
 def diff_cmd(
-    principal: Annotated[
-        str,
-        typer.Argument(
-            metavar="PRINCIPAL", help="Role or user: ARN, session ARN, role/NAME, user/NAME or a unique name."
-        ),
-    ],
+    principal: PrincipalArg,
     events: EventsOpt = None,
     store: StoreOpt = None,
-    authz: Annotated[
-        Path | None,
-        typer.Option(
-            "--authz",
-            readable=False,
-            metavar="FILE",
-            help="`aws iam get-account-authorization-details` output holding the principal.",
-        ),
-    ] = None,
-    current: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--current",
-            readable=False,
-            metavar="FILE...",
-            help="Current identity policy documents (several or repeated), instead of --authz.",
-        ),
-    ] = None,
-    boundary: Annotated[
-        Path | None,
-        typer.Option(
-            "--boundary",
-            readable=False,
-            metavar="FILE",
-            help="Permissions boundary document (with --current).",
-        ),
-    ] = None,
-    fmt: Annotated[
-        DiffFormat, typer.Option("--format", metavar=_choices(DiffFormat), help="Output format.")
-    ] = DiffFormat.text,
-    fail_on: Annotated[
-        DiffFailOn | None,
-        typer.Option(
-            "--fail-on",
-            metavar=_choices(DiffFailOn),
-            help="Exit 1 when there are unused entries safe to remove (observable and not used), "
-            "such entries with a risk class, or missing entries.",
-        ),
-    ] = None,
-    from_aws: Annotated[
-        bool,
-        typer.Option(
-            "--from-aws",
-            help="Read the principal's current policies from the account "
-            "(iam:GetAccountAuthorizationDetails), instead of --authz.",
-        ),
-    ] = False,
+    authz: DiffAuthzOpt = None,
+    current: CurrentOpt = None,
+    boundary: BoundaryOpt = None,
+    fmt: DiffFormatOpt = DiffFormat.text,
+    fail_on: DiffFailOnOpt = None,
+    from_aws: DiffFromAwsOpt = False,
     profile: ProfileOpt = "",
     region: RegionOpt = "",
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
     since: SinceOpt = None,
     until: UntilOpt = None,
-    brief: Annotated[
-        bool,
-        typer.Option("--brief", help="Text: the headline and the unused risky actions only."),
-    ] = False,
+    brief: DiffBriefOpt = False,
 ) -> None:
     """What PRINCIPAL's current policies grant that it never used, and what it needed but lacked."""
-    from iamtrim import evidence
     from iamtrim.errors import OptionsError
     from iamtrim.render import diff as render_diff
-    from iamtrim.review.current import current_from_authz, current_from_files, principal_for
-    from iamtrim.review.diff import diff_principal
+    from iamtrim.review.current import CurrentPolicies, current_from_authz, current_from_files
+    from iamtrim.review.diff import diff_stored_principal
 
     if sum((authz is not None, bool(current), from_aws)) != 1:
         raise OptionsError("diff: give --authz FILE, --current FILE... or --from-aws, one of them")
@@ -1218,30 +1259,21 @@ def diff_cmd(
         raise OptionsError(
             "diff: --boundary goes with --current (--authz and --from-aws name the boundary themselves)"
         )
-    window = _window(since, until)
-    with _open_usage(events, store) as st:
-        try:
-            p = resolve_principal_name(st, principal)
-            rows = st.usage(p.arn, window)
-        except PrincipalError:
-            if current:
-                raise
-            p, rows = None, []
+
+    def policies_of(who: str) -> CurrentPolicies:
         if from_aws:
             from iamtrim.review.current import current_from_aws
 
-            aws = _aws(profile, region, endpoint_url, role_arn)
-            policies = current_from_aws(aws, p.arn if p else principal)
-            p = p or principal_for(policies.principal)
-        elif authz is not None:
-            policies = current_from_authz(authz, p.arn if p else principal)
-            p = p or principal_for(policies.principal)
-        else:
-            assert p is not None and current
-            policies = current_from_files(current, boundary, p.arn)
-        # What the store could have shown (coverage, Access Advisor): only evidence of non-use
-        # makes an unused entry safe to remove. --events records coverage from its files too.
-        result = diff_principal(p, rows, policies, evidence=evidence.for_principal(st, p.arn, window=window))
+            return current_from_aws(_aws(profile, region, endpoint_url, role_arn), who)
+        if authz is not None:
+            return current_from_authz(authz, who)
+        return current_from_files(current or [], boundary, who)
+
+    window = _window(since, until)
+    with _open_usage(events, store) as st:
+        result = diff_stored_principal(
+            st, principal, window, policies_of, policies_name_principal=not current
+        )
     if fmt is DiffFormat.json:
         typer.echo(render_diff.to_json(result))
     elif fmt is DiffFormat.markdown:

@@ -30,7 +30,7 @@ import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -895,100 +895,143 @@ def evaluate(
     if session_policy is not None:
         session_allows, session_denies = _scan(PolicyKind.SESSION, [session_policy], request, ctx)
 
-    direct_allows: list[MatchedStatement] = []  # naming the caller (or its role/user behind a session)
-    bypass_allows: list[MatchedStatement] = []  # naming the caller itself: not limited by boundary/session
-    account_allows: list[MatchedStatement] = []  # naming the caller's account
-    resource_denies: list[MatchedStatement] = []
-    if resource_policy is not None:
-        for cs in _compiled(resource_policy):
-            st = cs.statement
-            if st.principals is not None:
-                pm = _principals_match(st.principals, caller)
-            elif st.not_principals is not None:
-                inside = _principals_match(st.not_principals, caller) is not _PrincipalMatch.NONE
-                pm = _PrincipalMatch.NONE if inside else _PrincipalMatch.DIRECT
-                if boundary is not None and st.effect is Effect.DENY:
-                    # A Deny with NotPrincipal always denies a principal that has a boundary.
-                    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html
-                    pm = _PrincipalMatch.DIRECT
-            else:
-                pm = _PrincipalMatch.NONE
-            if pm is _PrincipalMatch.NONE or not cs.applies(request, ctx):
-                continue
-            m = _matched(PolicyKind.RESOURCE, resource_policy, cs)
-            if st.effect is Effect.DENY:
-                resource_denies.append(m)
-            elif pm is _PrincipalMatch.ACCOUNT:
-                account_allows.append(m)
-            else:
-                direct_allows.append(m)
-                if pm is _PrincipalMatch.DIRECT and _bypasses_limits(st, caller):
-                    bypass_allows.append(m)
-
-    denies = identity_denies + boundary_denies + session_denies + resource_denies
+    rp = _scan_resource_policy(resource_policy, caller, boundary is not None, request, ctx)
+    denies = identity_denies + boundary_denies + session_denies + rp.denies
     if denies:
         return Evaluation(Decision.EXPLICIT_DENY, tuple(denies), "explicit deny")
 
-    def implicit(reason: str, *groups: list[MatchedStatement]) -> Evaluation:
-        return Evaluation(Decision.IMPLICIT_DENY, tuple(m for g in groups for m in g), reason)
-
     if anonymous or caller.kind is _CallerKind.SERVICE:
-        if direct_allows:
-            return Evaluation(Decision.ALLOWED, tuple(direct_allows), "resource policy allows")
-        return implicit("no resource-policy statement allows this caller")
+        if rp.direct:
+            return Evaluation(Decision.ALLOWED, tuple(rp.direct), "resource policy allows")
+        return _implicit("no resource-policy statement allows this caller")
 
     resource_account = request.resource_account or _arn_account(request.resource) or caller.account
-    same_account = bool(caller.account) and caller.account == resource_account
-    session_ok = session_policy is None or bool(session_allows)
-    boundary_ok = boundary is None or bool(boundary_allows)
-
-    decision: Evaluation
-    if same_account:
-        trust = _account_trust(request, resource_policy is not None, account_allows)
-        identity_path = bool(identity_allows) and trust and boundary_ok and session_ok
-        if identity_path:
-            used = identity_allows + boundary_allows + session_allows + account_allows
-            decision = Evaluation(Decision.ALLOWED, tuple(used), "identity policy allows")
-        elif direct_allows and boundary_ok and session_ok:
-            decision = Evaluation(
-                Decision.ALLOWED,
-                tuple(direct_allows + boundary_allows + session_allows),
-                "resource policy allows",
-            )
-        elif bypass_allows:
-            decision = Evaluation(
-                Decision.ALLOWED, tuple(bypass_allows), "resource policy allows the caller by its own ARN"
-            )
-        elif not identity_allows and not direct_allows:
-            decision = implicit("no statement allows", account_allows)
-        elif not session_ok:
-            decision = implicit("session policy does not allow", identity_allows, direct_allows)
-        elif not boundary_ok:
-            decision = implicit("permissions boundary does not allow", identity_allows, direct_allows)
-        else:
-            decision = implicit(
-                "the resource policy does not trust the account's IAM policies (KMS key policy / role trust)",
-                identity_allows,
-            )
+    allows = _Allows(
+        identity_allows,
+        boundary_allows,
+        session_allows,
+        rp,
+        session_ok=session_policy is None or bool(session_allows),
+        boundary_ok=boundary is None or bool(boundary_allows),
+    )
+    if bool(caller.account) and caller.account == resource_account:
+        trust = _account_trust(request, resource_policy is not None, rp.account)
+        decision = _same_account(allows, trust)
     else:
-        resource_ok = bool(direct_allows or account_allows)
-        if resource_ok and identity_allows and boundary_ok and session_ok:
-            used = identity_allows + boundary_allows + session_allows + direct_allows + account_allows
-            decision = Evaluation(Decision.ALLOWED, tuple(used), "cross-account: both sides allow")
-        elif not resource_ok:
-            decision = implicit("cross-account: the resource policy does not allow", identity_allows)
-        elif not identity_allows:
-            decision = implicit("cross-account: no identity policy allows", direct_allows, account_allows)
-        elif not boundary_ok:
-            decision = implicit("permissions boundary does not allow", identity_allows)
-        else:
-            decision = implicit("session policy does not allow", identity_allows)
+        decision = _cross_account(allows)
 
     if decision.allowed:
         refusal = _aws_owned_refusal(request.action, request.resource)
         if refusal:
             return Evaluation(Decision.IMPLICIT_DENY, decision.statements, refusal)
     return decision
+
+
+@dataclass(slots=True)
+class _ResourceMatches:
+    """The resource-policy statements that apply to a request, by what they do for the caller."""
+
+    direct: list[MatchedStatement] = field(default_factory=list)  # naming the caller (or its role/user)
+    bypass: list[MatchedStatement] = field(default_factory=list)  # naming the caller itself: not limited
+    account: list[MatchedStatement] = field(default_factory=list)  # naming the caller's account
+    denies: list[MatchedStatement] = field(default_factory=list)
+
+
+# Most requests have no resource policy: one shared empty answer (never appended to).
+_NO_RESOURCE_POLICY = _ResourceMatches()
+
+
+def _scan_resource_policy(
+    resource_policy: Policy | None, caller: _Caller, has_boundary: bool, request: Request, ctx: _Ctx
+) -> _ResourceMatches:
+    if resource_policy is None:
+        return _NO_RESOURCE_POLICY
+    out = _ResourceMatches()
+    for cs in _compiled(resource_policy):
+        st = cs.statement
+        if st.principals is not None:
+            pm = _principals_match(st.principals, caller)
+        elif st.not_principals is not None:
+            inside = _principals_match(st.not_principals, caller) is not _PrincipalMatch.NONE
+            pm = _PrincipalMatch.NONE if inside else _PrincipalMatch.DIRECT
+            if has_boundary and st.effect is Effect.DENY:
+                # A Deny with NotPrincipal always denies a principal that has a boundary.
+                # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html
+                pm = _PrincipalMatch.DIRECT
+        else:
+            pm = _PrincipalMatch.NONE
+        if pm is _PrincipalMatch.NONE or not cs.applies(request, ctx):
+            continue
+        m = _matched(PolicyKind.RESOURCE, resource_policy, cs)
+        if st.effect is Effect.DENY:
+            out.denies.append(m)
+        elif pm is _PrincipalMatch.ACCOUNT:
+            out.account.append(m)
+        else:
+            out.direct.append(m)
+            if pm is _PrincipalMatch.DIRECT and _bypasses_limits(st, caller):
+                out.bypass.append(m)
+    return out
+
+
+@dataclass(slots=True)
+class _Allows:
+    """The Allow statements that apply, per policy type, and whether the boundary and the session
+    policy (when present) allow."""
+
+    identity: list[MatchedStatement]
+    boundary: list[MatchedStatement]
+    session: list[MatchedStatement]
+    resource: _ResourceMatches
+    session_ok: bool
+    boundary_ok: bool
+
+
+def _implicit(reason: str, *groups: list[MatchedStatement]) -> Evaluation:
+    return Evaluation(Decision.IMPLICIT_DENY, tuple(m for g in groups for m in g), reason)
+
+
+def _same_account(a: _Allows, trust: bool) -> Evaluation:
+    """Caller and resource in one account: the identity path (trusted by the resource policy, when
+    it must be) or the resource policy's own allow."""
+    rp = a.resource
+    if a.identity and trust and a.boundary_ok and a.session_ok:
+        used = a.identity + a.boundary + a.session + rp.account
+        return Evaluation(Decision.ALLOWED, tuple(used), "identity policy allows")
+    if rp.direct and a.boundary_ok and a.session_ok:
+        return Evaluation(
+            Decision.ALLOWED, tuple(rp.direct + a.boundary + a.session), "resource policy allows"
+        )
+    if rp.bypass:
+        return Evaluation(
+            Decision.ALLOWED, tuple(rp.bypass), "resource policy allows the caller by its own ARN"
+        )
+    if not a.identity and not rp.direct:
+        return _implicit("no statement allows", rp.account)
+    if not a.session_ok:
+        return _implicit("session policy does not allow", a.identity, rp.direct)
+    if not a.boundary_ok:
+        return _implicit("permissions boundary does not allow", a.identity, rp.direct)
+    return _implicit(
+        "the resource policy does not trust the account's IAM policies (KMS key policy / role trust)",
+        a.identity,
+    )
+
+
+def _cross_account(a: _Allows) -> Evaluation:
+    """Caller and resource in different accounts: both sides must allow."""
+    rp = a.resource
+    resource_ok = bool(rp.direct or rp.account)
+    if resource_ok and a.identity and a.boundary_ok and a.session_ok:
+        used = a.identity + a.boundary + a.session + rp.direct + rp.account
+        return Evaluation(Decision.ALLOWED, tuple(used), "cross-account: both sides allow")
+    if not resource_ok:
+        return _implicit("cross-account: the resource policy does not allow", a.identity)
+    if not a.identity:
+        return _implicit("cross-account: no identity policy allows", rp.direct, rp.account)
+    if not a.boundary_ok:
+        return _implicit("permissions boundary does not allow", a.identity)
+    return _implicit("session policy does not allow", a.identity)
 
 
 def _bypasses_limits(statement: Statement, caller: _Caller) -> bool:

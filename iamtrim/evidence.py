@@ -63,6 +63,7 @@ __all__ = [
     "Evidence",
     "NotObservableReason",
     "Observability",
+    "ObservedBy",
     "PrincipalEvidence",
     "Window",
     "access_advisor_actions",
@@ -244,7 +245,7 @@ NEVER_LOGGED: dict[str, tuple[str, str]] = {
 }
 
 # Actions Access Advisor does not report even when the service row says "not accessed":
-# iam:PassRole, and S3 data events (DESIGN.md "Numbers that matter"; the S3 actions Access
+# iam:PassRole, and S3 data events (docs/design.md#numbers; the S3 actions Access
 # Advisor tracks are bucket-level management actions:
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_last-accessed-action-last-accessed.html).
 _ACCESS_ADVISOR_BLIND = ("iam:PassRole",)
@@ -293,6 +294,14 @@ class Evidence(StrEnum):
     NOT_OBSERVABLE = "not-observable"
 
 
+class ObservedBy(StrEnum):
+    """Which data an :class:`Observability` rests on."""
+
+    CLOUDTRAIL = "cloudtrail"
+    ACCESS_ADVISOR = "access-advisor"
+    BOTH = "cloudtrail+access-advisor"
+
+
 class NotObservableReason(StrEnum):
     NEVER_LOGGED = "never-logged"  # CloudTrail never records it as the principal's call
     DATA_EVENTS_ABSENT = "data-events-absent"  # a data event, and the trail has none of that source
@@ -339,7 +348,7 @@ class Observability:
     since: str = ""  # NOT_USED_OBSERVABLE_SINCE: first day (YYYY-MM-DD) non-use is known from
     last_used: str = ""  # USED_*: last use; SERVICE_USED_ACTION_UNKNOWN: the service's last use
     region: str = ""  # Access Advisor's last-accessed region, when it gave one
-    source: str = ""  # "cloudtrail", "access-advisor" or "cloudtrail+access-advisor"
+    source: ObservedBy | None = None  # None: nothing observes it (NOT_OBSERVABLE)
     reason: NotObservableReason | None = None
     detail: str = ""  # one line for findings and --explain
     denied_only: bool = False  # CloudTrail shows only denied attempts: Access Advisor may count those
@@ -488,14 +497,50 @@ class PrincipalEvidence:
 
     def classify(self, action: str) -> Observability:
         """The observability class of *action* (``service:Action`` as the catalog spells it)."""
-        service = action.partition(":")[0]
+        used = self._used(action)
+        if used is not None:
+            return used
+        window, not_seen, caveats = self._cloudtrail_window(action)
+        act = self.actions.get(action)
+        if act is not None:  # tracked at action level and not attempted in the tracking period
+            return self._not_attempted(action, act, window, caveats)
+        svc = self.services.get(action.partition(":")[0])
+        if svc is not None and svc.last:
+            return self._service_used(action, svc, window, not_seen, caveats)
+        return self._not_seen(action, svc, window, not_seen, caveats)
+
+    def classify_all(self, actions: Iterable[str]) -> dict[str, Observability]:
+        return {a: self.classify(a) for a in sorted(set(actions))}
+
+    def access_advisor_actions(self, *, missing_from_cloudtrail: bool = False) -> tuple[AdvisedAction, ...]:
+        """Actions Access Advisor (action level) shows attempted, sorted. generate-policy keeps
+        those with ``in_cloudtrail`` false (they were used, maybe before the trail's window) and
+        flags the ``denied_in_cloudtrail`` ones."""
+        out = []
+        for action, adv in sorted(self.actions.items()):
+            if not adv.last:
+                continue
+            in_ct = action in self.used
+            if missing_from_cloudtrail and in_ct:
+                continue
+            out.append(
+                AdvisedAction(
+                    action, adv.last, adv.region, adv.generated_at, in_ct, not in_ct and action in self.denied
+                )
+            )
+        return tuple(out)
+
+    # -- classify's cases, in the order it tries them ------------------------------------------
+
+    def _used(self, action: str) -> Observability | None:
+        """Used per CloudTrail, or attempted per Access Advisor (action level); else None."""
         denied_last = self.denied.get(action, "")
         if action in self.used:
             return Observability(
                 action,
                 Evidence.USED_CLOUDTRAIL,
                 last_used=self.used[action],
-                source="cloudtrail",
+                source=ObservedBy.CLOUDTRAIL,
                 detail=f"used per CloudTrail, last {self.used[action]}",
             )
         act = self.actions.get(action)
@@ -505,7 +550,7 @@ class PrincipalEvidence:
                 Evidence.USED_ACCESS_ADVISOR,
                 last_used=act.last,
                 region=act.region,
-                source="access-advisor",
+                source=ObservedBy.ACCESS_ADVISOR,
                 denied_only=bool(denied_last),
                 detail=f"Access Advisor: last attempted {act.last}"
                 + (f" in {act.region}" if act.region else "")
@@ -516,65 +561,100 @@ class PrincipalEvidence:
                     else ""
                 ),
             )
-        window, not_seen, caveats = self._cloudtrail_window(action)
+        return None
+
+    def _not_attempted(
+        self, action: str, act: _Advice, window: Window | None, caveats: tuple[str, ...]
+    ) -> Observability:
+        """Tracked by Access Advisor at action level and not attempted in its tracking period."""
         ct_since = window.first_day if window else ""
-        if act is not None:  # tracked at action level and not attempted in the tracking period
-            since = min(s for s in (act.since, ct_since) if s) if (act.since or ct_since) else ""
+        since = min(s for s in (act.since, ct_since) if s) if (act.since or ct_since) else ""
+        return Observability(
+            action,
+            Evidence.NOT_USED_OBSERVABLE_SINCE,
+            since=since,
+            source=ObservedBy.BOTH if ct_since else ObservedBy.ACCESS_ADVISOR,
+            caveats=caveats,
+            detail=f"not attempted per Access Advisor (tracked action, report of {act.generated_at})"
+            + (f"; not in CloudTrail since {ct_since}" if ct_since else ""),
+        )
+
+    def _service_used(
+        self,
+        action: str,
+        svc: _Advice,
+        window: Window | None,
+        not_seen: tuple[NotObservableReason, str],
+        caveats: tuple[str, ...],
+    ) -> Observability:
+        """Access Advisor shows the action's service used (service level only)."""
+        service = action.partition(":")[0]
+        denied_last = self.denied.get(action, "")
+        ct_since = window.first_day if window else ""
+        service_denied_only = service not in self.services_used and any(
+            a.partition(":")[0] == service for a in self.denied
+        )
+        # The service's last use falls inside the trail's window, so CloudTrail saw that call
+        # and it was not this action. A last use after the window (or before it) is a call
+        # CloudTrail cannot speak for: then which action it was is unknown.
+        if window is not None and window.first_day <= svc.last[:10] <= window.last_day:
             return Observability(
                 action,
                 Evidence.NOT_USED_OBSERVABLE_SINCE,
-                since=since,
-                source="access-advisor" + ("+cloudtrail" if ct_since else ""),
-                caveats=caveats,
-                detail=f"not attempted per Access Advisor (tracked action, report of {act.generated_at})"
-                + (f"; not in CloudTrail since {ct_since}" if ct_since else ""),
-            )
-        svc = self.services.get(service)
-        if svc is not None and svc.last:
-            service_denied_only = service not in self.services_used and any(
-                a.partition(":")[0] == service for a in self.denied
-            )
-            # The service's last use falls inside the trail's window, so CloudTrail saw that call
-            # and it was not this action. A last use after the window (or before it) is a call
-            # CloudTrail cannot speak for: then which action it was is unknown.
-            if window is not None and window.first_day <= svc.last[:10] <= window.last_day:
-                return Observability(
-                    action,
-                    Evidence.NOT_USED_OBSERVABLE_SINCE,
-                    since=ct_since,
-                    last_used=svc.last,
-                    source="cloudtrail",
-                    caveats=caveats,
-                    detail=f"not in CloudTrail since {ct_since}; Access Advisor shows {service} last "
-                    f"attempted {svc.last}, inside that window"
-                    + (f"; denied in CloudTrail, last {denied_last}" if denied_last else ""),
-                )
-            return Observability(
-                action,
-                Evidence.SERVICE_USED_ACTION_UNKNOWN,
+                since=ct_since,
                 last_used=svc.last,
-                region=svc.region,
-                source="access-advisor",
-                denied_only=service_denied_only,
+                source=ObservedBy.CLOUDTRAIL,
                 caveats=caveats,
-                detail=f"Access Advisor shows {service} last attempted {svc.last} (report of "
-                f"{svc.generated_at}); which action is unknown"
-                + (
-                    f"; CloudTrail cannot show it: {not_seen[1]}"
-                    if window is None
-                    else f"; CloudTrail covers only {ct_since}..{window.last_day}"
-                )
-                + (
-                    "; CloudTrail shows only denied attempts in this service, and Access Advisor "
-                    "counts denials as access"
-                    if service_denied_only
-                    else ""
-                ),
+                detail=f"not in CloudTrail since {ct_since}; Access Advisor shows {service} last "
+                f"attempted {svc.last}, inside that window"
+                + (f"; denied in CloudTrail, last {denied_last}" if denied_last else ""),
             )
+        return Observability(
+            action,
+            Evidence.SERVICE_USED_ACTION_UNKNOWN,
+            last_used=svc.last,
+            region=svc.region,
+            source=ObservedBy.ACCESS_ADVISOR,
+            denied_only=service_denied_only,
+            caveats=caveats,
+            detail=f"Access Advisor shows {service} last attempted {svc.last} (report of "
+            f"{svc.generated_at}); which action is unknown"
+            + (
+                f"; CloudTrail cannot show it: {not_seen[1]}"
+                if window is None
+                else f"; CloudTrail covers only {ct_since}..{window.last_day}"
+            )
+            + (
+                "; CloudTrail shows only denied attempts in this service, and Access Advisor "
+                "counts denials as access"
+                if service_denied_only
+                else ""
+            ),
+        )
+
+    def _not_seen(
+        self,
+        action: str,
+        svc: _Advice | None,
+        window: Window | None,
+        not_seen: tuple[NotObservableReason, str],
+        caveats: tuple[str, ...],
+    ) -> Observability:
+        """Neither source shows it used: not used since the first day one could have shown it,
+        or not observable at all (and why)."""
+        service = action.partition(":")[0]
+        denied_last = self.denied.get(action, "")
+        ct_since = window.first_day if window else ""
         aa_since = svc.since if svc is not None and _access_advisor_sees(action) else ""
         if aa_since or ct_since:
             since = min(s for s in (aa_since, ct_since) if s)
-            sources = "+".join(n for n, s in (("cloudtrail", ct_since), ("access-advisor", aa_since)) if s)
+            sources = (
+                ObservedBy.BOTH
+                if ct_since and aa_since
+                else ObservedBy.CLOUDTRAIL
+                if ct_since
+                else ObservedBy.ACCESS_ADVISOR
+            )
             parts = []
             if ct_since:
                 parts.append(f"not in CloudTrail since {ct_since}")
@@ -599,27 +679,6 @@ class PrincipalEvidence:
             detail=f"not observable: {text}"
             + (f"; denied in CloudTrail, last {denied_last}" if denied_last else ""),
         )
-
-    def classify_all(self, actions: Iterable[str]) -> dict[str, Observability]:
-        return {a: self.classify(a) for a in sorted(set(actions))}
-
-    def access_advisor_actions(self, *, missing_from_cloudtrail: bool = False) -> tuple[AdvisedAction, ...]:
-        """Actions Access Advisor (action level) shows attempted, sorted. generate-policy keeps
-        those with ``in_cloudtrail`` false (they were used, maybe before the trail's window) and
-        flags the ``denied_in_cloudtrail`` ones."""
-        out = []
-        for action, adv in sorted(self.actions.items()):
-            if not adv.last:
-                continue
-            in_ct = action in self.used
-            if missing_from_cloudtrail and in_ct:
-                continue
-            out.append(
-                AdvisedAction(
-                    action, adv.last, adv.region, adv.generated_at, in_ct, not in_ct and action in self.denied
-                )
-            )
-        return tuple(out)
 
     # -- internals ----------------------------------------------------------------------------
 

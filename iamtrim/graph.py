@@ -573,21 +573,21 @@ def _family(arn: str) -> tuple[str, str]:
     return (f"{service} {rtype}".strip(), arn)
 
 
-def picture(graph: Any, *, title: str = "", top: int = 12) -> Picture:
-    """Summarize *graph* for drawing: top-*top* principals, actions and resource groups by calls.
+# (action node, resource group, principal ARN, action → resource edge data)
+_Row = tuple[str, str, str, dict[str, Any]]
 
-    Resources are folded into groups (S3 folders, log groups; then families of more than three
-    resources of one type, e.g. 16 training jobs → ``training-job/churn-xgb-*``). Whatever does not
-    make the cut becomes one ``+K more`` node per column, so a big graph stays readable.
-    """
-    top = max(top, 1)
+
+def _top_principals(graph: Any, top: int) -> tuple[list[str], int]:
+    """The *top* principal nodes by calls (denied included), and how many more had calls."""
     principals = [(n, d) for n, d in graph.nodes(data=True) if d["kind"] == "principal"]
     principals.sort(key=lambda nd: (-(nd[1]["calls"] + nd[1]["denied"]), nd[0]))
     shown_p = [n for n, d in principals if d["calls"] + d["denied"]][:top]
     hidden_p = len([n for n, d in principals if d["calls"] + d["denied"]]) - len(shown_p)
-    shown_p_set = {graph.nodes[n]["arn"] for n in shown_p}
+    return shown_p, hidden_p
 
-    # action → totals over shown principals
+
+def _top_actions(graph: Any, shown_p: list[str], top: int) -> tuple[dict[str, list[int]], set[str], int]:
+    """[used, denied] per action over the shown principals, the top 2×*top* and how many more."""
     action_tot: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for p in shown_p:
         for _, a, d in graph.out_edges(p, data=True):
@@ -595,9 +595,14 @@ def picture(graph: Any, *, title: str = "", top: int = 12) -> Picture:
             action_tot[a][1] += d["denied"]
     actions = sorted(action_tot, key=lambda a: (-sum(action_tot[a]), a))
     shown_a = set(actions[: top * 2])
-    hidden_a = len(actions) - len(shown_a)
+    return action_tot, shown_a, len(actions) - len(shown_a)
 
-    # resource groups over the shown principals' shown actions
+
+def _resource_rows(
+    graph: Any, shown_a: set[str], shown_p: list[str]
+) -> tuple[list[_Row], dict[str, set[str]]]:
+    """The shown principals' shown actions on resources, each resource put in its group."""
+    shown_p_set = {graph.nodes[n]["arn"] for n in shown_p}
     raw: list[tuple[str, str, str, dict[str, Any]]] = []  # (action, resource arn, principal, data)
     for a in shown_a:
         for _, r, d in graph.out_edges(a, data=True):
@@ -606,14 +611,23 @@ def picture(graph: Any, *, title: str = "", top: int = 12) -> Picture:
     group_of = {arn: resource_group(arn) for _, arn, _, _ in raw}
     group_of.update(_s3_groups({arn for _, arn, _, _ in raw if arn_service(arn) == "s3"}))
     arn_of_group: dict[str, set[str]] = defaultdict(set)
-    edge_rows: list[tuple[str, str, str, dict[str, Any]]] = []  # (action, group, principal, data)
+    edge_rows: list[_Row] = []  # (action, group, principal, data)
     for a, arn, principal, d in raw:
         arn_of_group[group_of[arn]].add(arn)
         edge_rows.append((a, group_of[arn], principal, d))
+    return edge_rows, arn_of_group
+
+
+def _fold_families(
+    edge_rows: list[_Row], arn_of_group: dict[str, set[str]]
+) -> tuple[dict[str, str], dict[str, list[int]], dict[str, set[str]]]:
+    """Fold families of many single resources of one type: ≥4 siblings share one node.
+
+    Returns the fold (group → family pattern), [used, denied] and the member ARNs per final group.
+    """
     group_tot: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # [used, denied]
     for _, grp, _, d in edge_rows:
         group_tot[grp][d["outcome"] == Outcome.DENIED] += d["calls"]
-    # fold families of many single resources of one type: ≥4 siblings share one node
     family_members: dict[tuple[str, str], list[str]] = defaultdict(list)
     for grp in group_tot:
         band, _ = _family(grp)
@@ -632,10 +646,17 @@ def picture(graph: Any, *, title: str = "", top: int = 12) -> Picture:
         final_tot[final][0] += tot[0]
         final_tot[final][1] += tot[1]
         final_members[final] |= arn_of_group[grp]
-    groups = sorted(final_tot, key=lambda g: (-sum(final_tot[g]), g))
-    shown_g = set(groups[: top * 2])
-    hidden_g = len(groups) - len(shown_g)
+    return fold, final_tot, final_members
 
+
+def _principal_and_action_nodes(
+    graph: Any,
+    shown_p: list[str],
+    hidden_p: int,
+    action_tot: dict[str, list[int]],
+    shown_a: set[str],
+    hidden_a: int,
+) -> list[PictureNode]:
     nodes: list[PictureNode] = []
     for p in shown_p:
         d = graph.nodes[p]
@@ -665,6 +686,13 @@ def picture(graph: Any, *, title: str = "", top: int = 12) -> Picture:
         nodes.append(
             PictureNode("more:actions", 1, "more", f"+{hidden_a} more actions", 0, 0, "", more=hidden_a)
         )
+    return nodes
+
+
+def _group_nodes(
+    shown_g: set[str], hidden_g: int, final_tot: dict[str, list[int]], final_members: dict[str, set[str]]
+) -> list[PictureNode]:
+    nodes: list[PictureNode] = []
     for grp in sorted(shown_g, key=lambda g: (_family(g)[0], g)):
         members = sorted(final_members[grp])
         band = _family(grp)[0]
@@ -682,8 +710,18 @@ def picture(graph: Any, *, title: str = "", top: int = 12) -> Picture:
                 "more:resources", 2, "more", f"+{hidden_g} more resource groups", 0, 0, "", more=hidden_g
             )
         )
+    return nodes
 
-    # edges: principal → action, action → resource group (aggregated over principals)
+
+def _picture_edges(
+    graph: Any,
+    shown_p: list[str],
+    shown_a: set[str],
+    shown_g: set[str],
+    edge_rows: list[_Row],
+    fold: dict[str, str],
+) -> list[PictureEdge]:
+    """principal → action, and action → resource group (aggregated over principals)."""
     edges: list[PictureEdge] = []
     for p in shown_p:
         for _, a, d in sorted(graph.out_edges(p, data=True), key=lambda e: e[1]):
@@ -719,7 +757,11 @@ def picture(graph: Any, *, title: str = "", top: int = 12) -> Picture:
                 tuple(sorted(acc["principals"])),
             )
         )
-    # merge duplicate principal → "+more actions" edges
+    return edges
+
+
+def _merge_edges(edges: list[PictureEdge]) -> tuple[PictureEdge, ...]:
+    """Merge duplicate principal → "+more actions" edges."""
     merged: dict[tuple[str, str], PictureEdge] = {}
     for e in edges:
         k = (e.source, e.target)
@@ -737,12 +779,35 @@ def picture(graph: Any, *, title: str = "", top: int = 12) -> Picture:
             )
         else:
             merged[k] = e
+    return tuple(merged.values())
+
+
+def picture(graph: Any, *, title: str = "", top: int = 12) -> Picture:
+    """Summarize *graph* for drawing: top-*top* principals, actions and resource groups by calls.
+
+    Resources are folded into groups (S3 folders, log groups; then families of more than three
+    resources of one type, e.g. 16 training jobs → ``training-job/churn-xgb-*``). Whatever does not
+    make the cut becomes one ``+K more`` node per column, so a big graph stays readable.
+    """
+    top = max(top, 1)
+    shown_p, hidden_p = _top_principals(graph, top)
+    action_tot, shown_a, hidden_a = _top_actions(graph, shown_p, top)
+    # resource groups over the shown principals' shown actions
+    edge_rows, arn_of_group = _resource_rows(graph, shown_a, shown_p)
+    fold, final_tot, final_members = _fold_families(edge_rows, arn_of_group)
+    groups = sorted(final_tot, key=lambda g: (-sum(final_tot[g]), g))
+    shown_g = set(groups[: top * 2])
+    hidden_g = len(groups) - len(shown_g)
+
+    nodes = _principal_and_action_nodes(graph, shown_p, hidden_p, action_tot, shown_a, hidden_a)
+    nodes += _group_nodes(shown_g, hidden_g, final_tot, final_members)
+    edges = _picture_edges(graph, shown_p, shown_a, shown_g, edge_rows, fold)
     hidden = tuple(
         (what, n)
         for what, n in (("principals", hidden_p), ("actions", hidden_a), ("resource groups", hidden_g))
         if n
     )
-    return Picture(title, tuple(nodes), tuple(merged.values()), hidden)
+    return Picture(title, tuple(nodes), _merge_edges(edges), hidden)
 
 
 S3_GROUPS_PER_BUCKET = 4

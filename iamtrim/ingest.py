@@ -1,7 +1,7 @@
 """Sources → normalize → usage store, in parallel, incrementally, counting every skip.
 
 Each file is read, decoded and normalized by a worker process into per-file aggregates (the cost
-is building Python objects, so it is spread over the cores: DESIGN.md "Numbers that matter"). The
+is building Python objects, so it is spread over the cores: docs/design.md#numbers). The
 parent merges them in input order, so results do not depend on scheduling, drops events whose id
 was already counted, folds S3 object keys into prefixes past a bound (memory grows with distinct
 usage keys, not records), and commits batches atomically to the store.
@@ -32,7 +32,7 @@ from typing import Any
 from iamtrim.errors import InputError, NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
 from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
-from iamtrim.normalize.record import GOOD_TIMES, RecordParts, event_time, fast_parts, normalize_parts
+from iamtrim.normalize.record import Normalizer, RecordParts
 from iamtrim.sources import Record, iter_input_files, read_file
 from iamtrim.sources.files import MAX_FILE_BYTES
 from iamtrim.sources.records import identity_text
@@ -48,6 +48,76 @@ BATCH_SECONDS = 5.0
 
 AggKey = tuple[str, str, str, str, str]  # principal, action, resource ('' = unknown), outcome, context
 CoverageKey = tuple[str, str, str, str, bool]  # account, region, day, data eventSource ('' = mgmt), complete
+
+
+class Aggregate:
+    """What the calls of one usage key add up to: how many, first and last seen, and a sample of
+    their event ids and source IPs (the store's row for the key, docs/store.md).
+
+    Aggregates merge in any order into the same count and times (``merge`` is commutative and
+    associative on them; the samples keep the first values met, at most SAMPLE_EVENT_IDS and
+    SAMPLE_SOURCE_IPS), so partial aggregates of a split input add up to the aggregate of the
+    whole. A plain slots class, not a dataclass: one is made per new key on the hot path.
+    """
+
+    __slots__ = ("count", "event_ids", "first", "last", "source_ips")
+
+    def __init__(
+        self, count: int, first: str, last: str, event_ids: list[str], source_ips: list[str]
+    ) -> None:
+        self.count = count
+        self.first = first  # eventTime, YYYY-MM-DDTHH:MM:SSZ (sortable)
+        self.last = last
+        self.event_ids = event_ids
+        self.source_ips = source_ips
+
+    def add(self, when: str, event_id: str, source_ip: str) -> None:
+        """Count one more call, made at *when*."""
+        self.count += 1
+        if when < self.first:
+            self.first = when
+        elif when > self.last:
+            self.last = when
+        ips = self.source_ips
+        if source_ip and len(ips) < SAMPLE_SOURCE_IPS and source_ip not in ips:
+            ips.append(source_ip)
+        eids = self.event_ids
+        if event_id and len(eids) < SAMPLE_EVENT_IDS:
+            eids.append(event_id)
+
+    def merge(self, other: Aggregate) -> None:
+        """Add the calls of *other* (left as it was) into this aggregate."""
+        self.count += other.count
+        if other.first < self.first:
+            self.first = other.first
+        if other.last > self.last:
+            self.last = other.last
+        if len(self.event_ids) < SAMPLE_EVENT_IDS:
+            _sample(self.event_ids, other.event_ids, SAMPLE_EVENT_IDS)
+        if len(self.source_ips) < SAMPLE_SOURCE_IPS:
+            _sample(self.source_ips, other.source_ips, SAMPLE_SOURCE_IPS)
+
+    def copy(self) -> Aggregate:
+        """A copy that shares no sample list with this one."""
+        return Aggregate(self.count, self.first, self.last, list(self.event_ids), list(self.source_ips))
+
+    def row(self) -> tuple[int, str, str, list[str], list[str]]:
+        """The store's columns for the key: count, first seen, last seen, event ids, source IPs."""
+        return (self.count, self.first, self.last, self.event_ids, self.source_ips)
+
+    def __reduce__(self) -> tuple[type[Aggregate], tuple[int, str, str, list[str], list[str]]]:
+        # Pickled as its constructor's arguments: a worker's aggregates cross to the parent by
+        # pickle, and the default for a slots class (a dict of slot values per object) took 3-4
+        # times as long to dump and to load (25,000 keys: 85 and 106 ms, against 56 and 32).
+        return (Aggregate, (self.count, self.first, self.last, self.event_ids, self.source_ips))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Aggregate) and self.row() == other.row()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Aggregate{self.row()!r}"
 
 
 def event_hash(event_id: str, event_time: str = "", event_name: str = "") -> int:
@@ -129,7 +199,7 @@ class ObjectKeyFolder:
     too. Partial results therefore merge in any order into the same rows, and since the rule is
     monotone in its threshold, every ``--prefix-threshold`` up to ``limit`` gives the policy it
     would give on the unfolded keys. Memory and the store grow with folders, not objects
-    (DESIGN.md: ~0.7 KB per usage key).
+    (docs/design.md#numbers: ~0.7 KB per usage key).
 
     Folders are found by their ARN in one flat table and linked to their parent. Folding a
     folder drops its sub-folders from the table: no folder in it ever has a folded ancestor.
@@ -283,7 +353,7 @@ class ChunkResult:
 
     paths: list[str]
     files: list[FileResult] = field(default_factory=list)
-    agg: dict[AggKey, list[Any]] = field(default_factory=dict)
+    agg: dict[AggKey, Aggregate] = field(default_factory=dict)
     principals: dict[str, Principal] = field(default_factory=dict)
     # What the records could show (see iamtrim/evidence.py): one key per account, region, UTC
     # day, data-event source and file completeness, with its record count. A few dozen keys per
@@ -310,6 +380,7 @@ def process_chunk(
     known_digests: frozenset[str] = frozenset(),
     folder: ObjectKeyFolder | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
+    normalizer: Normalizer | None = None,
 ) -> ChunkResult:
     """Read and normalize consecutive files into one aggregate. Never raises for bad content.
 
@@ -317,6 +388,8 @@ def process_chunk(
     Aggregating a run of files (not one file) lets the object-key folding work across them, so
     the parent merges thousands of keys per chunk instead of one per record; *folder*, kept
     across the chunks of one lane (see ``_results``), carries the folding on from chunk to chunk.
+    *normalizer*, kept by the worker across its chunks, carries its memo tables on (a fresh one
+    when none is given: the same answers, only slower to warm up).
 
     An exception while reading one file (a bug met by some input) costs that file only: the
     chunk is read again without it, so none of its records is half counted, and the file is
@@ -330,7 +403,9 @@ def process_chunk(
     try:
         while True:
             try:
-                return _process_chunk(paths, exclude, known_digests, folder, max_file_bytes, failed)
+                return _process_chunk(
+                    paths, exclude, known_digests, folder, max_file_bytes, failed, normalizer or Normalizer()
+                )
             except _FileFailed:
                 continue  # ``failed`` now names one more file, which the next pass skips
     finally:
@@ -357,6 +432,7 @@ def _process_chunk(
     folder: ObjectKeyFolder | None,
     max_file_bytes: int,
     failed: dict[str, str],
+    normalizer: Normalizer,
 ) -> ChunkResult:
     chunk = ChunkResult(paths=list(paths))
     seen_here: set[int] = set()
@@ -400,7 +476,7 @@ def _process_chunk(
         complete = _is_trail_delivery(path, read.format)
         result.records = len(read.records)
         try:
-            _add_records(read.records, result, chunk, folder, seen_here, exclude, complete)
+            _add_records(read.records, result, chunk, folder, seen_here, exclude, complete, normalizer)
         except Exception as exc:  # a bug met by this file's content: see process_chunk
             failed[path] = f"not stored, exception while normalizing: {one_line(exc)}"
             raise _FileFailed from None
@@ -417,8 +493,12 @@ def _add_records(
     seen_here: set[int],
     exclude: frozenset[int],
     complete: bool,
+    normalizer: Normalizer,
 ) -> None:
     agg = chunk.agg
+    # Bound once: these run for every record.
+    good_times, event_time = normalizer.good_times, normalizer.event_time
+    fast_parts, normalize_parts = normalizer.fast_parts, normalizer.normalize_parts
     principals = chunk.principals
     coverage = chunk.coverage
     data_names = DATA_EVENT_NAMES
@@ -452,7 +532,7 @@ def _add_records(
         # A record whose eventTime is not a time a trail wrote (normalize.event_time) says
         # nothing about any day.
         etime = record.eventTime
-        if data_source is not None and etime and (etime in GOOD_TIMES or event_time(etime)):
+        if data_source is not None and etime and (etime in good_times or event_time(etime)):
             coverage[
                 (
                     record.recipientAccountId or "",
@@ -484,42 +564,15 @@ def _add_records(
             key = (parn, action, resource, outcome, ck)
             acc = agg.get(key)
             if acc is None:
-                agg[key] = [
-                    1,
-                    when,
-                    when,
-                    [event_id] if event_id else [],
-                    [source_ip] if source_ip else [],
-                ]
-                continue
-            acc[0] += 1
-            if when < acc[1]:
-                acc[1] = when
-            elif when > acc[2]:
-                acc[2] = when
-            ips = acc[4]
-            if source_ip and len(ips) < SAMPLE_SOURCE_IPS and source_ip not in ips:
-                ips.append(source_ip)
-            eids = acc[3]
-            if event_id and len(eids) < SAMPLE_EVENT_IDS:
-                eids.append(event_id)
-
-
-def _combine(total: list[Any], acc: list[Any]) -> None:
-    """Add the aggregate *acc* into *total* (count, first seen, last seen, samples)."""
-    total[0] += acc[0]
-    if acc[1] < total[1]:
-        total[1] = acc[1]
-    if acc[2] > total[2]:
-        total[2] = acc[2]
-    if len(total[3]) < SAMPLE_EVENT_IDS:
-        _sample(total[3], acc[3], SAMPLE_EVENT_IDS)
-    if len(total[4]) < SAMPLE_SOURCE_IPS:
-        _sample(total[4], acc[4], SAMPLE_SOURCE_IPS)
+                agg[key] = Aggregate(
+                    1, when, when, [event_id] if event_id else [], [source_ip] if source_ip else []
+                )
+            else:
+                acc.add(when, event_id, source_ip)
 
 
 def _apply_moves(
-    agg: dict[AggKey, list[Any]],
+    agg: dict[AggKey, Aggregate],
     moved: list[tuple[tuple[str, ...], str, str, str]],
     dirty: set[AggKey] | None = None,
     deleted: set[AggKey] | None = None,
@@ -536,7 +589,7 @@ def _apply_moves(
         if total is None:
             agg[key] = acc
         else:
-            _combine(total, acc)
+            total.merge(acc)
         if dirty is not None and deleted is not None:
             old_key = (principal, action, old, outcome, context)
             dirty.discard(old_key)
@@ -586,7 +639,7 @@ class _Merger:
     in) since the last commit."""
 
     def __init__(self, store: Store) -> None:
-        self.totals: dict[AggKey, list[Any]] = {}
+        self.totals: dict[AggKey, Aggregate] = {}
         self.folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
         self.dirty: set[AggKey] = set()
         self.deleted: set[AggKey] = set()
@@ -600,7 +653,9 @@ class _Merger:
         totals, fold = self.totals, self.folder.fold
         for row in store.stored_rows():
             key = (row.principal, row.action, row.resource, row.outcome, row.context)
-            acc = [row.count, row.first_seen, row.last_seen, list(row.event_ids), list(row.source_ips)]
+            acc = Aggregate(
+                row.count, row.first_seen, row.last_seen, list(row.event_ids), list(row.source_ips)
+            )
             failed = False
             if is_s3_object_arn(row.resource) and failed_context(row.context):
                 failed = True  # never folded: kept exactly, up to its bound (_failed_key)
@@ -615,12 +670,14 @@ class _Merger:
             if total is None:
                 totals[key] = acc
             else:
-                _combine(total, acc)
+                total.merge(acc)
             if failed:
                 self._failed_key(key)
         _apply_moves(totals, self.folder.moved, self.dirty, self.deleted)
 
-    def merge(self, agg: dict[AggKey, list[Any]]) -> None:
+    def merge(self, agg: dict[AggKey, Aggregate]) -> None:
+        """Merge a chunk's aggregates into the totals. The totals take them over (a key new to
+        the totals keeps the chunk's object): the chunk is not used after."""
         totals, dirty, fold = self.totals, self.dirty, self.folder.fold
         for key, acc in agg.items():
             resource = key[2]
@@ -632,9 +689,9 @@ class _Merger:
                 failed = failed_context(key[4])
             total = totals.get(key)
             if total is None:
-                totals[key] = [acc[0], acc[1], acc[2], list(acc[3]), list(acc[4])]
+                totals[key] = acc
             else:
-                _combine(total, acc)
+                total.merge(acc)
             dirty.add(key)
             if failed:
                 self._failed_key(key)
@@ -669,7 +726,7 @@ class _Merger:
         for k in drop:
             acc = self.totals.pop(k, None)
             if acc is not None:
-                self.skips[(FAILED_KEYS_OVER_BOUND, detail)] += acc[0]
+                self.skips[(FAILED_KEYS_OVER_BOUND, detail)] += acc.count
             self.dirty.discard(k)
             self.deleted.add(k)
 
@@ -684,7 +741,7 @@ class _Merger:
         first, last, event ids, source ips)."""
         totals = self.totals
         # In key order: SQLite then walks its primary-key B-tree once instead of at random.
-        rows = [(*key, *totals[key]) for key in sorted(self.dirty)]
+        rows = [(*key, *totals[key].row()) for key in sorted(self.dirty)]
         self.dirty.clear()
         return rows
 
@@ -757,14 +814,20 @@ def _lane_worker(
     """Worker process: the chunks of its lanes, in input order, each lane with its own folder."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops workers
     _die_with_parent(parent)
+    # What a worker keeps is acyclic, as in the parent (see process_chunk). The queue's feeder
+    # thread pickles each chunk's aggregates, which allocates a few objects per usage key: with
+    # the cyclic GC on, those allocations set off passes over everything the worker holds
+    # (14,000 keys: 171 ms to pickle, 56 ms with the GC off).
+    gc.disable()
     folders = [ObjectKeyFolder(EXACT_KEYS_PER_FOLDER) for _ in lanes]
+    normalizer = Normalizer()  # this worker's own
     chunk: list[str] | None = None
     try:
         for row in itertools.zip_longest(*lanes):
             for lane, chunk in enumerate(row):
                 if chunk is not None:
                     result = process_chunk(
-                        chunk, events, digests, _lane_folder(folders, lane), max_file_bytes
+                        chunk, events, digests, _lane_folder(folders, lane), max_file_bytes, normalizer
                     )
                     if not _put(out, result, parent):
                         out.cancel_join_thread()  # nobody will read what is still buffered
@@ -806,8 +869,10 @@ def _results(
     lanes = [chunks[i::LANES] for i in range(LANES)]
     if workers <= 1:
         folders = [ObjectKeyFolder(EXACT_KEYS_PER_FOLDER) for _ in range(LANES)]
+        normalizer = Normalizer()
         for k, c in enumerate(chunks):
-            yield process_chunk(c, events, digests, _lane_folder(folders, k % LANES), max_file_bytes)
+            folder = _lane_folder(folders, k % LANES)
+            yield process_chunk(c, events, digests, folder, max_file_bytes, normalizer)
         return
     ctx: ForkContext | SpawnContext = (
         multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context("spawn")
@@ -939,6 +1004,41 @@ def _ingest(
     return report
 
 
+class _Batch:
+    """What the parent has merged since its last commit: files, new principals, skips, coverage
+    (the usage rows are the merger's dirty and deleted keys). One commit is one transaction."""
+
+    def __init__(self, store: Store, merger: _Merger, report: IngestReport) -> None:
+        self.store, self.merger, self.report = store, merger, report
+        self.files: list[FileEntry] = []
+        self.principals: list[Principal] = []
+        self.skips: Counter[tuple[str, str]] = Counter()
+        self.coverage: Counter[CoverageKey] = Counter()
+        self.last_commit = time.monotonic()
+
+    def due(self) -> bool:
+        return len(self.files) >= BATCH_FILES or time.monotonic() - self.last_commit > BATCH_SECONDS
+
+    def commit(self) -> None:
+        dropped = self.merger.take_skips()
+        self.skips.update(dropped)
+        for (reason, _), count in dropped.items():
+            self.report.skips[reason] += count
+        self.store.commit_batch(
+            self.files,
+            self.principals,
+            self.merger.take_dirty(),
+            [(r, d, c) for (r, d), c in sorted(self.skips.items())],
+            [(*k, n) for k, n in sorted(self.coverage.items())],
+            self.merger.take_deleted(),
+        )
+        self.files.clear()
+        self.principals.clear()
+        self.skips.clear()
+        self.coverage.clear()
+        self.last_commit = time.monotonic()
+
+
 def _merge_chunks(
     todo: list[str],
     n_workers: int,
@@ -951,33 +1051,8 @@ def _merge_chunks(
     on_file: Callable[[FileReport], None] | None,
     max_file_bytes: int,
 ) -> None:
-    pending_files: list[FileEntry] = []
-    pending_principals: list[Principal] = []
-    pending_skips: Counter[tuple[str, str]] = Counter()
-    pending_coverage: Counter[CoverageKey] = Counter()
-    last_commit = time.monotonic()
+    batch = _Batch(store, merger, report)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def commit() -> None:
-        nonlocal last_commit
-        dropped = merger.take_skips()
-        pending_skips.update(dropped)
-        for (reason, _), count in dropped.items():
-            report.skips[reason] += count
-        store.commit_batch(
-            pending_files,
-            pending_principals,
-            merger.take_dirty(),
-            [(r, d, c) for (r, d), c in sorted(pending_skips.items())],
-            [(*k, n) for k, n in sorted(pending_coverage.items())],
-            merger.take_deleted(),
-        )
-        pending_files.clear()
-        pending_principals.clear()
-        pending_skips.clear()
-        pending_coverage.clear()
-        last_commit = time.monotonic()
-
     for chunk in _results(_chunks(todo), n_workers, frozenset(digests), frozenset(seen), max_file_bytes):
         clash = any(
             not f.already and (f.digest in digests or not seen.isdisjoint(f.hashes)) for f in chunk.files
@@ -988,60 +1063,73 @@ def _merge_chunks(
             # copied file): redo the chunk here without them.
             chunk = process_chunk(chunk.paths, frozenset(seen), frozenset(digests), None, max_file_bytes)
         for result in chunk.files:
-            if result.already:
-                report.files_already += 1
-                if on_file:
-                    on_file(FileReport(result.path, 0, skipped_file=True))
-                continue
-            if result.error and not result.records:
-                # Nothing of it was read: reported, and not stored as ingested, so the next run
-                # tries it again (a file being written, a limit raised, a bug fixed).
-                report.files_failed.append((result.path, result.error))
-                if on_file:
-                    on_file(FileReport(result.path, 0, error=result.error))
-                continue
-            if result.error:
-                report.files_failed.append((result.path, result.error + " (records before it were read)"))
-            report.files_read += 1
-            report.records += result.records
-            seen.update(result.hashes)
-            if result.digest:
-                digests.add(result.digest)
-                pending_files.append(
-                    FileEntry(
-                        result.digest,
-                        result.path,
-                        result.size,
-                        result.mtime_ns,
-                        result.format,
-                        result.records,
-                        result.malformed,
-                        result.error,
-                        now,
-                        result.hashes.tobytes(),
-                    )
-                )
-            pending_skips.update(result.skips)
-            for (reason, _), count in result.skips.items():
-                report.skips[reason] += count
-            if on_file:
-                on_file(
-                    FileReport(
-                        result.path,
-                        result.records,
-                        error=result.error,
-                        skips=tuple(sorted((r, c) for (r, _), c in result.skips.items())),
-                    )
-                )
+            _take_file(result, report, batch, seen, digests, on_file, now)
         for arn, p in chunk.principals.items():
             if arn not in principals:
                 principals[arn] = p
-                pending_principals.append(p)
+                batch.principals.append(p)
         merger.merge(chunk.agg)
-        pending_coverage.update(chunk.coverage)
-        if len(pending_files) >= BATCH_FILES or time.monotonic() - last_commit > BATCH_SECONDS:
-            commit()
-    commit()
+        batch.coverage.update(chunk.coverage)
+        if batch.due():
+            batch.commit()
+    batch.commit()
+
+
+def _take_file(
+    result: FileResult,
+    report: IngestReport,
+    batch: _Batch,
+    seen: set[int],
+    digests: set[str],
+    on_file: Callable[[FileReport], None] | None,
+    now: str,
+) -> None:
+    """Report one file of a merged chunk, and queue its entry and skips for the next commit."""
+    if result.already:
+        report.files_already += 1
+        if on_file:
+            on_file(FileReport(result.path, 0, skipped_file=True))
+        return
+    if result.error and not result.records:
+        # Nothing of it was read: reported, and not stored as ingested, so the next run
+        # tries it again (a file being written, a limit raised, a bug fixed).
+        report.files_failed.append((result.path, result.error))
+        if on_file:
+            on_file(FileReport(result.path, 0, error=result.error))
+        return
+    if result.error:
+        report.files_failed.append((result.path, result.error + " (records before it were read)"))
+    report.files_read += 1
+    report.records += result.records
+    seen.update(result.hashes)
+    if result.digest:
+        digests.add(result.digest)
+        batch.files.append(
+            FileEntry(
+                result.digest,
+                result.path,
+                result.size,
+                result.mtime_ns,
+                result.format,
+                result.records,
+                result.malformed,
+                result.error,
+                now,
+                result.hashes.tobytes(),
+            )
+        )
+    batch.skips.update(result.skips)
+    for (reason, _), count in result.skips.items():
+        report.skips[reason] += count
+    if on_file:
+        on_file(
+            FileReport(
+                result.path,
+                result.records,
+                error=result.error,
+                skips=tuple(sorted((r, c) for (r, _), c in result.skips.items())),
+            )
+        )
 
 
 def load_events(paths: Sequence[str | os.PathLike[str]], *, workers: int | None = None) -> Store:

@@ -40,13 +40,33 @@ class PrincipalUsage:
     only_this: tuple[str, ...] = ()  # resources no other principal used
 
 
-def resource_users(rows: Iterable[UsageRow]) -> dict[str, set[str]]:
-    """Resource ARN → the principals whose calls on it were authorized ("*" and unknown left out)."""
-    users: dict[str, set[str]] = {}
-    for r in rows:
-        if r.outcome is Outcome.USED and r.resource and r.resource != "*":
-            users.setdefault(r.resource, set()).add(r.principal)
-    return users
+def literal_prefix(pattern: str) -> str:
+    """The text every resource *pattern* matches starts with: up to its first ``*``, ``?`` or
+    ``$`` (``${*}``); ``""`` when that is not an ARN's start (``*``, ``(unknown)``) or holds a
+    character JSON may escape (non-ASCII, quotes, controls: the context's JSON text could then not
+    be searched for it)."""
+    cut = len(pattern)
+    for ch in "*?$":
+        at = pattern.find(ch)
+        if at != -1:
+            cut = min(cut, at)
+    prefix = pattern[:cut]
+    plain = all(" " <= ch <= "~" and ch not in '"\\' for ch in prefix)  # as JSON writes it
+    if not plain or not prefix.startswith("arn:") or len(prefix) < len("arn:aws:s3:::"):
+        return ""
+    return prefix
+
+
+def selection_rows(
+    store: Store, principals: Sequence[str], resources: Sequence[str], window: TimeWindow | None = None
+) -> list[UsageRow]:
+    """The rows a graph selection (``who-used``, ``graph --principal/--resource``) may keep: the
+    store narrows them by principal and by the resource patterns' literal prefixes, so only
+    candidates become objects; ``graph.select_rows`` then matches the patterns exactly."""
+    prefixes = [literal_prefix(r) for r in resources]
+    if not all(prefixes):
+        prefixes = []
+    return store.usage_of(principals, prefixes, window)
 
 
 _ROLE_KINDS = frozenset({PrincipalKind.ROLE, PrincipalKind.SSO_ROLE})
@@ -219,46 +239,49 @@ def parse_window(since: str | None, until: str | None, *, now: datetime | None =
 
 
 def principal_usage(store: Store, principal: Principal, window: TimeWindow | None = None) -> PrincipalUsage:
+    """What *principal* used and was denied (in *window*), and which of the resources it used others
+    used too. Only its own rows are read as objects; who else used its resources is one query."""
     rows = store.usage(principal.arn, window)
     used = tuple(r for r in rows if r.outcome is Outcome.USED)
     denied = tuple(r for r in rows if r.outcome is Outcome.DENIED)
-    users = resource_users(store.usage(window=window))
-    mine = sorted({r.resource for r in used if r.resource and r.resource in users})
-    shared = tuple((res, tuple(sorted(users[res] - {principal.arn}))) for res in mine if len(users[res]) > 1)
-    only = tuple(res for res in mine if len(users[res]) == 1)
+    mine = sorted({r.resource for r in used if r.resource and r.resource != "*"})
+    others = dict(store.shared_resources(window, principal.arn))
+    me = principal.arn
+    shared = tuple((res, tuple(q for q in others[res] if q != me)) for res in mine if res in others)
+    only = tuple(res for res in mine if res not in others)
     return PrincipalUsage(principal, used, denied, tuple(sorted(store.skips().items())), shared, only)
 
 
 def summarize_principals(store: Store, window: TimeWindow | None = None) -> list[PrincipalSummary]:
-    """Every principal with usage (in *window*), with its counts."""
-    by_principal: dict[str, list[UsageRow]] = {}
-    all_rows = store.usage(window=window)
-    for row in all_rows:
-        by_principal.setdefault(row.principal, []).append(row)
-    users = resource_users(all_rows)
+    """Every principal with usage (in *window*), with its counts: aggregate queries in the store,
+    no usage row is turned into an object."""
+    totals = {t.principal: t for t in store.principal_totals(window)}
+    shared_count: dict[str, int] = {}
+    partners: dict[str, set[str]] = {}
+    for _, users in store.shared_resources(window):
+        for q in users:
+            shared_count[q] = shared_count.get(q, 0) + 1
+            partners.setdefault(q, set()).update(users)
     out = []
     for p in store.principals():
-        rows = by_principal.get(p.arn, [])
-        if not rows:
+        t = totals.get(p.arn)
+        if t is None:
             continue
-        used = [r for r in rows if r.outcome is Outcome.USED]
-        denied = [r for r in rows if r.outcome is Outcome.DENIED]
-        mine = {r.resource for r in used if r.resource and r.resource in users}
-        shared = {res for res in mine if len(users[res]) > 1}
+        shared = shared_count.get(p.arn, 0)
         out.append(
             PrincipalSummary(
                 principal=p,
-                actions_used=len({r.action for r in used}),
-                actions_denied=len({r.action for r in denied}),
-                calls=sum(r.count for r in used),
-                denied_calls=sum(r.count for r in denied),
-                first_seen=min(r.first_seen for r in rows),
-                last_seen=max(r.last_seen for r in rows),
-                services=tuple(sorted({r.action.split(":")[0] for r in rows})),
-                resources=len(mine),
-                shared_resources=len(shared),
-                only_resources=len(mine) - len(shared),
-                shares_with=tuple(sorted({q for res in shared for q in users[res]} - {p.arn})),
+                actions_used=t.actions_used,
+                actions_denied=t.actions_denied,
+                calls=t.calls,
+                denied_calls=t.denied_calls,
+                first_seen=t.first_seen,
+                last_seen=t.last_seen,
+                services=t.services,
+                resources=t.resources,
+                shared_resources=shared,
+                only_resources=t.resources - shared,
+                shares_with=tuple(sorted(partners.get(p.arn, set()) - {p.arn})),
             )
         )
     return out

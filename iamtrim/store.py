@@ -7,6 +7,7 @@ committed and never counts an event twice when re-run. Schema in docs/store.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -139,6 +140,27 @@ CREATE TABLE IF NOT EXISTS review_findings (
     principal TEXT NOT NULL, code TEXT NOT NULL, target TEXT NOT NULL,
     subject TEXT NOT NULL, message TEXT NOT NULL,
     PRIMARY KEY (run, fingerprint)
+) WITHOUT ROWID;
+"""
+
+
+# What the reading commands ask of every row, summed once when an ingest closes the store
+# (docs/store.md, "Summaries"): per principal its totals, and every resource more than one principal
+# used with those principals. Made by the first ingest that writes a store, without a version change:
+# a store without them, or whose usage changed since (a different row count or call total, e.g. an
+# older iamtrim wrote to it), is answered by scanning the rows, as any windowed question is.
+_SUMMARY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS summary_principals (
+    principal TEXT PRIMARY KEY,
+    actions_used INTEGER NOT NULL, actions_denied INTEGER NOT NULL,
+    calls INTEGER NOT NULL, denied_calls INTEGER NOT NULL,
+    first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+    services TEXT NOT NULL,            -- JSON array, sorted
+    resources INTEGER NOT NULL         -- distinct resources used ('*' and unknown left out)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS summary_shared (
+    resource TEXT PRIMARY KEY,
+    principals TEXT NOT NULL           -- JSON array, sorted: the principals whose calls on it were authorized
 ) WITHOUT ROWID;
 """
 
@@ -305,6 +327,10 @@ def _guarded(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatena
             raise StoreError(f"{self.path}: {_describe(exc)}") from exc
         except MemoryError:
             raise StoreError(f"{self.path}: out of memory reading the store") from None
+        except (ValueError, msgspec.DecodeError) as exc:  # a stored JSON column that does not decode
+            raise StoreError(
+                f"{self.path}: the store is damaged (a stored value does not decode: {exc})"
+            ) from None
 
     wrapper.__name__, wrapper.__qualname__, wrapper.__doc__ = (
         method.__name__,
@@ -378,6 +404,54 @@ class StoredRow:
     source_ips: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class PrincipalTotals:
+    """One principal's usage, summed by the store (``Store.principal_totals``)."""
+
+    principal: str
+    actions_used: int
+    actions_denied: int
+    calls: int
+    denied_calls: int
+    first_seen: str
+    last_seen: str
+    services: tuple[str, ...]
+    resources: int  # distinct resources used ("*" and unknown left out)
+
+
+_decode_strings = msgspec.json.Decoder(tuple[str, ...]).decode
+
+
+class _Rows:
+    """Stored usage rows → ``UsageRow``. A store holds few distinct contexts (77 in the 151,702 rows
+    of the 1M-record varied benchmark store), so each context's JSON is decoded once and the frozen
+    ``Context`` shared by its rows; the samples are decoded by msgspec (docs/performance.md)."""
+
+    _BOUND = 100_000  # distinct contexts kept; past it the cache starts again
+
+    def __init__(self) -> None:
+        self._contexts: dict[str, Context] = {}
+
+    def __call__(self, row: tuple[Any, ...]) -> UsageRow:
+        context = self._contexts.get(row[4])
+        if context is None:
+            if len(self._contexts) >= self._BOUND:
+                self._contexts.clear()
+            context = self._contexts[row[4]] = Context.from_key(row[4])
+        return UsageRow(
+            principal=row[0],
+            action=row[1],
+            resource=row[2] or None,
+            outcome=Outcome(row[3]),
+            context=context,
+            count=row[5],
+            first_seen=row[6],
+            last_seen=row[7],
+            event_ids=_decode_strings(row[8]),
+            source_ips=_decode_strings(row[9]),
+        )
+
+
 class Store:
     """A usage store in one SQLite file (or ``:memory:`` for stateless runs).
 
@@ -387,6 +461,10 @@ class Store:
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
+        self._written = False  # usage rows written since opened: refresh the summaries on close
+        self._fresh: bool | None = None  # whether the summaries answer for the rows (asked once)
+        self._writable = False  # opened for writing (ingest): summaries are made on close
+        self._rows = _Rows()
         try:
             if self.path == ":memory:":
                 self._db = sqlite3.connect(":memory:", isolation_level=None)
@@ -407,6 +485,7 @@ class Store:
                     return
                 probe.close()
             self._db = _connect(self.path, read_only=False)
+            self._writable = True
             try:
                 self._open_for_writing()
             except BaseException:
@@ -531,13 +610,78 @@ class Store:
         return str(row[0]) if row else ""
 
     def close(self) -> None:
-        self._db.close()
+        """Close the store. Opened for writing (an ingest), first sum the rows into the summaries when
+        they were written or the summaries do not answer for them (a store made before them)."""
+        try:
+            if self._writable and (self._written or not self._summaries_fresh()):
+                # Only an optimization: a store whose summaries could not be written (busy with
+                # the next ingest, disk full) is answered by scanning the rows.
+                with contextlib.suppress(StoreError, sqlite3.Error):
+                    self.refresh_summaries()
+        finally:
+            self._db.close()
 
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self._writable = False  # an interrupted or failed ingest: readers scan until the next one
         self.close()
+
+    # -- summaries ---------------------------------------------------------------------------
+
+    def _usage_fingerprint(self) -> str:
+        """Rows and calls: every write of usage changes one of them (a new call adds to a count, a
+        fold or a dropped failed key removes rows), so summaries made at another value are stale."""
+        n, calls = self._db.execute("SELECT COUNT(*), TOTAL(count) FROM usage").fetchone()
+        return f"{n}:{int(calls)}"
+
+    @_guarded
+    def refresh_summaries(self) -> None:
+        """Sum the usage rows into ``summary_principals`` and ``summary_shared`` in one transaction
+        (a scan of the rows: about a second per million on the 2-core machine, docs/performance.md)."""
+        self._fresh = False
+        with self._immediate() as db:
+            # Summed inside the write transaction, so the fingerprint written is of the rows summed.
+            totals = self._scan_principal_totals(None)
+            shared = self._scan_shared(None, None)
+            for statement in _statements(_SUMMARY_SCHEMA):
+                db.execute(statement)
+            db.execute("DELETE FROM summary_principals")
+            db.execute("DELETE FROM summary_shared")
+            db.executemany(
+                "INSERT INTO summary_principals VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        t.principal,
+                        t.actions_used,
+                        t.actions_denied,
+                        t.calls,
+                        t.denied_calls,
+                        t.first_seen,
+                        t.last_seen,
+                        json.dumps(list(t.services)),
+                        t.resources,
+                    )
+                    for t in totals
+                ],
+            )
+            db.executemany(
+                "INSERT INTO summary_shared VALUES (?,?)", [(r, json.dumps(list(ps))) for r, ps in shared]
+            )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('summary_of', ?)", (self._usage_fingerprint(),))
+        self._written = False
+        self._fresh = None
+
+    def _summaries_fresh(self) -> bool:
+        if self._fresh is None:
+            has = self._db.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
+                "AND name IN ('summary_principals', 'summary_shared')"
+            ).fetchone()[0]
+            self._fresh = has == 2 and self.meta("summary_of") == self._usage_fingerprint()
+        return self._fresh
 
     # -- LookupEvents cursors ----------------------------------------------------------------
 
@@ -609,6 +753,8 @@ class Store:
         records), committed with the files they came from so an interrupted ingest never leaves
         a file counted without its coverage. ``deleted`` are usage keys (principal, action,
         resource, outcome, context) whose rows moved into an S3 fold (``folder/*``) in ``rows``."""
+        self._written = True
+        self._fresh = False
         with self._immediate() as db:
             db.executemany(
                 "DELETE FROM usage WHERE principal = ? AND action = ? AND resource = ? "
@@ -682,8 +828,8 @@ class Store:
                     row[5],
                     row[6],
                     row[7],
-                    tuple(json.loads(row[8])),
-                    tuple(json.loads(row[9])),
+                    _decode_strings(row[8]),
+                    _decode_strings(row[9]),
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {_describe(exc)}") from exc
@@ -710,22 +856,133 @@ class Store:
             ("first_seen <= ?", window.until if window is not None and window.until else None),
         )
         sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
-        out = []
-        for row in self._db.execute(sql, args):
-            out.append(
-                UsageRow(
-                    principal=row[0],
-                    action=row[1],
-                    resource=row[2] or None,
-                    outcome=Outcome(row[3]),
-                    context=Context.from_key(row[4]),
-                    count=row[5],
-                    first_seen=row[6],
-                    last_seen=row[7],
-                    event_ids=tuple(json.loads(row[8])),
-                    source_ips=tuple(json.loads(row[9])),
+        return [self._rows(row) for row in self._db.execute(sql, args)]
+
+    @staticmethod
+    def _window_conditions(window: TimeWindow | None) -> list[tuple[str, str | None]]:
+        return [
+            ("last_seen >= ?", window.since if window is not None and window.since else None),
+            ("first_seen <= ?", window.until if window is not None and window.until else None),
+        ]
+
+    @_guarded
+    def usage_of(
+        self,
+        principals: Iterable[str] = (),
+        resource_prefixes: Iterable[str] = (),
+        window: TimeWindow | None = None,
+    ) -> list[UsageRow]:
+        """Usage rows of any of *principals* (all when none) whose resource, or the context's KMS
+        key, may start with one of *resource_prefixes* (all when none), sorted as :meth:`usage`.
+
+        A superset for a caller that matches patterns itself (``graph.select_rows``): a row is kept
+        when its resource starts with a prefix, its context text holds one, or its resource is
+        itself a pattern (``folder/*``, which may cover a literal ARN the prefix starts). Only
+        these rows are turned into objects."""
+        wanted = sorted(set(principals))
+        prefixes = sorted(set(resource_prefixes))
+        conditions: list[str] = []
+        args: list[str] = []
+        if wanted:
+            conditions.append(f"principal IN ({','.join('?' * len(wanted))})")
+            args += wanted
+        if prefixes:
+            alternatives = ["instr(resource, '*') > 0", "instr(resource, '?') > 0"]
+            for prefix in prefixes:
+                # substr() compares exactly (LIKE and GLOB give _ % * ? meanings); the context is a
+                # JSON array, in which a prefix without quote, backslash or control character
+                # appears as itself.
+                alternatives.append("substr(resource, 1, ?) = ?")
+                alternatives.append("instr(context, ?) > 0")
+                args += [str(len(prefix)), prefix, prefix]
+            conditions.append("(" + " OR ".join(alternatives) + ")")
+        where, window_args = _where(*self._window_conditions(window))
+        if conditions:
+            where = (where + " AND " if where else " WHERE ") + " AND ".join(conditions)
+        sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
+        return [self._rows(row) for row in self._db.execute(sql, [*window_args, *args])]
+
+    @_guarded
+    def principal_totals(self, window: TimeWindow | None = None) -> list[PrincipalTotals]:
+        """Per principal with usage (in *window*): distinct actions used and denied, calls used and
+        denied, first and last seen, services, distinct resources used (ARNs: ``*`` and unknown left
+        out), sorted by principal. From the summaries when they are fresh and no window is asked,
+        else aggregate queries over the rows; no row is turned into an object."""
+        if (window is None or window.is_open) and self._summaries_fresh():
+            return [
+                PrincipalTotals(p, au, ad, cu, cd, fs, ls, tuple(json.loads(sv)), nr)
+                for p, au, ad, cu, cd, fs, ls, sv, nr in self._db.execute(
+                    "SELECT * FROM summary_principals ORDER BY principal"
                 )
-            )
+            ]
+        return self._scan_principal_totals(window)
+
+    def _scan_principal_totals(self, window: TimeWindow | None) -> list[PrincipalTotals]:
+        where, args = _where(*self._window_conditions(window))
+        totals = self._db.execute(
+            "SELECT principal, "
+            "COUNT(DISTINCT CASE WHEN outcome = 'used' THEN action END), "
+            "COUNT(DISTINCT CASE WHEN outcome = 'denied' THEN action END), "
+            "SUM(CASE WHEN outcome = 'used' THEN count ELSE 0 END), "
+            "SUM(CASE WHEN outcome = 'denied' THEN count ELSE 0 END), "
+            "MIN(first_seen), MAX(last_seen), "
+            "COUNT(DISTINCT CASE WHEN outcome = 'used' AND resource NOT IN ('', '*') THEN resource END) "
+            f"FROM usage{where} GROUP BY principal ORDER BY principal",
+            args,
+        ).fetchall()
+        services: dict[str, list[str]] = {}
+        for principal, service in self._db.execute(
+            "SELECT DISTINCT principal, "
+            "CASE WHEN instr(action, ':') > 0 THEN substr(action, 1, instr(action, ':') - 1) ELSE action END "
+            f"FROM usage{where} ORDER BY 1, 2",
+            args,
+        ):
+            services.setdefault(principal, []).append(service)
+        return [
+            PrincipalTotals(p, au, ad, int(cu), int(cd), fs, ls, tuple(services.get(p, ())), nr)
+            for p, au, ad, cu, cd, fs, ls, nr in totals
+        ]
+
+    @_guarded
+    def shared_resources(
+        self, window: TimeWindow | None = None, principal: str | None = None
+    ) -> list[tuple[str, tuple[str, ...]]]:
+        """Resources (ARNs: ``*`` and unknown left out) whose calls were authorized for more than one
+        principal (in *window*; of those *principal* used, when given), each with those principals
+        (sorted), sorted by resource. From the summaries when they are fresh and no window is asked
+        (for one principal: its rows' resources looked up there)."""
+        if (window is None or window.is_open) and self._summaries_fresh():
+            sql = "SELECT resource, principals FROM summary_shared"
+            args: list[str] = []
+            if principal is not None:
+                sql += (
+                    " WHERE resource IN (SELECT DISTINCT resource FROM usage WHERE principal = ? "
+                    "AND outcome = 'used' AND resource NOT IN ('', '*'))"
+                )
+                args.append(principal)
+            return [
+                (r, tuple(json.loads(ps))) for r, ps in self._db.execute(sql + " ORDER BY resource", args)
+            ]
+        return self._scan_shared(window, principal)
+
+    def _scan_shared(
+        self, window: TimeWindow | None, principal: str | None
+    ) -> list[tuple[str, tuple[str, ...]]]:
+        used = [("outcome = ?", "used"), *self._window_conditions(window)]
+        where, args = _where(*used)
+        where += " AND resource NOT IN ('', '*')"
+        if principal is not None:
+            mine, mine_args = _where(("principal = ?", principal), *used)
+            where += f" AND resource IN (SELECT resource FROM usage{mine} AND resource NOT IN ('', '*'))"
+            args += mine_args
+        out = []
+        for resource, users in self._db.execute(
+            "SELECT resource, group_concat(principal, char(10)) FROM "
+            f"(SELECT DISTINCT resource, principal FROM usage{where} ORDER BY resource, principal) "
+            "GROUP BY resource HAVING COUNT(*) > 1 ORDER BY resource",
+            args,
+        ):
+            out.append((resource, tuple(sorted(users.split("\n")))))
         return out
 
     @_guarded

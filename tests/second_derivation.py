@@ -34,8 +34,9 @@ import ipaddress
 import json
 import os
 import re
+import urllib.parse
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,53 @@ CONDITIONAL_NAME = re.compile(r"(Tag|Tagging|Acl)$|TagsTo|TagResource", re.IGNOR
 # Secrets Manager (https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html#security-encryption-encryption-context),
 # Parameter Store (https://docs.aws.amazon.com/kms/latest/developerguide/services-parameter-store.html#parameter-store-encryption-context).
 CONTEXT_SERVICES = {"aws:s3:arn": "s3", "secretarn": "secretsmanager", "parameter_arn": "ssm"}
+
+
+# EC2's query API logs a list of security groups as ``groupSet.items[].groupId`` (RunInstances'
+# SecurityGroupId.N, a network interface's SecurityGroupId.N), never under the ARN's variable
+# name; the groups a permission *refers to* are ``groups`` (IpPermission.Groups), which name no
+# resource of the call: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html,
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_InstanceNetworkInterfaceSpecification.html,
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_IpPermission.html
+# Flow logs are FlowLogId in the API, VpcFlowLogId in the reference's ARN
+# (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeleteFlowLogs.html); "" is anywhere.
+QUERY_API_ALIASES = {"SecurityGroupId": ("groupSet", "groupId"), "VpcFlowLogId": ("", "FlowLogId")}
+
+
+# Resource types the reference marks *required* for an action that are alternatives: one call
+# acts on one of them, named by the request, never on one of each.
+# * An execution is of a standard state machine (execution:SM:NAME) or of an express one
+#   (express:SM:NAME:ID); DescribeExecution describes the one its executionArn names
+#   (https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html,
+#   https://docs.aws.amazon.com/step-functions/latest/dg/concepts-standard-vs-express.html,
+#   https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsstepfunctions.html).
+# * InvokeModel runs one model: a foundation model, an inference profile, a provisioned model, ...
+#   (https://docs.aws.amazon.com/bedrock/latest/userguide/security_iam_id-based-policy-examples.html,
+#   https://docs.aws.amazon.com/bedrock/latest/userguide/inference-invoke.html).
+_BEDROCK_MODELS = frozenset(
+    {
+        "application-inference-profile",
+        "async-invoke",
+        "project",
+        "system-tool",
+        "bedrock-marketplace-model-endpoint",
+        "custom-model-deployment",
+        "default-prompt-router",
+        "foundation-model",
+        "imported-model",
+        "inference-profile",
+        "prompt-router",
+        "provisioned-model",
+    }
+)
+ALTERNATIVE_TYPES: dict[str, tuple[frozenset[str], ...]] = {
+    "states:DescribeExecution": (frozenset({"execution", "express"}),),
+    # ListTagsOfResource lists the tags of the one resource its ResourceArn names, a table or a
+    # stream (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ListTagsOfResource.html).
+    "dynamodb:ListTagsOfResource": (frozenset({"table", "stream"}),),
+    "bedrock:InvokeModel": (_BEDROCK_MODELS,),
+    "bedrock:InvokeModelWithResponseStream": (_BEDROCK_MODELS,),
+}
 
 
 # --------------------------------------------------------------------------- records
@@ -408,6 +456,41 @@ def context_of(rec: Json, account: str) -> dict[str, str | tuple[str, ...]]:
     return ctx
 
 
+def copy_requests(rec: Json) -> tuple[tuple[Request, ...], str]:
+    """A copy reads its source and writes its destination: s3:GetObject (s3:GetObjectVersion for
+    a ``?versionId=`` source) on ``x-amz-copy-source``, s3:PutObject on the request's bucket and
+    key (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html,
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPartCopy.html;
+    resources[] lists both objects without saying which is which)."""
+    params = rec.get("requestParameters") if isinstance(rec.get("requestParameters"), dict) else {}
+    source = str(params.get("x-amz-copy-source") or "")
+    bucket, key = str(params.get("bucketName") or ""), str(params.get("key") or "")
+    if not source or not bucket or not key:
+        return (), "the copy's source or destination is not in the request"
+    path, _, query = source.partition("?")
+    path = urllib.parse.unquote(path).lstrip("/")
+    read = "s3:GetObjectVersion" if "versionId=" in query else "s3:GetObject"
+    return (
+        Request(read, f"arn:aws:s3:::{path}", "object", False, "name"),
+        Request("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}", "object", False, "name"),
+    ), ""
+
+
+def reencrypt_requests(rec: Json, region: str, account: str) -> tuple[tuple[Request, ...], str]:
+    """ReEncrypt needs kms:ReEncryptFrom on the source key and kms:ReEncryptTo on the destination
+    key (https://docs.aws.amazon.com/kms/latest/APIReference/API_ReEncrypt.html); a key named by
+    an alias is authorized on the key the alias points to, which the request does not show."""
+    params = rec.get("requestParameters") if isinstance(rec.get("requestParameters"), dict) else {}
+    out = []
+    for action, param in (("kms:ReEncryptFrom", "sourceKeyId"), ("kms:ReEncryptTo", "destinationKeyId")):
+        key = str(params.get(param) or "")
+        if not key or "alias/" in key:
+            return (), f"ReEncrypt's {param} is not a key"
+        arn = key if key.startswith("arn:") else f"arn:aws:kms:{region}:{account}:key/{key}"
+        out.append(Request(action, arn, "key", False, "name"))
+    return tuple(out), ""
+
+
 class Deriver:
     def __init__(self, ref: Reference) -> None:
         self.ref = ref
@@ -499,6 +582,10 @@ class Deriver:
             )
 
         namespace = self.namespace(source)
+        if namespace == "s3" and name in ("CopyObject", "UploadPartCopy"):
+            return call(*copy_requests(rec))
+        if namespace == "kms" and name == "ReEncrypt":
+            return call(*reencrypt_requests(rec, region, account))
         if (namespace, name.lower()) in self.ref.permissionless:
             return Excluded(file, name, "needs no permission (map: sdk_permissionless_actions)")
         entries = self.method_entries(namespace, name)
@@ -596,6 +683,17 @@ class Deriver:
             if out:
                 return out, ""
         types = chosen or types
+        model = str(params.get("modelId") or "") if isinstance(params, dict) else ""
+        if canonical.startswith("bedrock:Invoke") and model and not model.startswith("arn:"):
+            # modelId names a foundation model by its id, or a cross-Region inference profile by
+            # an id that starts with its geography (us., eu., apac., ...):
+            # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_InvokeModel.html,
+            # https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-support.html
+            if re.match(r"(us|eu|apac|us-gov|global|ca|jp|au)\.", model):
+                arn = f"arn:aws:bedrock:{region}:{account}:inference-profile/{model}"
+            else:
+                arn = f"arn:aws:bedrock:{region}::foundation-model/{model}"
+            return [Request(canonical, arn, arn.split(":")[5].split("/")[0], False, "name")], ""
         listed = [
             str(r.get("ARN") or r.get("arn") or "") for r in rec.get("resources") or () if isinstance(r, dict)
         ]
@@ -619,6 +717,10 @@ class Deriver:
                 # (https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_iam-permissions.html#iam-resources):
                 # such a call is about some secret of that name.
                 found = [(a if tier in TRUE_ARNS else f"{a}-{SECRET_SUFFIX}", tier) for a, tier in found]
+            if rt.arn.endswith(":managed-instance/${InstanceId}"):
+                # A managed instance's id starts with mi-; an i- id is an EC2 instance
+                # (https://docs.aws.amazon.com/systems-manager/latest/userguide/fleet-manager-managed-nodes.html).
+                found = [(a, tier) for a, tier in found if a.rpartition("/")[2].startswith("mi-")]
             out.extend(Request(canonical, a, rt.name, is_placeholder(a), tier) for a, tier in found)
         named = {q.resource_type for q in out}
         if not out and not any(rt.required for rt in types):
@@ -626,6 +728,8 @@ class Deriver:
         for rt in types:
             if not rt.required or rt.name in named:
                 continue
+            if any(rt.name in group and named & group for group in ALTERNATIVE_TYPES.get(canonical, ())):
+                continue  # the call acts on the alternative it names, not on one of each type
             values = {v: PLACEHOLDER for v in template_variables(rt.arn)}
             values.update(scope)
             arn = fill(rt.arn, values) or ""
@@ -660,8 +764,25 @@ class Deriver:
                         out.append(v)
             mappings = e.get("resource_mappings") or {}
             variables = [v for v in template_variables(rt.arn) if v.lower() not in SCOPE_VARIABLES]
-            if variables and all(v in mappings for v in variables):
-                choices = [eval_map_template(mappings[v]["template"], params, rt.arn) for v in variables]
+            unmapped = [v for v in variables if v not in mappings]
+            if variables and len(unmapped) < len(variables):
+                # A variable the map leaves out is the parameter named for it or for its noun
+                # (ECS's cluster: "the short name or full ARN of the cluster",
+                # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeServices.html).
+                given = {}
+                for v in unmapped:
+                    noun = re.sub(r"(Name|Id)$", "", v)
+                    values = values_named(params, v) or values_named(params, noun)
+                    if len(values) == 1:
+                        value = values[0]
+                        given[v] = [value.rpartition("/")[2] if value.startswith("arn:") else value]
+            else:
+                given = {}
+            if variables and all(v in mappings or v in given for v in variables):
+                choices = [
+                    given[v] if v in given else eval_map_template(mappings[v]["template"], params, rt.arn)
+                    for v in variables
+                ]
                 if all(len(c) == 1 for c in choices):
                     filled = fill(
                         rt.arn, {**scope, **{v: c[0] for v, c in zip(variables, choices, strict=True)}}
@@ -680,11 +801,25 @@ class Deriver:
         if not variables:
             return []
         named = {v: values_named(params, v) or values_named(params, v + "s") for v in variables}
+        for v in variables:
+            if not named[v] and v in QUERY_API_ALIASES:
+                where, member = QUERY_API_ALIASES[v]
+                scopes = values_under(params, where) if where else [params]
+                named[v] = [x for inner in scopes for x in values_named(inner, member)]
         if len(variables) == 1:
             return list(filter(None, (fill(rt.arn, {**scope, variables[0]: x}) for x in named[variables[0]])))
-        if all(len(xs) <= 1 for xs in named.values()) and any(named.values()):
+        own = rt.name.replace("-", "").lower()
+        unnamed_own = any(not xs and v.lower().startswith(own) for v, xs in named.items())
+        if (
+            (rt.required or not unnamed_own)
+            and all(len(xs) <= 1 for xs in named.values())
+            and any(named.values())
+        ):
             # A variable the request does not name (a stack's id, a role's path) is any value:
-            # the request is then about *some* resource of the named part (a placeholder).
+            # the request is then about *some* resource of the named part (a placeholder). A type
+            # the call does not require, whose own name (IndexName of an index) the request does
+            # not give, is not part of the call (dynamodb:Query is on an index only when the
+            # request names one: https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Query.html).
             filled = fill(rt.arn, {**scope, **{v: xs[0] if xs else PLACEHOLDER for v, xs in named.items()}})
             return [filled] if filled else []
         return []
@@ -692,6 +827,21 @@ class Deriver:
 
 def literal_length(template: str) -> int:
     return len(re.sub(r"\$\{[^}]+\}", "", template))
+
+
+def values_under(value: Json, name: str) -> list[Json]:
+    """Every value of a key equal to *name* (case-insensitively) anywhere in *value*."""
+    out: list[Json] = []
+    if isinstance(value, dict):
+        for k, child in value.items():
+            if k.lower() == name.lower():
+                out.append(child)
+            else:
+                out.extend(values_under(child, name))
+    elif isinstance(value, list):
+        for child in value:
+            out.extend(values_under(child, name))
+    return out
 
 
 def values_named(value: Json, name: str) -> list[str]:
@@ -722,6 +872,32 @@ def values_named(value: Json, name: str) -> list[str]:
 
     walk(value)
     return list(dict.fromkeys(out))
+
+
+def stored_case(calls: list[Call], records: list[tuple[str, Json]]) -> list[Call]:
+    """*calls* with each resource built from a name the caller typed replaced by the ARN the trail
+    shows the service keeps for it, when some record's ``resources[]`` or response holds that ARN
+    and the two differ only in case (SageMaker returns ``training-job/churn-xgb-00`` for a job
+    created as ``Churn-XGB-00``: a name is authorized as the service stores it,
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html#API_CreateTrainingJob_ResponseSyntax).
+    Evidence from the trail only: without it the typed name stands."""
+    kept: dict[str, str] = {}
+    for _, rec in records:
+        listed = [r.get("ARN") for r in rec.get("resources") or () if isinstance(r, dict)]
+        for arn in [a for a in listed if isinstance(a, str)] + list(arns_in(rec.get("responseElements"))):
+            if arn != arn.lower():
+                continue
+            kept.setdefault(arn, arn)
+    out = []
+    for c in calls:
+        requests = tuple(
+            Request(q.action, kept[q.resource.lower()], q.resource_type, q.placeholder, q.tier)
+            if q.tier not in TRUE_ARNS and q.resource != q.resource.lower() and q.resource.lower() in kept
+            else q
+            for q in c.requests
+        )
+        out.append(c if requests == c.requests else replace(c, requests=requests))
+    return out
 
 
 # --------------------------------------------------------------------------- replay

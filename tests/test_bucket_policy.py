@@ -13,22 +13,20 @@ from pathlib import Path
 
 import pytest
 
+from iamtrim.errors import BucketError, KeyPolicyError, LockoutError
 from iamtrim.evaluate import Request, evaluate
 from iamtrim.ingest import load_events
 from iamtrim.model import Context, Outcome, UsageRow
 from iamtrim.model.policy import Condition, Effect, Policy, Principals, PrincipalType, Statement
 from iamtrim.synth.bucket import (
-    BucketError,
     BucketOptions,
     GeneratedBucketPolicy,
-    LockoutError,
-    allow_all,
     check_lockout,
     generate_bucket_policy,
     object_prefixes,
-    principal_arn_forms,
 )
-from iamtrim.synth.kms import KeyError_, generate_key_policy, resolve_key
+from iamtrim.synth.kms import generate_key_policy, resolve_key
+from iamtrim.synth.resource_policy import allow_all, principal_arn_forms
 from tests.conftest import ROOT, SAMPLES
 
 ACCT = "444455556666"
@@ -233,7 +231,7 @@ def test_refusals(rows: list[UsageRow]) -> None:
         generate_bucket_policy("acme-ml-artifacts", rows, BucketOptions(break_glass=(PARTNER,)))
     g = generate_bucket_policy("acme-ml-artifacts", rows)
     assert g.account == ACCT and "BUCKET_OWNER_INFERRED" in {f.code for f in g.findings}
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyPolicyError):
         resolve_key(rows, "00000000-0000-0000-0000-000000000000")
 
 

@@ -24,15 +24,9 @@ from iamtrim.evaluate import Request, evaluate
 from iamtrim.ingest import load_events
 from iamtrim.model import Outcome, UsageRow
 from iamtrim.model.policy import Policy
-from iamtrim.synth.bucket import (
-    BUCKET_POLICY_ACTIONS,
-    BucketOptions,
-    allow_all,
-    generate_bucket_policy,
-    replay_context,
-    session_arn,
-)
+from iamtrim.synth.bucket import BUCKET_POLICY_ACTIONS, BucketOptions, generate_bucket_policy, replay_context
 from iamtrim.synth.kms import generate_key_policy
+from iamtrim.synth.resource_policy import allow_all, session_arn
 from iamtrim.verify import request_context
 from tests.conftest import SAMPLES
 from tests.oracle import decision_of, run_oracle

@@ -315,6 +315,42 @@ def test_sample_facts(sample_store) -> None:  # type: ignore[no-untyped-def]
         assert d.proposed.granted == len(d.used) + len(kept)
 
 
+def test_stored_principal_falls_back_to_the_policies_only_where_they_name_principals(
+    sample_store,  # type: ignore[no-untyped-def]
+) -> None:
+    """diff_stored_principal (review/, not the CLI) resolves the name in the usage data first;
+    a principal with no usage is resolved by authorization details, never by bare documents."""
+    from iamtrim.errors import PrincipalError
+    from iamtrim.model import TimeWindow
+    from iamtrim.review.diff import diff_stored_principal
+
+    asked: list[str] = []
+
+    def from_authz(who: str) -> CurrentPolicies:
+        asked.append(who)
+        return current_from_authz(AUTHZ, who)
+
+    # Known to the usage data: the policies are asked for its ARN, and the diff has its usage.
+    d = diff_stored_principal(
+        sample_store, "ml-training-job", TimeWindow(), from_authz, policies_name_principal=True
+    )
+    assert asked == ["arn:aws:iam::444455556666:role/ml-training-job"] and d.used
+    # Unknown to the usage data (ml-batch-worker made no call): the authz file names it; all unused.
+    asked.clear()
+    d = diff_stored_principal(
+        sample_store, "ml-batch-worker", TimeWindow(), from_authz, policies_name_principal=True
+    )
+    assert asked == ["ml-batch-worker"]
+    assert d.principal.endswith(":role/ml-batch-worker") and not d.used and len(d.unused) == d.granted > 0
+    # Policy documents name nobody: an unknown principal is the usage data's error, not a guess.
+    asked.clear()
+    with pytest.raises(PrincipalError, match="ml-batch-worker"):
+        diff_stored_principal(
+            sample_store, "ml-batch-worker", TimeWindow(), from_authz, policies_name_principal=False
+        )
+    assert asked == []
+
+
 # ---------------------------------------------------------------------------------------------
 # A real managed policy against the corpus's expansion
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from iamtrim.model import Skipped
 from iamtrim.normalize import resources
 from iamtrim.normalize.actions import resolve_actions
-from iamtrim.normalize.record import fast_parts, identity_of, normalize_parts
+from iamtrim.normalize.record import Normalizer
 from iamtrim.sources import iter_input_files, read_file
 from iamtrim.sources.records import Record
 
@@ -33,21 +33,23 @@ def _records(folder: Path) -> list[Record]:
 
 
 def _check(records: list[Record]) -> int:
+    """The fast path of one normalizer against the general path of another (two normalizers in
+    one process share no state), each warmed by the records in order, as in ingest."""
     fast = 0
+    quick, general = Normalizer(), Normalizer()
     for record in records:
-        got = fast_parts(record)
+        got = quick.fast_parts(record)
         if got is not None:
             fast += 1
-            assert got == normalize_parts(record), record
+            assert got == general.normalize_parts(record), record
     _check_request_answers(records)
     return fast
 
 
 def _check_request_answers(records: list[Record]) -> None:
     """Every call answered by its request alone: the shared answer is the one ``_resolve`` gives."""
-    resources._CACHE.clear()
-    resources._CONSULTED.clear()
-    resources._PROJECTED.clear()
+    resolver = resources.Resolver()
+    identity_of = Normalizer().identity_of
     for record in records:
         if record.resources or record.responseElements or record.errorCode:
             continue
@@ -59,7 +61,7 @@ def _check_request_answers(records: list[Record]) -> None:
         account = record.recipientAccountId or principal.account
         for rule in rules:
             args = (rule.action, rule.role, record, region, account, principal.arn)
-            assert resources.resolve_resources(*args) == resources._resolve(*args), (rule, record)
+            assert resolver.resolve_resources(*args) == resources._resolve(*args), (rule, record)
 
 
 def test_fast_path_matches_on_the_samples() -> None:
@@ -99,41 +101,42 @@ def _get_partitions(table: str, expression: str, **extra: object) -> Record:
 
 
 def test_requests_differing_in_unread_parameters_share_one_answer() -> None:
-    resources._CACHE.clear()
-    resources._CONSULTED.clear()
-    resources._PROJECTED.clear()
+    resolver = resources.Resolver()
     action, args = "glue:GetPartitions", ("eu-west-1", "111122223333")
-    first = resources.resolve_resources(action, "", _get_partitions("users", "dt >= '1'"), *args)
+    first = resolver.resolve_resources(action, "", _get_partitions("users", "dt >= '1'"), *args)
     glue = "arn:aws:glue:eu-west-1:111122223333:"
     assert set(first) == {f"{glue}catalog", f"{glue}database/features", f"{glue}table/features/users"}
-    assert "tablename" in resources._CONSULTED[(action, "")]
-    assert "expression" not in resources._CONSULTED[(action, "")]
-    assert len(resources._PROJECTED) == 1
+    assert "tablename" in resolver.consulted[(action, "")]
+    assert "expression" not in resolver.consulted[(action, "")]
+    assert len(resolver.projected) == 1
     # Another filter expression: the same answer, from the shared entry (no second one is made).
-    assert resources.resolve_resources(action, "", _get_partitions("users", "dt >= '2'"), *args) == first
-    assert len(resources._PROJECTED) == 1
+    assert resolver.resolve_resources(action, "", _get_partitions("users", "dt >= '2'"), *args) == first
+    assert len(resolver.projected) == 1
     # Another table is another answer; so is an ARN anywhere in the request.
-    other = resources.resolve_resources(action, "", _get_partitions("items", "dt >= '2'"), *args)
+    other = resolver.resolve_resources(action, "", _get_partitions("items", "dt >= '2'"), *args)
     assert set(other) == {f"{glue}catalog", f"{glue}database/features", f"{glue}table/features/items"}
     with_arn = _get_partitions("users", "dt >= '3'", note=f"{glue}table/raw/events")
-    got = resources.resolve_resources(action, "", with_arn, *args)
+    got = resolver.resolve_resources(action, "", with_arn, *args)
     assert got == resources._resolve(action, "", with_arn, *args) != first
-    assert len(resources._PROJECTED) == 3
+    assert len(resolver.projected) == 3
+    # Another resolver in the same process holds none of it, and gives the same answers.
+    fresh = resources.Resolver()
+    assert fresh.resolve_resources(action, "", with_arn, *args) == got
+    assert len(fresh.projected) == 1 and len(resolver.projected) == 3
 
 
 def test_long_requests_and_wildcard_only_calls_are_not_kept_whole() -> None:
-    resources._CACHE.clear()
-    resources._PROJECTED.clear()
+    resolver = resources.Resolver()
     action, args = "glue:GetPartitions", ("eu-west-1", "111122223333")
     long_request = _get_partitions("users", "dt >= '1' AND " * 200)
-    got = resources.resolve_resources(action, "", long_request, *args)
+    got = resolver.resolve_resources(action, "", long_request, *args)
     assert got == resources._resolve(action, "", long_request, *args) != ()
-    assert not resources._CACHE  # shared through the looked-up values instead
-    assert len(resources._PROJECTED) == 1
+    assert not resolver.cache  # shared through the looked-up values instead
+    assert len(resolver.projected) == 1
     metrics = Record(
         eventSource="monitoring.amazonaws.com",
         eventName="PutMetricData",
         requestParameters={"namespace": "ml", "metricData": [{"metricName": "m", "value": 1}] * 50},
     )
-    assert resources.resolve_resources("cloudwatch:PutMetricData", "", metrics, *args) == ("*",)
-    assert not resources._CACHE
+    assert resolver.resolve_resources("cloudwatch:PutMetricData", "", metrics, *args) == ("*",)
+    assert not resolver.cache

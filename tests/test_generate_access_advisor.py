@@ -85,3 +85,31 @@ def test_access_advisor_never_adds_what_cloudtrail_shows_only_denied(store: Path
     doc = generate(store, "data-scientist")
     assert {"s3:PutBucketPolicy", "iam:CreateAccessKey"} <= set(codes(doc)["ACCESS_ADVISOR_DENIED_ONLY"])
     assert not {"s3:PutBucketPolicy", "iam:CreateAccessKey"} & granted(doc)
+
+
+def test_advised_grants_is_the_synth_stage_mapping(store: Path) -> None:
+    """The library call the CLI makes: Access Advisor actions missing from CloudTrail, with the
+    denied-only ones marked (granted by neither generate-policy nor diff)."""
+    from iamtrim import evidence
+    from iamtrim.model import Outcome
+    from iamtrim.query import resolve_principal_name
+    from iamtrim.store import Store
+    from iamtrim.synth import advised_grants
+
+    with Store(store) as st:
+        arn = resolve_principal_name(st, "ml-notebook-execution").arn
+        notebook = advised_grants(evidence.for_principal(st, arn))
+        used = {r.action for r in st.usage(arn) if r.outcome is Outcome.USED}
+        scientist = advised_grants(
+            evidence.for_principal(st, resolve_principal_name(st, "data-scientist").arn)
+        )
+    by_action = {g.action: g for g in notebook}
+    kept = by_action["s3:GetBucketLocation"]
+    assert not kept.denied_only
+    assert kept.last_accessed.startswith("2026-08-27")
+    assert "no CloudTrail record of it" in kept.note
+    denied = {g.action for g in scientist if g.denied_only}
+    assert {"s3:PutBucketPolicy", "iam:CreateAccessKey"} <= denied
+    # Sorted by action, and nothing CloudTrail shows used is advised again.
+    assert [g.action for g in notebook] == sorted(by_action)
+    assert used and not used & set(by_action)

@@ -27,6 +27,7 @@ from iamtrim import ingest as ingest_mod
 from iamtrim.errors import NoReadableInput
 from iamtrim.ingest import ingest
 from iamtrim.model import SkipReason
+from iamtrim.normalize.record import Normalizer
 from iamtrim.sources import read_file
 from iamtrim.store import Store
 from tests.test_ingest import ROLE, s3_get, write_trail
@@ -473,10 +474,10 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path: Path, sig: signal.Sign
 
 
 def _boom_fast_parts(real: Any) -> Any:
-    def fast_parts(record: Any) -> Any:
+    def fast_parts(self: Any, record: Any) -> Any:
         if record.eventName == "Boom":
             raise ValueError("bad\nthing happened")
-        return real(record)
+        return real(self, record)
 
     return fast_parts
 
@@ -492,7 +493,7 @@ def test_an_exception_in_a_worker_costs_one_file_in_one_line(
     bad = s3_get(99, "k/bad")
     bad["eventName"] = "Boom"
     write_trail(t / "3b.json", [s3_get(98, "k/before"), bad])
-    monkeypatch.setattr(ingest_mod, "fast_parts", _boom_fast_parts(ingest_mod.fast_parts))
+    monkeypatch.setattr(Normalizer, "fast_parts", _boom_fast_parts(Normalizer.fast_parts))
     store_path = tmp_path / "s.sqlite"
     monkeypatch.setattr(
         sys, "argv", ["iamtrim", "ingest", str(t), "--store", str(store_path), "--workers", "2"]

@@ -186,6 +186,114 @@ def test_object_key_folder_is_the_policy_rule_in_any_order() -> None:
         assert _kept(parent, group, sorted(other) + sorted(lane)) == expected
 
 
+def test_partial_aggregates_merge_in_any_order_into_the_aggregate_of_the_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a distributed reduce needs: records shuffled and cut into parts, each part
+    aggregated on its own (its own folder and normalizer, as a worker or an executor would),
+    and the partial aggregates merged in any order give the aggregate of the whole input: the
+    same keys, folded the same way, with the same counts, first and last seen and (samples
+    unbounded) the same event ids and source IPs; and the keys are the policy rule applied to
+    every key seen."""
+    import random
+
+    from iamtrim.normalize.record import Normalizer
+    from iamtrim.synth.minimize import generalize_object_arns
+
+    rnd = random.Random(5)
+    monkeypatch.setattr(ingest_mod, "EXACT_KEYS_PER_FOLDER", 3)
+    monkeypatch.setattr(ingest_mod, "SAMPLE_EVENT_IDS", 10_000)
+    monkeypatch.setattr(ingest_mod, "SAMPLE_SOURCE_IPS", 10_000)
+    records = []
+    for i in range(300):
+        parts = [rnd.choice(["raw", "curated"]), *(rnd.choice("xyz") for _ in range(rnd.randint(0, 2)))]
+        draw = rnd.random()
+        record = s3_get(
+            rnd.randint(0, 3599),  # the time
+            "/".join([*parts, f"part-{rnd.randint(0, 5)}"]),
+            event_id=f"event-{i}",
+            error="AccessDenied" if draw < 0.2 else "NoSuchKey" if draw < 0.3 else None,
+        )
+        record["sourceIPAddress"] = f"10.0.0.{rnd.randint(1, 12)}"
+        if rnd.random() < 0.3:  # another context
+            del record["vpcEndpointId"]
+        records.append(record)
+
+    def merged(parts: list[list[dict[str, Any]]], name: str) -> dict[Any, tuple[Any, ...]]:
+        partials = []
+        for n, part in enumerate(parts):
+            path = write_trail(tmp_path / name / f"{n}.json", part)
+            folder = ingest_mod.ObjectKeyFolder(ingest_mod.EXACT_KEYS_PER_FOLDER)
+            partials.append(ingest_mod.process_chunk([str(path)], folder=folder, normalizer=Normalizer()).agg)
+        rnd.shuffle(partials)  # merged in any order
+        with Store(":memory:") as st:
+            merger = ingest_mod._Merger(st)
+            for agg in partials:
+                merger.merge(agg)
+        return {
+            key: (a.count, a.first, a.last, frozenset(a.event_ids), frozenset(a.source_ips))
+            for key, a in merger.totals.items()
+        }
+
+    whole = merged([records], "whole")
+    assert sum(v[0] for v in whole.values()) == len(records)
+    assert any(key[2].endswith("/*") for key in whole) and any(not key[2].endswith("*") for key in whole)
+    # The keys are the policy rule (at threshold = the bound) applied per outcome over every key
+    # a call that passed or was denied named; keys of failed calls (NoSuchKey) are kept exactly.
+    for outcome in ("used", "denied"):
+        named = [
+            f"arn:aws:s3:::data/{r['requestParameters']['key']}"
+            for r in records
+            if (r.get("errorCode") == "AccessDenied") is (outcome == "denied")
+            and r.get("errorCode") != "NoSuchKey"
+        ]
+        mapping = generalize_object_arns(named, 3)
+        assert {k[2] for k in whole if k[3] == outcome and '"NoSuchKey"' not in k[4]} == set(mapping.values())
+    for trial in range(8):
+        shuffled = list(records)
+        rnd.shuffle(shuffled)
+        cuts = sorted(rnd.sample(range(1, len(shuffled)), rnd.randint(1, 8)))
+        parts = [shuffled[a:b] for a, b in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)]
+        assert merged(parts, f"trial{trial}") == whole
+
+
+def test_an_aggregate_merge_is_commutative_and_associative() -> None:
+    import random
+
+    rnd = random.Random(3)
+    for _ in range(200):
+        parts = []
+        for _ in range(rnd.randint(1, 5)):
+            times = sorted(f"2026-10-01T00:00:{rnd.randint(0, 59):02d}Z" for _ in range(2))
+            eids = list(dict.fromkeys(f"e{rnd.randint(0, 9)}" for _ in range(rnd.randint(0, 3))))
+            ips = list(dict.fromkeys(f"10.0.0.{rnd.randint(0, 6)}" for _ in range(rnd.randint(0, 4))))
+            parts.append(ingest_mod.Aggregate(rnd.randint(1, 9), times[0], times[1], eids, ips))
+        totals = []
+        for _ in range(3):  # merged pairwise in a random tree and order
+            pending = [p.copy() for p in parts]
+            while len(pending) > 1:
+                a = pending.pop(rnd.randrange(len(pending)))
+                b = pending.pop(rnd.randrange(len(pending)))
+                a.merge(b)
+                pending.append(a)
+            totals.append(pending[0])
+        counts = {(t.count, t.first, t.last) for t in totals}
+        assert counts == {
+            (sum(p.count for p in parts), min(p.first for p in parts), max(p.last for p in parts))
+        }
+        for t in totals:  # samples: at most the bound, of values the parts hold
+            assert len(t.event_ids) <= ingest_mod.SAMPLE_EVENT_IDS
+            assert len(t.source_ips) <= ingest_mod.SAMPLE_SOURCE_IPS
+            assert set(t.source_ips) <= {ip for p in parts for ip in p.source_ips}
+            assert set(t.event_ids) <= {e for p in parts for e in p.event_ids}
+            assert len(t.event_ids) == min(
+                ingest_mod.SAMPLE_EVENT_IDS, len({e for p in parts for e in p.event_ids})
+            )
+            assert len(t.source_ips) == min(
+                ingest_mod.SAMPLE_SOURCE_IPS, len({ip for p in parts for ip in p.source_ips})
+            )
+
+
 def test_stores_are_the_same_whatever_the_order_and_split_of_the_input(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

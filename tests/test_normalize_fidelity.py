@@ -312,6 +312,119 @@ def test_run_instances_group_names_are_security_groups_not_resource_groups() -> 
     assert not [arn for _, arn in found if arn and ":resource-groups:" in arn], found
 
 
+def test_run_instances_reads_every_nested_parameter_that_names_a_resource(tmp_path: Path) -> None:
+    """RunInstances is authorized on the snapshot of each block device mapping, the security groups
+    and subnet of each network interface, its launch template and placement group: each a type the
+    Service Authorization Reference lists for ec2:RunInstances
+    (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html;
+    request shape: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html)."""
+    request = {
+        "instancesSet": {"items": [{"imageId": "ami-0abcdef1234567890", "minCount": 1, "maxCount": 1}]},
+        "blockDeviceMapping": {
+            "items": [
+                {"deviceName": "/dev/sda1", "ebs": {"snapshotId": "snap-0123456789abcdef0", "volumeSize": 8}},
+                {"deviceName": "/dev/sdb", "noDevice": ""},
+            ]
+        },
+        "networkInterfaceSet": {
+            "items": [
+                {
+                    "deviceIndex": 0,
+                    "subnetId": "subnet-0123456789abcdef0",
+                    "groupSet": {
+                        "items": [{"groupId": "sg-0123456789abcdef0"}, {"groupId": "sg-0fedcba9876543210"}]
+                    },
+                }
+            ]
+        },
+        "launchTemplate": {"launchTemplateId": "lt-0123456789abcdef0", "version": "3"},
+        "placement": {"availabilityZone": f"{REGION}a", "groupName": "hpc-cluster"},
+    }
+    record = make_record_dict(
+        eventSource="ec2.amazonaws.com",
+        eventName="RunInstances",
+        requestParameters=request,
+        responseElements={"instancesSet": {"items": [{"instanceId": "i-0123456789abcdef0"}]}},
+        resources=None,
+        additionalEventData=None,
+        eventCategory="Management",
+    )
+    ec2 = f"arn:aws:ec2:{REGION}:{ACCOUNT}"
+    wanted = [
+        f"arn:aws:ec2:{REGION}::snapshot/snap-0123456789abcdef0",
+        f"{ec2}:security-group/sg-0123456789abcdef0",
+        f"{ec2}:security-group/sg-0fedcba9876543210",
+        f"{ec2}:subnet/subnet-0123456789abcdef0",
+        f"{ec2}:launch-template/lt-0123456789abcdef0",
+        f"{ec2}:placement-group/hpc-cluster",
+        f"arn:aws:ec2:{REGION}::image/ami-0abcdef1234567890",
+    ]
+    found = {arn for _, arn in pairs(make_record(**record))}
+    assert set(wanted) <= found, sorted(found)
+    g = policy_from([record], tmp_path)
+    assert all(oracle_allows(g, [("ec2:RunInstances", arn, {}) for arn in wanted]))
+    # Exactly those: another snapshot or launch template stays refused (two security groups whose
+    # ids differ in hex are a listed generated-names widening, issue 12).
+    others = [
+        f"arn:aws:ec2:{REGION}::snapshot/snap-0aaaaaaaaaaaaaaaa",
+        f"{ec2}:launch-template/lt-0aaaaaaaaaaaaaaaa",
+    ]
+    assert not any(oracle_allows(g, [("ec2:RunInstances", arn, {}) for arn in others]))
+
+
+def test_a_rules_peer_security_group_is_not_the_groups_resource() -> None:
+    # IpPermission.Groups names the groups a rule refers to, not a resource of the call:
+    # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_IpPermission.html
+    request = {
+        "groupId": "sg-0123456789abcdef0",
+        "ipPermissions": {
+            "items": [
+                {
+                    "ipProtocol": "tcp",
+                    "fromPort": 443,
+                    "toPort": 443,
+                    "groups": {"items": [{"groupId": "sg-0fedcba9876543210"}]},
+                }
+            ]
+        },
+    }
+    found = {
+        arn
+        for _, arn in pairs(management_event("ec2.amazonaws.com", "AuthorizeSecurityGroupIngress", request))
+    }
+    assert found == {f"arn:aws:ec2:{REGION}:{ACCOUNT}:security-group/sg-0123456789abcdef0"}
+
+
+@pytest.mark.parametrize(
+    ("event", "request_parameters", "wanted"),
+    [
+        # "cluster: The short name or full ARN of the cluster", "service: The name of the service"
+        # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateService.html).
+        ("UpdateService", {"cluster": "orders", "service": "orders-api"}, "service/orders/orders-api"),
+        (
+            "DescribeServices",
+            {"cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/orders", "services": ["orders-api", "web"]},
+            "service/orders/orders-api service/orders/web",
+        ),
+        # taskDefinition is family:revision (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html).
+        ("RunTask", {"cluster": "batch", "taskDefinition": "reindex:3"}, "task-definition/reindex:3"),
+    ],
+)
+def test_ecs_names_its_clusters_services_and_task_definitions(
+    event: str, request_parameters: dict[str, Any], wanted: str
+) -> None:
+    found = {arn for _, arn in pairs(management_event("ecs.amazonaws.com", event, request_parameters))}
+    assert found == {f"arn:aws:ecs:{REGION}:{ACCOUNT}:{w}" for w in wanted.split()}
+
+
+def test_ecs_task_definition_without_revision_stays_unknown() -> None:
+    # A bare family runs its latest ACTIVE revision, which the record does not name.
+    found = pairs(
+        management_event("ecs.amazonaws.com", "RunTask", {"cluster": "b", "taskDefinition": "reindex"})
+    )
+    assert found == [("ecs:RunTask", None)]
+
+
 # --- 7. an error that is no authorization outcome ---------------------------------------------------
 
 

@@ -11,9 +11,10 @@ import json
 import pytest
 
 from iamtrim import catalog
+from iamtrim.errors import SizeLimitError
 from iamtrim.model import Outcome, UsageRow
 from iamtrim.synth import GeneratedPolicy, SynthOptions, Target, generate_identity_policy
-from iamtrim.synth.limits import MANAGED_POLICIES_PER_ENTITY, MANAGED_POLICY_CHARS, SizeLimitError
+from iamtrim.synth.limits import MANAGED_POLICIES_PER_ENTITY, MANAGED_POLICY_CHARS
 from iamtrim.synth.widen import LADDER, WideningKind
 from tests.test_synth_rules import ACCT, ROLE, USER, allows_row, row
 

@@ -2,10 +2,12 @@
 
 from iamtrim.normalize.actions import prefix_for_source, resolve_actions
 from iamtrim.normalize.principal import resolve_principal
-from iamtrim.normalize.record import event_time, normalize_record
-from iamtrim.normalize.resources import resolve_resources
+from iamtrim.normalize.record import Normalizer, event_time, normalize_record
+from iamtrim.normalize.resources import Resolver, resolve_resources
 
 __all__ = [
+    "Normalizer",
+    "Resolver",
     "event_time",
     "normalize_record",
     "prefix_for_source",

@@ -39,6 +39,7 @@ from iamtrim.normalize.tables import (
     caller_resource_actions,
     id_prefixes,
     lowercase_names,
+    param_paths,
     param_rules,
     singleton_resources,
     typed_resources,
@@ -102,7 +103,10 @@ class _ParamIndex:
     ``groupSet.items[]``, ``resourcesSet.items[]`` and lists of objects. Only exact parameter
     names are looked up there (never the derived aliases), and never deeper: deeper ids belong to
     other things (``ipPermissions.items[].groups.items[].groupId`` is a *source* group of a rule,
-    not the group being changed).
+    not the group being changed). Deeper members are read only where a row of
+    ``data/resource_params.csv`` names their path (``networkInterfaceSet.groupSet.groupId``: the
+    security groups of RunInstances' network interfaces); their values are in ``nested`` under
+    the lower-cased path.
     https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Query-Requests.html
     """
 
@@ -148,7 +152,33 @@ class _ParamIndex:
                     vals = _values(v2)
                     if vals:
                         objects.setdefault(k2.lower(), []).extend(vals)
+            paths = param_paths().get(lk)
+            if paths:
+                for key_path, members in paths:
+                    vals = _path_values(raw, members[1:])
+                    if vals:
+                        nested.setdefault(key_path, []).extend(vals)
         return cls(top, nested, objects)
+
+
+def _path_values(raw: Any, members: tuple[str, ...]) -> list[str]:
+    """The values at *members* (lower-cased names) below *raw*; lists and EC2's ``{"items": [...]}``
+    sets are looked through at every step, as CloudTrail logs the query API's ``Name.N`` lists
+    (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/Query-Requests.html)."""
+    level: list[Any] = [raw]
+    for member in members:
+        below: list[Any] = []
+        for value in level:
+            if isinstance(value, dict) and isinstance(value.get("items"), list):
+                value = value["items"]
+            for item in value[:_MAX_VALUES] if isinstance(value, list) else (value,):
+                if isinstance(item, dict):
+                    below.extend(v for k, v in item.items() if k.lower() == member)
+        level = below
+    out: list[str] = []
+    for value in level:
+        out.extend(_values(value))
+    return out[:_MAX_VALUES]
 
 
 _SQS_URL = re.compile(
@@ -228,6 +258,14 @@ def _raw_transform(
         if value.lower().startswith(("aws", "amazon", "amzn")):
             return "", f"arn:{partition}:ssm:{region}::document/{value}"
         return value, None
+    if transform == "ecs-task-definition":
+        # taskDefinition is "family:revision", a task definition ARN (handled before transforms),
+        # or a bare family, which runs the latest ACTIVE revision the record does not name.
+        # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html#ECS-RunTask-request-taskDefinition
+        family, _, revision = value.rpartition(":")
+        if family and revision.isdigit():
+            return "", f"arn:{partition}:ecs:{region}:{account}:task-definition/{family}:{revision}"
+        return "", None
     if transform == "log-group":
         # Log group ARNs as IAM sees them end in ":*" for stream-level access; the template
         # variable is the bare name (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html).
@@ -321,6 +359,11 @@ def _lookup(
 
     def take(values: list[str], transform: str) -> None:
         for value in values:
+            if transform == "ecs-cluster" and value.startswith("arn:") and ":cluster/" in value:
+                # "The short name or full Amazon Resource Name (ARN) of the cluster": a service's
+                # or task's ARN holds the cluster's name.
+                # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateService.html
+                value = value.rpartition(":cluster/")[2]
             if value.startswith("arn:"):
                 if catalog.arn_matches_template(value, rt.arn_template):
                     escaped = escape_literal(value)
@@ -489,8 +532,7 @@ def _denied_resource(action: str, record: Record) -> list[str]:
     return out
 
 
-_CACHE: dict[tuple[str, ...], tuple[str, ...]] = {}
-_CACHE_LIMIT = 50_000
+_CACHE_LIMIT = 50_000  # entries per memo table of a Resolver
 # Requests kept whole as cache keys are at most this long (JSON characters), so the cache stays
 # near 60 MB (50,000 keys) however large a trail's requests are (policy documents, user data);
 # longer ones still share answers through _resolve_request, whose keys hold only the values it
@@ -500,39 +542,117 @@ _WILDCARD = ("*",)
 _encode = msgspec.json.Encoder().encode
 
 
-def resolve_resources(
-    action: str, role: str, record: Record, region: str, account: str, caller_arn: str = ""
-) -> tuple[str, ...]:
-    """Resource ARNs for *action* in *record* (see the module docstring); cached for calls whose
-    answer depends on the request alone (no ``resources[]``, response or error): management
-    reads repeat the same parameters many times."""
-    if action in apigateway.VERB_ACTIONS:
-        return _api_path(action, record, region)
-    if action.startswith(_ELB) and _is_classic_elb(record):
-        return _classic_load_balancers(action, record, region, account)
-    refs = record.resources
-    if refs:
-        if not role:
-            from_refs = _from_refs(action, refs)
-            if from_refs:
-                return from_refs
-        return _resolve(action, role, record, region, account, caller_arn, refs_tried=not role)
-    if record.responseElements or record.errorCode:
-        return _resolve(action, role, record, region, account, caller_arn)
-    if catalog.is_wildcard_only(action):
-        return _WILDCARD  # what _resolve answers first, whatever the request
-    request = _encode(record.requestParameters).decode()
-    if len(request) > _CACHE_REQUEST_CHARS:
-        return _resolve_request(action, role, record, region, account, caller_arn, '"arn:' in request)
-    key = (action, role, region, account, caller_arn, request)
-    hit: tuple[str, ...] | None = _CACHE.get(key)
-    if hit is None:
-        if len(_CACHE) >= _CACHE_LIMIT:
-            _CACHE.clear()
-        hit = _CACHE[key] = _resolve_request(
-            action, role, record, region, account, caller_arn, '"arn:' in request
-        )
-    return hit
+class Resolver:
+    """``resolve_resources`` with the memo tables that make it cheap on a trail, each bounded
+    (cleared past ``_CACHE_LIMIT`` entries). Answers never depend on what is held: a fresh
+    resolver gives the same ones. One per :class:`~iamtrim.normalize.record.Normalizer`.
+    """
+
+    __slots__ = ("cache", "consulted", "projected", "ref_types")
+
+    def __init__(self) -> None:
+        # (action, role, region, account, caller, request JSON) → answer, for calls answered by
+        # their request alone.
+        self.cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Per (action, role): every request parameter name (lower-cased, as indexed) that
+        # resolving its calls has looked up so far, in first-lookup order. Each list only grows.
+        self.consulted: dict[tuple[str, str], list[str]] = {}
+        # _projection(...) → answer: requests agreeing on every consulted name share one.
+        self.projected: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        # (action, ARN in resources[]) → the ARN's resource type for the action (not S3 objects).
+        self.ref_types: dict[tuple[str, str], ResourceType | None] = {}
+
+    def resolve_resources(
+        self, action: str, role: str, record: Record, region: str, account: str, caller_arn: str = ""
+    ) -> tuple[str, ...]:
+        """Resource ARNs for *action* in *record* (see the module docstring); cached for calls
+        whose answer depends on the request alone (no ``resources[]``, response or error):
+        management reads repeat the same parameters many times."""
+        if action in apigateway.VERB_ACTIONS:
+            return _api_path(action, record, region)
+        if action.startswith(_ELB) and _is_classic_elb(record):
+            return _classic_load_balancers(action, record, region, account)
+        refs = record.resources
+        if refs:
+            if not role:
+                from_refs = _from_refs(action, refs, self.ref_types)
+                if from_refs:
+                    return from_refs
+            return _resolve(
+                action,
+                role,
+                record,
+                region,
+                account,
+                caller_arn,
+                refs_tried=not role,
+                ref_types=self.ref_types,
+            )
+        if record.responseElements or record.errorCode:
+            return _resolve(action, role, record, region, account, caller_arn)
+        if catalog.is_wildcard_only(action):
+            return _WILDCARD  # what _resolve answers first, whatever the request
+        request = _encode(record.requestParameters).decode()
+        if len(request) > _CACHE_REQUEST_CHARS:
+            return self._resolve_request(
+                action, role, record, region, account, caller_arn, '"arn:' in request
+            )
+        key = (action, role, region, account, caller_arn, request)
+        cache = self.cache
+        hit: tuple[str, ...] | None = cache.get(key)
+        if hit is None:
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            hit = cache[key] = self._resolve_request(
+                action, role, record, region, account, caller_arn, '"arn:' in request
+            )
+        return hit
+
+    def _resolve_request(
+        self,
+        action: str,
+        role: str,
+        record: Record,
+        region: str,
+        account: str,
+        caller_arn: str,
+        has_arn: bool,
+    ) -> tuple[str, ...]:
+        """``_resolve`` for a call answered by its request alone, shared between requests that
+        differ only in parameters the answer cannot depend on.
+
+        Management calls repeat their resource-naming parameters but rarely the whole request
+        (Athena names a new query id each time, Glue a new partition filter). The answer is a
+        function of the ARNs found in the request, of the index values ``_lookup`` reads, and,
+        for calls on the caller, of the caller and ``userName``: ``_resolve`` runs the same
+        steps for two requests (of any principals) that agree on every name it looked up. So
+        the answer is keyed on the values of every name looked up for the action so far, a
+        superset of what any one call read: a request for which a name not yet seen matters
+        differs from every cached one on a name already seen, misses, and adds it.
+        """
+        params = record.requestParameters
+        if role or not isinstance(params, dict) or not params:
+            return _resolve(action, role, record, region, account, caller_arn)
+        index = _ParamIndex.build(params)
+        arns = tuple(_scan_arns(params)) if has_arn else ()  # *has_arn*: '"arn:' in the JSON request
+        # The caller names the resource only of calls on the caller (and only without userName).
+        on_caller = action in caller_resource_actions()
+        user = (caller_arn, *_values(params.get("userName"))) if on_caller else ()
+        projected = self.projected
+        names = self.consulted.get((action, role))
+        if names is not None:
+            key = _projection(action, region, account, arns, user, index, names)
+            hit = projected.get(key)
+            if hit is not None:
+                return hit
+        if names is None:
+            names = self.consulted[(action, role)] = []
+        looked = _ParamIndex(_Consulted(index.top, names), _Consulted(index.nested, names), index.objects)
+        found = _resolve(action, role, record, region, account, caller_arn, request=looked)
+        if len(projected) >= _CACHE_LIMIT:
+            projected.clear()
+        projected[_projection(action, region, account, arns, user, index, names)] = found
+        return found
 
 
 _ELB = "elasticloadbalancing:"
@@ -584,51 +704,6 @@ class _Consulted(dict[str, list[str]]):
         return super().get(name, default)
 
 
-# Per (action, role): every request parameter name (lower-cased, as indexed) that resolving its
-# calls has looked up so far, in first-lookup order. The set only grows.
-_CONSULTED: dict[tuple[str, str], list[str]] = {}
-_PROJECTED: dict[tuple[Any, ...], tuple[str, ...]] = {}
-
-
-def _resolve_request(
-    action: str, role: str, record: Record, region: str, account: str, caller_arn: str, has_arn: bool
-) -> tuple[str, ...]:
-    """``_resolve`` for a call answered by its request alone, shared between requests that
-    differ only in parameters the answer cannot depend on.
-
-    Management calls repeat their resource-naming parameters but rarely the whole request
-    (Athena names a new query id each time, Glue a new partition filter). The answer is a
-    function of the ARNs found in the request, of the index values ``_lookup`` reads, and, for
-    calls on the caller, of the caller and ``userName``: ``_resolve`` runs the same steps for two
-    requests (of any principals) that agree on every name it looked up. So the answer is keyed
-    on the values of every name looked up for the action so far, a superset of what any one call
-    read: a request for which a name not yet seen matters differs from every cached one on a
-    name already seen, misses, and adds it.
-    """
-    params = record.requestParameters
-    if role or not isinstance(params, dict) or not params:
-        return _resolve(action, role, record, region, account, caller_arn)
-    index = _ParamIndex.build(params)
-    arns = tuple(_scan_arns(params)) if has_arn else ()  # *has_arn*: '"arn:' in the JSON request
-    # The caller names the resource only of calls on the caller (and only without userName).
-    on_caller = action in caller_resource_actions()
-    user = (caller_arn, *_values(params.get("userName"))) if on_caller else ()
-    names = _CONSULTED.get((action, role))
-    if names is not None:
-        key = _projection(action, region, account, arns, user, index, names)
-        hit = _PROJECTED.get(key)
-        if hit is not None:
-            return hit
-    if names is None:
-        names = _CONSULTED[(action, role)] = []
-    looked = _ParamIndex(_Consulted(index.top, names), _Consulted(index.nested, names), index.objects)
-    found = _resolve(action, role, record, region, account, caller_arn, request=looked)
-    if len(_PROJECTED) >= _CACHE_LIMIT:
-        _PROJECTED.clear()
-    _PROJECTED[_projection(action, region, account, arns, user, index, names)] = found
-    return found
-
-
 def _projection(
     action: str,
     region: str,
@@ -643,14 +718,16 @@ def _projection(
     return (action, region, account, arns, user, values)
 
 
-_REF_TYPES: dict[tuple[str, str], ResourceType | None] = {}
 _UNTYPED = ResourceType("", "", False)  # not looked up yet
 
 
-def _from_refs(action: str, refs: list[ResourceRef]) -> tuple[str, ...]:
+def _from_refs(
+    action: str, refs: list[ResourceRef], types: dict[tuple[str, str], ResourceType | None]
+) -> tuple[str, ...]:
     """What ``_resolve`` answers from ``resources[]`` alone (``()``: look further): ``*`` for a
     wildcard-only action, else the ARNs of *action*'s resource types, grouped by type in order
-    of first appearance, each once. The common case, S3 data events and KMS calls."""
+    of first appearance, each once. The common case, S3 data events and KMS calls. *types*
+    remembers the type of each (action, ARN) (``Resolver.ref_types``; any dict will do)."""
     if catalog.is_wildcard_only(action):
         return ("*",)
     matched: list[tuple[str, str]] = []
@@ -659,13 +736,13 @@ def _from_refs(action: str, refs: list[ResourceRef]) -> tuple[str, ...]:
         if arn:
             # The type of an (action, ARN) is remembered, except for S3 objects: buckets, keys
             # and roles repeat from record to record, object keys mostly do not.
-            rt = _REF_TYPES.get((action, arn), _UNTYPED)
+            rt = types.get((action, arn), _UNTYPED)
             if rt is _UNTYPED:
                 rt = catalog.resource_type_for_arn(action, arn)
                 if not is_s3_object_arn(arn):
-                    if len(_REF_TYPES) >= _CACHE_LIMIT:
-                        _REF_TYPES.clear()
-                    _REF_TYPES[(action, arn)] = rt
+                    if len(types) >= _CACHE_LIMIT:
+                        types.clear()
+                    types[(action, arn)] = rt
             if rt is not None:
                 matched.append((rt.name, escape_literal(arn)))
     if len(matched) <= 1:
@@ -693,11 +770,13 @@ def _resolve(
     *,
     refs_tried: bool = False,
     request: _ParamIndex | None = None,
+    ref_types: dict[tuple[str, str], ResourceType | None] | None = None,
 ) -> tuple[str, ...]:
     """Resource ARNs for *action* in *record*; ``("*",)`` for wildcard-only; ``()`` when unknown.
 
     *caller_arn* is the principal's IAM ARN; it names the resource of calls that act on the
-    caller itself (``data/caller_resources.csv``).
+    caller itself (``data/caller_resources.csv``). *ref_types*: a ``Resolver``'s memo of
+    resource types, if any (the answer is the same without).
     """
     if catalog.is_wildcard_only(action):
         return ("*",)
@@ -714,7 +793,7 @@ def _resolve(
     if record.resources and not refs_tried:
         # CloudTrail's own list of the resources involved is authoritative: when it names
         # resources of this action's types, nothing else is consulted.
-        from_refs = _from_refs(action, record.resources)
+        from_refs = _from_refs(action, record.resources, {} if ref_types is None else ref_types)
         if from_refs:
             return from_refs
     # The request names the resource the call is authorized on; the response of a create call
@@ -859,3 +938,7 @@ def _flatten(found: dict[str, list[str]]) -> tuple[str, ...]:
             if arn not in out:
                 out.append(arn)
     return tuple(out)
+
+
+# The default for callers that keep no Normalizer of their own (tests, one-off lookups).
+resolve_resources = Resolver().resolve_resources

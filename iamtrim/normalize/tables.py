@@ -63,6 +63,22 @@ def param_rules() -> dict[tuple[str, str], tuple[ParamRule, ...]]:
 
 
 @functools.cache
+def param_paths() -> dict[str, tuple[tuple[str, tuple[str, ...]], ...]]:
+    """Table rows whose request parameter is a dotted path into nested request members
+    (``blockDeviceMapping.ebs.snapshotId``), by their first member, lower-cased: (the path as the
+    index key, its members)."""
+    out: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for row in _rows("resource_params.csv"):
+        path = row["request_parameter"].lower()
+        if "." in path:
+            members = tuple(path.split("."))
+            entry = (path, members)
+            if entry not in out.setdefault(members[0], []):
+                out[members[0]].append(entry)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+@functools.cache
 def caller_resource_actions() -> frozenset[str]:
     """IAM actions whose user resource is the caller when ``userName`` is absent."""
     return frozenset(row["action"] for row in _rows("caller_resources.csv"))

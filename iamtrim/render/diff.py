@@ -9,7 +9,7 @@ from typing import Any
 
 from iamtrim.evidence import Evidence
 from iamtrim.render.common import md_code, md_text, scrub
-from iamtrim.review.diff import Diff, Missing, Narrowing, UnusedAction, class_label
+from iamtrim.review.diff import Diff, Missing, Narrowing, Proposed, UnusedAction, class_label
 
 __all__ = ["to_json", "to_markdown", "to_text"]
 
@@ -237,59 +237,64 @@ def _names(items: Sequence[str], limit: int = 6) -> str:
     return shown + (f", … (+{len(items) - limit})" if len(items) > limit else "")
 
 
-def to_text(d: Diff, colour: bool = False, *, brief: bool = False) -> str:
-    """The diff as text; *brief*: the headline, and the unused risky actions by name."""
-    d = scrub(d)  # record-derived text reaches a terminal; the colours are added below
-    bold, red, yellow, green, dim = "1", "31", "33", "32", "2"
+# SGR codes of the text rendering's colours
+_BOLD, _RED, _YELLOW, _GREEN, _DIM = "1", "31", "33", "32", "2"
+
+
+def _text_brief(d: Diff, colour: bool) -> list[str]:
+    """--brief: the unused risky actions by name, ! safe to remove, ? review first."""
+    risky = [u for u in d.unused if u.risk]
+    out = [_paint(f"Unused risky ({len(risky)}; ! safe to remove, ? review first)", _BOLD, colour)]
+    for u in sorted(risky, key=lambda u: u.action):
+        mark = "!" if u.removable else "?"
+        out.append(f"  {mark} {u.action} [{', '.join(u.risk)}] {class_label(u.evidence)}")
+    return out
+
+
+def _text_unused(d: Diff, colour: bool) -> list[str]:
+    """Unused actions by service and access level, the risky ones by name."""
     out = [
-        _paint(f"diff {d.principal}", bold, colour),
-        f"current: {', '.join(d.current)}",
-        _paint(_headline(d), bold, colour),
-    ]
-    out += [_paint(f"evidence: {'; '.join(d.basis)}", dim, colour), ""] if d.basis else [""]
-    if brief:
-        risky = [u for u in d.unused if u.risk]
-        out.append(_paint(f"Unused risky ({len(risky)}; ! safe to remove, ? review first)", bold, colour))
-        for u in sorted(risky, key=lambda u: u.action):
-            mark = "!" if u.removable else "?"
-            out.append(f"  {mark} {u.action} [{', '.join(u.risk)}] {class_label(u.evidence)}")
-        return "\n".join(out)
-    out.append(
         _paint(
             f"Unused ({len(d.unused)} of {d.granted} granted: {len(d.removable)} safe to remove, "
             f"{len(d.to_review)} to review)",
-            bold,
+            _BOLD,
             colour,
         )
-    )
+    ]
     if not d.unused:
         out.append("  none")
     for svc, lvl, items in _grouped(d.unused):
         risky = [u for u in items if u.risk]
         head = f"  {svc:<20} {lvl or '-':<24} {len(items):>5}"
         if risky:
-            head += _paint(f"  {len(risky)} risky", red, colour)
+            head += _paint(f"  {len(risky)} risky", _RED, colour)
         out.append(head)
         classes = ", ".join(f"{n} {label}" for label, n in _classes(items))
-        out.append(_paint(f"        {classes}", dim, colour))
+        out.append(_paint(f"        {classes}", _DIM, colour))
         for u in risky:
             mark = "!" if u.removable else "?"
             out.append(
                 _paint(
                     f"      {mark} {u.action} [{', '.join(u.risk)}] {class_label(u.evidence)}" + _last(u),
-                    red if u.removable else yellow,
+                    _RED if u.removable else _YELLOW,
                     colour,
                 )
             )
-    out.append("")
+    return out
+
+
+def _text_review(d: Diff, colour: bool) -> list[str]:
     review = _review(d)
-    out.append(_paint(f"Review before removing ({len(d.to_review)})", bold, colour))
+    out = [_paint(f"Review before removing ({len(d.to_review)})", _BOLD, colour)]
     for line in review:
-        out.append(_paint(f"  {line}", yellow, colour))
+        out.append(_paint(f"  {line}", _YELLOW, colour))
     if not review:
         out.append("  none")
-    out.append("")
-    out.append(_paint(f"Resource narrowing ({len(d.narrowing)})", bold, colour))
+    return out
+
+
+def _text_narrowing(d: Diff, colour: bool) -> list[str]:
+    out = [_paint(f"Resource narrowing ({len(d.narrowing)})", _BOLD, colour)]
     for n in d.narrowing:
         out.append(
             f"  {n.action}: granted on {_names(n.granted_on, 3)}; used on {len(n.used_on)}: "
@@ -300,17 +305,20 @@ def to_text(d: Diff, colour: bool = False, *, brief: bool = False) -> str:
                 _paint(
                     f"      allowed only under {', '.join(n.condition_keys)}, which CloudTrail does not "
                     f"record: the calls rest on {_those(n)}, which the proposal drops",
-                    yellow,
+                    _YELLOW,
                     colour,
                 )
             )
     if not d.narrowing:
         out.append("  none")
-    out.append("")
-    out.append(_paint(f"Missing ({len(d.missing)})", bold, colour))
+    return out
+
+
+def _text_missing(d: Diff, colour: bool) -> list[str]:
+    out = [_paint(f"Missing ({len(d.missing)})", _BOLD, colour)]
     for m in d.missing:
         label = "denied" if m.kind == "denied" else "not allowed now"
-        out.append(_paint(f"  {m.action} ×{m.count} {label} ({m.decision}: {m.reason})", yellow, colour))
+        out.append(_paint(f"  {m.action} ×{m.count} {label} ({m.decision}: {m.reason})", _YELLOW, colour))
         out.append(f"      on {_names(m.resources, _SAMPLE)}")
         if m.change:
             out.append(f"      change: {', '.join(m.change)}")
@@ -318,36 +326,52 @@ def to_text(d: Diff, colour: bool = False, *, brief: bool = False) -> str:
             out.append(f"      note: {m.note}")
     if not d.missing:
         out.append("  none")
+    return out
+
+
+def _text_proposed(p: Proposed, colour: bool) -> list[str]:
+    if p.error:
+        return [_paint(f"Proposed: none ({p.error})", _DIM, colour)]
+    out = [
+        _paint(
+            f"Proposed: {p.granted} actions granted; removes {len(p.removes)} "
+            f"({len(p.removes_risky)} risky"
+            + (f", {len(p.removes_unproven)} without evidence of non-use" if p.removes_unproven else "")
+            + ")",
+            _GREEN,
+            colour,
+        )
+    ]
+    if p.removes_unproven:
+        out.append(f"  removed without evidence of non-use: {_names(p.removes_unproven, 12)}")
+    if p.removes_risky:
+        out.append(f"  risky removed: {_names(p.removes_risky, 12)}")
+    if p.adds:
+        out.append(f"  adds (not granted today): {_names(p.adds, 12)}")
+    return out
+
+
+def to_text(d: Diff, colour: bool = False, *, brief: bool = False) -> str:
+    """The diff as text; *brief*: the headline, and the unused risky actions by name."""
+    d = scrub(d)  # record-derived text reaches a terminal; the colours are added below
+    out = [
+        _paint(f"diff {d.principal}", _BOLD, colour),
+        f"current: {', '.join(d.current)}",
+        _paint(_headline(d), _BOLD, colour),
+    ]
+    out += [_paint(f"evidence: {'; '.join(d.basis)}", _DIM, colour), ""] if d.basis else [""]
+    if brief:
+        return "\n".join(out + _text_brief(d, colour))
+    out += _text_unused(d, colour)
+    out += ["", *_text_review(d, colour)]
+    out += ["", *_text_narrowing(d, colour)]
+    out += ["", *_text_missing(d, colour)]
     if d.proposed is not None:
-        out.append("")
-        p = d.proposed
-        if p.error:
-            out.append(_paint(f"Proposed: none ({p.error})", dim, colour))
-        else:
-            out.append(
-                _paint(
-                    f"Proposed: {p.granted} actions granted; removes {len(p.removes)} "
-                    f"({len(p.removes_risky)} risky"
-                    + (
-                        f", {len(p.removes_unproven)} without evidence of non-use"
-                        if p.removes_unproven
-                        else ""
-                    )
-                    + ")",
-                    green,
-                    colour,
-                )
-            )
-            if p.removes_unproven:
-                out.append(f"  removed without evidence of non-use: {_names(p.removes_unproven, 12)}")
-            if p.removes_risky:
-                out.append(f"  risky removed: {_names(p.removes_risky, 12)}")
-            if p.adds:
-                out.append(f"  adds (not granted today): {_names(p.adds, 12)}")
+        out += ["", *_text_proposed(d.proposed, colour)]
     if d.unknown_patterns:
         out.append("")
         unknown = ", ".join(d.unknown_patterns)
-        out.append(_paint(f"Action patterns unknown to {d.catalog}: {unknown}", dim, colour))
+        out.append(_paint(f"Action patterns unknown to {d.catalog}: {unknown}", _DIM, colour))
     return "\n".join(out)
 
 

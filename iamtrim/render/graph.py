@@ -130,33 +130,19 @@ def _marks(e: PictureEdge, vpce: dict[str, str], keys: dict[str, str]) -> list[t
     return out
 
 
-def to_svg(pic: Picture) -> str:
-    """The picture as a standalone SVG document (UTF-8 text)."""
+def _scrubbed(pic: Picture) -> Picture:
+    """The picture with every string safe for XML 1.0, which admits no control characters."""
     # A node's hover text is one ARN per line: its newlines are the layout, kept; each line is
     # scrubbed like every other string.
     titles = ["\n".join(terminal_safe(line) for line in n.title.split("\n")) for n in pic.nodes]
     pic = scrub(pic)  # XML 1.0 admits no control characters; records may hold them
-    pic = dataclasses.replace(
+    return dataclasses.replace(
         pic, nodes=tuple(dataclasses.replace(n, title=t) for n, t in zip(pic.nodes, titles, strict=True))
     )
-    ET.register_namespace("", SVG_NS)
-    boxes, bands, bottom = _layout(pic)
-    edges = [e for e in pic.edges if e.source in boxes and e.target in boxes]
-    vpce = _codes([v for e in edges for v in e.vpc_endpoints], "E")
-    keys = _codes([k for e in edges for k in e.kms_keys], "K")
-    legend_lines = 2 + len(vpce) + len(keys)
-    height = bottom + 30 + legend_lines * 16
-    width = COL_X[2] + COL_W[2] + 20
-    svg = ET.Element(
-        f"{{{SVG_NS}}}svg",
-        {
-            "width": _num(width),
-            "height": _num(height),
-            "viewBox": f"0 0 {_num(width)} {_num(height)}",
-            "font-family": FONT,
-            "font-size": "11",
-        },
-    )
+
+
+def _draw_header(svg: ET.Element, pic: Picture, width: float, height: float) -> None:
+    """Title, background, the one-line summary and the column heads."""
     _sub(svg, "title", pic.title or "iamtrim usage graph")
     _sub(svg, "rect", x=0.0, y=0.0, width=width, height=height, fill="#ffffff", class_="background")
     _sub(
@@ -182,6 +168,8 @@ def to_svg(pic: Picture) -> str:
             svg, "text", head, x=COL_X[col], y=76.0, font_weight="bold", fill="#333333", class_="column-head"
         )
 
+
+def _draw_bands(svg: ET.Element, bands: list[tuple[int, str, float, float]]) -> None:
     g_bands = _sub(svg, "g", class_="bands")
     for col, name, y, h in bands:
         band = _sub(g_bands, "g", class_="band", data_column=str(col), data_band=name)
@@ -208,9 +196,20 @@ def to_svg(pic: Picture) -> str:
             class_="band-label",
         )
 
-    g_edges = _sub(svg, "g", class_="edges", fill="none")
-    g_marks = _sub(svg, "g", class_="marks")
-    pending: list[tuple[float, float, float, list[tuple[str, str]]]] = []
+
+# A mark waiting to be placed: its centre (x, y), its width and its (text, kind) parts.
+_Mark = tuple[float, float, float, list[tuple[str, str]]]
+
+
+def _draw_edges(
+    g_edges: ET.Element,
+    edges: list[PictureEdge],
+    boxes: dict[str, _Box],
+    vpce: dict[str, str],
+    keys: dict[str, str],
+) -> list[_Mark]:
+    """One curve per edge; returns the marks to place on them (drawn after, so they can stack)."""
+    pending: list[_Mark] = []
     for e in edges:
         s, t = boxes[e.source], boxes[e.target]
         x1, y1, x2, y2 = s.x + s.w, s.mid_y, t.x, t.mid_y
@@ -250,6 +249,10 @@ def to_svg(pic: Picture) -> str:
             )
             my = (1 - t_) ** 3 * y1 + 3 * (1 - t_) ** 2 * t_ * y1 + 3 * (1 - t_) * t_**2 * y2 + t_**3 * y2
             pending.append((mx, my, len(" ".join(m for m, _ in marks)) * 5.6 + 8, marks))
+    return pending
+
+
+def _draw_marks(g_marks: ET.Element, pending: list[_Mark]) -> None:
     placed: list[tuple[float, float, float]] = []
     for mx, my, w, marks in sorted(pending, key=lambda p: (p[1], p[0])):
         # push a mark down until it clears the marks already drawn (they meet near shared targets)
@@ -279,6 +282,8 @@ def to_svg(pic: Picture) -> str:
             _sub(g, "text", m, x=x, y=my + 3.5, font_size=9, fill=COLORS[kind], class_="mark-" + kind)
             x += (len(m) + 1) * 5.6
 
+
+def _draw_nodes(svg: ET.Element, boxes: dict[str, _Box], keys: dict[str, str]) -> None:
     g_nodes = _sub(svg, "g", class_="nodes")
     for box in boxes.values():
         n = box.node
@@ -330,8 +335,9 @@ def to_svg(pic: Picture) -> str:
                 class_="count",
             )
 
+
+def _draw_legend(svg: ET.Element, y: float, vpce: dict[str, str], keys: dict[str, str]) -> None:
     g_legend = _sub(svg, "g", class_="legend")
-    y = bottom + 24
     _sub(
         g_legend,
         "text",
@@ -357,6 +363,37 @@ def to_svg(pic: Picture) -> str:
                 class_="legend-" + kind,
             )
             y += 16
+
+
+def to_svg(pic: Picture) -> str:
+    """The picture as a standalone SVG document (UTF-8 text)."""
+    pic = _scrubbed(pic)
+    ET.register_namespace("", SVG_NS)
+    boxes, bands, bottom = _layout(pic)
+    edges = [e for e in pic.edges if e.source in boxes and e.target in boxes]
+    vpce = _codes([v for e in edges for v in e.vpc_endpoints], "E")
+    keys = _codes([k for e in edges for k in e.kms_keys], "K")
+    legend_lines = 2 + len(vpce) + len(keys)
+    height = bottom + 30 + legend_lines * 16
+    width = COL_X[2] + COL_W[2] + 20
+    svg = ET.Element(
+        f"{{{SVG_NS}}}svg",
+        {
+            "width": _num(width),
+            "height": _num(height),
+            "viewBox": f"0 0 {_num(width)} {_num(height)}",
+            "font-family": FONT,
+            "font-size": "11",
+        },
+    )
+    _draw_header(svg, pic, width, height)
+    _draw_bands(svg, bands)
+    # edges and marks are two groups made here, in this order, before the nodes drawn over them
+    g_edges = _sub(svg, "g", class_="edges", fill="none")
+    g_marks = _sub(svg, "g", class_="marks")
+    _draw_marks(g_marks, _draw_edges(g_edges, edges, boxes, vpce, keys))
+    _draw_nodes(svg, boxes, keys)
+    _draw_legend(svg, bottom + 24, vpce, keys)
     ET.indent(svg, space=" ")
     return ET.tostring(svg, encoding="unicode", xml_declaration=False) + "\n"
 

@@ -21,18 +21,20 @@ known about what the records could have shown: every unused action is ``NOT_OBSE
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from iamtrim import catalog
-from iamtrim.errors import IamtrimError
+from iamtrim.errors import IamtrimError, PrincipalError
 from iamtrim.evaluate import Decision, Evaluation, evaluate
-from iamtrim.evidence import Evidence, Observability, PrincipalEvidence, coverage_from_rows
-from iamtrim.model import Outcome, Principal, UsageRow
+from iamtrim.evidence import Evidence, Observability, PrincipalEvidence, coverage_from_rows, for_principal
+from iamtrim.model import Outcome, Principal, TimeWindow, UsageRow
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Effect, Policy
-from iamtrim.review.current import CurrentPolicies
+from iamtrim.query import resolve_principal_name
+from iamtrim.review.current import CurrentPolicies, principal_for
 from iamtrim.review.granted import GrantedSet, allowed_under_unlogged_keys, granted_actions
+from iamtrim.store import Store
 from iamtrim.synth import AdvisedGrant, GeneratedPolicy, SynthOptions, generate_identity_policy
 from iamtrim.verify import account_trust_policy, request_for
 
@@ -44,6 +46,7 @@ __all__ = [
     "UnusedAction",
     "class_label",
     "diff_principal",
+    "diff_stored_principal",
     "evidence_from_rows",
 ]
 
@@ -252,38 +255,34 @@ def _advised(ev: PrincipalEvidence) -> list[AdvisedGrant]:
     ]
 
 
-def diff_principal(
-    principal: Principal,
-    rows: Sequence[UsageRow],
-    current: CurrentPolicies,
-    options: SynthOptions | None = None,
-    propose: bool = True,
-    evidence: PrincipalEvidence | None = None,
-) -> Diff:
-    """The diff of *current* against *rows*. *evidence* (``evidence.for_principal(store, arn)``)
-    says which unused actions are safe to remove; without it none is (nothing was observable)."""
-    arn = principal.arn
-    ev_known = evidence is not None
-    evidence = evidence if evidence is not None else evidence_from_rows(arn, rows)
-    granted = granted_actions(current, arn)
-    used_rows = [r for r in rows if r.outcome is Outcome.USED]
-    denied_rows = [r for r in rows if r.outcome is Outcome.DENIED]
-    used = tuple(sorted({r.action for r in used_rows}))
-    by_name = {p.name: p for p in current.identity}
+# A refused call before grouping: (action, resource, kind, count, last seen, decision, reason, change)
+_MissingRow = tuple[str, str | None, str, int, str, str, str, tuple[str, ...]]
 
-    # Missing, and the Allow statements behind each observed call (for narrowing).
-    missing: list[tuple[str, str | None, str, int, str, str, str, tuple[str, ...]]] = []
-    granted_on: dict[str, set[str]] = {}
-    used_on: dict[str, set[str]] = {}
-    calls: dict[str, int] = {}
-    conditional_on: dict[str, set[str]] = {}
+
+@dataclass(slots=True)
+class _Observed:
+    """What the current policies say about each observed call (built by :func:`_judge_calls`)."""
+
+    missing: list[_MissingRow] = field(default_factory=list)
+    granted_on: dict[str, set[str]] = field(default_factory=dict)  # action → Allow patterns
+    used_on: dict[str, set[str]] = field(default_factory=dict)  # action → resources named
+    calls: dict[str, int] = field(default_factory=dict)
+    conditional_on: dict[str, set[str]] = field(default_factory=dict)  # action → unlogged keys
+    last_denied: dict[str, str] = field(default_factory=dict)
+
+
+def _judge_used(
+    obs: _Observed, arn: str, used_rows: Sequence[UsageRow], current: CurrentPolicies, granted: GrantedSet
+) -> None:
+    """Missing, and the Allow statements behind each observed call (for narrowing)."""
+    by_name = {p.name: p for p in current.identity}
     for r in used_rows:
         evaluated = _evaluate(arn, r, current, granted)
         if evaluated is None:
             continue
         ev, unlogged = evaluated
         if not ev.allowed:
-            missing.append(
+            obs.missing.append(
                 (
                     r.action,
                     r.resource,
@@ -298,17 +297,22 @@ def diff_principal(
             continue
         for m in ev.statements:
             if m.effect is Effect.ALLOW and m.kind.value == "identity" and m.policy in by_name:
-                granted_on.setdefault(r.action, set()).update(_patterns(by_name[m.policy], m.index))
+                obs.granted_on.setdefault(r.action, set()).update(_patterns(by_name[m.policy], m.index))
         if unlogged:
-            conditional_on.setdefault(r.action, set()).update(unlogged)
+            obs.conditional_on.setdefault(r.action, set()).update(unlogged)
         if r.resource and r.resource != "*":
-            used_on.setdefault(r.action, set()).add(r.resource)
-            calls[r.action] = calls.get(r.action, 0) + r.count
+            obs.used_on.setdefault(r.action, set()).add(r.resource)
+            obs.calls[r.action] = obs.calls.get(r.action, 0) + r.count
         elif unlogged:
-            calls[r.action] = calls.get(r.action, 0) + r.count
-    last_denied: dict[str, str] = {}
+            obs.calls[r.action] = obs.calls.get(r.action, 0) + r.count
+
+
+def _judge_denied(
+    obs: _Observed, arn: str, denied_rows: Sequence[UsageRow], current: CurrentPolicies, granted: GrantedSet
+) -> None:
+    """Each denied call, with what the current identity policies decide on it."""
     for r in denied_rows:
-        last_denied[r.action] = max(last_denied.get(r.action, ""), r.last_seen)
+        obs.last_denied[r.action] = max(obs.last_denied.get(r.action, ""), r.last_seen)
         judged = _evaluate(arn, r, current, granted)
         verdict: tuple[str, str, tuple[str, ...]]
         if judged is None or judged[0].allowed:
@@ -320,8 +324,13 @@ def diff_principal(
             )
         else:
             verdict = (str(judged[0].decision), judged[0].reason, _change(judged[0], current))
-        missing.append((r.action, r.resource, "denied", r.count, r.last_seen, *verdict))
+        obs.missing.append((r.action, r.resource, "denied", r.count, r.last_seen, *verdict))
 
+
+def _unused(
+    granted: GrantedSet, used: Sequence[str], evidence: PrincipalEvidence, last_denied: dict[str, str]
+) -> list[UnusedAction]:
+    """Granted actions not seen used, each with the evidence for calling it unused."""
     used_set = set(used)
     unused = []
     for g in granted.grants:
@@ -341,28 +350,32 @@ def diff_principal(
                 obs,
             )
         )
+    return unused
 
-    advised = _advised(evidence) if ev_known else []
-    proposed, generated = (
-        _proposal(principal, rows, current, granted, options, advised) if propose else (None, None)
+
+def _with_unproven(proposed: Proposed | None, unused: Sequence[UnusedAction]) -> Proposed | None:
+    """The proposal, with the actions it removes without evidence of non-use named."""
+    if proposed is None or not proposed.removes:
+        return proposed
+    removable = {u.action for u in unused if u.removable}
+    unproven = tuple(a for a in proposed.removes if a not in removable)
+    return Proposed(
+        proposed.policies,
+        proposed.granted,
+        proposed.removes,
+        proposed.removes_risky,
+        proposed.adds,
+        proposed.error,
+        unproven,
     )
-    if proposed is not None and proposed.removes:
-        removable = {u.action for u in unused if u.removable}
-        unproven = tuple(a for a in proposed.removes if a not in removable)
-        proposed = Proposed(
-            proposed.policies,
-            proposed.granted,
-            proposed.removes,
-            proposed.removes_risky,
-            proposed.adds,
-            proposed.error,
-            unproven,
-        )
 
+
+def _narrowing(obs: _Observed, generated: GeneratedPolicy | None) -> list[Narrowing]:
+    """Used actions granted on patterns wider than the resources used, or only under unlogged keys."""
     narrowing = []
-    for action in sorted(set(used_on) | set(conditional_on)):
-        wide = sorted(p for p in granted_on.get(action, ()) if _wide(p))
-        keys = tuple(sorted(conditional_on.get(action, ())))
+    for action in sorted(set(obs.used_on) | set(obs.conditional_on)):
+        wide = sorted(p for p in obs.granted_on.get(action, ()) if _wide(p))
+        keys = tuple(sorted(obs.conditional_on.get(action, ())))
         if not wide and not keys:
             continue
         prop: set[str] = set()
@@ -373,19 +386,23 @@ def diff_principal(
         narrowing.append(
             Narrowing(
                 action,
-                tuple(sorted(granted_on.get(action, ()))),
-                tuple(sorted(used_on.get(action, ()))),
-                calls.get(action, 0),
+                tuple(sorted(obs.granted_on.get(action, ()))),
+                tuple(sorted(obs.used_on.get(action, ()))),
+                obs.calls.get(action, 0),
                 tuple(sorted(prop)),
                 bool(keys),
                 keys,
             )
         )
+    return narrowing
 
+
+def _grouped_missing(missing: Sequence[_MissingRow], evidence: PrincipalEvidence) -> tuple[Missing, ...]:
+    """Refused calls of one action for one reason, their resources grouped."""
     grouped: dict[tuple[str, str, str, str, tuple[str, ...]], list[tuple[str | None, int, str]]] = {}
     for action, resource, kind, count, last, decision, reason, change in missing:
         grouped.setdefault((kind, action, decision, reason, change), []).append((resource, count, last))
-    missing_out = tuple(
+    return tuple(
         Missing(
             action,
             tuple(sorted({r or "(unknown)" for r, _, _ in items})),
@@ -399,6 +416,38 @@ def diff_principal(
         )
         for (kind, action, decision, reason, change), items in sorted(grouped.items())
     )
+
+
+def diff_principal(
+    principal: Principal,
+    rows: Sequence[UsageRow],
+    current: CurrentPolicies,
+    options: SynthOptions | None = None,
+    propose: bool = True,
+    evidence: PrincipalEvidence | None = None,
+) -> Diff:
+    """The diff of *current* against *rows*. *evidence* (``evidence.for_principal(store, arn)``)
+    says which unused actions are safe to remove; without it none is (nothing was observable)."""
+    arn = principal.arn
+    ev_known = evidence is not None
+    evidence = evidence if evidence is not None else evidence_from_rows(arn, rows)
+    granted = granted_actions(current, arn)
+    used_rows = [r for r in rows if r.outcome is Outcome.USED]
+    denied_rows = [r for r in rows if r.outcome is Outcome.DENIED]
+    used = tuple(sorted({r.action for r in used_rows}))
+
+    observed = _Observed()
+    _judge_used(observed, arn, used_rows, current, granted)
+    _judge_denied(observed, arn, denied_rows, current, granted)
+    unused = _unused(granted, used, evidence, observed.last_denied)
+
+    advised = _advised(evidence) if ev_known else []
+    proposed, generated = (
+        _proposal(principal, rows, current, granted, options, advised) if propose else (None, None)
+    )
+    proposed = _with_unproven(proposed, unused)
+    narrowing = _narrowing(observed, generated)
+    missing_out = _grouped_missing(observed.missing, evidence)
     findings = _findings(arn, unused, narrowing, missing_out, granted)
     return Diff(
         principal=arn,
@@ -415,6 +464,37 @@ def diff_principal(
         basis=_basis(evidence),
         caveats=tuple(sorted({c for u in unused for c in u.evidence.caveats})),
     )
+
+
+def diff_stored_principal(
+    store: Store,
+    name: str,
+    window: TimeWindow,
+    policies_of: Callable[[str], CurrentPolicies],
+    *,
+    policies_name_principal: bool,
+) -> Diff:
+    """The diff of the principal *name* names: its usage in *store* over *window* against
+    ``policies_of(arn or name)``, with the store's evidence of what could have been seen.
+
+    A principal the usage data does not know (no call in the window, or none ever) is still
+    diffed when its policies come from where principals are named (``--authz``, ``--from-aws``:
+    *policies_name_principal*): they resolve the name, and everything they grant is unused.
+    Policy documents alone (``--current``) name nobody, so there the usage data must know it.
+    """
+    p: Principal | None
+    try:
+        p = resolve_principal_name(store, name)
+        rows = store.usage(p.arn, window)
+    except PrincipalError:
+        if not policies_name_principal:
+            raise
+        p, rows = None, []
+    policies = policies_of(p.arn if p else name)
+    p = p or principal_for(policies.principal)
+    # What the store could have shown (coverage, Access Advisor): only evidence of non-use
+    # makes an unused entry safe to remove. --events records coverage from its files too.
+    return diff_principal(p, rows, policies, evidence=for_principal(store, p.arn, window=window))
 
 
 def _missing_note(ev: PrincipalEvidence, action: str) -> str:

@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from iamtrim.errors import InputError
+from iamtrim.errors import SuppressionError
 from iamtrim.model.finding import FINDINGS, Finding, Severity
 from iamtrim.review.job import Review
 from iamtrim.store import DEFAULT_WAIT_LOCK, ReviewRunRow, Store
@@ -47,10 +47,6 @@ __all__ = [
     "load_suppressions",
     "record_run",
 ]
-
-
-class SuppressionError(InputError):
-    """A suppressions file that cannot be read or says something invalid (exit 4)."""
 
 
 class Status(StrEnum):

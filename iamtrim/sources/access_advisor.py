@@ -215,49 +215,10 @@ def _parse_services(
     if not isinstance(services, list):
         out.skipped = "ServicesLastAccessed is not a list"
         return
-    job_type = _str(data.get("JobType"))
-    # Who is the report about? For a role or user report AWS names that role/user as the
-    # LastAuthenticatedEntity of every accessed service; for a group or policy report, the member
-    # that last used it (API_GetServiceLastAccessedDetails.html, "the ARN of the following entity").
-    named = {
-        e
-        for s in services
-        if isinstance(s, Mapping)
-        for e in [_str(s.get("LastAuthenticatedEntity"))]
-        + [
-            _str(a.get("LastAccessedEntity"))
-            for a in (s.get("TrackedActionsLastAccessed") or [])
-            if isinstance(a, Mapping)
-        ]
-        if e
-    }
-    # More than one entity behind a service means a group or policy report even when only one
-    # ARN is named (the last accessor): its "not accessed" rows then speak for no single principal.
-    shared = any(
-        isinstance(s, Mapping)
-        and isinstance(s.get("TotalAuthenticatedEntities"), int)
-        and not isinstance(s.get("TotalAuthenticatedEntities"), bool)
-        and int(s["TotalAuthenticatedEntities"]) > 1
-        for s in services
-    )
-    subject_kind = principal_kind(principal)
-    if subject_kind in ("role", "user"):
-        others = {e for e in named if e != principal and principal_kind(e) in ("role", "user")}
-        if others:
-            out.skipped = (
-                f"report names {sorted(others)[0]} as its last accessor, not --principal {principal}"
-            )
-            return
-        subject = principal
-    elif subject_kind:  # a group or policy report: evidence goes to the members AWS named
-        subject = ""
-    elif len(named) == 1 and not shared and principal_kind(next(iter(named))) in ("role", "user"):
-        subject = next(iter(named))
-    elif not named:
-        out.skipped = "the report names no principal (nothing was accessed): pass --principal ARN"
+    subject = _report_subject(services, out, principal)
+    if subject is None:
         return
-    else:
-        subject = ""
+    job_type = _str(data.get("JobType"))
     unattributed = 0
     unknown_actions: list[str] = []
     for raw in services:
@@ -295,31 +256,7 @@ def _parse_services(
             continue
         if job_type == "SERVICE_LEVEL":
             out.notes.append(f"{ns}: TrackedActionsLastAccessed in a SERVICE_LEVEL report, read anyway")
-        for item in tracked:
-            if not isinstance(item, Mapping) or not _str(item.get("ActionName")):
-                out.notes.append(f"{ns}: a tracked action without ActionName")
-                continue
-            action, known = _action_name(ns, _str(item["ActionName"]), canonical)
-            if not known:
-                unknown_actions.append(action)
-            a_entity = _str(item.get("LastAccessedEntity"))
-            a_who = subject or a_entity
-            if not a_who:
-                unattributed += 1
-                continue
-            out.entries.append(
-                LastAccessed(
-                    a_who,
-                    ns,
-                    action,
-                    normalize_timestamp(item.get("LastAccessedTime")),
-                    _str(item.get("LastAccessedRegion")),
-                    a_entity,
-                    principal,
-                    Granularity.ACTION,
-                    out.generated_at,
-                )
-            )
+        unattributed += _read_tracked(ns, tracked, out, principal, subject, canonical, unknown_actions)
     if unattributed:
         out.notes.append(
             f"{unattributed} entries never accessed are not attributed to anyone "
@@ -332,6 +269,93 @@ def _parse_services(
         )
     if not out.entries:
         out.skipped = "no entry could be attributed to a principal: pass --principal ARN"
+
+
+def _report_subject(services: list[object], out: AccessAdvisorRead, principal: str) -> str | None:
+    """The principal a service-last-accessed report is about: *principal* (a role or user
+    report), ``""`` when each entry speaks for the member it names (a group or policy report),
+    or ``None`` when the report cannot be attributed (``out.skipped`` says why)."""
+    # Who is the report about? For a role or user report AWS names that role/user as the
+    # LastAuthenticatedEntity of every accessed service; for a group or policy report, the member
+    # that last used it (API_GetServiceLastAccessedDetails.html, "the ARN of the following entity").
+    named = {
+        e
+        for s in services
+        if isinstance(s, Mapping)
+        for e in [_str(s.get("LastAuthenticatedEntity"))]
+        + [
+            _str(a.get("LastAccessedEntity"))
+            for a in (s.get("TrackedActionsLastAccessed") or [])
+            if isinstance(a, Mapping)
+        ]
+        if e
+    }
+    # More than one entity behind a service means a group or policy report even when only one
+    # ARN is named (the last accessor): its "not accessed" rows then speak for no single principal.
+    shared = any(
+        isinstance(s, Mapping)
+        and isinstance(s.get("TotalAuthenticatedEntities"), int)
+        and not isinstance(s.get("TotalAuthenticatedEntities"), bool)
+        and int(s["TotalAuthenticatedEntities"]) > 1
+        for s in services
+    )
+    subject_kind = principal_kind(principal)
+    if subject_kind in ("role", "user"):
+        others = {e for e in named if e != principal and principal_kind(e) in ("role", "user")}
+        if others:
+            out.skipped = (
+                f"report names {sorted(others)[0]} as its last accessor, not --principal {principal}"
+            )
+            return None
+        return principal
+    if subject_kind:  # a group or policy report: evidence goes to the members AWS named
+        return ""
+    if len(named) == 1 and not shared and principal_kind(next(iter(named))) in ("role", "user"):
+        return next(iter(named))
+    if not named:
+        out.skipped = "the report names no principal (nothing was accessed): pass --principal ARN"
+        return None
+    return ""
+
+
+def _read_tracked(
+    ns: str,
+    tracked: list[object],
+    out: AccessAdvisorRead,
+    principal: str,
+    subject: str,
+    canonical: Callable[[str, str], str | None],
+    unknown_actions: list[str],
+) -> int:
+    """Add the action-level entries of one service (``TrackedActionsLastAccessed``); the number
+    of entries attributed to no one."""
+    unattributed = 0
+    for item in tracked:
+        if not isinstance(item, Mapping) or not _str(item.get("ActionName")):
+            out.notes.append(f"{ns}: a tracked action without ActionName")
+            continue
+        action, known = _action_name(ns, _str(item["ActionName"]), canonical)
+        if not known:
+            unknown_actions.append(action)
+        a_entity = _str(item.get("LastAccessedEntity"))
+        a_who = subject or a_entity
+        if not a_who:
+            unattributed += 1
+            continue
+        out.entries.append(
+            LastAccessed(
+                a_who,
+                ns,
+                action,
+                normalize_timestamp(item.get("LastAccessedTime")),
+                _str(item.get("LastAccessedRegion")),
+                a_entity,
+                principal,
+                Granularity.ACTION,
+                out.generated_at,
+            )
+        )
+    return unattributed
 
 
 def _parse_entities(

@@ -1,10 +1,10 @@
 """Typed views of a CloudTrail record: only the fields iamtrim reads.
 
 Decoding straight into these msgspec structs (instead of building a dict for every field of a
-~1.6 KB record) is what makes ingest fast: see DESIGN.md "Numbers that matter". Fields whose shape
+~1.6 KB record) is what makes ingest fast: see docs/design.md#numbers. Fields whose shape
 varies by service (``requestParameters``, ``responseElements``, ``additionalEventData``) are
 decoded generically; ``userIdentity`` is kept as raw JSON and resolved once per distinct identity
-(``iamtrim.normalize.record.identity_of``): a session's calls repeat it byte for byte, so the
+(``iamtrim.normalize.record.Normalizer.identity_of``): a session's calls repeat it byte for byte, so the
 structs need not be built, hashed and freed for every record. Field reference:
 https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html
 """
@@ -77,7 +77,7 @@ class Record(msgspec.Struct):
     errorMessage: str | None = None
     recipientAccountId: str | None = None
     vpcEndpointId: str | None = None
-    userIdentity: msgspec.Raw = NULL_RAW  # a UserIdentity object, decoded by identity_of()
+    userIdentity: msgspec.Raw = NULL_RAW  # a UserIdentity object, decoded by Normalizer.identity_of()
     requestParameters: Any = None
     responseElements: Any = None
     additionalEventData: AdditionalEventData | None = None

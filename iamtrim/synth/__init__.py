@@ -5,6 +5,7 @@ from iamtrim.synth.identity import (
     GeneratedPolicy,
     StatementEvidence,
     SynthOptions,
+    advised_grants,
     generate_identity_policy,
 )
 from iamtrim.synth.limits import Target
@@ -18,5 +19,6 @@ __all__ = [
     "Target",
     "Widening",
     "WideningKind",
+    "advised_grants",
     "generate_identity_policy",
 ]

@@ -37,9 +37,10 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
-from iamtrim.errors import IamtrimError
+from iamtrim.errors import BucketError, LockoutError, SynthError
 from iamtrim.evaluate import Evaluation, Request, evaluate
 from iamtrim.model import (
     Outcome,
@@ -52,28 +53,34 @@ from iamtrim.model import (
 )
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Principals, Statement
-from iamtrim.synth.identity import SynthError
-from iamtrim.synth.limits import BUCKET_POLICY_BYTES, check_resource_policy
-from iamtrim.synth.merge import CurrentResourcePolicy, Merge, merge_current
+from iamtrim.synth.limits import BUCKET_POLICY_BYTES
+from iamtrim.synth.merge import CurrentResourcePolicy, Merge
+from iamtrim.synth.resource_policy import (
+    account_of,
+    allow_all,
+    call_evidence,
+    camel,
+    merge_and_check,
+    principal_arn_forms,
+    session_arn,
+    short_name,
+)
 from iamtrim.verify import request_context
 
 __all__ = [
     "BUCKET_MANAGED_SIDS",
     "BUCKET_POLICY_ACTIONS",
-    "BucketError",
     "BucketOptions",
     "BucketStatement",
+    "BucketStatementKind",
     "GeneratedBucketPolicy",
-    "LockoutError",
+    "Guard",
     "Unpinned",
-    "allow_all",
     "bucket_rows",
     "check_lockout",
     "generate_bucket_policy",
     "lockout_requests",
-    "principal_arn_forms",
     "replay_context",
-    "session_arn",
 ]
 
 # The Sid prefixes of the statements generate_bucket_policy writes; a current statement with one
@@ -84,18 +91,26 @@ BUCKET_MANAGED_SIDS = ("DenyInsecureTransport", "DenyAccessOutside", "DenyUpload
 BUCKET_POLICY_ACTIONS = ("s3:GetBucketPolicy", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy")
 
 _S3_ARN = re.compile(r"arn:(aws[\w-]*):s3:::([^/]+)(?:/(.*))?\Z", re.DOTALL)
-_IAM_ARN = re.compile(r"arn:(aws[\w-]*):iam::(\d{12}):(role|user)/(.+)\Z")
 _KMS_APPLIED = "KMS"  # additionalEventData.SSEApplied: SSE_KMS, Default_SSE_KMS, SSE_KMS_DSSE, ...
 
 
-class BucketError(IamtrimError):
-    """Nothing observed on the bucket, or options that cannot describe it (exit 2)."""
+class BucketStatementKind(StrEnum):
+    """What one statement of the bucket policy does (the guardrails in this module's docstring)."""
 
-    exit_code = 2
+    DENY_INSECURE_TRANSPORT = "deny-insecure-transport"
+    PIN_VPCE = "pin-vpce"
+    REQUIRE_SSE = "require-sse"
+    DENY_OTHER_SSE = "deny-other-sse"
+    REQUIRE_KMS_KEY = "require-kms-key"
+    DENY_OTHER_KMS_KEY = "deny-other-kms-key"
+    CROSS_ACCOUNT_GRANT = "cross-account-grant"
 
 
-class LockoutError(SynthError):
-    """The generated policy would deny a break-glass principal or the root the bucket policy."""
+class Guard(StrEnum):
+    """The guardrail a principal is left out of (:class:`Unpinned`)."""
+
+    VPCE = "vpce"
+    SSE_KMS = "sse-kms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +125,7 @@ class BucketStatement:
     observed calls behind it."""
 
     sid: str
-    kind: str  # deny-insecure-transport | pin-vpce | require-sse | deny-other-sse | require-kms-key |
-    # deny-other-kms-key | cross-account-grant
+    kind: BucketStatementKind
     purpose: str
     principals: tuple[str, ...]
     calls: int
@@ -126,7 +140,7 @@ class Unpinned:
     """A principal left out of a guardrail, and why."""
 
     principal: str
-    guard: str  # vpce | sse-kms
+    guard: Guard
     reason: str
 
 
@@ -146,49 +160,11 @@ class GeneratedBucketPolicy:
 
 
 # ---------------------------------------------------------------------------------------------
-# Helpers shared with the KMS key policy and the tests
-
-
-def allow_all() -> Policy:
-    """The broad identity policy the owner's principals are assumed to hold when replaying."""
-    return Policy(
-        statements=(Statement(Effect.ALLOW, actions=("*",), resources=("*",), sid="AllowAll"),),
-        name="assumed-allow-all",
-    )
-
-
-def principal_arn_forms(arn: str) -> tuple[str, ...]:
-    """The values ``aws:PrincipalArn`` may take for *arn*.
-
-    For a role session AWS sets ``aws:PrincipalArn`` to the role ARN. IAM documents it with the
-    role's path; some evaluators (and older documentation) derive it from the session ARN, which
-    carries no path. Role names are unique in an account whatever their path
-    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-friendly-names),
-    so naming both forms names the same role and nothing else.
-    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn
-    """
-    m = _IAM_ARN.match(arn)
-    if m is None or m.group(3) != "role" or "/" not in m.group(4):
-        return (arn,)
-    name = m.group(4).rsplit("/", 1)[1]
-    return tuple(sorted({arn, f"arn:{m.group(1)}:iam::{m.group(2)}:role/{name}"}))
-
-
-def _account_of(arn: str) -> str:
-    parts = arn.split(":")
-    return parts[4] if len(parts) > 5 and arn.startswith("arn:") else ""
-
-
-def _camel(text: str) -> str:
-    return "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]", text) if p)
-
-
-def _short_name(arn: str) -> str:
-    return arn.rsplit("/", 1)[-1] if "/" in arn else arn.rsplit(":", 1)[-1]
+# Helpers (the ones shared with the KMS key policy live in synth/resource_policy.py)
 
 
 def _sid_for(prefix: str, principals: Sequence[str], extra: str = "") -> str:
-    names = [_camel(_short_name(p)) for p in principals]
+    names = [camel(short_name(p)) for p in principals]
     body = "".join(names) if len(names) <= 2 else f"{len(names)}Principals"
     sid = f"{prefix}For{body}" if body else prefix
     if len(names) > 2 or extra:
@@ -223,22 +199,6 @@ def replay_context(row: UsageRow) -> dict[str, str | list[str]]:
     return ctx
 
 
-def _evidence(rows: Sequence[UsageRow]) -> tuple[int, str, str, tuple[str, ...]]:
-    if not rows:
-        return 0, "", "", ()
-    eids: list[str] = []
-    for r in sorted(rows, key=lambda r: (r.first_seen, r.event_ids)):
-        for e in r.event_ids:
-            if e not in eids and len(eids) < 5:
-                eids.append(e)
-    return (
-        sum(r.count for r in rows),
-        min(r.first_seen for r in rows),
-        max(r.last_seen for r in rows),
-        tuple(eids),
-    )
-
-
 def _kms_applied(row: UsageRow) -> bool:
     return row.context.sse_header.startswith("aws:kms") or _KMS_APPLIED in row.context.sse_applied.upper()
 
@@ -247,7 +207,7 @@ def infer_owner(rows: Sequence[UsageRow]) -> str:
     """The account with the most distinct principals among the callers (ties are refused)."""
     principals: dict[str, set[str]] = defaultdict(set)
     for r in rows:
-        acct = _account_of(r.principal)
+        acct = account_of(r.principal)
         if acct:
             principals[acct].add(r.principal)
     ranked = sorted(principals.items(), key=lambda kv: (-len(kv[1]), kv[0]))
@@ -299,6 +259,30 @@ class _Draft:
     evidence: BucketStatement
 
 
+@dataclass(slots=True)
+class _Scope:
+    """One bucket's synthesis: what every step reads, and the findings and unpinned principals
+    the steps add."""
+
+    bucket: str
+    bucket_arn: str
+    account: str
+    break_glass: tuple[str, ...]
+    used: list[UsageRow]
+    denied: tuple[UsageRow, ...]
+    findings: list[Finding]
+    unpinned: list[Unpinned] = field(default_factory=list)
+    by_principal: dict[str, list[UsageRow]] = field(default_factory=dict)
+    bg_forms: set[str] = field(default_factory=set)
+
+    @property
+    def resources(self) -> tuple[str, str]:
+        return (self.bucket_arn, f"{self.bucket_arn}/*")
+
+    def is_break_glass(self, principal: str) -> bool:
+        return bool(set(principal_arn_forms(principal)) & self.bg_forms)
+
+
 def generate_bucket_policy(
     bucket: str,
     rows: Iterable[UsageRow],
@@ -309,7 +293,53 @@ def generate_bucket_policy(
 
     With *current* (the bucket's policy now), the statements iamtrim does not manage are kept and
     the merged document is what gets verified and returned (``synth/merge.py``)."""
-    options = options or BucketOptions()
+    scope = _scope(bucket, rows, options or BucketOptions())
+    drafts = [_transport_draft(scope)]  # 1. plain HTTP, for everybody
+    drafts += _vpce_drafts(scope)  # 2. VPC endpoint pins
+    drafts += _sse_drafts(scope)  # 3. SSE-KMS on uploads
+    for p, prow in sorted(scope.by_principal.items()):  # 4. cross-account grants
+        if account_of(p) != scope.account:
+            drafts += _grant_drafts(scope, p, prow)
+    scope.findings += _wildcard_findings(scope.used)
+    final_drafts = _unique_sids(drafts)
+    policy, merge = merge_and_check(
+        Policy(statements=tuple(d.statement for d in final_drafts), name=f"bucket-policy:{bucket}"),
+        current,
+        BUCKET_MANAGED_SIDS,
+        BUCKET_POLICY_BYTES,
+        f"bucket policy for {bucket}",
+    )
+
+    # 5. Replay every observed call; refuse a policy that breaks one.
+    count, failures = replay_bucket(policy, scope.used, scope.account)
+    if failures:
+        row, failed = failures[0]
+        raise SynthError(
+            f"refusing to emit: the bucket policy would deny an observed call ({row.principal} "
+            f"{row.action} on {row.resource}: {failed.reason}); {len(failures)} of {count} fail"
+        )
+
+    # 6. The lockout rule.
+    endpoints = sorted({r.context.vpc_endpoint for r in scope.used if r.context.vpc_endpoint})
+    checked = check_lockout(policy, scope.bucket_arn, scope.account, scope.break_glass, endpoints)
+
+    return GeneratedBucketPolicy(
+        bucket=bucket,
+        account=scope.account,
+        policy=policy,
+        statements=tuple(d.evidence for d in final_drafts),
+        unpinned=tuple(sorted(set(scope.unpinned), key=lambda u: (u.guard, u.principal))),
+        findings=tuple(sorted(set(scope.findings))),
+        denied=scope.denied,
+        replayed=count,
+        lockout_checked=checked,
+        break_glass=scope.break_glass,
+        merge=merge,
+    )
+
+
+def _scope(bucket: str, rows: Iterable[UsageRow], options: BucketOptions) -> _Scope:
+    """The bucket's rows, its owner account and its break-glass principals, checked."""
     on_bucket = bucket_rows(rows, bucket)
     used = [r for r in on_bucket if r.outcome is Outcome.USED]
     denied = tuple(r for r in on_bucket if r.outcome is Outcome.DENIED)
@@ -320,8 +350,6 @@ def generate_bucket_policy(
         )
     m = _S3_ARN.match(used[0].resource or "")
     partition = m.group(1) if m else "aws"
-    bucket_arn = f"arn:{partition}:s3:::{bucket}"
-    resources = (bucket_arn, f"{bucket_arn}/*")
     findings: list[Finding] = []
     account = options.account
     if not account:
@@ -333,7 +361,7 @@ def generate_bucket_policy(
         )
     break_glass = tuple(sorted(set(options.break_glass)))
     for bg in break_glass:
-        if _account_of(bg) != account:
+        if account_of(bg) != account:
             # Only identities of the bucket owner's account may call the bucket-policy APIs.
             # https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutBucketPolicy.html
             raise BucketError(
@@ -346,65 +374,82 @@ def generate_bucket_policy(
                 "NO_BREAK_GLASS", bucket, f"the lockout check covers arn:{partition}:iam::{account}:root only"
             )
         )
-    bg_forms = {f for bg in break_glass for f in principal_arn_forms(bg)}
-
     by_principal: dict[str, list[UsageRow]] = defaultdict(list)
     for r in used:
         by_principal[r.principal].append(r)
-
-    drafts: list[_Draft] = []
-    unpinned: list[Unpinned] = []
-
-    # 1. Plain HTTP, for everybody.
-    calls, first, last, eids = _evidence(used)
-    drafts.append(
-        _Draft(
-            0,
-            Statement(
-                Effect.DENY,
-                actions=("s3:*",),
-                resources=resources,
-                principals=Principals.star(),
-                conditions=(Condition("Bool", "aws:SecureTransport", ("false",)),),
-                sid="DenyInsecureTransport",
-            ),
-            BucketStatement(
-                "DenyInsecureTransport",
-                "deny-insecure-transport",
-                f"protects {bucket} from requests over plain HTTP (every observed call used TLS)",
-                (),
-                calls,
-                first,
-                last,
-                eids,
-            ),
-        )
+    return _Scope(
+        bucket,
+        f"arn:{partition}:s3:::{bucket}",
+        account,
+        break_glass,
+        used,
+        denied,
+        findings,
+        by_principal=dict(by_principal),
+        bg_forms={f for bg in break_glass for f in principal_arn_forms(bg)},
     )
 
-    # 2. VPC endpoint pins.
+
+def _transport_draft(scope: _Scope) -> _Draft:
+    """Plain HTTP is denied to everybody (every observed call used TLS)."""
+    calls, first, last, eids = call_evidence(scope.used)
+    return _Draft(
+        0,
+        Statement(
+            Effect.DENY,
+            actions=("s3:*",),
+            resources=scope.resources,
+            principals=Principals.star(),
+            conditions=(Condition("Bool", "aws:SecureTransport", ("false",)),),
+            sid="DenyInsecureTransport",
+        ),
+        BucketStatement(
+            "DenyInsecureTransport",
+            BucketStatementKind.DENY_INSECURE_TRANSPORT,
+            f"protects {scope.bucket} from requests over plain HTTP (every observed call used TLS)",
+            (),
+            calls,
+            first,
+            last,
+            eids,
+        ),
+    )
+
+
+def _vpce_groups(scope: _Scope) -> dict[tuple[tuple[str, ...], bool], list[str]]:
+    """(endpoints, calls by services seen) → the principals pinned to exactly those endpoints;
+    every other principal is unpinned, with the reason."""
     pins: dict[tuple[tuple[str, ...], bool], list[str]] = defaultdict(list)
-    for p, prow in sorted(by_principal.items()):
+    for p, prow in sorted(scope.by_principal.items()):
         direct = [r for r in prow if not r.context.invoked_by]
         via = sorted({r.context.invoked_by for r in prow if r.context.invoked_by})
         endpoints = {r.context.vpc_endpoint for r in direct}
-        if set(principal_arn_forms(p)) & bg_forms:
-            unpinned.append(Unpinned(p, "vpce", "break-glass principal: never named in a Deny"))
+        if scope.is_break_glass(p):
+            scope.unpinned.append(Unpinned(p, Guard.VPCE, "break-glass principal: never named in a Deny"))
         elif not direct:
-            unpinned.append(
-                Unpinned(p, "vpce", "only calls made by a service on its behalf (" + ", ".join(via) + ")")
+            scope.unpinned.append(
+                Unpinned(p, Guard.VPCE, "only calls made by a service on its behalf (" + ", ".join(via) + ")")
             )
         elif endpoints == {""}:
             n = sum(r.count for r in direct)
-            unpinned.append(Unpinned(p, "vpce", f"never came through a VPC endpoint ({n} direct calls)"))
+            scope.unpinned.append(
+                Unpinned(p, Guard.VPCE, f"never came through a VPC endpoint ({n} direct calls)")
+            )
         elif "" in endpoints:
             outside = sum(r.count for r in direct if not r.context.vpc_endpoint)
             inside = sum(r.count for r in direct if r.context.vpc_endpoint)
             msg = f"{inside} calls through {', '.join(sorted(endpoints - {''}))} and {outside} from elsewhere"
-            unpinned.append(Unpinned(p, "vpce", "mixed endpoint use: " + msg))
-            findings.append(Finding("MIXED_ENDPOINT_USE", p, f"on {bucket}: {msg}"))
+            scope.unpinned.append(Unpinned(p, Guard.VPCE, "mixed endpoint use: " + msg))
+            scope.findings.append(Finding("MIXED_ENDPOINT_USE", p, f"on {scope.bucket}: {msg}"))
         else:
             pins[(tuple(sorted(endpoints)), bool(via))].append(p)
-    for (pinned_to, spare_services), principals in sorted(pins.items()):
+    return pins
+
+
+def _vpce_drafts(scope: _Scope) -> list[_Draft]:
+    """One Deny outside the endpoints per group of principals pinned to the same endpoints."""
+    drafts = []
+    for (pinned_to, spare_services), principals in sorted(_vpce_groups(scope).items()):
         forms = tuple(sorted({f for p in principals for f in principal_arn_forms(p)}))
         conditions = [
             Condition("StringNotEquals", "aws:SourceVpce", pinned_to),
@@ -412,11 +457,10 @@ def generate_bucket_policy(
         ]
         if spare_services:
             conditions.append(Condition("BoolIfExists", "aws:ViaAWSService", ("false",)))
-        sid = _sid_for("DenyAccessOutside" + "".join(_camel(e) for e in pinned_to)[:60], principals)
-        prow = [r for p in principals for r in by_principal[p]]
-        calls, first, last, eids = _evidence(prow)
+        sid = _sid_for("DenyAccessOutside" + "".join(camel(e) for e in pinned_to)[:60], principals)
+        calls, first, last, eids = call_evidence([r for p in principals for r in scope.by_principal[p]])
         purpose = (
-            f"protects {bucket} from {', '.join(principals)} outside {', '.join(pinned_to)} "
+            f"protects {scope.bucket} from {', '.join(principals)} outside {', '.join(pinned_to)} "
             f"(all their direct calls came through it)"
         )
         if spare_services:
@@ -427,96 +471,134 @@ def generate_bucket_policy(
                 Statement(
                     Effect.DENY,
                     actions=("s3:*",),
-                    resources=resources,
+                    resources=scope.resources,
                     principals=Principals.star(),
                     conditions=tuple(sorted(conditions)),
                     sid=sid,
                 ),
-                BucketStatement(sid, "pin-vpce", purpose, tuple(principals), calls, first, last, eids),
+                BucketStatement(
+                    sid, BucketStatementKind.PIN_VPCE, purpose, tuple(principals), calls, first, last, eids
+                ),
             )
         )
+    return drafts
 
-    # 3. SSE-KMS on uploads.
-    sse_groups: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
-    sse_rows: dict[str, list[UsageRow]] = {}
-    for p, prow in sorted(by_principal.items()):
+
+_SSE_KEY = "s3:x-amz-server-side-encryption"
+_KMS_KEY_KEY = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+# kind → (Sid prefix, condition key, what is denied)
+_SSE_TEXTS = {
+    BucketStatementKind.REQUIRE_SSE: ("DenyUploadsWithoutSseKms", _SSE_KEY, "uploads without SSE-KMS"),
+    BucketStatementKind.DENY_OTHER_SSE: (
+        "DenyUploadsWithOtherEncryption",
+        _SSE_KEY,
+        "uploads asking for another encryption",
+    ),
+    BucketStatementKind.REQUIRE_KMS_KEY: (
+        "DenyUploadsWithoutKmsKey",
+        _KMS_KEY_KEY,
+        "uploads without the KMS key",
+    ),
+    BucketStatementKind.DENY_OTHER_KMS_KEY: (
+        "DenyUploadsWithOtherKmsKey",
+        _KMS_KEY_KEY,
+        "uploads naming another KMS key",
+    ),
+}
+_DENY_OTHER = (BucketStatementKind.DENY_OTHER_SSE, BucketStatementKind.DENY_OTHER_KMS_KEY)
+_PINS_KEY = (BucketStatementKind.REQUIRE_KMS_KEY, BucketStatementKind.DENY_OTHER_KMS_KEY)
+
+
+def _sse_groups(
+    scope: _Scope, uploads_of: dict[str, list[UsageRow]]
+) -> dict[tuple[BucketStatementKind, tuple[str, ...]], list[str]]:
+    """(guardrail, header values) → the principals whose every upload used SSE-KMS that way;
+    fills *uploads_of* with each uploader's uploads, and unpins the others with the reason."""
+    sse_groups: dict[tuple[BucketStatementKind, tuple[str, ...]], list[str]] = defaultdict(list)
+    for p, prow in sorted(scope.by_principal.items()):
         uploads = [r for r in prow if r.action == "s3:PutObject"]
         if not uploads:
             continue
-        sse_rows[p] = uploads
-        if set(principal_arn_forms(p)) & bg_forms:
-            unpinned.append(Unpinned(p, "sse-kms", "break-glass principal: never named in a Deny"))
+        uploads_of[p] = uploads
+        if scope.is_break_glass(p):
+            scope.unpinned.append(Unpinned(p, Guard.SSE_KMS, "break-glass principal: never named in a Deny"))
             continue
         kms = [r for r in uploads if _kms_applied(r)]
         other = [r for r in uploads if not _kms_applied(r)]
         if other:
             applied = sorted({r.context.sse_header or r.context.sse_applied or "unknown" for r in other})
             reason = f"{sum(r.count for r in other)} uploads not SSE-KMS ({', '.join(applied)})"
-            unpinned.append(Unpinned(p, "sse-kms", reason))
+            scope.unpinned.append(Unpinned(p, Guard.SSE_KMS, reason))
             if kms:
-                findings.append(
+                scope.findings.append(
                     Finding(
-                        "MIXED_ENCRYPTION", p, f"on {bucket}: {reason}, {sum(r.count for r in kms)} SSE-KMS"
+                        "MIXED_ENCRYPTION",
+                        p,
+                        f"on {scope.bucket}: {reason}, {sum(r.count for r in kms)} SSE-KMS",
                     )
                 )
             continue
-        headers = tuple(sorted({r.context.sse_header for r in uploads if r.context.sse_header}))
-        bare = [r for r in uploads if not r.context.sse_header]
-        if not bare:
-            sse_groups[("require-sse", headers)].append(p)
-        else:
-            n = sum(r.count for r in bare)
-            findings.append(
-                Finding(
-                    "UPLOAD_WITHOUT_SSE_HEADER",
-                    p,
-                    f"on {bucket}: {n} of {sum(r.count for r in uploads)} uploads sent no "
-                    "x-amz-server-side-encryption header (bucket default encryption, or "
-                    "multipart parts); the header is not required, another one is refused",
-                )
+        _group_kms_uploads(scope, p, uploads, sse_groups)
+    return sse_groups
+
+
+def _group_kms_uploads(
+    scope: _Scope,
+    p: str,
+    uploads: list[UsageRow],
+    sse_groups: dict[tuple[BucketStatementKind, tuple[str, ...]], list[str]],
+) -> None:
+    """Put *p*, whose uploads all used SSE-KMS, in its encryption-header group and its key group."""
+    headers = tuple(sorted({r.context.sse_header for r in uploads if r.context.sse_header}))
+    bare = [r for r in uploads if not r.context.sse_header]
+    if not bare:
+        sse_groups[(BucketStatementKind.REQUIRE_SSE, headers)].append(p)
+    else:
+        n = sum(r.count for r in bare)
+        scope.findings.append(
+            Finding(
+                "UPLOAD_WITHOUT_SSE_HEADER",
+                p,
+                f"on {scope.bucket}: {n} of {sum(r.count for r in uploads)} uploads sent no "
+                "x-amz-server-side-encryption header (bucket default encryption, or "
+                "multipart parts); the header is not required, another one is refused",
             )
-            sse_groups[("deny-other-sse", headers or ("aws:kms",))].append(p)
-        keys = {r.context.sse_kms_key_header for r in uploads}
-        named = tuple(sorted(keys - {""}))
-        if named and "" not in keys:
-            sse_groups[("require-kms-key", named)].append(p)
-        elif named:
-            sse_groups[("deny-other-kms-key", named)].append(p)
-        else:
-            unpinned.append(
-                Unpinned(
-                    p,
-                    "sse-kms",
-                    "no upload named a KMS key (the bucket's default key was used): the key is not pinned",
-                )
+        )
+        sse_groups[(BucketStatementKind.DENY_OTHER_SSE, headers or ("aws:kms",))].append(p)
+    keys = {r.context.sse_kms_key_header for r in uploads}
+    named = tuple(sorted(keys - {""}))
+    if named and "" not in keys:
+        sse_groups[(BucketStatementKind.REQUIRE_KMS_KEY, named)].append(p)
+    elif named:
+        sse_groups[(BucketStatementKind.DENY_OTHER_KMS_KEY, named)].append(p)
+    else:
+        scope.unpinned.append(
+            Unpinned(
+                p,
+                Guard.SSE_KMS,
+                "no upload named a KMS key (the bucket's default key was used): the key is not pinned",
             )
-    sse_key = "s3:x-amz-server-side-encryption"
-    key_key = "s3:x-amz-server-side-encryption-aws-kms-key-id"
-    texts = {
-        "require-sse": ("DenyUploadsWithoutSseKms", sse_key, "uploads without SSE-KMS"),
-        "deny-other-sse": (
-            "DenyUploadsWithOtherEncryption",
-            sse_key,
-            "uploads asking for another encryption",
-        ),
-        "require-kms-key": ("DenyUploadsWithoutKmsKey", key_key, "uploads without the KMS key"),
-        "deny-other-kms-key": ("DenyUploadsWithOtherKmsKey", key_key, "uploads naming another KMS key"),
-    }
-    for (kind, values), principals in sorted(sse_groups.items()):
-        prefix, key, what = texts[kind]
+        )
+
+
+def _sse_drafts(scope: _Scope) -> list[_Draft]:
+    """One upload Deny per (guardrail, header values) group of principals."""
+    uploads_of: dict[str, list[UsageRow]] = {}
+    drafts = []
+    for (kind, values), principals in sorted(_sse_groups(scope, uploads_of).items()):
+        prefix, key, what = _SSE_TEXTS[kind]
         forms = tuple(sorted({f for p in principals for f in principal_arn_forms(p)}))
         conditions = [
             Condition("StringNotEquals", key, values),
             Condition("ArnEquals", "aws:PrincipalArn", forms),
         ]
-        if kind.startswith("deny-other"):
+        if kind in _DENY_OTHER:
             # Only when the header is sent: a missing header (default encryption) stays allowed.
             conditions.append(Condition("Null", key, ("false",)))
-        sid = _sid_for(prefix, principals, "|".join(values) if kind.endswith("kms-key") else "")
-        prow = [r for p in principals for r in sse_rows[p]]
-        calls, first, last, eids = _evidence(prow)
+        sid = _sid_for(prefix, principals, "|".join(values) if kind in _PINS_KEY else "")
+        calls, first, last, eids = call_evidence([r for p in principals for r in uploads_of[p]])
         purpose = (
-            f"protects {bucket}/* from {what} ({', '.join(values)}) by {', '.join(principals)}, "
+            f"protects {scope.bucket}/* from {what} ({', '.join(values)}) by {', '.join(principals)}, "
             "whose observed uploads all used it"
         )
         drafts.append(
@@ -525,7 +607,7 @@ def generate_bucket_policy(
                 Statement(
                     Effect.DENY,
                     actions=("s3:PutObject",),
-                    resources=(f"{bucket_arn}/*",),
+                    resources=(f"{scope.bucket_arn}/*",),
                     principals=Principals.star(),
                     conditions=tuple(sorted(conditions)),
                     sid=sid,
@@ -533,177 +615,119 @@ def generate_bucket_policy(
                 BucketStatement(sid, kind, purpose, tuple(principals), calls, first, last, eids),
             )
         )
+    return drafts
 
-    # 4. Cross-account grants: exactly the observed actions, on the prefixes used.
-    for p, prow in sorted(by_principal.items()):
-        if _account_of(p) == account:
+
+def _grant_targets(
+    scope: _Scope, p: str, prow: list[UsageRow]
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Action → the bucket or object prefixes granted to *p*, and target → the resources it stands
+    for. A key only failed calls named (NoSuchKey: a caller may name anything) is kept exact."""
+    succeeded = {r.resource for r in prow if not r.context.error_code}
+    exact = {
+        m.group(3)
+        for r in prow
+        if r.resource not in succeeded and (m := _S3_ARN.match(r.resource or "")) and m.group(3) is not None
+    }
+    object_keys = [
+        m.group(3)
+        for r in prow
+        if (m := _S3_ARN.match(r.resource or "")) and m.group(3) is not None and m.group(3) not in exact
+    ]
+    prefix_of = object_prefixes(object_keys)
+    prefixes = sorted({t for t in prefix_of.values() if has_wildcard(t)})
+    for key in sorted(exact):
+        # granted exactly, unless a prefix the successful calls made covers it already
+        prefix_of[key] = next((t for t in prefixes if pattern_covers(t, key)), key)
+        if prefix_of[key] != key:
             continue
-        # A key only failed calls named (NoSuchKey: a caller may name anything) is kept exact.
-        succeeded = {r.resource for r in prow if not r.context.error_code}
-        exact = {
-            m.group(3)
-            for r in prow
-            if r.resource not in succeeded
-            and (m := _S3_ARN.match(r.resource or ""))
-            and m.group(3) is not None
-        }
-        object_keys = [
-            m.group(3)
-            for r in prow
-            if (m := _S3_ARN.match(r.resource or "")) and m.group(3) is not None and m.group(3) not in exact
-        ]
-        prefix_of = object_prefixes(object_keys)
-        prefixes = sorted({t for t in prefix_of.values() if has_wildcard(t)})
-        for key in sorted(exact):
-            # granted exactly, unless a prefix the successful calls made covers it already
-            prefix_of[key] = next((t for t in prefixes if pattern_covers(t, key)), key)
-            if prefix_of[key] != key:
-                continue
-            findings.append(
-                Finding(
-                    "FAILED_CALLS_ONLY",
-                    f"{p} {bucket_arn}/{key}",
-                    "only failed calls named it; granted exactly",
-                )
+        scope.findings.append(
+            Finding(
+                "FAILED_CALLS_ONLY",
+                f"{p} {scope.bucket_arn}/{key}",
+                "only failed calls named it; granted exactly",
             )
-        final: dict[str, set[str]] = defaultdict(set)
-        covered: dict[str, set[str]] = defaultdict(set)
-        for r in prow:
-            m = _S3_ARN.match(r.resource or "")
-            if m is None:
-                continue
-            target = bucket_arn if m.group(3) is None else f"{bucket_arn}/{prefix_of[m.group(3)]}"
-            final[r.action].add(target)
-            if r.resource != target:
-                covered[target].add(r.resource or "")
-        by_resources: dict[tuple[str, ...], list[str]] = defaultdict(list)
-        for action, targets in sorted(final.items()):
-            by_resources[tuple(sorted(targets))].append(action)
-        for res, actions in sorted(by_resources.items()):
-            names = (
-                "".join(a.split(":", 1)[1] for a in actions)
-                if len(actions) <= 3
-                else (hashlib.sha256("|".join(actions).encode()).hexdigest()[:6].upper())
-            )
-            sid = f"Grant{_camel(_short_name(p))}{names}"
-            arows = [r for r in prow if r.action in actions]
-            calls, first, last, eids = _evidence(arows)
-            cov = tuple((t, tuple(sorted(covered[t]))) for t in res if covered.get(t))
-            drafts.append(
-                _Draft(
-                    3,
-                    Statement(
-                        Effect.ALLOW,
-                        actions=tuple(actions),
-                        resources=res,
-                        principals=Principals.aws(p),
-                        sid=sid,
-                    ),
-                    BucketStatement(
-                        sid,
-                        "cross-account-grant",
-                        f"grants {p} (account {_account_of(p)}) exactly its observed {', '.join(actions)}",
-                        (p,),
-                        calls,
-                        first,
-                        last,
-                        eids,
-                        cov,
-                    ),
-                )
-            )
-            findings.append(Finding("CROSS_ACCOUNT_GRANT", p, f"{', '.join(actions)} on {', '.join(res)}"))
-            for t, members in cov:
-                findings.append(
-                    Finding("OBJECT_KEYS_GENERALIZED", f"{p} {t}", f"{len(members)} objects seen under {t}")
-                )
+        )
+    final: dict[str, set[str]] = defaultdict(set)
+    covered: dict[str, set[str]] = defaultdict(set)
+    for r in prow:
+        m = _S3_ARN.match(r.resource or "")
+        if m is None:
+            continue
+        target = scope.bucket_arn if m.group(3) is None else f"{scope.bucket_arn}/{prefix_of[m.group(3)]}"
+        final[r.action].add(target)
+        if r.resource != target:
+            covered[target].add(r.resource or "")
+    return final, covered
 
-    for r in used:
-        if r.resource and has_escaped(r.resource):
-            # A caller named a literal "*", "?" or "$" (model.escape_literal): never a wildcard.
-            findings.append(
-                Finding(
-                    "WILDCARD_IN_REQUEST",
-                    f"{r.action} {r.resource}",
-                    f"the request named {literal_of(r.resource)!r}",
-                )
+
+def _grant_drafts(scope: _Scope, p: str, prow: list[UsageRow]) -> list[_Draft]:
+    """A principal of another account gets exactly its observed actions, on the prefixes used."""
+    final, covered = _grant_targets(scope, p, prow)
+    by_resources: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for action, targets in sorted(final.items()):
+        by_resources[tuple(sorted(targets))].append(action)
+    drafts = []
+    for res, actions in sorted(by_resources.items()):
+        names = (
+            "".join(a.split(":", 1)[1] for a in actions)
+            if len(actions) <= 3
+            else (hashlib.sha256("|".join(actions).encode()).hexdigest()[:6].upper())
+        )
+        sid = f"Grant{camel(short_name(p))}{names}"
+        calls, first, last, eids = call_evidence([r for r in prow if r.action in actions])
+        cov = tuple((t, tuple(sorted(covered[t]))) for t in res if covered.get(t))
+        drafts.append(
+            _Draft(
+                3,
+                Statement(
+                    Effect.ALLOW, actions=tuple(actions), resources=res, principals=Principals.aws(p), sid=sid
+                ),
+                BucketStatement(
+                    sid,
+                    BucketStatementKind.CROSS_ACCOUNT_GRANT,
+                    f"grants {p} (account {account_of(p)}) exactly its observed {', '.join(actions)}",
+                    (p,),
+                    calls,
+                    first,
+                    last,
+                    eids,
+                    cov,
+                ),
             )
-    drafts.sort(key=lambda d: (d.order, d.statement.sid))
+        )
+        scope.findings.append(Finding("CROSS_ACCOUNT_GRANT", p, f"{', '.join(actions)} on {', '.join(res)}"))
+        for t, members in cov:
+            scope.findings.append(
+                Finding("OBJECT_KEYS_GENERALIZED", f"{p} {t}", f"{len(members)} objects seen under {t}")
+            )
+    return drafts
+
+
+def _wildcard_findings(used: Sequence[UsageRow]) -> list[Finding]:
+    """A caller named a literal "*", "?" or "$" (model.escape_literal): never a wildcard."""
+    return [
+        Finding(
+            "WILDCARD_IN_REQUEST", f"{r.action} {r.resource}", f"the request named {literal_of(r.resource)!r}"
+        )
+        for r in used
+        if r.resource and has_escaped(r.resource)
+    ]
+
+
+def _unique_sids(drafts: list[_Draft]) -> list[_Draft]:
+    """The drafts in policy order, a repeated Sid numbered (Sids must be unique in a policy)."""
+    drafts = sorted(drafts, key=lambda d: (d.order, d.statement.sid))
     seen: dict[str, int] = {}
-    final_drafts: list[_Draft] = []
-    for d in drafts:  # Sids must be unique in a policy
+    out: list[_Draft] = []
+    for d in drafts:
         n = seen.get(d.statement.sid, 0)
         seen[d.statement.sid] = n + 1
         if n:
             sid = f"{d.statement.sid}{n + 1}"
-            st = Statement(
-                d.statement.effect,
-                d.statement.actions,
-                d.statement.not_actions,
-                d.statement.resources,
-                d.statement.not_resources,
-                d.statement.principals,
-                d.statement.not_principals,
-                d.statement.conditions,
-                sid,
-            )
-            ev = BucketStatement(
-                sid,
-                d.evidence.kind,
-                d.evidence.purpose,
-                d.evidence.principals,
-                d.evidence.calls,
-                d.evidence.first_seen,
-                d.evidence.last_seen,
-                d.evidence.event_ids,
-                d.evidence.covered,
-            )
-            d = _Draft(d.order, st, ev)
-        final_drafts.append(d)
-    policy = Policy(statements=tuple(d.statement for d in final_drafts), name=f"bucket-policy:{bucket}")
-    merge = None
-    if current is not None:
-        policy, merge = merge_current(current.policy, policy, BUCKET_MANAGED_SIDS, current.source)
-    check_resource_policy(policy, BUCKET_POLICY_BYTES, f"bucket policy for {bucket}")
-
-    # 5. Replay every observed call; refuse a policy that breaks one.
-    count, failures = replay_bucket(policy, used, account)
-    if failures:
-        row, failed = failures[0]
-        raise SynthError(
-            f"refusing to emit: the bucket policy would deny an observed call ({row.principal} "
-            f"{row.action} on {row.resource}: {failed.reason}); {len(failures)} of {count} fail"
-        )
-
-    # 6. The lockout rule.
-    checked = check_lockout(
-        policy,
-        bucket_arn,
-        account,
-        break_glass,
-        sorted({r.context.vpc_endpoint for r in used if r.context.vpc_endpoint}),
-    )
-
-    return GeneratedBucketPolicy(
-        bucket=bucket,
-        account=account,
-        policy=policy,
-        statements=tuple(d.evidence for d in final_drafts),
-        unpinned=tuple(sorted(set(unpinned), key=lambda u: (u.guard, u.principal))),
-        findings=tuple(sorted(set(findings))),
-        denied=denied,
-        replayed=count,
-        lockout_checked=checked,
-        break_glass=break_glass,
-        merge=merge,
-    )
-
-
-def session_arn(arn: str, session: str) -> str | None:
-    m = _IAM_ARN.match(arn)
-    if m is None or m.group(3) != "role":
-        return None
-    return f"arn:{m.group(1)}:sts::{m.group(2)}:assumed-role/{m.group(4).rsplit('/', 1)[-1]}/{session}"
+            d = _Draft(d.order, replace(d.statement, sid=sid), replace(d.evidence, sid=sid))
+        out.append(d)
+    return out
 
 
 def replay_bucket(

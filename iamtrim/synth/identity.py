@@ -24,11 +24,12 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from iamtrim import catalog
-from iamtrim.errors import IamtrimError, PrincipalError
+from iamtrim.errors import PrincipalError, SynthError
 from iamtrim.evaluate import evaluate
 from iamtrim.model import (
     Outcome,
@@ -43,7 +44,15 @@ from iamtrim.model import (
 )
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Statement
-from iamtrim.synth.limits import MANAGED_POLICIES_PER_ENTITY, Target, pack, plan, size_of
+from iamtrim.synth.limits import (
+    MANAGED_POLICIES_PER_ENTITY,
+    NamedPolicy,
+    Packing,
+    Target,
+    pack,
+    plan,
+    size_of,
+)
 from iamtrim.synth.minimize import (
     action_wildcards,
     created_resource_patterns,
@@ -63,11 +72,8 @@ from iamtrim.synth.widen import (
 )
 from iamtrim.verify import account_trust_policy, replay, request_for, via_service
 
-
-class SynthError(IamtrimError):
-    """A policy that cannot be emitted without breaking an observed call or IAM's limits."""
-
-    exit_code = 1
+if TYPE_CHECKING:
+    from iamtrim.evidence import PrincipalEvidence
 
 
 class EvidenceSource(StrEnum):
@@ -107,6 +113,17 @@ class AdvisedGrant:
     denied_only: bool = False
 
 
+def advised_grants(evidence: PrincipalEvidence) -> list[AdvisedGrant]:
+    """What ``generate-policy --evidence all`` takes from Access Advisor: the actions it shows
+    attempted that CloudTrail does not show used (used before the trail's window, or never
+    logged), each with the sentence that explains it; those CloudTrail shows only denied are
+    marked ``denied_only`` and reported, never granted."""
+    return [
+        AdvisedGrant(a.action, a.region, a.last_accessed, a.explain, a.denied_in_cloudtrail)
+        for a in evidence.access_advisor_actions(missing_from_cloudtrail=True)
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class StatementEvidence:
     sid: str
@@ -118,12 +135,6 @@ class StatementEvidence:
     last_seen: str
     event_ids: tuple[str, ...]
     widened_by: tuple[Widening, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NamedPolicy:
-    name: str
-    policy: Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +289,45 @@ def _unique_sids(sids: Sequence[str]) -> list[str]:
     return out
 
 
+@dataclass(slots=True)
+class _Grants:
+    """The identity policy being built for one principal: what the steps of
+    :func:`generate_identity_policy` read, and the grants, widenings and findings they add.
+
+    ``groups`` maps (action, granted resource or pattern) to the rows it stands for; its order,
+    like that of each ``widenings`` list, is the order the steps made them (``widened_by`` and the
+    ladder keep it)."""
+
+    principal: Principal
+    partition: str
+    used: list[UsageRow]
+    denied: tuple[UsageRow, ...]
+    # Resources whose only access was denied, per action: no widening may cover one unless
+    # nothing else fits (and then it is reported by name).
+    denied_only: dict[str, list[str]]
+    findings: list[Finding] = field(default_factory=list)
+    generated: list[Widening] = field(default_factory=list)  # generated-name patterns, in order
+    final: dict[tuple[str, str | None], str] = field(default_factory=dict)
+    widenings: defaultdict[tuple[str, str], list[Widening]] = field(default_factory=lambda: defaultdict(list))
+    by_action: defaultdict[str, list[UsageRow]] = field(default_factory=lambda: defaultdict(list))
+    created_extra: defaultdict[tuple[str, str], list[UsageRow]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    unknown_patterns: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    groups: defaultdict[tuple[str, str], list[UsageRow]] = field(default_factory=lambda: defaultdict(list))
+    advice_time: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def account(self) -> str:
+        return self.principal.account
+
+    def stand_in(self, row: UsageRow) -> str | None:
+        """The resource the replay names for a record that names none (its region's pattern)."""
+        if row.resource is not None:
+            return None
+        return self.unknown_patterns[(row.action, row.context.region)][0]
+
+
 def generate_identity_policy(
     principal: Principal,
     rows: Iterable[UsageRow],
@@ -285,6 +335,38 @@ def generate_identity_policy(
     advised: Sequence[AdvisedGrant] = (),
 ) -> GeneratedPolicy:
     options = options or SynthOptions()
+    g = _start(principal, list(rows), advised)
+    # 1. Final resource for every (action, resource) seen; records that name none.
+    _resolve_resources(g, options.prefix_threshold)
+    _unknown_resources(g)
+    # 2. Rows per (action, final resource) → conditions.
+    _group_rows(g)
+    _required_unseen(g)
+    _access_advisor(g, advised)
+    # 3-4. Statements, packed within IAM's limits; widened by the ladder until they fit.
+    statements, packing, ladder = _fit(g, options)
+    policies, packing_notes = pack(packing, principal, widened=options.widen)
+    for note in packing_notes:
+        g.findings.append(Finding("SPLIT_FOR_SIZE", principal.arn, note))
+    # 5. Replay every observed call; refuse to emit a policy that breaks one.
+    docs = [p.policy for p in policies]
+    count = _replay_or_refuse(g, docs)
+    _check_denied(g, docs, options)
+    return GeneratedPolicy(
+        principal=principal,
+        policies=tuple(policies),
+        statements=tuple(ev for _, ev in statements),
+        denied=g.denied,
+        findings=tuple(sorted(set(g.findings))),
+        replayed=count,
+        replayed_calls=sum(r.count for r in g.used),
+        widenings=(*g.generated, *ladder),
+        max_policies=options.policy_limit,
+    )
+
+
+def _start(principal: Principal, rows: list[UsageRow], advised: Sequence[AdvisedGrant]) -> _Grants:
+    """Refuse what no identity policy can serve; split the rows into used and denied."""
     if not principal.is_iam:
         raise PrincipalError(
             f"{principal.arn} is a {principal.kind}, not an IAM identity: no identity policy attaches to it"
@@ -297,7 +379,6 @@ def generate_identity_policy(
             f"{principal.arn} is the {principal.kind}: no identity policy attaches to it; "
             "generate one for the IAM user or role behind it"
         )
-    rows = list(rows)
     used = [r for r in rows if r.outcome is Outcome.USED]
     denied = tuple(r for r in rows if r.outcome is Outcome.DENIED)
     kept_advice = [a for a in advised if not a.denied_only and catalog.action_exists(a.action)]
@@ -305,217 +386,235 @@ def generate_identity_policy(
         raise PrincipalError(
             f"{principal.arn} made no authorized call in this data ({len(denied)} denied); nothing to grant"
         )
-    partition = principal.arn.split(":")[1]
-    findings: list[Finding] = []
-    # Resources whose only access was denied, per action: no widening may cover one unless
-    # nothing else fits (and then it is reported by name).
     used_keys = {(r.action, r.resource) for r in used}
     denied_only: dict[str, list[str]] = defaultdict(list)
     for r in denied:
         if r.resource is not None and r.resource != "*" and (r.action, r.resource) not in used_keys:
             denied_only[r.action].append(r.resource)
-    generated: list[Widening] = []
-
-    # 1. Final resource for every (action, resource) seen.
-    final: dict[tuple[str, str | None], str] = {}
-    widenings: dict[tuple[str, str], list[Widening]] = defaultdict(list)
-    by_action: dict[str, list[UsageRow]] = defaultdict(list)
-    created_extra: dict[tuple[str, str], list[UsageRow]] = defaultdict(list)
+    g = _Grants(principal, principal.arn.split(":")[1], used, denied, denied_only)
     for r in used:
-        by_action[r.action].append(r)
+        g.by_action[r.action].append(r)
+    return g
+
+
+def _resolve_resources(g: _Grants, threshold: int) -> None:
+    """The final resource (itself, a prefix, a pattern) of every (action, resource) seen."""
     # A resource only calls that failed after authorization ever named (NoSuchKey,
     # ResourceNotFoundException, NoSuchEntity): a caller can name anything there, so it never
     # drives a generalization; it is granted exactly unless one the other resources made covers it.
-    succeeded = {r.resource for r in used if r.resource and not r.context.error_code}
-    failed_only = {r.resource for r in used if r.resource and r.resource != "*"} - succeeded
-    for action, arows in sorted(by_action.items()):
-        objects = sorted(
-            {r.resource for r in arows if r.resource and is_s3_object_arn(r.resource)} - failed_only
-        )
-        # A fold never covers a key this action was only ever denied on: the folder is granted
-        # as its allowed parts instead (generalize_object_arns); only a fold the store made can.
-        refused = [d for d in denied_only.get(action, ()) if is_s3_object_arn(d)]
-        mapping = generalize_object_arns(objects, options.prefix_threshold, refused) if objects else {}
-        others = sorted(
-            {
-                r.resource
-                for r in arows
-                if r.resource and r.resource != "*" and not is_s3_object_arn(r.resource)
-            }
-            - failed_only
-        )
-        template_mapping = generalize_by_template(action, others, options.prefix_threshold)
-        # A resource the call created (RunInstances → instance/i-…): its AWS-generated id is
-        # unknowable before the next call, so grant the ARN format with the caller's names kept.
-        created: dict[str, list[str]] = defaultdict(list)
-        for arn in others:
-            patterns = created_resource_patterns(action, arn)
-            if patterns:
-                template_mapping[arn] = patterns[-1]
-                created[patterns[-1]].append(arn)
-                for extra in patterns[:-1]:
-                    created_extra[(action, extra)].extend(r for r in arows if r.resource == arn)
-        # A generalization (past --prefix-threshold) that would allow a resource whose only
-        # access was denied is not made: those resources stay exact, and the ladder (if the
-        # policy must shrink) looks for a step that leaves the denied one outside.
-        for target in {t for a, t in template_mapping.items() if t != a and t not in created}:
-            if any(glob_matches(target, d) for d in denied_only.get(action, ())):
-                for arn in [a for a, t in template_mapping.items() if t == target]:
-                    template_mapping[arn] = arn
-        targets = sorted({t for t in [*mapping.values(), *template_mapping.values()] if has_wildcard(t)})
-        for arn in sorted({r.resource for r in arows if r.resource in failed_only}):
-            cover = next((t for t in targets if pattern_covers(t, arn)), None)
-            if cover is not None:
-                (mapping if is_s3_object_arn(arn) else template_mapping)[arn] = cover
-            else:
-                codes = sorted({r.context.error_code for r in arows if r.resource == arn})
-                findings.append(
-                    Finding(
-                        "FAILED_CALLS_ONLY",
-                        f"{action} {arn}",
-                        f"only calls that failed ({', '.join(codes)}) named it; granted exactly",
-                    )
-                )
-        covered: dict[str, list[str]] = defaultdict(list)
-        for arn, target in [*mapping.items(), *template_mapping.items()]:
-            if target != arn and target not in created:
-                covered[target].append(arn)
-        mapping.update(template_mapping)
-        # Names a program generates per run (log streams, eval-7.json, churn-xgb-2026-10-14-09-21):
-        # the exact names seen today are not tomorrow's, so two or more of one shape get the shape.
-        exact = [arn for arn in [*objects, *others] if mapping.get(arn, arn) == arn]
-        by_pattern: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for arn, (pattern, admits) in generated_name_patterns(action, exact).items():
-            by_pattern[(pattern, admits)].append(arn)
-        for (pattern, admits), arns in sorted(by_pattern.items()):
-            hit = [d for d in denied_only.get(action, ()) if glob_matches(pattern, d)]
-            if hit:
-                continue  # a denied-only name of the same shape: keep the names exact
-            w = Widening(WideningKind.GENERATED_NAMES, pattern, tuple(sorted(arns)), admits)
-            widenings[(action, pattern)].append(w)
-            generated.append(w)
-            for arn in arns:
-                mapping[arn] = pattern
-            findings.append(
-                Finding(
-                    "GENERATED_NAMES",
-                    f"{action} {pattern}",
-                    f"{len(arns)} names differ only in a generated part; granted on {pattern}",
-                )
-            )
-        for target, arns in covered.items():
-            kind = WideningKind.OBJECT_PREFIX if is_s3_object_arn(target) else WideningKind.RESOURCE_VARIABLE
-            admits = (
-                f"any object under {target[:-1]}"
-                if kind is WideningKind.OBJECT_PREFIX
-                else f"any resource matching {target}"
-            )
-            widenings[(action, target)].append(Widening(kind, target, tuple(sorted(arns)), admits))
-            findings.append(
-                Finding(
-                    "OBJECT_KEYS_GENERALIZED"
-                    if kind is WideningKind.OBJECT_PREFIX
-                    else "RESOURCES_GENERALIZED",
-                    f"{action} {target}",
-                    f"{len(arns)} resources seen under {target}",
-                )
-            )
-        for target, arns in created.items():
-            widenings[(action, target)].append(
-                Widening(
-                    WideningKind.CREATED_RESOURCE,
-                    target,
-                    tuple(sorted(arns)),
-                    "the resources this call creates, whose ids AWS generates",
-                )
-            )
-            findings.append(
-                Finding(
-                    "RESOURCES_GENERALIZED",
-                    f"{action} {target}",
-                    f"{action} created {len(arns)} resource(s) whose AWS-generated id "
-                    f"the next call cannot know; granted on {target}",
-                )
-            )
-        for (extra_action, extra), _ in sorted(created_extra.items()):
-            if extra_action == action:
-                widenings[(action, extra)].append(
-                    Widening(WideningKind.CREATED_RESOURCE, extra, (), "every version of the function")
-                )
-        for r in arows:
-            if r.resource is None:
-                continue
-            if r.resource in mapping:
-                final[(action, r.resource)] = mapping[r.resource]
-                # Only an S3 fold is the store's: ``stack/name/*`` is the ARN AWS imposes.
-                if (
-                    is_s3_object_arn(r.resource)
-                    and r.resource.endswith("/*")
-                    and mapping[r.resource] == r.resource
-                ):
-                    widenings[(action, r.resource)].append(
-                        Widening(
-                            WideningKind.STORE_FOLDED,
-                            r.resource,
-                            (),
-                            f"any object under {r.resource[:-1]} (folded when ingested)",
-                        )
-                    )
-                    findings.append(
-                        Finding(
-                            "STORE_FOLDED_KEYS",
-                            f"{action} {r.resource}",
-                            "the store keeps this folder as one row: it held more entries than the "
-                            "store's per-folder bound (docs/store.md), so no threshold splits it",
-                        )
-                    )
-            else:
-                final[(action, r.resource)] = r.resource
-                if r.resource.endswith("-??????") and action.startswith("secretsmanager:"):
-                    findings.append(
-                        Finding(
-                            "SECRET_SUFFIX_PATTERN",
-                            r.resource,
-                            "the secret was named without its ARN; '-??????' stands for AWS's suffix",
-                        )
-                    )
-            res = r.resource
-            if has_escaped(res):
-                # A caller may name "*" or "?" (an S3 key, a secret name): it was written as IAM's
-                # literal ${*} / ${?} / ${$}, never as a wildcard; worth a look all the same.
-                findings.append(
-                    Finding(
-                        "WILDCARD_IN_REQUEST", f"{action} {res}", f"the request named {literal_of(res)!r}"
-                    )
-                )
-            arn_account = res.split(":")[4] if res.startswith("arn:") and res.count(":") >= 5 else ""
-            if arn_account and arn_account != principal.account:
-                findings.append(
-                    Finding("CROSS_ACCOUNT_RESOURCE", res, f"{action} on a resource of account {arn_account}")
-                )
+    succeeded = {r.resource for r in g.used if r.resource and not r.context.error_code}
+    failed_only = {r.resource for r in g.used if r.resource and r.resource != "*"} - succeeded
+    for action, arows in sorted(g.by_action.items()):
+        _resolve_action(g, action, arows, failed_only, threshold)
 
-    # Records that name no resource: the action's ARN format in each region a call was made in
-    # (AWS authorizes the call against a resource of the region it was sent to), in the
-    # principal's account. The replay stands each such call in for a resource of its own region.
-    unknown_patterns: dict[tuple[str, str], tuple[str, ...]] = {}
-    for action, arows in sorted(by_action.items()):
+
+def _resolve_action(
+    g: _Grants, action: str, arows: list[UsageRow], failed_only: set[str], threshold: int
+) -> None:
+    objects, others, mapping, template_mapping, created = _generalize(
+        g, action, arows, failed_only, threshold
+    )
+    targets = sorted({t for t in [*mapping.values(), *template_mapping.values()] if has_wildcard(t)})
+    for arn in sorted({r.resource for r in arows if r.resource in failed_only}):
+        cover = next((t for t in targets if pattern_covers(t, arn)), None)
+        if cover is not None:
+            (mapping if is_s3_object_arn(arn) else template_mapping)[arn] = cover
+        else:
+            codes = sorted({r.context.error_code for r in arows if r.resource == arn})
+            g.findings.append(
+                Finding(
+                    "FAILED_CALLS_ONLY",
+                    f"{action} {arn}",
+                    f"only calls that failed ({', '.join(codes)}) named it; granted exactly",
+                )
+            )
+    covered: dict[str, list[str]] = defaultdict(list)
+    for arn, target in [*mapping.items(), *template_mapping.items()]:
+        if target != arn and target not in created:
+            covered[target].append(arn)
+    mapping.update(template_mapping)
+    _generated_names(g, action, [arn for arn in [*objects, *others] if mapping.get(arn, arn) == arn], mapping)
+    _record_generalized(g, action, covered, created)
+    for (extra_action, extra), _ in sorted(g.created_extra.items()):
+        if extra_action == action:
+            g.widenings[(action, extra)].append(
+                Widening(WideningKind.CREATED_RESOURCE, extra, (), "every version of the function")
+            )
+    _final_resources(g, action, arows, mapping)
+
+
+def _generalize(
+    g: _Grants, action: str, arows: list[UsageRow], failed_only: set[str], threshold: int
+) -> tuple[list[str], list[str], dict[str, str], dict[str, str], dict[str, list[str]]]:
+    """The action's S3 objects and other resources seen, and what each generalizes to: object
+    prefixes, template patterns past the threshold, and the patterns of resources it created."""
+    objects = sorted({r.resource for r in arows if r.resource and is_s3_object_arn(r.resource)} - failed_only)
+    # A fold never covers a key this action was only ever denied on: the folder is granted
+    # as its allowed parts instead (generalize_object_arns); only a fold the store made can.
+    refused = [d for d in g.denied_only.get(action, ()) if is_s3_object_arn(d)]
+    mapping = generalize_object_arns(objects, threshold, refused) if objects else {}
+    others = sorted(
+        {r.resource for r in arows if r.resource and r.resource != "*" and not is_s3_object_arn(r.resource)}
+        - failed_only
+    )
+    template_mapping = generalize_by_template(action, others, threshold)
+    # A resource the call created (RunInstances → instance/i-…): its AWS-generated id is
+    # unknowable before the next call, so grant the ARN format with the caller's names kept.
+    created: dict[str, list[str]] = defaultdict(list)
+    for arn in others:
+        patterns = created_resource_patterns(action, arn)
+        if patterns:
+            template_mapping[arn] = patterns[-1]
+            created[patterns[-1]].append(arn)
+            for extra in patterns[:-1]:
+                g.created_extra[(action, extra)].extend(r for r in arows if r.resource == arn)
+    # A generalization (past --prefix-threshold) that would allow a resource whose only
+    # access was denied is not made: those resources stay exact, and the ladder (if the
+    # policy must shrink) looks for a step that leaves the denied one outside.
+    for target in {t for a, t in template_mapping.items() if t != a and t not in created}:
+        if any(glob_matches(target, d) for d in g.denied_only.get(action, ())):
+            for arn in [a for a, t in template_mapping.items() if t == target]:
+                template_mapping[arn] = arn
+    return objects, others, mapping, template_mapping, created
+
+
+def _generated_names(g: _Grants, action: str, exact: list[str], mapping: dict[str, str]) -> None:
+    """Names a program generates per run (log streams, eval-7.json, churn-xgb-2026-10-14-09-21):
+    the exact names seen today are not tomorrow's, so two or more of one shape get the shape."""
+    by_pattern: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for arn, (pattern, admits) in generated_name_patterns(action, exact).items():
+        by_pattern[(pattern, admits)].append(arn)
+    for (pattern, admits), arns in sorted(by_pattern.items()):
+        hit = [d for d in g.denied_only.get(action, ()) if glob_matches(pattern, d)]
+        if hit:
+            continue  # a denied-only name of the same shape: keep the names exact
+        w = Widening(WideningKind.GENERATED_NAMES, pattern, tuple(sorted(arns)), admits)
+        g.widenings[(action, pattern)].append(w)
+        g.generated.append(w)
+        for arn in arns:
+            mapping[arn] = pattern
+        g.findings.append(
+            Finding(
+                "GENERATED_NAMES",
+                f"{action} {pattern}",
+                f"{len(arns)} names differ only in a generated part; granted on {pattern}",
+            )
+        )
+
+
+def _record_generalized(
+    g: _Grants, action: str, covered: dict[str, list[str]], created: dict[str, list[str]]
+) -> None:
+    """The widening and finding of each prefix, template pattern and created-resource pattern."""
+    for target, arns in covered.items():
+        kind = WideningKind.OBJECT_PREFIX if is_s3_object_arn(target) else WideningKind.RESOURCE_VARIABLE
+        admits = (
+            f"any object under {target[:-1]}"
+            if kind is WideningKind.OBJECT_PREFIX
+            else f"any resource matching {target}"
+        )
+        g.widenings[(action, target)].append(Widening(kind, target, tuple(sorted(arns)), admits))
+        g.findings.append(
+            Finding(
+                "OBJECT_KEYS_GENERALIZED" if kind is WideningKind.OBJECT_PREFIX else "RESOURCES_GENERALIZED",
+                f"{action} {target}",
+                f"{len(arns)} resources seen under {target}",
+            )
+        )
+    for target, arns in created.items():
+        g.widenings[(action, target)].append(
+            Widening(
+                WideningKind.CREATED_RESOURCE,
+                target,
+                tuple(sorted(arns)),
+                "the resources this call creates, whose ids AWS generates",
+            )
+        )
+        g.findings.append(
+            Finding(
+                "RESOURCES_GENERALIZED",
+                f"{action} {target}",
+                f"{action} created {len(arns)} resource(s) whose AWS-generated id "
+                f"the next call cannot know; granted on {target}",
+            )
+        )
+
+
+def _final_resources(g: _Grants, action: str, arows: list[UsageRow], mapping: dict[str, str]) -> None:
+    """Each row's final resource, with the findings a resource itself calls for."""
+    for r in arows:
+        if r.resource is None:
+            continue
+        if r.resource in mapping:
+            g.final[(action, r.resource)] = mapping[r.resource]
+            # Only an S3 fold is the store's: ``stack/name/*`` is the ARN AWS imposes.
+            if (
+                is_s3_object_arn(r.resource)
+                and r.resource.endswith("/*")
+                and mapping[r.resource] == r.resource
+            ):
+                g.widenings[(action, r.resource)].append(
+                    Widening(
+                        WideningKind.STORE_FOLDED,
+                        r.resource,
+                        (),
+                        f"any object under {r.resource[:-1]} (folded when ingested)",
+                    )
+                )
+                g.findings.append(
+                    Finding(
+                        "STORE_FOLDED_KEYS",
+                        f"{action} {r.resource}",
+                        "the store keeps this folder as one row: it held more entries than the "
+                        "store's per-folder bound (docs/store.md), so no threshold splits it",
+                    )
+                )
+        else:
+            g.final[(action, r.resource)] = r.resource
+            if r.resource.endswith("-??????") and action.startswith("secretsmanager:"):
+                g.findings.append(
+                    Finding(
+                        "SECRET_SUFFIX_PATTERN",
+                        r.resource,
+                        "the secret was named without its ARN; '-??????' stands for AWS's suffix",
+                    )
+                )
+        res = r.resource
+        if has_escaped(res):
+            # A caller may name "*" or "?" (an S3 key, a secret name): it was written as IAM's
+            # literal ${*} / ${?} / ${$}, never as a wildcard; worth a look all the same.
+            g.findings.append(
+                Finding("WILDCARD_IN_REQUEST", f"{action} {res}", f"the request named {literal_of(res)!r}")
+            )
+        arn_account = res.split(":")[4] if res.startswith("arn:") and res.count(":") >= 5 else ""
+        if arn_account and arn_account != g.account:
+            g.findings.append(
+                Finding("CROSS_ACCOUNT_RESOURCE", res, f"{action} on a resource of account {arn_account}")
+            )
+
+
+def _unknown_resources(g: _Grants) -> None:
+    """Records that name no resource: the action's ARN format in each region a call was made in
+    (AWS authorizes the call against a resource of the region it was sent to), in the
+    principal's account. The replay stands each such call in for a resource of its own region."""
+    for action, arows in sorted(g.by_action.items()):
         regions = sorted({r.context.region for r in arows if r.resource is None})
         for region in regions:
-            patterns = _unknown_pattern(action, region, principal.account, partition)
-            unknown_patterns[(action, region)] = patterns
+            patterns = _unknown_pattern(action, region, g.account, g.partition)
+            g.unknown_patterns[(action, region)] = patterns
             for p in patterns:
-                widenings[(action, p)].append(
+                g.widenings[(action, p)].append(
                     Widening(
                         WideningKind.RESOURCE_UNKNOWN,
                         p,
                         (),
                         f"any resource of {action}'s ARN format in "
-                        f"{region or 'any region'}, account {principal.account}: the records name none",
+                        f"{region or 'any region'}, account {g.account}: the records name none",
                     )
                 )
         if regions:
-            all_patterns = sorted({p for rg in regions for p in unknown_patterns[(action, rg)]})
-            findings.append(
+            all_patterns = sorted({p for rg in regions for p in g.unknown_patterns[(action, rg)]})
+            g.findings.append(
                 Finding(
                     "RESOURCE_UNKNOWN",
                     action,
@@ -523,27 +622,24 @@ def generate_identity_policy(
                 )
             )
 
-    def stand_in(row: UsageRow) -> str | None:
-        if row.resource is not None:
-            return None
-        return unknown_patterns[(row.action, row.context.region)][0]
 
-    # 2. Rows per (action, final resource) → conditions.
-    groups: dict[tuple[str, str], list[UsageRow]] = defaultdict(list)
-    for r in used:
+def _group_rows(g: _Grants) -> None:
+    """Rows per (action, final resource): what each grant stands for."""
+    for r in g.used:
         if r.resource is None:
-            for p in unknown_patterns[(r.action, r.context.region)]:
-                groups[(r.action, p)].append(r)
+            for p in g.unknown_patterns[(r.action, r.context.region)]:
+                g.groups[(r.action, p)].append(r)
         else:
-            groups[(r.action, final[(r.action, r.resource)])].append(r)
+            g.groups[(r.action, g.final[(r.action, r.resource)])].append(r)
+    for key, extra_rows in g.created_extra.items():
+        g.groups[key].extend(extra_rows)
 
-    for key, extra_rows in created_extra.items():
-        groups[key].extend(extra_rows)
 
-    # AWS authorizes some calls on several resources at once (ec2:RunInstances: image, instance,
-    # network interface, security group, subnet — the reference's required "*" types). A type the
-    # records did not name is granted on its ARN format, scoped to the account and regions seen.
-    for action, arows in sorted(by_action.items()):
+def _required_unseen(g: _Grants) -> None:
+    """AWS authorizes some calls on several resources at once (ec2:RunInstances: image, instance,
+    network interface, security group, subnet — the reference's required "*" types). A type the
+    records did not name is granted on its ARN format, scoped to the account and regions seen."""
+    for action, arows in sorted(g.by_action.items()):
         if any(r.resource is None for r in arows):
             continue
         # Only for calls that create something: the reference also marks alternatives as
@@ -559,54 +655,58 @@ def generate_identity_policy(
             continue
         seen_types = set()
         for r in arows:
-            rt = catalog.resource_type_for_arn(action, final.get((action, r.resource), r.resource or ""))
+            rt = catalog.resource_type_for_arn(action, g.final.get((action, r.resource), r.resource or ""))
             if rt is not None:
                 seen_types.add(rt.name)
         if not seen_types:
             continue
         for rt in required:
-            if rt.name in seen_types:
-                continue
-            for region in sorted({r.context.region for r in arows}):
-                p = _format_pattern(rt.arn_template, region, principal.account, partition)
-                groups[(action, p)].extend(arows)
-                widenings[(action, p)].append(
-                    Widening(
-                        WideningKind.REQUIRED_RESOURCE_UNSEEN,
-                        p,
-                        (),
-                        f"any {rt.name} in {region or 'any region'}, account {principal.account}",
-                    )
-                )
-                findings.append(
-                    Finding(
-                        "RESOURCE_UNKNOWN",
-                        action,
-                        f"AWS also authorizes {action} on a {rt.name}, which the records "
-                        f"do not name; granted on {p}",
-                        target=f"{action} {rt.name}",  # one per resource type, same subject
-                    )
-                )
-    # Access Advisor (action level) saw these attempted, maybe before the trail's window: kept,
-    # scoped to the ARN format for the account and the region AWS reported, and flagged.
-    advice_time: dict[tuple[str, str], str] = {}
+            if rt.name not in seen_types:
+                _grant_unseen_type(g, action, arows, rt.name, rt.arn_template)
+
+
+def _grant_unseen_type(g: _Grants, action: str, arows: list[UsageRow], name: str, template: str) -> None:
+    for region in sorted({r.context.region for r in arows}):
+        p = _format_pattern(template, region, g.account, g.partition)
+        g.groups[(action, p)].extend(arows)
+        g.widenings[(action, p)].append(
+            Widening(
+                WideningKind.REQUIRED_RESOURCE_UNSEEN,
+                p,
+                (),
+                f"any {name} in {region or 'any region'}, account {g.account}",
+            )
+        )
+        g.findings.append(
+            Finding(
+                "RESOURCE_UNKNOWN",
+                action,
+                f"AWS also authorizes {action} on a {name}, which the records do not name; granted on {p}",
+                target=f"{action} {name}",  # one per resource type, same subject
+            )
+        )
+
+
+def _access_advisor(g: _Grants, advised: Sequence[AdvisedGrant]) -> None:
+    """Access Advisor (action level) saw these attempted, maybe before the trail's window: kept,
+    scoped to the ARN format for the account and the region AWS reported, and flagged."""
     for advice in advised:
         if advice.denied_only:
-            findings.append(
+            g.findings.append(
                 Finding("ACCESS_ADVISOR_DENIED_ONLY", advice.action, advice.note + "; not granted")
             )
             continue
-        if not catalog.action_exists(advice.action) or advice.action in by_action:
+        if not catalog.action_exists(advice.action) or advice.action in g.by_action:
             continue
         patterns = (
             ("*",)
             if catalog.is_wildcard_only(advice.action)
-            else _unknown_pattern(advice.action, advice.region, principal.account, partition)
+            else _unknown_pattern(advice.action, advice.region, g.account, g.partition)
         )
         for p in patterns:
-            groups.setdefault((advice.action, p), [])
-            advice_time[(advice.action, p)] = advice.last_accessed
-            widenings[(advice.action, p)].append(
+            g.groups.setdefault((advice.action, p), [])
+            g.advice_time[(advice.action, p)] = advice.last_accessed
+            g.widenings[(advice.action, p)].append(
                 Widening(
                     WideningKind.ACCESS_ADVISOR,
                     p,
@@ -614,16 +714,21 @@ def generate_identity_policy(
                     "what Access Advisor shows attempted; CloudTrail shows no call",
                 )
             )
-        findings.append(
+        g.findings.append(
             Finding("ACCESS_ADVISOR_KEPT", advice.action, advice.note + f"; granted on {', '.join(patterns)}")
         )
 
-    # 3-4. Statements, packed within IAM's limits; widened by the ladder until they fit.
+
+def _fit(
+    g: _Grants, options: SynthOptions
+) -> tuple[list[tuple[Statement, StatementEvidence]], Packing, list[Widening]]:
+    """The statements and their packing into at most ``policy_limit`` policies, widened by the
+    ladder (least widening first) until they fit; the widenings the policy has, in order."""
     limit = options.policy_limit
     merged: set[tuple[str, tuple[Condition, ...]]] = set()
     ladder: list[Widening] = []
-    statements = _statements(groups, widenings, advice_time, merged, options, findings=None)
-    packing = plan(principal, [s for s, _ in statements], options.target, limit)
+    statements = _statements(g.groups, g.widenings, g.advice_time, merged, options, findings=None)
+    packing = plan(g.principal, [s for s, _ in statements], options.target, limit)
     rounds = 0
     # Each round replaces resources by fewer patterns or merges statements, so the ladder runs
     # out of steps; the bound only guards against a step that saves nothing once rebuilt.
@@ -634,50 +739,49 @@ def generate_identity_policy(
             for st, ev in statements
         ]
         steps = choose(
-            candidates(groups.keys(), shapes, denied_only, options.prefix_threshold), packing.overflow
+            candidates(g.groups.keys(), shapes, g.denied_only, options.prefix_threshold), packing.overflow
         )
         if not steps:
             break
         for step in steps:
-            ladder.append(_take(step, groups, widenings, merged))
-            if step.denied:
-                findings.append(
-                    Finding(
-                        "DENIED_COVERED",
-                        step.pattern,
-                        f"no narrower step fits: {step.kind} {step.pattern} also allows "
-                        f"{'; '.join(step.denied[:5])}"
-                        + (f" and {len(step.denied) - 5} more" if len(step.denied) > 5 else "")
-                        + ", only ever denied (the denial may come from a resource policy, an SCP "
-                        "or a key policy; check that it stays)",
-                    )
-                )
-            else:
-                findings.append(
-                    Finding(
-                        "WIDENED_TO_FIT",
-                        step.pattern,
-                        f"{step.kind}: covers {len(step.covers)} resources; admits {step.admits}",
-                    )
-                )
-        statements = _statements(groups, widenings, advice_time, merged, options, None, bool(ladder))
-        packing = plan(principal, [s for s, _ in statements], options.target, limit)
-    statements = _statements(groups, widenings, advice_time, merged, options, findings, bool(ladder))
+            ladder.append(_take(step, g.groups, g.widenings, merged))
+            g.findings.append(_step_finding(step))
+        statements = _statements(g.groups, g.widenings, g.advice_time, merged, options, None, bool(ladder))
+        packing = plan(g.principal, [s for s, _ in statements], options.target, limit)
+    statements = _statements(g.groups, g.widenings, g.advice_time, merged, options, g.findings, bool(ladder))
     # A step a later step widened again (ctr-xgboost-2025-03-* → training-job/*) is not in the
     # policy any more: report the widenings the policy has.
     in_policy = {r for _, ev in statements for r in ev.resources}
     ladder = [w for w in ladder if w.kind is WideningKind.SERVICE_MERGE or w.resource in in_policy]
     kept = {w.resource for w in ladder}
-    findings = [
-        f for f in findings if f.code not in ("WIDENED_TO_FIT", "DENIED_COVERED") or f.subject in kept
+    g.findings = [
+        f for f in g.findings if f.code not in ("WIDENED_TO_FIT", "DENIED_COVERED") or f.subject in kept
     ]
-    policies, packing_notes = pack(packing, principal, widened=options.widen)
-    for note in packing_notes:
-        findings.append(Finding("SPLIT_FOR_SIZE", principal.arn, note))
+    return statements, packing, ladder
 
-    # 5. Replay every observed call; refuse to emit a policy that breaks one.
-    docs = [p.policy for p in policies]
-    count, failures = replay(principal.arn, used, docs, stand_in)
+
+def _step_finding(step: Candidate) -> Finding:
+    """What one ladder step admits; a step that also allows a denied-only resource says which."""
+    if step.denied:
+        return Finding(
+            "DENIED_COVERED",
+            step.pattern,
+            f"no narrower step fits: {step.kind} {step.pattern} also allows "
+            f"{'; '.join(step.denied[:5])}"
+            + (f" and {len(step.denied) - 5} more" if len(step.denied) > 5 else "")
+            + ", only ever denied (the denial may come from a resource policy, an SCP "
+            "or a key policy; check that it stays)",
+        )
+    return Finding(
+        "WIDENED_TO_FIT",
+        step.pattern,
+        f"{step.kind}: covers {len(step.covers)} resources; admits {step.admits}",
+    )
+
+
+def _replay_or_refuse(g: _Grants, docs: list[Policy]) -> int:
+    """Replay every observed call against *docs*; refuse to emit a policy that breaks one."""
+    count, failures = replay(g.principal.arn, g.used, docs, g.stand_in)
     if failures:
         f = failures[0]
         raise SynthError(
@@ -685,9 +789,16 @@ def generate_identity_policy(
             f"({f.row.action} on {f.request.resource}: {f.evaluation.reason}); "
             f"{len(failures)} of {count} calls fail"
         )
+    return count
+
+
+def _check_denied(g: _Grants, docs: list[Policy], options: SynthOptions) -> None:
+    """Every denied call is reported; one the policy would allow refuses the policy under
+    ``--no-widen``, and is otherwise reported with the statements that allow it."""
+    used_keys = {(r.action, r.resource) for r in g.used}
     granted_denials = []
-    for r in denied:
-        findings.append(
+    for r in g.denied:
+        g.findings.append(
             Finding(
                 "DENIED_NOT_GRANTED",
                 f"{r.action} {r.resource or '(unknown)'}",
@@ -695,7 +806,7 @@ def generate_identity_policy(
             )
         )
         if (r.action, r.resource) not in used_keys and r.resource is not None:
-            req = request_for(principal.arn, r)
+            req = request_for(g.principal.arn, r)
             if evaluate(
                 req, docs, resource_policy=account_trust_policy(req.resource, req.resource_account)
             ).allowed:
@@ -706,7 +817,11 @@ def generate_identity_policy(
             f"refusing to emit: the policy would allow a call that was only ever denied "
             f"({r.action} on {r.resource})"
         )
-    reported = {f.subject for f in findings if f.code == "DENIED_COVERED"}
+    _report_denied_covered(g, docs, granted_denials)
+
+
+def _report_denied_covered(g: _Grants, docs: list[Policy], granted_denials: list[UsageRow]) -> None:
+    reported = {f.subject for f in g.findings if f.code == "DENIED_COVERED"}
     by_covering: dict[tuple[str, ...], list[UsageRow]] = defaultdict(list)
     for r in granted_denials:
         # A fold that covers a denied-only resource: the policy still needs the fold (its calls
@@ -728,7 +843,7 @@ def generate_identity_policy(
     for covering, rows_covered in sorted(by_covering.items()):
         named = "; ".join(f"{r.action} {r.resource} ({r.count}x)" for r in rows_covered[:5])
         more = f" and {len(rows_covered) - 5} more" if len(rows_covered) > 5 else ""
-        findings.append(
+        g.findings.append(
             Finding(
                 "DENIED_COVERED",
                 ", ".join(covering) or "the policy",
@@ -737,17 +852,6 @@ def generate_identity_policy(
                 "check that it stays",
             )
         )
-    return GeneratedPolicy(
-        principal=principal,
-        policies=tuple(policies),
-        statements=tuple(ev for _, ev in statements),
-        denied=denied,
-        findings=tuple(sorted(set(findings))),
-        replayed=count,
-        replayed_calls=sum(r.count for r in used),
-        widenings=(*generated, *ladder),
-        max_policies=limit,
-    )
 
 
 _MAX_ROUNDS = 200
@@ -795,20 +899,7 @@ def _statements(
     for (resource, c), acts in step1.items():
         step2[(tuple(sorted(acts)), c)].add(resource)
     if merged:
-        joined: dict[tuple[str, tuple[Condition, ...]], tuple[set[str], set[str]]] = {}
-        for (names, c), resources in list(step2.items()):
-            services = {a.split(":")[0] for a in names}
-            if len(services) != 1 or "*" in resources:
-                continue
-            service = services.pop()
-            if (service, c) in merged:
-                del step2[(names, c)]
-                got = joined.setdefault((service, c), (set(), set()))
-                got[0].update(names)
-                got[1].update(resources)
-        for (_, c), (acts_set, resources) in joined.items():
-            step2[(tuple(sorted(acts_set)), c)] |= resources
-
+        _merge_services(step2, merged)
     step2_all = {k: tuple(sorted(v)) for k, v in step2.items()}
     statements: list[tuple[Statement, StatementEvidence]] = []
     for (stmt_actions, c), resources in step2.items():
@@ -847,23 +938,9 @@ def _statements(
         times = [
             advice_time[(a, rr)] for a in stmt_actions for rr in stmt_resources if (a, rr) in advice_time
         ]
-        eids: list[str] = []
-        for r in sorted(srows, key=lambda r: r.first_seen):
-            for e in r.event_ids:
-                if e not in eids and len(eids) < 5:
-                    eids.append(e)
-        ev = StatementEvidence(
-            sid=sid,
-            actions=stmt_actions,
-            resources=stmt_resources,
-            conditions=c,
-            calls=sum(r.count for r in srows),
-            first_seen=min([r.first_seen for r in srows] + times),
-            last_seen=max([r.last_seen for r in srows] + times),
-            event_ids=tuple(eids),
-            widened_by=tuple(dict.fromkeys(widened)),
+        statements.append(
+            (st, _statement_evidence(sid, stmt_actions, stmt_resources, c, srows, times, widened))
         )
-        statements.append((st, ev))
     # Order by service, then Sid, then content (Sids may clash before they are made unique).
     statements.sort(
         key=lambda pair: (
@@ -876,3 +953,51 @@ def _statements(
     return [
         (replace(st, sid=sid), replace(ev, sid=sid)) for (st, ev), sid in zip(statements, unique, strict=True)
     ]
+
+
+def _merge_services(
+    step2: dict[tuple[tuple[str, ...], tuple[Condition, ...]], set[str]],
+    merged: set[tuple[str, tuple[Condition, ...]]],
+) -> None:
+    """Join the statements of each merged (service, conditions) into one, in place."""
+    joined: dict[tuple[str, tuple[Condition, ...]], tuple[set[str], set[str]]] = {}
+    for (names, c), resources in list(step2.items()):
+        services = {a.split(":")[0] for a in names}
+        if len(services) != 1 or "*" in resources:
+            continue
+        service = services.pop()
+        if (service, c) in merged:
+            del step2[(names, c)]
+            got = joined.setdefault((service, c), (set(), set()))
+            got[0].update(names)
+            got[1].update(resources)
+    for (_, c), (acts_set, resources) in joined.items():
+        step2.setdefault((tuple(sorted(acts_set)), c), set()).update(resources)
+
+
+def _statement_evidence(
+    sid: str,
+    actions: tuple[str, ...],
+    resources: tuple[str, ...],
+    conditions: tuple[Condition, ...],
+    rows: Sequence[UsageRow],
+    times: Sequence[str],
+    widened: Sequence[Widening],
+) -> StatementEvidence:
+    """The calls behind a statement (and Access Advisor's last-accessed *times*), and its widenings."""
+    eids: list[str] = []
+    for r in sorted(rows, key=lambda r: r.first_seen):
+        for e in r.event_ids:
+            if e not in eids and len(eids) < 5:
+                eids.append(e)
+    return StatementEvidence(
+        sid=sid,
+        actions=actions,
+        resources=resources,
+        conditions=conditions,
+        calls=sum(r.count for r in rows),
+        first_seen=min([r.first_seen for r in rows] + list(times)),
+        last_seen=max([r.last_seen for r in rows] + list(times)),
+        event_ids=tuple(eids),
+        widened_by=tuple(dict.fromkeys(widened)),
+    )

@@ -22,28 +22,27 @@ policy); the root and the admins must stay able to read and replace the key poli
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
-from iamtrim.errors import IamtrimError
+from iamtrim.errors import KeyPolicyError, LockoutError, SynthError
 from iamtrim.evaluate import Request, evaluate
 from iamtrim.model import Outcome, UsageRow
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Principals, Statement
-from iamtrim.synth.bucket import LockoutError, allow_all, session_arn
-from iamtrim.synth.identity import SynthError
-from iamtrim.synth.limits import KEY_POLICY_BYTES, check_resource_policy
-from iamtrim.synth.merge import CurrentResourcePolicy, Merge, merge_current
+from iamtrim.synth.limits import KEY_POLICY_BYTES
+from iamtrim.synth.merge import CurrentResourcePolicy, Merge
+from iamtrim.synth.resource_policy import allow_all, call_evidence, camel, merge_and_check, session_arn
 from iamtrim.verify import request_context, via_service
 
 __all__ = [
     "KEY_ADMIN_ACTIONS",
     "KEY_MANAGED_SIDS",
     "GeneratedKeyPolicy",
-    "KeyError_",
     "KeyStatement",
+    "KeyStatementKind",
     "generate_key_policy",
     "key_lockout_requests",
     "resolve_key",
@@ -82,16 +81,18 @@ KEY_ADMIN_ACTIONS = (
 _LOCKOUT_ACTIONS = ("kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:DescribeKey")
 
 
-class KeyError_(IamtrimError):
-    """Unknown or ambiguous key, or a key nobody was seen using (exit 2)."""
+class KeyStatementKind(StrEnum):
+    """What one statement of the key policy does (the statements in this module's docstring)."""
 
-    exit_code = 2
+    ADMIN_THROUGH_IAM = "admin-through-iam"
+    ADMINS = "admins"
+    USE = "use"
 
 
 @dataclass(frozen=True, slots=True)
 class KeyStatement:
     sid: str
-    kind: str  # admin-through-iam | admins | use
+    kind: KeyStatementKind
     purpose: str
     principals: tuple[str, ...]
     actions: tuple[str, ...]
@@ -128,28 +129,8 @@ def resolve_key(rows: Iterable[UsageRow], query: str) -> str:
     if len(hits) == 1:
         return hits[0]
     if hits:
-        raise KeyError_(f"key {query!r} is ambiguous: {', '.join(hits)}")
-    raise KeyError_(f"no KMS key {query!r} in the usage data ({len(keys)} keys seen)")
-
-
-def _camel(text: str) -> str:
-    # Sids are alphanumeric: every other character (a space, "_", ".", "-") only separates words.
-    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_sid.html
-    return "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", text) if p)
-
-
-def _evidence(rows: Sequence[UsageRow]) -> tuple[int, str, str, tuple[str, ...]]:
-    eids: list[str] = []
-    for r in sorted(rows, key=lambda r: (r.first_seen, r.event_ids)):
-        for e in r.event_ids:
-            if e not in eids and len(eids) < 5:
-                eids.append(e)
-    return (
-        sum(r.count for r in rows),
-        min(r.first_seen for r in rows),
-        max(r.last_seen for r in rows),
-        tuple(eids),
-    )
+        raise KeyPolicyError(f"key {query!r} is ambiguous: {', '.join(hits)}")
+    raise KeyPolicyError(f"no KMS key {query!r} in the usage data ({len(keys)} keys seen)")
 
 
 def key_lockout_requests(key: str, account: str, admins: Sequence[str]) -> list[Request]:
@@ -168,19 +149,50 @@ def generate_key_policy(
     admins: Sequence[str] = (),
     current: CurrentResourcePolicy | None = None,
 ) -> GeneratedKeyPolicy:
+    """The key policy for *key* from *rows* (any rows: those on other resources are ignored).
+
+    With *current* (the key's policy now), the statements iamtrim does not manage are kept and the
+    merged document is what gets verified and returned (``synth/merge.py``)."""
     on_key = [r for r in rows if r.resource == key and r.action.startswith("kms:")]
     used = [r for r in on_key if r.outcome is Outcome.USED]
     denied = tuple(r for r in on_key if r.outcome is Outcome.DENIED)
     if not used:
-        raise KeyError_(f"no authorized call on {key} in the usage data: nothing to propose")
+        raise KeyPolicyError(f"no authorized call on {key} in the usage data: nothing to propose")
+    account = key.split(":")[4]
+    admins = tuple(sorted(set(admins)))
+    findings: list[Finding] = []
+    statements = _admin_statements(key, admins)
+    statements += _use_statements(key, used, findings)
+    policy, merge = merge_and_check(
+        Policy(statements=tuple(s for s, _ in statements), name=f"key-policy:{key}"),
+        current,
+        KEY_MANAGED_SIDS,
+        KEY_POLICY_BYTES,
+        f"key policy for {key}",
+    )
+    count = _replay_key(policy, used, key)
+    checked = _check_key_lockout(policy, key, admins)
+    return GeneratedKeyPolicy(
+        key=key,
+        account=account,
+        policy=policy,
+        statements=tuple(ks for _, ks in statements),
+        findings=tuple(sorted(set(findings))),
+        denied=denied,
+        replayed=count,
+        lockout_checked=checked,
+        admins=admins,
+        merge=merge,
+    )
+
+
+def _admin_statements(key: str, admins: tuple[str, ...]) -> list[tuple[Statement, KeyStatement]]:
+    """Key administration for the account root (so the account's IAM policies decide who manages
+    the key) and for the named administrators; never the cryptographic actions."""
     parts = key.split(":")
     partition, account = parts[1], parts[4]
     root = f"arn:{partition}:iam::{account}:root"
-    admins = tuple(sorted(set(admins)))
-    findings: list[Finding] = []
-    statements: list[tuple[Statement, KeyStatement]] = []
-
-    statements.append(
+    statements = [
         (
             Statement(
                 Effect.ALLOW,
@@ -191,7 +203,7 @@ def generate_key_policy(
             ),
             KeyStatement(
                 "AllowKeyAdministrationThroughIam",
-                "admin-through-iam",
+                KeyStatementKind.ADMIN_THROUGH_IAM,
                 f"keeps the key administrators of account {account} (by their IAM policies) and the "
                 "root able to manage the key and replace this policy; grants no cryptographic use",
                 (root,),
@@ -203,7 +215,7 @@ def generate_key_policy(
                 (),
             ),
         )
-    )
+    ]
     if admins:
         statements.append(
             (
@@ -216,7 +228,7 @@ def generate_key_policy(
                 ),
                 KeyStatement(
                     "AllowKeyAdministrators",
-                    "admins",
+                    KeyStatementKind.ADMINS,
                     "the named key administrators",
                     admins,
                     KEY_ADMIN_ACTIONS,
@@ -228,8 +240,14 @@ def generate_key_policy(
                 ),
             )
         )
+    return statements
 
-    # Per principal and action: the services it went through ("" = directly).
+
+def _use_conditions(
+    used: Sequence[UsageRow], findings: list[Finding]
+) -> tuple[dict[tuple[str, str], tuple[Condition, ...]], dict[tuple[str, str], list[UsageRow]]]:
+    """Per (principal, action): ``kms:ViaService`` on the services every use went through (none
+    when one call was direct, with a finding), and the rows behind it."""
     conds: dict[tuple[str, str], tuple[Condition, ...]] = {}
     by_pa: dict[tuple[str, str], list[UsageRow]] = defaultdict(list)
     for r in used:
@@ -250,6 +268,16 @@ def generate_key_policy(
             )
         else:
             conds[(p, action)] = (Condition("StringEquals", "kms:ViaService", tuple(sorted(services))),)
+    return conds, by_pa
+
+
+def _use_statements(
+    key: str, used: Sequence[UsageRow], findings: list[Finding]
+) -> list[tuple[Statement, KeyStatement]]:
+    """One ``AllowUse…`` statement per (actions, conditions), naming every principal that used
+    exactly those actions under those conditions; sorted by Sid."""
+    account = key.split(":")[4]
+    conds, by_pa = _use_conditions(used, findings)
     # (principal, conditions) → actions; then (actions, conditions) → principals.
     step1: dict[tuple[str, tuple[Condition, ...]], list[str]] = defaultdict(list)
     for (p, action), c in sorted(conds.items()):
@@ -258,13 +286,13 @@ def generate_key_policy(
     for (p, c), acted in sorted(step1.items()):
         step2[(tuple(sorted(acted)), c)].append(p)
     uses: list[tuple[Statement, KeyStatement]] = []
-    for (acts, c), principals in sorted(step2.items()):
-        actions = tuple(acts)
+    for (actions, c), principals in sorted(step2.items()):
         body = "|".join([*actions, *principals, *(v for cc in c for v in cc.values)])
-        via = "Via" + "".join(_camel(v.split(".")[0]) for cc in c for v in cc.values) if c else "Direct"
+        via = "Via" + "".join(camel(v.split(".")[0]) for cc in c for v in cc.values) if c else "Direct"
         sid = f"AllowUse{via}{hashlib.sha256(body.encode()).hexdigest()[:8].upper()}"
-        prow = [r for p in principals for a in actions for r in by_pa[(p, a)]]
-        calls, first, last, eids = _evidence(prow)
+        calls, first, last, eids = call_evidence(
+            [r for p in principals for a in actions for r in by_pa[(p, a)]]
+        )
         purpose = f"{', '.join(principals)}: {', '.join(actions)}"
         purpose += f" only through {', '.join(c[0].values)}" if c else " (called directly)"
         uses.append(
@@ -277,21 +305,31 @@ def generate_key_policy(
                     conditions=c,
                     sid=sid,
                 ),
-                KeyStatement(sid, "use", purpose, tuple(principals), actions, c, calls, first, last, eids),
+                KeyStatement(
+                    sid,
+                    KeyStatementKind.USE,
+                    purpose,
+                    tuple(principals),
+                    actions,
+                    c,
+                    calls,
+                    first,
+                    last,
+                    eids,
+                ),
             )
         )
         for p in principals:
             if p.split(":")[4] != account:
                 findings.append(Finding("CROSS_ACCOUNT_GRANT", p, f"{', '.join(actions)} on {key}"))
     uses.sort(key=lambda pair: pair[0].sid)
-    statements += uses
-    policy = Policy(statements=tuple(s for s, _ in statements), name=f"key-policy:{key}")
-    merge = None
-    if current is not None:
-        policy, merge = merge_current(current.policy, policy, KEY_MANAGED_SIDS, current.source)
-    check_resource_policy(policy, KEY_POLICY_BYTES, f"key policy for {key}")
+    return uses
 
-    # Replay every observed call (as the principal and as a session of a role).
+
+def _replay_key(policy: Policy, used: Sequence[UsageRow], key: str) -> int:
+    """Replay every observed call (as the principal and as a session of a role) with an allow-all
+    identity policy; refuse a policy that denies one. Returns how many requests were replayed."""
+    account = key.split(":")[4]
     identity = [allow_all()]
     count = 0
     for r in used:
@@ -308,7 +346,13 @@ def generate_key_policy(
                     f"refusing to emit: the key policy would deny an observed call ({who} "
                     f"{r.action}: {res.reason})"
                 )
-    lockout = key_lockout_requests(key, account, admins)
+    return count
+
+
+def _check_key_lockout(policy: Policy, key: str, admins: Sequence[str]) -> int:
+    """Refuse a policy that locks the root or an administrator out of reading or replacing it."""
+    lockout = key_lockout_requests(key, key.split(":")[4], admins)
+    identity = [allow_all()]
     for req in lockout:
         res = evaluate(req, identity, resource_policy=policy)
         if not res.allowed:
@@ -316,15 +360,4 @@ def generate_key_policy(
                 f"refusing to emit: the key policy would lock {req.principal_arn} out of "
                 f"{req.action} ({res.reason})"
             )
-    return GeneratedKeyPolicy(
-        key=key,
-        account=account,
-        policy=policy,
-        statements=tuple(ks for _, ks in statements),
-        findings=tuple(sorted(set(findings))),
-        denied=denied,
-        replayed=count,
-        lockout_checked=len(lockout),
-        admins=admins,
-        merge=merge,
-    )
+    return len(lockout)

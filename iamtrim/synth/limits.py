@@ -16,14 +16,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
-from iamtrim.errors import IamtrimError
+from iamtrim.errors import SizeLimitError
 from iamtrim.model import Principal, PrincipalKind
 from iamtrim.model.policy import Policy, Statement
-
-if TYPE_CHECKING:
-    from iamtrim.synth.identity import NamedPolicy
 
 MANAGED_POLICY_CHARS = 6144
 MANAGED_POLICIES_PER_ENTITY = 10
@@ -32,13 +28,17 @@ INLINE_TOTAL_CHARS = {PrincipalKind.USER: 2048, PrincipalKind.ROLE: 10240, Princ
 _ENVELOPE = len('{"Version":"2012-10-17","Statement":[]}')
 
 
+@dataclass(frozen=True, slots=True)
+class NamedPolicy:
+    """One policy of a packing, with the name it is created under."""
+
+    name: str
+    policy: Policy
+
+
 class Target(StrEnum):
     MANAGED = "managed"
     INLINE = "inline"
-
-
-class SizeLimitError(IamtrimError):
-    exit_code = 1
 
 
 # Resource policies are limited in bytes of the document:
@@ -154,8 +154,6 @@ def plan(principal: Principal, statements: Sequence[Statement], target: Target, 
 
 def pack(packing: Packing, principal: Principal, widened: bool) -> tuple[list[NamedPolicy], list[str]]:
     """The policies of a packing that fits; :class:`SizeLimitError` when it does not."""
-    from iamtrim.synth.identity import NamedPolicy
-
     bins, sizes, budget = packing.bins, packing.sizes, packing.budget
     how = (
         "even after widening as far as the ladder allows"

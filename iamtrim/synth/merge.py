@@ -20,8 +20,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from iamtrim.errors import SynthError
 from iamtrim.model.policy import Policy, Statement
-from iamtrim.synth.identity import SynthError
 
 __all__ = ["CurrentResourcePolicy", "Merge", "merge_current"]
 

@@ -257,34 +257,40 @@ def _denied_by(
     return tuple(f"{a} {d}" for a in sorted(actions) for d in denied.get(a, ()) if glob_matches(pattern, d))
 
 
-def candidates(
-    keys: Collection[tuple[str, str]],
-    statements: Sequence[StatementShape],
-    denied: Mapping[str, Sequence[str]],
-    object_threshold: int,
-) -> list[Candidate]:
-    """Every ladder step that could be taken from the current (action, resource) grants."""
-    actions_of: dict[str, set[str]] = defaultdict(set)
-    for action, resource in keys:
-        if resource != "*":
-            actions_of[resource].add(action)
-    in_statements: dict[str, set[int]] = defaultdict(set)
-    for i, st in enumerate(statements):
-        for r in st.resources:
-            in_statements[r].add(i)
-    frozen = {r: frozenset(v) for r, v in in_statements.items()}
-    out: list[Candidate] = []
-    seen: set[tuple[WideningKind, str]] = set()
+class _Steps:
+    """The ladder steps found so far from one set of grants (:func:`candidates`)."""
 
-    def add(kind: WideningKind, pattern: str, covers: Collection[str], literal: str, admits: str) -> None:
-        if (kind, pattern) in seen or len(covers) < 2 or pattern == "*" or pattern in covers:
+    def __init__(
+        self,
+        keys: Collection[tuple[str, str]],
+        statements: Sequence[StatementShape],
+        denied: Mapping[str, Sequence[str]],
+    ) -> None:
+        self.actions_of: dict[str, set[str]] = defaultdict(set)
+        for action, resource in keys:
+            if resource != "*":
+                self.actions_of[resource].add(action)
+        in_statements: dict[str, set[int]] = defaultdict(set)
+        for i, st in enumerate(statements):
+            for r in st.resources:
+                in_statements[r].add(i)
+        self.in_statements = {r: frozenset(v) for r, v in in_statements.items()}
+        self.denied = denied
+        self.found: list[Candidate] = []
+        self.seen: set[tuple[WideningKind, str]] = set()
+
+    def add(
+        self, kind: WideningKind, pattern: str, covers: Collection[str], literal: str, admits: str
+    ) -> None:
+        """A step replacing *covers* by *pattern*, if it covers two or more and saves characters."""
+        if (kind, pattern) in self.seen or len(covers) < 2 or pattern == "*" or pattern in covers:
             return
-        seen.add((kind, pattern))
-        saved = _estimate_saved(covers, pattern, frozen)
+        self.seen.add((kind, pattern))
+        saved = _estimate_saved(covers, pattern, self.in_statements)
         if saved <= 0:
             return
-        acts = set().union(*(actions_of[r] for r in covers))
-        out.append(
+        acts = set().union(*(self.actions_of[r] for r in covers))
+        self.found.append(
             Candidate(
                 kind,
                 pattern,
@@ -292,12 +298,34 @@ def candidates(
                 saved,
                 _WEIGHT[kind] * _open_segments(literal, covers),
                 admits,
-                _denied_by(pattern, acts, denied),
+                _denied_by(pattern, acts, self.denied),
             )
         )
 
-    # 1. Deeper S3 prefixes: the object-key folding at lower thresholds.
-    objects = sorted(r for r in actions_of if is_s3_object_arn(r))
+
+def candidates(
+    keys: Collection[tuple[str, str]],
+    statements: Sequence[StatementShape],
+    denied: Mapping[str, Sequence[str]],
+    object_threshold: int,
+) -> list[Candidate]:
+    """Every ladder step that could be taken from the current (action, resource) grants."""
+    steps = _Steps(keys, statements, denied)
+    objects = sorted(r for r in steps.actions_of if is_s3_object_arn(r))
+    _s3_prefix_steps(steps, objects, object_threshold)  # 1. deeper S3 prefixes
+    _bucket_prefix_steps(steps, objects)  # 2. buckets sharing a name prefix
+    for tp, (type_name, members) in _by_type(steps.actions_of).items():  # 2-4. other resources
+        _name_prefix_steps(steps, tp, type_name, members)
+        _resource_type_step(steps, tp, type_name, members)
+    _region_steps(steps)  # 3. the same name across regions
+    steps.found += _service_merges(statements, denied)  # 5. statements of one service merged
+    out = steps.found
+    out.sort(key=lambda c: (-c.score, -len(c.pattern), c.kind, c.pattern))
+    return out
+
+
+def _s3_prefix_steps(steps: _Steps, objects: list[str], object_threshold: int) -> None:
+    """1. Deeper S3 prefixes: the object-key folding at lower thresholds."""
     for threshold in range(max(object_threshold, 2) - 1, 0, -1):
         if not objects:
             break
@@ -306,7 +334,7 @@ def candidates(
             if target != arn:
                 folded[target].append(arn)
         for target, arns in folded.items():
-            add(
+            steps.add(
                 WideningKind.S3_PREFIX,
                 target,
                 arns,
@@ -314,7 +342,9 @@ def candidates(
                 f"any object under {target[:-1]} ({len(arns)} seen)",
             )
 
-    # 2. Objects of buckets sharing a name prefix: acme-data-*/*.
+
+def _bucket_prefix_steps(steps: _Steps, objects: list[str]) -> None:
+    """2. Objects of buckets sharing a name prefix: acme-data-*/*."""
     bucket_prefixes: dict[str, list[str]] = defaultdict(list)
     for r in objects:
         head, _, rest = r.partition(":::")
@@ -325,7 +355,7 @@ def candidates(
             bucket_prefixes[f"{head}:::{acc}"].append(r)
     for prefix, covered in bucket_prefixes.items():
         if re.search(r"[A-Za-z0-9]", prefix.partition(":::")[2]):
-            add(
+            steps.add(
                 WideningKind.NAME_PREFIX,
                 prefix + "*/*",
                 covered,
@@ -334,9 +364,10 @@ def candidates(
                 f"{prefix.partition(':::')[2]!r} ({len(covered)} buckets seen)",
             )
 
-    # 2-4. Non-object resources, by resource type and scope.
-    by_type: dict[str, list[str]] = defaultdict(list)
-    type_names: dict[str, str] = {}
+
+def _by_type(actions_of: Mapping[str, set[str]]) -> dict[str, tuple[str, list[str]]]:
+    """Non-object resources by their type's account-and-region pattern: (type name, members)."""
+    by_type: dict[str, tuple[str, list[str]]] = {}
     for r in sorted(actions_of):
         if is_s3_object_arn(r):
             continue  # object keys: step 1 (S3 prefixes)
@@ -346,52 +377,61 @@ def candidates(
         tp = _type_pattern(rt, r)
         if tp is None:
             continue
-        by_type[tp].append(r)
-        type_names[tp] = rt.name
-    for tp, members in by_type.items():
-        literal = tp.split("*", 1)[0]
-        type_name = type_names[tp]
-        # 2. Shared name prefixes, cut at a separator (billing-fn-*), longer than the type's.
-        by_prefix: dict[str, list[str]] = defaultdict(list)
-        for r in members:
-            segs = _segments(r[len(literal) :]) if r.startswith(literal) else []
-            acc = literal
-            for seg in segs[:-1]:
-                acc += seg
-                if "*" in seg or "?" in seg:
-                    break
-                by_prefix[acc].append(r)
-        for prefix, covered in by_prefix.items():
-            if re.search(r"[A-Za-z0-9]", prefix[len(literal) :]):
-                stem = prefix[len(literal) :]
-                add(
-                    WideningKind.NAME_PREFIX,
-                    prefix + "*",
-                    covered,
-                    prefix,
-                    f"any {type_name} whose name starts with {stem!r} ({len(covered)} seen)",
-                )
-        # 4. Every resource of the type in the account and region — never without an account
-        # (an S3 bucket ARN names none: arn:aws:s3:::* would be every bucket of every account).
-        parts = tp.split(":", 5)
-        if len(parts) == 6 and parts[4] and parts[4] != "*":
-            where = f"account {parts[4]}" + (f", region {parts[3]}" if parts[3] else "")
-            add(
-                WideningKind.RESOURCE_TYPE,
-                tp,
-                members,
-                literal,
-                f"every {type_name} in {where} ({len(members)} seen)",
+        members = by_type[tp][1] if tp in by_type else []
+        members.append(r)
+        by_type[tp] = (rt.name, members)
+    return by_type
+
+
+def _name_prefix_steps(steps: _Steps, tp: str, type_name: str, members: list[str]) -> None:
+    """2. Shared name prefixes, cut at a separator (billing-fn-*), longer than the type's."""
+    literal = tp.split("*", 1)[0]
+    by_prefix: dict[str, list[str]] = defaultdict(list)
+    for r in members:
+        segs = _segments(r[len(literal) :]) if r.startswith(literal) else []
+        acc = literal
+        for seg in segs[:-1]:
+            acc += seg
+            if "*" in seg or "?" in seg:
+                break
+            by_prefix[acc].append(r)
+    for prefix, covered in by_prefix.items():
+        if re.search(r"[A-Za-z0-9]", prefix[len(literal) :]):
+            stem = prefix[len(literal) :]
+            steps.add(
+                WideningKind.NAME_PREFIX,
+                prefix + "*",
+                covered,
+                prefix,
+                f"any {type_name} whose name starts with {stem!r} ({len(covered)} seen)",
             )
-    # 3. The same name across regions.
+
+
+def _resource_type_step(steps: _Steps, tp: str, type_name: str, members: list[str]) -> None:
+    """4. Every resource of the type in the account and region — never without an account
+    (an S3 bucket ARN names none: arn:aws:s3:::* would be every bucket of every account)."""
+    parts = tp.split(":", 5)
+    if len(parts) == 6 and parts[4] and parts[4] != "*":
+        where = f"account {parts[4]}" + (f", region {parts[3]}" if parts[3] else "")
+        steps.add(
+            WideningKind.RESOURCE_TYPE,
+            tp,
+            members,
+            tp.split("*", 1)[0],
+            f"every {type_name} in {where} ({len(members)} seen)",
+        )
+
+
+def _region_steps(steps: _Steps) -> None:
+    """3. The same name across regions."""
     by_region: dict[str, list[str]] = defaultdict(list)
-    for r in actions_of:
+    for r in steps.actions_of:
         parts = r.split(":", 5)
         if len(parts) == 6 and parts[3] and parts[3] != "*":
             by_region[":".join([*parts[:3], "*", *parts[4:]])].append(r)
     for pattern, covered in by_region.items():
         regions = sorted({r.split(":")[3] for r in covered})
-        add(
+        steps.add(
             WideningKind.ACROSS_REGIONS,
             pattern,
             covered,
@@ -399,12 +439,17 @@ def candidates(
             f"the same name in every region, not only {', '.join(regions)}",
         )
 
-    # 5. Statements of one service (same conditions, no Resource "*") merged into one.
+
+def _service_merges(
+    statements: Sequence[StatementShape], denied: Mapping[str, Sequence[str]]
+) -> list[Candidate]:
+    """5. Statements of one service (same conditions, no Resource "*") merged into one."""
     by_service: dict[tuple[str, tuple[Condition, ...]], list[StatementShape]] = defaultdict(list)
     for st in statements:
         services = {a.split(":")[0] for a in st.actions}
         if len(services) == 1 and "*" not in st.resources:
             by_service[(services.pop(), st.conditions)].append(st)
+    out = []
     for (service, conds), sts in sorted(by_service.items(), key=lambda kv: (kv[0][0], repr(kv[0][1]))):
         if len(sts) < 2:
             continue
@@ -434,7 +479,6 @@ def candidates(
                 conditions=conds,
             )
         )
-    out.sort(key=lambda c: (-c.score, -len(c.pattern), c.kind, c.pattern))
     return out
 
 

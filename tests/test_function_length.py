@@ -1,0 +1,84 @@
+"""No function of iamtrim reaches 100 lines (from its ``def`` line to its last line).
+
+A long function is split at its own step comments into named steps. The functions listed in
+``KNOWN_LONG`` are longer today and are being split by the other parts of issue 18; drop an entry
+when its split is merged. ``python tests/test_function_length.py`` lists the longest functions.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "iamtrim"
+LIMIT = 100
+
+# "module:function" → its length when listed; each is issue 18's to split (synth and
+# normalize/ingest parts, other branches).
+KNOWN_LONG = {
+    "iamtrim/synth/identity.py:generate_identity_policy": 470,
+    "iamtrim/synth/bucket.py:generate_bucket_policy": 398,
+    "iamtrim/synth/widen.py:candidates": 179,
+    "iamtrim/synth/kms.py:generate_key_policy": 166,
+    "iamtrim/sources/access_advisor.py:_parse_services": 127,
+    "iamtrim/evaluate.py:evaluate": 124,
+    "iamtrim/evidence.py:classify": 113,
+    "iamtrim/ingest.py:_merge_chunks": 103,
+    "iamtrim/synth/identity.py:_statements": 100,
+    # being reworked by the multi-account review (branch review-org): split once that is merged
+    "iamtrim/cli.py:review_cmd": 109,
+}
+
+
+def function_lengths(source: str) -> list[tuple[int, str, int]]:
+    """(lines, name, line of its def) of every function and method in *source*, nested ones too."""
+    return [
+        (node.end_lineno - node.lineno + 1, node.name, node.lineno)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None
+    ]
+
+
+def longest(n: int | None = None) -> list[tuple[int, str]]:
+    """The *n* longest functions of the package: (lines, "module:function")."""
+    rows = [
+        (lines, f"{path.relative_to(PKG.parent)}:{name}")
+        for path in sorted(PKG.rglob("*.py"))
+        for lines, name, _ in function_lengths(path.read_text())
+    ]
+    return sorted(rows, key=lambda r: (-r[0], r[1]))[:n]
+
+
+def test_no_function_reaches_the_limit() -> None:
+    too_long = [
+        f"{where}: {lines} lines" for lines, where in longest() if lines >= LIMIT and where not in KNOWN_LONG
+    ]
+    grown = [
+        f"{where}: {lines} lines (listed at {KNOWN_LONG[where]})"
+        for lines, where in longest()
+        if where in KNOWN_LONG and lines > KNOWN_LONG[where]
+    ]
+    assert not too_long and not grown, "\n".join(too_long + grown)
+
+
+def test_the_measure_counts_from_def_to_the_last_line() -> None:
+    source = (
+        "@decorator\n"  # not counted: the function starts at its def
+        "def f(\n"
+        "    a: int,\n"
+        ") -> int:\n"
+        "    def g() -> int:\n"
+        "        return 1\n"
+        "\n"
+        "    return a + g()\n"
+        "class C:\n"
+        "    async def m(self) -> None:\n"
+        "        pass\n"
+    )
+    assert sorted(function_lengths(source)) == [(2, "g", 5), (2, "m", 10), (7, "f", 2)]
+
+
+if __name__ == "__main__":
+    for lines, where in longest(int(sys.argv[1]) if len(sys.argv) > 1 else 5):
+        print(f"{lines:5}  {where}")
