@@ -26,8 +26,6 @@ KNOWN_LONG = {
     "iamtrim/evidence.py:classify": 113,
     "iamtrim/ingest.py:_merge_chunks": 103,
     "iamtrim/synth/identity.py:_statements": 100,
-    # being reworked by the multi-account review (branch review-org): split once that is merged
-    "iamtrim/cli.py:review_cmd": 109,
 }
 
 
