@@ -532,8 +532,7 @@ def _day(text: str, option: str) -> date | None:
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        _err(f"{option} {text!r}: expected YYYY-MM-DD or an ISO 8601 time")
-        sys.exit(2)
+        raise OptionsError(f"{option} {text!r}: expected YYYY-MM-DD or an ISO 8601 time") from None
     return (when.astimezone(UTC) if when.tzinfo else when).date()
 
 
@@ -1474,6 +1473,85 @@ _DEFAULT_SUPPRESSIONS = (
     ".iamtrim-suppressions.json",
 )
 
+ReviewAuthzOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--authz",
+        metavar="FILE",
+        help="`aws iam get-account-authorization-details` output: the current policies.",
+    ),
+]
+ReviewFromAwsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--from-aws", help="Read the current policies from the account (iam:GetAccountAuthorizationDetails)."
+    ),
+]
+ReviewAccountsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--accounts",
+        metavar="FILE",
+        help="Review several accounts: their ids and the role to assume in each (YAML or JSON).",
+    ),
+]
+ReviewPrincipalOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--principal", metavar="PRINCIPAL", help="Review only this principal (ARN or name; repeatable)."
+    ),
+]
+IdleDaysOpt = Annotated[
+    int, typer.Option("--idle-days", min=1, metavar="N", help="Idle: no authorized call for this many days.")
+]
+MinAgeDaysOpt = Annotated[
+    int,
+    typer.Option(
+        "--min-age-days",
+        min=0,
+        metavar="N",
+        help="Leave out principals created fewer days than this before the evidence ends.",
+    ),
+]
+OptOutTagOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--opt-out-tag",
+        metavar="KEY[=VALUE]",
+        help="Leave out principals carrying this tag, KEY or KEY=VALUE (repeatable).",
+    ),
+]
+SuppressionsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--suppressions",
+        metavar="FILE",
+        help="Suppressions file (JSON or YAML; default: .iamtrim-suppressions.yaml/.json if present).",
+    ),
+]
+ReviewFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        metavar="[" + "|".join(_REVIEW_FORMATS) + "]",
+        callback=_review_format,
+        help="Report format.",
+    ),
+]
+ReviewOutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
+]
+ReviewFailOnOpt = Annotated[
+    ReviewFailOn | None,
+    typer.Option(
+        "--fail-on",
+        metavar=_choices(ReviewFailOn),
+        help="Exit 1 on new findings, new high-severity ones, any high-severity one, or missing "
+        "(denied or refused) calls. Suppressed findings never fail.",
+    ),
+]
+
 
 @app.command(
     "review",
@@ -1484,107 +1562,29 @@ _DEFAULT_SUPPRESSIONS = (
 )
 def review_cmd(
     store: StoreOpt = None,
-    authz: Annotated[
-        Path | None,
-        typer.Option(
-            "--authz",
-            metavar="FILE",
-            help="`aws iam get-account-authorization-details` output: the current policies.",
-        ),
-    ] = None,
-    from_aws: Annotated[
-        bool,
-        typer.Option(
-            "--from-aws",
-            help="Read the current policies from the account (iam:GetAccountAuthorizationDetails).",
-        ),
-    ] = False,
-    accounts: Annotated[
-        Path | None,
-        typer.Option(
-            "--accounts",
-            metavar="FILE",
-            help="Review several accounts: their ids and the role to assume in each (YAML or JSON).",
-        ),
-    ] = None,
+    authz: ReviewAuthzOpt = None,
+    from_aws: ReviewFromAwsOpt = False,
+    accounts: ReviewAccountsOpt = None,
     profile: ProfileOpt = "",
     region: RegionOpt = "",
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
-    principal: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--principal", metavar="PRINCIPAL", help="Review only this principal (ARN or name; repeatable)."
-        ),
-    ] = None,
-    idle_days: Annotated[
-        int,
-        typer.Option("--idle-days", min=1, metavar="N", help="Idle: no authorized call for this many days."),
-    ] = 90,
-    min_age_days: Annotated[
-        int,
-        typer.Option(
-            "--min-age-days",
-            min=0,
-            metavar="N",
-            help="Leave out principals created fewer days than this before the evidence ends.",
-        ),
-    ] = 0,
-    opt_out_tag: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--opt-out-tag",
-            metavar="KEY[=VALUE]",
-            help="Leave out principals carrying this tag, KEY or KEY=VALUE (repeatable).",
-        ),
-    ] = None,
-    suppressions: Annotated[
-        Path | None,
-        typer.Option(
-            "--suppressions",
-            metavar="FILE",
-            help="Suppressions file (JSON or YAML; default: .iamtrim-suppressions.yaml/.json if present).",
-        ),
-    ] = None,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            metavar="[" + "|".join(_REVIEW_FORMATS) + "]",
-            callback=_review_format,
-            help="Report format.",
-        ),
-    ] = "markdown",
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
-    ] = None,
-    wait_lock: Annotated[
-        float,
-        typer.Option(
-            "--wait-lock",
-            metavar="SECONDS",
-            min=0,
-            help="How long to wait for an ingest writing the same store (then exit 4).",
-        ),
-    ] = DEFAULT_WAIT_LOCK,
-    fail_on: Annotated[
-        ReviewFailOn | None,
-        typer.Option(
-            "--fail-on",
-            metavar=_choices(ReviewFailOn),
-            help="Exit 1 on new findings, new high-severity ones, any high-severity one, or missing "
-            "(denied or refused) calls. Suppressed findings never fail.",
-        ),
-    ] = None,
+    principal: ReviewPrincipalOpt = None,
+    idle_days: IdleDaysOpt = 90,
+    min_age_days: MinAgeDaysOpt = 0,
+    opt_out_tag: OptOutTagOpt = None,
+    suppressions: SuppressionsOpt = None,
+    fmt: ReviewFormatOpt = "markdown",
+    output: ReviewOutputOpt = None,
+    wait_lock: WaitLockOpt = DEFAULT_WAIT_LOCK,
+    fail_on: ReviewFailOnOpt = None,
 ) -> None:
     """Review every role and user: unused, risky and missing permissions, with history."""
     from iamtrim.errors import AwsError, FailOnFindings, OptionsError
     from iamtrim.render import review as render_review
-    from iamtrim.review.current import authz_from_aws
     from iamtrim.review.history import FailOn, failing, load_suppressions, record_run
-    from iamtrim.review.job import ReviewOptions, review
-    from iamtrim.review.organization import aws_fetch, load_accounts, not_reviewed, prefetch, review_accounts
+    from iamtrim.review.job import ReviewOptions
+    from iamtrim.review.organization import load_accounts, not_reviewed, prepare_review
 
     if sum((authz is not None, from_aws, accounts is not None)) != 1:
         raise OptionsError(
@@ -1600,7 +1600,7 @@ def review_cmd(
     accepted = load_suppressions(suppressions) if suppressions is not None else ()
     specs = load_accounts(accounts) if accounts is not None else ()
     options = ReviewOptions(
-        idle_days=idle_days,
+        idle_days,
         principals=tuple(principal or ()),
         min_age_days=min_age_days,
         opt_out_tags=tuple(opt_out_tag or ()),
@@ -1609,32 +1609,30 @@ def review_cmd(
     if not path.exists():
         raise InputError(f"no usage store at {path}: run `iamtrim ingest PATH --store {path}` first")
     aws = _aws(profile, region, endpoint_url, role_arn) if from_aws or accounts is not None else None
-    # Read from AWS before the store is locked; an account that fails is in the report.
-    source = authz_from_aws(aws, role_arn) if from_aws and aws is not None else authz
-    fetched = prefetch(specs, aws_fetch(aws.config)) if aws is not None and specs else None
+    run = prepare_review(options, authz=authz, aws=aws, via=role_arn, accounts=specs, origin=str(accounts))
     # Writable, unlike the other reading commands': the store keeps the review's history, written
     # under the store's writer lock (one writer at a time, as for ingest).
     with Store(path) as st, st.writer_lock(wait_lock, _err):
-        if fetched is not None:
-            result = review_accounts(st, specs, fetched, options, str(accounts))
-        else:
-            assert source is not None
-            result = review(st, source, options)
+        result = run(st)
         report = record_run(st, result, accepted)
-    text = render_review.render(fmt, report)
-    if output is not None:
-        try:
-            output.write_text(text if text.endswith("\n") else text + "\n")
-        except OSError as exc:
-            raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
-    else:
-        typer.echo(text, nl=not text.endswith("\n"))
+    _write_report(render_review.render(fmt, report), output)
     if result.failed_accounts:
         raise AwsError(not_reviewed(result))
     if fail_on is not None:
         hits = failing(report, FailOn(fail_on.value))
         if hits:
             raise FailOnFindings(f"review: {len(hits)} finding(s) for --fail-on {fail_on}")
+
+
+def _write_report(text: str, output: Path | None) -> None:
+    """The report to *output*, or standard output; a file that cannot be written is exit 4."""
+    if output is None:
+        typer.echo(text, nl=not text.endswith("\n"))
+        return
+    try:
+        output.write_text(text if text.endswith("\n") else text + "\n")
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
