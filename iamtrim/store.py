@@ -126,6 +126,7 @@ CREATE TABLE IF NOT EXISTS access_advisor_files (
 # new store and a migrated one have the same columns in the same order.
 _FILES_ETAG = "ALTER TABLE files ADD COLUMN etag TEXT NOT NULL DEFAULT ''"  # S3 ETag, '' local
 
+
 def _add_files_etag(db: sqlite3.Connection) -> None:
     """Add ``files.etag`` unless it is there: like ``CREATE TABLE IF NOT EXISTS``, safe when two
     processes create (or migrate) the same new store at once, the second after the first."""

@@ -298,9 +298,7 @@ class S3Trail:
         key = ref.uri[len(f"s3://{self.bucket}/") :]
         aws = self.aws()
         resource = self._arn(key)
-        response = aws.call(
-            "s3", "GetObject", resource=resource, missing=_GONE, Bucket=self.bucket, Key=key
-        )
+        response = aws.call("s3", "GetObject", resource=resource, missing=_GONE, Bucket=self.bucket, Key=key)
         if response is None:  # deleted since it was listed (a lifecycle rule): that file's problem
             return b"", "deleted since it was listed (NoSuchKey): not read", ref
         with aws.errors("s3", "GetObject", resource):
