@@ -43,6 +43,7 @@ from iamtrim.synth import AdvisedGrant, SynthOptions, Target, advised_grants, ge
 
 if TYPE_CHECKING:
     from iamtrim.aws import Aws
+    from iamtrim.review.history import Suppression
     from iamtrim.synth import GeneratedPolicy
 
 
@@ -1395,6 +1396,98 @@ _DEFAULT_SUPPRESSIONS = (
 )
 
 
+# review's options
+ReviewAuthzOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--authz",
+        metavar="FILE",
+        help="`aws iam get-account-authorization-details` output: the current policies.",
+    ),
+]
+ReviewFromAwsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--from-aws",
+        help="Read the current policies from the account (iam:GetAccountAuthorizationDetails).",
+    ),
+]
+AccountsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--accounts",
+        metavar="FILE",
+        help="Review several accounts: their ids and the role to assume in each (YAML or JSON).",
+    ),
+]
+ReviewPrincipalOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--principal", metavar="PRINCIPAL", help="Review only this principal (ARN or name; repeatable)."
+    ),
+]
+IdleDaysOpt = Annotated[
+    int,
+    typer.Option("--idle-days", min=1, metavar="N", help="Idle: no authorized call for this many days."),
+]
+MinAgeDaysOpt = Annotated[
+    int,
+    typer.Option(
+        "--min-age-days",
+        min=0,
+        metavar="N",
+        help="Leave out principals created fewer days than this before the evidence ends.",
+    ),
+]
+OptOutTagOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--opt-out-tag",
+        metavar="KEY[=VALUE]",
+        help="Leave out principals carrying this tag, KEY or KEY=VALUE (repeatable).",
+    ),
+]
+SuppressionsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--suppressions",
+        metavar="FILE",
+        help="Suppressions file (JSON or YAML; default: .iamtrim-suppressions.yaml/.json if present).",
+    ),
+]
+ReviewFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        metavar="[" + "|".join(_REVIEW_FORMATS) + "]",
+        callback=_review_format,
+        help="Report format.",
+    ),
+]
+ReviewOutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
+]
+ReviewWaitLockOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait-lock",
+        metavar="SECONDS",
+        min=0,
+        help="How long to wait for an ingest writing the same store (then exit 4).",
+    ),
+]
+ReviewFailOnOpt = Annotated[
+    ReviewFailOn | None,
+    typer.Option(
+        "--fail-on",
+        metavar=_choices(ReviewFailOn),
+        help="Exit 1 on new findings, new high-severity ones, any high-severity one, or missing "
+        "(denied or refused) calls. Suppressed findings never fail.",
+    ),
+]
+
+
 @app.command(
     "review",
     cls=_Command,
@@ -1404,105 +1497,28 @@ _DEFAULT_SUPPRESSIONS = (
 )
 def review_cmd(
     store: StoreOpt = None,
-    authz: Annotated[
-        Path | None,
-        typer.Option(
-            "--authz",
-            metavar="FILE",
-            help="`aws iam get-account-authorization-details` output: the current policies.",
-        ),
-    ] = None,
-    from_aws: Annotated[
-        bool,
-        typer.Option(
-            "--from-aws",
-            help="Read the current policies from the account (iam:GetAccountAuthorizationDetails).",
-        ),
-    ] = False,
-    accounts: Annotated[
-        Path | None,
-        typer.Option(
-            "--accounts",
-            metavar="FILE",
-            help="Review several accounts: their ids and the role to assume in each (YAML or JSON).",
-        ),
-    ] = None,
+    authz: ReviewAuthzOpt = None,
+    from_aws: ReviewFromAwsOpt = False,
+    accounts: AccountsOpt = None,
     profile: ProfileOpt = "",
     region: RegionOpt = "",
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
-    principal: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--principal", metavar="PRINCIPAL", help="Review only this principal (ARN or name; repeatable)."
-        ),
-    ] = None,
-    idle_days: Annotated[
-        int,
-        typer.Option("--idle-days", min=1, metavar="N", help="Idle: no authorized call for this many days."),
-    ] = 90,
-    min_age_days: Annotated[
-        int,
-        typer.Option(
-            "--min-age-days",
-            min=0,
-            metavar="N",
-            help="Leave out principals created fewer days than this before the evidence ends.",
-        ),
-    ] = 0,
-    opt_out_tag: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--opt-out-tag",
-            metavar="KEY[=VALUE]",
-            help="Leave out principals carrying this tag, KEY or KEY=VALUE (repeatable).",
-        ),
-    ] = None,
-    suppressions: Annotated[
-        Path | None,
-        typer.Option(
-            "--suppressions",
-            metavar="FILE",
-            help="Suppressions file (JSON or YAML; default: .iamtrim-suppressions.yaml/.json if present).",
-        ),
-    ] = None,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            metavar="[" + "|".join(_REVIEW_FORMATS) + "]",
-            callback=_review_format,
-            help="Report format.",
-        ),
-    ] = "markdown",
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
-    ] = None,
-    wait_lock: Annotated[
-        float,
-        typer.Option(
-            "--wait-lock",
-            metavar="SECONDS",
-            min=0,
-            help="How long to wait for an ingest writing the same store (then exit 4).",
-        ),
-    ] = DEFAULT_WAIT_LOCK,
-    fail_on: Annotated[
-        ReviewFailOn | None,
-        typer.Option(
-            "--fail-on",
-            metavar=_choices(ReviewFailOn),
-            help="Exit 1 on new findings, new high-severity ones, any high-severity one, or missing "
-            "(denied or refused) calls. Suppressed findings never fail.",
-        ),
-    ] = None,
+    principal: ReviewPrincipalOpt = None,
+    idle_days: IdleDaysOpt = 90,
+    min_age_days: MinAgeDaysOpt = 0,
+    opt_out_tag: OptOutTagOpt = None,
+    suppressions: SuppressionsOpt = None,
+    fmt: ReviewFormatOpt = "markdown",
+    output: ReviewOutputOpt = None,
+    wait_lock: ReviewWaitLockOpt = DEFAULT_WAIT_LOCK,
+    fail_on: ReviewFailOnOpt = None,
 ) -> None:
     """Review every role and user: unused, risky and missing permissions, with history."""
     from iamtrim.errors import AwsError, FailOnFindings, OptionsError
     from iamtrim.render import review as render_review
     from iamtrim.review.current import authz_from_aws
-    from iamtrim.review.history import FailOn, failing, load_suppressions, record_run
+    from iamtrim.review.history import FailOn, failing, record_run
     from iamtrim.review.job import ReviewOptions, review
     from iamtrim.review.organization import aws_fetch, load_accounts, not_reviewed, prefetch, review_accounts
 
@@ -1515,9 +1531,7 @@ def review_cmd(
         raise OptionsError(
             "review: --accounts names the role of each account; --role-arn does not go with it"
         )
-    if suppressions is None:
-        suppressions = next((Path(n) for n in _DEFAULT_SUPPRESSIONS if Path(n).is_file()), None)
-    accepted = load_suppressions(suppressions) if suppressions is not None else ()
+    accepted = _accepted_suppressions(suppressions)
     specs = load_accounts(accounts) if accounts is not None else ()
     options = ReviewOptions(
         idle_days=idle_days,
@@ -1541,7 +1555,26 @@ def review_cmd(
             assert source is not None
             result = review(st, source, options)
         report = record_run(st, result, accepted)
-    text = render_review.render(fmt, report)
+    _write_report(render_review.render(fmt, report), output)
+    if result.failed_accounts:
+        raise AwsError(not_reviewed(result))
+    if fail_on is not None:
+        hits = failing(report, FailOn(fail_on.value))
+        if hits:
+            raise FailOnFindings(f"review: {len(hits)} finding(s) for --fail-on {fail_on}")
+
+
+def _accepted_suppressions(path: Path | None) -> tuple[Suppression, ...]:
+    """The suppressions of *path*, or of the first default file present here; none without one."""
+    from iamtrim.review.history import load_suppressions
+
+    if path is None:
+        path = next((Path(n) for n in _DEFAULT_SUPPRESSIONS if Path(n).is_file()), None)
+    return load_suppressions(path) if path is not None else ()
+
+
+def _write_report(text: str, output: Path | None) -> None:
+    """The report to *output* (ending in one newline), or to stdout."""
     if output is not None:
         try:
             output.write_text(text if text.endswith("\n") else text + "\n")
@@ -1549,12 +1582,6 @@ def review_cmd(
             raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
     else:
         typer.echo(text, nl=not text.endswith("\n"))
-    if result.failed_accounts:
-        raise AwsError(not_reviewed(result))
-    if fail_on is not None:
-        hits = failing(report, FailOn(fail_on.value))
-        if hits:
-            raise FailOnFindings(f"review: {len(hits)} finding(s) for --fail-on {fail_on}")
 
 
 def main(argv: list[str] | None = None) -> None:
