@@ -88,7 +88,13 @@ CONTEXT_SERVICES = {"aws:s3:arn": "s3", "secretarn": "secretsmanager", "paramete
 # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_IpPermission.html
 # Flow logs are FlowLogId in the API, VpcFlowLogId in the reference's ARN
 # (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeleteFlowLogs.html); "" is anywhere.
-QUERY_API_ALIASES = {"SecurityGroupId": ("groupSet", "groupId"), "VpcFlowLogId": ("", "FlowLogId")}
+# GetParametersByPath is authorized on the path it asks for, not on the parameters it returns
+# (https://docs.aws.amazon.com/systems-manager/latest/userguide/ps-retrieval-authorization.html).
+QUERY_API_ALIASES = {
+    "SecurityGroupId": ("groupSet", "groupId"),
+    "VpcFlowLogId": ("", "FlowLogId"),
+    "ParameterNameWithoutLeadingSlash": ("", "path"),
+}
 
 
 # Resource types the reference marks *required* for an action that are alternatives: one call

@@ -372,6 +372,31 @@ def test_run_instances_reads_every_nested_parameter_that_names_a_resource(tmp_pa
     assert not any(oracle_allows(g, [("ec2:RunInstances", arn, {}) for arn in others]))
 
 
+def test_request_spot_instances_reads_its_launch_specification() -> None:
+    # RequestSpotInstances names its image, key pair, subnet, groups and snapshots inside
+    # launchSpecification (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RequestSpotLaunchSpecification.html).
+    request = {
+        "spotPrice": "0.05",
+        "instanceCount": 1,
+        "launchSpecification": {
+            "imageId": "ami-0abcdef1234567890",
+            "keyName": "spot-key",
+            "subnetId": "subnet-0123456789abcdef0",
+            "groupSet": {"items": [{"groupId": "sg-0123456789abcdef0"}]},
+            "blockDeviceMapping": {"items": [{"ebs": {"snapshotId": "snap-0123456789abcdef0"}}]},
+        },
+    }
+    found = {arn for _, arn in pairs(management_event("ec2.amazonaws.com", "RequestSpotInstances", request))}
+    ec2 = f"arn:aws:ec2:{REGION}:{ACCOUNT}"
+    assert {
+        f"arn:aws:ec2:{REGION}::image/ami-0abcdef1234567890",
+        f"{ec2}:key-pair/spot-key",
+        f"{ec2}:subnet/subnet-0123456789abcdef0",
+        f"{ec2}:security-group/sg-0123456789abcdef0",
+        f"arn:aws:ec2:{REGION}::snapshot/snap-0123456789abcdef0",
+    } <= found, sorted(found)
+
+
 def test_a_rules_peer_security_group_is_not_the_groups_resource() -> None:
     # IpPermission.Groups names the groups a rule refers to, not a resource of the call:
     # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_IpPermission.html

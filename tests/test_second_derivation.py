@@ -56,8 +56,8 @@ FLOORS = {
     "cribl": 48,
     "trailscraper": 1,
     "samples": 2581,
-    "bench": 4731,
-    "varied": 1223,
+    "bench": 4737,
+    "varied": 1236,
 }
 
 BENCH_ARGS = ["--records", "5000", "--files", "2", "--procs", "1", "--seed", "3"]

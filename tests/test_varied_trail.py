@@ -123,13 +123,14 @@ def test_every_widening_is_listed(varied: dict[str, Any]) -> None:
         listed = {w["pattern"] for w in out["widenings"]}
         assert out["fit"]["widenings"] == len(out["widenings"])
         assert all(w["kind"] and w["admits"] and w["covers"] for w in out["widenings"])
-        # Folds the store made at ingest and grants on an unnamed resource are findings that name
-        # the pattern (STORE_FOLDED_KEYS, RESOURCE_UNKNOWN), not entries of widenings[].
+        # Folds the store made at ingest, grants on an unnamed resource and on resources a call
+        # created are findings that name the pattern (STORE_FOLDED_KEYS, RESOURCE_UNKNOWN,
+        # RESOURCES_GENERALIZED), not entries of widenings[].
         folded = {f["subject"].split(" ", 1)[-1] for f in out["findings"] if f["code"] == "STORE_FOLDED_KEYS"}
         folded |= {
             p
             for f in out["findings"]
-            if f["code"] == "RESOURCE_UNKNOWN"
+            if f["code"] in ("RESOURCE_UNKNOWN", "RESOURCES_GENERALIZED")
             for p in f["message"].partition("granted on ")[2].split(", ")
         }
         for doc in _policies(out):

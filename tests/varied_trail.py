@@ -94,7 +94,8 @@ ANALYST = Who(f"arn:aws:iam::{DATA_ACCOUNT}:user/analysts/maria.souza", "user")
 DEPLOYER = Who(f"arn:aws:iam::{DATA_ACCOUNT}:user/ci/deployer", "user")
 ORDERS = Who(f"arn:aws:iam::{APP_ACCOUNT}:role/app/orders-api-task", "role", "ecs-task-7f3a")
 OPS = Who(f"arn:aws:iam::{APP_ACCOUNT}:role/ops-automation", "role", "i-0a1b2c3d4e5f60718")
-EVERYONE = (SAGEMAKER, GLUE, ANALYST, DEPLOYER, ORDERS, OPS)
+LAUNCHER_ARN = f"arn:aws:iam::{APP_ACCOUNT}:role/platform/ec2-launcher"
+EVERYONE = (SAGEMAKER, GLUE, ANALYST, DEPLOYER, ORDERS, OPS, Who(LAUNCHER_ARN, "role", "autoscaler"))
 
 
 class Trail:
@@ -623,6 +624,86 @@ def ops_role(t: Trail) -> None:
     )
 
 
+LAUNCHER = Who(f"arn:aws:iam::{APP_ACCOUNT}:role/platform/ec2-launcher", "role", "autoscaler")
+
+
+def launcher_role(t: Trail) -> None:
+    who, region = LAUNCHER, "us-west-2"
+    for _ in range(4):
+        instance = f"i-0{t.hex(16)}"
+        # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html
+        t.add(
+            who,
+            "ec2.amazonaws.com",
+            "RunInstances",
+            region,
+            {
+                "instancesSet": {
+                    "items": [{"imageId": "ami-0c2d3e4f5a6b7c8d9", "minCount": 1, "maxCount": 1}]
+                },
+                "instanceType": "m6i.large",
+                "blockDeviceMapping": {
+                    "items": [
+                        {
+                            "deviceName": "/dev/xvda",
+                            "ebs": {"snapshotId": "snap-0a1b2c3d4e5f60718", "volumeSize": 50},
+                        }
+                    ]
+                },
+                "networkInterfaceSet": {
+                    "items": [
+                        {
+                            "deviceIndex": 0,
+                            "subnetId": "subnet-0a1b2c3d4e5f60718",
+                            "groupSet": {"items": [{"groupId": "sg-0a1b2c3d4e5f60718"}]},
+                        }
+                    ]
+                },
+                "launchTemplate": {"launchTemplateId": "lt-0a1b2c3d4e5f60718", "version": "$Latest"},
+                "keyName": "ops-2026",
+            },
+            {"instancesSet": {"items": [{"instanceId": instance, "imageId": "ami-0c2d3e4f5a6b7c8d9"}]}},
+        )
+        # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateTags.html
+        t.add(
+            who,
+            "ec2.amazonaws.com",
+            "CreateTags",
+            region,
+            {
+                "resourcesSet": {"items": [{"resourceId": instance}]},
+                "tagSet": {"items": [{"key": "team", "value": "platform"}]},
+            },
+            {"_return": True},
+        )
+    t.add(who, "ec2.amazonaws.com", "DescribeInstances", region, {"instancesSet": {}, "filterSet": {}}, None)
+    # Executions of a standard state machine are execution:SM:NAME
+    # (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-standard-vs-express.html).
+    machine = f"arn:aws:states:{region}:{APP_ACCOUNT}:stateMachine:instance-warmup"
+    for _ in range(3):
+        name = t.uuid()
+        execution = f"arn:aws:states:{region}:{APP_ACCOUNT}:execution:instance-warmup:{name}"
+        t.add(
+            who,
+            "states.amazonaws.com",
+            "StartExecution",
+            region,
+            {"stateMachineArn": machine, "name": name},
+            {"executionArn": execution},
+        )
+        t.add(who, "states.amazonaws.com", "DescribeExecution", region, {"executionArn": execution}, None)
+    # Denied-only: terminating what it did not launch.
+    t.add(
+        who,
+        "ec2.amazonaws.com",
+        "TerminateInstances",
+        region,
+        {"instancesSet": {"items": [{"instanceId": "i-0123456789abcdef0"}]}},
+        None,
+        denied=True,
+    )
+
+
 BUILDERS: tuple[Callable[[Trail], None], ...] = (
     sagemaker_role,
     glue_role,
@@ -630,6 +711,7 @@ BUILDERS: tuple[Callable[[Trail], None], ...] = (
     deployer_user,
     orders_role,
     ops_role,
+    launcher_role,
 )
 
 
