@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -38,6 +38,7 @@ from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
 from iamtrim.render import review_format_names
 from iamtrim.render import usage as render_usage
+from iamtrim.sources.objects import TrailSource
 from iamtrim.store import DEFAULT_WAIT_LOCK, Store
 from iamtrim.synth import AdvisedGrant, SynthOptions, Target, advised_grants, generate_identity_policy
 
@@ -111,12 +112,12 @@ class Format(StrEnum):
 
 
 EventsOpt = Annotated[
-    list[Path] | None,
+    list[str] | None,
     typer.Option(
         "--events",
-        readable=False,
         metavar="PATH...",
-        help="CloudTrail files or folders to read, statelessly (several after one --events, or repeat it).",
+        help="CloudTrail files or folders, or s3://BUCKET[/PREFIX] trail buckets, to read statelessly "
+        "(several after one --events, or repeat it).",
     ),
 ]
 StoreOpt = Annotated[
@@ -279,11 +280,13 @@ def _window(since: str | None, until: str | None) -> TimeWindow:
     return window
 
 
-def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
+def _open_usage(events: list[str] | None, store: Path | None) -> Store:
     if events and store:
         raise typer.BadParameter("give --events or --store, not both")
     if events:
-        return load_events(events)
+        # s3:// trails are read with the default credential chain ($AWS_PROFILE, and
+        # $AWS_ENDPOINT_URL_S3 for another endpoint: docs/sources.md).
+        return load_events(_trail_inputs(events))
     path = store or default_store_path()
     if not path.exists():
         raise InputError(
@@ -294,8 +297,11 @@ def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
 
 # ingest's arguments and options (module-level, like StoreOpt, so the command reads as its steps)
 IngestPathsArg = Annotated[
-    list[Path] | None,
-    typer.Argument(readable=False, metavar="PATH", help="CloudTrail files or folders (recursively)."),
+    list[str] | None,
+    typer.Argument(
+        metavar="PATH",
+        help="CloudTrail files or folders (recursively), or s3://BUCKET[/PREFIX] trail buckets.",
+    ),
 ]
 WorkersOpt = Annotated[
     int | None, typer.Option(metavar="N", help="Worker processes (default: cores, at most 4).")
@@ -359,12 +365,32 @@ LookupSinceOpt = Annotated[
     typer.Option(
         "--since",
         metavar="DATE",
-        help="--lookup-events: not before this day (2026-10-01) or ISO 8601 time.",
+        help="--lookup-events, s3://: not before this day (2026-10-01) or ISO 8601 time.",
+    ),
+]
+UntilDayOpt = Annotated[
+    str,
+    typer.Option(
+        "--until",
+        metavar="DATE",
+        help="s3://: the last day whose log folders are read (and the day after it).",
+    ),
+]
+AccountsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--account",
+        metavar="ID",
+        help="s3://: only this account's logs (repeatable; default every account in the bucket).",
     ),
 ]
 RegionsOpt = Annotated[
     list[str] | None,
-    typer.Option("--region", metavar="REGION", help="AWS region (repeatable for --lookup-events)."),
+    typer.Option(
+        "--region",
+        metavar="REGION",
+        help="AWS region (repeatable: --lookup-events regions; s3:// the trail regions read).",
+    ),
 ]
 
 
@@ -387,6 +413,8 @@ def ingest_cmd(
     lookup_events: LookupEventsOpt = False,
     all_regions: AllRegionsOpt = False,
     since: LookupSinceOpt = "",
+    until: UntilDayOpt = "",
+    account: AccountsOpt = None,
     profile: ProfileOpt = "",
     region: RegionsOpt = None,
     endpoint_url: EndpointOpt = "",
@@ -400,10 +428,24 @@ def ingest_cmd(
             "give CloudTrail PATHS, --access-advisor FILE, --access-advisor-from-aws PRINCIPAL, "
             "--lookup-events, or more"
         )
-    if (all_regions or since) and not lookup_events:
-        raise OptionsError("--all-regions and --since go with --lookup-events")
+    s3 = any(_is_s3(p) for p in paths or ())
+    if all_regions and not lookup_events:
+        raise OptionsError("--all-regions goes with --lookup-events")
+    if since and not (lookup_events or s3):
+        raise OptionsError("--since goes with --lookup-events or an s3:// trail")
+    if (until or account) and not s3:
+        raise OptionsError("--until and --account go with an s3:// trail")
     path = store or default_store_path()
     regions = region or []
+    # Trail buckets are configured (and their options checked) before anything is read or made.
+    inputs = _trail_inputs(
+        paths or [],
+        (profile, regions[0] if len(regions) == 1 else "", endpoint_url, role_arn),
+        account or [],
+        regions,
+        _day(since, "--since") if s3 else None,
+        _day(until, "--until") if s3 else None,
+    )
     if from_aws or lookup_events:
         aws = _aws(profile, regions[0] if len(regions) == 1 else "", endpoint_url, role_arn)
     if from_aws:
@@ -439,7 +481,7 @@ def ingest_cmd(
             task = progress.add_task("ingesting", total=None)
         try:
             report = ingest(
-                paths or [],
+                inputs,
                 st,
                 workers=workers,
                 on_file=on_file,
@@ -456,6 +498,44 @@ def ingest_cmd(
                 progress.stop()
     if not quiet:
         _print_ingest(report, path)
+
+
+def _is_s3(text: str) -> bool:
+    return text.startswith("s3://")
+
+
+def _trail_inputs(
+    inputs: Sequence[str],
+    aws: tuple[str, str, str, str] = ("", "", "", ""),
+    accounts: Sequence[str] = (),
+    regions: Sequence[str] = (),
+    since: date | None = None,
+    until: date | None = None,
+) -> list[str | TrailSource]:
+    """Paths as they are; ``s3://`` URIs as trail sources (profile, region, endpoint, role)."""
+    if not any(_is_s3(i) for i in inputs):
+        return list(inputs)
+    from iamtrim.aws import AwsConfig
+    from iamtrim.sources.s3 import S3Trail
+
+    profile, region, endpoint_url, role_arn = aws
+    config = AwsConfig(profile=profile, region=region, endpoint_url=endpoint_url, role_arn=role_arn)
+    return [
+        S3Trail(i, config, accounts=accounts, regions=regions, since=since, until=until) if _is_s3(i) else i
+        for i in inputs
+    ]
+
+
+def _day(text: str, option: str) -> date | None:
+    """A --since/--until for trail folders: the UTC day of a date or an ISO 8601 time."""
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _err(f"{option} {text!r}: expected YYYY-MM-DD or an ISO 8601 time")
+        sys.exit(2)
+    return (when.astimezone(UTC) if when.tzinfo else when).date()
 
 
 def _ingest_access_advisor_files(
@@ -1412,7 +1492,7 @@ ReviewFromAwsOpt = Annotated[
         help="Read the current policies from the account (iam:GetAccountAuthorizationDetails).",
     ),
 ]
-AccountsOpt = Annotated[
+ReviewAccountsOpt = Annotated[
     Path | None,
     typer.Option(
         "--accounts",
@@ -1499,7 +1579,7 @@ def review_cmd(
     store: StoreOpt = None,
     authz: ReviewAuthzOpt = None,
     from_aws: ReviewFromAwsOpt = False,
-    accounts: AccountsOpt = None,
+    accounts: ReviewAccountsOpt = None,
     profile: ProfileOpt = "",
     region: RegionOpt = "",
     endpoint_url: EndpointOpt = "",

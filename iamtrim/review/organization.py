@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from iamtrim import catalog
-from iamtrim.errors import AuthzError, AwsError, InputError, OptionsError
+from iamtrim.errors import AccountsFileError, AuthzError, AwsError, OptionsError
 from iamtrim.review.current import AuthzDetails
 from iamtrim.review.job import (
     REVIEWED_KINDS,
@@ -53,10 +53,6 @@ _ACCOUNT = re.compile(r"^\d{12}$")
 _ROLE_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov|aws-iso[a-z-]*):iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@/-]{1,512}$")
 _PARTITIONS = ("aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b", "aws-iso-e", "aws-iso-f")
-
-
-class AccountsFileError(InputError):
-    """An accounts file that cannot be read or says something invalid (exit 4)."""
 
 
 @dataclass(frozen=True, slots=True)
