@@ -262,6 +262,12 @@ def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
     return Store(path, read_only=True)
 
 
+class Engine(StrEnum):
+    local = "local"
+    spark = "spark"
+    athena = "athena"
+
+
 @app.command(
     "ingest",
     cls=_Command,
@@ -345,9 +351,35 @@ def ingest_cmd(
     ] = None,
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            metavar=_choices(Engine),
+            help="Where records are aggregated: this machine, Spark (PATHs) or Athena (--table); "
+            "see docs/scale.md.",
+        ),
+    ] = Engine.local,
+    table: Annotated[
+        str, typer.Option("--table", metavar="DB.TABLE", help="--engine athena: the trail's table.")
+    ] = "",
+    workgroup: Annotated[
+        str, typer.Option("--workgroup", metavar="NAME", help="--engine athena: the Athena workgroup.")
+    ] = "primary",
+    until: Annotated[
+        str,
+        typer.Option("--until", metavar="DATE", help="--engine athena: the last UTC day (default today)."),
+    ] = "",
 ) -> None:
     """Read CloudTrail records into the usage store (incremental: files and events already
     ingested are not counted again), and Access Advisor reports beside them."""
+    if engine is not Engine.local:
+        aws_opts = (profile, (region or [""])[0], endpoint_url, role_arn)
+        _ingest_engine(engine, paths or [], table, workgroup, since, until, store, quiet, wait_lock, aws_opts)
+        return
+    if until or table:
+        _err("--table and --until go with --engine athena")
+        sys.exit(2)
     from_aws = bool(aa_from_aws) or all_roles or all_users
     if not paths and not access_advisor and not from_aws and not lookup_events:
         _err(
@@ -425,6 +457,48 @@ def ingest_cmd(
             if progress is not None:
                 progress.stop()
     if not quiet:
+        _print_ingest(report, path)
+
+
+def _ingest_engine(
+    engine: Engine,
+    paths: list[Path],
+    table: str,
+    workgroup: str,
+    since: str,
+    until: str,
+    store: Path | None,
+    quiet: bool,
+    wait_lock: float,
+    aws_opts: tuple[str, str, str, str],
+) -> None:
+    """ingest --engine spark|athena: the engine reduces, iamtrim normalizes and stores."""
+    path = store or default_store_path()
+    if engine is Engine.athena:
+        from iamtrim.engines.athena import athena_window, ingest_athena
+
+        if paths or not table:
+            _err("--engine athena reads --table DB.TABLE (made by `iamtrim athena ddl`), not PATHs")
+            sys.exit(2)
+        window = athena_window(since, until)
+        with Store(path) as st, st.writer_lock(wait_lock, _err):
+            report, run = ingest_athena(_aws(*aws_opts), st, table, workgroup, window)
+        if run is None or report is None:
+            _err(f"athena: {table} {window.since}..{window.until} is already in {path}; nothing queried")
+            return
+        typer.echo(run.describe())  # the cost of every run, always
+        if not quiet:
+            _print_ingest(report, path)
+        return
+    from iamtrim.engines.spark import ingest_spark
+
+    if not paths or table or until or since:
+        _err("--engine spark reads trail PATHs (files or folders); --table/--since/--until are for athena")
+        sys.exit(2)
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
+        report, stats = ingest_spark(paths, st)
+    if not quiet:
+        typer.echo(stats.describe())
         _print_ingest(report, path)
 
 
@@ -827,6 +901,56 @@ def who_used_cmd(
         typer.echo(render_graph.who_used_json(resource, uses, summary))
     else:
         typer.echo(render_graph.who_used_table(resource, uses, summary))
+
+
+athena_app = typer.Typer(
+    help="Amazon Athena: the CloudTrail table the reduction reads (docs/scale.md).",
+    no_args_is_help=True,
+    epilog=_example("iamtrim athena ddl s3://trail-bucket/AWSLogs/111122223333/"),
+)
+app.add_typer(athena_app, name="athena")
+
+
+@athena_app.command(
+    "ddl",
+    cls=_Command,
+    epilog=_example(
+        "iamtrim athena ddl s3://trail-bucket/AWSLogs/o-abcdefghij/ --table trails.org "
+        "--accounts 111122223333,444455556666"
+    ),
+)
+def athena_ddl_cmd(
+    location: Annotated[
+        str,
+        typer.Argument(metavar="S3-URL", help="The trail's s3://BUCKET/[PREFIX/]AWSLogs/[o-ORGID/|ACCOUNT/]."),
+    ],
+    table: Annotated[str, typer.Option("--table", metavar="DB.TABLE", help="Table to create.")] = (
+        "cloudtrail_logs"
+    ),
+    accounts: Annotated[
+        str, typer.Option("--accounts", metavar="ID,...", help="Accounts an organization trail holds.")
+    ] = "",
+    regions: Annotated[
+        str,
+        typer.Option("--regions", metavar="R,...", help="Regions to project (default: all commercial ones)."),
+    ] = "",
+    start: Annotated[
+        str, typer.Option("--start", metavar="YYYY/MM/DD", help="First day the projection covers.")
+    ] = "2013/11/01",
+) -> None:
+    """Print CREATE TABLE for the trail, partitioned by account, region and day with partition
+    projection, for `ingest --engine athena --table`."""
+    from iamtrim.engines.sql import DEFAULT_REGIONS, table_ddl
+
+    def split(text: str) -> list[str]:
+        return [v.strip() for v in text.split(",") if v.strip()]
+
+    typer.echo(
+        table_ddl(
+            location, table, accounts=split(accounts), regions=split(regions) or DEFAULT_REGIONS, since=start
+        ),
+        nl=False,
+    )
 
 
 graph_app = typer.Typer(

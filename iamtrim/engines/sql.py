@@ -165,8 +165,8 @@ SELECT
     count(*) AS records,
     min(CASE WHEN time_ok THEN {when} END) AS first_seen,
     max(CASE WHEN time_ok THEN {when} END) AS last_seen,
-    min(eventid, {SAMPLE_EVENT_IDS}) AS event_ids,
-    min(sourceipaddress, {SAMPLE_SOURCE_IPS}) AS source_ips
+    json_format(CAST(min(eventid, {SAMPLE_EVENT_IDS}) AS JSON)) AS event_ids,
+    json_format(CAST(min(sourceipaddress, {SAMPLE_SOURCE_IPS}) AS JSON)) AS source_ips
 FROM firsts
 WHERE copy = 1
 GROUP BY {group}
@@ -206,7 +206,10 @@ def _identity_json(v: dict[str, Any]) -> str:
     return _ENCODE({k: x for k, x in identity.items() if x is not None}).decode()
 
 
-def _distinct(values: Sequence[Any] | None, limit: int) -> tuple[str, ...]:
+def _distinct(values: Sequence[Any] | str | None, limit: int) -> tuple[str, ...]:
+    """A sample as the query returns it (a JSON array, as text) → distinct values."""
+    if isinstance(values, str):
+        values = msgspec.json.decode(values)
     out: list[str] = []
     for value in values or ():
         if value and value not in out:
