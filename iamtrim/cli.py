@@ -914,10 +914,7 @@ app.add_typer(athena_app, name="athena")
 @athena_app.command(
     "ddl",
     cls=_Command,
-    epilog=_example(
-        "iamtrim athena ddl s3://trail-bucket/AWSLogs/o-abcdefghij/ --table trails.org "
-        "--accounts 111122223333,444455556666"
-    ),
+    epilog=_example("iamtrim athena ddl s3://trail-bucket/AWSLogs/111122223333/"),
 )
 def athena_ddl_cmd(
     location: Annotated[
