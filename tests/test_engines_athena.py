@@ -22,8 +22,8 @@ from iamtrim.errors import AwsError
 from iamtrim.ingest import ingest
 from iamtrim.store import Store
 from tests.awsparts import FAKE_ENV
-from tests.test_aws import cli
 from tests.engine_compare import assert_same_store
+from tests.test_aws import cli
 from tests.test_engines_sql import _TABLE, _VIEW, duckdb
 
 QUERY_ID = "a1b2c3d4-5678-90ab-cdef-EXAMPLE11111"

@@ -15,6 +15,7 @@ docs/scale.md); in a notebook the active session is used.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -23,6 +24,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from iamtrim.engines.reduce import (
     Accumulator,
@@ -42,6 +45,9 @@ try:
     from pyspark.sql import SparkSession
 except ImportError:  # pragma: no cover - the spark extra is not installed
     SparkSession = None  # type: ignore[assignment,misc]
+
+
+_ENCODE = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,22 +90,31 @@ def session(master: str = "") -> Any:
         builder.master(master or f"local[{cores}]")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", cores)
+        # Local mode: executors live in the driver's JVM, whose heap holds the persisted records.
+        .config("spark.driver.memory", os.environ.get("IAMTRIM_SPARK_MEMORY", "2g"))
         .getOrCreate()
     )
 
 
 def _read(item: tuple[int, str], max_file_bytes: int, known: Any) -> Iterator[tuple[Any, ...]]:
-    """One file → ("f", file index, facts) and ("r", hash, (file, position, key, when, id, ip)) per
-    record; records whose event the store already counted → ("k", file index)."""
+    """One file → ("f", file index, facts); ("K", key id, key) once per distinct key of the file;
+    ("r", event hash, (file, position, key id, when, id, ip)) per record; and ("k", file index)
+    per record whose event the store already counted. Records carry a 128-bit id of their key, not
+    the key (about 1 KB of JSON): the shuffles move ids, and each distinct key travels once."""
     index, path = item
     facts, records = reduce_file(path, max_file_bytes)
     yield ("f", index, facts)
     seen = known.value
+    ids: dict[Any, bytes] = {}
     for pos, r in enumerate(records):
         if r.hash in seen:
             yield ("k", index)
-        else:
-            yield ("r", r.hash, (index, pos, r.key, r.when, r.event_id, r.source_ip))
+            continue
+        kid = ids.get(r.key)
+        if kid is None:
+            kid = ids[r.key] = hashlib.blake2b(_ENCODE(r.key), digest_size=16).digest()
+            yield ("K", kid, r.key)
+        yield ("r", r.hash, (index, pos, kid, r.when, r.event_id, r.source_ip))
 
 
 def _first(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -117,9 +132,13 @@ def _per_file(kv: tuple[int, tuple[Any, ...]]) -> Iterator[tuple[str, int, Any]]
 
 
 def _group_item(kv: tuple[int, tuple[Any, ...]]) -> tuple[Any, list[Any]]:
-    """An event's first copy → (its reduction key, its aggregate as one record)."""
+    """An event's first copy → (its key's id, its aggregate as one record)."""
     _, _, key, when, event_id, source_ip = kv[1][0]
     return key, [1, when, when, [event_id] if event_id else [], [source_ip] if source_ip else []]
+
+
+def _either(a: Any, b: Any) -> Any:
+    return a
 
 
 def _combine(x: list[Any], y: list[Any]) -> list[Any]:
@@ -174,7 +193,7 @@ def reduce_with_spark(
         # Files' facts and the events the store already held: small, collected in one job.
         facts: dict[int, FileFacts] = {}
         in_store: Counter[int] = Counter()
-        for t in tagged.filter(lambda t: t[0] != "r").collect():
+        for t in tagged.filter(lambda t: t[0] in ("f", "k")).collect():
             if t[0] == "f":
                 facts[t[1]] = t[2]
             else:
@@ -194,7 +213,8 @@ def reduce_with_spark(
                 later_copies[i] += 1
             else:
                 positions.setdefault(i, []).append(value)
-        grouped = events.map(_group_item).reduceByKey(_combine).collect()
+        keys = tagged.filter(lambda t: t[0] == "K").map(lambda t: (t[1], t[2])).reduceByKey(_either)
+        grouped = events.map(_group_item).reduceByKey(_combine).join(keys).values().collect()
         events.unpersist()
     finally:
         tagged.unpersist()
@@ -216,7 +236,7 @@ def reduce_with_spark(
         out.files.append(f)
         out.file_hashes[f.path] = hashes.get(i, b"")
     acc = Accumulator()
-    acc.groups = {key: a for key, a in grouped}
+    acc.groups = {key: a for a, key in grouped}
     out.rows = acc.rows()
     seconds = time.perf_counter() - started
     run = SparkRun(len(todo), sum(r.records for r in out.rows), len(out.rows), seconds, sc.master)
