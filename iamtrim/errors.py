@@ -60,6 +60,12 @@ class AuthzError(InputError):
     """
 
 
+class EngineError(IamtrimError):
+    """Spark failed (a lost executor, out of memory): the run cannot go on; nothing was stored."""
+
+    exit_code = 1
+
+
 class FailOnFindings(IamtrimError):
     """Entries at or above ``--fail-on`` exist (exit 1); the report itself was printed."""
 

@@ -99,3 +99,15 @@ def test_cli_engine_spark_needs_paths(capsys: pytest.CaptureFixture[str]) -> Non
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--engine spark reads trail PATHs" in err
+
+
+def test_a_failed_spark_job_is_one_line() -> None:
+    from iamtrim.engines.spark import _first_line
+
+    message = (
+        "An error occurred while calling z:org.apache.spark.api.python.PythonRDD.collectAndServe.\n"
+        ": py4j.protocol.Py4JJavaError: Job aborted due to stage failure\n"
+        "java.lang.OutOfMemoryError: Java heap space\n\tat java.base/java.util.Arrays.copyOf(Arrays.java:3537)\n"
+    )
+    assert _first_line(RuntimeError(message)) == "java.lang.OutOfMemoryError: Java heap space"
+    assert _first_line(RuntimeError("")) == "RuntimeError"

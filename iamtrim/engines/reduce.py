@@ -13,7 +13,8 @@ The group key (:data:`KEY_COLUMNS`) is what ``iamtrim.normalize.record.normalize
 
 * ``apiVersion``, ``eventSource``, ``eventName``, ``eventType``, ``eventCategory``, ``awsRegion``,
   ``errorCode``, ``errorMessage`` (the denied resource), ``recipientAccountId``, ``vpcEndpointId``;
-* ``userIdentity`` as JSON (only the fields of ``sources.records.UserIdentity`` are read);
+* ``userIdentity`` as JSON, only the fields of ``sources.records.UserIdentity`` (all the
+  normalizer reads of it);
 * ``requestParameters`` and ``responseElements`` as JSON, ``resources[].ARN``,
   ``additionalEventData.SSEApplied``, ``tlsDetails.tlsVersion``;
 * the *kind* of ``sourceIPAddress`` (``''``, ``service`` or ``ip``: the context keeps only that);
@@ -65,6 +66,7 @@ from iamtrim.sources import iter_input_files, read_file
 from iamtrim.sources.files import MAX_FILE_BYTES
 from iamtrim.sources.records import (
     GENERIC_DECODER,
+    USER_IDENTITY_DECODER,
     AdditionalEventData,
     Record,
     ResourceRef,
@@ -129,6 +131,27 @@ def source_ip_kind(ip: str | None) -> str:
     return "ip"
 
 
+_IDENTITY_KEYS: dict[bytes, str] = {}
+
+
+def identity_key(raw: msgspec.Raw) -> str:
+    """``userIdentity`` as the normalizer reads it: the fields of ``sources.records.UserIdentity``
+    (``normalize.record.identity_of`` resolves the principal from them alone), as JSON. A
+    session's ``accessKeyId`` and ``creationDate`` are left out, so its calls group together."""
+    data = bytes(raw)
+    hit = _IDENTITY_KEYS.get(data)
+    if hit is None:
+        try:
+            ui = USER_IDENTITY_DECODER.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            ui = None  # read as missing, as identity_of reads it
+        hit = _ENCODE(ui).decode()
+        if len(_IDENTITY_KEYS) >= 20_000:
+            _IDENTITY_KEYS.clear()
+        _IDENTITY_KEYS[data] = hit
+    return hit
+
+
 def record_key(record: Record, complete: bool) -> tuple[ReducedKey, str]:
     """The group key of *record* and its ``eventTime`` as the store keeps it ('' when bad)."""
     raw_time = record.eventTime
@@ -147,7 +170,7 @@ def record_key(record: Record, complete: bool) -> tuple[ReducedKey, str]:
         record.errorMessage,
         record.recipientAccountId,
         record.vpcEndpointId,
-        bytes(record.userIdentity).decode("utf-8", "replace"),
+        identity_key(record.userIdentity),
         _json(record.requestParameters),
         _json(record.responseElements),
         None if refs is None else _json([r.ARN for r in refs]),

@@ -34,7 +34,7 @@ from iamtrim.engines.reduce import (
     reduce_file,
     store_reduction,
 )
-from iamtrim.errors import InputError
+from iamtrim.errors import EngineError, InputError
 from iamtrim.ingest import _DUPLICATE, SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS, IngestReport, _sample
 from iamtrim.sources import iter_input_files
 from iamtrim.sources.files import MAX_FILE_BYTES
@@ -121,6 +121,15 @@ def _first(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
     """The earlier copy of one event (input order), with the files of the later copies."""
     first, later = (a, b) if a[0][:2] <= b[0][:2] else (b, a)
     return (first[0], first[1] + later[1] + (later[0][0],))
+
+
+def _first_line(exc: BaseException) -> str:
+    """The Java exception (or Python error) behind a failed job, in one line: the first line that
+    names an exception, e.g. ``java.lang.OutOfMemoryError: Java heap space``."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "Error" in line or "Exception" in line]
+    text = named[1] if len(named) > 1 and "Py4JJavaError" in named[0] else (named or lines or [""])[0]
+    return (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)
 
 
 def _per_file(kv: tuple[int, tuple[Any, ...]]) -> Iterator[tuple[str, int, Any]]:
@@ -214,8 +223,12 @@ def reduce_with_spark(
             else:
                 positions.setdefault(i, []).append(value)
         keys = tagged.filter(lambda t: t[0] == "K").map(lambda t: (t[1], t[2])).reduceByKey(_either)
-        grouped = events.map(_group_item).reduceByKey(_combine).join(keys).values().collect()
+        # Streamed to the driver a partition at a time (collect() would build the whole result
+        # in the driver's JVM heap first).
+        grouped = list(events.map(_group_item).reduceByKey(_combine).join(keys).values().toLocalIterator())
         events.unpersist()
+    except Exception as exc:  # py4j's Py4JJavaError carries the whole Java stack: one line of it
+        raise EngineError(f"spark: {_first_line(exc)}") from None
     finally:
         tagged.unpersist()
         known.unpersist()
