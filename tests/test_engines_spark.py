@@ -107,7 +107,8 @@ def test_a_failed_spark_job_is_one_line() -> None:
     message = (
         "An error occurred while calling z:org.apache.spark.api.python.PythonRDD.collectAndServe.\n"
         ": py4j.protocol.Py4JJavaError: Job aborted due to stage failure\n"
-        "java.lang.OutOfMemoryError: Java heap space\n\tat java.base/java.util.Arrays.copyOf(Arrays.java:3537)\n"
+        "java.lang.OutOfMemoryError: Java heap space\n"
+        "\tat java.base/java.util.Arrays.copyOf(Arrays.java:3537)\n"
     )
     assert _first_line(RuntimeError(message)) == "java.lang.OutOfMemoryError: Java heap space"
     assert _first_line(RuntimeError("")) == "RuntimeError"
