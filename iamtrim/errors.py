@@ -7,7 +7,8 @@
      ├── PrincipalError          unknown / ambiguous principal, no usage (exit 2)
      ├── StoreError              the usage store is unusable: not iamtrim's, locked, read-only,
      │                           full, damaged (exit 4, one line naming the file)
-     └── AwsError                a wrapped botocore/boto3 failure (exit 3)
+     ├── AwsError                a wrapped botocore/boto3 failure (exit 3)
+     └── EngineError             a Spark job failed: lost executor, out of memory (exit 1)
 
 One bad record or one bad file is never an exception: it becomes a counted ``Skipped``.
 """
