@@ -64,7 +64,8 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.trail / "AWSLogs").is_dir():
         subprocess.run(
-            [sys.executable, str(BENCH / "make_trail.py"), "--out", str(args.trail), "--records", str(args.records)],
+            [sys.executable, str(BENCH / "make_trail.py"), "--out", str(args.trail)]
+            + ["--records", str(args.records)],
             check=True,
         )
     OUT.mkdir(exist_ok=True)
