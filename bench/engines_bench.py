@@ -63,11 +63,8 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2, help="local ingest workers and Spark local[N]")
     args = ap.parse_args()
     if not (args.trail / "AWSLogs").is_dir():
-        subprocess.run(
-            [sys.executable, str(BENCH / "make_trail.py"), "--out", str(args.trail)]
-            + ["--records", str(args.records)],
-            check=True,
-        )
+        make = [sys.executable, str(BENCH / "make_trail.py"), "--out", str(args.trail)]
+        subprocess.run([*make, "--records", str(args.records)], check=True)
     OUT.mkdir(exist_ok=True)
     iamtrim = [sys.executable, "-m", "iamtrim"]
     env = dict(os.environ, IAMTRIM_SPARK_CORES=str(args.cores))
