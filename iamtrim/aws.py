@@ -65,6 +65,11 @@ CALLS: Mapping[tuple[str, str], str] = {
     ("s3", "GetObject"): "s3:GetObject",
     ("kms", "DescribeKey"): "kms:DescribeKey",
     ("kms", "GetKeyPolicy"): "kms:GetKeyPolicy",
+    # ingest --engine athena: one query over the trail table (it reads the trail; Athena writes
+    # its result to the workgroup's output location). https://docs.aws.amazon.com/athena/latest/ug/security-iam-athena.html
+    ("athena", "StartQueryExecution"): "athena:StartQueryExecution",
+    ("athena", "GetQueryExecution"): "athena:GetQueryExecution",
+    ("athena", "GetQueryResults"): "athena:GetQueryResults",
 }
 
 # Error codes, by what they mean for the user. AWS uses several codes per meaning across services.

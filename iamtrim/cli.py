@@ -372,7 +372,8 @@ UntilDayOpt = Annotated[
     typer.Option(
         "--until",
         metavar="DATE",
-        help="s3://: the last day whose log folders are read (and the day after it).",
+        help="s3://: the last day whose log folders are read (and the day after it); "
+        "--engine athena: the last UTC day (default today).",
     ),
 ]
 AccountsOpt = Annotated[
@@ -390,6 +391,29 @@ RegionsOpt = Annotated[
         metavar="REGION",
         help="AWS region (repeatable: --lookup-events regions; s3:// the trail regions read).",
     ),
+]
+
+
+class Engine(StrEnum):
+    local = "local"
+    spark = "spark"
+    athena = "athena"
+
+
+EngineOpt = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        metavar=_choices(Engine),
+        help="Where records are aggregated: this machine, Spark (PATHs) or Athena (--table); "
+        "see docs/scale.md.",
+    ),
+]
+TableOpt = Annotated[
+    str, typer.Option("--table", metavar="DB.TABLE", help="--engine athena: the trail's table.")
+]
+WorkgroupOpt = Annotated[
+    str, typer.Option("--workgroup", metavar="NAME", help="--engine athena: the Athena workgroup.")
 ]
 
 
@@ -418,9 +442,18 @@ def ingest_cmd(
     region: RegionsOpt = None,
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
+    engine: EngineOpt = Engine.local,
+    table: TableOpt = "",
+    workgroup: WorkgroupOpt = "primary",
 ) -> None:
     """Read CloudTrail records into the usage store (incremental: files and events already
     ingested are not counted again), and Access Advisor reports beside them."""
+    if engine is not Engine.local:
+        aws_opts = (profile, (region or [""])[0], endpoint_url, role_arn)
+        _ingest_engine(engine, paths or [], table, workgroup, since, until, store, quiet, wait_lock, aws_opts)
+        return
+    if table:
+        raise OptionsError("--table goes with --engine athena")
     from_aws = bool(aa_from_aws) or all_roles or all_users
     if not paths and not access_advisor and not from_aws and not lookup_events:
         raise OptionsError(
@@ -433,7 +466,7 @@ def ingest_cmd(
     if since and not (lookup_events or s3):
         raise OptionsError("--since goes with --lookup-events or an s3:// trail")
     if (until or account) and not s3:
-        raise OptionsError("--until and --account go with an s3:// trail")
+        raise OptionsError("--until and --account go with an s3:// trail (--until also with --engine athena)")
     path = store or default_store_path()
     regions = region or []
     # Trail buckets are configured (and their options checked) before anything is read or made.
@@ -457,46 +490,7 @@ def ingest_cmd(
         _ingest_access_advisor_files(access_advisor, aa_principal, path, quiet, wait_lock)
         if not paths:
             return
-    progress = None
-    show_bar = sys.stderr.isatty() and not quiet
-
-    told: list[str] = []  # files whose problem was printed as it was met
-
-    def on_file(report: FileReport) -> None:
-        if report.error:
-            _err(f"{report.path}: {report.error}")
-            told.append(report.path)
-        if progress is not None:
-            progress.advance(task)
-
-    # The store is opened first (a file that is not a store is refused before anything is made
-    # beside it), then locked before the progress bar starts (the wait message is a plain line).
-    with Store(path) as st, st.writer_lock(wait_lock, _err):
-        if show_bar:
-            from rich.progress import Progress
-
-            progress = Progress(transient=True)
-            progress.start()
-            task = progress.add_task("ingesting", total=None)
-        try:
-            report = ingest(
-                inputs,
-                st,
-                workers=workers,
-                on_file=on_file,
-                on_start=lambda n: progress.update(task, total=n) if progress else None,
-                wait_lock=wait_lock,
-            )
-        except NoReadableInput:
-            if not told:
-                raise
-            # Every file's problem is already on its own line: nothing read, nothing stored.
-            raise typer.Exit(NoReadableInput.exit_code) from None
-        finally:
-            if progress is not None:
-                progress.stop()
-    if not quiet:
-        _print_ingest(report, path)
+    _ingest_trails(inputs, path, workers, quiet, wait_lock)
 
 
 def _is_s3(text: str) -> bool:
@@ -555,6 +549,97 @@ def _ingest_access_advisor_files(
             f"already stored, {len(aa_report.skipped)} skipped; {aa_report.entries} entries "
             f"for {len(aa_report.principals)} principals"
         )
+
+
+def _ingest_trails(
+    inputs: list[str | TrailSource], path: Path, workers: int | None, quiet: bool, wait_lock: float
+) -> None:
+    """Ingest trail files and objects into the store at *path*, with a progress bar on a TTY."""
+    progress = None
+    show_bar = sys.stderr.isatty() and not quiet
+
+    told: list[str] = []  # files whose problem was printed as it was met
+
+    def on_file(report: FileReport) -> None:
+        if report.error:
+            _err(f"{report.path}: {report.error}")
+            told.append(report.path)
+        if progress is not None:
+            progress.advance(task)
+
+    # The store is opened first (a file that is not a store is refused before anything is made
+    # beside it), then locked before the progress bar starts (the wait message is a plain line).
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
+        if show_bar:
+            from rich.progress import Progress
+
+            progress = Progress(transient=True)
+            progress.start()
+            task = progress.add_task("ingesting", total=None)
+        try:
+            report = ingest(
+                inputs,
+                st,
+                workers=workers,
+                on_file=on_file,
+                on_start=lambda n: progress.update(task, total=n) if progress else None,
+                wait_lock=wait_lock,
+            )
+        except NoReadableInput:
+            if not told:
+                raise
+            # Every file's problem is already on its own line: nothing read, nothing stored.
+            raise typer.Exit(NoReadableInput.exit_code) from None
+        finally:
+            if progress is not None:
+                progress.stop()
+    if not quiet:
+        _print_ingest(report, path)
+
+
+def _ingest_engine(
+    engine: Engine,
+    paths: list[str],
+    table: str,
+    workgroup: str,
+    since: str,
+    until: str,
+    store: Path | None,
+    quiet: bool,
+    wait_lock: float,
+    aws_opts: tuple[str, str, str, str],
+) -> None:
+    """ingest --engine spark|athena: the engine reduces, iamtrim normalizes and stores."""
+    path = store or default_store_path()
+    if engine is Engine.athena:
+        from iamtrim.engines.athena import athena_window, ingest_athena
+
+        if paths or not table:
+            raise OptionsError(
+                "--engine athena reads --table DB.TABLE (made by `iamtrim athena ddl`), not PATHs"
+            )
+        window = athena_window(since, until)
+        with Store(path) as st, st.writer_lock(wait_lock, _err):
+            report, run = ingest_athena(_aws(*aws_opts), st, table, workgroup, window)
+        if run is None or report is None:
+            _err(f"athena: {table} {window.since}..{window.until} is already in {path}; nothing queried")
+            return
+        typer.echo(run.describe())  # the cost of every run, always
+        if not quiet:
+            _print_ingest(report, path)
+        return
+    from iamtrim.engines.spark import ingest_spark
+
+    if not paths or table or until or since or any(_is_s3(p) for p in paths):
+        raise OptionsError(
+            "--engine spark reads local trail PATHs (files or folders); "
+            "--table/--since/--until are for athena"
+        )
+    with Store(path) as st, st.writer_lock(wait_lock, _err):
+        report, stats = ingest_spark([Path(p) for p in paths], st)
+    if not quiet:
+        typer.echo(stats.describe())
+        _print_ingest(report, path)
 
 
 def _since(text: str) -> datetime | None:
@@ -961,6 +1046,55 @@ def who_used_cmd(
         typer.echo(render_graph.who_used_json(resource, uses, summary))
     else:
         typer.echo(render_graph.who_used_table(resource, uses, summary))
+
+
+athena_app = typer.Typer(
+    help="Amazon Athena: the CloudTrail table the reduction reads (docs/scale.md).",
+    no_args_is_help=True,
+    epilog=_example("iamtrim athena ddl s3://trail-bucket/AWSLogs/111122223333/"),
+)
+app.add_typer(athena_app, name="athena")
+
+
+@athena_app.command(
+    "ddl",
+    cls=_Command,
+    epilog=_example("iamtrim athena ddl s3://trail-bucket/AWSLogs/111122223333/"),
+)
+def athena_ddl_cmd(
+    location: Annotated[
+        str,
+        typer.Argument(
+            metavar="S3-URL", help="The trail's s3://BUCKET/[PREFIX/]AWSLogs/[o-ORGID/|ACCOUNT/]."
+        ),
+    ],
+    table: Annotated[str, typer.Option("--table", metavar="DB.TABLE", help="Table to create.")] = (
+        "cloudtrail_logs"
+    ),
+    accounts: Annotated[
+        str, typer.Option("--accounts", metavar="ID,...", help="Accounts an organization trail holds.")
+    ] = "",
+    regions: Annotated[
+        str,
+        typer.Option("--regions", metavar="R,...", help="Regions to project (default: all commercial ones)."),
+    ] = "",
+    start: Annotated[
+        str, typer.Option("--start", metavar="YYYY/MM/DD", help="First day the projection covers.")
+    ] = "2013/11/01",
+) -> None:
+    """Print CREATE TABLE for the trail, partitioned by account, region and day with partition
+    projection, for `ingest --engine athena --table`."""
+    from iamtrim.engines.sql import DEFAULT_REGIONS, table_ddl
+
+    def split(text: str) -> list[str]:
+        return [v.strip() for v in text.split(",") if v.strip()]
+
+    typer.echo(
+        table_ddl(
+            location, table, accounts=split(accounts), regions=split(regions) or DEFAULT_REGIONS, since=start
+        ),
+        nl=False,
+    )
 
 
 graph_app = typer.Typer(

@@ -22,6 +22,10 @@ HOMES = {
     # catalog.py reads botocore's service models (API definitions: methods and paths), never
     # a client: API knowledge lives beside the IAM reference.
     "botocore": {"iamtrim/aws.py", "iamtrim/catalog.py", "iamtrim/sources/"},
+    # The engines of organization scale (docs/scale.md): SQL generation and Spark, one home each.
+    "sqlglot": {"iamtrim/engines/sql.py"},
+    "pyspark": {"iamtrim/engines/spark.py"},
+    "duckdb": set(),  # tests only
 }
 
 
