@@ -268,3 +268,56 @@ class K:
     def only_self(self): ...
 """
     assert unbounded_caches(source, "m.py") == ["m.py:a", "m.py:b", "m.py:c", "m.py:d", "m.py:K.method"]
+
+
+# Where per-run state belongs on an instance (a Normalizer, its Resolver, an ObjectKeyFolder),
+# never in a module-level table that every run of the process shares and grows.
+STATEFUL = ("iamtrim/normalize/", "iamtrim/catalog.py", "iamtrim/ingest.py")
+
+
+def module_tables(source: str, path: str) -> list[str]:
+    """``path:name`` of each module-level name bound to an empty dict, set, list or
+    ``collections`` container (a memo table in the making)."""
+
+    def empty(value: ast.expr | None) -> bool:
+        if isinstance(value, ast.Dict | ast.Set | ast.List):
+            return not getattr(value, "keys", getattr(value, "elts", None))
+        if isinstance(value, ast.Call) and not value.args and not value.keywords:
+            f = value.func
+            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            return name in ("dict", "set", "list", "defaultdict", "OrderedDict", "Counter", "deque")
+        return False
+
+    out = []
+    for node in ast.parse(source).body:
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign) and empty(node.value):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign) and empty(node.value):
+            targets = [node.target]
+        out += [f"{path}:{t.id}" for t in targets if isinstance(t, ast.Name)]
+    return out
+
+
+def test_no_module_level_table_in_the_stateful_stages() -> None:
+    found = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG.parent).as_posix()
+        if rel.startswith(STATEFUL):
+            found += module_tables(path.read_text(), rel)
+    assert not found, f"module-level tables (put them on the instance that owns the run): {found}"
+
+
+def test_the_table_check_flags_empty_containers_only() -> None:
+    source = """
+import collections
+A: dict[str, bool] = {}
+B = set()
+C = collections.defaultdict()
+D = []
+TABLE = {"x": 1}
+NAMES = frozenset()
+def f():
+    local = {}
+"""
+    assert module_tables(source, "m.py") == ["m.py:A", "m.py:B", "m.py:C", "m.py:D"]
