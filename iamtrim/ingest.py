@@ -140,7 +140,7 @@ def content_hash(identity: bytes) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
-_FAILED_CONTEXTS_LIMIT = 4096  # entries of an ObjectKeyFolder's answers; contexts are few
+_FAILED_CONTEXTS_LIMIT = 20_000  # answers an ObjectKeyFolder remembers; a run has few contexts
 
 
 def failed_context(context: str) -> bool:
