@@ -143,22 +143,17 @@ def content_hash(identity: bytes) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
-_FAILED_CONTEXTS: dict[str, bool] = {}
+_FAILED_CONTEXTS_LIMIT = 20_000  # answers an ObjectKeyFolder remembers; a run has few contexts
 
 
 def failed_context(context: str) -> bool:
     """Whether a stored context key (``Context.to_key``) is of a call that failed after
-    authorization (it carries an errorCode, such as ``NoSuchKey``; a denied call has none)."""
-    known = _FAILED_CONTEXTS.get(context)
-    if known is None:
-        if len(_FAILED_CONTEXTS) > 100_000:  # contexts are few; bound the cache all the same
-            _FAILED_CONTEXTS.clear()
-        try:
-            known = bool(Context.from_key(context).error_code)
-        except (ValueError, TypeError):  # not a context key (a hand-made row): no errorCode
-            known = False
-        _FAILED_CONTEXTS[context] = known
-    return known
+    authorization (it carries an errorCode, such as ``NoSuchKey``; a denied call has none).
+    Not cached: :meth:`ObjectKeyFolder.failed` remembers the answers of one run."""
+    try:
+        return bool(Context.from_key(context).error_code)
+    except (ValueError, TypeError):  # not a context key (a hand-made row): no errorCode
+        return False
 
 
 class _Node:
@@ -213,6 +208,21 @@ class ObjectKeyFolder:
         self._nodes: dict[tuple[tuple[str, ...], str], _Node] = {}
         # (group, context, resource kept until now, the fold it moved into), in fold order.
         self.moved: list[tuple[tuple[str, ...], str, str, str]] = []
+        # context key → failed_context(key); bounded (cleared when full), answers never depend on it.
+        self._failed: dict[str, bool] = {}
+
+    def failed(self, context: str) -> bool:
+        """:func:`failed_context`, remembered (at most ``_FAILED_CONTEXTS_LIMIT`` answers)."""
+        known = self._failed.get(context)
+        if known is None:
+            if len(self._failed) >= _FAILED_CONTEXTS_LIMIT:
+                self._failed.clear()
+            known = self._failed[context] = failed_context(context)
+        return known
+
+    def remembered(self) -> int:
+        """How many :meth:`failed` answers are held (never more than ``_FAILED_CONTEXTS_LIMIT``)."""
+        return len(self._failed)
 
     def size(self) -> int:
         """Folders (and remembered answers) held: what the folder's memory grows with."""
@@ -227,7 +237,7 @@ class ObjectKeyFolder:
         any key, so 17 ``NoSuchKey`` requests must not make a ``folder/*`` (issue 19). Whether a
         folder folds then depends on the set of keys successful calls named only.
         """
-        if failed_context(context):
+        if self.failed(context):
             return arn
         folder, _, leaf = arn.rpartition("/")
         node = self._nodes.get((group, folder))
@@ -750,7 +760,7 @@ class _Merger:
                 row.count, row.first_seen, row.last_seen, list(row.event_ids), list(row.source_ips)
             )
             failed = False
-            if is_s3_object_arn(row.resource) and failed_context(row.context):
+            if is_s3_object_arn(row.resource) and self.folder.failed(row.context):
                 failed = True  # never folded: kept exactly, up to its bound (_failed_key)
             elif is_s3_object_arn(row.resource):
                 folded = fold((key[0], key[1], key[3]), key[4], row.resource)
@@ -779,7 +789,7 @@ class _Merger:
                 folded = fold((key[0], key[1], key[3]), key[4], resource)
                 if folded is not resource:
                     key = (key[0], key[1], folded, key[3], key[4])
-                failed = failed_context(key[4])
+                failed = self.folder.failed(key[4])
             total = totals.get(key)
             if total is None:
                 totals[key] = acc
