@@ -81,7 +81,13 @@ def _service(prefix: str) -> Mapping[str, Any] | None:
     return cast(Mapping[str, Any], _definition()[prefix])
 
 
-@functools.cache
+# Bounds of the caches keyed by text a record or an API answer controls (an event name, an Access
+# Advisor action name): made-up names evict each other, they do not grow the process.
+_ACTION_CACHE_SIZE = 1 << 15  # holds every catalog action (~18k) with room for misses
+_OPERATION_CACHE_SIZE = 1024  # API Gateway's two models have a few hundred operations
+
+
+@functools.lru_cache(maxsize=_ACTION_CACHE_SIZE)
 def canonical_action(prefix: str, name: str) -> str | None:
     """``"s3:GetObject"`` for (``"s3"``, ``"getobject"``); ``None`` if the catalog lacks it."""
     svc = _service(prefix.lower())
@@ -163,7 +169,7 @@ class ApiOperation:
     path_members: tuple[tuple[str, str], ...]  # (variable, member)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=_OPERATION_CACHE_SIZE)
 def api_operation(service: str, name: str) -> ApiOperation | None:
     """Operation *name* of *service* (``apigatewayv2``) in botocore's service models, the API
     definitions the SDKs are generated from; ``None`` if the service has no such operation."""

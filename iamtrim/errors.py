@@ -18,6 +18,7 @@
      ├── SynthError              a policy that cannot be emitted without breaking an observed call
      │    │                      or IAM's limits (exit 1)
      │    └── LockoutError       a resource policy that would lock out a break-glass principal
+     ├── EngineError             a Spark job failed: lost executor, out of memory (exit 1)
      ├── SizeLimitError          no policy set within --max-policies meets IAM's size limits (exit 1)
      └── FailOnFindings          findings at or above --fail-on; the report was printed (exit 1)
 
@@ -75,6 +76,12 @@ class AuthzError(InputError):
 
     https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountAuthorizationDetails.html
     """
+
+
+class EngineError(IamtrimError):
+    """Spark failed (a lost executor, out of memory): the run cannot go on; nothing was stored."""
+
+    exit_code = 1
 
 
 class FailOnFindings(IamtrimError):

@@ -25,19 +25,7 @@ def _sample_records() -> list[Record]:
 
 
 def _tables(n: Normalizer) -> dict[str, int]:
-    return {
-        "good_times": len(n.good_times),
-        "days": len(n.days),
-        "identities": len(n.identities),
-        "identity_fields": len(n.identity_fields),
-        "ip_kinds": len(n.ip_kinds),
-        "contexts": len(n.contexts),
-        "plans": len(n.plans),
-        "resolver.cache": len(n.resolver.cache),
-        "resolver.consulted": len(n.resolver.consulted),
-        "resolver.projected": len(n.resolver.projected),
-        "resolver.ref_types": len(n.resolver.ref_types),
-    }
+    return n.sizes()
 
 
 def test_two_normalizers_share_nothing_and_answer_alike() -> None:
@@ -73,6 +61,7 @@ def test_every_table_stays_within_its_bound_and_answers_do_not_change(
         "_IP_KINDS_LIMIT",
         "_CONTEXTS_LIMIT",
         "_PLANS_LIMIT",
+        "_RULES_LIMIT",
     ):
         monkeypatch.setattr(record_mod, name, bound)
     monkeypatch.setattr(resources_mod, "_CACHE_LIMIT", bound)

@@ -11,11 +11,14 @@ Rules, in order (each documented in docs/mapping.md):
    ``iamtrim.normalize.apigateway``);
 5. API-version suffixes (``UpdateFunctionConfiguration20150331v2``) are stripped only when the
    stripped name is a catalog action and the full name is not (``kafka:CreateClusterV2`` stays).
+
+Both functions are pure and not cached: their arguments are record text, which hostile input can
+make up without end. A :class:`~iamtrim.normalize.record.Normalizer` remembers their answers in a
+bounded table of its own (``Normalizer.rules``).
 """
 
 from __future__ import annotations
 
-import functools
 import re
 
 from iamtrim import catalog
@@ -31,7 +34,6 @@ from iamtrim.normalize.tables import (
 _VERSION_SUFFIX = re.compile(r"^(?P<name>[A-Za-z]+?)(?P<date>(19|20)\d{6})(v\d+)?$")
 
 
-@functools.cache
 def prefix_for_source(event_source: str) -> str | None:
     table = event_source_prefixes()
     if event_source in table:
@@ -52,7 +54,6 @@ def prefix_for_source(event_source: str) -> str | None:
     return None
 
 
-@functools.cache
 def resolve_actions(event_source: str, event_name: str) -> tuple[ActionRule, ...] | Skipped:
     prefix = prefix_for_source(event_source)
     if prefix is None:

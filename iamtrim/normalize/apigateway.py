@@ -29,7 +29,7 @@ _MODELS = ("apigateway", "apigatewayv2")  # REST APIs first: their names are the
 _VARIABLE = re.compile(r"\{([^}]+?)\+?\}")
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)  # keyed by eventName: bounded (a few hundred are real)
 def _operations(name: str) -> tuple[catalog.ApiOperation, ...]:
     """The operation called *name* in each API generation that has one, its path as IAM sees it
     (the HTTP APIs' ``/v2`` dropped)."""

@@ -123,6 +123,7 @@ _IDENTITIES_LIMIT = 20_000  # each of the two identity tables; ~0.6 KB an entry
 _IP_KINDS_LIMIT = 50_000  # past it, kinds are worked out again (not cleared)
 _CONTEXTS_LIMIT = 100_000  # cleared once it holds more
 _PLANS_LIMIT = 20_000
+_RULES_LIMIT = 20_000  # (eventSource, eventName) → resolve_actions' answer
 
 
 def _calendar_day(day: str) -> bool:
@@ -308,8 +309,7 @@ class _Plan(NamedTuple):
 _UNPLANNED = _Plan("", "", False)  # a name not looked at yet (None: the general path)
 
 
-def _plan(source: str, name: str) -> _Plan | None:
-    rules = resolve_actions(source, name)
+def _plan(rules: tuple[ActionRule, ...] | Skipped) -> _Plan | None:
     if isinstance(rules, Skipped) or len(rules) != 1 or rules[0].role:
         return None  # skipped, several actions, or a source/destination role: the general path
     action = rules[0].action
@@ -343,6 +343,7 @@ class Normalizer:
         "latest",
         "plans",
         "resolver",
+        "rules",
     )
 
     def __init__(self) -> None:
@@ -359,7 +360,28 @@ class Normalizer:
         self.ip_kinds: dict[str, str] = {}  # sourceIPAddress → "service", "ip" or ""
         self.contexts: dict[tuple[object, ...], tuple[Context, str]] = {}  # → (Context, its key)
         self.plans: dict[tuple[str, str], _Plan | None] = {}  # (eventSource, eventName) → plan
+        # (eventSource, eventName) → resolve_actions(eventSource, eventName)
+        self.rules: dict[tuple[str, str], tuple[ActionRule, ...] | Skipped] = {}
         self.resolver = Resolver()
+
+    def sizes(self) -> dict[str, int]:
+        """Entries held by each memo table (the resource ``Resolver``'s as ``resolver.*``), to
+        check them against their bounds."""
+        r = self.resolver
+        return {
+            "good_times": len(self.good_times),
+            "days": len(self.days),
+            "identities": len(self.identities),
+            "identity_fields": len(self.identity_fields),
+            "ip_kinds": len(self.ip_kinds),
+            "contexts": len(self.contexts),
+            "plans": len(self.plans),
+            "rules": len(self.rules),
+            "resolver.cache": len(r.cache),
+            "resolver.consulted": len(r.consulted),
+            "resolver.projected": len(r.projected),
+            "resolver.ref_types": len(r.ref_types),
+        }
 
     # ---------------------------------------------------------------- event times
 
@@ -395,6 +417,18 @@ class Normalizer:
         if _TIME.fullmatch(value) is None or not self._day_ok(value[:10]):
             return ""
         return f"{value[:10]}T{value[11:19]}Z"
+
+    # ---------------------------------------------------------------- what was called
+
+    def resolve_actions(self, source: str, name: str) -> tuple[ActionRule, ...] | Skipped:
+        """:func:`~iamtrim.normalize.actions.resolve_actions`, remembered (bounded: the table is
+        cleared when it holds ``_RULES_LIMIT`` answers; made-up event names cannot grow it)."""
+        rules = self.rules.get((source, name))
+        if rules is None:
+            if len(self.rules) >= _RULES_LIMIT:
+                self.rules.clear()
+            rules = self.rules[(source, name)] = resolve_actions(source, name)
+        return rules
 
     # ---------------------------------------------------------------- who called
 
@@ -529,7 +563,7 @@ class Normalizer:
         code = record.errorCode
         if code and code in UNAUTHENTICATED_CODES:
             return Skipped(SkipReason.NOT_AUTHENTICATED, code)
-        rules = resolve_actions(record.eventSource, record.eventName)
+        rules = self.resolve_actions(record.eventSource, record.eventName)
         if isinstance(rules, Skipped):
             if record.eventSource == "dynamodb.amazonaws.com" and record.eventName in dynamodb.EVENTS:
                 return self._dynamodb_parts(record, principal, invoked_by, rules, when)
@@ -585,7 +619,7 @@ class Normalizer:
         if plan is _UNPLANNED:
             if len(plans) >= _PLANS_LIMIT:
                 plans.clear()
-            plan = plans[(source, name)] = _plan(source, name)
+            plan = plans[(source, name)] = _plan(self.resolve_actions(source, name))
         if plan is None:
             return None
         when = record.eventTime

@@ -1,0 +1,268 @@
+"""Run the reduction on Apache Spark and store its rows (``iamtrim ingest --engine spark PATH``).
+
+The executors read the trail files with iamtrim's own reader (every format, the same malformed
+record counts) and reduce each record (``engines.reduce.reduce_file``); Spark then drops
+duplicate events, keeping the first in input order (files sorted by path, records in file order:
+what a local ingest keeps), and groups the rest by the reduction's key. The driver collects the
+reduced rows and the files' facts, normalizes the rows once each and writes the store
+(``engines.reduce.store_reduction``): the normalizer runs where the store is, on rows far fewer
+than records (docs/scale.md).
+
+Runs in local mode (``local[N]``) by default, on ``$IAMTRIM_SPARK_MASTER`` when set, or on the
+cluster ``spark-submit`` gives (``spark-submit .../iamtrim/__main__.py ingest --engine spark``,
+docs/scale.md); in a notebook the active session is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from iamtrim.engines.reduce import (
+    Accumulator,
+    FileFacts,
+    Reduction,
+    reduce_file,
+    store_reduction,
+)
+from iamtrim.errors import EngineError, InputError
+from iamtrim.ingest import _DUPLICATE, SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS, IngestReport, _sample
+from iamtrim.sources import iter_input_files
+from iamtrim.sources.files import MAX_FILE_BYTES
+from iamtrim.store import Store
+
+try:
+    from pyspark import StorageLevel
+    from pyspark.sql import SparkSession
+except ImportError:  # pragma: no cover - the spark extra is not installed
+    SparkSession = None  # type: ignore[assignment,misc]
+
+
+_ENCODE = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class SparkRun:
+    """What the engine did: records in, reduced rows out, and the time it took."""
+
+    files: int
+    records: int
+    rows: int
+    seconds: float
+    master: str
+
+    @property
+    def reduction_factor(self) -> float:
+        return self.records / self.rows if self.rows else 0.0
+
+    def describe(self) -> str:
+        return (
+            f"spark ({self.master}): {self.files} files, {self.records:,} records reduced to "
+            f"{self.rows:,} rows ({self.reduction_factor:,.1f}x) in {self.seconds:.1f}s"
+        )
+
+
+def session(master: str = "") -> Any:
+    """The active SparkSession (spark-submit, a notebook), or a local one on *master*
+    (default ``local[N]`` with N = ``$IAMTRIM_SPARK_CORES`` or the machine's cores)."""
+    if SparkSession is None:
+        raise InputError("--engine spark needs PySpark: pip install 'iamtrim[spark]' (and Java 17+)")
+    active = SparkSession.getActiveSession()
+    if active is not None and not master:
+        return active
+    builder = SparkSession.builder.appName("iamtrim-ingest")
+    master = master or os.environ.get("IAMTRIM_SPARK_MASTER", "")
+    if not master and os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return builder.getOrCreate()  # launched by spark-submit: its --master and --conf apply
+    cores = os.environ.get("IAMTRIM_SPARK_CORES") or str(os.cpu_count() or 1)
+    # In local mode the executors run this same Python, so they import the same iamtrim.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return (
+        builder.master(master or f"local[{cores}]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", cores)
+        # Local mode: executors live in the driver's JVM, whose heap holds the persisted records.
+        .config("spark.driver.memory", os.environ.get("IAMTRIM_SPARK_MEMORY", "2g"))
+        .getOrCreate()
+    )
+
+
+def _read(item: tuple[int, str], max_file_bytes: int, known: Any) -> Iterator[tuple[Any, ...]]:
+    """One file → ("f", file index, facts); ("K", key id, key) once per distinct key of the file;
+    ("r", event hash, (file, position, key id, when, id, ip)) per record; and ("k", file index)
+    per record whose event the store already counted. Records carry a 128-bit id of their key, not
+    the key (about 1 KB of JSON): the shuffles move ids, and each distinct key travels once."""
+    index, path = item
+    facts, records = reduce_file(path, max_file_bytes)
+    yield ("f", index, facts)
+    seen = known.value
+    ids: dict[Any, bytes] = {}
+    for pos, r in enumerate(records):
+        if r.hash in seen:
+            yield ("k", index)
+            continue
+        kid = ids.get(r.key)
+        if kid is None:
+            kid = ids[r.key] = hashlib.blake2b(_ENCODE(r.key), digest_size=16).digest()
+            yield ("K", kid, r.key)
+        yield ("r", r.hash, (index, pos, kid, r.when, r.event_id, r.source_ip))
+
+
+def _first(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The earlier copy of one event (input order), with the files of the later copies."""
+    first, later = (a, b) if a[0][:2] <= b[0][:2] else (b, a)
+    return (first[0], first[1] + later[1] + (later[0][0],))
+
+
+def _first_line(exc: BaseException) -> str:
+    """The Java exception (or Python error) behind a failed job, in one line: the first line that
+    names an exception, e.g. ``java.lang.OutOfMemoryError: Java heap space``."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "Error" in line or "Exception" in line]
+    text = named[1] if len(named) > 1 and "Py4JJavaError" in named[0] else (named or lines or [""])[0]
+    return (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)
+
+
+def _per_file(kv: tuple[int, tuple[Any, ...]]) -> Iterator[tuple[str, int, Any]]:
+    """("h", file, (position, hash)) for the counted copy, ("d", file, None) for each later one."""
+    first, later = kv[1]
+    yield ("h", first[0], (first[1], kv[0]))
+    for i in later:
+        yield ("d", i, None)
+
+
+def _group_item(kv: tuple[int, tuple[Any, ...]]) -> tuple[Any, list[Any]]:
+    """An event's first copy → (its key's id, its aggregate as one record)."""
+    _, _, key, when, event_id, source_ip = kv[1][0]
+    return key, [1, when, when, [event_id] if event_id else [], [source_ip] if source_ip else []]
+
+
+def _either(a: Any, b: Any) -> Any:
+    return a
+
+
+def _combine(x: list[Any], y: list[Any]) -> list[Any]:
+    x[0] += y[0]
+    if y[1] and (not x[1] or y[1] < x[1]):
+        x[1] = y[1]
+    if y[2] > x[2]:
+        x[2] = y[2]
+    _sample(x[3], y[3], SAMPLE_EVENT_IDS)
+    _sample(x[4], y[4], SAMPLE_SOURCE_IPS)
+    return x
+
+
+def reduce_with_spark(
+    paths: Iterable[str | os.PathLike[str]],
+    store: Store | None = None,
+    *,
+    spark: Any = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+) -> tuple[Reduction, SparkRun]:
+    """The reduction of the files under *paths*, computed by Spark; files and events already in
+    *store* are skipped as ingest skips them."""
+    started = time.perf_counter()
+    spark = spark or session()
+    sc = spark.sparkContext
+    # a local file's identity in the files table: (uri, size, mtime_ns, etag "")
+    known_stat = {(u, size, mtime) for u, size, mtime, _ in store.known_objects()} if store else set()
+    digests = store.known_digests() if store else set()
+    out = Reduction(rows=[])
+    todo: list[str] = []
+    for path, error in iter_input_files(paths):
+        if error:
+            out.files_failed.append((str(path), error))
+            continue
+        try:
+            st = path.stat()
+            if (str(path), st.st_size, st.st_mtime_ns) in known_stat:
+                out.files_already += 1
+                continue
+        except OSError:
+            pass
+        todo.append(str(path))
+    if not todo:
+        return out, SparkRun(0, 0, 0, time.perf_counter() - started, sc.master)
+    known = sc.broadcast(frozenset(store.event_hashes()) if store else frozenset())
+    slices = min(len(todo), max(sc.defaultParallelism * 2, 1))
+    tagged = (
+        sc.parallelize(list(enumerate(todo)), slices)
+        .flatMap(lambda item: _read(item, max_file_bytes, known))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        # Files' facts and the events the store already held: small, collected in one job.
+        facts: dict[int, FileFacts] = {}
+        in_store: Counter[int] = Counter()
+        for t in tagged.filter(lambda t: t[0] in ("f", "k")).collect():
+            if t[0] == "f":
+                facts[t[1]] = t[2]
+            else:
+                in_store[t[1]] += 1
+        # One copy per event: the first in input order; the files of the others, to count them.
+        events = (
+            tagged.filter(lambda t: t[0] == "r")
+            .map(lambda t: (t[1], (t[2], ())))
+            .reduceByKey(_first)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        # Each file's counted event hashes (the store keeps them) and its later copies, in one job.
+        later_copies: Counter[int] = Counter()
+        positions: dict[int, list[tuple[int, int]]] = {}
+        for kind, i, value in events.flatMap(_per_file).collect():
+            if kind == "d":
+                later_copies[i] += 1
+            else:
+                positions.setdefault(i, []).append(value)
+        keys = tagged.filter(lambda t: t[0] == "K").map(lambda t: (t[1], t[2])).reduceByKey(_either)
+        # Streamed to the driver a partition at a time (collect() would build the whole result
+        # in the driver's JVM heap first).
+        grouped = list(events.map(_group_item).reduceByKey(_combine).join(keys).values().toLocalIterator())
+        events.unpersist()
+    except Exception as exc:  # py4j's Py4JJavaError carries the whole Java stack: one line of it
+        raise EngineError(f"spark: {_first_line(exc)}") from None
+    finally:
+        tagged.unpersist()
+        known.unpersist()
+    hashes = {i: array("q", (h for _, h in sorted(pairs))).tobytes() for i, pairs in positions.items()}
+    for i in sorted(facts):
+        f = facts[i]
+        if f.digest and f.digest in digests:
+            out.files_already += 1  # the same content as a file already read: not counted
+            continue
+        if f.error and not f.records:
+            out.files_failed.append((f.path, f.error))
+            continue
+        digests.add(f.digest)
+        duplicates = later_copies.get(i, 0) + in_store.get(i, 0)
+        if duplicates:
+            f.skips[_DUPLICATE] += duplicates
+            out.duplicates += duplicates
+        out.files.append(f)
+        out.file_hashes[f.path] = hashes.get(i, b"")
+    acc = Accumulator()
+    acc.groups = {key: a for a, key in grouped}
+    out.rows = acc.rows()
+    seconds = time.perf_counter() - started
+    run = SparkRun(len(todo), sum(r.records for r in out.rows), len(out.rows), seconds, sc.master)
+    return out, run
+
+
+def ingest_spark(
+    paths: Iterable[str | os.PathLike[str]], store: Store, *, spark: Any = None
+) -> tuple[IngestReport, SparkRun]:
+    """``ingest --engine spark``: reduce with Spark, then normalize and store on the driver."""
+    started = time.perf_counter()
+    reduction, run = reduce_with_spark(paths, store, spark=spark)
+    report = store_reduction(reduction, store)
+    report.seconds = time.perf_counter() - started
+    return report, run
