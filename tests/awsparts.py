@@ -4,12 +4,16 @@ against it through ``iamtrim.aws.observe_calls``)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
 import socket
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,3 +104,21 @@ def aws_endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     with urllib.request.urlopen(req, timeout=30) as resp:
         assert resp.status == 200
     return moto_server
+
+
+def cli_here(*args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process (so the call recorder sees its sessions): exit code, out, err."""
+    from iamtrim.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["iamtrim", *args]
+    code: Any = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        sys.argv = argv
+    return int(code or 0), out.getvalue(), err.getvalue()

@@ -8,12 +8,9 @@ against docs/permissions.md by the session fixture in ``tests/awsparts.py``.
 from __future__ import annotations
 
 import ast
-import contextlib
 import dataclasses
 import gzip
-import io
 import json
-import sys
 import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime
@@ -31,6 +28,7 @@ from iamtrim.errors import AwsError
 from iamtrim.review.current import current_from_authz, current_from_aws
 from iamtrim.sources.aws_policies import bucket_policy
 from tests.awsparts import RECORDED, documented_calls
+from tests.awsparts import cli_here as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -39,24 +37,6 @@ LOGS = SAMPLES / "AWSLogs"
 ACCOUNT = "444455556666"
 READER = f"arn:aws:iam::{ACCOUNT}:role/iamtrim-reader"
 SAMPLE_KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/9f8e7d6c-5b4a-3928-1716-0f1e2d3c4b5a"
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    """Run the CLI in this process (so the call recorder sees its sessions): exit code, out, err."""
-    from iamtrim.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["iamtrim", *args]
-    code: Any = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        sys.argv = argv
-    return int(code or 0), out.getvalue(), err.getvalue()
 
 
 def member_session(endpoint: str) -> Any:

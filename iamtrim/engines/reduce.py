@@ -40,6 +40,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
@@ -329,6 +330,28 @@ class Reduction:
         return sum(r.records for r in self.rows)
 
 
+def unread_files(
+    paths: Iterable[str | os.PathLike[str]], store: Store | None, out: Reduction
+) -> Iterator[Path]:
+    """The trail files under *paths* that *store* does not hold yet (same path, size and time, as
+    ingest decides for local files); files that cannot be read and files already stored are
+    counted in *out*."""
+    # a local file's identity in the files table: (uri, size, mtime_ns, etag "")
+    known = {(u, size, mtime) for u, size, mtime, _ in store.known_objects()} if store else set()
+    for path, error in iter_input_files(paths):
+        if error:
+            out.files_failed.append((str(path), error))
+            continue
+        try:
+            st = path.stat()
+            if (str(path), st.st_size, st.st_mtime_ns) in known:
+                out.files_already += 1
+                continue
+        except OSError:
+            pass
+        yield path
+
+
 def reduce_paths(
     paths: Iterable[str | os.PathLike[str]],
     store: Store | None = None,
@@ -340,23 +363,11 @@ def reduce_paths(
     and events already counted there, and keeps the first of duplicate events in input order."""
     from array import array
 
-    # a local file's identity in the files table: (uri, size, mtime_ns, etag "")
-    known_stat = {(u, size, mtime) for u, size, mtime, _ in store.known_objects()} if store else set()
     digests = store.known_digests() if store else set()
     seen = store.event_hashes() if store else set()
     acc = Accumulator()
     out = Reduction(rows=[])
-    for path, error in iter_input_files(paths):
-        if error:
-            out.files_failed.append((str(path), error))
-            continue
-        try:
-            st = path.stat()
-            if (str(path), st.st_size, st.st_mtime_ns) in known_stat:
-                out.files_already += 1
-                continue
-        except OSError:
-            pass
+    for path in unread_files(paths, store, out):
         facts, records = reduce_file(str(path), max_file_bytes)
         if facts.digest and facts.digest in digests:
             out.files_already += 1

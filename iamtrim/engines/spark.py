@@ -33,10 +33,10 @@ from iamtrim.engines.reduce import (
     Reduction,
     reduce_file,
     store_reduction,
+    unread_files,
 )
 from iamtrim.errors import EngineError, InputError
 from iamtrim.ingest import _DUPLICATE, SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS, IngestReport, _sample
-from iamtrim.sources import iter_input_files
 from iamtrim.sources.files import MAX_FILE_BYTES
 from iamtrim.store import Store
 
@@ -173,23 +173,9 @@ def reduce_with_spark(
     started = time.perf_counter()
     spark = spark or session()
     sc = spark.sparkContext
-    # a local file's identity in the files table: (uri, size, mtime_ns, etag "")
-    known_stat = {(u, size, mtime) for u, size, mtime, _ in store.known_objects()} if store else set()
     digests = store.known_digests() if store else set()
     out = Reduction(rows=[])
-    todo: list[str] = []
-    for path, error in iter_input_files(paths):
-        if error:
-            out.files_failed.append((str(path), error))
-            continue
-        try:
-            st = path.stat()
-            if (str(path), st.st_size, st.st_mtime_ns) in known_stat:
-                out.files_already += 1
-                continue
-        except OSError:
-            pass
-        todo.append(str(path))
+    todo = [str(path) for path in unread_files(paths, store, out)]
     if not todo:
         return out, SparkRun(0, 0, 0, time.perf_counter() - started, sc.master)
     known = sc.broadcast(frozenset(store.event_hashes()) if store else frozenset())
