@@ -504,6 +504,19 @@ def test_an_id_variable_name_keeps_a_stem_beyond_its_id_prefix() -> None:
     assert {p for p, _ in got.values()} == {f"arn:aws:lambda:us-east-1:{ACCT}:function:etl-job-*"}
 
 
+def test_the_ladder_offers_ids_as_the_resource_type_not_as_a_name_prefix() -> None:
+    """To fit, the ladder may still grant every security group, but as the ``resource-type``
+    step it is (every sg of the account and region), never as a ``name-prefix`` ``sg-*``."""
+    from iamtrim.synth.widen import StatementShape, candidates
+
+    groups = [f"{EC2}:security-group/sg-0{i:016x}" for i in range(40)]
+    keys = [("ec2:AuthorizeSecurityGroupIngress", r) for r in groups]
+    shape = StatementShape(("ec2:AuthorizeSecurityGroupIngress",), tuple(groups), (), 4000)
+    found = candidates(keys, [shape], {}, 10)
+    assert not [c.pattern for c in found if c.kind == "name-prefix"]
+    assert [c.pattern for c in found if c.kind == "resource-type"] == [f"{EC2}:security-group/*"]
+
+
 def test_names_the_generated_pattern_covers_are_not_kept_beside_it() -> None:
     """churn-train-v2-7 and churn-train-final do not have the dated shape, but churn-train-*
     admits them: they are covered, not listed again, and the counts say all 4 names seen."""

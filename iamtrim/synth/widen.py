@@ -436,8 +436,12 @@ def _name_prefix_steps(steps: _Steps, tp: str, type_name: str, members: list[str
                 break
             by_prefix[acc].append(r)
     for prefix, covered in by_prefix.items():
-        if re.search(r"[A-Za-z0-9]", prefix[len(literal) :]):
-            stem = prefix[len(literal) :]
+        stem = prefix[len(literal) :]
+        # Ids sharing only their type's prefix (sg-*, i-*): that is every resource of the type,
+        # the resource-type step, listed as such, not a name prefix.
+        if all(_ID.fullmatch(r[len(literal) :]) for r in covered) and re.fullmatch(r"[A-Za-z]+-", stem):
+            continue
+        if re.search(r"[A-Za-z0-9]", stem):
             steps.add(
                 WideningKind.NAME_PREFIX,
                 prefix + "*",
