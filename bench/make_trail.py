@@ -2419,7 +2419,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--varied",
         action="store_true",
-        help="a high-cardinality account: ~110 principals, ~40 services, a new object key per "
+        help="a high-cardinality account: 99 principals, 39 services, a new object key per "
         "request, random ids in requests, 5x the named resources",
     )
     args = ap.parse_args(argv)

@@ -16,7 +16,7 @@ import time
 import urllib.parse
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -581,11 +581,23 @@ class Store:
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
 
+    @contextmanager
     def writer_lock(
         self, wait: float = DEFAULT_WAIT_LOCK, on_wait: Callable[[str], None] | None = None
-    ) -> AbstractContextManager[None]:
-        """This store's writer lock: ``writer_lock(self.path, ...)``."""
-        return writer_lock(self.path, wait, on_wait)
+    ) -> Iterator[None]:
+        """This store's writer lock (``writer_lock(self.path, ...)``). When the work done under it
+        ends without an exception, the summaries are made before the lock is released (when rows
+        were written, or the summaries are missing or stale), so no other ingest writes meanwhile."""
+        with writer_lock(self.path, wait, on_wait):
+            yield
+            if self._writable and (self._written or not self._summaries_fresh()):
+                self._refresh_quietly()
+
+    def _refresh_quietly(self) -> None:
+        # Only an optimization: a store whose summaries could not be written (busy, disk full) is
+        # answered by scanning the rows, and the ingest that wrote them has not failed.
+        with contextlib.suppress(StoreError, sqlite3.Error):
+            self.refresh_summaries()
 
     def _escape_literals(self) -> None:
         """Schema 3: a literal ``$`` or ``?`` in a resource before it is IAM's ``${$}``/``${?}``.
@@ -610,14 +622,11 @@ class Store:
         return str(row[0]) if row else ""
 
     def close(self) -> None:
-        """Close the store. Opened for writing (an ingest), first sum the rows into the summaries when
-        they were written or the summaries do not answer for them (a store made before them)."""
+        """Close the store; first sum the rows into the summaries if usage rows were written since
+        they were last made (an ingest makes them before releasing its writer lock)."""
         try:
-            if self._writable and (self._written or not self._summaries_fresh()):
-                # Only an optimization: a store whose summaries could not be written (busy with
-                # the next ingest, disk full) is answered by scanning the rows.
-                with contextlib.suppress(StoreError, sqlite3.Error):
-                    self.refresh_summaries()
+            if self._writable and self._written:  # written without the writer lock (a library caller)
+                self._refresh_quietly()
         finally:
             self._db.close()
 

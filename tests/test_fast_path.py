@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from iamtrim.model import Skipped
 from iamtrim.normalize import resources
 from iamtrim.normalize.actions import resolve_actions
@@ -70,8 +72,23 @@ def test_fast_path_matches_on_the_samples() -> None:
     assert len(records) > 2000 and fast > len(records) // 3  # the S3 data events and KMS calls
 
 
-def test_fast_path_matches_on_a_benchmark_trail(tmp_path: Path) -> None:
-    args = ["--records", "20000", "--files", "4", "--out", str(tmp_path), "--procs", "1", "--seed", "3"]
+@pytest.mark.parametrize("kind", [[], ["--varied"]], ids=["default", "varied"])
+def test_fast_path_matches_on_a_benchmark_trail(tmp_path: Path, kind: list[str]) -> None:
+    """Both benchmark trails: the varied one (make_trail.py --varied, issue 14) adds 18 calls of
+    other services, random ids in requests and a new object key per request."""
+    args = [
+        "--records",
+        "20000",
+        "--files",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--procs",
+        "1",
+        "--seed",
+        "3",
+        *kind,
+    ]
     subprocess.run(
         [sys.executable, str(ROOT / "bench" / "make_trail.py"), *args],
         check=True,

@@ -291,3 +291,39 @@ def test_a_failed_ingest_leaves_the_summaries_to_the_next_one(tmp_path: Path) ->
     with Store(path, read_only=True) as st:
         assert not st._summaries_fresh()
         assert summarize_principals(st) == reference_summaries(st, None)
+
+
+def test_an_ingest_makes_the_summaries_before_releasing_its_lock(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "s.sqlite"
+    with _random_store(7) as mem, Store(path) as st:
+        with st.writer_lock(wait=0):
+            st.commit_batch([], mem.principals(), [_stored(r) for r in mem.usage()], [])
+        # The lock is released: the summaries are there already (no other ingest could write
+        # between the last batch and them).
+        with Store(path, read_only=True) as reader:
+            assert reader._summaries_fresh()
+            assert summarize_principals(reader) == reference_summaries(reader, None)
+    with sqlite3.connect(path) as db:  # a store without them (made by an older iamtrim)
+        db.execute("DROP TABLE summary_principals")
+    with Store(path) as st, st.writer_lock(wait=0):
+        pass  # an ingest that found nothing new
+    with Store(path, read_only=True) as reader:
+        assert reader._summaries_fresh()
+        assert summarize_principals(reader) == reference_summaries(reader, None)
+
+
+def _stored(r: UsageRow) -> tuple[object, ...]:
+    return (
+        r.principal,
+        r.action,
+        r.resource or "",
+        str(r.outcome),
+        r.context.to_key(),
+        r.count,
+        r.first_seen,
+        r.last_seen,
+        r.event_ids,
+        r.source_ips,
+    )
