@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "AwsConfig",
     "CallObserver",
     "observe_calls",
+    "observe_requests",
 ]
 
 # (service, operation) → the IAM action that authorizes it. Every entry is read-only except
@@ -55,6 +57,12 @@ CALLS: Mapping[tuple[str, str], str] = {
     ("cloudtrail", "LookupEvents"): "cloudtrail:LookupEvents",
     ("ec2", "DescribeRegions"): "ec2:DescribeRegions",
     ("s3", "GetBucketPolicy"): "s3:GetBucketPolicy",
+    # Trail buckets (ingest s3://...): ListObjectsV2 is authorized by s3:ListBucket (on the bucket,
+    # narrowed with the s3:prefix condition key), GetObject by s3:GetObject, and S3 decrypts an
+    # SSE-KMS object with the caller's kms:Decrypt on its key.
+    # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
+    ("s3", "ListObjectsV2"): "s3:ListBucket",
+    ("s3", "GetObject"): "s3:GetObject",
     ("kms", "DescribeKey"): "kms:DescribeKey",
     ("kms", "GetKeyPolicy"): "kms:GetKeyPolicy",
 }
@@ -102,6 +110,9 @@ MAX_ATTEMPTS = 10  # botocore's adaptive mode: first call + 9 retries with backo
 
 CallObserver = Callable[[str, str], None]  # (IAM service prefix of the API, operation name)
 _observers: list[CallObserver] = []
+# (service, operation, the call's parameters): what a request asked for, e.g. S3's Bucket and Prefix.
+RequestObserver = Callable[[str, str, Mapping[str, Any]], None]
+_request_observers: list[RequestObserver] = []
 
 
 def observe_calls(observer: CallObserver) -> Callable[[], None]:
@@ -110,6 +121,20 @@ def observe_calls(observer: CallObserver) -> Callable[[], None]:
     to the calls ``docs/permissions.md`` lists."""
     _observers.append(observer)
     return lambda: _observers.remove(observer)
+
+
+def observe_requests(observer: RequestObserver) -> Callable[[], None]:
+    """Like :func:`observe_calls`, with each call's parameters (botocore's
+    ``before-parameter-build`` event): tests replay iamtrim's own requests through the IAM oracle
+    against the policy docs/sources.md gives its role. Returns a function that stops observing."""
+    _request_observers.append(observer)
+    return lambda: _request_observers.remove(observer)
+
+
+def _before_parameters(params: Mapping[str, Any], model: Any, **_: Any) -> None:
+    service = model.service_model.service_name
+    for observer in tuple(_request_observers):
+        observer(service, model.name, dict(params))
 
 
 def _before_call(model: Any, **_: Any) -> None:
@@ -147,6 +172,7 @@ class Aws:
     def _new_session(self, **kwargs: Any) -> Any:
         session = boto3.Session(**kwargs)
         session.events.register("before-call", _before_call)
+        session.events.register("before-parameter-build", _before_parameters)
         return session
 
     def _botocore_config(self) -> botocore.config.Config:
@@ -213,6 +239,11 @@ class Aws:
             return result
         return None  # the error code was one of *missing*
 
+    def errors(self, service: str, operation: str, resource: str = "") -> AbstractContextManager[None]:
+        """A block whose botocore errors become one-line AwsErrors, as in :meth:`call` (for the
+        work done on a response after the call returned: reading a streamed body)."""
+        return _translated(service, operation, resource)
+
     def paginate(
         self, service: str, operation: str, *, region: str = "", resource: str = "", **params: Any
     ) -> Iterator[Mapping[str, Any]]:
@@ -275,17 +306,19 @@ def translate(exc: BaseException, service: str, operation: str, resource: str = 
         if code in _DENIED:
             m = _ACTION_IN_MESSAGE.search(message)
             needed = m.group(1) if m else action
-            return AwsError(
-                f"access denied: iamtrim needs {needed}"
-                + (f" on {resource}" if resource else "")
-                + " (see docs/permissions.md)"
-            )
+            where = f" on {resource}" if resource else ""
+            if needed != action and action:
+                # Another action than the call's own, refused on the caller's behalf: S3 reading
+                # an SSE-KMS object needs the caller's kms:Decrypt on the key.
+                where = f" (for {action}{where})"
+            return AwsError(f"access denied: iamtrim needs {needed}{where} (see docs/permissions.md)")
         if code in _EXPIRED:
             return AwsError(f"AWS credentials have expired ({code}): refresh them and run again")
         if code in _BAD_CREDENTIALS:
             return AwsError(f"AWS rejected the credentials ({code}): {message or 'check the profile'}")
         if code == "NoSuchBucket":
-            return AwsError(f"no such bucket: {resource or message}")
+            bucket = resource.removeprefix("arn:aws:s3:::").split("/", 1)[0]
+            return AwsError(f"no such bucket: {bucket or message}")
         if code in _THROTTLED:
             return AwsError(
                 f"{what}: still throttled after {MAX_ATTEMPTS} attempts ({code}); run again later"

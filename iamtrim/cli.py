@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -38,6 +38,7 @@ from iamtrim.render import graph as render_graph
 from iamtrim.render import policy as render_policy
 from iamtrim.render import review_format_names
 from iamtrim.render import usage as render_usage
+from iamtrim.sources.objects import TrailSource
 from iamtrim.store import DEFAULT_WAIT_LOCK, Store
 from iamtrim.synth import AdvisedGrant, SynthOptions, Target, advised_grants, generate_identity_policy
 
@@ -110,12 +111,12 @@ class Format(StrEnum):
 
 
 EventsOpt = Annotated[
-    list[Path] | None,
+    list[str] | None,
     typer.Option(
         "--events",
-        readable=False,
         metavar="PATH...",
-        help="CloudTrail files or folders to read, statelessly (several after one --events, or repeat it).",
+        help="CloudTrail files or folders, or s3://BUCKET[/PREFIX] trail buckets, to read statelessly "
+        "(several after one --events, or repeat it).",
     ),
 ]
 StoreOpt = Annotated[
@@ -278,11 +279,13 @@ def _window(since: str | None, until: str | None) -> TimeWindow:
     return window
 
 
-def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
+def _open_usage(events: list[str] | None, store: Path | None) -> Store:
     if events and store:
         raise typer.BadParameter("give --events or --store, not both")
     if events:
-        return load_events(events)
+        # s3:// trails are read with the default credential chain ($AWS_PROFILE, and
+        # $AWS_ENDPOINT_URL_S3 for another endpoint: docs/sources.md).
+        return load_events(_trail_inputs(events))
     path = store or default_store_path()
     if not path.exists():
         raise InputError(
@@ -293,8 +296,11 @@ def _open_usage(events: list[Path] | None, store: Path | None) -> Store:
 
 # ingest's arguments and options (module-level, like StoreOpt, so the command reads as its steps)
 IngestPathsArg = Annotated[
-    list[Path] | None,
-    typer.Argument(readable=False, metavar="PATH", help="CloudTrail files or folders (recursively)."),
+    list[str] | None,
+    typer.Argument(
+        metavar="PATH",
+        help="CloudTrail files or folders (recursively), or s3://BUCKET[/PREFIX] trail buckets.",
+    ),
 ]
 WorkersOpt = Annotated[
     int | None, typer.Option(metavar="N", help="Worker processes (default: cores, at most 4).")
@@ -358,12 +364,32 @@ LookupSinceOpt = Annotated[
     typer.Option(
         "--since",
         metavar="DATE",
-        help="--lookup-events: not before this day (2026-10-01) or ISO 8601 time.",
+        help="--lookup-events, s3://: not before this day (2026-10-01) or ISO 8601 time.",
+    ),
+]
+UntilDayOpt = Annotated[
+    str,
+    typer.Option(
+        "--until",
+        metavar="DATE",
+        help="s3://: the last day whose log folders are read (and the day after it).",
+    ),
+]
+AccountsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--account",
+        metavar="ID",
+        help="s3://: only this account's logs (repeatable; default every account in the bucket).",
     ),
 ]
 RegionsOpt = Annotated[
     list[str] | None,
-    typer.Option("--region", metavar="REGION", help="AWS region (repeatable for --lookup-events)."),
+    typer.Option(
+        "--region",
+        metavar="REGION",
+        help="AWS region (repeatable: --lookup-events regions; s3:// the trail regions read).",
+    ),
 ]
 
 
@@ -386,6 +412,8 @@ def ingest_cmd(
     lookup_events: LookupEventsOpt = False,
     all_regions: AllRegionsOpt = False,
     since: LookupSinceOpt = "",
+    until: UntilDayOpt = "",
+    account: AccountsOpt = None,
     profile: ProfileOpt = "",
     region: RegionsOpt = None,
     endpoint_url: EndpointOpt = "",
@@ -399,10 +427,24 @@ def ingest_cmd(
             "give CloudTrail PATHS, --access-advisor FILE, --access-advisor-from-aws PRINCIPAL, "
             "--lookup-events, or more"
         )
-    if (all_regions or since) and not lookup_events:
-        raise OptionsError("--all-regions and --since go with --lookup-events")
+    s3 = any(_is_s3(p) for p in paths or ())
+    if all_regions and not lookup_events:
+        raise OptionsError("--all-regions goes with --lookup-events")
+    if since and not (lookup_events or s3):
+        raise OptionsError("--since goes with --lookup-events or an s3:// trail")
+    if (until or account) and not s3:
+        raise OptionsError("--until and --account go with an s3:// trail")
     path = store or default_store_path()
     regions = region or []
+    # Trail buckets are configured (and their options checked) before anything is read or made.
+    inputs = _trail_inputs(
+        paths or [],
+        (profile, regions[0] if len(regions) == 1 else "", endpoint_url, role_arn),
+        account or [],
+        regions,
+        _day(since, "--since") if s3 else None,
+        _day(until, "--until") if s3 else None,
+    )
     if from_aws or lookup_events:
         aws = _aws(profile, regions[0] if len(regions) == 1 else "", endpoint_url, role_arn)
     if from_aws:
@@ -438,7 +480,7 @@ def ingest_cmd(
             task = progress.add_task("ingesting", total=None)
         try:
             report = ingest(
-                paths or [],
+                inputs,
                 st,
                 workers=workers,
                 on_file=on_file,
@@ -455,6 +497,43 @@ def ingest_cmd(
                 progress.stop()
     if not quiet:
         _print_ingest(report, path)
+
+
+def _is_s3(text: str) -> bool:
+    return text.startswith("s3://")
+
+
+def _trail_inputs(
+    inputs: Sequence[str],
+    aws: tuple[str, str, str, str] = ("", "", "", ""),
+    accounts: Sequence[str] = (),
+    regions: Sequence[str] = (),
+    since: date | None = None,
+    until: date | None = None,
+) -> list[str | TrailSource]:
+    """Paths as they are; ``s3://`` URIs as trail sources (profile, region, endpoint, role)."""
+    if not any(_is_s3(i) for i in inputs):
+        return list(inputs)
+    from iamtrim.aws import AwsConfig
+    from iamtrim.sources.s3 import S3Trail
+
+    profile, region, endpoint_url, role_arn = aws
+    config = AwsConfig(profile=profile, region=region, endpoint_url=endpoint_url, role_arn=role_arn)
+    return [
+        S3Trail(i, config, accounts=accounts, regions=regions, since=since, until=until) if _is_s3(i) else i
+        for i in inputs
+    ]
+
+
+def _day(text: str, option: str) -> date | None:
+    """A --since/--until for trail folders: the UTC day of a date or an ISO 8601 time."""
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise OptionsError(f"{option} {text!r}: expected YYYY-MM-DD or an ISO 8601 time") from None
+    return (when.astimezone(UTC) if when.tzinfo else when).date()
 
 
 def _ingest_access_advisor_files(
@@ -1394,6 +1473,85 @@ _DEFAULT_SUPPRESSIONS = (
     ".iamtrim-suppressions.json",
 )
 
+ReviewAuthzOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--authz",
+        metavar="FILE",
+        help="`aws iam get-account-authorization-details` output: the current policies.",
+    ),
+]
+ReviewFromAwsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--from-aws", help="Read the current policies from the account (iam:GetAccountAuthorizationDetails)."
+    ),
+]
+ReviewAccountsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--accounts",
+        metavar="FILE",
+        help="Review several accounts: their ids and the role to assume in each (YAML or JSON).",
+    ),
+]
+ReviewPrincipalOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--principal", metavar="PRINCIPAL", help="Review only this principal (ARN or name; repeatable)."
+    ),
+]
+IdleDaysOpt = Annotated[
+    int, typer.Option("--idle-days", min=1, metavar="N", help="Idle: no authorized call for this many days.")
+]
+MinAgeDaysOpt = Annotated[
+    int,
+    typer.Option(
+        "--min-age-days",
+        min=0,
+        metavar="N",
+        help="Leave out principals created fewer days than this before the evidence ends.",
+    ),
+]
+OptOutTagOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--opt-out-tag",
+        metavar="KEY[=VALUE]",
+        help="Leave out principals carrying this tag, KEY or KEY=VALUE (repeatable).",
+    ),
+]
+SuppressionsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--suppressions",
+        metavar="FILE",
+        help="Suppressions file (JSON or YAML; default: .iamtrim-suppressions.yaml/.json if present).",
+    ),
+]
+ReviewFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        metavar="[" + "|".join(_REVIEW_FORMATS) + "]",
+        callback=_review_format,
+        help="Report format.",
+    ),
+]
+ReviewOutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
+]
+ReviewFailOnOpt = Annotated[
+    ReviewFailOn | None,
+    typer.Option(
+        "--fail-on",
+        metavar=_choices(ReviewFailOn),
+        help="Exit 1 on new findings, new high-severity ones, any high-severity one, or missing "
+        "(denied or refused) calls. Suppressed findings never fail.",
+    ),
+]
+
 
 @app.command(
     "review",
@@ -1404,107 +1562,29 @@ _DEFAULT_SUPPRESSIONS = (
 )
 def review_cmd(
     store: StoreOpt = None,
-    authz: Annotated[
-        Path | None,
-        typer.Option(
-            "--authz",
-            metavar="FILE",
-            help="`aws iam get-account-authorization-details` output: the current policies.",
-        ),
-    ] = None,
-    from_aws: Annotated[
-        bool,
-        typer.Option(
-            "--from-aws",
-            help="Read the current policies from the account (iam:GetAccountAuthorizationDetails).",
-        ),
-    ] = False,
-    accounts: Annotated[
-        Path | None,
-        typer.Option(
-            "--accounts",
-            metavar="FILE",
-            help="Review several accounts: their ids and the role to assume in each (YAML or JSON).",
-        ),
-    ] = None,
+    authz: ReviewAuthzOpt = None,
+    from_aws: ReviewFromAwsOpt = False,
+    accounts: ReviewAccountsOpt = None,
     profile: ProfileOpt = "",
     region: RegionOpt = "",
     endpoint_url: EndpointOpt = "",
     role_arn: RoleArnOpt = "",
-    principal: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--principal", metavar="PRINCIPAL", help="Review only this principal (ARN or name; repeatable)."
-        ),
-    ] = None,
-    idle_days: Annotated[
-        int,
-        typer.Option("--idle-days", min=1, metavar="N", help="Idle: no authorized call for this many days."),
-    ] = 90,
-    min_age_days: Annotated[
-        int,
-        typer.Option(
-            "--min-age-days",
-            min=0,
-            metavar="N",
-            help="Leave out principals created fewer days than this before the evidence ends.",
-        ),
-    ] = 0,
-    opt_out_tag: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--opt-out-tag",
-            metavar="KEY[=VALUE]",
-            help="Leave out principals carrying this tag, KEY or KEY=VALUE (repeatable).",
-        ),
-    ] = None,
-    suppressions: Annotated[
-        Path | None,
-        typer.Option(
-            "--suppressions",
-            metavar="FILE",
-            help="Suppressions file (JSON or YAML; default: .iamtrim-suppressions.yaml/.json if present).",
-        ),
-    ] = None,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            metavar="[" + "|".join(_REVIEW_FORMATS) + "]",
-            callback=_review_format,
-            help="Report format.",
-        ),
-    ] = "markdown",
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout."),
-    ] = None,
-    wait_lock: Annotated[
-        float,
-        typer.Option(
-            "--wait-lock",
-            metavar="SECONDS",
-            min=0,
-            help="How long to wait for an ingest writing the same store (then exit 4).",
-        ),
-    ] = DEFAULT_WAIT_LOCK,
-    fail_on: Annotated[
-        ReviewFailOn | None,
-        typer.Option(
-            "--fail-on",
-            metavar=_choices(ReviewFailOn),
-            help="Exit 1 on new findings, new high-severity ones, any high-severity one, or missing "
-            "(denied or refused) calls. Suppressed findings never fail.",
-        ),
-    ] = None,
+    principal: ReviewPrincipalOpt = None,
+    idle_days: IdleDaysOpt = 90,
+    min_age_days: MinAgeDaysOpt = 0,
+    opt_out_tag: OptOutTagOpt = None,
+    suppressions: SuppressionsOpt = None,
+    fmt: ReviewFormatOpt = "markdown",
+    output: ReviewOutputOpt = None,
+    wait_lock: WaitLockOpt = DEFAULT_WAIT_LOCK,
+    fail_on: ReviewFailOnOpt = None,
 ) -> None:
     """Review every role and user: unused, risky and missing permissions, with history."""
     from iamtrim.errors import AwsError, FailOnFindings, OptionsError
     from iamtrim.render import review as render_review
-    from iamtrim.review.current import authz_from_aws
     from iamtrim.review.history import FailOn, failing, load_suppressions, record_run
-    from iamtrim.review.job import ReviewOptions, review
-    from iamtrim.review.organization import aws_fetch, load_accounts, not_reviewed, prefetch, review_accounts
+    from iamtrim.review.job import ReviewOptions
+    from iamtrim.review.organization import load_accounts, not_reviewed, prepare_review
 
     if sum((authz is not None, from_aws, accounts is not None)) != 1:
         raise OptionsError(
@@ -1520,7 +1600,7 @@ def review_cmd(
     accepted = load_suppressions(suppressions) if suppressions is not None else ()
     specs = load_accounts(accounts) if accounts is not None else ()
     options = ReviewOptions(
-        idle_days=idle_days,
+        idle_days,
         principals=tuple(principal or ()),
         min_age_days=min_age_days,
         opt_out_tags=tuple(opt_out_tag or ()),
@@ -1529,32 +1609,30 @@ def review_cmd(
     if not path.exists():
         raise InputError(f"no usage store at {path}: run `iamtrim ingest PATH --store {path}` first")
     aws = _aws(profile, region, endpoint_url, role_arn) if from_aws or accounts is not None else None
-    # Read from AWS before the store is locked; an account that fails is in the report.
-    source = authz_from_aws(aws, role_arn) if from_aws and aws is not None else authz
-    fetched = prefetch(specs, aws_fetch(aws.config)) if aws is not None and specs else None
+    run = prepare_review(options, authz=authz, aws=aws, via=role_arn, accounts=specs, origin=str(accounts))
     # Writable, unlike the other reading commands': the store keeps the review's history, written
     # under the store's writer lock (one writer at a time, as for ingest).
     with Store(path) as st, st.writer_lock(wait_lock, _err):
-        if fetched is not None:
-            result = review_accounts(st, specs, fetched, options, str(accounts))
-        else:
-            assert source is not None
-            result = review(st, source, options)
+        result = run(st)
         report = record_run(st, result, accepted)
-    text = render_review.render(fmt, report)
-    if output is not None:
-        try:
-            output.write_text(text if text.endswith("\n") else text + "\n")
-        except OSError as exc:
-            raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
-    else:
-        typer.echo(text, nl=not text.endswith("\n"))
+    _write_report(render_review.render(fmt, report), output)
     if result.failed_accounts:
         raise AwsError(not_reviewed(result))
     if fail_on is not None:
         hits = failing(report, FailOn(fail_on.value))
         if hits:
             raise FailOnFindings(f"review: {len(hits)} finding(s) for --fail-on {fail_on}")
+
+
+def _write_report(text: str, output: Path | None) -> None:
+    """The report to *output*, or standard output; a file that cannot be written is exit 4."""
+    if output is None:
+        typer.echo(text, nl=not text.endswith("\n"))
+        return
+    try:
+        output.write_text(text if text.endswith("\n") else text + "\n")
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

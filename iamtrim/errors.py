@@ -5,7 +5,8 @@
      │    ├── NoReadableInput    nothing at all could be read from the given paths
      │    ├── PolicyError        a policy document that is not valid IAM policy grammar
      │    ├── AuthzError         an authorization-details or --current file that says nothing usable
-     │    └── SuppressionError   a review suppressions file that cannot be read or is invalid
+     │    ├── SuppressionError   a review suppressions file that cannot be read or is invalid
+     │    └── AccountsFileError  a review --accounts file that cannot be read or is invalid
      ├── PrincipalError          unknown / ambiguous principal, no usage (exit 2)
      ├── OptionsError            options that do not go together, a required choice not made (exit 2)
      ├── BucketError             nothing observed on the bucket, or options that cannot describe it
@@ -84,6 +85,11 @@ class FailOnFindings(IamtrimError):
 
 class SuppressionError(InputError):
     """A suppressions file that cannot be read or says something invalid (exit 4)."""
+
+
+class AccountsFileError(InputError):
+    """An accounts file (``review --accounts``) that cannot be read or says something invalid
+    (exit 4)."""
 
 
 class OptionsError(IamtrimError):

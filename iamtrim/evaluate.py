@@ -906,19 +906,17 @@ def evaluate(
         return _implicit("no resource-policy statement allows this caller")
 
     resource_account = request.resource_account or _arn_account(request.resource) or caller.account
-    allows = _Allows(
-        identity_allows,
-        boundary_allows,
-        session_allows,
-        rp,
-        session_ok=session_policy is None or bool(session_allows),
-        boundary_ok=boundary is None or bool(boundary_allows),
-    )
+    session_ok = session_policy is None or bool(session_allows)
+    boundary_ok = boundary is None or bool(boundary_allows)
     if bool(caller.account) and caller.account == resource_account:
         trust = _account_trust(request, resource_policy is not None, rp.account)
-        decision = _same_account(allows, trust)
+        decision = _same_account(
+            identity_allows, boundary_allows, session_allows, rp, boundary_ok, session_ok, trust
+        )
     else:
-        decision = _cross_account(allows)
+        decision = _cross_account(
+            identity_allows, boundary_allows, session_allows, rp, boundary_ok, session_ok
+        )
 
     if decision.allowed:
         refusal = _aws_owned_refusal(request.action, request.resource)
@@ -974,64 +972,64 @@ def _scan_resource_policy(
     return out
 
 
-@dataclass(slots=True)
-class _Allows:
-    """The Allow statements that apply, per policy type, and whether the boundary and the session
-    policy (when present) allow."""
-
-    identity: list[MatchedStatement]
-    boundary: list[MatchedStatement]
-    session: list[MatchedStatement]
-    resource: _ResourceMatches
-    session_ok: bool
-    boundary_ok: bool
-
-
 def _implicit(reason: str, *groups: list[MatchedStatement]) -> Evaluation:
     return Evaluation(Decision.IMPLICIT_DENY, tuple(m for g in groups for m in g), reason)
 
 
-def _same_account(a: _Allows, trust: bool) -> Evaluation:
+def _same_account(
+    identity: list[MatchedStatement],
+    boundary: list[MatchedStatement],
+    session: list[MatchedStatement],
+    rp: _ResourceMatches,
+    boundary_ok: bool,
+    session_ok: bool,
+    trust: bool,
+) -> Evaluation:
     """Caller and resource in one account: the identity path (trusted by the resource policy, when
-    it must be) or the resource policy's own allow."""
-    rp = a.resource
-    if a.identity and trust and a.boundary_ok and a.session_ok:
-        used = a.identity + a.boundary + a.session + rp.account
-        return Evaluation(Decision.ALLOWED, tuple(used), "identity policy allows")
-    if rp.direct and a.boundary_ok and a.session_ok:
+    it must be) or the resource policy's own allow. *boundary_ok* / *session_ok*: the boundary and
+    the session policy allow, or there is none."""
+    if identity and trust and boundary_ok and session_ok:
         return Evaluation(
-            Decision.ALLOWED, tuple(rp.direct + a.boundary + a.session), "resource policy allows"
+            Decision.ALLOWED, tuple(identity + boundary + session + rp.account), "identity policy allows"
         )
+    if rp.direct and boundary_ok and session_ok:
+        return Evaluation(Decision.ALLOWED, tuple(rp.direct + boundary + session), "resource policy allows")
     if rp.bypass:
         return Evaluation(
             Decision.ALLOWED, tuple(rp.bypass), "resource policy allows the caller by its own ARN"
         )
-    if not a.identity and not rp.direct:
+    if not identity and not rp.direct:
         return _implicit("no statement allows", rp.account)
-    if not a.session_ok:
-        return _implicit("session policy does not allow", a.identity, rp.direct)
-    if not a.boundary_ok:
-        return _implicit("permissions boundary does not allow", a.identity, rp.direct)
+    if not session_ok:
+        return _implicit("session policy does not allow", identity, rp.direct)
+    if not boundary_ok:
+        return _implicit("permissions boundary does not allow", identity, rp.direct)
     return _implicit(
         "the resource policy does not trust the account's IAM policies (KMS key policy / role trust)",
-        a.identity,
+        identity,
     )
 
 
-def _cross_account(a: _Allows) -> Evaluation:
+def _cross_account(
+    identity: list[MatchedStatement],
+    boundary: list[MatchedStatement],
+    session: list[MatchedStatement],
+    rp: _ResourceMatches,
+    boundary_ok: bool,
+    session_ok: bool,
+) -> Evaluation:
     """Caller and resource in different accounts: both sides must allow."""
-    rp = a.resource
     resource_ok = bool(rp.direct or rp.account)
-    if resource_ok and a.identity and a.boundary_ok and a.session_ok:
-        used = a.identity + a.boundary + a.session + rp.direct + rp.account
+    if resource_ok and identity and boundary_ok and session_ok:
+        used = identity + boundary + session + rp.direct + rp.account
         return Evaluation(Decision.ALLOWED, tuple(used), "cross-account: both sides allow")
     if not resource_ok:
-        return _implicit("cross-account: the resource policy does not allow", a.identity)
-    if not a.identity:
+        return _implicit("cross-account: the resource policy does not allow", identity)
+    if not identity:
         return _implicit("cross-account: no identity policy allows", rp.direct, rp.account)
-    if not a.boundary_ok:
-        return _implicit("permissions boundary does not allow", a.identity)
-    return _implicit("session policy does not allow", a.identity)
+    if not boundary_ok:
+        return _implicit("permissions boundary does not allow", identity)
+    return _implicit("session policy does not allow", identity)
 
 
 def _bypasses_limits(statement: Statement, caller: _Caller) -> bool:

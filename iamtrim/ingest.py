@@ -22,19 +22,21 @@ import sys
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.context import ForkContext, SpawnContext
 from pathlib import Path
 from typing import Any
 
-from iamtrim.errors import InputError, NoReadableInput
+from iamtrim.errors import IamtrimError, InputError, NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
 from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
 from iamtrim.normalize.record import Normalizer, RecordParts
-from iamtrim.sources import Record, iter_input_files, read_file
-from iamtrim.sources.files import MAX_FILE_BYTES
+from iamtrim.sources import Record
+from iamtrim.sources.files import MAX_FILE_BYTES, parse_object
+from iamtrim.sources.objects import ObjectRef, TrailSource, local_or_source
 from iamtrim.sources.records import identity_text
 from iamtrim.store import DEFAULT_WAIT_LOCK, FileEntry, Store
 
@@ -46,6 +48,7 @@ SAMPLE_SOURCE_IPS = 5
 BATCH_FILES = 1000  # a commit rewrites the rows it touched: every few seconds is enough
 BATCH_SECONDS = 5.0
 
+Item = tuple[int, ObjectRef]  # an object to read, and the index of its source in the run's sources
 AggKey = tuple[str, str, str, str, str]  # principal, action, resource ('' = unknown), outcome, context
 CoverageKey = tuple[str, str, str, str, bool]  # account, region, day, data eventSource ('' = mgmt), complete
 
@@ -332,12 +335,13 @@ class ObjectKeyFolder:
 
 @dataclass(slots=True)
 class FileResult:
-    """What one file gave (its usage is merged into its chunk's aggregate)."""
+    """What one file (a source's object) gave (its usage is merged into its chunk's aggregate)."""
 
-    path: str
+    path: str  # the object's URI
     digest: str = ""
     size: int = 0
     mtime_ns: int = 0
+    etag: str = ""
     format: str = ""
     records: int = 0
     malformed: int = 0
@@ -351,7 +355,7 @@ class FileResult:
 class ChunkResult:
     """Aggregates of a run of consecutive files, read by one worker."""
 
-    paths: list[str]
+    items: list[Item]
     files: list[FileResult] = field(default_factory=list)
     agg: dict[AggKey, Aggregate] = field(default_factory=dict)
     principals: dict[str, Principal] = field(default_factory=dict)
@@ -375,16 +379,20 @@ _DUPLICATE = (str(SkipReason.DUPLICATE_EVENT), "")
 
 
 def process_chunk(
-    paths: list[str],
+    items: list[Item],
+    sources: Sequence[TrailSource],
     exclude: frozenset[int] = frozenset(),
     known_digests: frozenset[str] = frozenset(),
     folder: ObjectKeyFolder | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
     normalizer: Normalizer | None = None,
+    digests_read: Mapping[str, str] | None = None,
 ) -> ChunkResult:
     """Read and normalize consecutive files into one aggregate. Never raises for bad content.
 
     *exclude* and *known_digests* are the event hashes and file digests already counted.
+    *digests_read* (uri → digest) are the digests a first reading of these files found: a file
+    whose digest is already counted is then skipped without reading it again (no second download).
     Aggregating a run of files (not one file) lets the object-key folding work across them, so
     the parent merges thousands of keys per chunk instead of one per record; *folder*, kept
     across the chunks of one lane (see ``_results``), carries the folding on from chunk to chunk.
@@ -404,7 +412,15 @@ def process_chunk(
         while True:
             try:
                 return _process_chunk(
-                    paths, exclude, known_digests, folder, max_file_bytes, failed, normalizer or Normalizer()
+                    items,
+                    sources,
+                    exclude,
+                    known_digests,
+                    folder,
+                    max_file_bytes,
+                    failed,
+                    normalizer or Normalizer(),
+                    digests_read or {},
                 )
             except _FileFailed:
                 continue  # ``failed`` now names one more file, which the next pass skips
@@ -426,35 +442,112 @@ def one_line(exc: BaseException) -> str:
 
 
 def _process_chunk(
-    paths: list[str],
+    items: list[Item],
+    sources: Sequence[TrailSource],
     exclude: frozenset[int],
     known_digests: frozenset[str],
     folder: ObjectKeyFolder | None,
     max_file_bytes: int,
     failed: dict[str, str],
     normalizer: Normalizer,
+    digests_read: Mapping[str, str],
 ) -> ChunkResult:
-    chunk = ChunkResult(paths=list(paths))
+    chunk = ChunkResult(items=list(items))
     seen_here: set[int] = set()
     digests_here: set[str] = set()
     if folder is None:
         folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
-    for path in paths:
+    with _ReadAhead(items, sources, max_file_bytes, failed, bool(digests_read)) as reads:
+        return _read_chunk(
+            chunk, reads, exclude, known_digests, folder, max_file_bytes, failed, digests_read,
+            seen_here, digests_here, normalizer,
+        )  # fmt: skip
+
+
+class _ReadAhead:
+    """The chunk's objects read a few ahead, on threads, for sources that wait on the network
+    (``read_ahead`` > 1: an S3 round trip is latency, not CPU); in order, one at a time otherwise.
+
+    At most ``read_ahead`` objects are in flight or waiting, so memory stays bounded. Not used
+    when a chunk is redone (some of its objects are then skipped unread, and must not be fetched).
+    """
+
+    def __init__(
+        self,
+        items: list[Item],
+        sources: Sequence[TrailSource],
+        max_file_bytes: int,
+        failed: Mapping[str, str],
+        redo: bool,
+    ) -> None:
+        self.items, self.sources, self.max_file_bytes = items, sources, max_file_bytes
+        ahead = 0 if redo else max((getattr(sources[i], "read_ahead", 0) for i, _ in items), default=0)
+        self.ahead = ahead
+        self.todo = [j for j, (_, ref) in enumerate(items) if ref.uri not in failed] if ahead > 1 else []
+        self.pool: ThreadPoolExecutor | None = None
+        self.futures: dict[int, Future[tuple[bytes, str, ObjectRef]]] = {}
+        self.next = 0  # position in todo of the next object to submit
+
+    def __enter__(self) -> _ReadAhead:
+        if self.ahead > 1 and len(self.todo) > 1:
+            self.pool = ThreadPoolExecutor(max_workers=self.ahead, thread_name_prefix="iamtrim-read")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def read(self, j: int) -> tuple[bytes, str, ObjectRef]:
+        """Item *j*'s bytes (its read started earlier, on a thread, where read-ahead applies)."""
+        index, ref = self.items[j]
+        pool = self.pool
+        if pool is None:
+            return self.sources[index].read(ref, self.max_file_bytes)
+        todo = self.todo
+        while self.next < len(todo) and (todo[self.next] <= j or len(self.futures) < self.ahead):
+            k = todo[self.next]
+            i, r = self.items[k]
+            self.futures[k] = pool.submit(self.sources[i].read, r, self.max_file_bytes)
+            self.next += 1
+        future = self.futures.pop(j, None)
+        if future is None:  # not in todo (cannot happen: read() is called for todo items only)
+            return self.sources[index].read(ref, self.max_file_bytes)
+        return future.result()
+
+
+def _read_chunk(
+    chunk: ChunkResult,
+    reads: _ReadAhead,
+    exclude: frozenset[int],
+    known_digests: frozenset[str],
+    folder: ObjectKeyFolder,
+    max_file_bytes: int,
+    failed: dict[str, str],
+    digests_read: Mapping[str, str],
+    seen_here: set[int],
+    digests_here: set[str],
+    normalizer: Normalizer,
+) -> ChunkResult:
+    for j, (_, ref) in enumerate(chunk.items):
+        path = ref.uri
         result = FileResult(path=path)
         chunk.files.append(result)
         if path in failed:
             result.error = failed[path]
             continue
+        known = digests_read.get(path)
+        if known and (known in known_digests or known in digests_here):
+            result.digest, result.already = known, True
+            continue
+        # Read errors of a source (an AWS error, a file gone) raise on: they are not the
+        # content's, and the run cannot go on without its input (nothing of the chunk is stored).
+        raw, error, ref = reads.read(j)
+        result.size, result.mtime_ns, result.etag = ref.size, ref.mtime_ns, ref.etag
         try:
-            read, raw = read_file(path, max_file_bytes)
+            read, raw = parse_object(path, raw, error, max_file_bytes)
         except Exception as exc:  # a bug met by this file's content: see process_chunk
             failed[path] = f"not stored, exception while reading: {one_line(exc)}"
             raise _FileFailed from None
-        try:
-            st = os.stat(path)
-            result.size, result.mtime_ns = st.st_size, st.st_mtime_ns
-        except OSError:
-            pass
         result.digest = hashlib.sha256(raw).hexdigest() if raw else ""
         if result.digest and (result.digest in known_digests or result.digest in digests_here):
             result.already = True
@@ -765,10 +858,10 @@ def _worker_count(n_files: int, workers: int | None) -> int:
     return max(1, min(os.cpu_count() or 1, LANES))
 
 
-def _chunks(paths: list[str]) -> list[list[str]]:
+def _chunks(items: list[Item]) -> list[list[Item]]:
     """Runs of consecutive files; their size depends on the input only, never on the workers."""
-    size = max(1, min(CHUNK_FILES, len(paths) // (LANES * 4)))
-    return [paths[i : i + size] for i in range(0, len(paths), size)]
+    size = max(1, min(CHUNK_FILES, len(items) // (LANES * 4)))
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _die_with_parent(parent: int) -> None:
@@ -804,7 +897,8 @@ def _put(out: Any, item: object, parent: int) -> bool:
 
 
 def _lane_worker(
-    lanes: list[list[list[str]]],
+    lanes: list[list[list[Item]]],
+    sources: Sequence[TrailSource],
     out: Any,
     digests: frozenset[str],
     events: frozenset[int],
@@ -821,19 +915,23 @@ def _lane_worker(
     gc.disable()
     folders = [ObjectKeyFolder(EXACT_KEYS_PER_FOLDER) for _ in lanes]
     normalizer = Normalizer()  # this worker's own
-    chunk: list[str] | None = None
+    chunk: list[Item] | None = None
     try:
         for row in itertools.zip_longest(*lanes):
             for lane, chunk in enumerate(row):
                 if chunk is not None:
+                    folder = _lane_folder(folders, lane)
                     result = process_chunk(
-                        chunk, events, digests, _lane_folder(folders, lane), max_file_bytes, normalizer
+                        chunk, sources, events, digests, folder, max_file_bytes, normalizer
                     )
                     if not _put(out, result, parent):
                         out.cancel_join_thread()  # nobody will read what is still buffered
                         return
+    except IamtrimError as exc:  # a source's error (AWS, the store): raised as it is in the parent
+        if not _put(out, _WorkerFailed(one_line(exc), exc), parent):
+            out.cancel_join_thread()
     except BaseException as exc:  # a bug, not bad input: report it rather than leave the parent waiting
-        where = f" (files {chunk[0]} to {chunk[-1]})" if chunk else ""
+        where = f" (files {chunk[0][1].uri} to {chunk[-1][1].uri})" if chunk else ""
         if not _put(out, _WorkerFailed(one_line(exc) + where), parent):
             out.cancel_join_thread()
 
@@ -850,10 +948,12 @@ def _lane_folder(folders: list[ObjectKeyFolder], lane: int) -> ObjectKeyFolder:
 @dataclass(slots=True)
 class _WorkerFailed:
     message: str  # one line: the exception and the files the worker was reading
+    error: IamtrimError | None = None  # an error the parent raises as it is (exit code and all)
 
 
 def _results(
-    chunks: list[list[str]],
+    chunks: list[list[Item]],
+    sources: Sequence[TrailSource],
     workers: int,
     digests: frozenset[str],
     events: frozenset[int],
@@ -872,7 +972,7 @@ def _results(
         normalizer = Normalizer()
         for k, c in enumerate(chunks):
             folder = _lane_folder(folders, k % LANES)
-            yield process_chunk(c, events, digests, folder, max_file_bytes, normalizer)
+            yield process_chunk(c, sources, events, digests, folder, max_file_bytes, normalizer)
         return
     ctx: ForkContext | SpawnContext = (
         multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context("spawn")
@@ -884,6 +984,7 @@ def _results(
             target=_lane_worker,
             args=(
                 [lanes[i] for i in range(w, LANES, workers)],
+                sources,
                 queues[w],
                 digests,
                 events,
@@ -907,9 +1008,11 @@ def _results(
                     if not procs[w].is_alive():
                         raise RuntimeError(
                             f"ingest worker {w} exited unexpectedly (exit code {procs[w].exitcode}); "
-                            f"its files from {chunks[k][0]} on were not stored"
+                            f"its files from {chunks[k][0][1].uri} on were not stored"
                         ) from None
             if isinstance(item, _WorkerFailed):
+                if item.error is not None:
+                    raise item.error
                 raise RuntimeError(f"ingest worker {w} failed: {item.message}")
             yield item
     finally:
@@ -921,7 +1024,7 @@ def _results(
 
 
 def ingest(
-    paths: Iterable[str | os.PathLike[str]],
+    paths: Iterable[str | os.PathLike[str] | TrailSource],
     store: Store,
     *,
     workers: int | None = None,
@@ -931,7 +1034,8 @@ def ingest(
     wait_lock: float = DEFAULT_WAIT_LOCK,
     on_wait: Callable[[str], None] | None = None,
 ) -> IngestReport:
-    """Ingest every CloudTrail file under *paths* into *store*.
+    """Ingest every CloudTrail file under *paths* into *store*: paths of local files and
+    folders, or trail sources (``iamtrim.sources.objects.TrailSource``: an S3 bucket, a test's).
 
     Raises ``NoReadableInput`` only when no file at all could be read (and none was already in
     the store); otherwise problems are reported per file and per record. The store's writer
@@ -952,7 +1056,7 @@ def ingest(
 
 
 def _ingest(
-    paths: Iterable[str | os.PathLike[str]],
+    paths: Iterable[str | os.PathLike[str] | TrailSource],
     store: Store,
     workers: int | None,
     on_file: Callable[[FileReport], None] | None,
@@ -961,24 +1065,22 @@ def _ingest(
 ) -> IngestReport:
     started = time.perf_counter()
     report = IngestReport()
-    todo: list[str] = []
-    known_stat = store.known_stat()
-    for path, error in iter_input_files(paths):
-        if error:
-            report.files_failed.append((str(path), error))
-            if on_file:
-                on_file(FileReport(str(path), 0, error=error))
-            continue
-        try:
-            st = path.stat()
-            if (str(path), st.st_size, st.st_mtime_ns) in known_stat:
+    todo: list[Item] = []
+    known = store.known_objects()
+    sources = local_or_source(paths)
+    for index, source in enumerate(sources):
+        for ref in source.list_objects():
+            if ref.error:
+                report.files_failed.append((ref.uri, ref.error))
+                if on_file:
+                    on_file(FileReport(ref.uri, 0, error=ref.error))
+                continue
+            if ref.identity() in known:
                 report.files_already += 1
                 if on_file:
-                    on_file(FileReport(str(path), 0, skipped_file=True))
+                    on_file(FileReport(ref.uri, 0, skipped_file=True))
                 continue
-        except OSError:
-            pass
-        todo.append(str(path))
+            todo.append((index, ref))
     if on_start:
         on_start(len(todo))
     merger = _Merger(store)
@@ -990,7 +1092,17 @@ def _ingest(
     gc.disable()  # the totals are acyclic; see process_chunk
     try:
         _merge_chunks(
-            todo, n_workers, store, report, merger, seen, digests, principals, on_file, max_file_bytes
+            todo,
+            sources,
+            n_workers,
+            store,
+            report,
+            merger,
+            seen,
+            digests,
+            principals,
+            on_file,
+            max_file_bytes,
         )
     finally:
         if gc_was_enabled:
@@ -1040,7 +1152,8 @@ class _Batch:
 
 
 def _merge_chunks(
-    todo: list[str],
+    todo: list[Item],
+    sources: Sequence[TrailSource],
     n_workers: int,
     store: Store,
     report: IngestReport,
@@ -1053,7 +1166,9 @@ def _merge_chunks(
 ) -> None:
     batch = _Batch(store, merger, report)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    for chunk in _results(_chunks(todo), n_workers, frozenset(digests), frozenset(seen), max_file_bytes):
+    for chunk in _results(
+        _chunks(todo), sources, n_workers, frozenset(digests), frozenset(seen), max_file_bytes
+    ):
         clash = any(
             not f.already and (f.digest in digests or not seen.isdisjoint(f.hashes)) for f in chunk.files
         )
@@ -1061,7 +1176,15 @@ def _merge_chunks(
             # Some events (or a whole file) of this chunk were already counted from a file read
             # by another worker in this run (an Event-history download overlapping the trail, a
             # copied file): redo the chunk here without them.
-            chunk = process_chunk(chunk.paths, frozenset(seen), frozenset(digests), None, max_file_bytes)
+            chunk = process_chunk(
+                chunk.items,
+                sources,
+                frozenset(seen),
+                frozenset(digests),
+                None,
+                max_file_bytes,
+                digests_read={f.path: f.digest for f in chunk.files if f.digest},
+            )
         for result in chunk.files:
             _take_file(result, report, batch, seen, digests, on_file, now)
         for arn, p in chunk.principals.items():
@@ -1116,6 +1239,7 @@ def _take_file(
                 result.error,
                 now,
                 result.hashes.tobytes(),
+                result.etag,
             )
         )
     batch.skips.update(result.skips)
@@ -1132,8 +1256,10 @@ def _take_file(
         )
 
 
-def load_events(paths: Sequence[str | os.PathLike[str]], *, workers: int | None = None) -> Store:
-    """Stateless mode: an in-memory store holding just *paths*."""
+def load_events(
+    paths: Sequence[str | os.PathLike[str] | TrailSource], *, workers: int | None = None
+) -> Store:
+    """Stateless mode: an in-memory store holding just *paths* (paths or trail sources)."""
     store = Store(":memory:")
     ingest(paths, store, workers=workers)
     return store

@@ -28,7 +28,7 @@ from iamtrim.model import Context, Outcome, Principal, PrincipalKind, TimeWindow
 from iamtrim.model.finding import Finding
 from iamtrim.sources.access_advisor import Granularity, LastAccessed
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 # How long an ingest waits for another one writing the same store (``--wait-lock``): a busy
 # month of one account ingests in well under a minute (docs/performance.md), so ten minutes
@@ -39,8 +39,8 @@ _LOCK_POLL = 0.2  # seconds between attempts while waiting
 # Versions this iamtrim migrates in place: 1 → 2 added coverage, access_advisor and
 # access_advisor_files; 2 → 3 writes a literal "$" or "?" of a stored resource as IAM's "${$}",
 # "${?}" (model.escape_literal; a literal "*" cannot be told from a folded folder, see
-# docs/store.md).
-_MIGRATES_FROM = frozenset({"1", "2"})
+# docs/store.md); 3 → 4 adds files.etag (trail objects from S3 are known by key and ETag).
+_MIGRATES_FROM = frozenset({"1", "2", "3"})
 
 # ingest --lookup-events: the newest event time stored per account and region (where the next run
 # resumes). Made by the first run that stores a cursor, so any store gains it without a schema
@@ -56,9 +56,9 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     digest TEXT PRIMARY KEY,           -- sha256 of the file's bytes as read
-    path TEXT NOT NULL,
+    path TEXT NOT NULL,                -- the object's URI: a local path, or s3://bucket/key
     size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,         -- modification time (S3: LastModified)
     format TEXT NOT NULL,
     records INTEGER NOT NULL,
     malformed INTEGER NOT NULL,
@@ -120,6 +120,19 @@ CREATE TABLE IF NOT EXISTS access_advisor_files (
     ingested_at TEXT NOT NULL
 );
 """
+
+# Added in schema 4: trail objects read from S3 are known by their key and ETag (a local file by
+# its path, size and modification time). Added to the table (not in its CREATE above) so that a
+# new store and a migrated one have the same columns in the same order.
+_FILES_ETAG = "ALTER TABLE files ADD COLUMN etag TEXT NOT NULL DEFAULT ''"  # S3 ETag, '' local
+
+
+def _add_files_etag(db: sqlite3.Connection) -> None:
+    """Add ``files.etag`` unless it is there: like ``CREATE TABLE IF NOT EXISTS``, safe when two
+    processes create (or migrate) the same new store at once, the second after the first."""
+    if "etag" not in {row[1] for row in db.execute("PRAGMA table_info(files)")}:
+        db.execute(_FILES_ETAG)
+
 
 # The review job's history (``iamtrim review``). Added to a schema-2 store the first time a review
 # runs, without a version change: the tables are new and nothing else reads them, so an iamtrim
@@ -386,6 +399,7 @@ class FileEntry:
     error: str
     ingested_at: str
     event_hashes: bytes
+    etag: str = ""  # the S3 object's ETag ('' for a local file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,6 +571,7 @@ class Store:
         with self._immediate() as db:
             for statement in _statements(_SCHEMA + _SCHEMA_2):
                 db.execute(statement)
+            _add_files_etag(db)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
@@ -575,7 +590,9 @@ class Store:
                 db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('coverage_unknown_files', ?)", (str(n_files),)
                 )
-            self._escape_literals()
+            if version in ("1", "2"):
+                self._escape_literals()  # once only: escaping is not idempotent ("$" → "${$}")
+            _add_files_etag(db)  # schema 4; files stored before were local files: no ETag
             db.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', ?)", (version,))
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -722,8 +739,11 @@ class Store:
         return {row[0] for row in self._db.execute("SELECT digest FROM files")}
 
     @_guarded
-    def known_stat(self) -> set[tuple[str, int, int]]:
-        return {(p, s, m) for p, s, m in self._db.execute("SELECT path, size, mtime_ns FROM files")}
+    def known_objects(self) -> set[tuple[str, int, int, str]]:
+        """Identities (uri, size, mtime_ns, etag) of the objects stored: not read again."""
+        return {
+            (p, s, m, e) for p, s, m, e in self._db.execute("SELECT path, size, mtime_ns, etag FROM files")
+        }
 
     @_guarded
     def event_hashes(self) -> set[int]:
@@ -740,7 +760,7 @@ class Store:
             FileEntry(*row)
             for row in self._db.execute(
                 "SELECT digest, path, size, mtime_ns, format, records, malformed, error, ingested_at, "
-                "event_hashes FROM files ORDER BY path"
+                "event_hashes, etag FROM files ORDER BY path"
             )
         ]
 
@@ -771,7 +791,7 @@ class Store:
                 list(deleted),
             )
             db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         f.digest,
@@ -784,6 +804,7 @@ class Store:
                         f.error,
                         f.ingested_at,
                         f.event_hashes,
+                        f.etag,
                     )
                     for f in files
                 ],

@@ -140,14 +140,10 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("cli",),  # the typer app, and __main__
 )
 
-# Import cycles known today, each to be removed by the work named beside it. Nothing else may
-# be in a cycle.
-KNOWN_CYCLES: tuple[frozenset[str], ...] = (
-    # synth.identity imports synth.limits; synth.limits imports synth.identity inside a function
-    # and under TYPE_CHECKING. Removed by issue 18's synth part (branch arch-synth): drop this
-    # entry once that is merged.
-    frozenset({"iamtrim.synth.identity", "iamtrim.synth.limits"}),
-)
+# Import cycles allowed while they are being removed, each with the work that removes it (none
+# today: issue 18 removed the last one, synth.identity <-> synth.limits). Nothing else may be in
+# a cycle.
+KNOWN_CYCLES: tuple[frozenset[str], ...] = ()
 
 
 def _module_name(rel: str) -> str:

@@ -368,7 +368,7 @@ def test_missing_bucket_is_exit_3(aws_endpoint: str) -> None:
         "bucket-policy", "acme-ml-datasets", "--events", str(LOGS), "--from-aws", *aws_options(aws_endpoint)
     )
     assert code == 3 and out == ""
-    assert err == "iamtrim: no such bucket: arn:aws:s3:::acme-ml-datasets\n"
+    assert err == "iamtrim: no such bucket: acme-ml-datasets\n"
 
 
 def test_diff_from_aws_writes_nothing_to_the_store_when_aws_fails(

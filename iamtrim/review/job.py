@@ -155,12 +155,12 @@ def _select(
 
 
 def _digest(store: Store, authz: AuthzDetails, options: ReviewOptions) -> tuple[tuple[str, ...], str]:
-    return _digest_lines(
+    return inputs_and_digest(
         store, [f"authz: {authz.source} (sha256 {authz.sha256[:12]})"], [authz.sha256], options
     )
 
 
-def _digest_lines(
+def inputs_and_digest(
     store: Store, lines: Sequence[str], hashed: Sequence[str], options: ReviewOptions
 ) -> tuple[tuple[str, ...], str]:
     """The run's inputs, one line each (*lines* say where the current policies came from), and a
@@ -187,7 +187,7 @@ def _digest_lines(
 
 
 @dataclass(frozen=True, slots=True)
-class _Part:
+class ReviewPart:
     """One account's share of a review (the whole review without ``--accounts``)."""
 
     principals: tuple[PrincipalReview, ...]
@@ -196,9 +196,9 @@ class _Part:
     windows: frozenset[tuple[str, str]]
 
 
-def _review_part(
+def review_part(
     store: Store, authz: AuthzDetails, options: ReviewOptions, account: str | None = None
-) -> _Part:
+) -> ReviewPart:
     principals, skipped = _select(store, authz, options.principals, account)
     aws_managed = aws_managed_policy_names(authz)
     authz_arns = set(authz_principals(authz))
@@ -222,10 +222,10 @@ def _review_part(
         current = current_from_authz_data(authz.data, p.arn, authz.origin, authz.source)
         d = diff_principal(p, rows, current, propose=False, evidence=ev)
         reviews.append(_principal_review(p, d, current, ev, options, aws_managed))
-    return _Part(tuple(reviews), tuple(skipped_by_filter), len(skipped), frozenset(windows))
+    return ReviewPart(tuple(reviews), tuple(skipped_by_filter), len(skipped), frozenset(windows))
 
 
-def _caveats(parts: Sequence[_Part], options: ReviewOptions) -> tuple[str, str, list[str]]:
+def window_and_caveats(parts: Sequence[ReviewPart], options: ReviewOptions) -> tuple[str, str, list[str]]:
     """The evidence window over every part, and the caveats every report carries."""
     windows = {w for part in parts for w in part.windows}
     first = min((w[0] for w in windows), default="")
@@ -252,9 +252,9 @@ def review(store: Store, authz: Path | AuthzDetails, options: ReviewOptions | No
     options = options or ReviewOptions()
     if not isinstance(authz, AuthzDetails):
         authz = authz_from_file(authz)
-    part = _review_part(store, authz, options)
+    part = review_part(store, authz, options)
     inputs, digest = _digest(store, authz, options)
-    first, last, caveats = _caveats([part], options)
+    first, last, caveats = window_and_caveats([part], options)
     return Review(
         skipped=part.skipped_by_filter,
         principals=part.principals,

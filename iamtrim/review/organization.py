@@ -28,23 +28,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from iamtrim import catalog
-from iamtrim.errors import AuthzError, AwsError, InputError, OptionsError
+from iamtrim.errors import AccountsFileError, AuthzError, AwsError, OptionsError
 from iamtrim.review.current import AuthzDetails
 from iamtrim.review.job import (
     REVIEWED_KINDS,
     AccountResult,
     Review,
     ReviewOptions,
-    _caveats,
-    _digest_lines,
-    _review_part,
+    inputs_and_digest,
+    review_part,
+    window_and_caveats,
 )
 from iamtrim.store import Store
 
 if TYPE_CHECKING:
-    from iamtrim.aws import AwsConfig
+    from iamtrim.aws import Aws, AwsConfig
 
-__all__ = ["AccountSpec", "AccountsFileError", "Fetch", "aws_fetch", "load_accounts", "review_accounts"]
+__all__ = [
+    "AccountSpec",
+    "AccountsFileError",
+    "Fetch",
+    "aws_fetch",
+    "load_accounts",
+    "not_reviewed",
+    "prefetch",
+    "prepare_review",
+    "review_accounts",
+]
 
 # https://docs.aws.amazon.com/accounts/latest/reference/manage-acct-identifiers.html (12 digits)
 _ACCOUNT = re.compile(r"^\d{12}$")
@@ -53,10 +63,6 @@ _ACCOUNT = re.compile(r"^\d{12}$")
 _ROLE_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov|aws-iso[a-z-]*):iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@/-]{1,512}$")
 _PARTITIONS = ("aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b", "aws-iso-e", "aws-iso-f")
-
-
-class AccountsFileError(InputError):
-    """An accounts file that cannot be read or says something invalid (exit 4)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +185,7 @@ def review_accounts(
             authz = fetch(spec)
             # --principal ARNs of other accounts only: nothing of this one is reviewed.
             part = (
-                _review_part(store, authz, own, spec.account)
+                review_part(store, authz, own, spec.account)
                 if own.principals or not options.principals
                 else None
             )
@@ -198,7 +204,7 @@ def review_accounts(
         )
         lines.append(f"account {spec.account}: {authz.source} (sha256 {authz.sha256[:12]})")
         hashed.append(f"{spec.account}:{authz.sha256}")
-    first, last, caveats = _caveats(parts, options)
+    first, last, caveats = window_and_caveats(parts, options)
     failed = [r for r in results if r.error]
     caveats += [
         f"account {r.account}{f' ({r.name})' if r.name else ''} was not reviewed: {r.error}; the "
@@ -213,7 +219,7 @@ def review_accounts(
             f"the store holds roles or users of {len(elsewhere)} account(s) not in the accounts file "
             f"({', '.join(elsewhere[:5])}{', …' if len(elsewhere) > 5 else ''}): not reviewed"
         )
-    inputs, digest = _digest_lines(store, lines, hashed, options)
+    inputs, digest = inputs_and_digest(store, lines, hashed, options)
     return Review(
         principals=tuple(p for part in parts for p in part.principals),
         authz=origin or "accounts",
@@ -267,3 +273,34 @@ def not_reviewed(result: Review) -> str:
         f"review: {len(failed)} of {len(result.accounts)} account(s) not reviewed (the report says why); "
         f"{first.account}: {first.error}"
     )
+
+
+def prepare_review(
+    options: ReviewOptions,
+    *,
+    authz: Path | None = None,
+    aws: Aws | None = None,
+    via: str = "",
+    accounts: Sequence[AccountSpec] = (),
+    origin: str = "",
+) -> Callable[[Store], Review]:
+    """Read the current policies now — an ``--authz`` file, the account *aws* reaches (through the
+    role *via*), or each of *accounts* through its role with *aws*'s profile, region and endpoint —
+    and return the review of a store against them. AWS is read before the store is locked for the
+    review; an account that fails is kept with its error (a failure of ``--from-aws`` raises)."""
+    from iamtrim.review.current import authz_from_aws
+    from iamtrim.review.job import review
+
+    if accounts:
+        if aws is None:
+            raise OptionsError("review --accounts: no AWS configuration to reach the accounts with")
+        fetched = prefetch(accounts, aws_fetch(aws.config))
+        return lambda store: review_accounts(store, accounts, fetched, options, origin)
+    source: Path | AuthzDetails
+    if aws is not None:
+        source = authz_from_aws(aws, via)
+    elif authz is not None:
+        source = authz
+    else:
+        raise OptionsError("review: give --authz FILE, --from-aws or --accounts FILE")
+    return lambda store: review(store, source, options)

@@ -436,7 +436,7 @@ def parse_bytes(data: bytes, result: FileRead) -> None:
     result.error = result.error or "not CloudTrail JSON, JSON Lines or CSV"
 
 
-def _read_regular(path: str | os.PathLike[str], limit: int) -> tuple[bytes, str]:
+def read_regular(path: str | os.PathLike[str], limit: int) -> tuple[bytes, str]:
     """The bytes of a regular file of at most *limit* bytes, or why it is not read.
 
     Checked on the open descriptor (``O_NONBLOCK``: opening a FIFO must not wait for a writer),
@@ -446,7 +446,7 @@ def _read_regular(path: str | os.PathLike[str], limit: int) -> tuple[bytes, str]
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         return b"", f"cannot read: {exc.strerror or exc}"
-    too_large = f"larger than the {_size(limit)} limit for one file: not read"
+    too_large = f"larger than the {size_text(limit)} limit for one file: not read"
     with open(fd, "rb") as fh:
         try:
             st = os.fstat(fd)
@@ -466,7 +466,7 @@ def _read_regular(path: str | os.PathLike[str], limit: int) -> tuple[bytes, str]
     return raw, ""
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= scale and n % scale == 0:
             return f"{n // scale} {unit}"
@@ -479,9 +479,21 @@ def read_file(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> 
     A file that is not a regular file, or whose bytes or decompressed content pass *max_bytes*,
     is not read (``unread``; its error says why) and gives no bytes.
     """
-    result = FileRead(path=str(path))
-    raw, result.error = _read_regular(path, max_bytes)
-    if result.error:
+    raw, error = read_regular(path, max_bytes)
+    return parse_object(str(path), raw, error, max_bytes)
+
+
+def parse_object(
+    uri: str, raw: bytes, error: str = "", max_bytes: int = MAX_FILE_BYTES
+) -> tuple[FileRead, bytes]:
+    """What the bytes of one object (a local file, an S3 object) hold, whatever its source.
+
+    *error* is the source's reason for giving no bytes (the object is then ``unread``). Content
+    that decompresses past *max_bytes* is not read either, and gives no bytes.
+    """
+    result = FileRead(path=uri)
+    if error:
+        result.error = error
         result.unread = True
         return result, b""
     data = raw
@@ -489,7 +501,8 @@ def read_file(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> 
         try:
             data, result.error = _gunzip(raw, max_bytes)
         except _TooLarge:
-            result.error = f"decompresses to more than the {_size(max_bytes)} limit for one file: not read"
+            limit = size_text(max_bytes)
+            result.error = f"decompresses to more than the {limit} limit for one file: not read"
             result.unread = True
             return result, b""
     try:

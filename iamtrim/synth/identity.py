@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from iamtrim import catalog
 from iamtrim.errors import PrincipalError, SynthError
@@ -73,9 +73,6 @@ from iamtrim.synth.widen import (
 )
 from iamtrim.verify import account_trust_policy, replay, request_for, via_service
 
-if TYPE_CHECKING:
-    from iamtrim.evidence import PrincipalEvidence
-
 
 class EvidenceSource(StrEnum):
     CLOUDTRAIL = "cloudtrail"
@@ -114,7 +111,29 @@ class AdvisedGrant:
     denied_only: bool = False
 
 
-def advised_grants(evidence: PrincipalEvidence) -> list[AdvisedGrant]:
+class AdvisorAction(Protocol):
+    """What synth reads of an Access Advisor action (``evidence.AdvisedAction``)."""
+
+    @property
+    def action(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def last_accessed(self) -> str: ...
+    @property
+    def explain(self) -> str: ...
+    @property
+    def denied_in_cloudtrail(self) -> bool: ...
+
+
+class AdvisorEvidence(Protocol):
+    """What synth reads of a principal's evidence (``evidence.PrincipalEvidence``): synth does
+    not import the evidence stage, which reads the store."""
+
+    def access_advisor_actions(self, *, missing_from_cloudtrail: bool = False) -> Sequence[AdvisorAction]: ...
+
+
+def advised_grants(evidence: AdvisorEvidence) -> list[AdvisedGrant]:
     """What ``generate-policy --evidence all`` takes from Access Advisor: the actions it shows
     attempted that CloudTrail does not show used (used before the trail's window, or never
     logged), each with the sentence that explains it; those CloudTrail shows only denied are
