@@ -434,6 +434,130 @@ def test_one_generated_name_stays_exact_and_different_stems_stay_apart() -> None
     assert not g.widenings and not allows_row(g, denied)
 
 
+def _oracle_allows(g: GeneratedPolicy, calls: Sequence[tuple[str, str]]) -> list[bool]:
+    """The independent oracle's decision on each (action, resource), for the generated policy."""
+    from tests.oracle import decision_of, run_oracle
+
+    requests = []
+    for action, resource in calls:
+        req = request_for(g.principal.arn, row(action, resource))
+        ctx = {k: v[0] if len(v) == 1 else list(v) for k, v in req.context}
+        requests.append(
+            {
+                "principal": g.principal.arn,
+                "action": req.action,
+                "resource": req.resource,
+                "context": ctx,
+                "resourceAccount": ACCT,
+            }
+        )
+    results = run_oracle(
+        [{"identityPolicies": [p.policy.to_json() for p in g.policies], "requests": requests}]
+    )
+    return [decision_of(r) == "allowed" for r in results]
+
+
+EC2 = f"arn:aws:ec2:us-east-1:{ACCT}"
+
+
+@pytest.mark.oracle
+def test_ids_are_whole_names_and_stay_exact_oracle() -> None:
+    """An id (sg-0a1b…, i-0123…) is the whole name: ``sg-*`` would admit every security group,
+    a type-wide grant, not a generated-names widening. Two groups stay exactly two; a name with
+    a stem beyond its generated part (eval-7.json, eval-8.json) still gets its pattern. Judged
+    by the oracle: the third group and instance are denied, tomorrow's eval file is allowed."""
+    groups = [f"{EC2}:security-group/sg-0a1b2c3d4e5f60718", f"{EC2}:security-group/sg-0f1e2d3c4b5a69788"]
+    instances = [f"{EC2}:instance/i-0a1b2c3d4e5f60718", f"{EC2}:instance/i-0f1e2d3c4b5a69788"]
+    evals = ["arn:aws:s3:::acme/outputs/eval-7.json", "arn:aws:s3:::acme/outputs/eval-8.json"]
+    g = generate(
+        [row("ec2:AuthorizeSecurityGroupIngress", a) for a in groups]
+        + [row("ec2:StopInstances", a) for a in instances]
+        + [row("s3:GetObject", a) for a in evals]
+    )
+    assert statement_resources(g) == {*groups, *instances, "arn:aws:s3:::acme/outputs/eval-*.json"}
+    assert [w.resource for w in g.widenings if w.kind == "generated-names"] == [
+        "arn:aws:s3:::acme/outputs/eval-*.json"
+    ]
+    calls = [
+        *(("ec2:AuthorizeSecurityGroupIngress", a) for a in groups),
+        *(("ec2:StopInstances", a) for a in instances),
+        *(("s3:GetObject", a) for a in evals),
+        ("s3:GetObject", "arn:aws:s3:::acme/outputs/eval-9.json"),
+        ("ec2:AuthorizeSecurityGroupIngress", f"{EC2}:security-group/sg-0123456789abcdef0"),
+        ("ec2:StopInstances", f"{EC2}:instance/i-0123456789abcdef0"),
+        ("s3:GetObject", "arn:aws:s3:::acme/outputs/other.json"),
+    ]
+    assert _oracle_allows(g, calls) == [True] * 7 + [False] * 3
+
+
+def test_an_id_variable_name_keeps_a_stem_beyond_its_id_prefix() -> None:
+    """The id rule is general (the ARN template's resource part is one ``…Id`` variable, or the
+    name is ``<letters>-<hex or number>``), not a list of EC2 prefixes."""
+    from iamtrim.synth.widen import generated_name_patterns
+
+    vols = [f"{EC2}:volume/vol-0a1b2c3d4e5f60718", f"{EC2}:volume/vol-0f1e2d3c4b5a69788"]
+    assert generated_name_patterns("ec2:AttachVolume", vols) == {}
+    lambdas = [f"arn:aws:lambda:us-east-1:{ACCT}:function:job-{i}" for i in (7, 8)]
+    assert generated_name_patterns("lambda:InvokeFunction", lambdas) == {}  # job-7: letters-number
+    named = [f"arn:aws:lambda:us-east-1:{ACCT}:function:etl-job-{i}" for i in (7, 8)]
+    got = generated_name_patterns("lambda:InvokeFunction", named)
+    assert {p for p, _ in got.values()} == {f"arn:aws:lambda:us-east-1:{ACCT}:function:etl-job-*"}
+
+
+def test_the_ladder_offers_ids_as_the_resource_type_not_as_a_name_prefix() -> None:
+    """To fit, the ladder may still grant every security group, but as the ``resource-type``
+    step it is (every sg of the account and region), never as a ``name-prefix`` ``sg-*``."""
+    from iamtrim.synth.widen import StatementShape, candidates
+
+    groups = [f"{EC2}:security-group/sg-0{i:016x}" for i in range(40)]
+    keys = [("ec2:AuthorizeSecurityGroupIngress", r) for r in groups]
+    shape = StatementShape(("ec2:AuthorizeSecurityGroupIngress",), tuple(groups), (), 4000)
+    found = candidates(keys, [shape], {}, 10)
+    assert not [c.pattern for c in found if c.kind == "name-prefix"]
+    assert [c.pattern for c in found if c.kind == "resource-type"] == [f"{EC2}:security-group/*"]
+
+
+def test_names_the_generated_pattern_covers_are_not_kept_beside_it() -> None:
+    """churn-train-v2-7 and churn-train-final do not have the dated shape, but churn-train-*
+    admits them: they are covered, not listed again, and the counts say all 4 names seen."""
+    base = f"arn:aws:sagemaker:us-east-1:{ACCT}:training-job/churn-train-"
+    names = [base + x for x in ("2026-10-14-09-21", "2026-10-15-10-02", "v2-7", "final")]
+    rows = [row("sagemaker:DescribeTrainingJob", a) for a in names]
+    g = generate(rows)
+    assert statement_resources(g) == {base + "*"}
+    [w] = [w for w in g.widenings if w.kind == "generated-names"]
+    assert w.covers == tuple(sorted(names)) and "4 names seen" in w.admits
+    [f] = [f for f in g.findings if f.code == "GENERATED_NAMES"]
+    assert f.message.startswith("4 names seen")
+    assert all(allows_row(g, r) for r in rows)
+
+
+def test_every_widening_is_listed_with_what_it_covers() -> None:
+    """Grants on created resources, on unnamed resources, on store-folded keys and on object
+    prefixes are widenings[] entries (kind, pattern, covers, admits), once per pattern, and
+    every wildcard pattern in the policy is one of them."""
+    rows = [
+        row("athena:GetQueryExecution", None, region="eu-west-1"),
+        row("athena:GetQueryResults", None, region="eu-west-1"),
+        row("s3:GetObject", "arn:aws:s3:::acme/exports/*", count=40),
+        row("ec2:RunInstances", f"{EC2}:instance/i-0a1b2c3d4e5f60718"),
+        row("ec2:RunInstances", f"{EC2}:image/ami-0a1b2c3d4e5f60718"),
+        *(row("s3:GetObject", f"arn:aws:s3:::acme/in/{_word(i)}/k.csv") for i in range(12)),
+    ]
+    g = generate(rows)
+    kinds = {w.kind for w in g.widenings}
+    assert {"resource-unknown", "store-folded", "created-resource", "object-prefix"} <= kinds
+    listed = {w.resource for w in g.widenings}
+    assert len(listed) == len(g.widenings)  # once per (kind, pattern)
+    patterns = {r for r in statement_resources(g) if "*" in r.replace("${*}", "")}
+    assert patterns <= listed, patterns - listed
+    assert all(w.covers and w.admits for w in g.widenings)
+    [unknown] = [w for w in g.widenings if w.kind == "resource-unknown"]
+    assert unknown.covers == ("athena:GetQueryExecution", "athena:GetQueryResults")
+    [fold] = [w for w in g.widenings if w.kind == "object-prefix"]
+    assert fold.resource == "arn:aws:s3:::acme/in/*" and len(fold.covers) == 12
+
+
 # --- the object-key fold: one rule per folder, monotone in the threshold, never over a denial -----
 
 

@@ -123,16 +123,10 @@ def test_every_widening_is_listed(varied: dict[str, Any]) -> None:
         listed = {w["pattern"] for w in out["widenings"]}
         assert out["fit"]["widenings"] == len(out["widenings"])
         assert all(w["kind"] and w["admits"] and w["covers"] for w in out["widenings"])
+        assert len({(w["kind"], w["pattern"]) for w in out["widenings"]}) == len(out["widenings"])
         # Folds the store made at ingest, grants on an unnamed resource and on resources a call
-        # created are findings that name the pattern (STORE_FOLDED_KEYS, RESOURCE_UNKNOWN,
-        # RESOURCES_GENERALIZED), not entries of widenings[].
-        folded = {f["subject"].split(" ", 1)[-1] for f in out["findings"] if f["code"] == "STORE_FOLDED_KEYS"}
-        folded |= {
-            p
-            for f in out["findings"]
-            if f["code"] in ("RESOURCE_UNKNOWN", "RESOURCES_GENERALIZED")
-            for p in f["message"].partition("granted on ")[2].split(", ")
-        }
+        # created are widenings[] entries too (store-folded, resource-unknown, created-resource),
+        # not only findings.
         for doc in _policies(out):
             for st in doc["Statement"]:
                 resources = [st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]
@@ -140,7 +134,29 @@ def test_every_widening_is_listed(varied: dict[str, Any]) -> None:
                     wild = re.sub(r"\$\{[*?$]\}", "", r)
                     if "*" not in wild and "?" not in wild:
                         continue
-                    if r == "*" or SECRET_SUFFIX.search(r) or r in listed or r in folded:
+                    if r == "*" or SECRET_SUFFIX.search(r) or r in listed:
                         continue
                     unlisted.append((arn.rsplit("/", 1)[1], st["Action"], r))
     assert not unlisted, unlisted
+
+
+def test_generated_names_keep_a_stem_and_absorb_the_names_they_cover(varied: dict[str, Any]) -> None:
+    """A generated-names pattern keeps a stem beyond an id prefix (never ``sg-*``, ``i-*``: a
+    type-wide grant), and no name it admits is granted again beside it in the same statement."""
+    seen = 0
+    for arn, (_, stdout, _) in varied["results"].items():
+        out = json.loads(stdout)
+        generated = [w for w in out["widenings"] if w["kind"] == "generated-names"]
+        seen += len(generated)
+        for w in generated:
+            # type/<letters>-* right after the account: the id prefix and nothing else
+            assert not re.fullmatch(r"arn:[^:]*:[^:]*:[^:]*:[^:]*:[a-z-]+[/:][A-Za-z]*-?\*", w["pattern"]), (
+                arn,
+                w["pattern"],
+            )
+            assert f"{w['covers']} names seen" in w["admits"], (arn, w)
+        patterns = [re.compile(re.escape(w["pattern"]).replace(r"\*", ".*")) for w in generated]
+        for st in out["statements"]:
+            exact = [r for r in st["resources"] if "*" not in r and "?" not in r]
+            assert not [r for r in exact for p in patterns if p.fullmatch(r)], (arn, st["sid"])
+    assert seen >= 1  # the trail has names generated per run

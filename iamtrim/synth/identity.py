@@ -61,6 +61,7 @@ from iamtrim.synth.minimize import (
     generalize_object_arns,
 )
 from iamtrim.synth.widen import (
+    LADDER,
     Candidate,
     PatternIndex,
     StatementShape,
@@ -165,7 +166,9 @@ class GeneratedPolicy:
     denied: tuple[UsageRow, ...]
     findings: tuple[Finding, ...]
     replayed: int
-    # Widenings taken to fit the size limits, and generated-name patterns, in the order taken.
+    # Every widening the policy has, once per (kind, pattern): the rules' (generated names,
+    # object prefixes, created and unnamed resources, store folds, action wildcards, ...), then
+    # the ladder steps taken to fit the size limits, in the order taken.
     widenings: tuple[Widening, ...] = ()
     max_policies: int = 1
     # The calls those replayed (action, resource, context) combinations stand for: a store keeps
@@ -326,7 +329,6 @@ class _Grants:
     # nothing else fits (and then it is reported by name).
     denied_only: dict[str, list[str]]
     findings: list[Finding] = field(default_factory=list)
-    generated: list[Widening] = field(default_factory=list)  # generated-name patterns, in order
     final: dict[tuple[str, str | None], str] = field(default_factory=dict)
     widenings: defaultdict[tuple[str, str], list[Widening]] = field(default_factory=lambda: defaultdict(list))
     by_action: defaultdict[str, list[UsageRow]] = field(default_factory=lambda: defaultdict(list))
@@ -380,9 +382,33 @@ def generate_identity_policy(
         findings=tuple(sorted(set(g.findings))),
         replayed=count,
         replayed_calls=sum(r.count for r in g.used),
-        widenings=(*g.generated, *ladder),
+        widenings=_listed(statements, ladder),
         max_policies=options.policy_limit,
     )
+
+
+def _listed(
+    statements: Sequence[tuple[Statement, StatementEvidence]], ladder: Sequence[Widening]
+) -> tuple[Widening, ...]:
+    """Every widening the policy has, once per (kind, pattern), with what it covers across
+    actions: the rules' (in statement order), then the ladder's (in the order taken). A rule's
+    pattern a ladder step widened again is not in the policy any more and is not listed."""
+    in_policy = {r for _, ev in statements for r in ev.resources}
+    covers: dict[tuple[WideningKind, str], set[str]] = {}
+    admits: dict[tuple[WideningKind, str], str] = {}
+    for _, ev in statements:
+        for w in ev.widened_by:
+            if w.kind in LADDER:
+                continue
+            if w.kind is not WideningKind.ACTION_WILDCARD and w.resource not in in_policy:
+                continue
+            covers.setdefault((w.kind, w.resource), set()).update(w.covers)
+            admits.setdefault((w.kind, w.resource), w.admits)
+    rules = [
+        Widening(kind, pattern, tuple(sorted(c)), admits[(kind, pattern)])
+        for (kind, pattern), c in covers.items()
+    ]
+    return (*rules, *ladder)
 
 
 def _start(principal: Principal, rows: list[UsageRow], advised: Sequence[AdvisedGrant]) -> _Grants:
@@ -458,7 +484,12 @@ def _resolve_action(
     for (extra_action, extra), _ in sorted(g.created_extra.items()):
         if extra_action == action:
             g.widenings[(action, extra)].append(
-                Widening(WideningKind.CREATED_RESOURCE, extra, (), "every version of the function")
+                Widening(
+                    WideningKind.CREATED_RESOURCE,
+                    extra,
+                    tuple(sorted({r.resource or "" for r in g.created_extra[(action, extra)]})),
+                    "every version of the function",
+                )
             )
     _final_resources(g, action, arows, mapping)
 
@@ -510,14 +541,14 @@ def _generated_names(g: _Grants, action: str, exact: list[str], mapping: dict[st
             continue  # a denied-only name of the same shape: keep the names exact
         w = Widening(WideningKind.GENERATED_NAMES, pattern, tuple(sorted(arns)), admits)
         g.widenings[(action, pattern)].append(w)
-        g.generated.append(w)
         for arn in arns:
             mapping[arn] = pattern
         g.findings.append(
             Finding(
                 "GENERATED_NAMES",
                 f"{action} {pattern}",
-                f"{len(arns)} names differ only in a generated part; granted on {pattern}",
+                f"{len(arns)} names seen, of a shape that differs only in generated parts; "
+                f"granted on {pattern}",
             )
         )
 
@@ -577,7 +608,7 @@ def _final_resources(g: _Grants, action: str, arows: list[UsageRow], mapping: di
                     Widening(
                         WideningKind.STORE_FOLDED,
                         r.resource,
-                        (),
+                        (action,),
                         f"any object under {r.resource[:-1]} (folded when ingested)",
                     )
                 )
@@ -627,7 +658,7 @@ def _unknown_resources(g: _Grants) -> None:
                     Widening(
                         WideningKind.RESOURCE_UNKNOWN,
                         p,
-                        (),
+                        (action,),
                         f"any resource of {action}'s ARN format in "
                         f"{region or 'any region'}, account {g.account}: the records name none",
                     )
@@ -693,7 +724,7 @@ def _grant_unseen_type(g: _Grants, action: str, arows: list[UsageRow], name: str
             Widening(
                 WideningKind.REQUIRED_RESOURCE_UNSEEN,
                 p,
-                (),
+                (action,),
                 f"any {name} in {region or 'any region'}, account {g.account}",
             )
         )
@@ -730,7 +761,7 @@ def _access_advisor(g: _Grants, advised: Sequence[AdvisedGrant]) -> None:
                 Widening(
                     WideningKind.ACCESS_ADVISOR,
                     p,
-                    (),
+                    (advice.action,),
                     "what Access Advisor shows attempted; CloudTrail shows no call",
                 )
             )

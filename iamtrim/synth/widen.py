@@ -245,14 +245,46 @@ def _shape(name: str) -> tuple[str, frozenset[str]]:
     return text, frozenset(kinds)
 
 
+# An AWS-generated id: a short type prefix and a hex or decimal run (sg-0a1b2c3d, i-0123…ef0,
+# vol-…, snap-…, subnet-…, eni-…), the EC2 resource id format.
+# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/resource-ids.html
+_ID = re.compile(r"(?P<prefix>[A-Za-z]+-)?(?:[0-9a-fA-F]*[0-9][0-9a-fA-F]*)")
+# A template whose resource part is one id variable (security-group/${SecurityGroupId}).
+_ID_VARIABLE = re.compile(r"[/:]\$\{[A-Za-z]*Id\}$")
+
+
+def _id_prefix(template: str, name: str) -> str | None:
+    """The type's own id prefix of *name* (``sg-`` of ``sg-0a1b2c3d``, ``""`` of a bare id), or
+    None when *name* is not an id. A name is an id when it is entirely ``<letters>-<hex or
+    number>``, or when the ARN template's resource part is a single ``…Id`` variable (then the
+    id prefix is its leading ``<letters>-``, if any)."""
+    m = _ID.fullmatch(name)
+    if m is not None:
+        return m.group("prefix") or ""
+    if _ID_VARIABLE.search(template):
+        lead = re.match(r"[A-Za-z]+-", name)
+        return lead.group(0) if lead else ""
+    return None
+
+
+def _has_stem(shaped: str, id_prefix: str | None) -> bool:
+    """Whether a pattern keeps a stable part of the name beyond its generated parts and beyond
+    the type's id prefix: ``eval-*.json`` does, ``sg-*`` (every security group) does not."""
+    literal = shaped.replace("*", "")
+    if id_prefix and shaped.startswith(id_prefix):
+        literal = shaped[len(id_prefix) :].replace("*", "")
+    return re.search(r"[A-Za-z0-9]", literal) is not None
+
+
 def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tuple[str, str]]:
     """{arn: (pattern, admits)} for ARNs of *action* whose names differ only in generated parts.
 
     Names are compared per resource type and scope (partition, region, account, and every other
     variable of the ARN): two or more distinct names of one shape get the shape as a pattern.
-    The pattern must keep a literal part of the name (a name that is nothing but a uuid would
-    become the whole resource type, which is the ladder's ``resource-type`` step, not this
-    rule). In an S3 key the dated folder varies too (``outputs/2026-10-06/eval-7.json`` →
+    The pattern must keep a literal part of the name beyond the type's own id prefix (a name
+    that is nothing but a uuid, or an id such as ``sg-0a1b2c3d`` or ``i-0123…``, would become the
+    whole resource type, which is the ladder's ``resource-type`` step, not this rule): those
+    names stay exact. In an S3 key the dated folder varies too (``outputs/2026-10-06/eval-7.json`` →
     ``outputs/*/eval-*.json``): tomorrow's run writes under tomorrow's date. One observed name
     stays exact.
     """
@@ -271,20 +303,28 @@ def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tup
         if name_var in _SCOPE:
             continue
         shaped, kinds = _shape(name)
-        if shaped == name or not re.search(r"[A-Za-z0-9]", shaped.replace("*", "")):
+        if shaped == name or not _has_stem(shaped, _id_prefix(rt.arn_template, name)):
             continue
         key = (rt.arn_template, tuple((n, v) for n, v in values[:-1]), shaped)
         groups[key].append(arn)
         info[key] = (rt.name, name_var, kinds)
+    patterns: dict[tuple[str, tuple[tuple[str, str], ...], str], str] = {}
+    taken: set[str] = set()
+    for key, members in sorted(groups.items()):
+        if len(members) >= 2:
+            template, fixed, shaped = key
+            patterns[key] = catalog.fill_template(template, {**dict(fixed), info[key][1]: shaped})
+            taken.update(members)
+    # A name the pattern matches although its own shape differs (churn-train-v2 under
+    # churn-train-*) is covered by the grant: it joins the pattern instead of staying exact.
+    rest = [a for a in sorted(set(arns)) if a not in taken and not has_wildcard(a)]
     out: dict[str, tuple[str, str]] = {}
-    for key, members in groups.items():
-        if len(members) < 2:
-            continue
-        template, fixed, shaped = key
-        pattern = catalog.fill_template(template, {**dict(fixed), info[key][1]: shaped})
+    for key, pattern in patterns.items():
+        extra = [a for a in rest if a not in out and glob_matches(pattern, a)]
+        members = [*groups[key], *extra]
         type_name, _, kinds = info[key]
         admits = (
-            f"any {type_name} named like {shaped!r} (generated parts: {', '.join(sorted(kinds))}; "
+            f"any {type_name} named like {key[2]!r} (generated parts: {', '.join(sorted(kinds))}; "
             f"{len(members)} names seen)"
         )
         for arn in members:
@@ -490,8 +530,12 @@ def _name_prefix_steps(steps: _Steps, tp: str, type_name: str, members: list[str
                 break
             by_prefix[acc].append(r)
     for prefix, covered in by_prefix.items():
-        if re.search(r"[A-Za-z0-9]", prefix[len(literal) :]):
-            stem = prefix[len(literal) :]
+        stem = prefix[len(literal) :]
+        # Ids sharing only their type's prefix (sg-*, i-*): that is every resource of the type,
+        # the resource-type step, listed as such, not a name prefix.
+        if all(_ID.fullmatch(r[len(literal) :]) for r in covered) and re.fullmatch(r"[A-Za-z]+-", stem):
+            continue
+        if re.search(r"[A-Za-z0-9]", stem):
             steps.add(
                 WideningKind.NAME_PREFIX,
                 prefix + "*",
