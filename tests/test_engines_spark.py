@@ -93,12 +93,19 @@ def test_samples_through_the_cli_same_store(
     assert_same_store(Store(store), local)
 
 
-def test_cli_engine_spark_needs_paths(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--table", "db.t"],  # athena's option, no PATH
+        ["s3://trail-bucket/AWSLogs/"],  # Spark reads local files; S3 goes through ingest s3://
+    ],
+)
+def test_cli_engine_spark_needs_local_paths(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
-        main(["ingest", "--engine", "spark", "--table", "db.t"])
+        main(["ingest", "--engine", "spark", *args])
     assert done.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--engine spark reads trail PATHs" in err
+    assert err.count("\n") == 1 and "--engine spark reads local trail PATHs" in err
 
 
 def test_a_failed_spark_job_is_one_line() -> None:
