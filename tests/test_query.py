@@ -204,21 +204,7 @@ def test_literal_prefix() -> None:
 def _file_store(path: Path, seed: int) -> None:
     """The random store's rows written to *path* the way ingest writes them (then closed)."""
     with _random_store(seed) as mem, Store(path) as st:
-        rows = [
-            (
-                r.principal,
-                r.action,
-                r.resource or "",
-                str(r.outcome),
-                r.context.to_key(),
-                r.count,
-                r.first_seen,
-                r.last_seen,
-                r.event_ids,
-                r.source_ips,
-            )
-            for r in mem.usage()
-        ]
+        rows = [_stored(r) for r in mem.usage()]
         st.commit_batch([], mem.principals(), rows, [])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pytest
 
@@ -436,11 +437,20 @@ def test_one_generated_name_stays_exact_and_different_stems_stay_apart() -> None
 
 def _oracle_allows(g: GeneratedPolicy, calls: Sequence[tuple[str, str]]) -> list[bool]:
     """The independent oracle's decision on each (action, resource), for the generated policy."""
-    from tests.oracle import decision_of, run_oracle
+    from tests.oracle import decision_of
+
+    results = _oracle_results(g, [row(action, resource) for action, resource in calls])
+    return [decision_of(r) == "allowed" for r in results]
+
+
+def _oracle_results(g: GeneratedPolicy, rows: Sequence[UsageRow]) -> list[Any]:
+    """The oracle's answers for *rows* (each as the request iamtrim's replay makes of it) against
+    the generated policies."""
+    from tests.oracle import run_oracle
 
     requests = []
-    for action, resource in calls:
-        req = request_for(g.principal.arn, row(action, resource))
+    for r in rows:
+        req = request_for(g.principal.arn, r)
         ctx = {k: v[0] if len(v) == 1 else list(v) for k, v in req.context}
         requests.append(
             {
@@ -451,10 +461,7 @@ def _oracle_allows(g: GeneratedPolicy, calls: Sequence[tuple[str, str]]) -> list
                 "resourceAccount": ACCT,
             }
         )
-    results = run_oracle(
-        [{"identityPolicies": [p.policy.to_json() for p in g.policies], "requests": requests}]
-    )
-    return [decision_of(r) == "allowed" for r in results]
+    return run_oracle([{"identityPolicies": [p.policy.to_json() for p in g.policies], "requests": requests}])
 
 
 EC2 = f"arn:aws:ec2:us-east-1:{ACCT}"
@@ -657,7 +664,7 @@ def test_a_denied_key_inside_a_would_be_fold_is_left_out_oracle() -> None:
     """exports/ holds 13 sub-folders (> 10): it would fold, but a key in it was only ever denied.
     The policy grants the sub-folders that hold allowed keys instead; the independent oracle
     allows every observed call and denies the denied keys."""
-    from tests.oracle import decision_of, run_oracle
+    from tests.oracle import decision_of
 
     rows, denied, parent = _exports_rows()
     g = generate(rows)
@@ -666,22 +673,7 @@ def test_a_denied_key_inside_a_would_be_fold_is_left_out_oracle() -> None:
     assert "arn:aws:s3:::acme/exports/partner-00/*" in resources
     assert "arn:aws:s3:::acme/exports/mixed/*" not in resources  # beside the denied key: not its folder
     assert not any(f.code == "DENIED_COVERED" for f in g.findings)
-    requests = []
-    for r in rows:
-        req = request_for(g.principal.arn, r)
-        ctx = {k: v[0] if len(v) == 1 else list(v) for k, v in req.context}
-        requests.append(
-            {
-                "principal": g.principal.arn,
-                "action": req.action,
-                "resource": req.resource,
-                "context": ctx,
-                "resourceAccount": ACCT,
-            }
-        )
-    results = run_oracle(
-        [{"identityPolicies": [p.policy.to_json() for p in g.policies], "requests": requests}]
-    )
+    results = _oracle_results(g, rows)
     decisions = {(r.resource, r.outcome): decision_of(res) for r, res in zip(rows, results, strict=True)}
     assert all(d == "allowed" for (_, o), d in decisions.items() if o is Outcome.USED)
     assert [res for (res, o), d in decisions.items() if o is Outcome.DENIED and d != "allowed"] == denied
