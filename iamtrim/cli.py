@@ -27,6 +27,7 @@ from iamtrim.errors import IamtrimError, InputError, NoReadableInput, OptionsErr
 from iamtrim.evidence import ingest_access_advisor
 from iamtrim.ingest import IngestReport, default_store_path, ingest, load_events
 from iamtrim.model import FileReport, Outcome, SkipReason, TimeWindow
+from iamtrim.model.profile import ProfileRoles
 from iamtrim.query import (
     parse_window,
     principal_usage,
@@ -870,6 +871,24 @@ NoWidenOpt = Annotated[
         help="Never widen to fit the size limits: split into policies, refuse past the limit.",
     ),
 ]
+PolicyAuthzOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--authz",
+        readable=False,
+        metavar="FILE",
+        help="`aws iam get-account-authorization-details` output: which role each instance profile "
+        "holds (iam:PassRole through an instance profile).",
+    ),
+]
+PolicyFromAwsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--from-aws",
+        help="Read which role each instance profile holds from the account "
+        "(iam:GetAccountAuthorizationDetails), instead of --authz.",
+    ),
+]
 PolicyBriefOpt = Annotated[
     bool,
     typer.Option(
@@ -900,13 +919,20 @@ def generate_policy_cmd(
     since: SinceOpt = None,
     until: UntilOpt = None,
     brief: PolicyBriefOpt = False,
+    authz: PolicyAuthzOpt = None,
+    from_aws: PolicyFromAwsOpt = False,
+    profile: ProfileOpt = "",
+    region: RegionOpt = "",
+    endpoint_url: EndpointOpt = "",
+    role_arn: RoleArnOpt = "",
 ) -> None:
     """The smallest identity policy that still allows everything PRINCIPAL was seen doing."""
     if out_dir is not None and fmt is not PolicyFormat.policy:
-        from iamtrim.errors import OptionsError
-
         raise OptionsError("generate-policy: --out-dir writes policy documents; use it with --format policy")
+    if authz is not None and from_aws:
+        raise OptionsError("generate-policy: give --authz FILE or --from-aws, not both")
     window = _window(since, until)
+    current = _instance_profiles(authz, from_aws, profile, region, endpoint_url, role_arn)
     with _open_usage(events, store) as st:
         p = resolve_principal_name(st, principal)
         rows = st.usage(p.arn, window)
@@ -931,8 +957,25 @@ def generate_policy_cmd(
                 widen=not no_widen,
             ),
             advised,
+            ProfileRoles(st.profile_changes(), *current),
         )
     _print_policy(generated, fmt, out_dir, explain, target, brief)
+
+
+def _instance_profiles(
+    authz: Path | None, from_aws: bool, profile: str, region: str, endpoint_url: str, role_arn: str
+) -> tuple[tuple[tuple[str, str, tuple[str, ...]], ...], str]:
+    """Which role each instance profile holds now, per IAM authorization details (none given: ())."""
+    from iamtrim.review.current import instance_profiles_of, read_authz
+
+    if authz is not None:
+        return instance_profiles_of(read_authz(authz)), f"IAM authorization details ({authz.name})"
+    if from_aws:
+        from iamtrim.sources.aws_policies import authorization_details
+
+        details = authorization_details(_aws(profile, region, endpoint_url, role_arn))
+        return instance_profiles_of(details), "IAM authorization details (iam:GetAccountAuthorizationDetails)"
+    return (), ""
 
 
 def _print_policy(

@@ -33,7 +33,8 @@ from typing import Any
 from iamtrim.errors import IamtrimError, InputError, NoReadableInput
 from iamtrim.evidence import DATA_EVENT_NAMES
 from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
-from iamtrim.normalize.record import Normalizer, RecordParts
+from iamtrim.model.profile import ProfileChange
+from iamtrim.normalize.record import PROFILE_EVENTS, Normalizer, RecordParts, profile_change
 from iamtrim.sources import Record
 from iamtrim.sources.files import MAX_FILE_BYTES, parse_object
 from iamtrim.sources.objects import ObjectRef, TrailSource, local_or_source
@@ -373,6 +374,8 @@ class ChunkResult:
     # day, data-event source and file completeness, with its record count. A few dozen keys per
     # chunk, so the parent merges sets, not records.
     coverage: Counter[CoverageKey] = field(default_factory=Counter)
+    # Changes of instance profiles (which role each holds): few, kept whole (model/profile.py).
+    profile_changes: list[ProfileChange] = field(default_factory=list)
 
 
 def _is_trail_delivery(path: str, fmt: str) -> bool:
@@ -645,6 +648,10 @@ def _add_records(
                     complete,
                 )
             ] += 1
+        if record.eventName in PROFILE_EVENTS:
+            change = profile_change(record)
+            if change is not None:
+                chunk.profile_changes.append(change)
         parts: RecordParts | Skipped | None = fast_parts(record)
         if parts is None:
             parts = normalize_parts(record)
@@ -1136,6 +1143,7 @@ class _Batch:
         self.principals: list[Principal] = []
         self.skips: Counter[tuple[str, str]] = Counter()
         self.coverage: Counter[CoverageKey] = Counter()
+        self.profile_changes: list[ProfileChange] = []
         self.last_commit = time.monotonic()
 
     def due(self) -> bool:
@@ -1153,7 +1161,9 @@ class _Batch:
             [(r, d, c) for (r, d), c in sorted(self.skips.items())],
             [(*k, n) for k, n in sorted(self.coverage.items())],
             self.merger.take_deleted(),
+            profile_changes=self.profile_changes,
         )
+        self.profile_changes = []
         self.files.clear()
         self.principals.clear()
         self.skips.clear()
@@ -1203,6 +1213,7 @@ def _merge_chunks(
                 batch.principals.append(p)
         merger.merge(chunk.agg)
         batch.coverage.update(chunk.coverage)
+        batch.profile_changes.extend(chunk.profile_changes)
         if batch.due():
             batch.commit()
     batch.commit()

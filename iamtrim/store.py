@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.parse
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ import msgspec
 from iamtrim.errors import StoreError
 from iamtrim.model import Context, Outcome, Principal, PrincipalKind, TimeWindow, UsageRow
 from iamtrim.model.finding import Finding
+from iamtrim.model.profile import ProfileChange, ProfileChangeKind
 from iamtrim.sources.access_advisor import Granularity, LastAccessed
 
 SCHEMA_VERSION = "4"
@@ -49,6 +50,17 @@ _LOOKUP_CURSOR = """
 CREATE TABLE IF NOT EXISTS lookup_cursor (
     account TEXT NOT NULL, region TEXT NOT NULL, newest TEXT NOT NULL,
     PRIMARY KEY (account, region)
+) WITHOUT ROWID
+"""
+
+# Which role an instance profile holds, as CloudTrail logged its changes (model/profile.py):
+# iam:PassRole through a profile is resolved to its role with it. Made by the first ingest that
+# meets such a change, so any store gains it without a schema change; a store without it has none.
+_PROFILE_CHANGES = """
+CREATE TABLE IF NOT EXISTS instance_profile_changes (
+    time TEXT NOT NULL, account TEXT NOT NULL, profile TEXT NOT NULL, kind TEXT NOT NULL,
+    role TEXT NOT NULL, event_id TEXT NOT NULL,
+    PRIMARY KEY (account, profile, time, kind, role, event_id)
 ) WITHOUT ROWID
 """
 
@@ -775,6 +787,7 @@ class Store:
         skips: Iterable[tuple[str, str, int]],
         coverage: Iterable[tuple[str, str, str, str, bool, int]] = (),
         deleted: Iterable[tuple[str, str, str, str, str]] = (),
+        profile_changes: Sequence[ProfileChange] = (),
     ) -> None:
         """Write one batch atomically. ``rows`` are totals replacing the stored rows: tuples of
         (principal, action, resource, outcome, context, count, first_seen, last_seen, event_ids,
@@ -843,6 +856,30 @@ class Store:
                 "DO UPDATE SET records = records + excluded.records",
                 [(a, r, d, s, int(c), n) for a, r, d, s, c, n in coverage],
             )
+            if profile_changes:
+                db.execute(_PROFILE_CHANGES)
+                db.executemany(
+                    "INSERT OR IGNORE INTO instance_profile_changes VALUES (?,?,?,?,?,?)",
+                    [
+                        (c.time, c.account, c.profile, str(c.kind), c.role, c.event_id)
+                        for c in profile_changes
+                    ],
+                )
+
+    def profile_changes(self) -> tuple[ProfileChange, ...]:
+        """Every instance-profile change ingested (model/profile.py), oldest first."""
+        has = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'instance_profile_changes'"
+        ).fetchone()
+        if not has:
+            return ()
+        return tuple(
+            ProfileChange(t, a, p, ProfileChangeKind(k), r, e)
+            for t, a, p, k, r, e in self._db.execute(
+                "SELECT time, account, profile, kind, role, event_id FROM instance_profile_changes "
+                "ORDER BY time, account, profile, kind, role, event_id"
+            )
+        )
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -491,8 +491,9 @@ def test_opsworks_create_stack_passes_its_service_role_and_instance_profile_role
     out = normalize_record(management_event("opsworks.amazonaws.com", "CreateStack", request))
     assert not isinstance(out, Skipped)
     passes = [u.resource for u in out[0] if u.action == "iam:PassRole"]
-    # The instance profile's role is not in the record: PassRole on it is a resource-unknown use.
-    assert passes == [service_role, None]
+    # The instance profile's role is not in the record: PassRole is recorded on the profile, whose
+    # role generate-policy resolves (tests/test_passrole_profiles.py).
+    assert passes == [service_role, f"arn:aws:iam::{ACCOUNT}:instance-profile/aws-opsworks-ec2-role"]
     assert [n.detail for n in out[1]] == ["iam:PassRole"]
 
 

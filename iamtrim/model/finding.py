@@ -24,6 +24,10 @@ class Severity(StrEnum):
 # code → (title, severity). Codes are stable; tests and --fail-on refer to them.
 FINDINGS: dict[str, tuple[str, Severity]] = {
     "RESOURCE_UNKNOWN": ("Resource not in the records: scoped to the ARN format instead", Severity.MEDIUM),
+    "INSTANCE_PROFILE_ROLE": (
+        "iam:PassRole through an instance profile granted on the role it held",
+        Severity.INFO,
+    ),
     "OBJECT_KEYS_GENERALIZED": ("S3 object keys generalized to a prefix", Severity.INFO),
     "RESOURCES_GENERALIZED": ("Many resources of one type generalized along their ARN format", Severity.INFO),
     "ACCESS_ADVISOR_KEPT": (

@@ -21,6 +21,7 @@ from iamtrim.model import (
     is_service_principal,
     partition_for_region,
 )
+from iamtrim.model.profile import ProfileChange, ProfileChangeKind, instance_profile_of
 from iamtrim.normalize import dynamodb
 from iamtrim.normalize.actions import S3_VERSIONED, resolve_actions
 from iamtrim.normalize.principal import resolve_principal, saml_named
@@ -195,18 +196,36 @@ _PASSED_ROLE_PARAM = re.compile(
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+")
 # An instance profile passes the role inside it: AWS checks iam:PassRole on that role, which the
 # request does not name (defaultInstanceProfileArn of OpsWorks, iamInstanceProfile of EC2
-# RunInstances, the instance profile of an EMR cluster's jobFlowRole).
+# RunInstances — {"arn": ...} or {"name": ...} —, the instance profile of an EMR cluster's
+# jobFlowRole). The pass is recorded on the profile's ARN; the role is resolved when a policy is
+# made, from the profile's logged changes or IAM authorization details (model/profile.py).
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_switch-role-ec2.html#roles-usingrole-ec2instance-permissions
 # https://docs.aws.amazon.com/opsworks/latest/userguide/opsworks-security-appsrole.html
+# https://docs.aws.amazon.com/emr/latest/APIReference/API_JobFlowInstancesConfig.html (JobFlowRole:
+# "also called instance profile and Amazon EC2 role")
 _PROFILE_PARAM = re.compile(r"(?i)^(?:[a-z]*instanceprofile(?:arn|name)?|jobflowrole)$")
+_PROFILE_NAME = re.compile(r"^[\w+=,.@-]{1,128}$")  # IAM's name pattern (API_CreateInstanceProfile)
 # Services whose role-ARN parameters name a role to *assume* or *manage*, not one to pass.
 _NOT_PASSING = frozenset({"sts", "iam", "sso", "identitystore"})
 _READS = frozenset({"Read", "List"})
+_ADD_ROLE_TO_PROFILE = "iam:AddRoleToInstanceProfile"
 
 
-def passed_roles(action: str, params: dict[str, Any]) -> list[str | None]:
-    """Role ARNs a call passes to its service (top-level request parameters only); ``None`` for
-    a role passed inside an instance profile (the role is not in the record)."""
+def passed_roles(
+    action: str, params: dict[str, Any], partition: str = "aws", account: str = ""
+) -> list[str | None]:
+    """Role ARNs a call passes to its service (top-level request parameters only), and the ARN
+    of an instance profile whose role it passes (``arn:...:instance-profile/NAME``, in
+    *account* when the request names it by name); ``None`` for a profile the request does not
+    name usably."""
+    if action == _ADD_ROLE_TO_PROFILE:
+        # "The caller of this operation must be granted the PassRole permission on the IAM role"
+        # (https://docs.aws.amazon.com/IAM/latest/APIReference/API_AddRoleToInstanceProfile.html);
+        # the request names the role by name, without its path.
+        name = params.get("roleName")
+        if type(name) is str and _PROFILE_NAME.match(name) and account:
+            return [f"arn:{partition}:iam::{account}:role/{name}"]
+        return []
     if action.partition(":")[0] in _NOT_PASSING:
         return []
     out: list[str | None] = []
@@ -220,23 +239,78 @@ def passed_roles(action: str, params: dict[str, Any]) -> list[str | None]:
             and escape_literal(value) not in out
         ):
             out.append(escape_literal(value))  # a literal * in the request is no wildcard
-        elif (
-            ("rofile" in key or key == "jobFlowRole")
-            and _PROFILE_PARAM.match(key)
-            and value
-            and None not in out
-        ):
-            out.append(None)
+        elif ("rofile" in key or key == "jobFlowRole") and _PROFILE_PARAM.match(key) and value:
+            profile = _profile_arn(value, partition, account)
+            if profile not in out:
+                out.append(profile)
     return out
 
 
+def _profile_arn(value: object, partition: str, account: str) -> str | None:
+    """The instance profile a parameter names: its ARN, or its name (``{"arn"|"name": ...}`` in
+    EC2's records) in *account*, where an instance must find its profile."""
+    if isinstance(value, dict):
+        value = value.get("arn") or value.get("Arn") or value.get("name") or value.get("Name")
+    if type(value) is not str:
+        return None
+    if instance_profile_of(value):
+        return escape_literal(value)
+    if _PROFILE_NAME.match(value) and account:
+        return f"arn:{partition}:iam::{account}:instance-profile/{value}"
+    return None
+
+
 def _pass_role_uses(
-    action: str, params: dict[str, Any], uses: list[tuple[str, str | None]], notes: list[Skipped]
+    action: str,
+    params: dict[str, Any],
+    uses: list[tuple[str, str | None]],
+    notes: list[Skipped],
+    region: str,
+    account: str,
 ) -> None:
-    for arn in passed_roles(action, params):
+    for arn in passed_roles(action, params, partition_for_region(region), account):
         uses.append(("iam:PassRole", arn))
-        if arn is None:
+        if arn is None or ":instance-profile/" in arn:
+            # The role itself is not in the record (resolved from the profile, if at all, later).
             notes.append(Skipped(SkipReason.RESOURCE_UNKNOWN, "iam:PassRole"))
+
+
+# The changes that say which role an instance profile holds (model/profile.py).
+# https://docs.aws.amazon.com/IAM/latest/APIReference/API_AddRoleToInstanceProfile.html
+PROFILE_EVENTS = {
+    "CreateInstanceProfile": ProfileChangeKind.CREATE,
+    "AddRoleToInstanceProfile": ProfileChangeKind.ADD,
+    "RemoveRoleFromInstanceProfile": ProfileChangeKind.REMOVE,
+    "DeleteInstanceProfile": ProfileChangeKind.DELETE,
+}
+
+
+def profile_change(record: Record) -> ProfileChange | None:
+    """The change a successful IAM instance-profile call made, or ``None`` (another call, a
+    failed one, or one whose names are not IAM names)."""
+    kind = PROFILE_EVENTS.get(record.eventName or "")
+    params = record.requestParameters
+    account = record.recipientAccountId or ""
+    if (
+        kind is None
+        or record.eventSource != "iam.amazonaws.com"
+        or record.errorCode
+        or type(params) is not dict
+        or not account
+        or not record.eventTime
+    ):
+        return None
+    name = params.get("instanceProfileName")
+    if type(name) is not str or not _PROFILE_NAME.match(name):
+        return None
+    role = ""
+    if kind in (ProfileChangeKind.ADD, ProfileChangeKind.REMOVE):
+        role_name = params.get("roleName")
+        if type(role_name) is not str or not _PROFILE_NAME.match(role_name):
+            return None
+        # IAM is global: the partition is the region's (aws-cn, aws-us-gov), the path unknown.
+        role = f"arn:{partition_for_region(record.awsRegion or '')}:iam::{account}:role/{role_name}"
+    return ProfileChange(record.eventTime, account, name, kind, role, record.eventID or "")
 
 
 class RecordParts(NamedTuple):
@@ -597,7 +671,7 @@ class Normalizer:
                 return Skipped(SkipReason.FAILED_WITHOUT_RESOURCE, code)
         # Passing a role is part of creating or changing something: never of a Read or List call.
         if outcome is _USED and params and catalog.access_level(rules[0].action) not in _READS:
-            _pass_role_uses(rules[0].action, params, uses, notes)
+            _pass_role_uses(rules[0].action, params, uses, notes, region, account)
         return _parts(record, principal, outcome, context, enc_ctx, uses, notes, context_key, when)
 
     def fast_parts(self, record: Record) -> RecordParts | None:
@@ -642,7 +716,7 @@ class Normalizer:
             action, self.resolver.resolve_resources(action, "", record, region, account, principal.arn)
         )
         if plan.passes_roles and params:
-            _pass_role_uses(plan.action, params, uses, notes)
+            _pass_role_uses(plan.action, params, uses, notes, region, account)
         context, enc_ctx, context_key = self.build_context(record, region, invoked_by)
         return _parts(record, principal, _USED, context, enc_ctx, uses, notes, context_key, when)
 

@@ -329,6 +329,25 @@ def current_from_authz_data(
     return CurrentPolicies(arn, tuple(identity), boundary, source)
 
 
+def instance_profiles_of(data: Mapping[str, object]) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """``(account, profile name, role ARNs)`` of every instance profile the response shows.
+
+    GetAccountAuthorizationDetails lists a profile under each role it holds, with its ``Roles``:
+    ``RoleDetailList[].InstanceProfileList[].Roles[].Arn``
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_RoleDetail.html,
+    https://docs.aws.amazon.com/IAM/latest/APIReference/API_InstanceProfile.html)."""
+    roles: dict[tuple[str, str], set[str]] = {}
+    for role in _list(data, "RoleDetailList"):
+        for profile in _list(role, "InstanceProfileList"):
+            parts = _str(profile, "Arn").split(":")
+            name = _str(profile, "InstanceProfileName")
+            if len(parts) < 6 or not name:
+                continue
+            held = roles.setdefault((parts[4], name), set())
+            held.update(a for r in _list(profile, "Roles") if (a := _str(r, "Arn")))
+    return tuple((acct, name, tuple(sorted(held))) for (acct, name), held in sorted(roles.items()))
+
+
 def current_from_aws(aws: Aws, principal: str) -> CurrentPolicies:
     """The policies in force for *principal* as the account holds them now: every page of
     ``GetAccountAuthorizationDetails`` (one read-only call type, the same response an

@@ -44,6 +44,7 @@ from iamtrim.model import (
 )
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Condition, Effect, Policy, Statement
+from iamtrim.model.profile import ProfileRoles
 from iamtrim.synth.limits import (
     MANAGED_POLICIES_PER_ENTITY,
     NamedPolicy,
@@ -60,6 +61,7 @@ from iamtrim.synth.minimize import (
     generalize_by_template,
     generalize_object_arns,
 )
+from iamtrim.synth.passrole import PASS_ROLE, ProfilePass, resolve_instance_profiles
 from iamtrim.synth.widen import (
     LADDER,
     Candidate,
@@ -355,12 +357,17 @@ def generate_identity_policy(
     rows: Iterable[UsageRow],
     options: SynthOptions | None = None,
     advised: Sequence[AdvisedGrant] = (),
+    profiles: ProfileRoles | None = None,
 ) -> GeneratedPolicy:
+    """The policy for *principal*'s *rows*. *profiles*: what is known of instance profiles
+    (the store's logged changes, IAM authorization details), for PassRole through one."""
     options = options or SynthOptions()
-    g = _start(principal, list(rows), advised)
+    used_rows, passes = resolve_instance_profiles(list(rows), profiles)
+    g = _start(principal, used_rows, advised)
     # 1. Final resource for every (action, resource) seen; records that name none.
     _resolve_resources(g, options.prefix_threshold)
     _unknown_resources(g)
+    _profile_passes(g, passes)
     # 2. Rows per (action, final resource) → conditions.
     _group_rows(g)
     _required_unseen(g)
@@ -672,6 +679,35 @@ def _unknown_resources(g: _Grants) -> None:
                     f"records of {action} name no resource; granted on {', '.join(all_patterns)}",
                 )
             )
+
+
+def _profile_passes(g: _Grants, passes: Sequence[ProfilePass]) -> None:
+    """PassRole through an instance profile (synth/passrole.py): the roles it held, or every
+    role of the profile's account, each said and, where wider than one role, listed."""
+    for p in passes:
+        if p.resolved:
+            g.findings.append(
+                Finding(
+                    "INSTANCE_PROFILE_ROLE",
+                    f"{PASS_ROLE} {p.profile}",
+                    f"the instance profile held {', '.join(r for r in p.roles if r not in p.path_free)} "
+                    f"when it was passed (from {p.source}); granted on that role",
+                )
+            )
+        for pattern in p.path_free if p.resolved else p.roles:
+            final = g.final.get((PASS_ROLE, pattern), pattern)
+            admits = (
+                f"the role {pattern.rsplit('/', 1)[1]} under any path: CloudTrail named it without "
+                f"its path (instance profile {p.profile}); a role name is unique in its account"
+                if p.resolved
+                else f"any role of account {pattern.split(':')[4]}: the role inside instance profile "
+                f"{p.profile} is unknown ({p.source})"
+            )
+            g.widenings[(PASS_ROLE, final)].append(
+                Widening(WideningKind.RESOURCE_UNKNOWN, final, (PASS_ROLE,), admits)
+            )
+            if not p.resolved:
+                g.findings.append(Finding("RESOURCE_UNKNOWN", f"{PASS_ROLE} {p.profile}", admits))
 
 
 def _group_rows(g: _Grants) -> None:
