@@ -10,17 +10,19 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from iamtrim.errors import PrincipalError
+from iamtrim.errors import PrincipalError, SizeLimitError
 from iamtrim.evaluate import Request, evaluate
 from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow
 from iamtrim.model.policy import Policy
 from iamtrim.synth import GeneratedPolicy, SynthOptions, generate_identity_policy
 from iamtrim.synth.minimize import action_wildcards, created_resource_patterns, generalize_object_arns
 from iamtrim.verify import account_trust_policy, request_for
+from tests.oracle import decision_of
 
 ACCT = "111122223333"
 ROLE = Principal(f"arn:aws:iam::{ACCT}:role/app", PrincipalKind.ROLE, ACCT, "app")
@@ -692,3 +694,46 @@ def test_a_fold_the_store_made_over_a_denied_key_is_reported_by_name() -> None:
     found = [f for f in g.findings if f.code == "DENIED_COVERED"]
     assert [f.subject for f in found] == ["arn:aws:s3:::acme/exports/*"]
     assert "acme/exports/internal/salaries.csv" in found[0].message and "bucket policy" in found[0].message
+
+
+def _endpoint_rows(n: int, direct: int = 0) -> list[UsageRow]:
+    """*n* buckets with no shared stem, each read through its own VPC endpoint (so each is a
+    statement of its own ``aws:SourceVpce``), and *direct* of them also read from outside."""
+    rnd = random.Random(1207)
+    names = sorted({"".join(rnd.choice("bcdfghjklmnpqrstvwxz") for _ in range(10)) for _ in range(n)})
+    rows = []
+    for i, name in enumerate(names):
+        rows.append(row("s3:GetObject", f"arn:aws:s3:::{name}/in/{i}.csv", vpc_endpoint=f"vpce-0{i:015x}"))
+        if i < direct:
+            rows.append(row("s3:GetObject", f"arn:aws:s3:::{name}/in/{i}.csv"))
+    return rows
+
+
+@pytest.mark.oracle
+def test_statements_under_different_conditions_merge_as_the_last_rung_oracle() -> None:
+    """60 buckets, each read through its own endpoint: no resource step can make 60 statements
+    of different conditions fit one policy. Rung 6 (condition-merge) gives the service one
+    condition set — the union of the endpoints — and the policy fits; judged by the oracle,
+    every observed call is allowed, a call from outside the endpoints or on another bucket is not.
+    With one call from outside the endpoints the key is dropped, and says so."""
+    rows = _endpoint_rows(60)
+    with pytest.raises(SizeLimitError):  # without widening it does not fit
+        generate(rows, widen=False, max_policies=1)
+    g = generate(rows)
+    assert len(g.policies) == 1
+    (w,) = [w for w in g.widenings if w.kind == "condition-merge"]
+    assert w.resource == "s3:60 condition sets" and "aws:SourceVpce any of" in w.admits
+    (cond,) = {c for p in g.policies for st in p.policy.statements for c in st.conditions}
+    assert cond.key == "aws:SourceVpce" and len(cond.values) == 60
+    results = [decision_of(r) for r in _oracle_results(g, rows)]
+    assert results == ["allowed"] * len(rows)
+    outside = replace(rows[0], context=replace(rows[0].context, vpc_endpoint=""))
+    other = replace(rows[0], resource="arn:aws:s3:::another-bucket/in/0.csv")
+    assert [decision_of(r) == "allowed" for r in _oracle_results(g, [outside, other])] == [False, False]
+
+    rows = _endpoint_rows(60, direct=1)
+    g = generate(rows)
+    assert len(g.policies) == 1
+    (w,) = [w for w in g.widenings if w.kind == "condition-merge"]
+    assert "without aws:SourceVpce" in w.admits
+    assert [decision_of(r) for r in _oracle_results(g, rows)] == ["allowed"] * len(rows)

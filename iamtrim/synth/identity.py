@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
@@ -813,6 +813,7 @@ def _fit(
     ladder (least widening first) until they fit; the widenings the policy has, in order."""
     limit = options.policy_limit
     merged: set[tuple[str, tuple[Condition, ...]]] = set()
+    relaxed: dict[str, tuple[Condition, ...]] = {}  # service → the conditions of rung 6
     ladder: list[Widening] = []
     statements = _statements(g.groups, g.widenings, g.advice_time, merged, options, findings=None)
     packing = plan(g.principal, [s for s, _ in statements], options.target, limit)
@@ -831,15 +832,19 @@ def _fit(
         if not steps:
             break
         for step in steps:
-            ladder.append(_take(step, g.groups, g.widenings, merged))
+            ladder.append(_take(step, g.groups, g.widenings, merged, relaxed))
             g.findings.append(_step_finding(step))
-        statements = _statements(g.groups, g.widenings, g.advice_time, merged, options, None, bool(ladder))
+        statements = _statements(
+            g.groups, g.widenings, g.advice_time, merged, options, None, bool(ladder), relaxed
+        )
         packing = plan(g.principal, [s for s, _ in statements], options.target, limit)
-    statements = _statements(g.groups, g.widenings, g.advice_time, merged, options, g.findings, bool(ladder))
+    statements = _statements(
+        g.groups, g.widenings, g.advice_time, merged, options, g.findings, bool(ladder), relaxed
+    )
     # A step a later step widened again (ctr-xgboost-2025-03-* → training-job/*) is not in the
     # policy any more: report the widenings the policy has.
     in_policy = {r for _, ev in statements for r in ev.resources}
-    ladder = [w for w in ladder if w.kind is WideningKind.SERVICE_MERGE or w.resource in in_policy]
+    ladder = [w for w in ladder if w.kind in _MERGE_KINDS or w.resource in in_policy]
     kept = {w.resource for w in ladder}
     g.findings = [
         f for f in g.findings if f.code not in ("WIDENED_TO_FIT", "DENIED_COVERED") or f.subject in kept
@@ -942,6 +947,7 @@ def _report_denied_covered(g: _Grants, docs: list[Policy], granted_denials: list
 
 
 _MAX_ROUNDS = 200
+_MERGE_KINDS = frozenset({WideningKind.SERVICE_MERGE, WideningKind.CONDITION_MERGE})
 
 
 def _take(
@@ -949,11 +955,15 @@ def _take(
     groups: dict[tuple[str, str], list[UsageRow]],
     widenings: dict[tuple[str, str], list[Widening]],
     merged: set[tuple[str, tuple[Condition, ...]]],
+    relaxed: dict[str, tuple[Condition, ...]],
 ) -> Widening:
     """Apply one ladder step to the grants; the widening it records."""
     w = Widening(step.kind, step.pattern, tuple(sorted(step.covers)), step.admits)
-    if step.kind is WideningKind.SERVICE_MERGE:
-        merged.add((step.service, step.conditions))
+    if step.kind in _MERGE_KINDS:
+        if step.kind is WideningKind.SERVICE_MERGE:
+            merged.add((step.service, step.conditions))
+        else:
+            relaxed[step.service] = step.conditions
         for key in groups:
             if key[0].split(":")[0] == step.service and key[1] in step.covers:
                 widenings[key].append(w)
@@ -975,10 +985,18 @@ def _statements(
     options: SynthOptions,
     findings: list[Finding] | None,
     drop_covered: bool = False,
+    relaxed: Mapping[str, tuple[Condition, ...]] | None = None,
 ) -> list[tuple[Statement, StatementEvidence]]:
     """(resource, conditions) → actions; then (actions, conditions) → resources; statements of
-    a merged service are one. Sorted, with unique Sids."""
-    conds = {k: _conditions(k[0], v, options.conditions) for k, v in groups.items()}
+    a merged service are one; a service whose conditions rung 6 merged has those. Sorted, with
+    unique Sids."""
+    relaxed = relaxed or {}
+    conds = {
+        k: relaxed[k[0].split(":")[0]]
+        if k[0].split(":")[0] in relaxed
+        else _conditions(k[0], v, options.conditions)
+        for k, v in groups.items()
+    }
     step1: dict[tuple[str, tuple[Condition, ...]], set[str]] = defaultdict(set)
     for (action, resource), c in conds.items():
         step1[(resource, c)].add(action)

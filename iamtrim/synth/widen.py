@@ -54,6 +54,7 @@ class WideningKind(StrEnum):
     ACROSS_REGIONS = "across-regions"
     RESOURCE_TYPE = "resource-type"
     SERVICE_MERGE = "service-merge"
+    CONDITION_MERGE = "condition-merge"
 
 
 LADDER = (
@@ -62,7 +63,9 @@ LADDER = (
     WideningKind.ACROSS_REGIONS,
     WideningKind.RESOURCE_TYPE,
     WideningKind.SERVICE_MERGE,
+    WideningKind.CONDITION_MERGE,
 )
+_MERGES = frozenset({WideningKind.SERVICE_MERGE, WideningKind.CONDITION_MERGE})
 _WEIGHT = {kind: 2**i for i, kind in enumerate(LADDER)}
 
 
@@ -453,6 +456,7 @@ def candidates(
         _resource_type_step(steps, tp, type_name, members)
     _region_steps(steps)  # 3. the same name across regions
     steps.found += _service_merges(statements, denied)  # 5. statements of one service merged
+    steps.found += _condition_merges(statements)  # 6. one service's conditions merged
     out = steps.found
     out.sort(key=lambda c: (-c.score, -len(c.pattern), c.kind, c.pattern))
     return out
@@ -619,6 +623,57 @@ def _service_merges(
     return out
 
 
+def _condition_merges(statements: Sequence[StatementShape]) -> list[Candidate]:
+    """6. The statements of one service under different conditions (``aws:SourceVpce`` of
+    different endpoints, pinned and not) given one condition set: each key all of them test, with
+    the union of their values; a key some do not test is dropped. They can then merge (rung 5)."""
+    by_service: dict[str, list[StatementShape]] = defaultdict(list)
+    for st in statements:
+        services = {a.split(":")[0] for a in st.actions}
+        if len(services) == 1:
+            by_service[services.pop()].append(st)
+    out = []
+    for service, sts in sorted(by_service.items()):
+        variants = {st.conditions for st in sts}
+        if len(variants) < 2:
+            continue
+        tested = [{(c.operator, c.key): c.values for c in conds} for conds in variants]
+        common = set.intersection(*(set(t) for t in tested))
+        merged = tuple(
+            Condition(op, key, tuple(sorted({v for t in tested for v in t[(op, key)]})))
+            for op, key in sorted(common)
+        )
+        dropped = sorted({key for t in tested for (_, key) in t} - {key for _, key in common})
+        acts = sorted({a for st in sts for a in st.actions})
+        res = sorted({r for st in sts for r in st.resources})
+        size = len('{"Effect":"Allow","Action":[],"Resource":[],"Sid":"","Condition":{}}') + 40
+        size += sum(len(a) + 3 for a in acts) + sum(len(r) + 3 for r in res)
+        size += sum(len(c.key) + 20 + sum(len(v) + 3 for v in c.values) for c in merged)
+        saved = sum(st.size for st in sts) - size
+        if saved <= 0:
+            continue
+        said = [f"{service} calls without {key} (some calls had none)" for key in dropped]
+        said += [
+            f"{service} calls with {c.key} any of {', '.join(c.values)}"
+            for c in merged
+            if any(t[(c.operator, c.key)] != c.values for t in tested)
+        ]
+        out.append(
+            Candidate(
+                WideningKind.CONDITION_MERGE,
+                f"{service}:{len(variants)} condition sets",
+                frozenset(res),
+                saved,
+                _WEIGHT[WideningKind.CONDITION_MERGE] * len(variants),
+                f"on each of its {len(res)} resources: " + "; ".join(said),
+                (),
+                service=service,
+                conditions=merged,
+            )
+        )
+    return out
+
+
 def choose(found: Sequence[Candidate], overflow: int) -> list[Candidate]:
     """Best-scoring steps whose covered resources do not overlap, until their estimated savings
     reach *overflow*. Steps covering a denied-only call are chosen only when no other exists."""
@@ -630,11 +685,11 @@ def choose(found: Sequence[Candidate], overflow: int) -> list[Candidate]:
     for c in pool:
         if c.covers & taken:
             continue
-        if c.kind is WideningKind.SERVICE_MERGE and chosen:
+        if c.kind in _MERGES and chosen:
             continue
         chosen.append(c)
         taken |= c.covers
         saved += c.saved
-        if saved >= overflow or c.kind is WideningKind.SERVICE_MERGE:
+        if saved >= overflow or c.kind in _MERGES:
             break
     return chosen
