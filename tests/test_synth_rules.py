@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -737,3 +738,63 @@ def test_statements_under_different_conditions_merge_as_the_last_rung_oracle() -
     (w,) = [w for w in g.widenings if w.kind == "condition-merge"]
     assert "without aws:SourceVpce" in w.admits
     assert [decision_of(r) for r in _oracle_results(g, rows)] == ["allowed"] * len(rows)
+
+
+def _one_resource_per_type(services: int) -> list[UsageRow]:
+    """For each of *services* services (from the catalog), two read actions on resources of two
+    types, one resource each, unrelated names, one region: nothing for rungs 1-4 to fold."""
+    from iamtrim import catalog
+
+    rows: list[UsageRow] = []
+    by_service: dict[str, list[str]] = {}
+    for action in catalog.all_actions():
+        by_service.setdefault(action.partition(":")[0], []).append(action)
+    for prefix, actions in sorted(by_service.items()):
+        picked: dict[str, tuple[str, str]] = {}
+        for action in actions:
+            if catalog.access_level(action) != "Read":
+                continue
+            types = [t for t in catalog.resource_types(action) if t.required]
+            if len(types) != 1 or types[0].name in picked:
+                continue
+            t = types[0]
+            names = [v for v in t.variables if v not in ("Partition", "Region", "Account")]
+            if not t.arn_template.startswith(f"arn:${{Partition}}:{prefix}:${{Region}}:${{Account}}:"):
+                continue
+            if len(names) != 1 or not t.arn_template.endswith("${" + names[0] + "}"):
+                continue
+            name = f"{t.name}q{len(rows)}z"
+            values = {"Partition": "aws", "Region": "us-east-1", "Account": ACCT, names[0]: name}
+            arn = catalog.fill_template(t.arn_template, values)
+            if catalog.resource_type_for_arn(action, arn) != t:
+                continue
+            picked[t.name] = (action, arn)
+            if len(picked) == 2:
+                break
+        if len(picked) == 2:
+            rows += [row(a, arn) for a, arn in picked.values()]
+        if len(rows) >= 2 * services:
+            return rows
+    return rows
+
+
+@pytest.mark.oracle
+def test_every_resource_of_a_service_is_the_last_rung_oracle() -> None:
+    """Found on bench/make_trail.py --varied --seed 11 (airflow-worker-risk): after every
+    narrower rung, 117 characters too many and no step left. Rung 7 (service-wide) grants every
+    resource of one service in the account, only when nothing narrower is left, never for S3
+    (no account in its ARNs). Judged by the oracle: every observed call allowed, the same action
+    in another account denied."""
+    rows = _one_resource_per_type(25)
+    assert len(rows) == 50
+    assert len(generate(rows, max_policies=5).policies) == 2  # 9,400 characters unwidened
+    g = generate(rows)
+    assert len(g.policies) == 1
+    wide = [w for w in g.widenings if w.kind == "service-wide"]
+    assert wide and all(re.fullmatch(rf"arn:aws:[a-z0-9-]+:us-east-1:{ACCT}:\*", w.resource) for w in wide)
+    assert all("every" in w.admits and "resource in account" in w.admits for w in wide)
+    assert [decision_of(r) for r in _oracle_results(g, rows)] == ["allowed"] * len(rows)
+    elsewhere = [replace(r, resource=(r.resource or "").replace(ACCT, "444455556666")) for r in rows[:4]]
+    assert [decision_of(r) == "allowed" for r in _oracle_results(g, elsewhere)] == [False] * 4
+    # With room enough, no such step.
+    assert not [w for w in generate(rows, max_policies=3).widenings if w.kind == "service-wide"]

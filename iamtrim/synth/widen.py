@@ -55,6 +55,7 @@ class WideningKind(StrEnum):
     RESOURCE_TYPE = "resource-type"
     SERVICE_MERGE = "service-merge"
     CONDITION_MERGE = "condition-merge"
+    SERVICE_WIDE = "service-wide"
 
 
 LADDER = (
@@ -64,6 +65,7 @@ LADDER = (
     WideningKind.RESOURCE_TYPE,
     WideningKind.SERVICE_MERGE,
     WideningKind.CONDITION_MERGE,
+    WideningKind.SERVICE_WIDE,
 )
 _MERGES = frozenset({WideningKind.SERVICE_MERGE, WideningKind.CONDITION_MERGE})
 _WEIGHT = {kind: 2**i for i, kind in enumerate(LADDER)}
@@ -457,6 +459,8 @@ def candidates(
     _region_steps(steps)  # 3. the same name across regions
     steps.found += _service_merges(statements, denied)  # 5. statements of one service merged
     steps.found += _condition_merges(statements)  # 6. one service's conditions merged
+    if not steps.found:  # 7. only when nothing narrower is left: every resource of a service
+        _service_wide_steps(steps)
     out = steps.found
     out.sort(key=lambda c: (-c.score, -len(c.pattern), c.kind, c.pattern))
     return out
@@ -621,6 +625,29 @@ def _service_merges(
             )
         )
     return out
+
+
+def _service_wide_steps(steps: _Steps) -> None:
+    """7. Every resource of one service in one account (and region, when all are in one):
+    ``arn:aws:sagemaker:*:111122223333:*``. Never for an ARN without an account (S3 buckets and
+    objects: ``arn:aws:s3:::*`` is every bucket of every account) nor an AWS-owned one."""
+    by_service: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for r in steps.actions_of:
+        parts = r.split(":", 5)
+        if len(parts) == 6 and parts[0] == "arn" and re.fullmatch(r"\d{12}", parts[4]):
+            by_service[(parts[1], parts[2], parts[4])].append(r)
+    for (partition, service, account), members in sorted(by_service.items()):
+        regions = sorted({r.split(":")[3] for r in members})
+        region = regions[0] if len(regions) == 1 else "*"
+        literal = f"arn:{partition}:{service}:{region}:{account}:"
+        where = f"account {account}" + (f", region {region}" if region not in ("*", "") else "")
+        steps.add(
+            WideningKind.SERVICE_WIDE,
+            literal + "*",
+            members,
+            literal,
+            f"every {service} resource in {where} ({len(members)} seen)",
+        )
 
 
 def _condition_merges(statements: Sequence[StatementShape]) -> list[Candidate]:
