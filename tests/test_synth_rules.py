@@ -22,6 +22,7 @@ from iamtrim.model import Context, Outcome, Principal, PrincipalKind, UsageRow
 from iamtrim.model.policy import Policy
 from iamtrim.synth import GeneratedPolicy, SynthOptions, generate_identity_policy
 from iamtrim.synth.minimize import action_wildcards, created_resource_patterns, generalize_object_arns
+from iamtrim.synth.widen import glob_matches
 from iamtrim.verify import account_trust_policy, request_for
 from tests.oracle import decision_of
 
@@ -673,7 +674,10 @@ def test_a_denied_key_inside_a_would_be_fold_is_left_out_oracle() -> None:
     g = generate(rows)
     resources = statement_resources(g)
     assert parent not in resources and "arn:aws:s3:::acme/*" not in resources
-    assert "arn:aws:s3:::acme/exports/partner-00/*" in resources
+    # The 36 partner keys have one generated shape: granted as at any threshold (never
+    # ``partner-00/*`` … at 10 and the wider shape at 16: a larger threshold never grants more).
+    assert "arn:aws:s3:::acme/exports/partner-*/day-*.csv" in resources
+    assert not [r for r in resources if r.startswith("arn:aws:s3:::acme/exports/partner-0")]
     assert "arn:aws:s3:::acme/exports/mixed/*" not in resources  # beside the denied key: not its folder
     assert not any(f.code == "DENIED_COVERED" for f in g.findings)
     results = _oracle_results(g, rows)
@@ -798,3 +802,38 @@ def test_every_resource_of_a_service_is_the_last_rung_oracle() -> None:
     assert [decision_of(r) == "allowed" for r in _oracle_results(g, elsewhere)] == [False] * 4
     # With room enough, no such step.
     assert not [w for w in generate(rows, max_policies=3).widenings if w.kind == "service-wide"]
+
+
+def _generated_tree(rnd: random.Random, n: int) -> list[str]:
+    """Keys a pipeline writes: feature folders with a counter, dated sub-folders, numbered parts."""
+    keys = []
+    for _ in range(n):
+        folder = rnd.choice(["ctr-features", "item-features", "user-features", "fraud"])
+        parts = [f"{folder}-{rnd.randint(1, 4)}"]
+        if rnd.random() < 0.7:
+            parts.append(f"2025/03/{rnd.randint(1, 28):02d}")
+        keys.append(f"arn:aws:s3:::feats/features/{'/'.join(parts)}/part-{rnd.randint(0, 99):04d}.parquet")
+    return sorted(set(keys))
+
+
+def test_a_larger_threshold_never_grants_more_with_generated_names() -> None:
+    """The fold rule and the generated-names rule together: a larger --prefix-threshold never
+    gives a broader policy. Found on bench/make_trail.py --varied --seed 7 (98 grants of 99
+    principals): a folder split around a denied key gave ``ctr-features-1/*`` and
+    ``ctr-features-3/*`` at threshold 10, while at 16 the same keys stayed exact and became
+    ``ctr-features-*/part-*.parquet``, which admits ``ctr-features-9/…``."""
+    rnd = random.Random(7)
+    for _ in range(40):
+        keys = _generated_tree(rnd, rnd.randint(2, 40))
+        denied = [k for k in _generated_tree(rnd, rnd.randint(0, 2)) if k not in keys]
+        rows = [row("s3:GetObject", k) for k in keys] + [
+            row("s3:GetObject", d, outcome=Outcome.DENIED) for d in denied
+        ]
+        grants: list[set[str]] = []
+        for threshold in range(1, 14):
+            g = generate(rows, prefix_threshold=threshold, max_policies=20)
+            grants.append(statement_resources(g))
+            assert all(allows_row(g, r) for r in rows if r.outcome is Outcome.USED)
+        for smaller, larger in itertools.pairwise(grants):
+            wider = [p for p in larger if not any(glob_matches(q, p) for q in smaller)]
+            assert not wider, (keys, denied, sorted(smaller), wider)

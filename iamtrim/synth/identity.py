@@ -481,12 +481,14 @@ def _resolve_action(
                     f"only calls that failed ({', '.join(codes)}) named it; granted exactly",
                 )
             )
-    covered: dict[str, list[str]] = defaultdict(list)
-    for arn, target in [*mapping.items(), *template_mapping.items()]:
-        if target != arn and target not in created:
-            covered[target].append(arn)
     mapping.update(template_mapping)
-    _generated_names(g, action, [arn for arn in [*objects, *others] if mapping.get(arn, arn) == arn], mapping)
+    # Every name seen takes part, folded or not: the rule does not depend on the threshold, so a
+    # larger threshold (fewer folds) never gives a broader policy (see _generated_names).
+    generated = _generated_names(g, action, [a for a in [*objects, *others] if not has_wildcard(a)], mapping)
+    covered: dict[str, list[str]] = defaultdict(list)
+    for arn, target in mapping.items():
+        if target != arn and target not in created and target not in generated:
+            covered[target].append(arn)
     _record_generalized(g, action, covered, created)
     for (extra_action, extra), _ in sorted(g.created_extra.items()):
         if extra_action == action:
@@ -536,17 +538,28 @@ def _generalize(
     return objects, others, mapping, template_mapping, created
 
 
-def _generated_names(g: _Grants, action: str, exact: list[str], mapping: dict[str, str]) -> None:
+def _generated_names(g: _Grants, action: str, names: list[str], mapping: dict[str, str]) -> set[str]:
     """Names a program generates per run (log streams, eval-7.json, churn-xgb-2026-10-14-09-21):
-    the exact names seen today are not tomorrow's, so two or more of one shape get the shape."""
+    the exact names seen today are not tomorrow's, so two or more of one shape get the shape.
+
+    The shapes come from every name seen, whatever the threshold folded: a name whose fold (or
+    pattern) already covers the shape keeps it; the others take the shape. So the shape is in the
+    policy at every threshold unless a fold covers it, and a larger threshold never grants more
+    (a fold split around a denied key gives ``ctr-features-1/*``, which does not cover
+    ``ctr-features-*/part-*.parquet``). The patterns written are returned."""
     by_pattern: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for arn, (pattern, admits) in generated_name_patterns(action, exact).items():
+    for arn, (pattern, admits) in generated_name_patterns(action, names).items():
         by_pattern[(pattern, admits)].append(arn)
-    for (pattern, admits), arns in sorted(by_pattern.items()):
+    written: set[str] = set()
+    for (pattern, admits), group in sorted(by_pattern.items()):
         hit = [d for d in g.denied_only.get(action, ()) if glob_matches(pattern, d)]
         if hit:
             continue  # a denied-only name of the same shape: keep the names exact
-        w = Widening(WideningKind.GENERATED_NAMES, pattern, tuple(sorted(arns)), admits)
+        arns = [a for a in group if mapping.get(a, a) == a or not pattern_covers(mapping[a], pattern)]
+        if not arns:
+            continue  # folds that cover the shape already
+        written.add(pattern)
+        w = Widening(WideningKind.GENERATED_NAMES, pattern, tuple(sorted(group)), admits)
         g.widenings[(action, pattern)].append(w)
         for arn in arns:
             mapping[arn] = pattern
@@ -558,6 +571,7 @@ def _generated_names(g: _Grants, action: str, exact: list[str], mapping: dict[st
                 f"granted on {pattern}",
             )
         )
+    return written
 
 
 def _record_generalized(
