@@ -408,3 +408,41 @@ def test_from_aws_reads_the_profiles_role(aws_endpoint: str, tmp_path: Path) -> 
     path = trail(tmp_path, [rec])
     out = policy(path, launcher, "--from-aws", "--endpoint-url", aws_endpoint, "--region", "us-east-1")
     assert pass_role_resources(out) == {f"arn:aws:iam::{acct}:role/ec2/web-role"}
+
+
+def test_diff_judges_a_profile_pass_as_an_unknown_role_and_proposes_the_role(tmp_path: Path) -> None:
+    """diff: the call named the profile, not the role AWS checked, so a current policy granting
+    PassRole on some role is not "missing" it; the proposal grants the role the profile held."""
+    path = trail(
+        tmp_path,
+        [
+            add_role("web-role", "2026-10-01T10:00:00Z"),
+            run_instances("2026-10-02T10:00:00Z", {"arn": PROFILE}),
+        ],
+    )
+    current = tmp_path / "current.json"
+    current.write_text(
+        json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "ec2:RunInstances", "Resource": "*"},
+                    {"Effect": "Allow", "Action": "iam:PassRole", "Resource": WEB_ROLE},
+                ],
+            }
+        )
+    )
+    code, out, err = cli(
+        "diff", ROLE_ARN, "--events", str(path), "--current", str(current), "--format", "json"
+    )
+    assert code == 0, err
+    d = json.loads(out)
+    assert not [m for m in d["missing"] if m["action"] == "iam:PassRole"]
+    proposed = {
+        r
+        for doc in d["proposed"]["policies"]
+        for st in doc["Statement"]
+        if st["Action"] == "iam:PassRole"
+        for r in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])
+    }
+    assert proposed == {WEB_ROLE, f"arn:aws:iam::{ACCOUNT}:role/*/web-role"}

@@ -31,11 +31,13 @@ from iamtrim.evidence import Evidence, Observability, PrincipalEvidence, coverag
 from iamtrim.model import Outcome, Principal, TimeWindow, UsageRow
 from iamtrim.model.finding import Finding
 from iamtrim.model.policy import Effect, Policy
+from iamtrim.model.profile import ProfileRoles, instance_profile_of
 from iamtrim.query import resolve_principal_name
 from iamtrim.review.current import CurrentPolicies, principal_for
 from iamtrim.review.granted import GrantedSet, allowed_under_unlogged_keys, granted_actions
 from iamtrim.store import Store
 from iamtrim.synth import AdvisedGrant, GeneratedPolicy, SynthOptions, generate_identity_policy
+from iamtrim.synth.passrole import PASS_ROLE
 from iamtrim.verify import account_trust_policy, request_for
 
 __all__ = [
@@ -425,15 +427,23 @@ def diff_principal(
     options: SynthOptions | None = None,
     propose: bool = True,
     evidence: PrincipalEvidence | None = None,
+    profiles: ProfileRoles | None = None,
 ) -> Diff:
     """The diff of *current* against *rows*. *evidence* (``evidence.for_principal(store, arn)``)
-    says which unused actions are safe to remove; without it none is (nothing was observable)."""
+    says which unused actions are safe to remove; without it none is (nothing was observable).
+    *profiles*: which role each instance profile held (the proposal's iam:PassRole through one)."""
     arn = principal.arn
     ev_known = evidence is not None
     evidence = evidence if evidence is not None else evidence_from_rows(arn, rows)
     granted = granted_actions(current, arn)
-    used_rows = [r for r in rows if r.outcome is Outcome.USED]
-    denied_rows = [r for r in rows if r.outcome is Outcome.DENIED]
+    # iam:PassRole through an instance profile names the profile, not the role AWS checked: judged
+    # as a call on an unknown resource (synth/passrole.py resolves it for the proposal).
+    judged = [
+        replace(r, resource=None) if r.action == PASS_ROLE and instance_profile_of(r.resource) else r
+        for r in rows
+    ]
+    used_rows = [r for r in judged if r.outcome is Outcome.USED]
+    denied_rows = [r for r in judged if r.outcome is Outcome.DENIED]
     used = tuple(sorted({r.action for r in used_rows}))
 
     observed = _Observed()
@@ -443,7 +453,7 @@ def diff_principal(
 
     advised = _advised(evidence) if ev_known else []
     proposed, generated = (
-        _proposal(principal, rows, current, granted, options, advised) if propose else (None, None)
+        _proposal(principal, rows, current, granted, options, advised, profiles) if propose else (None, None)
     )
     proposed = _with_unproven(proposed, unused)
     narrowing = _narrowing(observed, generated)
@@ -494,7 +504,13 @@ def diff_stored_principal(
     p = p or principal_for(policies.principal)
     # What the store could have shown (coverage, Access Advisor): only evidence of non-use
     # makes an unused entry safe to remove. --events records coverage from its files too.
-    return diff_principal(p, rows, policies, evidence=for_principal(store, p.arn, window=window))
+    return diff_principal(
+        p,
+        rows,
+        policies,
+        evidence=for_principal(store, p.arn, window=window),
+        profiles=ProfileRoles(store.profile_changes()),
+    )
 
 
 def _missing_note(ev: PrincipalEvidence, action: str) -> str:
@@ -515,9 +531,10 @@ def _proposal(
     granted: GrantedSet,
     options: SynthOptions | None,
     advised: Sequence[AdvisedGrant] = (),
+    profiles: ProfileRoles | None = None,
 ) -> tuple[Proposed, GeneratedPolicy | None]:
     try:
-        generated = generate_identity_policy(principal, rows, options, advised)
+        generated = generate_identity_policy(principal, rows, options, advised, profiles)
     except IamtrimError as exc:
         return Proposed((), 0, (), (), (), error=str(exc)), None
     docs = tuple(p.policy for p in generated.policies)
