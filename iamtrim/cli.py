@@ -405,7 +405,7 @@ EngineOpt = Annotated[
     typer.Option(
         "--engine",
         metavar=_choices(Engine),
-        help="Where records are aggregated: this machine, Spark (PATHs) or Athena (--table); "
+        help="Where records are aggregated: this machine, Spark (PATHs, s3://) or Athena (--table); "
         "see docs/scale.md.",
     ),
 ]
@@ -450,6 +450,10 @@ def ingest_cmd(
     ingested are not counted again), and Access Advisor reports beside them."""
     if engine is not Engine.local:
         aws_opts = (profile, (region or [""])[0], endpoint_url, role_arn)
+        if engine is Engine.spark:
+            filters = (since, until, account or [], region or [])
+            _ingest_spark(paths or [], table, filters, store, quiet, wait_lock, aws_opts)
+            return
         _ingest_engine(engine, paths or [], table, workgroup, since, until, store, quiet, wait_lock, aws_opts)
         return
     if table:
@@ -609,7 +613,7 @@ def _ingest_engine(
     wait_lock: float,
     aws_opts: tuple[str, str, str, str],
 ) -> None:
-    """ingest --engine spark|athena: the engine reduces, iamtrim normalizes and stores."""
+    """ingest --engine athena: Athena reduces, iamtrim normalizes and stores."""
     path = store or default_store_path()
     if engine is Engine.athena:
         from iamtrim.engines.athena import athena_window, ingest_athena
@@ -627,19 +631,41 @@ def _ingest_engine(
         typer.echo(run.describe())  # the cost of every run, always
         if not quiet:
             _print_ingest(report, path)
-        return
+
+
+def _ingest_spark(
+    paths: list[str],
+    table: str,
+    filters: tuple[str, str, list[str], list[str]],
+    store: Path | None,
+    quiet: bool,
+    wait_lock: float,
+    aws_opts: tuple[str, str, str, str],
+) -> None:
+    """ingest --engine spark PATH|s3://...: Spark reduces, iamtrim normalizes and stores.
+    *filters* are the s3:// trail's --since, --until, --account and --region."""
+    since, until, accounts, regions = filters
+    s3 = any(_is_s3(p) for p in paths)
+    if not paths or table:
+        raise OptionsError("--engine spark reads trail PATHs or s3:// URIs; --table is for athena")
+    if (since or until or accounts) and not s3:
+        raise OptionsError("--since, --until and --account go with an s3:// trail")
+    profile, _, endpoint_url, role_arn = aws_opts
+    inputs = _trail_inputs(
+        paths,
+        (profile, regions[0] if len(regions) == 1 else "", endpoint_url, role_arn),
+        accounts,
+        regions,
+        _day(since, "--since") if s3 else None,
+        _day(until, "--until") if s3 else None,
+    )
     from iamtrim.engines.spark import ingest_spark
 
-    if not paths or table or until or since or any(_is_s3(p) for p in paths):
-        raise OptionsError(
-            "--engine spark reads local trail PATHs (files or folders); "
-            "--table/--since/--until are for athena"
-        )
-    with Store(path) as st, st.writer_lock(wait_lock, _err):
-        report, stats = ingest_spark([Path(p) for p in paths], st)
+    with Store(store or default_store_path()) as st, st.writer_lock(wait_lock, _err):
+        report, stats = ingest_spark(inputs, st)
     if not quiet:
         typer.echo(stats.describe())
-        _print_ingest(report, path)
+        _print_ingest(report, store or default_store_path())
 
 
 def _since(text: str) -> datetime | None:
