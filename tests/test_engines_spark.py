@@ -183,11 +183,13 @@ def test_cli_s3_organization_trail_with_filters_equals_ingest_s3(
     buckets: str, executors: dict[str, str], tmp_path: Path
 ) -> None:
     """An SSE-KMS organization trail under a prefix, the same bytes in two member accounts, and
-    ingest's key filters (--account, --region, --since/--until by the key's date): the same
-    objects and the same store as ``ingest s3://`` with the same options."""
+    ingest's key filters (--account, --region, --since/--until by the key's date), read as a role
+    (--role-arn: each partition assumes it): the same objects and the same store as
+    ``ingest s3://`` with the same options."""
     uri = f"s3://{ORG_TRAIL}/org"
     window = ["--since", "2026-10-03", "--until", "2026-10-09"]
-    common = ["--endpoint-url", buckets, "--region", "us-east-1", *window]
+    role = ["--role-arn", "arn:aws:iam::123456789012:role/iamtrim-trail-reader"]
+    common = ["--endpoint-url", buckets, "--region", "us-east-1", *window, *role]
     for extra in ([], ["--account", ACCOUNT]):
         local, engine = tmp_path / f"local{len(extra)}.sqlite", tmp_path / f"spark{len(extra)}.sqlite"
         code, out, err = cli("ingest", uri, "--store", str(local), "--workers", "1", *common, *extra)
