@@ -415,6 +415,15 @@ TableOpt = Annotated[
 WorkgroupOpt = Annotated[
     str, typer.Option("--workgroup", metavar="NAME", help="--engine athena: the Athena workgroup.")
 ]
+ParquetOpt = Annotated[
+    str,
+    typer.Option(
+        "--parquet",
+        metavar="DIR",
+        help="--engine spark: also write the store's usage rows as Parquet to DIR (replaced; "
+        "schema in docs/scale.md).",
+    ),
+]
 
 
 @app.command(
@@ -445,6 +454,7 @@ def ingest_cmd(
     engine: EngineOpt = Engine.local,
     table: TableOpt = "",
     workgroup: WorkgroupOpt = "primary",
+    parquet: ParquetOpt = "",
 ) -> None:
     """Read CloudTrail records into the usage store (incremental: files and events already
     ingested are not counted again), and Access Advisor reports beside them."""
@@ -452,12 +462,16 @@ def ingest_cmd(
         aws_opts = (profile, (region or [""])[0], endpoint_url, role_arn)
         if engine is Engine.spark:
             filters = (since, until, account or [], region or [])
-            _ingest_spark(paths or [], table, filters, store, quiet, wait_lock, aws_opts)
+            _ingest_spark(paths or [], table, filters, store, quiet, wait_lock, aws_opts, parquet)
             return
+        if parquet:
+            raise OptionsError("--parquet goes with --engine spark")
         _ingest_engine(engine, paths or [], table, workgroup, since, until, store, quiet, wait_lock, aws_opts)
         return
     if table:
         raise OptionsError("--table goes with --engine athena")
+    if parquet:
+        raise OptionsError("--parquet goes with --engine spark")
     from_aws = bool(aa_from_aws) or all_roles or all_users
     if not paths and not access_advisor and not from_aws and not lookup_events:
         raise OptionsError(
@@ -641,9 +655,11 @@ def _ingest_spark(
     quiet: bool,
     wait_lock: float,
     aws_opts: tuple[str, str, str, str],
+    parquet: str = "",
 ) -> None:
-    """ingest --engine spark PATH|s3://...: Spark reduces, iamtrim normalizes and stores.
-    *filters* are the s3:// trail's --since, --until, --account and --region."""
+    """ingest --engine spark PATH|s3://...: Spark reduces, iamtrim normalizes and stores (and
+    writes the store's usage rows to *parquet*). *filters* are the s3:// trail's --since,
+    --until, --account and --region."""
     since, until, accounts, regions = filters
     s3 = any(_is_s3(p) for p in paths)
     if not paths or table:
@@ -659,13 +675,16 @@ def _ingest_spark(
         _day(since, "--since") if s3 else None,
         _day(until, "--until") if s3 else None,
     )
-    from iamtrim.engines.spark import ingest_spark
+    from iamtrim.engines.spark import ingest_spark, write_parquet
 
     with Store(store or default_store_path()) as st, st.writer_lock(wait_lock, _err):
         report, stats = ingest_spark(inputs, st)
+        written = write_parquet(st, parquet) if parquet else 0
     if not quiet:
         typer.echo(stats.describe())
         _print_ingest(report, store or default_store_path())
+        if parquet:
+            typer.echo(f"parquet: {written:,} usage rows written to {_one_line(parquet)}")
 
 
 def _since(text: str) -> datetime | None:

@@ -7,8 +7,10 @@ One SparkSession for the whole test session (starting the JVM costs seconds)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from iamtrim.aws import AwsConfig
 from iamtrim.cli import main
 from iamtrim.ingest import ingest
+from iamtrim.model import Context
 from iamtrim.sources.s3 import S3Trail
 from iamtrim.store import Store
 from tests.awsparts import FAKE_ENV
@@ -32,6 +35,8 @@ if shutil.which("java") is None:  # pragma: no cover
     pytest.skip("Spark needs Java (17+) on the PATH", allow_module_level=True)
 
 from iamtrim.engines.spark import ingest_spark, session
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -258,3 +263,70 @@ def test_an_executor_read_error_ends_its_partition_in_one_message(buckets: str) 
         ("e", f"access denied: iamtrim needs kms:Decrypt (for s3:GetObject on arn:aws:s3:::{TRAIL}/{key}) "
          "(see docs/permissions.md)")
     ]  # fmt: skip
+
+
+# -- --parquet: the store's usage rows for other tools -------------------------------------------------
+
+
+def _utc(seconds: float | None) -> str:
+    return "" if seconds is None else datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stored(store: Store) -> list[tuple[Any, ...]]:
+    return sorted(
+        (
+            *(r.principal, r.action, r.resource, r.outcome, r.context, r.count, r.first_seen, r.last_seen),
+            *(r.event_ids, r.source_ips),
+        )
+        for r in store.stored_rows()
+    )
+
+
+def test_cli_parquet_reads_back_as_the_store_rows(
+    samples: Path, tmp_path: Path, spark: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--parquet DIR`` read back with Spark equals the store's usage rows exactly (the context's
+    columns rebuild its key), with the schema docs/scale.md gives; DuckDB, another reader, reads
+    the same rows and times; a second run replaces the files instead of adding to them."""
+    store, out_dir = tmp_path / "s.sqlite", tmp_path / "usage-parquet"
+    args = ["ingest", "--engine", "spark", str(samples / "AWSLogs"), "--store", str(store)]
+    for _ in range(2):
+        with pytest.raises(SystemExit) as done:
+            main([*args, "--parquet", str(out_dir)])
+        assert done.value.code == 0
+    want = _stored(Store(store))
+    assert f"parquet: {len(want):,} usage rows written to {out_dir}" in capsys.readouterr().out
+    frame = spark.read.parquet(str(out_dir))
+    assert [(f.name, f.dataType.simpleString()) for f in frame.schema.fields] == documented_parquet_columns()
+    got = []
+    for r in frame.collect():
+        context = Context(**{n: tuple(r[n]) if isinstance(r[n], list) else r[n] for n in Context.__slots__})
+        assert context.to_key() == r.context_key
+        first, last = (None if t is None else t.timestamp() for t in (r.first_seen, r.last_seen))
+        got.append(
+            (
+                *(r.principal, r.action, r.resource, r.outcome, r.context_key, r["count"]),
+                *(_utc(first), _utc(last), tuple(r.event_ids), tuple(r.source_ips)),
+            )
+        )
+    assert sorted(got) == want and len(want) > 500
+    assert any(k[4] != Context().to_key() for k in want)  # contexts with fields set are in it
+    duckdb = pytest.importorskip("duckdb")
+    rows = duckdb.sql(
+        "SELECT principal, action, resource, outcome, context_key, count, epoch(first_seen), "
+        f"epoch(last_seen) FROM read_parquet('{out_dir}/*.parquet')"
+    ).fetchall()
+    assert sorted((*r[:6], _utc(r[6]), _utc(r[7])) for r in rows) == [w[:8] for w in want]
+
+
+def documented_parquet_columns() -> list[tuple[str, str]]:
+    """The (column, type) rows of the table under "### Parquet output" in docs/scale.md."""
+    section = (ROOT / "docs" / "scale.md").read_text().split("### Parquet output", 1)[1].split("\n#", 1)[0]
+    return re.findall(r"^\| `([a-z_]+)` \| `([a-z<>]+)` \|", section, re.M)
+
+
+def test_parquet_needs_the_spark_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["ingest", "samples/AWSLogs", "--parquet", "out"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err == "iamtrim: --parquet goes with --engine spark\n"

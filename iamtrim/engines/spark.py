@@ -28,6 +28,8 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -43,9 +45,10 @@ from iamtrim.engines.reduce import (
 )
 from iamtrim.errors import AwsError, EngineError, IamtrimError, InputError, NoReadableInput
 from iamtrim.ingest import _DUPLICATE, SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS, IngestReport, _sample
+from iamtrim.model import Context
 from iamtrim.sources.files import MAX_FILE_BYTES
 from iamtrim.sources.objects import ObjectRef, TrailSource, read_objects
-from iamtrim.store import Store
+from iamtrim.store import Store, StoredRow
 
 try:
     from pyspark import StorageLevel
@@ -289,3 +292,94 @@ def ingest_spark(
     report = store_reduction(reduction, store)
     report.seconds = time.perf_counter() - started
     return report, run
+
+
+# -- the aggregated usage as Parquet, for other tools ------------------------------------------------
+
+# The columns of ``--parquet``, in order (docs/scale.md, "Parquet output"): the store's usage rows,
+# the context split into its fields (``model.Context``) beside the store's own context key.
+PARQUET_BATCH_ROWS = 200_000  # rows handed to Spark's writer at a time (the driver's memory)
+_UTC_SECOND = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def parquet_schema() -> Any:
+    """The Spark schema of the usage rows ``--parquet`` writes."""
+    from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType, TimestampType
+
+    text, texts = StringType(), ArrayType(StringType(), containsNull=False)
+    fields = [StructField(name, text, False) for name in ("principal", "action", "resource", "outcome")]
+    for name in Context.__slots__:
+        fields.append(StructField(name, texts if name in _CONTEXT_LISTS else text, False))
+    fields += [
+        StructField("context_key", text, False),
+        StructField("count", LongType(), False),
+        StructField("first_seen", TimestampType(), True),
+        StructField("last_seen", TimestampType(), True),
+        StructField("event_ids", texts, False),
+        StructField("source_ips", texts, False),
+    ]
+    return StructType(fields)
+
+
+_CONTEXT_LISTS = frozenset(f.name for f in dataclass_fields(Context) if isinstance(f.default, tuple))
+
+
+def _when(text: str) -> datetime | None:
+    return datetime.strptime(text, _UTC_SECOND).replace(tzinfo=UTC) if text else None
+
+
+def _parquet_row(row: StoredRow) -> tuple[Any, ...]:
+    context = Context.from_key(row.context)
+    values = [getattr(context, name) for name in Context.__slots__]
+    values = [list(v) if isinstance(v, tuple) else v for v in values]
+    return (
+        row.principal,
+        row.action,
+        row.resource,
+        row.outcome,
+        *values,
+        row.context,
+        row.count,
+        _when(row.first_seen),
+        _when(row.last_seen),
+        list(row.event_ids),
+        list(row.source_ips),
+    )
+
+
+def write_parquet(store: Store, directory: str, *, spark: Any = None) -> int:
+    """Write every usage row of *store* to *directory* as Parquet with Spark's writer (replacing
+    what is there); return the number of rows. *directory* is any path Spark writes to (local,
+    HDFS, ``s3://`` on EMR). Timestamps are written as ``TIMESTAMP_MICROS`` in UTC, which Athena,
+    DuckDB, pandas and Spark read alike (Spark's default, INT96, is deprecated in Parquet)."""
+    if "://" not in directory:  # a local path: the JVM's working directory may not be ours
+        directory = os.path.abspath(directory)
+    spark = spark or session()
+    schema = parquet_schema()
+    conf = "spark.sql.parquet.outputTimestampType"
+    before = spark.conf.get(conf, None)
+    spark.conf.set(conf, "TIMESTAMP_MICROS")
+    written = 0
+    try:
+        batch: list[tuple[Any, ...]] = []
+        for row in store.stored_rows():
+            batch.append(_parquet_row(row))
+            if len(batch) >= PARQUET_BATCH_ROWS:
+                written = _write_batch(spark, schema, batch, directory, written)
+                batch = []
+        if batch or not written:
+            written = _write_batch(spark, schema, batch, directory, written)
+    except Exception as exc:  # py4j's Py4JJavaError carries the whole Java stack: one line of it
+        raise EngineError(f"spark: writing {directory}: {_first_line(exc)}") from None
+    finally:
+        if before is None:
+            spark.conf.unset(conf)
+        else:
+            spark.conf.set(conf, before)
+    return written
+
+
+def _write_batch(spark: Any, schema: Any, batch: list[tuple[Any, ...]], directory: str, written: int) -> int:
+    frame = spark.createDataFrame(batch, schema)
+    frame.write.mode("append" if written else "overwrite").parquet(directory)
+    return written + len(batch)
