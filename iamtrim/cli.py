@@ -680,6 +680,8 @@ def _ingest_spark(
     with Store(store or default_store_path()) as st, st.writer_lock(wait_lock, _err):
         report, stats = ingest_spark(inputs, st)
         written = write_parquet(st, parquet) if parquet else 0
+    for problem_path, problem in report.files_failed:  # one line per file, as ingest prints them
+        _err(f"{problem_path}: {problem}")
     if not quiet:
         typer.echo(stats.describe())
         _print_ingest(report, store or default_store_path())

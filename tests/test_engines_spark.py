@@ -330,3 +330,21 @@ def test_parquet_needs_the_spark_engine(capsys: pytest.CaptureFixture[str]) -> N
         main(["ingest", "samples/AWSLogs", "--parquet", "out"])
     assert done.value.code == 2
     assert capsys.readouterr().err == "iamtrim: --parquet goes with --engine spark\n"
+
+
+def test_cli_prints_each_file_problem_as_ingest_does(samples: Path, tmp_path: Path, spark: Any) -> None:
+    """A file that is not JSON and a gzip cut short beside good files: one line each on stderr,
+    the same lines a local ingest prints, and the good files stored."""
+    work = tmp_path / "in"
+    shutil.copytree(samples / "other-formats", work)
+    (work / "broken.json").write_text("{not json")
+    (work / "cut.json.gz").write_bytes((samples / "AWSLogs").rglob("*.json.gz").__next__().read_bytes()[:40])
+    lines = []
+    for engine in ([], ["--engine", "spark"]):
+        code, out, err = cli(
+            "ingest", *engine, str(work), "--store", str(tmp_path / f"s{len(engine)}.sqlite")
+        )
+        assert code == 0 and "2 with problems" in out, out + err
+        lines.append(sorted(line for line in err.splitlines() if line.startswith("iamtrim: ")))
+    assert lines[0] == lines[1] and len(lines[0]) == 2, lines
+    assert_same_store(Store(tmp_path / "s2.sqlite"), Store(tmp_path / "s0.sqlite"))
