@@ -751,3 +751,16 @@ def test_s3_arn_shortcut_agrees_with_the_templates() -> None:
             assert catalog.resource_type_for_arn(action, arn) == by_regex, (action, arn)
             checked += 1
     assert checked > 1000
+
+
+def test_a_batch_call_names_its_resources_in_the_plural_bare_suffix() -> None:
+    """``BatchGetProjects(names=[...])`` is about projects: ``names`` lists ProjectName values,
+    as ``name`` is the ProjectName of a call about one project (the bare-suffix rule, in the
+    plural). Found auditing issue 12 on bench/make_trail.py --varied --seed 11: the names were
+    not read, the grant was ``project/*`` and a call denied on one project was inside it unnamed.
+    https://docs.aws.amazon.com/codebuild/latest/APIReference/API_BatchGetProjects.html"""
+    record = management_event("codebuild.amazonaws.com", "BatchGetProjects", {"names": ["etl", "train"]})
+    assert {u.resource for u in usages(record)} == {
+        f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/etl",
+        f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/train",
+    }

@@ -312,7 +312,8 @@ def _candidates(
     * the variable itself (``InstanceId`` ← ``instanceId``) and its plural (``instanceIds``);
     * the same stem with another identifier suffix (``DbInstanceName`` ← ``dBInstanceIdentifier``,
       ``FunctionName`` ← ``functionArn``), and plurals of those;
-    * the bare suffix when the action is about that noun (``GetTable`` + ``TableName`` ← ``name``).
+    * the bare suffix when the action is about that noun (``GetTable`` + ``TableName`` ← ``name``),
+      and its plural (``BatchGetProjects`` + ``ProjectName`` ← ``names``).
     """
     rules = param_rules()
     table = [(r.request_parameter.lower(), r.transform) for r in rules.get((prefix, var), ())]
@@ -326,7 +327,8 @@ def _candidates(
                     generic += [stem + other, stem + other + "s"]
             noun = action_name.rstrip("s")
             if noun.endswith(var[: -len(suffix)]):
-                generic.append(suffix.lower())
+                # GetTable ← name; BatchGetProjects ← names (a list of the noun's values).
+                generic += [suffix.lower(), suffix.lower() + "s"]
     return tuple(table), tuple(g.lower() for g in generic)
 
 
