@@ -81,3 +81,74 @@ def test_denied_index_finds_the_denied_resources_a_step_allows_in_their_order() 
             expected = [v for v in values if glob_matches(pattern, v)]
             assert index.matching(pattern, "s3:GetObject") == expected, (values, pattern)
             assert index.matching(pattern, "s3:PutObject") == []
+
+
+def test_name_prefix_breadth_is_the_segments_left_open_below_the_prefix() -> None:
+    """A name-prefix step's breadth counts the name segments its pattern leaves open, the most
+    over the names it covers (``billing-fn-*`` over ``billing-fn-7``: one; ``billing-*``: two),
+    computed from each name's own segments: the same as splitting what follows the prefix anew."""
+    from iamtrim.synth.widen import (
+        _WEIGHT,
+        StatementShape,
+        WideningKind,
+        _open_segments,
+        candidates,
+    )
+
+    rnd = random.Random(1414)
+    checked = 0
+    head = "arn:aws:lambda:eu-west-1:111122223333:function:"
+    for _ in range(40):
+        names = {
+            "".join(
+                rnd.choice(["billing", "fn", "etl", "7", "x"]) + rnd.choice("-_.")
+                for _ in range(rnd.randint(1, 4))
+            )
+            + rnd.choice(["a", "b", "12", "z9"])
+            for _ in range(rnd.randint(2, 30))
+        }
+        arns = sorted(head + n for n in names)
+        keys = [("lambda:InvokeFunction", a) for a in arns]
+        shape = StatementShape(
+            ("lambda:InvokeFunction",), tuple(arns), (), 100 + sum(len(a) + 3 for a in arns)
+        )
+        steps = [c for c in candidates(keys, [shape], {}, 10) if c.kind is WideningKind.NAME_PREFIX]
+        for c in steps:
+            assert c.breadth == _WEIGHT[c.kind] * _open_segments(c.pattern[:-1], c.covers), c.pattern
+        checked += len(steps)
+    assert checked > 100
+
+
+def test_widening_hash_is_kept_equal_to_its_value_across_processes() -> None:
+    """Widenings are deduplicated by hash (a ladder step's covers tens of thousands of names and
+    its hash is computed once): equal widenings hash alike, a changed one does not, and a pickled
+    one (str hashes differ between processes) hashes in the receiving process as one built there."""
+    import dataclasses
+    import pickle
+    import subprocess
+    import sys
+
+    from iamtrim.synth.widen import Widening, WideningKind
+
+    a = Widening(WideningKind.NAME_PREFIX, "fn-*", ("fn-1", "fn-2"), "any function")
+    b = Widening(WideningKind.NAME_PREFIX, "fn-*", ("fn-1", "fn-2"), "any function")
+    c = dataclasses.replace(a, covers=("fn-1", "fn-3"))
+    assert a is not b and a == b and hash(a) == hash(b)
+    assert c != a and hash(c) == hash((c.kind, c.resource, c.covers, c.admits))
+    assert list(dict.fromkeys([a, b, c, a])) == [a, c]
+    code = (
+        "import pickle, sys\n"
+        "from iamtrim.synth.widen import Widening, WideningKind\n"
+        "w = pickle.loads(sys.stdin.buffer.read())\n"
+        "fresh = Widening(WideningKind.NAME_PREFIX, 'fn-*', ('fn-1', 'fn-2'), 'any function')\n"
+        "print(hash(w) == hash(fresh), len({w, fresh}))\n"
+    )
+    for seed in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            input=pickle.dumps(a),
+            capture_output=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+        )
+        assert out.stdout.decode().split() == ["True", "1"]
