@@ -533,10 +533,12 @@ def _bucket_prefix_steps(steps: _Steps, objects: list[str]) -> None:
 def _by_type(actions_of: Mapping[str, set[str]]) -> dict[str, tuple[str, list[str]]]:
     """Non-object resources by their type's account-and-region pattern: (type name, members)."""
     by_type: dict[str, tuple[str, list[str]]] = {}
+    action_sets: dict[frozenset[str], frozenset[str]] = {}  # one object per set of actions
     for r in sorted(actions_of):
         if is_s3_object_arn(r):
             continue  # object keys: step 1 (S3 prefixes)
-        typed = _typed(r, frozenset(actions_of[r]))
+        actions = frozenset(actions_of[r])
+        typed = _typed(r, action_sets.setdefault(actions, actions))
         if typed is None:
             continue
         type_name, tp = typed
@@ -568,6 +570,30 @@ def _typed(r: str, actions: frozenset[str]) -> tuple[str, str] | None:
 def _name_prefix_steps(steps: _Steps, tp: str, type_name: str, members: list[str]) -> None:
     """2. Shared name prefixes, cut at a separator (billing-fn-*), longer than the type's."""
     literal = tp.split("*", 1)[0]
+    for prefix, covered, open_below in _name_prefixes(literal, tuple(members)):
+        steps.add(
+            WideningKind.NAME_PREFIX,
+            prefix + "*",
+            covered,
+            prefix,
+            f"any {type_name} whose name starts with {prefix[len(literal) :]!r} ({len(covered)} seen)",
+            open_below,
+        )
+
+
+# (literal, members) → their name prefixes: most types keep their members from one round of the
+# ladder to the next, and splitting tens of thousands of names again each round was a fifth of
+# the ladder's time on a 10M-record store's busiest role. Bounded as _GLOBS is.
+_PREFIXES: dict[tuple[str, tuple[str, ...]], list[tuple[str, list[str], int]]] = {}
+
+
+def _name_prefixes(literal: str, members: tuple[str, ...]) -> list[tuple[str, list[str], int]]:
+    """(prefix, the members under it, segments it leaves open) for each prefix of two or more
+    members that may be a step, in the order the members first reach them."""
+    key = (literal, members)
+    got = _PREFIXES.get(key)
+    if got is not None:
+        return got
     by_prefix: dict[str, list[str]] = defaultdict(list)
     # The segments a prefix leaves open below it (its breadth), known here from each member's
     # own segments: a prefix ends at a separator, so what follows it splits into the member's
@@ -585,23 +611,21 @@ def _name_prefix_steps(steps: _Steps, tp: str, type_name: str, members: list[str
             left = len(segs) - i - 1
             if left > open_below.get(acc, 0):
                 open_below[acc] = left
+    out = []
     for prefix, covered in by_prefix.items():
         if len(covered) < 2:
-            continue  # a step covers two or more (_Steps.add): skip the tests below for the rest
+            continue  # a step covers two or more (_Steps.add)
         stem = prefix[len(literal) :]
         # Ids sharing only their type's prefix (sg-*, i-*): that is every resource of the type,
         # the resource-type step, listed as such, not a name prefix.
-        if all(_ID.fullmatch(r[len(literal) :]) for r in covered) and re.fullmatch(r"[A-Za-z]+-", stem):
+        if re.fullmatch(r"[A-Za-z]+-", stem) and all(_ID.fullmatch(r[len(literal) :]) for r in covered):
             continue
         if re.search(r"[A-Za-z0-9]", stem):
-            steps.add(
-                WideningKind.NAME_PREFIX,
-                prefix + "*",
-                covered,
-                prefix,
-                f"any {type_name} whose name starts with {stem!r} ({len(covered)} seen)",
-                open_below[prefix],
-            )
+            out.append((prefix, covered, open_below[prefix]))
+    if len(_PREFIXES) > 64:
+        _PREFIXES.clear()
+    _PREFIXES[key] = out
+    return out
 
 
 def _resource_type_step(steps: _Steps, tp: str, type_name: str, members: list[str]) -> None:
