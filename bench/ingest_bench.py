@@ -204,8 +204,12 @@ def fresh_store(store: Path) -> None:
     store.parent.mkdir(parents=True, exist_ok=True)
 
 
-def run_ingest(argv: list[str], store: Path, log: Path, interval: float) -> dict[str, Any]:
-    fresh_store(store)
+def run_ingest(
+    argv: list[str], store: Path, log: Path, interval: float, fresh: bool = True
+) -> dict[str, Any]:
+    """Run one ingest (into an empty store unless ``fresh`` is False: an incremental step)."""
+    if fresh:
+        fresh_store(store)
     with open(log, "wb") as logf:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT)

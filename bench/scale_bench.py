@@ -1,0 +1,149 @@
+"""Ingest a large benchmark trail into one store in steps, as an account's days arrive.
+
+    python bench/make_trail.py --records 10000000 --files 5000 --out /data/trail10m
+    python bench/scale_bench.py --trail /data/trail10m --store /data/store10m.sqlite --steps 7
+    python bench/scale_bench.py --trail /data/trail10m --store /data/store10m.sqlite --steps 7 --from-step 4
+
+The trail's UTC days (the ``YYYY/MM/DD`` folders of ``AWSLogs/<account>/CloudTrail/<region>/``) are
+cut into ``--steps`` runs of consecutive days; step *k* runs ``python -m iamtrim ingest`` on the day
+folders of its days (every region) into the same store, so each step after the first is an ordinary
+incremental ingest of new files. After each step it records: the records ingested so far (the
+store's ``files`` table), wall and CPU time of the whole process tree (parent and workers, from
+``wait4``), peak summed RSS of the tree (sampled from /proc, as ``ingest_bench.py`` does) and the
+kernel's max RSS of its largest process, usage rows, principals and the store's size on disk.
+That shows whether memory follows the usage keys or the records, and how the store grows per
+million records. ``--from-step`` resumes after an interrupted run (the store is kept; earlier
+steps' numbers are read back from the result file). Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import ingest_bench  # noqa: E402
+import make_trail  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+def day_groups(manifest: dict[str, Any], steps: int) -> list[list[str]]:
+    """The trail's days (``YYYY/MM/DD``), sorted, cut into *steps* runs of consecutive days."""
+    days = sorted({"/".join(f["path"].split("/")[4:7]) for f in manifest["trail_files"]})
+    steps = max(1, min(steps, len(days)))
+    base, rem = divmod(len(days), steps)
+    groups, i = [], 0
+    for k in range(steps):
+        n = base + (1 if k < rem else 0)
+        groups.append(days[i : i + n])
+        i += n
+    return groups
+
+
+def step_paths(trail: Path, days: list[str]) -> list[Path]:
+    """The day folders of *days* in every region of the trail."""
+    regions = sorted(p for p in (trail / "AWSLogs").glob("*/CloudTrail/*") if p.is_dir())
+    return [r / d for r in regions for d in days if (r / d).is_dir()]
+
+
+def store_facts(store: Path) -> dict[str, Any]:
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        files, records = db.execute("SELECT COUNT(*), TOTAL(records) FROM files").fetchone()
+        rows = db.execute("SELECT COUNT(*) FROM usage").fetchone()[0]
+        principals = db.execute("SELECT COUNT(DISTINCT principal) FROM usage").fetchone()[0]
+    finally:
+        db.close()
+    size = sum(Path(str(store) + s).stat().st_size for s in ("", "-wal") if Path(str(store) + s).exists())
+    return {
+        "files": files,
+        "records": int(records),
+        "usage_rows": rows,
+        "principals": principals,
+        "store_mib": round(size / MiB, 1),
+    }
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trail", type=Path, required=True, help="make_trail.py's output (AWSLogs/, manifest)")
+    ap.add_argument("--store", type=Path, required=True, help="the store (step 1 starts it afresh)")
+    ap.add_argument("--steps", type=int, default=7, help="how many incremental ingests (default 7)")
+    ap.add_argument("--from-step", type=int, default=1, help="resume at this step (keeps the store)")
+    ap.add_argument("--workers", type=int, default=0, help="ingest --workers (default: iamtrim's own)")
+    ap.add_argument("--interval", type=float, default=0.1, help="RSS sampling interval, seconds")
+    ap.add_argument("--result", type=Path, help="JSON result (default: <store>.steps.json)")
+    args = ap.parse_args(argv)
+    manifest = json.loads((args.trail / make_trail.MANIFEST).read_text())
+    groups = day_groups(manifest, args.steps)
+    result_path = args.result or Path(str(args.store) + ".steps.json")
+    result: dict[str, Any] = {
+        "trail": {k: v for k, v in manifest.items() if k != "trail_files"},
+        "store": str(args.store),
+        "hardware": ingest_bench.hardware(),
+        "steps": [],
+    }
+    if args.from_step > 1 and result_path.exists():
+        earlier = json.loads(result_path.read_text())["steps"]
+        result["steps"] = [s for s in earlier if s["step"] < args.from_step]
+    elif args.from_step == 1:
+        ingest_bench.fresh_store(args.store)
+    hdr = (
+        f"{'step':>4} {'days':<13} {'records':>11} {'wall s':>8} {'cpu s':>8} {'tree RSS':>9} "
+        f"{'largest':>8} {'rows':>9} {'store MiB':>9}  load"
+    )
+    print(hdr)
+    print("-" * len(hdr))
+    for k, days in enumerate(groups, 1):
+        if k < args.from_step:
+            continue
+        paths = step_paths(args.trail, days)
+        cmd = [sys.executable, "-m", "iamtrim", "ingest", *map(str, paths), "--store", str(args.store), "-q"]
+        if args.workers:
+            cmd += ["--workers", str(args.workers)]
+        log = Path(str(args.store) + f".step{k}.log")
+        load_before = load_average()
+        r = ingest_bench.run_ingest(cmd, args.store, log, args.interval, fresh=False)
+        if r["exit_code"] != 0:
+            raise SystemExit(f"step {k}: ingest exited {r['exit_code']}, see {log}")
+        facts = store_facts(args.store)
+        step = {
+            "step": k,
+            "days": [days[0], days[-1]],
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "load_before": load_before,
+            "load_after": load_average(),
+            **{n: r[n] for n in ("wall_seconds", "cpu_seconds", "peak_tree_rss_mib")},
+            "max_rss_single_process_mib": r["max_rss_single_process_mib"],
+            **facts,
+        }
+        result["steps"].append(step)
+        result_path.write_text(json.dumps(result, indent=2) + "\n")
+        print(
+            f"{k:>4} {days[0][5:] + '..' + days[-1][5:]:<13} {facts['records']:>11,} "
+            f"{r['wall_seconds']:>8.1f} {r['cpu_seconds']:>8.1f} {r['peak_tree_rss_mib']:>9.0f} "
+            f"{r['max_rss_single_process_mib']:>8.0f} "
+            f"{facts['usage_rows']:>9,} {facts['store_mib']:>9.1f}  {load_before} / {step['load_after']}",
+            flush=True,
+        )
+    print(f"\nwrote {result_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
