@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -88,14 +89,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0, help="ingest --workers (default: iamtrim's own)")
     ap.add_argument("--interval", type=float, default=0.1, help="RSS sampling interval, seconds")
     ap.add_argument("--result", type=Path, help="JSON result (default: <store>.steps.json)")
+    ap.add_argument("--code", type=Path, help="run the iamtrim package found in this folder instead")
     args = ap.parse_args(argv)
     manifest = json.loads((args.trail / make_trail.MANIFEST).read_text())
     groups = day_groups(manifest, args.steps)
+    env, python_flags, cwd = None, [], None
+    if args.code is not None:
+        # As query_bench.py --code: another build (e.g. `git archive HEAD iamtrim | tar -x -C DIR`),
+        # without site processing so an editable install of this checkout cannot shadow it.
+        site_packages = [p for p in sys.path if p.endswith("site-packages")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(args.code.resolve()), *site_packages])}
+        python_flags = ["-S"]
+        cwd = args.code.resolve()
     result_path = args.result or Path(str(args.store) + ".steps.json")
     result: dict[str, Any] = {
         "trail": {k: v for k, v in manifest.items() if k != "trail_files"},
         "store": str(args.store),
         "hardware": ingest_bench.hardware(),
+        "code": str(args.code) if args.code else "this checkout",
         "steps": [],
     }
     if args.from_step > 1 and result_path.exists():
@@ -113,12 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         if k < args.from_step:
             continue
         paths = step_paths(args.trail, days)
-        cmd = [sys.executable, "-m", "iamtrim", "ingest", *map(str, paths), "--store", str(args.store), "-q"]
+        cmd = [sys.executable, *python_flags, "-m", "iamtrim", "ingest", *map(str, paths)]
+        cmd += ["--store", str(args.store.resolve()), "-q"]
         if args.workers:
             cmd += ["--workers", str(args.workers)]
         log = Path(str(args.store) + f".step{k}.log")
         load_before = load_average()
-        r = ingest_bench.run_ingest(cmd, args.store, log, args.interval, fresh=False)
+        r = ingest_bench.run_ingest(cmd, args.store, log, args.interval, fresh=False, env=env, cwd=cwd)
         if r["exit_code"] != 0:
             raise SystemExit(f"step {k}: ingest exited {r['exit_code']}, see {log}")
         facts = store_facts(args.store)
