@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--result", type=Path, help="JSON result (default: <store>.steps.json)")
     ap.add_argument("--code", type=Path, help="run the iamtrim package found in this folder instead")
     args = ap.parse_args(argv)
+    args.trail, args.store = args.trail.resolve(), args.store.resolve()  # --code runs elsewhere
     manifest = json.loads((args.trail / make_trail.MANIFEST).read_text())
     groups = day_groups(manifest, args.steps)
     env, python_flags, cwd = None, [], None
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         paths = step_paths(args.trail, days)
         cmd = [sys.executable, *python_flags, "-m", "iamtrim", "ingest", *map(str, paths)]
-        cmd += ["--store", str(args.store.resolve()), "-q"]
+        cmd += ["--store", str(args.store), "-q"]
         if args.workers:
             cmd += ["--workers", str(args.workers)]
         log = Path(str(args.store) + f".step{k}.log")
