@@ -9,8 +9,9 @@ cut into ``--steps`` runs of consecutive days; step *k* runs ``python -m iamtrim
 folders of its days (every region) into the same store, so each step after the first is an ordinary
 incremental ingest of new files. After each step it records: the records ingested so far (the
 store's ``files`` table), wall and CPU time of the whole process tree (parent and workers, from
-``wait4``), peak summed RSS of the tree (sampled from /proc, as ``ingest_bench.py`` does) and the
-kernel's max RSS of its largest process, usage rows, principals and the store's size on disk.
+``wait4``), peak summed RSS and PSS of the tree (sampled from /proc, as ``ingest_bench.py`` does:
+RSS counts the pages the workers share with the parent after ``fork`` once per process, PSS splits
+them) and the kernel's max RSS of its largest process, usage rows, principals and the store's size on disk.
 That shows whether memory follows the usage keys or the records, and how the store grows per
 million records. ``--from-step`` resumes after an interrupted run (the store is kept; earlier
 steps' numbers are read back from the result file). Nothing here is a test.
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_after": load_average(),
             **{n: r[n] for n in ("wall_seconds", "cpu_seconds", "peak_tree_rss_mib")},
             "max_rss_single_process_mib": r["max_rss_single_process_mib"],
+            "peak_tree_pss_mib": r["peak_tree_pss_mib"],  # shared pages (fork) counted once
             **facts,
         }
         result["steps"].append(step)
