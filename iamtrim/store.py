@@ -52,6 +52,21 @@ CREATE TABLE IF NOT EXISTS lookup_cursor (
 ) WITHOUT ROWID
 """
 
+# --since/--until (docs/store.md, "Time windows"): a row is in a window when last_seen >= since and
+# first_seen <= until. This index serves both the per-principal reads (principal = ? and a range
+# on last_seen) and the store-wide summaries (a skip-scan over the principals, each a range on
+# last_seen), and it covers the summaries: an entry of a WITHOUT ROWID table's index carries the
+# whole primary key, so with first_seen and count beside last_seen every column `principals --since`
+# asks for is in it and no row is looked up. Made by every writer (CREATE ... IF NOT EXISTS, no
+# schema change): a store an older iamtrim wrote is answered by a scan until its next ingest.
+_WINDOW_INDEX = (
+    "CREATE INDEX IF NOT EXISTS usage_by_principal_seen ON usage(principal, last_seen, first_seen, count)"
+)
+# ANALYZE statistics let the planner choose the skip-scan above (without them it reads the whole
+# index); a sample of this many rows per index is enough for that and costs milliseconds.
+# https://www.sqlite.org/lang_analyze.html#approx
+_ANALYSIS_LIMIT = 1000
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
@@ -484,6 +499,7 @@ class Store:
                 self._db = sqlite3.connect(":memory:", isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=MEMORY")
                 self._create()
+                self._db.execute(_WINDOW_INDEX)
                 return
             # Whose file it is, asked through a read-only connection: even closing a writable
             # one may write (SQLite checkpoints a WAL database into it on the last close).
@@ -545,6 +561,7 @@ class Store:
             if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
                 # A store made before the application id was written: name it now.
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute(_WINDOW_INDEX)
 
     def _check_version(self, version: str) -> None:
         if version != SCHEMA_VERSION:
@@ -697,6 +714,8 @@ class Store:
                 "INSERT INTO summary_shared VALUES (?,?)", [(r, json.dumps(list(ps))) for r, ps in shared]
             )
             db.execute("INSERT OR REPLACE INTO meta VALUES ('summary_of', ?)", (self._usage_fingerprint(),))
+            db.execute(f"PRAGMA analysis_limit={_ANALYSIS_LIMIT}")
+            db.execute("ANALYZE usage")
         self._written = False
         self._fresh = None
 
@@ -877,9 +896,8 @@ class Store:
     def usage(self, principal: str | None = None, window: TimeWindow | None = None) -> list[UsageRow]:
         """Usage rows (of *principal*; whose [first_seen, last_seen] overlaps *window*), sorted.
 
-        The window is a condition of the scan, in SQLite, not a filter over built rows. No index
-        serves it: an index of a WITHOUT ROWID table carries the whole primary key, which more
-        than doubled the store and was not faster than the scan (docs/store.md, "Time windows")."""
+        The window is a condition of the query, in SQLite, not a filter over built rows: a range
+        on ``usage_by_principal_seen`` when the store has it (docs/store.md, "Time windows")."""
         where, args = _where(
             ("principal = ?", principal),
             ("last_seen >= ?", window.since if window is not None and window.since else None),
