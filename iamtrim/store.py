@@ -896,21 +896,24 @@ class Store:
     def usage(self, principal: str | None = None, window: TimeWindow | None = None) -> list[UsageRow]:
         """Usage rows (of *principal*; whose [first_seen, last_seen] overlaps *window*), sorted.
 
-        The window is a condition of the query, in SQLite, not a filter over built rows: a range
-        on ``usage_by_principal_seen`` when the store has it (docs/store.md, "Time windows")."""
-        where, args = _where(
-            ("principal = ?", principal),
-            ("last_seen >= ?", window.since if window is not None and window.since else None),
-            ("first_seen <= ?", window.until if window is not None and window.until else None),
-        )
+        The window is a condition of the query, in SQLite, not a filter over built rows; whole rows
+        are read from the table (a seek on the principal, or a scan that filters as it reads), not
+        through a range on the window index (:meth:`_window_conditions`)."""
+        where, args = _where(("principal = ?", principal), *self._window_conditions(window, rows=True))
         sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
         return [self._rows(row) for row in self._db.execute(sql, args)]
 
     @staticmethod
-    def _window_conditions(window: TimeWindow | None) -> list[tuple[str, str | None]]:
+    def _window_conditions(window: TimeWindow | None, rows: bool = False) -> list[tuple[str, str | None]]:
+        """The window as SQL conditions: ranges on ``usage_by_principal_seen`` for the aggregate
+        queries, which that index covers; for a query of whole *rows*, written ``+last_seen`` so
+        that SQLite does not use the index: each row it found there would cost a second seek into
+        the table, more than the primary-key seek or the scan that filters rows as it reads them
+        (docs/store.md, "Time windows"). https://www.sqlite.org/optoverview.html#uplus"""
+        plus = "+" if rows else ""
         return [
-            ("last_seen >= ?", window.since if window is not None and window.since else None),
-            ("first_seen <= ?", window.until if window is not None and window.until else None),
+            (f"{plus}last_seen >= ?", window.since if window is not None and window.since else None),
+            (f"{plus}first_seen <= ?", window.until if window is not None and window.until else None),
         ]
 
     @_guarded
@@ -944,7 +947,7 @@ class Store:
                 alternatives.append("instr(context, ?) > 0")
                 args += [str(len(prefix)), prefix, prefix]
             conditions.append("(" + " OR ".join(alternatives) + ")")
-        where, window_args = _where(*self._window_conditions(window))
+        where, window_args = _where(*self._window_conditions(window, rows=True))
         if conditions:
             where = (where + " AND " if where else " WHERE ") + " AND ".join(conditions)
         sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
