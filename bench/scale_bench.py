@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", type=Path, required=True, help="the store (step 1 starts it afresh)")
     ap.add_argument("--steps", type=int, default=7, help="how many incremental ingests (default 7)")
     ap.add_argument("--from-step", type=int, default=1, help="resume at this step (keeps the store)")
+    ap.add_argument(
+        "--existing",
+        action="store_true",
+        help="ingest into the store as it is (e.g. new files into a big store)",
+    )
     ap.add_argument("--workers", type=int, default=0, help="ingest --workers (default: iamtrim's own)")
     ap.add_argument("--interval", type=float, default=0.1, help="RSS sampling interval, seconds")
     ap.add_argument("--result", type=Path, help="JSON result (default: <store>.steps.json)")
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_step > 1 and result_path.exists():
         earlier = json.loads(result_path.read_text())["steps"]
         result["steps"] = [s for s in earlier if s["step"] < args.from_step]
-    elif args.from_step == 1:
+    elif args.from_step == 1 and not args.existing:
         ingest_bench.fresh_store(args.store)
     hdr = (
         f"{'step':>4} {'days':<13} {'records':>11} {'wall s':>8} {'cpu s':>8} {'tree RSS':>9} "
