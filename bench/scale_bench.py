@@ -37,9 +37,24 @@ import make_trail  # noqa: E402
 MiB = 1024 * 1024
 
 
+def _day(path: str) -> str:
+    """``YYYY/MM/DD`` of a trail file's path ``AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/...``."""
+    return "/".join(path.split("/")[4:7])
+
+
+def read_manifest(trail: Path) -> dict[str, Any]:
+    """make_trail.py's manifest; for a trail still being written (no manifest yet), its files on disk
+    (``--until-day`` then leaves out the day being written)."""
+    path = trail / make_trail.MANIFEST
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    files = sorted(str(p.relative_to(trail)) for p in (trail / "AWSLogs").rglob("*.json.gz"))
+    return {"partial": True, "files": len(files), "trail_files": [{"path": f} for f in files]}
+
+
 def day_groups(manifest: dict[str, Any], steps: int) -> list[list[str]]:
     """The trail's days (``YYYY/MM/DD``), sorted, cut into *steps* runs of consecutive days."""
-    days = sorted({"/".join(f["path"].split("/")[4:7]) for f in manifest["trail_files"]})
+    days = sorted({_day(f["path"]) for f in manifest["trail_files"]})
     steps = max(1, min(steps, len(days)))
     base, rem = divmod(len(days), steps)
     groups, i = [], 0
@@ -96,9 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.1, help="RSS sampling interval, seconds")
     ap.add_argument("--result", type=Path, help="JSON result (default: <store>.steps.json)")
     ap.add_argument("--code", type=Path, help="run the iamtrim package found in this folder instead")
+    ap.add_argument("--until-day", default="", help="only the days up to YYYY/MM/DD (a trail being written)")
     args = ap.parse_args(argv)
     args.trail, args.store = args.trail.resolve(), args.store.resolve()  # --code runs elsewhere
-    manifest = json.loads((args.trail / make_trail.MANIFEST).read_text())
+    manifest = read_manifest(args.trail)
+    if args.until_day:
+        manifest["trail_files"] = [f for f in manifest["trail_files"] if _day(f["path"]) <= args.until_day]
     groups = day_groups(manifest, args.steps)
     env, python_flags, cwd = None, [], None
     if args.code is not None:
