@@ -64,6 +64,21 @@ CREATE TABLE IF NOT EXISTS instance_profile_changes (
 ) WITHOUT ROWID
 """
 
+# --since/--until (docs/store.md, "Time windows"): a row is in a window when last_seen >= since and
+# first_seen <= until. This index serves both the per-principal reads (principal = ? and a range
+# on last_seen) and the store-wide summaries (a skip-scan over the principals, each a range on
+# last_seen), and it covers the summaries: an entry of a WITHOUT ROWID table's index carries the
+# whole primary key, so with first_seen and count beside last_seen every column `principals --since`
+# asks for is in it and no row is looked up. Made by every writer (CREATE ... IF NOT EXISTS, no
+# schema change): a store an older iamtrim wrote is answered by a scan until its next ingest.
+_WINDOW_INDEX = (
+    "CREATE INDEX IF NOT EXISTS usage_by_principal_seen ON usage(principal, last_seen, first_seen, count)"
+)
+# ANALYZE statistics let the planner choose the skip-scan above (without them it reads the whole
+# index); a sample of this many rows per index is enough for that and costs milliseconds.
+# https://www.sqlite.org/lang_analyze.html#approx
+_ANALYSIS_LIMIT = 1000
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
@@ -496,6 +511,7 @@ class Store:
                 self._db = sqlite3.connect(":memory:", isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=MEMORY")
                 self._create()
+                self._db.execute(_WINDOW_INDEX)
                 return
             # Whose file it is, asked through a read-only connection: even closing a writable
             # one may write (SQLite checkpoints a WAL database into it on the last close).
@@ -557,6 +573,7 @@ class Store:
             if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
                 # A store made before the application id was written: name it now.
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute(_WINDOW_INDEX)
 
     def _check_version(self, version: str) -> None:
         if version != SCHEMA_VERSION:
@@ -709,6 +726,8 @@ class Store:
                 "INSERT INTO summary_shared VALUES (?,?)", [(r, json.dumps(list(ps))) for r, ps in shared]
             )
             db.execute("INSERT OR REPLACE INTO meta VALUES ('summary_of', ?)", (self._usage_fingerprint(),))
+            db.execute(f"PRAGMA analysis_limit={_ANALYSIS_LIMIT}")
+            db.execute("ANALYZE usage")
         self._written = False
         self._fresh = None
 
@@ -914,22 +933,24 @@ class Store:
     def usage(self, principal: str | None = None, window: TimeWindow | None = None) -> list[UsageRow]:
         """Usage rows (of *principal*; whose [first_seen, last_seen] overlaps *window*), sorted.
 
-        The window is a condition of the scan, in SQLite, not a filter over built rows. No index
-        serves it: an index of a WITHOUT ROWID table carries the whole primary key, which more
-        than doubled the store and was not faster than the scan (docs/store.md, "Time windows")."""
-        where, args = _where(
-            ("principal = ?", principal),
-            ("last_seen >= ?", window.since if window is not None and window.since else None),
-            ("first_seen <= ?", window.until if window is not None and window.until else None),
-        )
+        The window is a condition of the query, in SQLite, not a filter over built rows; whole rows
+        are read from the table (a seek on the principal, or a scan that filters as it reads), not
+        through a range on the window index (:meth:`_window_conditions`)."""
+        where, args = _where(("principal = ?", principal), *self._window_conditions(window, rows=True))
         sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
         return [self._rows(row) for row in self._db.execute(sql, args)]
 
     @staticmethod
-    def _window_conditions(window: TimeWindow | None) -> list[tuple[str, str | None]]:
+    def _window_conditions(window: TimeWindow | None, rows: bool = False) -> list[tuple[str, str | None]]:
+        """The window as SQL conditions: ranges on ``usage_by_principal_seen`` for the aggregate
+        queries, which that index covers; for a query of whole *rows*, written ``+last_seen`` so
+        that SQLite does not use the index: each row it found there would cost a second seek into
+        the table, more than the primary-key seek or the scan that filters rows as it reads them
+        (docs/store.md, "Time windows"). https://www.sqlite.org/optoverview.html#uplus"""
+        plus = "+" if rows else ""
         return [
-            ("last_seen >= ?", window.since if window is not None and window.since else None),
-            ("first_seen <= ?", window.until if window is not None and window.until else None),
+            (f"{plus}last_seen >= ?", window.since if window is not None and window.since else None),
+            (f"{plus}first_seen <= ?", window.until if window is not None and window.until else None),
         ]
 
     @_guarded
@@ -963,7 +984,7 @@ class Store:
                 alternatives.append("instr(context, ?) > 0")
                 args += [str(len(prefix)), prefix, prefix]
             conditions.append("(" + " OR ".join(alternatives) + ")")
-        where, window_args = _where(*self._window_conditions(window))
+        where, window_args = _where(*self._window_conditions(window, rows=True))
         if conditions:
             where = (where + " AND " if where else " WHERE ") + " AND ".join(conditions)
         sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
