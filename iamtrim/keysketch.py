@@ -131,10 +131,11 @@ class KeySketch:
         return round(raw)
 
     def describe(self) -> str:
-        """The count as reports show it: ``312``, ``~41,700`` (estimated), ``at least 20``."""
+        """The count as reports show it: ``312``, ``~41,700`` (estimated), ``at least 20`` (a lower
+        bound), ``an unknown number of`` (a lower bound of none)."""
         n = self.estimate()
         if self.partial:
-            return f"at least {n:,}"
+            return f"at least {n:,}" if n else "an unknown number of"
         return f"{n:,}" if self.exact else f"~{n:,}"
 
     # -- bytes ----------------------------------------------------------------------------

@@ -473,6 +473,8 @@ class _Rows:
             if len(self._contexts) >= self._BOUND:
                 self._contexts.clear()
             context = self._contexts[row[4]] = Context.from_key(row[4])
+        if row[10] is not None:
+            KeySketch.from_bytes(row[10])  # damaged bytes: ValueError, "the store is damaged" (_guarded)
         return UsageRow(
             principal=row[0],
             action=row[1],

@@ -3,6 +3,7 @@ merged by later ingests, and the migration of a schema-4 store (docs/store.md)."
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -10,10 +11,14 @@ import pytest
 
 from iamtrim import store as store_mod
 from iamtrim.errors import StoreError
-from iamtrim.ingest import ingest
-from iamtrim.keysketch import KeySketch
+from iamtrim.ingest import ingest, load_events
+from iamtrim.keysketch import STANDARD_ERROR, KeySketch
+from iamtrim.query import principal_usage
+from iamtrim.render import policy as render_policy
+from iamtrim.render.usage import usage_json
 from iamtrim.store import Store
-from tests.test_ingest import s3_get, write_trail
+from iamtrim.synth import generate_identity_policy
+from tests.test_ingest import ROLE, s3_get, write_trail
 
 FOLD = "arn:aws:s3:::data/logs/*"
 
@@ -83,3 +88,69 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         ):
             Store(path, read_only=read_only)
     assert path.read_bytes() == data
+
+
+def test_generate_policy_says_how_many_keys_a_store_fold_covers(tmp_path: Path) -> None:
+    """A store-folded prefix/* says how many distinct keys it covers: exactly (20 keys) or
+    estimated past the exact bound (300 keys, "~", within three standard errors), in the
+    widenings[] of the JSON, in --explain, in STORE_FOLDED_KEYS and in DENIED_COVERED."""
+    records = [s3_get(i, f"logs/{i:04d}.gz") for i in range(300)]
+    records += [s3_get(400 + i, f"small/k{i % 20}") for i in range(60)]  # 20 keys, each 3 times
+    records += [s3_get(500, "logs/secret.gz", error="AccessDenied")]  # denied-only, in the fold
+    write_trail(tmp_path / "t.json", records)
+    store = load_events([tmp_path / "t.json"], workers=1)
+    (principal,) = [p for p in store.principals() if p.arn == ROLE]
+    g = generate_identity_policy(principal, store.usage(ROLE))
+    doc = json.loads(render_policy.to_json(g))
+    folded = {w["pattern"]: w for w in doc["widenings"] if w["kind"] == "store-folded"}
+    assert set(folded) == {"arn:aws:s3:::data/logs/*", "arn:aws:s3:::data/small/*"}
+    small, logs = folded["arn:aws:s3:::data/small/*"], folded["arn:aws:s3:::data/logs/*"]
+    assert small["observed_keys"] == {"count": 20, "exact": True, "lower_bound": False, "text": "20"}
+    assert small["admits"].endswith("(folded when ingested; covers 20 distinct observed keys)")
+    estimate = logs["observed_keys"]
+    assert not estimate["exact"] and estimate["text"] == f"~{estimate['count']:,}"
+    assert abs(estimate["count"] / 300 - 1) < 3 * STANDARD_ERROR
+    explain = render_policy.explain_text(g)
+    assert f"covers ~{estimate['count']:,} distinct observed keys" in explain
+    assert "covers 20 distinct observed keys" in explain
+    messages = {f["code"] + " " + f["subject"]: f["message"] for f in doc["findings"]}
+    assert messages["STORE_FOLDED_KEYS s3:GetObject arn:aws:s3:::data/small/*"].endswith(
+        "; it covers 20 distinct observed keys"
+    )
+    (denied,) = [f for f in doc["findings"] if f["code"] == "DENIED_COVERED"]
+    assert "logs/secret.gz" in denied["message"]
+    assert (
+        f"arn:aws:s3:::data/logs/* (folded by the store) covers ~{estimate['count']:,}" in denied["message"]
+    )
+
+
+def test_a_damaged_sketch_is_one_line_naming_the_store(tmp_path: Path) -> None:
+    write_trail(tmp_path / "a.json", [s3_get(i, f"logs/k{i}") for i in range(20)])
+    path = tmp_path / "s.sqlite"
+    with Store(path) as st:
+        ingest([tmp_path / "a.json"], st, workers=1)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE usage SET key_sketch = x'0203' WHERE key_sketch IS NOT NULL")
+    db.commit()
+    db.close()
+    with Store(path, read_only=True) as st, pytest.raises(StoreError, match="the store is damaged"):
+        st.usage(ROLE)
+    write_trail(tmp_path / "b.json", [s3_get(100, "logs/more")])
+    with Store(path) as st, pytest.raises(StoreError, match="a key sketch does not decode"):
+        ingest([tmp_path / "b.json"], st, workers=1)
+
+
+def test_usage_json_shows_a_folds_distinct_keys(tmp_path: Path) -> None:
+    write_trail(
+        tmp_path / "t.json", [s3_get(i, f"logs/{i % 25:04d}.gz") for i in range(75)] + [s3_get(99, "one")]
+    )
+    store = load_events([tmp_path / "t.json"], workers=1)
+    rows = {r.resource: r for r in store.usage(ROLE)}
+    (principal,) = [p for p in store.principals() if p.arn == ROLE]
+    used = json.loads(usage_json(principal_usage(store, principal)))["used"]
+    shown = {r["resource"]: r.get("observed_keys") for r in used}
+    assert set(rows) == set(shown)
+    assert shown == {
+        "arn:aws:s3:::data/logs/*": {"count": 25, "exact": True, "lower_bound": False, "text": "25"},
+        "arn:aws:s3:::data/one": None,
+    }
