@@ -123,6 +123,16 @@ class Aggregate:
             else:
                 self.keys.merge(other.keys)
 
+    def absorb(self, other: Aggregate) -> None:
+        """:meth:`merge` for an *other* that is not used after: its key sketch may become this
+        one's instead of being copied (the merges of ingest's totals, on the hot path)."""
+        if other.keys is not None and self.keys is None:
+            keys, other.keys = other.keys, None
+            self.merge(other)
+            self.keys = keys
+        else:
+            self.merge(other)
+
     def copy(self) -> Aggregate:
         """A copy that shares no sample list (or key sketch) with this one."""
         keys = None if self.keys is None else self.keys.copy()
@@ -727,7 +737,7 @@ def _apply_moves(
         if total is None:
             agg[key] = acc
         else:
-            total.merge(acc)
+            total.absorb(acc)
         if dirty is not None and deleted is not None:
             old_key = (principal, action, old, outcome, context)
             dirty.discard(old_key)
@@ -853,7 +863,7 @@ class _Merger:
             if total is None:
                 totals[key] = acc
             else:
-                total.merge(acc)
+                total.absorb(acc)
             dirty.add(key)
             if failed:
                 self._failed_key(key)

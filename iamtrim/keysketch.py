@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
+from array import array
+from collections.abc import Iterable
 
 EXACT_BOUND = 256  # distinct key hashes kept exactly; one more and the sketch is a HyperLogLog
 PRECISION = 10  # HyperLogLog index bits
@@ -36,10 +39,15 @@ _EXACT, _DENSE, _SPARSE = 1, 2, 3
 _PARTIAL = 0x80
 
 
+_HASHER = hashlib.blake2b(digest_size=8, person=_PERSON)  # copied per key: no keyword parsing
+_PENDING = 64  # keys added but not hashed yet, per sketch: hashed in a batch (bounds their memory)
+
+
 def key_hash(key: str) -> int:
     """The stable 64-bit hash (unsigned) of one object key (its ARN as the store keeps it)."""
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8, person=_PERSON).digest()
-    return int.from_bytes(digest, "big")
+    h = _HASHER.copy()
+    h.update(key.encode("utf-8", "surrogatepass"))
+    return int.from_bytes(h.digest(), "big")
 
 
 class KeySketch:
@@ -47,21 +55,50 @@ class KeySketch:
 
     ``partial`` marks a count that is only a lower bound: the row also stands for keys that were
     folded before the store kept sketches (a migrated schema-4 store). It survives every merge.
-    A plain slots class (one per folded row, made on ingest's hot path).
+    A plain slots class (one per folded row, made on ingest's hot path). Keys added are kept as
+    they are, up to _PENDING of them, and hashed in a batch when more come or the sketch is read:
+    ingest adds one per call on a folded key, and a set insertion costs a tenth of a hash.
     """
 
-    __slots__ = ("_exact", "_registers", "partial")
+    __slots__ = ("_exact", "_pending", "_registers", "partial")
 
     def __init__(self, partial: bool = False) -> None:
         self._exact: set[int] | None = set()
         self._registers: bytearray | None = None
+        self._pending: set[str] = set()
         self.partial = partial
 
     # -- adding and merging ---------------------------------------------------------------
 
     def add(self, key: str) -> None:
         """Add one key (an object ARN)."""
-        self.add_hash(key_hash(key))
+        pending = self._pending
+        pending.add(key)
+        if len(pending) > _PENDING:
+            self._hash_pending()
+
+    def _hash_pending(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = set()
+        copy, from_bytes = _HASHER.copy, int.from_bytes
+        hashes = []
+        for key in pending:
+            h = copy()
+            h.update(key.encode("utf-8", "surrogatepass"))
+            hashes.append(from_bytes(h.digest(), "big"))
+        self._add_hashes(hashes)
+
+    def _add_hashes(self, hashes: Iterable[int]) -> None:
+        exact = self._exact
+        if exact is not None:
+            exact.update(hashes)
+            if len(exact) > EXACT_BOUND:
+                self._to_registers()
+            return
+        for h in hashes:
+            self.add_hash(h)
 
     def add_hash(self, h: int) -> None:
         exact = self._exact
@@ -88,9 +125,14 @@ class KeySketch:
     def merge(self, other: KeySketch) -> None:
         """Add the keys of *other* (left as it was): the sketch of the union."""
         self.partial = self.partial or other.partial
+        if other._pending:  # its keys not hashed yet join ours (each distinct key is hashed once)
+            pending = self._pending
+            pending |= other._pending
+            if len(pending) > _PENDING:
+                self._hash_pending()
         if other._exact is not None:
-            for h in other._exact:
-                self.add_hash(h)
+            if other._exact:
+                self._add_hashes(other._exact)
             return
         if self._exact is not None:
             self._to_registers()
@@ -102,6 +144,7 @@ class KeySketch:
 
     def copy(self) -> KeySketch:
         out = KeySketch(self.partial)
+        out._pending = set(self._pending)
         out._exact = None if self._exact is None else set(self._exact)
         out._registers = None if self._registers is None else bytearray(self._registers)
         return out
@@ -111,6 +154,7 @@ class KeySketch:
     @property
     def exact(self) -> bool:
         """Whether :meth:`estimate` is the exact count of the keys added (at most EXACT_BOUND)."""
+        self._hash_pending()
         return self._exact is not None
 
     def estimate(self) -> int:
@@ -118,6 +162,7 @@ class KeySketch:
         small-range correction (linear counting while the raw estimate is at most 2.5 m and some
         register is still zero; Flajolet et al. 2007, figure 3). 64-bit hashes need no
         large-range correction."""
+        self._hash_pending()
         if self._exact is not None:
             return len(self._exact)
         registers = self._registers
@@ -144,9 +189,13 @@ class KeySketch:
         """The compact form the store keeps: a tag byte, then the sorted hashes (8 bytes each,
         big-endian) while exact, else the registers, sparse (index and value, 3 bytes per
         non-zero register) when that is shorter than the 1,024 dense bytes."""
+        self._hash_pending()
         flag = _PARTIAL if self.partial else 0
         if self._exact is not None:
-            return bytes([_EXACT | flag]) + b"".join(h.to_bytes(8, "big") for h in sorted(self._exact))
+            hashes = array("Q", sorted(self._exact))
+            if sys.byteorder == "little":
+                hashes.byteswap()  # big-endian on every machine
+            return bytes([_EXACT | flag]) + hashes.tobytes()
         registers = self._registers
         assert registers is not None
         used = [(i, r) for i, r in enumerate(registers) if r]
@@ -163,7 +212,11 @@ class KeySketch:
         out = cls(bool(tag & _PARTIAL))
         kind = tag & ~_PARTIAL
         if kind == _EXACT and len(body) % 8 == 0 and len(body) // 8 <= EXACT_BOUND:
-            out._exact = {int.from_bytes(body[i : i + 8], "big") for i in range(0, len(body), 8)}
+            hashes = array("Q")
+            hashes.frombytes(body)
+            if sys.byteorder == "little":
+                hashes.byteswap()
+            out._exact = set(hashes)
             return out
         if kind == _DENSE and len(body) == REGISTERS:
             out._exact, out._registers = None, bytearray(body)

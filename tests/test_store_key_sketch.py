@@ -154,3 +154,24 @@ def test_usage_json_shows_a_folds_distinct_keys(tmp_path: Path) -> None:
         "arn:aws:s3:::data/logs/*": {"count": 25, "exact": True, "lower_bound": False, "text": "25"},
         "arn:aws:s3:::data/one": None,
     }
+
+
+def test_a_second_ingest_merges_the_sketches_into_the_stored_ones(tmp_path: Path) -> None:
+    """Keys of a fold split over two runs (200 + 200, overlapping by 50: 350 distinct, past the
+    exact bound) give the bytes one run over all of them gives."""
+    first = [s3_get(i, f"logs/{i:04d}.gz") for i in range(200)]
+    second = [s3_get(1000 + i, f"logs/{150 + i:04d}.gz") for i in range(200)]
+    write_trail(tmp_path / "a" / "1.json", first)
+    write_trail(tmp_path / "b" / "2.json", second)
+    with Store(tmp_path / "two.sqlite") as st:
+        ingest([tmp_path / "a"], st, workers=1)
+        (exact,) = [s for (_, res, _), (_, s) in _rows(st).items() if res == FOLD]
+        ingest([tmp_path / "b"], st, workers=1)
+        two = _rows(st)
+    with Store(tmp_path / "one.sqlite") as st:
+        ingest([tmp_path / "a", tmp_path / "b"], st, workers=1)
+        one = _rows(st)
+    assert exact is not None and KeySketch.from_bytes(exact).describe() == "200"
+    assert two == one
+    merged = KeySketch.from_bytes(one[("s3:GetObject", FOLD, "used")][1] or b"")
+    assert not merged.exact and abs(merged.estimate() / 350 - 1) < 3 * STANDARD_ERROR

@@ -544,7 +544,7 @@ def _normalize_rows(
             if acc is None:
                 agg[key] = part
             else:
-                acc.merge(part)
+                acc.absorb(part)
     if folder.moved:
         _apply_moves(agg, folder.moved)
     return agg
