@@ -730,14 +730,14 @@ def _apply_moves(
         acc = agg.pop((principal, action, old, outcome, context), None)
         if acc is None:  # counted by an earlier chunk of the lane: the parent moves it
             continue
-        if not old.endswith("/*"):  # a key (a folded sub-folder brings its own sketch)
-            acc.add_key(old)
         key = (principal, action, new, outcome, context)
         total = agg.get(key)
         if total is None:
-            agg[key] = acc
+            total = agg[key] = acc
         else:
             total.absorb(acc)
+        if not old.endswith("/*"):  # a key (a folded sub-folder brought its own sketch)
+            total.add_key(old)
         if dirty is not None and deleted is not None:
             old_key = (principal, action, old, outcome, context)
             dirty.discard(old_key)
@@ -852,18 +852,21 @@ class _Merger:
         for key, acc in agg.items():
             resource = key[2]
             failed = False
+            named = None  # a key the totals fold (not a lane's fold, which brings its sketch)
             if ":s3:::" in resource and "/" in resource:
                 folded = fold((key[0], key[1], key[3]), key[4], resource)
                 if folded is not resource:
-                    if not resource.endswith("/*"):  # a key the totals fold (not a lane's fold)
-                        acc.add_key(resource)
+                    if not resource.endswith("/*"):
+                        named = resource
                     key = (key[0], key[1], folded, key[3], key[4])
                 failed = self.folder.failed(key[4])
             total = totals.get(key)
             if total is None:
-                totals[key] = acc
+                total = totals[key] = acc
             else:
                 total.absorb(acc)
+            if named is not None:
+                total.add_key(named)
             dirty.add(key)
             if failed:
                 self._failed_key(key)
