@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
-from array import array
 from collections.abc import Iterable
 
 EXACT_BOUND = 256  # distinct key hashes kept exactly; one more and the sketch is a HyperLogLog
@@ -63,7 +61,8 @@ class KeySketch:
     __slots__ = ("_exact", "_pending", "_registers", "partial")
 
     def __init__(self, partial: bool = False) -> None:
-        self._exact: set[int] | None = set()
+        # While exact: the 8-byte big-endian digests (sorted as bytes, they sort as numbers).
+        self._exact: set[bytes] | None = set()
         self._registers: bytearray | None = None
         self._pending: set[str] = set()
         self.partial = partial
@@ -82,31 +81,29 @@ class KeySketch:
         if not pending:
             return
         self._pending = set()
-        copy, from_bytes = _HASHER.copy, int.from_bytes
-        hashes = []
+        copy = _HASHER.copy
+        digests = []
         for key in pending:
             h = copy()
             h.update(key.encode("utf-8", "surrogatepass"))
-            hashes.append(from_bytes(h.digest(), "big"))
-        self._add_hashes(hashes)
+            digests.append(h.digest())
+        self._add_digests(digests)
 
-    def _add_hashes(self, hashes: Iterable[int]) -> None:
+    def _add_digests(self, digests: Iterable[bytes]) -> None:
         exact = self._exact
         if exact is not None:
-            exact.update(hashes)
+            exact.update(digests)
             if len(exact) > EXACT_BOUND:
                 self._to_registers()
             return
-        for h in hashes:
-            self.add_hash(h)
+        for d in digests:
+            self._register(int.from_bytes(d, "big"))
 
     def add_hash(self, h: int) -> None:
-        exact = self._exact
-        if exact is not None:
-            exact.add(h)
-            if len(exact) > EXACT_BOUND:
-                self._to_registers()
-            return
+        """Add one key by its :func:`key_hash`."""
+        self._add_digests([h.to_bytes(8, "big")])
+
+    def _register(self, h: int) -> None:
         registers = self._registers
         assert registers is not None
         index = h >> _RANK_BITS
@@ -119,8 +116,8 @@ class KeySketch:
         assert exact is not None
         self._exact = None
         self._registers = bytearray(REGISTERS)
-        for h in exact:
-            self.add_hash(h)
+        for d in exact:
+            self._register(int.from_bytes(d, "big"))
 
     def merge(self, other: KeySketch) -> None:
         """Add the keys of *other* (left as it was): the sketch of the union."""
@@ -132,7 +129,7 @@ class KeySketch:
                 self._hash_pending()
         if other._exact is not None:
             if other._exact:
-                self._add_hashes(other._exact)
+                self._add_digests(other._exact)
             return
         if self._exact is not None:
             self._to_registers()
@@ -192,10 +189,7 @@ class KeySketch:
         self._hash_pending()
         flag = _PARTIAL if self.partial else 0
         if self._exact is not None:
-            hashes = array("Q", sorted(self._exact))
-            if sys.byteorder == "little":
-                hashes.byteswap()  # big-endian on every machine
-            return bytes([_EXACT | flag]) + hashes.tobytes()
+            return bytes([_EXACT | flag]) + b"".join(sorted(self._exact))
         registers = self._registers
         assert registers is not None
         used = [(i, r) for i, r in enumerate(registers) if r]
@@ -212,11 +206,9 @@ class KeySketch:
         out = cls(bool(tag & _PARTIAL))
         kind = tag & ~_PARTIAL
         if kind == _EXACT and len(body) % 8 == 0 and len(body) // 8 <= EXACT_BOUND:
-            hashes = array("Q")
-            hashes.frombytes(body)
-            if sys.byteorder == "little":
-                hashes.byteswap()
-            out._exact = set(hashes)
+            out._exact = {body[i : i + 8] for i in range(0, len(body), 8)}
+            if len(out._exact) * 8 != len(body):
+                raise ValueError("a key sketch with a hash twice")
             return out
         if kind == _DENSE and len(body) == REGISTERS:
             out._exact, out._registers = None, bytearray(body)
