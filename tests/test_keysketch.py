@@ -100,7 +100,16 @@ def test_bytes_round_trip_and_size() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\x01\x00\x00", b"\x02" + bytes(10), b"\x03\x04\x00\x01", b"\x07", b"\x02" + bytes([99]) * 1024],
+    [
+        b"",
+        b"\x01\x00\x00",  # not whole hashes
+        b"\x01" + bytes(16),  # one hash twice
+        b"\x01" + bytes(8 * 257),  # more hashes than the exact bound
+        b"\x02" + bytes(10),
+        b"\x03\x04\x00\x01",  # a register past 1,023
+        b"\x07",
+        b"\x02" + bytes([99]) * 1024,  # a rank no 64-bit hash has
+    ],
 )
 def test_bytes_it_cannot_have_written_are_refused(data: bytes) -> None:
     with pytest.raises(ValueError):
