@@ -14,7 +14,10 @@ and an after run meet the same load):
   download alone;
 * ingest — ``ingest()`` into an in-memory store with the default workers (downloads in the
   workers, each reading ``S3Trail.read_ahead`` objects ahead on threads), the whole pipeline;
-  and the same with ``read_ahead = 0`` (one download at a time per worker), for comparison.
+  and the same with ``read_ahead = 0`` (one download at a time per worker), for comparison;
+* with ``--spark``: spark ingest — ``ingest_spark()`` (Spark local mode, ``local[2]``) into an
+  in-memory store, local folder vs bucket (the driver lists, the executors download with boto3,
+  ``read_ahead`` objects ahead per partition); the stores are compared with the local ingest's.
 
 This is moto on localhost: no network latency and no S3 throttling, but moto's own per-request
 cost (a Python web server). It measures iamtrim's side of the work, not S3's.
@@ -133,6 +136,26 @@ def timed_ingest(source: TrailSource) -> tuple[float, int, int]:
     return time.perf_counter() - t, report.files_read, report.records
 
 
+def _rows(store: Store) -> list[tuple[Any, ...]]:
+    return sorted(
+        (r.principal, r.action, r.resource, r.outcome, r.context, r.count, r.first_seen, r.last_seen)
+        for r in store.stored_rows()
+    )
+
+
+def timed_spark(source: TrailSource, spark: Any, local: TrailSource) -> tuple[float, int]:
+    from iamtrim.engines.spark import ingest_spark
+
+    t = time.perf_counter()
+    with Store(":memory:") as st:
+        report, _ = ingest_spark([source], st, spark=spark)
+        seconds = time.perf_counter() - t
+        with Store(":memory:") as ref:
+            ingest([local], ref)
+            assert _rows(st) == _rows(ref), "the stores differ"
+    return seconds, report.files_read
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=1000)
@@ -140,6 +163,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--result", type=Path, default=OUT / "s3-result.json")
+    ap.add_argument("--spark", action="store_true", help="also ingest --engine spark (local[2])")
     args = ap.parse_args()
     assert make_trail  # the corpus generator, run as a script above
     os.environ.update(FAKE_ENV)
@@ -153,6 +177,13 @@ def main() -> None:
             k: {"local": [], "s3": []} for k in ("list", "read", "ingest")
         }
         rows["ingest, no read-ahead"] = {"local": [], "s3": []}
+        spark = None
+        if args.spark:
+            from iamtrim.engines.spark import session
+
+            spark = session("local[2]")  # started after os.environ has the fake credentials
+            spark.sparkContext.setLogLevel("ERROR")
+            rows["spark ingest"] = {"local": [], "s3": []}
         serial = S3Trail(f"s3://{BUCKET}", AwsConfig(endpoint_url=endpoint))
         serial.read_ahead = 0  # each worker downloads one object at a time (the comparison)
         size = 0
@@ -169,6 +200,10 @@ def main() -> None:
                 if name == "s3":
                     seconds, files, _ = timed_ingest(serial)
                     rows["ingest, no read-ahead"]["s3"].append(n / seconds)
+                if spark is not None:
+                    seconds, files = timed_spark(source, spark, local)
+                    assert files == n
+                    rows["spark ingest"][name].append(n / seconds)
                 print(f"round {r + 1} {name}: done", file=sys.stderr)
     finally:
         proc.kill()

@@ -405,7 +405,7 @@ EngineOpt = Annotated[
     typer.Option(
         "--engine",
         metavar=_choices(Engine),
-        help="Where records are aggregated: this machine, Spark (PATHs) or Athena (--table); "
+        help="Where records are aggregated: this machine, Spark (PATHs, s3://) or Athena (--table); "
         "see docs/scale.md.",
     ),
 ]
@@ -414,6 +414,15 @@ TableOpt = Annotated[
 ]
 WorkgroupOpt = Annotated[
     str, typer.Option("--workgroup", metavar="NAME", help="--engine athena: the Athena workgroup.")
+]
+ParquetOpt = Annotated[
+    str,
+    typer.Option(
+        "--parquet",
+        metavar="DIR",
+        help="--engine spark: also write the store's usage rows as Parquet to DIR (replaced; "
+        "schema in docs/scale.md).",
+    ),
 ]
 
 
@@ -445,15 +454,24 @@ def ingest_cmd(
     engine: EngineOpt = Engine.local,
     table: TableOpt = "",
     workgroup: WorkgroupOpt = "primary",
+    parquet: ParquetOpt = "",
 ) -> None:
     """Read CloudTrail records into the usage store (incremental: files and events already
     ingested are not counted again), and Access Advisor reports beside them."""
     if engine is not Engine.local:
         aws_opts = (profile, (region or [""])[0], endpoint_url, role_arn)
+        if engine is Engine.spark:
+            filters = (since, until, account or [], region or [])
+            _ingest_spark(paths or [], table, filters, store, quiet, wait_lock, aws_opts, parquet)
+            return
+        if parquet:
+            raise OptionsError("--parquet goes with --engine spark")
         _ingest_engine(engine, paths or [], table, workgroup, since, until, store, quiet, wait_lock, aws_opts)
         return
     if table:
         raise OptionsError("--table goes with --engine athena")
+    if parquet:
+        raise OptionsError("--parquet goes with --engine spark")
     from_aws = bool(aa_from_aws) or all_roles or all_users
     if not paths and not access_advisor and not from_aws and not lookup_events:
         raise OptionsError(
@@ -609,7 +627,7 @@ def _ingest_engine(
     wait_lock: float,
     aws_opts: tuple[str, str, str, str],
 ) -> None:
-    """ingest --engine spark|athena: the engine reduces, iamtrim normalizes and stores."""
+    """ingest --engine athena: Athena reduces, iamtrim normalizes and stores."""
     path = store or default_store_path()
     if engine is Engine.athena:
         from iamtrim.engines.athena import athena_window, ingest_athena
@@ -627,19 +645,48 @@ def _ingest_engine(
         typer.echo(run.describe())  # the cost of every run, always
         if not quiet:
             _print_ingest(report, path)
-        return
-    from iamtrim.engines.spark import ingest_spark
 
-    if not paths or table or until or since or any(_is_s3(p) for p in paths):
-        raise OptionsError(
-            "--engine spark reads local trail PATHs (files or folders); "
-            "--table/--since/--until are for athena"
-        )
-    with Store(path) as st, st.writer_lock(wait_lock, _err):
-        report, stats = ingest_spark([Path(p) for p in paths], st)
+
+def _ingest_spark(
+    paths: list[str],
+    table: str,
+    filters: tuple[str, str, list[str], list[str]],
+    store: Path | None,
+    quiet: bool,
+    wait_lock: float,
+    aws_opts: tuple[str, str, str, str],
+    parquet: str = "",
+) -> None:
+    """ingest --engine spark PATH|s3://...: Spark reduces, iamtrim normalizes and stores (and
+    writes the store's usage rows to *parquet*). *filters* are the s3:// trail's --since,
+    --until, --account and --region."""
+    since, until, accounts, regions = filters
+    s3 = any(_is_s3(p) for p in paths)
+    if not paths or table:
+        raise OptionsError("--engine spark reads trail PATHs or s3:// URIs; --table is for athena")
+    if (since or until or accounts) and not s3:
+        raise OptionsError("--since, --until and --account go with an s3:// trail")
+    profile, _, endpoint_url, role_arn = aws_opts
+    inputs = _trail_inputs(
+        paths,
+        (profile, regions[0] if len(regions) == 1 else "", endpoint_url, role_arn),
+        accounts,
+        regions,
+        _day(since, "--since") if s3 else None,
+        _day(until, "--until") if s3 else None,
+    )
+    from iamtrim.engines.spark import ingest_spark, write_parquet
+
+    with Store(store or default_store_path()) as st, st.writer_lock(wait_lock, _err):
+        report, stats = ingest_spark(inputs, st)
+        written = write_parquet(st, parquet) if parquet else 0
+    for problem_path, problem in report.files_failed:  # one line per file, as ingest prints them
+        _err(f"{problem_path}: {problem}")
     if not quiet:
         typer.echo(stats.describe())
-        _print_ingest(report, path)
+        _print_ingest(report, store or default_store_path())
+        if parquet:
+            typer.echo(f"parquet: {written:,} usage rows written to {_one_line(parquet)}")
 
 
 def _since(text: str) -> datetime | None:

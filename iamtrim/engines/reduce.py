@@ -40,7 +40,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
@@ -64,8 +63,8 @@ from iamtrim.ingest import (
 )
 from iamtrim.model import Principal, Skipped, SkipReason
 from iamtrim.normalize.record import RecordParts, event_time, fast_parts, normalize_parts
-from iamtrim.sources import iter_input_files, read_file
-from iamtrim.sources.files import MAX_FILE_BYTES
+from iamtrim.sources.files import MAX_FILE_BYTES, parse_object
+from iamtrim.sources.objects import ObjectRef, TrailSource, local_or_source
 from iamtrim.sources.records import (
     GENERIC_DECODER,
     USER_IDENTITY_DECODER,
@@ -242,6 +241,7 @@ class FileFacts:
     malformed: int = 0
     error: str = ""
     skips: Counter[tuple[str, str]] = field(default_factory=Counter)  # malformed records, by detail
+    etag: str = ""  # an S3 object's ETag (its identity in the files table with uri, size, time)
 
 
 class RecordFacts(NamedTuple):
@@ -254,18 +254,17 @@ class RecordFacts(NamedTuple):
     source_ip: str
 
 
-def reduce_file(path: str, max_file_bytes: int = MAX_FILE_BYTES) -> tuple[FileFacts, list[RecordFacts]]:
-    """Read one file with iamtrim's own reader (every format) and reduce each of its records.
+def reduce_object(
+    raw: bytes, error: str, ref: ObjectRef, max_file_bytes: int = MAX_FILE_BYTES
+) -> tuple[FileFacts, list[RecordFacts]]:
+    """Reduce one object as a source read it (``TrailSource.read``: its bytes, or no bytes and
+    why; *ref* as read) with iamtrim's own reader (every format, ``sources.files.parse_object``,
+    as ``ingest`` reads it), record by record.
 
-    Never raises for bad content: a file that cannot be read comes back with ``error`` and no
+    Never raises for bad content: an object that cannot be read comes back with ``error`` and no
     records, as in ingest."""
-    facts = FileFacts(path=path)
-    read, raw = read_file(path, max_file_bytes)
-    try:
-        st = os.stat(path)
-        facts.size, facts.mtime_ns = st.st_size, st.st_mtime_ns
-    except OSError:
-        pass
+    facts = FileFacts(path=ref.uri, size=ref.size, mtime_ns=ref.mtime_ns, etag=ref.etag)
+    read, raw = parse_object(ref.uri, raw, error, max_file_bytes)
     facts.digest = hashlib.sha256(raw).hexdigest() if raw else ""
     facts.format, facts.malformed, facts.error = read.format, read.malformed, read.error
     if not read.records and read.error:
@@ -278,7 +277,7 @@ def reduce_file(path: str, max_file_bytes: int = MAX_FILE_BYTES) -> tuple[FileFa
         if other:
             facts.skips[(str(SkipReason.MALFORMED), "")] += other
     facts.records = len(read.records)
-    complete = _is_trail_delivery(path, read.format)
+    complete = _is_trail_delivery(ref.uri, read.format)
     out = []
     for record in read.records:
         key, when = record_key(record, complete)
@@ -330,45 +329,48 @@ class Reduction:
         return sum(r.records for r in self.rows)
 
 
-def unread_files(
-    paths: Iterable[str | os.PathLike[str]], store: Store | None, out: Reduction
-) -> Iterator[Path]:
-    """The trail files under *paths* that *store* does not hold yet (same path, size and time, as
-    ingest decides for local files); files that cannot be read and files already stored are
-    counted in *out*."""
-    # a local file's identity in the files table: (uri, size, mtime_ns, etag "")
-    known = {(u, size, mtime) for u, size, mtime, _ in store.known_objects()} if store else set()
-    for path, error in iter_input_files(paths):
-        if error:
-            out.files_failed.append((str(path), error))
-            continue
-        try:
-            st = path.stat()
-            if (str(path), st.st_size, st.st_mtime_ns) in known:
+def unread_objects(
+    inputs: Iterable[str | os.PathLike[str] | TrailSource], store: Store | None, out: Reduction
+) -> tuple[list[TrailSource], list[tuple[int, ObjectRef]]]:
+    """The sources of *inputs* (local paths, ``s3://`` trails: ``sources.objects.local_or_source``)
+    and their objects that *store* does not hold yet, as (source index, object) in listing order.
+
+    Decided as ingest decides: an object whose identity (URI, size, time, ETag) is in the files
+    table is not read again; objects a source cannot read are counted in *out*. Listing runs
+    here, on the driver; a source's listing error (no such bucket, access denied) raises."""
+    # an object's identity in the files table: (uri, size, mtime_ns, etag)
+    known = store.known_objects() if store else set()
+    sources = local_or_source(inputs)
+    todo: list[tuple[int, ObjectRef]] = []
+    for index, source in enumerate(sources):
+        for ref in source.list_objects():
+            if ref.error:
+                out.files_failed.append((ref.uri, ref.error))
+            elif ref.identity() in known:
                 out.files_already += 1
-                continue
-        except OSError:
-            pass
-        yield path
+            else:
+                todo.append((index, ref))
+    return sources, todo
 
 
 def reduce_paths(
-    paths: Iterable[str | os.PathLike[str]],
+    paths: Iterable[str | os.PathLike[str] | TrailSource],
     store: Store | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
 ) -> Reduction:
-    """The reference engine: the reduction in plain Python, one file after another.
+    """The reference engine: the reduction in plain Python, one object after another.
 
-    Like ingest it skips files already in *store* (same path, size and time, or same content)
-    and events already counted there, and keeps the first of duplicate events in input order."""
+    Like ingest it skips objects already in *store* (same identity, or same content) and events
+    already counted there, and keeps the first of duplicate events in input order."""
     from array import array
 
     digests = store.known_digests() if store else set()
     seen = store.event_hashes() if store else set()
     acc = Accumulator()
     out = Reduction(rows=[])
-    for path in unread_files(paths, store, out):
-        facts, records = reduce_file(str(path), max_file_bytes)
+    sources, todo = unread_objects(paths, store, out)
+    for index, ref in todo:
+        facts, records = reduce_object(*sources[index].read(ref, max_file_bytes), max_file_bytes)
         if facts.digest and facts.digest in digests:
             out.files_already += 1
             continue
@@ -456,6 +458,7 @@ def store_reduction(
                 f.error,
                 now,
                 reduction.file_hashes.get(f.path, b""),
+                f.etag,
             )
             for f in reduction.files
             if f.digest

@@ -1,7 +1,12 @@
-"""Run the reduction on Apache Spark and store its rows (``iamtrim ingest --engine spark PATH``).
+"""Run the reduction on Apache Spark and store its rows (``iamtrim ingest --engine spark PATH|s3://…``).
 
-The executors read the trail files with iamtrim's own reader (every format, the same malformed
-record counts) and reduce each record (``engines.reduce.reduce_file``); Spark then drops
+The driver lists the trail objects with the sources local ingest uses (``sources.objects``: local
+files and folders; ``sources.s3.S3Trail`` for ``s3://``, with its key filters) and leaves out
+those the store already holds (same identity: path or key, size, time, ETag). The executors
+read the objects (an S3 partition downloads them with its own boto3 client, made from the
+source's configuration: region, endpoint, profile, role; credentials from the executor's
+environment), parse them with iamtrim's own reader (every format, the same malformed record
+counts) and reduce each record (``engines.reduce.reduce_object``); Spark then drops
 duplicate events, keeping the first in input order (files sorted by path, records in file order:
 what a local ingest keeps), and groups the rest by the reduction's key. The driver collects the
 reduced rows and the files' facts, normalizes the rows once each and writes the store
@@ -23,6 +28,8 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -30,15 +37,18 @@ import msgspec
 from iamtrim.engines.reduce import (
     Accumulator,
     FileFacts,
+    RecordFacts,
     Reduction,
-    reduce_file,
+    reduce_object,
     store_reduction,
-    unread_files,
+    unread_objects,
 )
-from iamtrim.errors import EngineError, InputError
+from iamtrim.errors import AwsError, EngineError, IamtrimError, InputError, NoReadableInput
 from iamtrim.ingest import _DUPLICATE, SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS, IngestReport, _sample
+from iamtrim.model import Context
 from iamtrim.sources.files import MAX_FILE_BYTES
-from iamtrim.store import Store
+from iamtrim.sources.objects import ObjectRef, TrailSource, read_objects
+from iamtrim.store import Store, StoredRow
 
 try:
     from pyspark import StorageLevel
@@ -96,15 +106,29 @@ def session(master: str = "") -> Any:
     )
 
 
-def _read(item: tuple[int, str], max_file_bytes: int, known: Any) -> Iterator[tuple[Any, ...]]:
+def _read(
+    items: Iterable[tuple[int, int, ObjectRef]],
+    sources: list[TrailSource],
+    max_file_bytes: int,
+    known: Any,
+) -> Iterator[tuple[Any, ...]]:
+    """One partition's objects (file index, source index, object), read from their source (the
+    sources arrive pickled with the task, configuration only: an S3 trail makes one client for
+    the partition) and reduced. A source's read error ends the partition with ("e", message)."""
+    try:
+        for index, (raw, error, ref) in read_objects(sources, items, max_file_bytes):
+            facts, records = reduce_object(raw, error, ref, max_file_bytes)
+            yield from _tag(index, facts, records, known.value)
+    except AwsError as exc:  # no credentials on the executor, access denied, ...: the run stops
+        yield ("e", str(exc))
+
+
+def _tag(index: int, facts: FileFacts, records: list[RecordFacts], seen: Any) -> Iterator[tuple[Any, ...]]:
     """One file → ("f", file index, facts); ("K", key id, key) once per distinct key of the file;
     ("r", event hash, (file, position, key id, when, id, ip)) per record; and ("k", file index)
     per record whose event the store already counted. Records carry a 128-bit id of their key, not
     the key (about 1 KB of JSON): the shuffles move ids, and each distinct key travels once."""
-    index, path = item
-    facts, records = reduce_file(path, max_file_bytes)
     yield ("f", index, facts)
-    seen = known.value
     ids: dict[Any, bytes] = {}
     for pos, r in enumerate(records):
         if r.hash in seen:
@@ -162,38 +186,46 @@ def _combine(x: list[Any], y: list[Any]) -> list[Any]:
 
 
 def reduce_with_spark(
-    paths: Iterable[str | os.PathLike[str]],
+    inputs: Iterable[str | os.PathLike[str] | TrailSource],
     store: Store | None = None,
     *,
     spark: Any = None,
     max_file_bytes: int = MAX_FILE_BYTES,
 ) -> tuple[Reduction, SparkRun]:
-    """The reduction of the files under *paths*, computed by Spark; files and events already in
-    *store* are skipped as ingest skips them."""
+    """The reduction of the objects of *inputs* (local paths, trail sources such as an
+    ``S3Trail``), computed by Spark; objects and events already in *store* are skipped as
+    ingest skips them."""
     started = time.perf_counter()
+    out = Reduction(rows=[])
+    # Listed on the driver (a listing error raises here, before any Spark job).
+    sources, listed = unread_objects(inputs, store, out)
     spark = spark or session()
     sc = spark.sparkContext
     digests = store.known_digests() if store else set()
-    out = Reduction(rows=[])
-    todo = [str(path) for path in unread_files(paths, store, out)]
+    todo = [(n, i, ref) for n, (i, ref) in enumerate(listed)]
     if not todo:
         return out, SparkRun(0, 0, 0, time.perf_counter() - started, sc.master)
     known = sc.broadcast(frozenset(store.event_hashes()) if store else frozenset())
     slices = min(len(todo), max(sc.defaultParallelism * 2, 1))
     tagged = (
-        sc.parallelize(list(enumerate(todo)), slices)
-        .flatMap(lambda item: _read(item, max_file_bytes, known))
+        sc.parallelize(todo, slices)
+        .mapPartitions(lambda items: _read(items, sources, max_file_bytes, known))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
-        # Files' facts and the events the store already held: small, collected in one job.
+        # Files' facts, the events the store already held, read errors: small, collected in one job.
         facts: dict[int, FileFacts] = {}
         in_store: Counter[int] = Counter()
-        for t in tagged.filter(lambda t: t[0] in ("f", "k")).collect():
+        errors: list[str] = []
+        for t in tagged.filter(lambda t: t[0] in ("f", "k", "e")).collect():
             if t[0] == "f":
                 facts[t[1]] = t[2]
-            else:
+            elif t[0] == "k":
                 in_store[t[1]] += 1
+            else:
+                errors.append(t[1])
+        if errors:
+            raise AwsError(f"spark executor: {min(errors)}")
         # One copy per event: the first in input order; the files of the others, to count them.
         events = (
             tagged.filter(lambda t: t[0] == "r")
@@ -214,6 +246,8 @@ def reduce_with_spark(
         # in the driver's JVM heap first).
         grouped = list(events.map(_group_item).reduceByKey(_combine).join(keys).values().toLocalIterator())
         events.unpersist()
+    except IamtrimError:
+        raise
     except Exception as exc:  # py4j's Py4JJavaError carries the whole Java stack: one line of it
         raise EngineError(f"spark: {_first_line(exc)}") from None
     finally:
@@ -244,11 +278,108 @@ def reduce_with_spark(
 
 
 def ingest_spark(
-    paths: Iterable[str | os.PathLike[str]], store: Store, *, spark: Any = None
+    inputs: Iterable[str | os.PathLike[str] | TrailSource], store: Store, *, spark: Any = None
 ) -> tuple[IngestReport, SparkRun]:
-    """``ingest --engine spark``: reduce with Spark, then normalize and store on the driver."""
+    """``ingest --engine spark``: reduce with Spark, then normalize and store on the driver.
+
+    Raises ``NoReadableInput`` (nothing stored) when no object at all could be read and none was
+    already in the store, as ``ingest`` does."""
     started = time.perf_counter()
-    reduction, run = reduce_with_spark(paths, store, spark=spark)
+    reduction, run = reduce_with_spark(inputs, store, spark=spark)
+    if not reduction.files and not reduction.files_already:
+        detail = "; ".join(f"{p}: {e}" for p, e in reduction.files_failed[:3])
+        raise NoReadableInput(f"no CloudTrail records could be read ({detail or 'no input files'})")
     report = store_reduction(reduction, store)
     report.seconds = time.perf_counter() - started
     return report, run
+
+
+# -- the aggregated usage as Parquet, for other tools ------------------------------------------------
+
+# The columns of ``--parquet``, in order (docs/scale.md, "Parquet output"): the store's usage rows,
+# the context split into its fields (``model.Context``) beside the store's own context key.
+PARQUET_BATCH_ROWS = 200_000  # rows handed to Spark's writer at a time (the driver's memory)
+_UTC_SECOND = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def parquet_schema() -> Any:
+    """The Spark schema of the usage rows ``--parquet`` writes."""
+    from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType, TimestampType
+
+    text, texts = StringType(), ArrayType(StringType(), containsNull=False)
+    fields = [StructField(name, text, False) for name in ("principal", "action", "resource", "outcome")]
+    for name in Context.__slots__:
+        fields.append(StructField(name, texts if name in _CONTEXT_LISTS else text, False))
+    fields += [
+        StructField("context_key", text, False),
+        StructField("count", LongType(), False),
+        StructField("first_seen", TimestampType(), True),
+        StructField("last_seen", TimestampType(), True),
+        StructField("event_ids", texts, False),
+        StructField("source_ips", texts, False),
+    ]
+    return StructType(fields)
+
+
+_CONTEXT_LISTS = frozenset(f.name for f in dataclass_fields(Context) if isinstance(f.default, tuple))
+
+
+def _when(text: str) -> datetime | None:
+    return datetime.strptime(text, _UTC_SECOND).replace(tzinfo=UTC) if text else None
+
+
+def _parquet_row(row: StoredRow) -> tuple[Any, ...]:
+    context = Context.from_key(row.context)
+    values = [getattr(context, name) for name in Context.__slots__]
+    values = [list(v) if isinstance(v, tuple) else v for v in values]
+    return (
+        row.principal,
+        row.action,
+        row.resource,
+        row.outcome,
+        *values,
+        row.context,
+        row.count,
+        _when(row.first_seen),
+        _when(row.last_seen),
+        list(row.event_ids),
+        list(row.source_ips),
+    )
+
+
+def write_parquet(store: Store, directory: str, *, spark: Any = None) -> int:
+    """Write every usage row of *store* to *directory* as Parquet with Spark's writer (replacing
+    what is there); return the number of rows. *directory* is any path Spark writes to (local,
+    HDFS, ``s3://`` on EMR). Timestamps are written as ``TIMESTAMP_MICROS`` in UTC, which Athena,
+    DuckDB, pandas and Spark read alike (Spark's default, INT96, is deprecated in Parquet)."""
+    if "://" not in directory:  # a local path: the JVM's working directory may not be ours
+        directory = os.path.abspath(directory)
+    spark = spark or session()
+    schema = parquet_schema()
+    conf = "spark.sql.parquet.outputTimestampType"
+    before = spark.conf.get(conf, None)
+    spark.conf.set(conf, "TIMESTAMP_MICROS")
+    written = 0
+    try:
+        batch: list[tuple[Any, ...]] = []
+        for row in store.stored_rows():
+            batch.append(_parquet_row(row))
+            if len(batch) >= PARQUET_BATCH_ROWS:
+                written = _write_batch(spark, schema, batch, directory, written)
+                batch = []
+        if batch or not written:
+            written = _write_batch(spark, schema, batch, directory, written)
+    except Exception as exc:  # py4j's Py4JJavaError carries the whole Java stack: one line of it
+        raise EngineError(f"spark: writing {directory}: {_first_line(exc)}") from None
+    finally:
+        if before is None:
+            spark.conf.unset(conf)
+        else:
+            spark.conf.set(conf, before)
+    return written
+
+
+def _write_batch(spark: Any, schema: Any, batch: list[tuple[Any, ...]], directory: str, written: int) -> int:
+    frame = spark.createDataFrame(batch, schema)
+    frame.write.mode("append" if written else "overwrite").parquet(directory)
+    return written + len(batch)

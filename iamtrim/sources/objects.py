@@ -21,7 +21,9 @@ first use in each process.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -108,3 +110,33 @@ def local_or_source(inputs: Iterable[str | os.PathLike[str] | TrailSource]) -> l
     if paths:
         sources.append(LocalFiles(paths))
     return sources
+
+
+def read_objects(
+    sources: Sequence[TrailSource], items: Iterable[tuple[int, int, ObjectRef]], max_bytes: int
+) -> Iterator[tuple[int, tuple[bytes, str, ObjectRef]]]:
+    """``(tag, source.read(ref))`` for each ``(tag, source index, ref)`` of *items*, in order.
+
+    A source with ``read_ahead = N`` has up to N of its objects read ahead on threads (an S3
+    GetObject is mostly waiting). A source's read error (an AwsError) raises from here, after
+    the reads in flight are cancelled or done. Used where a batch of objects is read away from
+    ``ingest``'s workers: a Spark partition (``engines.spark``)."""
+    todo = list(items)
+    ahead = max((getattr(sources[i], "read_ahead", 1) for _, i, _ in todo), default=1)
+    if ahead <= 1:
+        for tag, i, ref in todo:
+            yield tag, sources[i].read(ref, max_bytes)
+        return
+    pool = ThreadPoolExecutor(max_workers=ahead)
+    pending: deque[tuple[int, Future[tuple[bytes, str, ObjectRef]]]] = deque()
+    try:
+        for tag, i, ref in todo:
+            pending.append((tag, pool.submit(sources[i].read, ref, max_bytes)))
+            if len(pending) >= ahead:
+                first, future = pending.popleft()
+                yield first, future.result()
+        while pending:
+            first, future = pending.popleft()
+            yield first, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
