@@ -505,12 +505,22 @@ def test_folding_is_the_same_for_any_number_of_workers(
         with Store(":memory:") as st:
             ingest([tmp_path / "t"], st, workers=workers)
             return sorted(
-                (r.action, r.resource, r.outcome, r.count, r.first_seen, r.last_seen, r.event_ids)
+                (
+                    r.action,
+                    r.resource,
+                    r.outcome,
+                    r.count,
+                    r.first_seen,
+                    r.last_seen,
+                    r.event_ids,
+                    r.key_sketch,
+                )
                 for r in st.usage(ROLE)
             )
 
     one = rows(1)
     assert any(str(r[1]).endswith("/*") for r in one)  # folding happened
+    assert all(r[7] for r in one if str(r[1]).endswith("/*"))  # with the sketch of its keys
     assert sum(int(str(r[3])) for r in one) == total_keys
     assert rows(2) == one
     assert rows(3) == one
