@@ -204,11 +204,21 @@ def fresh_store(store: Path) -> None:
     store.parent.mkdir(parents=True, exist_ok=True)
 
 
-def run_ingest(argv: list[str], store: Path, log: Path, interval: float) -> dict[str, Any]:
-    fresh_store(store)
+def run_ingest(
+    argv: list[str],
+    store: Path,
+    log: Path,
+    interval: float,
+    fresh: bool = True,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """Run one ingest (into an empty store unless ``fresh`` is False: an incremental step)."""
+    if fresh:
+        fresh_store(store)
     with open(log, "wb") as logf:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         sampler = TreeSampler(proc.pid, interval)
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)

@@ -3,6 +3,7 @@
     python bench/query_bench.py                       # both trails, every command, once
     python bench/query_bench.py --kinds varied --repeat 3 --only principals,usage
     python bench/query_bench.py --records 200000 --files 100
+    python bench/query_bench.py --store default-10m=/data/store10m.sqlite   # an existing store
 
 For each trail kind (``default``: ``bench/make_trail.py``; ``varied``: ``make_trail.py --varied``, the
 high-cardinality account) the trail is generated (or reused, as ``ingest_bench.py`` does) under
@@ -21,6 +22,7 @@ identical output. Results: a table, and ``bench/out/query-result.json``. Nothing
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import hashlib
 import json
 import os
@@ -49,8 +51,12 @@ COMMANDS: dict[str, list[str]] = {
     "principals-window": ["principals", "--store", "{store}", "--since", "{since}", "--until", "{until}"],
     "usage": ["usage", "{principal}", "--store", "{store}", "--format", "json"],
     "usage-table": ["usage", "{principal}", "--store", "{store}"],
+    "principals-week": ["principals", "--store", "{store}", "--since", "{week}"],
     "usage-window": ["usage", "{principal}", "--store", "{store}", "--format", "json", "--since", "{since}"],
+    "usage-week": ["usage", "{principal}", "--store", "{store}", "--format", "json", "--since", "{week}"],
     "generate-policy": ["generate-policy", "{principal}", "--store", "{store}"],
+    "generate-policy-window": ["generate-policy", "{principal}", "--store", "{store}", "--since", "{since}"],
+    "generate-policy-week": ["generate-policy", "{principal}", "--store", "{store}", "--since", "{week}"],
     "who-used-bucket": ["who-used", "arn:aws:s3:::{bucket}", "--store", "{store}"],
     "who-used-key": ["who-used", "{key}", "--store", "{store}"],
     "graph-principal": [
@@ -161,6 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=OUT, help="where trails and stores live (default bench/out)")
     ap.add_argument("--rebuild", action="store_true", help="ingest the stores again")
     ap.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="time an existing store (e.g. a 10M one from scale_bench.py) under NAME instead of "
+        "building the --kinds stores; repeatable",
+    )
+    ap.add_argument(
         "--only", default="", help="comma-separated command names (default all): " + ", ".join(COMMANDS)
     )
     ap.add_argument("--repeat", type=int, default=1)
@@ -186,8 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = json.loads(args.result.read_text()) if args.result.exists() else {}
     result["hardware"] = ingest_bench.hardware()
     label = args.label or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    for kind in args.kinds.split(","):
-        store, built = build_store(kind, args)
+    given: dict[str, Path] = {}
+    for item in args.store:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not Path(path).is_file():
+            raise SystemExit(f"--store wants NAME=PATH of an existing store, not {item!r}")
+        given[name] = Path(path).resolve()
+    for kind in given or args.kinds.split(","):
+        if kind in given:
+            store, built = given[kind], {"given": str(given[kind])}
+        else:
+            store, built = build_store(kind, args)
         facts = store_facts(store)
         authz = args.dir / f"query-{kind}-authz.json"
         if not authz.exists():
@@ -201,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             # the last day of the trail: a narrow window
             "since": facts["last_seen"][:10],
             "until": facts["last_seen"][:10],
+            # the trail's last seven days (--since alone)
+            "week": (dt.date.fromisoformat(facts["last_seen"][:10]) - dt.timedelta(days=6)).isoformat(),
         }
         print(
             f"\n{kind}: {facts['usage_rows']:,} usage rows, {facts['principals']} principals, "

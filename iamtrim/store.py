@@ -24,12 +24,13 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import msgspec
 
 from iamtrim.errors import StoreError
+from iamtrim.keysketch import KeySketch
 from iamtrim.model import Context, Outcome, Principal, PrincipalKind, TimeWindow, UsageRow
 from iamtrim.model.finding import Finding
 from iamtrim.model.profile import ProfileChange, ProfileChangeKind
 from iamtrim.sources.access_advisor import Granularity, LastAccessed
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 # How long an ingest waits for another one writing the same store (``--wait-lock``): a busy
 # month of one account ingests in well under a minute (docs/performance.md), so ten minutes
@@ -40,8 +41,10 @@ _LOCK_POLL = 0.2  # seconds between attempts while waiting
 # Versions this iamtrim migrates in place: 1 → 2 added coverage, access_advisor and
 # access_advisor_files; 2 → 3 writes a literal "$" or "?" of a stored resource as IAM's "${$}",
 # "${?}" (model.escape_literal; a literal "*" cannot be told from a folded folder, see
-# docs/store.md); 3 → 4 adds files.etag (trail objects from S3 are known by key and ETag).
-_MIGRATES_FROM = frozenset({"1", "2", "3"})
+# docs/store.md); 3 → 4 adds files.etag (trail objects from S3 are known by key and ETag); 4 → 5
+# adds usage.key_sketch (the distinct keys a folded S3 row stands for; folds made before are marked
+# as counts unknown).
+_MIGRATES_FROM = frozenset({"1", "2", "3", "4"})
 
 # ingest --lookup-events: the newest event time stored per account and region (where the next run
 # resumes). Made by the first run that stores a cursor, so any store gains it without a schema
@@ -63,6 +66,21 @@ CREATE TABLE IF NOT EXISTS instance_profile_changes (
     PRIMARY KEY (account, profile, time, kind, role, event_id)
 ) WITHOUT ROWID
 """
+
+# --since/--until (docs/store.md, "Time windows"): a row is in a window when last_seen >= since and
+# first_seen <= until. This index serves both the per-principal reads (principal = ? and a range
+# on last_seen) and the store-wide summaries (a skip-scan over the principals, each a range on
+# last_seen), and it covers the summaries: an entry of a WITHOUT ROWID table's index carries the
+# whole primary key, so with first_seen and count beside last_seen every column `principals --since`
+# asks for is in it and no row is looked up. Made by every writer (CREATE ... IF NOT EXISTS, no
+# schema change): a store an older iamtrim wrote is answered by a scan until its next ingest.
+_WINDOW_INDEX = (
+    "CREATE INDEX IF NOT EXISTS usage_by_principal_seen ON usage(principal, last_seen, first_seen, count)"
+)
+# ANALYZE statistics let the planner choose the skip-scan above (without them it reads the whole
+# index); a sample of this many rows per index is enough for that and costs milliseconds.
+# https://www.sqlite.org/lang_analyze.html#approx
+_ANALYSIS_LIMIT = 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -144,6 +162,23 @@ def _add_files_etag(db: sqlite3.Connection) -> None:
     processes create (or migrate) the same new store at once, the second after the first."""
     if "etag" not in {row[1] for row in db.execute("PRAGMA table_info(files)")}:
         db.execute(_FILES_ETAG)
+
+
+# Added in schema 5: a folded S3 row's distinct keys (iamtrim.keysketch: exact hashes up to 256,
+# then a HyperLogLog), NULL on every other row. Added like files.etag, for the same column order.
+_USAGE_SKETCH = "ALTER TABLE usage ADD COLUMN key_sketch BLOB"
+# A fold stored before schema 5 kept no keys: its sketch says "count unknown" (a lower bound of 0),
+# which every later merge keeps (docs/store.md, "Distinct keys of a folded row").
+_UNKNOWN_KEYS = KeySketch(partial=True).to_bytes()
+_FOLDED_S3 = "resource LIKE 'arn:%:s3:::%/*'"  # iamtrim's folder/*; a logged "*" is stored as ${*}
+
+
+def _add_usage_sketch(db: sqlite3.Connection) -> bool:
+    """Add ``usage.key_sketch`` unless it is there (as :func:`_add_files_etag`); whether it was added."""
+    if "key_sketch" in {row[1] for row in db.execute("PRAGMA table_info(usage)")}:
+        return False
+    db.execute(_USAGE_SKETCH)
+    return True
 
 
 # The review job's history (``iamtrim review``). Added to a schema-2 store the first time a review
@@ -428,6 +463,7 @@ class StoredRow:
     last_seen: str
     event_ids: tuple[str, ...]
     source_ips: tuple[str, ...]
+    key_sketch: bytes | None = None  # a folded S3 row's distinct keys (KeySketch.to_bytes); schema 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,6 +500,8 @@ class _Rows:
             if len(self._contexts) >= self._BOUND:
                 self._contexts.clear()
             context = self._contexts[row[4]] = Context.from_key(row[4])
+        if row[10] is not None:
+            KeySketch.from_bytes(row[10])  # damaged bytes: ValueError, "the store is damaged" (_guarded)
         return UsageRow(
             principal=row[0],
             action=row[1],
@@ -475,6 +513,7 @@ class _Rows:
             last_seen=row[7],
             event_ids=_decode_strings(row[8]),
             source_ips=_decode_strings(row[9]),
+            key_sketch=row[10],
         )
 
 
@@ -496,6 +535,7 @@ class Store:
                 self._db = sqlite3.connect(":memory:", isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=MEMORY")
                 self._create()
+                self._db.execute(_WINDOW_INDEX)
                 return
             # Whose file it is, asked through a read-only connection: even closing a writable
             # one may write (SQLite checkpoints a WAL database into it on the last close).
@@ -557,6 +597,7 @@ class Store:
             if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
                 # A store made before the application id was written: name it now.
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute(_WINDOW_INDEX)
 
     def _check_version(self, version: str) -> None:
         if version != SCHEMA_VERSION:
@@ -584,6 +625,7 @@ class Store:
             for statement in _statements(_SCHEMA + _SCHEMA_2):
                 db.execute(statement)
             _add_files_etag(db)
+            _add_usage_sketch(db)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
@@ -605,6 +647,8 @@ class Store:
             if version in ("1", "2"):
                 self._escape_literals()  # once only: escaping is not idempotent ("$" → "${$}")
             _add_files_etag(db)  # schema 4; files stored before were local files: no ETag
+            if _add_usage_sketch(db):  # schema 5; the keys of folds made before were not kept
+                db.execute(f"UPDATE usage SET key_sketch = ? WHERE {_FOLDED_S3}", (_UNKNOWN_KEYS,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', ?)", (version,))
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -709,6 +753,8 @@ class Store:
                 "INSERT INTO summary_shared VALUES (?,?)", [(r, json.dumps(list(ps))) for r, ps in shared]
             )
             db.execute("INSERT OR REPLACE INTO meta VALUES ('summary_of', ?)", (self._usage_fingerprint(),))
+            db.execute(f"PRAGMA analysis_limit={_ANALYSIS_LIMIT}")
+            db.execute("ANALYZE usage")
         self._written = False
         self._fresh = None
 
@@ -791,7 +837,7 @@ class Store:
     ) -> None:
         """Write one batch atomically. ``rows`` are totals replacing the stored rows: tuples of
         (principal, action, resource, outcome, context, count, first_seen, last_seen, event_ids,
-        source_ips). ``coverage`` are increments (account, region, day, data_source, complete,
+        source_ips[, key_sketch]). ``coverage`` are increments (account, region, day, data_source, complete,
         records), committed with the files they came from so an interrupted ingest never leaves
         a file counted without its coverage. ``deleted`` are usage keys (principal, action,
         resource, outcome, context) whose rows moved into an S3 fold (``folder/*``) in ``rows``."""
@@ -828,7 +874,7 @@ class Store:
             )
             encode = msgspec.json.encode
             db.executemany(
-                "INSERT OR REPLACE INTO usage VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO usage VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         r[0],
@@ -841,6 +887,7 @@ class Store:
                         r[7],
                         encode(r[8]).decode(),
                         encode(r[9]).decode(),
+                        r[10] if len(r) > 10 else None,
                     )
                     for r in rows
                 ],
@@ -897,6 +944,7 @@ class Store:
                     row[7],
                     _decode_strings(row[8]),
                     _decode_strings(row[9]),
+                    row[10],
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {_describe(exc)}") from exc
@@ -914,22 +962,24 @@ class Store:
     def usage(self, principal: str | None = None, window: TimeWindow | None = None) -> list[UsageRow]:
         """Usage rows (of *principal*; whose [first_seen, last_seen] overlaps *window*), sorted.
 
-        The window is a condition of the scan, in SQLite, not a filter over built rows. No index
-        serves it: an index of a WITHOUT ROWID table carries the whole primary key, which more
-        than doubled the store and was not faster than the scan (docs/store.md, "Time windows")."""
-        where, args = _where(
-            ("principal = ?", principal),
-            ("last_seen >= ?", window.since if window is not None and window.since else None),
-            ("first_seen <= ?", window.until if window is not None and window.until else None),
-        )
+        The window is a condition of the query, in SQLite, not a filter over built rows; whole rows
+        are read from the table (a seek on the principal, or a scan that filters as it reads), not
+        through a range on the window index (:meth:`_window_conditions`)."""
+        where, args = _where(("principal = ?", principal), *self._window_conditions(window, rows=True))
         sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
         return [self._rows(row) for row in self._db.execute(sql, args)]
 
     @staticmethod
-    def _window_conditions(window: TimeWindow | None) -> list[tuple[str, str | None]]:
+    def _window_conditions(window: TimeWindow | None, rows: bool = False) -> list[tuple[str, str | None]]:
+        """The window as SQL conditions: ranges on ``usage_by_principal_seen`` for the aggregate
+        queries, which that index covers; for a query of whole *rows*, written ``+last_seen`` so
+        that SQLite does not use the index: each row it found there would cost a second seek into
+        the table, more than the primary-key seek or the scan that filters rows as it reads them
+        (docs/store.md, "Time windows"). https://www.sqlite.org/optoverview.html#uplus"""
+        plus = "+" if rows else ""
         return [
-            ("last_seen >= ?", window.since if window is not None and window.since else None),
-            ("first_seen <= ?", window.until if window is not None and window.until else None),
+            (f"{plus}last_seen >= ?", window.since if window is not None and window.since else None),
+            (f"{plus}first_seen <= ?", window.until if window is not None and window.until else None),
         ]
 
     @_guarded
@@ -963,7 +1013,7 @@ class Store:
                 alternatives.append("instr(context, ?) > 0")
                 args += [str(len(prefix)), prefix, prefix]
             conditions.append("(" + " OR ".join(alternatives) + ")")
-        where, window_args = _where(*self._window_conditions(window))
+        where, window_args = _where(*self._window_conditions(window, rows=True))
         if conditions:
             where = (where + " AND " if where else " WHERE ") + " AND ".join(conditions)
         sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
