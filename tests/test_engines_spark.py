@@ -66,6 +66,8 @@ def test_benchmark_trail_same_store(bench_trail: Path, tmp_path: Path, spark: An
     engine, local, run = _compare([bench_trail], tmp_path, spark)
     assert_same_store(engine, local)
     assert any(k[2].endswith("/*") for k in usage_table(local))
+    # and every fold carries the sketch of its keys, equal in both stores (assert_same_store)
+    assert all(v[3] for k, v in usage_table(local).items() if ":s3:::" in k[2] and k[2].endswith("/*"))
     assert run.reduction_factor > 1
 
 

@@ -131,6 +131,8 @@ def test_benchmark_trail_sql_same_store(bench_trail: Path, tmp_path: Path) -> No
     ingest(files, local, workers=1)
     assert_same_store(engine, local, files=False)
     assert any(k[2].endswith("/*") for k in usage_table(local))
+    # and every fold carries the sketch of its keys, equal in both stores (assert_same_store)
+    assert all(v[3] for k, v in usage_table(local).items() if ":s3:::" in k[2] and k[2].endswith("/*"))
 
 
 def test_duplicates_across_files_kept_once(samples: Path, tmp_path: Path) -> None:

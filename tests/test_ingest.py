@@ -12,6 +12,7 @@ import pytest
 from iamtrim import ingest as ingest_mod
 from iamtrim.errors import NoReadableInput
 from iamtrim.ingest import ingest, load_events
+from iamtrim.keysketch import KeySketch
 from iamtrim.model import Outcome
 from iamtrim.sources.objects import LocalFiles
 from iamtrim.store import Store
@@ -235,7 +236,7 @@ def test_partial_aggregates_merge_in_any_order_into_the_aggregate_of_the_whole(
             for agg in partials:
                 merger.merge(agg)
         return {
-            key: (a.count, a.first, a.last, frozenset(a.event_ids), frozenset(a.source_ips))
+            key: (a.count, a.first, a.last, frozenset(a.event_ids), frozenset(a.source_ips), a.row()[5])
             for key, a in merger.totals.items()
         }
 
@@ -253,6 +254,28 @@ def test_partial_aggregates_merge_in_any_order_into_the_aggregate_of_the_whole(
         ]
         mapping = generalize_object_arns(named, 3)
         assert {k[2] for k in whole if k[3] == outcome and '"NoSuchKey"' not in k[4]} == set(mapping.values())
+    # A fold's key sketch is that of the distinct keys its calls named (in its context), built
+    # here from the records; every other row has none.
+    under: dict[tuple[str, str], set[str]] = {}
+    for r in records:
+        if r.get("errorCode") == "NoSuchKey":
+            continue
+        outcome = "denied" if r.get("errorCode") == "AccessDenied" else "used"
+        arn = f"arn:aws:s3:::data/{r['requestParameters']['key']}"
+        under.setdefault((outcome, str("vpcEndpointId" in r)), set()).add(arn)
+    for key, value in whole.items():
+        if not key[2].endswith("/*"):
+            assert value[5] is None, key
+            continue
+        # Folded over every context (as generate-policy counts), counted per context (the row's).
+        mapping = generalize_object_arns(
+            sorted(under.get((key[3], "True"), set()) | under.get((key[3], "False"), set())), 3
+        )
+        expected = KeySketch()
+        for arn in under[(key[3], str("vpce-" in key[4]))]:
+            if mapping[arn] == key[2]:
+                expected.add(arn)
+        assert value[5] == expected.to_bytes() and expected.estimate() > 3, key
     for trial in range(8):
         shuffled = list(records)
         rnd.shuffle(shuffled)
@@ -267,11 +290,17 @@ def test_an_aggregate_merge_is_commutative_and_associative() -> None:
     rnd = random.Random(3)
     for _ in range(200):
         parts = []
+        named: set[str] = set()
         for _ in range(rnd.randint(1, 5)):
             times = sorted(f"2026-10-01T00:00:{rnd.randint(0, 59):02d}Z" for _ in range(2))
             eids = list(dict.fromkeys(f"e{rnd.randint(0, 9)}" for _ in range(rnd.randint(0, 3))))
             ips = list(dict.fromkeys(f"10.0.0.{rnd.randint(0, 6)}" for _ in range(rnd.randint(0, 4))))
-            parts.append(ingest_mod.Aggregate(rnd.randint(1, 9), times[0], times[1], eids, ips))
+            part = ingest_mod.Aggregate(rnd.randint(1, 9), times[0], times[1], eids, ips)
+            for _ in range(rnd.choice([0, 0, 3, 200])):  # a folded row: the keys it stands for
+                arn = f"arn:aws:s3:::data/logs/k{rnd.randint(0, 400)}"
+                named.add(arn)
+                part.add_key(arn)
+            parts.append(part)
         totals = []
         for _ in range(3):  # merged pairwise in a random tree and order
             pending = [p.copy() for p in parts]
@@ -282,6 +311,10 @@ def test_an_aggregate_merge_is_commutative_and_associative() -> None:
                 pending.append(a)
             totals.append(pending[0])
         counts = {(t.count, t.first, t.last) for t in totals}
+        union = KeySketch()  # the sketch of every key the parts named, added one by one
+        for arn in named:
+            union.add(arn)
+        assert {t.row()[5] for t in totals} == {union.to_bytes() if named else None}
         assert counts == {
             (sum(p.count for p in parts), min(p.first for p in parts), max(p.last for p in parts))
         }
@@ -337,7 +370,7 @@ def test_stores_are_the_same_whatever_the_order_and_split_of_the_input(
                         write_trail(tmp_path / f"t{run}" / f"{part}" / f"{n:02d}.json", piece)
                 ingest([tmp_path / f"t{run}" / f"{part}"], st, workers=workers)
             return sorted(
-                (r.action, r.resource, r.outcome, r.context, r.count, r.first_seen, r.last_seen)
+                (r.action, r.resource, r.outcome, r.context, r.count, r.first_seen, r.last_seen, r.key_sketch)
                 for r in st.usage(ROLE)
             )
 
@@ -355,6 +388,14 @@ def test_stores_are_the_same_whatever_the_order_and_split_of_the_input(
             for r in first
             if r[2] is outcome and not r[3].error_code  # type: ignore[attr-defined]
         } == {(vpce, mapping[arn]) for vpce, arn in seen}
+        # Each fold's sketch is that of the distinct keys named under it in its context.
+        for r in first:
+            if r[2] is outcome and str(r[1]).endswith("/*"):
+                vpce = bool(r[3].vpc_endpoint)  # type: ignore[attr-defined]
+                expected = KeySketch()
+                for arn in {a for v, a in seen if v == vpce and mapping[a] == r[1]}:
+                    expected.add(arn)
+                assert r[7] == expected.to_bytes(), r[1]
     failed = {
         ("vpcEndpointId" in r, f"arn:aws:s3:::data/{r['requestParameters']['key']}")
         for r in records
@@ -464,12 +505,22 @@ def test_folding_is_the_same_for_any_number_of_workers(
         with Store(":memory:") as st:
             ingest([tmp_path / "t"], st, workers=workers)
             return sorted(
-                (r.action, r.resource, r.outcome, r.count, r.first_seen, r.last_seen, r.event_ids)
+                (
+                    r.action,
+                    r.resource,
+                    r.outcome,
+                    r.count,
+                    r.first_seen,
+                    r.last_seen,
+                    r.event_ids,
+                    r.key_sketch,
+                )
                 for r in st.usage(ROLE)
             )
 
     one = rows(1)
     assert any(str(r[1]).endswith("/*") for r in one)  # folding happened
+    assert all(r[7] for r in one if str(r[1]).endswith("/*"))  # with the sketch of its keys
     assert sum(int(str(r[3])) for r in one) == total_keys
     assert rows(2) == one
     assert rows(3) == one

@@ -142,7 +142,7 @@ def test_local_files_list_with_their_stat_identity(tmp_path: Path) -> None:
     ]
 
 
-def test_schema_3_store_is_migrated_to_4_without_touching_its_rows(tmp_path: Path) -> None:
+def test_schema_3_store_is_migrated_without_touching_its_rows(tmp_path: Path) -> None:
     """A schema-3 store (files without an ETag column, resources already escaped) gains the
     column; its files stay known (a re-run reads nothing) and no resource is escaped twice."""
     t = tmp_path / "t"
@@ -152,6 +152,7 @@ def test_schema_3_store_is_migrated_to_4_without_touching_its_rows(tmp_path: Pat
         ingest([t], st, workers=1)
     db = sqlite3.connect(path)  # back to schema 3, as iamtrim 3 wrote it
     db.execute("ALTER TABLE files DROP COLUMN etag")
+    db.execute("ALTER TABLE usage DROP COLUMN key_sketch")
     db.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
     db.execute("PRAGMA user_version=3")
     db.execute(
@@ -162,14 +163,14 @@ def test_schema_3_store_is_migrated_to_4_without_touching_its_rows(tmp_path: Pat
     assert "etag" not in {r[1] for r in db.execute("PRAGMA table_info(files)")}
     db.close()
     with Store(path) as st:
-        assert st.meta("schema") == store_mod.SCHEMA_VERSION == "4"
+        assert st.meta("schema") == store_mod.SCHEMA_VERSION == "5"
         assert st.meta("migrated_from") == "3"
         assert [f.etag for f in st.files()] == [""]
         assert "arn:aws:s3:::b/${$}x" in {r.resource for r in st.usage()}
         again = ingest([t], st, workers=1)
         assert (again.files_read, again.files_already) == (0, 1)
     with Store(path, read_only=True) as st:  # reopening does not migrate again
-        assert st.meta("schema") == "4" and st.meta("migrated_from") == "3"
+        assert st.meta("schema") == "5" and st.meta("migrated_from") == "3"
 
 
 def test_a_chunk_redone_for_copies_does_not_read_the_copies_again() -> None:

@@ -128,13 +128,15 @@ def test_widening_hash_is_kept_equal_to_its_value_across_processes() -> None:
     import subprocess
     import sys
 
-    from iamtrim.synth.widen import Widening, WideningKind
+    from iamtrim.synth.widen import ObservedKeys, Widening, WideningKind
 
     a = Widening(WideningKind.NAME_PREFIX, "fn-*", ("fn-1", "fn-2"), "any function")
     b = Widening(WideningKind.NAME_PREFIX, "fn-*", ("fn-1", "fn-2"), "any function")
     c = dataclasses.replace(a, covers=("fn-1", "fn-3"))
     assert a is not b and a == b and hash(a) == hash(b)
-    assert c != a and hash(c) == hash((c.kind, c.resource, c.covers, c.admits))
+    assert c != a and hash(c) == hash((c.kind, c.resource, c.covers, c.admits, c.keys))
+    d = dataclasses.replace(a, keys=ObservedKeys(312, True, False, "312"))
+    assert d != a and hash(d) != hash(a) and pickle.loads(pickle.dumps(d)) == d
     assert list(dict.fromkeys([a, b, c, a])) == [a, c]
     code = (
         "import pickle, sys\n"

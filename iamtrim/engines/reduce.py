@@ -532,17 +532,22 @@ def _normalize_rows(
             new_principals.append(principal)
         outcome = _OUTCOME_TEXT[outcome_enum]
         for action, resource in uses:
+            named = None  # the object key counted under a fold (its sketch), as _add_records does
             if resource is None:
                 resource = ""
             elif ":s3:::" in resource and "/" in resource:
-                resource = folder.fold((parn, action, outcome), ck, resource)
+                folded = folder.fold((parn, action, outcome), ck, resource)
+                if folded is not resource:
+                    named, resource = resource, folded
             key = (parn, action, resource, outcome, ck)
             part = Aggregate(weight, row.first_seen, row.last_seen, list(row.event_ids), list(row.source_ips))
+            if named is not None:
+                part.add_key(named)
             acc = agg.get(key)
             if acc is None:
                 agg[key] = part
             else:
-                acc.merge(part)
+                acc.absorb(part)
     if folder.moved:
         _apply_moves(agg, folder.moved)
     return agg

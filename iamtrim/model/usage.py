@@ -143,6 +143,8 @@ class UsageRow:
     last_seen: str
     event_ids: tuple[str, ...] = ()
     source_ips: tuple[str, ...] = ()
+    # A folded S3 row's distinct keys (``iamtrim.keysketch.KeySketch.to_bytes``); None elsewhere.
+    key_sketch: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

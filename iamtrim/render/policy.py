@@ -32,6 +32,7 @@ def _statement(ev: StatementEvidence, explain: bool) -> dict[str, Any]:
                 "covers": len(w.covers),
                 **({"covered": list(w.covers)} if explain else {}),
                 "admits": w.admits,
+                **_observed_keys(w),
             }
             for w in ev.widened_by
         ],
@@ -47,6 +48,16 @@ def _sizes(g: GeneratedPolicy) -> list[int]:
     return [size_of(p.policy.to_json()) for p in g.policies]
 
 
+def _observed_keys(w: Widening) -> dict[str, Any]:
+    """A store-folded widening's distinct keys (count, whether exact, whether a lower bound)."""
+    if w.keys is None:
+        return {}
+    k = w.keys
+    return {
+        "observed_keys": {"count": k.count, "exact": k.exact, "lower_bound": k.lower_bound, "text": k.text}
+    }
+
+
 def _widening(w: Widening, explain: bool) -> dict[str, Any]:
     return {
         "kind": w.kind,
@@ -54,6 +65,7 @@ def _widening(w: Widening, explain: bool) -> dict[str, Any]:
         "covers": len(w.covers),
         **({"covered": list(w.covers)} if explain else {}),
         "admits": w.admits,
+        **_observed_keys(w),
     }
 
 

@@ -31,6 +31,7 @@ from typing import Protocol
 from iamtrim import catalog
 from iamtrim.errors import PrincipalError, SynthError
 from iamtrim.evaluate import evaluate
+from iamtrim.keysketch import KeySketch
 from iamtrim.model import (
     Outcome,
     Principal,
@@ -65,6 +66,7 @@ from iamtrim.synth.passrole import PASS_ROLE, ProfilePass, resolve_instance_prof
 from iamtrim.synth.widen import (
     LADDER,
     Candidate,
+    ObservedKeys,
     PatternIndex,
     StatementShape,
     Widening,
@@ -340,6 +342,9 @@ class _Grants:
     unknown_patterns: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     groups: defaultdict[tuple[str, str], list[UsageRow]] = field(default_factory=lambda: defaultdict(list))
     advice_time: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Key sketches of the folds the store made (folder/* → one per row, every action): what a
+    # store-folded grant covers (docs/store.md, "Distinct keys of a folded row").
+    folded_keys: defaultdict[str, list[KeySketch]] = field(default_factory=lambda: defaultdict(list))
 
     @property
     def account(self) -> str:
@@ -389,17 +394,20 @@ def generate_identity_policy(
         findings=tuple(sorted(set(g.findings))),
         replayed=count,
         replayed_calls=sum(r.count for r in g.used),
-        widenings=_listed(statements, ladder),
+        widenings=_listed(statements, ladder, g.folded_keys),
         max_policies=options.policy_limit,
     )
 
 
 def _listed(
-    statements: Sequence[tuple[Statement, StatementEvidence]], ladder: Sequence[Widening]
+    statements: Sequence[tuple[Statement, StatementEvidence]],
+    ladder: Sequence[Widening],
+    folded_keys: Mapping[str, Sequence[KeySketch]],
 ) -> tuple[Widening, ...]:
     """Every widening the policy has, once per (kind, pattern), with what it covers across
     actions: the rules' (in statement order), then the ladder's (in the order taken). A rule's
-    pattern a ladder step widened again is not in the policy any more and is not listed."""
+    pattern a ladder step widened again is not in the policy any more and is not listed. A fold
+    the store made says how many distinct keys it covers across actions (*folded_keys*)."""
     in_policy = {r for _, ev in statements for r in ev.resources}
     covers: dict[tuple[WideningKind, str], set[str]] = {}
     admits: dict[tuple[WideningKind, str], str] = {}
@@ -412,7 +420,9 @@ def _listed(
             covers.setdefault((w.kind, w.resource), set()).update(w.covers)
             admits.setdefault((w.kind, w.resource), w.admits)
     rules = [
-        Widening(kind, pattern, tuple(sorted(c)), admits[(kind, pattern)])
+        _store_folded_widening(pattern, tuple(sorted(c)), ObservedKeys.of(folded_keys.get(pattern, ())))
+        if kind is WideningKind.STORE_FOLDED
+        else Widening(kind, pattern, tuple(sorted(c)), admits[(kind, pattern)])
         for (kind, pattern), c in covers.items()
     ]
     return (*rules, *ladder)
@@ -612,8 +622,38 @@ def _record_generalized(
         )
 
 
+def _store_folded_widening(resource: str, covers: tuple[str, ...], keys: ObservedKeys | None) -> Widening:
+    said = f"; {keys.phrase()}" if keys else ""
+    return Widening(
+        WideningKind.STORE_FOLDED,
+        resource,
+        covers,
+        f"any object under {resource[:-1]} (folded when ingested{said})",
+        keys,
+    )
+
+
+def _store_folded(g: _Grants, action: str, arows: list[UsageRow], resource: str) -> None:
+    """The widening and finding of a fold the store made, with the distinct keys its rows (every
+    context) counted."""
+    sketches = [KeySketch.from_bytes(r.key_sketch) for r in arows if r.resource == resource and r.key_sketch]
+    g.folded_keys[resource].extend(sketches)
+    keys = ObservedKeys.of(sketches)
+    g.widenings[(action, resource)].append(_store_folded_widening(resource, (action,), keys))
+    g.findings.append(
+        Finding(
+            "STORE_FOLDED_KEYS",
+            f"{action} {resource}",
+            "the store keeps this folder as one row: it held more entries than the "
+            "store's per-folder bound (docs/store.md), so no threshold splits it"
+            + (f"; it {keys.phrase()}" if keys else ""),
+        )
+    )
+
+
 def _final_resources(g: _Grants, action: str, arows: list[UsageRow], mapping: dict[str, str]) -> None:
     """Each row's final resource, with the findings a resource itself calls for."""
+    folds: set[str] = set()
     for r in arows:
         if r.resource is None:
             continue
@@ -624,23 +664,10 @@ def _final_resources(g: _Grants, action: str, arows: list[UsageRow], mapping: di
                 is_s3_object_arn(r.resource)
                 and r.resource.endswith("/*")
                 and mapping[r.resource] == r.resource
+                and r.resource not in folds
             ):
-                g.widenings[(action, r.resource)].append(
-                    Widening(
-                        WideningKind.STORE_FOLDED,
-                        r.resource,
-                        (action,),
-                        f"any object under {r.resource[:-1]} (folded when ingested)",
-                    )
-                )
-                g.findings.append(
-                    Finding(
-                        "STORE_FOLDED_KEYS",
-                        f"{action} {r.resource}",
-                        "the store keeps this folder as one row: it held more entries than the "
-                        "store's per-folder bound (docs/store.md), so no threshold splits it",
-                    )
-                )
+                folds.add(r.resource)
+                _store_folded(g, action, arows, r.resource)
         else:
             g.final[(action, r.resource)] = r.resource
             if r.resource.endswith("-??????") and action.startswith("secretsmanager:"):
@@ -959,13 +986,18 @@ def _report_denied_covered(g: _Grants, docs: list[Policy], granted_denials: list
     for covering, rows_covered in sorted(by_covering.items()):
         named = "; ".join(f"{r.action} {r.resource} ({r.count}x)" for r in rows_covered[:5])
         more = f" and {len(rows_covered) - 5} more" if len(rows_covered) > 5 else ""
+        folds = [
+            f"{p} (folded by the store) {keys.phrase()}"
+            for p in covering
+            if (keys := ObservedKeys.of(g.folded_keys.get(p, ()))) is not None
+        ]
         g.findings.append(
             Finding(
                 "DENIED_COVERED",
                 ", ".join(covering) or "the policy",
                 f"allows {len(rows_covered)} call(s) only ever denied: {named}{more}. The denial came "
                 "from outside this identity policy (a bucket policy, an SCP or a key policy); "
-                "check that it stays",
+                "check that it stays" + (f". {'; '.join(folds)}" if folds else ""),
             )
         )
 

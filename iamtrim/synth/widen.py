@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from iamtrim import catalog
+from iamtrim.keysketch import KeySketch
 from iamtrim.model import has_wildcard, is_s3_object_arn, pattern_covers
 from iamtrim.model.policy import Condition
 from iamtrim.synth.minimize import generalize_object_arns
@@ -72,14 +73,45 @@ _WEIGHT = {kind: 2**i for i, kind in enumerate(LADDER)}
 
 
 @dataclass(frozen=True, slots=True)
+class ObservedKeys:
+    """How many distinct object keys a fold the store made (``folder/*``) stands for, from the
+    key sketches of its rows (docs/store.md, "Distinct keys of a folded row")."""
+
+    count: int
+    exact: bool  # counted exactly (up to 256 keys); else a HyperLogLog estimate, ±3.25 % (1 SE)
+    lower_bound: bool  # the store also folded keys before it counted them (a migrated schema 4)
+    text: str  # as reports show it: "312", "~41,700", "at least 5", "an unknown number of"
+
+    @classmethod
+    def of(cls, sketches: Iterable[KeySketch]) -> ObservedKeys | None:
+        """The count of the union of *sketches*; None when there is none."""
+        union: KeySketch | None = None
+        for sketch in sketches:
+            if union is None:
+                union = sketch.copy()
+            else:
+                union.merge(sketch)
+        if union is None:
+            return None
+        return cls(union.estimate(), union.exact, union.partial, union.describe())
+
+    def phrase(self) -> str:
+        """``covers ~41,700 distinct observed keys``."""
+        keys = "key" if self.count == 1 and self.exact and not self.lower_bound else "keys"
+        return f"covers {self.text} distinct observed {keys}"
+
+
+@dataclass(frozen=True, slots=True)
 class Widening:
     """One widening: its kind, the pattern granted, the observed resources (or, for
-    ``action-wildcard``, actions) it covers, and what it admits beyond them, in words."""
+    ``action-wildcard``, actions) it covers, and what it admits beyond them, in words. A
+    ``store-folded`` one also says how many distinct keys the store counted under it (``keys``)."""
 
     kind: WideningKind
     resource: str
     covers: tuple[str, ...]
     admits: str = ""
+    keys: ObservedKeys | None = None
     # A ladder step covers tens of thousands of resources and its widening sits in the lists of
     # every grant it moved, deduplicated by hash each time (identity._take): the generated
     # __hash__ hashed the whole *covers* tuple per call (76 s of 220 s profiled on a 10M-record
@@ -87,14 +119,18 @@ class Widening:
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.kind, self.resource, self.covers, self.admits)))
+        object.__setattr__(
+            self, "_hash", hash((self.kind, self.resource, self.covers, self.admits, self.keys))
+        )
 
     def __hash__(self) -> int:
         return self._hash
 
-    def __reduce__(self) -> tuple[type[Widening], tuple[WideningKind, str, tuple[str, ...], str]]:
+    def __reduce__(
+        self,
+    ) -> tuple[type[Widening], tuple[WideningKind, str, tuple[str, ...], str, ObservedKeys | None]]:
         # str hashes differ between processes: a pickled widening hashes again where it lands.
-        return (Widening, (self.kind, self.resource, self.covers, self.admits))
+        return (Widening, (self.kind, self.resource, self.covers, self.admits, self.keys))
 
 
 @dataclass(frozen=True, slots=True)
