@@ -12,7 +12,19 @@ import pytest
 from iamtrim.engines.reduce import KEY_COLUMNS, reduce_paths, store_reduction
 from iamtrim.ingest import ingest
 from iamtrim.store import Store
-from tests.engine_compare import assert_same_store, bench_trail, usage_table
+from tests.awsparts import cli_here as cli
+from tests.engine_compare import (
+    BATCH_ROLE,
+    PROFILE_CHANGES,
+    WEB_ROLE,
+    assert_same_store,
+    bench_trail,
+    profile_changes_table,
+    profile_trail,
+    usage_table,
+)
+from tests.factories import ROLE_ARN
+from tests.test_passrole_profiles import pass_role_resources
 
 __all__ = ["bench_trail"]  # a fixture
 
@@ -125,3 +137,22 @@ def test_key_columns_are_what_the_docs_say() -> None:
     text = (ROOT / "docs" / "scale.md").read_text()
     for column in KEY_COLUMNS:
         assert f"`{column}`" in text, column
+
+
+def test_instance_profile_changes_same_as_local(tmp_path: Path) -> None:
+    """Each instance-profile call is its own group (key column ``event_key``): the engine's store
+    holds every change with its own time and event id, as local ingest stores them — the same
+    AddRoleToInstanceProfile twice in a day is two changes, not one row of count 2."""
+    trail = profile_trail(tmp_path / "trail")
+    engine, local, records, rows = _both([trail], tmp_path)
+    assert profile_changes_table(local) == PROFILE_CHANGES
+    assert_same_store(engine, local)  # compares instance_profile_changes too
+    assert records == 10 and rows == 9  # 11 read, the copy dropped; each profile call its own row
+    # The run-instances calls pass the profile; the store's changes resolve it to its roles.
+    code, out, err = cli(
+        "generate-policy", ROLE_ARN, "--store", str(tmp_path / "engine.sqlite"), "--format", "json"
+    )
+    assert code == 0, err
+    # Both roles the profile held when passed (under any path: the changes name them by name).
+    wild = {r.replace(":role/", ":role/*/") for r in (WEB_ROLE, BATCH_ROLE)}
+    assert pass_role_resources(json.loads(out)) == {WEB_ROLE, BATCH_ROLE} | wild

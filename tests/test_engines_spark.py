@@ -24,7 +24,14 @@ from iamtrim.sources.s3 import S3Trail
 from iamtrim.store import Store
 from tests.awsparts import FAKE_ENV
 from tests.awsparts import cli_here as cli
-from tests.engine_compare import assert_same_store, bench_trail, usage_table
+from tests.engine_compare import (
+    PROFILE_CHANGES,
+    assert_same_store,
+    bench_trail,
+    profile_changes_table,
+    profile_trail,
+    usage_table,
+)
 from tests.test_sources_s3 import ACCOUNT, N_FILES, ORG_TRAIL, TRAIL, buckets, calls, local_files
 from tests.test_sources_s3 import LOGS as S3_LOGS
 
@@ -53,6 +60,14 @@ def _compare(paths: list[Path], tmp_path: Path, spark: Any) -> tuple[Store, Stor
     engine = Store(tmp_path / "spark.sqlite")
     _, run = ingest_spark(paths, engine, spark=spark)
     return engine, local, run
+
+
+def test_instance_profile_changes_same_as_local(tmp_path: Path, spark: Any) -> None:
+    """Spark groups by ``engines.reduce.record_key``: each instance-profile call its own row, so
+    the store's changes, with the times as written, equal local ingest's."""
+    engine, local, _ = _compare([profile_trail(tmp_path / "trail")], tmp_path, spark)
+    assert profile_changes_table(local) == PROFILE_CHANGES
+    assert_same_store(engine, local)
 
 
 @pytest.mark.corpus

@@ -18,7 +18,15 @@ from iamtrim.engines.sql import SQL_COLUMNS, Window, reduced_rows, reduction_que
 from iamtrim.errors import InputError
 from iamtrim.ingest import ingest
 from iamtrim.store import Store
-from tests.engine_compare import assert_same_store, bench_trail, usage_table
+from tests.engine_compare import (
+    PROFILE_CHANGES,
+    assert_same_store,
+    bench_trail,
+    coverage_table,
+    profile_changes_table,
+    profile_trail,
+    usage_table,
+)
 
 __all__ = ["bench_trail"]  # a fixture
 
@@ -188,3 +196,23 @@ def test_ddl_org_and_account_trails() -> None:
     for bad in ("s3://b/somewhere/", "https://b/AWSLogs/", "s3://b/AWSLogs/o-abcdefghij/"):
         with pytest.raises(InputError):
             table_ddl(bad)
+
+
+def test_instance_profile_changes_same_as_local(tmp_path: Path) -> None:
+    """The SQL's ``event_key`` (a CASE in the select and GROUP BY) makes each instance-profile
+    call its own row: the store's changes, with the times as written, equal local ingest's."""
+    files = _trail_files(profile_trail(tmp_path / "trail"))
+    local = Store(tmp_path / "local.sqlite")
+    ingest(files, local, workers=1)
+    engine, rows = _duckdb_store(files, tmp_path)
+    assert profile_changes_table(local) == PROFILE_CHANGES
+    assert engine.profile_changes() == local.profile_changes()
+    # The rest as assert_same_store, but for the copy's duplicate-event skip (a query counts none).
+    assert usage_table(engine) == usage_table(local)
+    assert coverage_table(engine) == coverage_table(local)
+    assert engine.principals() == local.principals()
+    dup = "duplicate-event"
+    assert sorted(s for s in engine.skip_details() if s[0] != dup) == sorted(
+        s for s in local.skip_details() if s[0] != dup
+    )
+    assert rows == 9

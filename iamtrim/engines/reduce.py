@@ -20,7 +20,13 @@ The group key (:data:`KEY_COLUMNS`) is what ``iamtrim.normalize.record.normalize
 * the *kind* of ``sourceIPAddress`` (``''``, ``service`` or ``ip``: the context keeps only that);
 * the UTC day of ``eventTime`` (coverage is per day), or the raw ``eventTime`` when it is not a
   time a trail wrote (normalize skips it as ``bad-event-time``, detail from the value);
-* whether the record came from a trail delivery file (coverage's ``complete``).
+* whether the record came from a trail delivery file (coverage's ``complete``);
+* ``event_key``: ``eventID|eventTime`` (raw) for an IAM instance-profile call
+  (``normalize.record.PROFILE_EVENTS`` from ``iam.amazonaws.com``), NULL for every other record.
+  Each such event is then a group of its own, so the store's ``instance_profile_changes`` gets
+  each change with its own time and event id, as a local ingest writes them (the order of
+  ``AddRoleToInstanceProfile`` and ``RemoveRoleFromInstanceProfile`` is what tells which role a
+  profile held). These calls are rare: the groups they add are few.
 
 The aggregates are the record count, the first and last ``eventTime`` (as
 ``YYYY-MM-DDTHH:MM:SSZ``), and samples of ``eventID`` and ``sourceIPAddress``.
@@ -62,7 +68,15 @@ from iamtrim.ingest import (
     event_hash,
 )
 from iamtrim.model import Principal, Skipped, SkipReason
-from iamtrim.normalize.record import RecordParts, event_time, fast_parts, normalize_parts
+from iamtrim.model.profile import ProfileChange
+from iamtrim.normalize.record import (
+    PROFILE_EVENTS,
+    RecordParts,
+    event_time,
+    fast_parts,
+    normalize_parts,
+    profile_change,
+)
 from iamtrim.sources.files import MAX_FILE_BYTES, parse_object
 from iamtrim.sources.objects import ObjectRef, TrailSource, local_or_source
 from iamtrim.sources.records import (
@@ -98,11 +112,13 @@ KEY_COLUMNS = (
     "day",  # YYYY-MM-DD of a good eventTime, '' otherwise
     "bad_time",  # None for a good eventTime, else the raw value ('' when missing)
     "complete",  # from a trail delivery file
+    "event_key",  # eventID|eventTime of an instance-profile call (PROFILE_EVENTS), else None
 )
 AGG_COLUMNS = ("records", "first_seen", "last_seen", "event_ids", "source_ips")
 ROW_COLUMNS = KEY_COLUMNS + AGG_COLUMNS
 
 ReducedKey = tuple[Any, ...]  # the values of KEY_COLUMNS
+_EVENT_KEY = KEY_COLUMNS.index("event_key")
 
 
 class ReducedRow(NamedTuple):
@@ -181,8 +197,34 @@ def record_key(record: Record, complete: bool) -> tuple[ReducedKey, str]:
         raw_time[:10] if when else "",  # type: ignore[index]
         None if when else (raw_time or ""),
         complete,
+        event_key(record.eventSource, record.eventName, record.eventID, raw_time),
     )
     return key, when
+
+
+PROFILE_SOURCE = "iam.amazonaws.com"
+
+
+def event_key(source: str | None, name: str | None, event_id: str | None, raw_time: str | None) -> str | None:
+    """``eventID|eventTime`` (both raw, '' when missing) of an instance-profile call, else None:
+    each such event is its own group (``engines/sql.py`` computes the same with a CASE)."""
+    if name not in PROFILE_EVENTS or source != PROFILE_SOURCE:
+        return None
+    return f"{event_id or ''}|{raw_time or ''}"
+
+
+def row_profile_change(row: ReducedRow) -> ProfileChange | None:
+    """The instance-profile change of *row*'s one event (``normalize.record.profile_change``, as
+    local ingest reads it from the record), or None. Its time and event id come from the group
+    key, as the record wrote them: the same text a local ingest stores."""
+    ekey = row.key[_EVENT_KEY]
+    if ekey is None:
+        return None
+    # Every record of the group has this eventID (the sample's one value) and this raw eventTime.
+    eid = row.event_ids[0] if row.event_ids else ""
+    raw_time = ekey[len(eid) + 1 :]
+    record = msgspec.structs.replace(representative(row), eventID=eid or None, eventTime=raw_time or None)
+    return profile_change(record)
 
 
 def representative(row: ReducedRow) -> Record:
@@ -478,9 +520,10 @@ def store_reduction(
             report.records = reduction.records_in
         new_principals: list[Principal] = []
         coverage: Counter[tuple[str, str, str, str, bool]] = Counter()
+        profile_changes: list[ProfileChange] = []
         for start in range(0, len(reduction.rows), batch_rows):
             batch = reduction.rows[start : start + batch_rows]
-            agg = _normalize_rows(batch, skips, principals, new_principals, coverage)
+            agg = _normalize_rows(batch, skips, principals, new_principals, coverage, profile_changes)
             merger.merge(agg)
             if on_batch:
                 on_batch(len(batch))
@@ -495,6 +538,7 @@ def store_reduction(
             [(r, d, c) for (r, d), c in sorted(skips.items())],
             [(*k, n) for k, n in sorted(coverage.items())],
             merger.take_deleted(),
+            profile_changes=profile_changes,
         )
         report.usage_keys = len(merger.totals)
         report.principals = len(principals)
@@ -507,6 +551,7 @@ def _normalize_rows(
     principals: dict[str, Principal],
     new_principals: list[Principal],
     coverage: Counter[tuple[str, str, str, str, bool]],
+    profile_changes: list[ProfileChange],
 ) -> dict[tuple[str, str, str, str, str], Aggregate]:
     """Rows → the aggregate ingest's ``_add_records`` builds from their records (weights)."""
     folder = ObjectKeyFolder(EXACT_KEYS_PER_FOLDER)
@@ -516,6 +561,10 @@ def _normalize_rows(
         cov = coverage_key(row)
         if cov is not None:
             coverage[cov] += weight
+        if row.key[_EVENT_KEY] is not None:
+            change = row_profile_change(row)
+            if change is not None:
+                profile_changes.append(change)
         record = representative(row)
         parts: RecordParts | Skipped | None = fast_parts(record)
         if parts is None:

@@ -22,9 +22,10 @@ from typing import Any
 import msgspec
 import sqlglot
 
-from iamtrim.engines.reduce import KEY_COLUMNS, ReducedRow
+from iamtrim.engines.reduce import KEY_COLUMNS, PROFILE_SOURCE, ReducedRow
 from iamtrim.errors import InputError
 from iamtrim.ingest import SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS
+from iamtrim.normalize.record import PROFILE_EVENTS
 
 # The identity fields the normalizer reads (sources.records.UserIdentity), as columns: Athena
 # lower-cases struct field names, so the JSON object is rebuilt here with CloudTrail's names.
@@ -70,6 +71,8 @@ _IP_KIND = (
     "ELSE 'ip' END"
 )
 
+_PROFILE_NAMES = ", ".join(f"'{name}'" for name in sorted(PROFILE_EVENTS))
+
 _KEY_SQL: tuple[tuple[str, str], ...] = (
     ("api_version", "apiversion"),
     ("event_source", "eventsource"),
@@ -95,6 +98,12 @@ _KEY_SQL: tuple[tuple[str, str], ...] = (
     ("day", "CASE WHEN time_ok THEN substr(eventtime, 1, 10) ELSE '' END"),
     ("bad_time", "CASE WHEN time_ok THEN NULL ELSE coalesce(eventtime, '') END"),
     ("complete", "\"$path\" LIKE '%\\_CloudTrail\\_%' ESCAPE '\\'"),
+    # Each instance-profile call its own group (engines.reduce.event_key): raw eventID|eventTime.
+    (
+        "event_key",
+        f"CASE WHEN eventsource = '{PROFILE_SOURCE}' AND eventname IN ({_PROFILE_NAMES}) "
+        "THEN coalesce(eventid, '') || '|' || coalesce(eventtime, '') END",
+    ),
 )
 SQL_COLUMNS = (
     *(name for name, _ in _KEY_SQL),
