@@ -35,6 +35,7 @@ from iamtrim.evidence import DATA_EVENT_NAMES
 from iamtrim.keysketch import KeySketch
 from iamtrim.model import Context, FileReport, Outcome, Principal, Skipped, SkipReason, is_s3_object_arn
 from iamtrim.model.profile import ProfileChange
+from iamtrim.model.usage import SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS
 from iamtrim.normalize.record import PROFILE_EVENTS, Normalizer, RecordParts, profile_change
 from iamtrim.sources import Record
 from iamtrim.sources.files import MAX_FILE_BYTES, parse_object
@@ -45,8 +46,6 @@ from iamtrim.store import DEFAULT_WAIT_LOCK, FileEntry, Store
 EXACT_KEYS_PER_FOLDER = 16  # entries (keys, sub-folders) kept per S3 folder before it folds: docs/store.md
 FAILED_KEYS_PER_FOLDER = 1000  # distinct keys only failed calls named, kept per S3 folder: docs/store.md
 FAILED_KEYS_OVER_BOUND = str(SkipReason.FAILED_KEYS_OVER_BOUND)  # those past it: skips, never granted
-SAMPLE_EVENT_IDS = 3
-SAMPLE_SOURCE_IPS = 5
 BATCH_FILES = 1000  # a commit rewrites the rows it touched: every few seconds is enough
 BATCH_SECONDS = 5.0
 

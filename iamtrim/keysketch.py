@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 EXACT_BOUND = 256  # distinct key hashes kept exactly; one more and the sketch is a HyperLogLog
 PRECISION = 10  # HyperLogLog index bits
@@ -237,3 +238,36 @@ class KeySketch:
 
     def __repr__(self) -> str:
         return f"KeySketch({self.describe()})"
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedKeys:
+    """How many distinct object keys a fold the store made (``folder/*``) stands for, from the
+    key sketches of its rows (docs/store.md, "Distinct keys of a folded row")."""
+
+    count: int
+    exact: bool  # counted exactly (up to 256 keys); else a HyperLogLog estimate, ±3.25 % (1 SE)
+    lower_bound: bool  # the store also folded keys before it counted them (a migrated schema 4)
+    text: str  # as reports show it: "312", "~41,700", "at least 5", "an unknown number of"
+
+    @classmethod
+    def of(cls, sketches: Iterable[KeySketch]) -> ObservedKeys | None:
+        """The count of the union of *sketches*; None when there is none."""
+        union: KeySketch | None = None
+        for sketch in sketches:
+            if union is None:
+                union = sketch.copy()
+            else:
+                union.merge(sketch)
+        if union is None:
+            return None
+        return cls(union.estimate(), union.exact, union.partial, union.describe())
+
+    def as_json(self) -> dict[str, object]:
+        """The ``observed_keys`` object of JSON reports (generate-policy, usage)."""
+        return {"count": self.count, "exact": self.exact, "lower_bound": self.lower_bound, "text": self.text}
+
+    def phrase(self) -> str:
+        """``covers ~41,700 distinct observed keys``."""
+        keys = "key" if self.count == 1 and self.exact and not self.lower_bound else "keys"
+        return f"covers {self.text} distinct observed {keys}"

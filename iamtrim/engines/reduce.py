@@ -55,8 +55,6 @@ from iamtrim.ingest import (
     _DUPLICATE,
     _OUTCOME_TEXT,
     EXACT_KEYS_PER_FOLDER,
-    SAMPLE_EVENT_IDS,
-    SAMPLE_SOURCE_IPS,
     Aggregate,
     IngestReport,
     ObjectKeyFolder,
@@ -69,8 +67,10 @@ from iamtrim.ingest import (
 )
 from iamtrim.model import Principal, Skipped, SkipReason
 from iamtrim.model.profile import ProfileChange
+from iamtrim.model.usage import SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS
 from iamtrim.normalize.record import (
     PROFILE_EVENTS,
+    PROFILE_SOURCE,
     RecordParts,
     event_time,
     fast_parts,
@@ -200,9 +200,6 @@ def record_key(record: Record, complete: bool) -> tuple[ReducedKey, str]:
         event_key(record.eventSource, record.eventName, record.eventID, raw_time),
     )
     return key, when
-
-
-PROFILE_SOURCE = "iam.amazonaws.com"
 
 
 def event_key(source: str | None, name: str | None, event_id: str | None, raw_time: str | None) -> str | None:

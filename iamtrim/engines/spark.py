@@ -44,8 +44,9 @@ from iamtrim.engines.reduce import (
     unread_objects,
 )
 from iamtrim.errors import AwsError, EngineError, IamtrimError, InputError, NoReadableInput
-from iamtrim.ingest import _DUPLICATE, SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS, IngestReport, _sample
+from iamtrim.ingest import _DUPLICATE, IngestReport, _sample
 from iamtrim.model import Context
+from iamtrim.model.usage import SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS
 from iamtrim.sources.files import MAX_FILE_BYTES
 from iamtrim.sources.objects import ObjectRef, TrailSource, read_objects
 from iamtrim.store import Store, StoredRow

@@ -22,10 +22,10 @@ from typing import Any
 import msgspec
 import sqlglot
 
-from iamtrim.engines.reduce import KEY_COLUMNS, PROFILE_SOURCE, ReducedRow
+from iamtrim.engines.reduce import KEY_COLUMNS, ReducedRow
 from iamtrim.errors import InputError
-from iamtrim.ingest import SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS
-from iamtrim.normalize.record import PROFILE_EVENTS
+from iamtrim.model.usage import SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS
+from iamtrim.normalize.record import PROFILE_EVENTS, PROFILE_SOURCE
 
 # The identity fields the normalizer reads (sources.records.UserIdentity), as columns: Athena
 # lower-cases struct field names, so the JSON object is rebuilt here with CloudTrail's names.

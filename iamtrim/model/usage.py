@@ -129,6 +129,11 @@ class Usage:
     encryption_context: tuple[tuple[str, str], ...] = ()
 
 
+# How many event ids and source IPs a usage row keeps as its sample (the first met).
+SAMPLE_EVENT_IDS = 3
+SAMPLE_SOURCE_IPS = 5
+
+
 @dataclass(frozen=True, slots=True)
 class UsageRow:
     """Aggregated usage as the store keeps it."""

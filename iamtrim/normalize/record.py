@@ -275,8 +275,9 @@ def _pass_role_uses(
             notes.append(Skipped(SkipReason.RESOURCE_UNKNOWN, "iam:PassRole"))
 
 
-# The changes that say which role an instance profile holds (model/profile.py).
+# The changes that say which role an instance profile holds (model/profile.py), calls of IAM.
 # https://docs.aws.amazon.com/IAM/latest/APIReference/API_AddRoleToInstanceProfile.html
+PROFILE_SOURCE = "iam.amazonaws.com"
 PROFILE_EVENTS = {
     "CreateInstanceProfile": ProfileChangeKind.CREATE,
     "AddRoleToInstanceProfile": ProfileChangeKind.ADD,
@@ -293,7 +294,7 @@ def profile_change(record: Record) -> ProfileChange | None:
     account = record.recipientAccountId or ""
     if (
         kind is None
-        or record.eventSource != "iam.amazonaws.com"
+        or record.eventSource != PROFILE_SOURCE
         or record.errorCode
         or type(params) is not dict
         or not account

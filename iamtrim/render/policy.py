@@ -50,12 +50,7 @@ def _sizes(g: GeneratedPolicy) -> list[int]:
 
 def _observed_keys(w: Widening) -> dict[str, Any]:
     """A store-folded widening's distinct keys (count, whether exact, whether a lower bound)."""
-    if w.keys is None:
-        return {}
-    k = w.keys
-    return {
-        "observed_keys": {"count": k.count, "exact": k.exact, "lower_bound": k.lower_bound, "text": k.text}
-    }
+    return {} if w.keys is None else {"observed_keys": w.keys.as_json()}
 
 
 def _widening(w: Widening, explain: bool) -> dict[str, Any]:

@@ -7,11 +7,10 @@ import os
 from typing import Any
 
 from iamtrim.graph import resource_group
-from iamtrim.keysketch import KeySketch
+from iamtrim.keysketch import KeySketch, ObservedKeys
 from iamtrim.model import UsageRow
 from iamtrim.query import PrincipalSummary, PrincipalUsage
 from iamtrim.render.common import scrub, text_table
-from iamtrim.synth.widen import ObservedKeys
 
 SHARED_SHOWN = 15  # shared resources listed in the usage table; JSON lists every one
 FOLD_PER_ACTION = 3  # resource families of one action shown apart by `usage --brief`
@@ -34,16 +33,7 @@ def _row(row: UsageRow) -> dict[str, Any]:
 def _observed_keys(row: UsageRow) -> dict[str, Any]:
     """A folded S3 row's distinct keys (docs/store.md, "Distinct keys of a folded row")."""
     keys = ObservedKeys.of([KeySketch.from_bytes(row.key_sketch)]) if row.key_sketch else None
-    if keys is None:
-        return {}
-    return {
-        "observed_keys": {
-            "count": keys.count,
-            "exact": keys.exact,
-            "lower_bound": keys.lower_bound,
-            "text": keys.text,
-        }
-    }
+    return {} if keys is None else {"observed_keys": keys.as_json()}
 
 
 def usage_json(usage: PrincipalUsage) -> str:

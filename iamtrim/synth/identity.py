@@ -31,7 +31,7 @@ from typing import Protocol
 from iamtrim import catalog
 from iamtrim.errors import PrincipalError, SynthError
 from iamtrim.evaluate import evaluate
-from iamtrim.keysketch import KeySketch
+from iamtrim.keysketch import KeySketch, ObservedKeys
 from iamtrim.model import (
     Outcome,
     Principal,
@@ -65,8 +65,8 @@ from iamtrim.synth.minimize import (
 from iamtrim.synth.passrole import PASS_ROLE, ProfilePass, resolve_instance_profiles
 from iamtrim.synth.widen import (
     LADDER,
+    MERGE_KINDS,
     Candidate,
-    ObservedKeys,
     PatternIndex,
     StatementShape,
     Widening,
@@ -633,10 +633,10 @@ def _store_folded_widening(resource: str, covers: tuple[str, ...], keys: Observe
     )
 
 
-def _store_folded(g: _Grants, action: str, arows: list[UsageRow], resource: str) -> None:
+def _store_folded(g: _Grants, action: str, resource: str, stored: list[bytes]) -> None:
     """The widening and finding of a fold the store made, with the distinct keys its rows (every
-    context) counted."""
-    sketches = [KeySketch.from_bytes(r.key_sketch) for r in arows if r.resource == resource and r.key_sketch]
+    context: their *stored* sketches) counted."""
+    sketches = [KeySketch.from_bytes(b) for b in stored]
     g.folded_keys[resource].extend(sketches)
     keys = ObservedKeys.of(sketches)
     g.widenings[(action, resource)].append(_store_folded_widening(resource, (action,), keys))
@@ -653,6 +653,11 @@ def _store_folded(g: _Grants, action: str, arows: list[UsageRow], resource: str)
 
 def _final_resources(g: _Grants, action: str, arows: list[UsageRow], mapping: dict[str, str]) -> None:
     """Each row's final resource, with the findings a resource itself calls for."""
+    # The stored key sketches of the action's rows, by resource (a fold has a row per context).
+    sketches: defaultdict[str, list[bytes]] = defaultdict(list)
+    for r in arows:
+        if r.key_sketch and r.resource is not None:
+            sketches[r.resource].append(r.key_sketch)
     folds: set[str] = set()
     for r in arows:
         if r.resource is None:
@@ -667,7 +672,7 @@ def _final_resources(g: _Grants, action: str, arows: list[UsageRow], mapping: di
                 and r.resource not in folds
             ):
                 folds.add(r.resource)
-                _store_folded(g, action, arows, r.resource)
+                _store_folded(g, action, r.resource, sketches[r.resource])
         else:
             g.final[(action, r.resource)] = r.resource
             if r.resource.endswith("-??????") and action.startswith("secretsmanager:"):
@@ -895,7 +900,7 @@ def _fit(
     # A step a later step widened again (ctr-xgboost-2025-03-* → training-job/*) is not in the
     # policy any more: report the widenings the policy has.
     in_policy = {r for _, ev in statements for r in ev.resources}
-    ladder = [w for w in ladder if w.kind in _MERGE_KINDS or w.resource in in_policy]
+    ladder = [w for w in ladder if w.kind in MERGE_KINDS or w.resource in in_policy]
     kept = {w.resource for w in ladder}
     g.findings = [
         f for f in g.findings if f.code not in ("WIDENED_TO_FIT", "DENIED_COVERED") or f.subject in kept
@@ -1003,7 +1008,6 @@ def _report_denied_covered(g: _Grants, docs: list[Policy], granted_denials: list
 
 
 _MAX_ROUNDS = 200
-_MERGE_KINDS = frozenset({WideningKind.SERVICE_MERGE, WideningKind.CONDITION_MERGE})
 
 
 def _take(
@@ -1018,7 +1022,7 @@ def _take(
     grants of each resource with their place in *groups* (the keys this step moves are found
     there, in the order of *groups*), or None to scan *groups*."""
     w = Widening(step.kind, step.pattern, tuple(sorted(step.covers)), step.admits)
-    if step.kind in _MERGE_KINDS:
+    if step.kind in MERGE_KINDS:
         if step.kind is WideningKind.SERVICE_MERGE:
             merged.add((step.service, step.conditions))
         else:

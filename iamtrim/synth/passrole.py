@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from iamtrim.model import Outcome, UsageRow
 from iamtrim.model.profile import ProfileRoles, instance_profile_of
+from iamtrim.model.usage import SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS
 
 PASS_ROLE = "iam:PassRole"
 
@@ -40,6 +41,7 @@ def resolve_instance_profiles(
     out: list[UsageRow] = []
     passes: dict[str, ProfilePass] = {}
     evidence = profiles or ProfileRoles()
+    confirmed = {r for *_, current in evidence.current for r in current}  # roles IAM details name
     for row in rows:
         where = instance_profile_of(row.resource) if row.action == PASS_ROLE else None
         if where is None or row.outcome is not Outcome.USED or row.resource is None:
@@ -48,7 +50,6 @@ def resolve_instance_profiles(
         partition, account, name = where
         roles, source = evidence.roles_for(account, name, row.first_seen, row.last_seen)
         if roles:
-            confirmed = {r for *_, current in evidence.current for r in current}
             # A role CloudTrail named by name (AddRoleToInstanceProfile's roleName) may have a
             # path in its ARN. A role name is unique in its account whatever the path
             # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html), so
@@ -88,8 +89,7 @@ def _merged(rows: list[UsageRow]) -> list[UsageRow]:
             count=old.count + r.count,
             first_seen=min(old.first_seen, r.first_seen),
             last_seen=max(old.last_seen, r.last_seen),
-            # the store's sample sizes (ingest.SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS)
-            event_ids=tuple(dict.fromkeys((*old.event_ids, *r.event_ids)))[:3],
-            source_ips=tuple(dict.fromkeys((*old.source_ips, *r.source_ips)))[:5],
+            event_ids=tuple(dict.fromkeys((*old.event_ids, *r.event_ids)))[:SAMPLE_EVENT_IDS],
+            source_ips=tuple(dict.fromkeys((*old.source_ips, *r.source_ips)))[:SAMPLE_SOURCE_IPS],
         )
     return list(by_key.values())

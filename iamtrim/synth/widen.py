@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from iamtrim import catalog
-from iamtrim.keysketch import KeySketch
+from iamtrim.keysketch import ObservedKeys
 from iamtrim.model import has_wildcard, is_s3_object_arn, pattern_covers
 from iamtrim.model.policy import Condition
 from iamtrim.synth.minimize import generalize_object_arns
@@ -68,37 +68,8 @@ LADDER = (
     WideningKind.CONDITION_MERGE,
     WideningKind.SERVICE_WIDE,
 )
-_MERGES = frozenset({WideningKind.SERVICE_MERGE, WideningKind.CONDITION_MERGE})
+MERGE_KINDS = frozenset({WideningKind.SERVICE_MERGE, WideningKind.CONDITION_MERGE})
 _WEIGHT = {kind: 2**i for i, kind in enumerate(LADDER)}
-
-
-@dataclass(frozen=True, slots=True)
-class ObservedKeys:
-    """How many distinct object keys a fold the store made (``folder/*``) stands for, from the
-    key sketches of its rows (docs/store.md, "Distinct keys of a folded row")."""
-
-    count: int
-    exact: bool  # counted exactly (up to 256 keys); else a HyperLogLog estimate, ±3.25 % (1 SE)
-    lower_bound: bool  # the store also folded keys before it counted them (a migrated schema 4)
-    text: str  # as reports show it: "312", "~41,700", "at least 5", "an unknown number of"
-
-    @classmethod
-    def of(cls, sketches: Iterable[KeySketch]) -> ObservedKeys | None:
-        """The count of the union of *sketches*; None when there is none."""
-        union: KeySketch | None = None
-        for sketch in sketches:
-            if union is None:
-                union = sketch.copy()
-            else:
-                union.merge(sketch)
-        if union is None:
-            return None
-        return cls(union.estimate(), union.exact, union.partial, union.describe())
-
-    def phrase(self) -> str:
-        """``covers ~41,700 distinct observed keys``."""
-        keys = "key" if self.count == 1 and self.exact and not self.lower_bound else "keys"
-        return f"covers {self.text} distinct observed {keys}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -697,6 +668,18 @@ def _region_steps(steps: _Steps) -> None:
         )
 
 
+def _merged_size(
+    acts: Sequence[str], res: Sequence[str], conditions: Sequence[Condition] | None = None
+) -> int:
+    """About the characters of one statement of *acts* on *res*, with a Condition block of
+    *conditions* unless None (the merge steps' estimate; statements are measured once rebuilt)."""
+    shell = '{"Effect":"Allow","Action":[],"Resource":[],"Sid":""' + (
+        "}" if conditions is None else ',"Condition":{}}'
+    )
+    size = len(shell) + 40 + sum(len(a) + 3 for a in acts) + sum(len(r) + 3 for r in res)
+    return size + sum(len(c.key) + 20 + sum(len(v) + 3 for v in c.values) for c in conditions or ())
+
+
 def _service_merges(
     statements: Sequence[StatementShape], denied: Mapping[str, Sequence[str]]
 ) -> list[Candidate]:
@@ -712,9 +695,7 @@ def _service_merges(
             continue
         acts = sorted({a for st in sts for a in st.actions})
         res = sorted({r for st in sts for r in st.resources})
-        merged = len('{"Effect":"Allow","Action":[],"Resource":[],"Sid":""}') + 40
-        merged += sum(len(a) + 3 for a in acts) + sum(len(r) + 3 for r in res)
-        saved = sum(st.size for st in sts) - merged
+        saved = sum(st.size for st in sts) - _merged_size(acts, res)
         if saved <= 0:
             continue
         observed = sum(len(st.actions) * len(st.resources) for st in sts)
@@ -784,10 +765,7 @@ def _condition_merges(statements: Sequence[StatementShape]) -> list[Candidate]:
         dropped = sorted({key for t in tested for (_, key) in t} - {key for _, key in common})
         acts = sorted({a for st in sts for a in st.actions})
         res = sorted({r for st in sts for r in st.resources})
-        size = len('{"Effect":"Allow","Action":[],"Resource":[],"Sid":"","Condition":{}}') + 40
-        size += sum(len(a) + 3 for a in acts) + sum(len(r) + 3 for r in res)
-        size += sum(len(c.key) + 20 + sum(len(v) + 3 for v in c.values) for c in merged)
-        saved = sum(st.size for st in sts) - size
+        saved = sum(st.size for st in sts) - _merged_size(acts, res, merged)
         if saved <= 0:
             continue
         said = [f"{service} calls without {key} (some calls had none)" for key in dropped]
@@ -823,11 +801,11 @@ def choose(found: Sequence[Candidate], overflow: int) -> list[Candidate]:
     for c in pool:
         if c.covers & taken:
             continue
-        if c.kind in _MERGES and chosen:
+        if c.kind in MERGE_KINDS and chosen:
             continue
         chosen.append(c)
         taken |= c.covers
         saved += c.saved
-        if saved >= overflow or c.kind in _MERGES:
+        if saved >= overflow or c.kind in MERGE_KINDS:
             break
     return chosen
