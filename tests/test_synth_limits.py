@@ -7,14 +7,23 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#refer
 from __future__ import annotations
 
 import json
+import random
+from dataclasses import replace
 
 import pytest
 
 from iamtrim import catalog
 from iamtrim.errors import SizeLimitError
 from iamtrim.model import Outcome, UsageRow
+from iamtrim.model.policy import Condition, Effect, Statement
 from iamtrim.synth import GeneratedPolicy, SynthOptions, Target, generate_identity_policy
-from iamtrim.synth.limits import MANAGED_POLICIES_PER_ENTITY, MANAGED_POLICY_CHARS
+from iamtrim.synth.limits import (
+    MANAGED_POLICIES_PER_ENTITY,
+    MANAGED_POLICY_CHARS,
+    _split,
+    size_of,
+    statement_size,
+)
 from iamtrim.synth.widen import LADDER, WideningKind
 from tests.test_synth_rules import ACCT, ROLE, USER, allows_row, row
 
@@ -279,3 +288,38 @@ def test_no_step_writes_every_bucket_when_nothing_narrower_fits() -> None:
     assert 2 <= len(g.policies) <= 5
     resources = {r for p in g.policies for s in p.policy.statements for r in s.resources}
     assert resources == {f"arn:aws:s3:::{n}" for n in names}
+
+
+def _split_by_serializing(statement: Statement, budget: int) -> list[Statement]:
+    """_split as it was written first: serialize each half to size it (the reference)."""
+    if size_of(statement.to_json()) <= budget or len(statement.resources) <= 1:
+        return [statement]
+    half = len(statement.resources) // 2
+    out = []
+    for chunk in (statement.resources[:half], statement.resources[half:]):
+        out.extend(_split_by_serializing(replace(statement, resources=chunk), budget))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_statement_size_and_split_equal_serializing_the_statement(seed: int) -> None:
+    # Sizes from the parts (statement_size, _split) against json.dumps of the whole statement:
+    # non-ASCII, quotes, backslashes and control characters are escaped by json, and one
+    # resource is written as a string, not a list.
+    rnd = random.Random(seed)
+    alphabet = ["a", "Z", "0", "-", "/", ":", "*", "${*}", '"', "\\", "é", "\u2028", "\n", "💥"]
+    resources = tuple(
+        f"arn:aws:s3:::b{rnd.randrange(9)}/"
+        + "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 30)))
+        for _ in range(rnd.choice([0, 1, 2, 3, 17, 300]))
+    )
+    conditions = (
+        (Condition("StringEquals", "aws:SourceVpce", ("vpce-1", "vpce-é")),) if rnd.random() < 0.5 else ()
+    )
+    actions = ("s3:GetObject",) if rnd.random() < 0.5 else ("s3:GetObject", "s3:PutObject")
+    st = Statement(Effect.ALLOW, actions=actions, resources=resources, conditions=conditions, sid="S3Get")
+    assert statement_size(st) == size_of(st.to_json())
+    for budget in (1, 200, 700, 6144):
+        assert _split(st, budget) == _split_by_serializing(st, budget)
+        for part in _split(st, budget):
+            assert statement_size(part) == size_of(part.to_json())

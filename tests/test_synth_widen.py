@@ -11,7 +11,14 @@ import re
 
 import pytest
 
-from iamtrim.synth.widen import PatternIndex, glob_matches
+from iamtrim.synth.widen import (
+    MERGE_KINDS,
+    LadderMemo,
+    PatternIndex,
+    StatementShape,
+    candidates,
+    glob_matches,
+)
 
 
 def _iam_matches(pattern: str, value: str) -> bool:
@@ -61,9 +68,14 @@ def test_pattern_index_finds_exactly_the_patterns_that_match() -> None:
         index = PatternIndex(patterns)
         for _ in range(30):
             value = "".join(rnd.choice(parts) for _ in range(rnd.randint(0, 6)))
+            if rnd.random() < 0.3:  # a pattern of the index, asked of itself (drop_covered)
+                value = rnd.choice(patterns)
             expected = {p for p in patterns if glob_matches(p, value)}
             assert set(index.matching(value)) == expected, (patterns, value)
             assert index.covers(value, besides=value) == bool(expected - {value})
+            assert index.covers(value) == bool(expected)
+            other = rnd.choice(patterns)
+            assert index.covers(value, besides=other) == bool(expected - {other}), (patterns, value, other)
 
 
 def test_denied_index_finds_the_denied_resources_a_step_allows_in_their_order() -> None:
@@ -154,3 +166,84 @@ def test_widening_hash_is_kept_equal_to_its_value_across_processes() -> None:
             env={"PYTHONHASHSEED": seed, "PATH": ""},
         )
         assert out.stdout.decode().split() == ["True", "1"]
+
+
+def _shapes(keys: list[tuple[str, str]], merged: set[str]) -> list[StatementShape]:
+    """Statements as identity._statements groups them: resource → its actions, actions → their
+    resources; a merged service's statements are one."""
+    actions_of: dict[str, set[str]] = {}
+    for a, r in keys:
+        actions_of.setdefault(r, set()).add(a)
+    by_actions: dict[tuple[str, ...], set[str]] = {}
+    for r, acts in actions_of.items():
+        by_actions.setdefault(tuple(sorted(acts)), set()).add(r)
+    joined: dict[str, tuple[set[str], set[str]]] = {}
+    out = []
+    for acts, res in sorted(by_actions.items()):
+        service = acts[0].split(":")[0]
+        if service in merged and len({a.split(":")[0] for a in acts}) == 1:
+            got = joined.setdefault(service, (set(), set()))
+            got[0].update(acts)
+            got[1].update(res)
+            continue
+        out.append((acts, res))
+    out += [(tuple(sorted(a)), r) for a, r in joined.values()]
+    return [
+        StatementShape(acts, tuple(sorted(res)), (), 60 + sum(len(x) + 3 for x in (*acts, *res)))
+        for acts, res in out
+    ]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_ladder_memo_gives_the_steps_found_anew_every_round(seed: int) -> None:
+    """candidates() with one LadderMemo through the rounds of a ladder (steps taken, services
+    merged, rounds where nothing moved) returns exactly the steps found without it, scores,
+    breadths, denied hits and order included."""
+    rnd = random.Random(seed)
+    acct = "111122223333"
+    words = ["billing", "fn", "etl", "ml", "7", "x", "2026"]
+
+    def name() -> str:
+        return "".join(rnd.choice(words) + rnd.choice("-_/") for _ in range(rnd.randint(1, 3))) + str(
+            rnd.randint(0, 40)
+        )
+
+    keys: list[tuple[str, str]] = []
+    for _ in range(rnd.randint(30, 120)):
+        region = rnd.choice(["us-east-1", "us-east-1", "eu-west-1"])
+        action, arn = rnd.choice(
+            [
+                ("lambda:InvokeFunction", f"arn:aws:lambda:{region}:{acct}:function:{name()}"),
+                ("lambda:GetFunction", f"arn:aws:lambda:{region}:{acct}:function:{name()}"),
+                ("dynamodb:GetItem", f"arn:aws:dynamodb:{region}:{acct}:table/{name()}"),
+                ("dynamodb:PutItem", f"arn:aws:dynamodb:{region}:{acct}:table/{name()}"),
+                ("s3:GetObject", f"arn:aws:s3:::data-{rnd.choice(words)}/{name()}"),
+                ("logs:CreateLogStream", f"arn:aws:logs:{region}:{acct}:log-group:/{name()}"),
+            ]
+        )
+        keys.append((action, arn))
+    keys = list(dict.fromkeys(keys))
+    denied = {
+        "lambda:InvokeFunction": [f"arn:aws:lambda:us-east-1:{acct}:function:{name()}" for _ in range(9)],
+        "s3:GetObject": [f"arn:aws:s3:::data-ml/{name()}" for _ in range(3)],
+    }
+    merged: set[str] = set()
+    memo = LadderMemo()
+    rounds = 0
+    for _ in range(10):
+        shapes = _shapes(keys, merged)
+        with_memo = candidates(keys, shapes, denied, 10, memo)
+        assert with_memo == candidates(keys, shapes, denied, 10)
+        rounds += 1
+        steps = [c for c in with_memo if c.kind not in MERGE_KINDS]
+        what = rnd.random()
+        if what < 0.25:
+            continue  # nothing moved: the memo replays last round's proposals
+        if what < 0.5 or not steps:
+            merged.add(rnd.choice(["lambda", "dynamodb", "s3", "logs"]))
+            continue
+        step = rnd.choice(steps[:5])
+        moved = [k for k in keys if k[1] in step.covers]
+        keys = [k for k in keys if k[1] not in step.covers]
+        keys += list(dict.fromkeys((a, step.pattern) for a, _ in moved))
+    assert rounds == 10

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -53,7 +53,7 @@ from iamtrim.synth.limits import (
     Target,
     pack,
     plan,
-    size_of,
+    statement_size,
 )
 from iamtrim.synth.minimize import (
     action_wildcards,
@@ -67,6 +67,7 @@ from iamtrim.synth.widen import (
     LADDER,
     MERGE_KINDS,
     Candidate,
+    LadderMemo,
     PatternIndex,
     StatementShape,
     Widening,
@@ -861,19 +862,22 @@ def _fit(
     merged: set[tuple[str, tuple[Condition, ...]]] = set()
     relaxed: dict[str, tuple[Condition, ...]] = {}  # service → the conditions of rung 6
     ladder: list[Widening] = []
-    statements = _statements(g.groups, g.widenings, g.advice_time, merged, options, findings=None)
+    built = StatementMemo()  # the statements each round rebuilds from the grants
+    statements = _statements(g.groups, g.widenings, g.advice_time, merged, options, None, memo=built)
     packing = plan(g.principal, [s for s, _ in statements], options.target, limit)
     rounds = 0
+    memo = LadderMemo()  # the steps each round scores
     # Each round replaces resources by fewer patterns or merges statements, so the ladder runs
     # out of steps; the bound only guards against a step that saves nothing once rebuilt.
     while options.widen and not packing.fits and rounds < _MAX_ROUNDS:
         rounds += 1
         shapes = [
-            StatementShape(ev.actions, ev.resources, ev.conditions, size_of(st.to_json()) + 1)
+            StatementShape(ev.actions, ev.resources, ev.conditions, statement_size(st) + 1)
             for st, ev in statements
         ]
         steps = choose(
-            candidates(g.groups.keys(), shapes, g.denied_only, options.prefix_threshold), packing.overflow
+            candidates(g.groups.keys(), shapes, g.denied_only, options.prefix_threshold, memo),
+            packing.overflow,
         )
         if not steps:
             break
@@ -889,13 +893,16 @@ def _fit(
             index = None if step.covers & written else by_resource
             ladder.append(_take(step, g.groups, g.widenings, merged, relaxed, index))
             written.add(step.pattern)
+            # The grants, rows and widenings of these resources changed (a merge's: its widening).
+            built.touched |= step.covers
+            built.touched.add(step.pattern)
             g.findings.append(_step_finding(step))
         statements = _statements(
-            g.groups, g.widenings, g.advice_time, merged, options, None, bool(ladder), relaxed
+            g.groups, g.widenings, g.advice_time, merged, options, None, bool(ladder), relaxed, built
         )
         packing = plan(g.principal, [s for s, _ in statements], options.target, limit)
     statements = _statements(
-        g.groups, g.widenings, g.advice_time, merged, options, g.findings, bool(ladder), relaxed
+        g.groups, g.widenings, g.advice_time, merged, options, g.findings, bool(ladder), relaxed, built
     )
     # A step a later step widened again (ctr-xgboost-2025-03-* → training-job/*) is not in the
     # policy any more: report the widenings the policy has.
@@ -1044,6 +1051,52 @@ def _take(
     return w
 
 
+@dataclass(slots=True)
+class _Built:
+    """One statement as :func:`_statements` built it (before its Sid is made unique), with the
+    resources it was built from (before covered ones were dropped) and its action wildcards."""
+
+    resources: frozenset[str]
+    statement: Statement
+    evidence: StatementEvidence
+    expansions: list[tuple[str, tuple[str, ...]]]
+
+
+@dataclass(slots=True)
+class StatementMemo:
+    """What :func:`_statements` keeps from one round of the ladder to the next: the conditions of
+    each grant (keyed by its rows, which only grow), and each statement built, reused while its
+    resources are the same and no step touched one of them (*touched*: the resources a step
+    covered or wrote since). A merge round changes one service's statements: the others, with
+    the tens of thousands of resources a busy role's statements hold, are not built again.
+    Lives for one policy (identity._fit)."""
+
+    conditions: dict[tuple[str, str], tuple[list[UsageRow], int, tuple[Condition, ...]]] = field(
+        default_factory=dict
+    )
+    built: dict[tuple[tuple[str, ...], tuple[Condition, ...], bool], _Built] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)
+
+    def conditions_of(
+        self, key: tuple[str, str], rows: list[UsageRow], enabled: bool
+    ) -> tuple[Condition, ...]:
+        got = self.conditions.get(key)
+        # The rows of a grant are only ever added to (identity._take): the same list, as long
+        # as before, holds the same rows.
+        if got is not None and got[0] is rows and got[1] == len(rows):
+            return got[2]
+        conds = _conditions(key[0], rows, enabled)
+        self.conditions[key] = (rows, len(rows), conds)
+        return conds
+
+    def reusable(self) -> dict[tuple[tuple[str, ...], tuple[Condition, ...], bool], _Built]:
+        """The statements built before that no step touched since; forgets the others."""
+        touched = self.touched
+        self.built = {k: b for k, b in self.built.items() if touched.isdisjoint(b.resources)}
+        self.touched = set()
+        return self.built
+
+
 def _statements(
     groups: dict[tuple[str, str], list[UsageRow]],
     widenings: dict[tuple[str, str], list[Widening]],
@@ -1053,15 +1106,17 @@ def _statements(
     findings: list[Finding] | None,
     drop_covered: bool = False,
     relaxed: Mapping[str, tuple[Condition, ...]] | None = None,
+    memo: StatementMemo | None = None,
 ) -> list[tuple[Statement, StatementEvidence]]:
     """(resource, conditions) → actions; then (actions, conditions) → resources; statements of
     a merged service are one; a service whose conditions rung 6 merged has those. Sorted, with
-    unique Sids."""
+    unique Sids. *memo*: the same object for every call of one ladder."""
     relaxed = relaxed or {}
+    memo = memo or StatementMemo()
     conds = {
         k: relaxed[k[0].split(":")[0]]
         if k[0].split(":")[0] in relaxed
-        else _conditions(k[0], v, options.conditions)
+        else memo.conditions_of(k, v, options.conditions)
         for k, v in groups.items()
     }
     step1: dict[tuple[str, tuple[Condition, ...]], set[str]] = defaultdict(set)
@@ -1072,59 +1127,90 @@ def _statements(
         step2[(tuple(sorted(acts)), c)].add(resource)
     if merged:
         _merge_services(step2, merged)
-    step2_all = {k: tuple(sorted(v)) for k, v in step2.items()}
+    reusable = memo.reusable()
+    built: dict[tuple[tuple[str, ...], tuple[Condition, ...], bool], _Built] = {}
     statements: list[tuple[Statement, StatementEvidence]] = []
     for (stmt_actions, c), resources in step2.items():
-        if drop_covered and len(resources) > 1:
-            # After a ladder step a pattern may cover another resource of its statement
-            # (workgroup/* and workgroup/ml-analysts): the covered one adds characters only.
-            patterns = PatternIndex(p for p in resources if has_wildcard(p))
-            resources = {r for r in resources if not patterns.covers(r, besides=r)}
-        stmt_resources = tuple(sorted(resources))
-        written, expansions = action_wildcards(stmt_actions) if options.wildcards else (stmt_actions, {})
-        srows = [
-            r for a in stmt_actions for rr in step2_all[(stmt_actions, c)] for r in groups.get((a, rr), [])
-        ]
-        widened: list[Widening] = []
-        for a in stmt_actions:
-            for rr in step2_all[(stmt_actions, c)]:
-                widened.extend(widenings.get((a, rr), []))
-        for pattern, expansion in sorted(expansions.items()):
-            widened.append(
-                Widening(
-                    WideningKind.ACTION_WILDCARD,
-                    pattern,
-                    expansion,
-                    "actions added to the service later that match the pattern",
-                )
+        old = reusable.get((stmt_actions, c, drop_covered))
+        if old is not None and old.resources == resources:
+            one = old
+        else:
+            one = _build_statement(
+                stmt_actions, c, resources, groups, widenings, advice_time, options, drop_covered
             )
-            if findings is not None:
+        built[(stmt_actions, c, drop_covered)] = one
+        if findings is not None:
+            for pattern, expansion in one.expansions:
                 findings.append(
                     Finding("ACTION_WILDCARD", pattern, "expands today to " + ", ".join(expansion))
                 )
-        sid = _sid(written, stmt_resources, c)
-        # Resources are IAM patterns already: a literal "$", "*" or "?" from a record was
-        # written "${$}", "${*}", "${?}" at normalization (model.escape_literal).
-        written_resources = tuple(_account_any_if_aws_owned(r) for r in stmt_resources)
-        st = Statement(Effect.ALLOW, actions=written, resources=written_resources, conditions=c, sid=sid)
-        times = [
-            advice_time[(a, rr)] for a in stmt_actions for rr in stmt_resources if (a, rr) in advice_time
-        ]
-        statements.append(
-            (st, _statement_evidence(sid, stmt_actions, stmt_resources, c, srows, times, widened))
-        )
+        statements.append((one.statement, one.evidence))
+    memo.built = built
     # Order by service, then Sid, then content (Sids may clash before they are made unique).
+    # The content (a statement's whole JSON) is written only for statements whose service and
+    # Sid clash: the others are ordered without it.
+    clash = Counter((st.actions[0].split(":")[0], st.sid) for st, _ in statements)
     statements.sort(
         key=lambda pair: (
             pair[0].actions[0].split(":")[0],
             pair[0].sid,
-            json.dumps(pair[0].to_json(), sort_keys=True),
+            json.dumps(pair[0].to_json(), sort_keys=True)
+            if clash[(pair[0].actions[0].split(":")[0], pair[0].sid)] > 1
+            else "",
         )
     )
     unique = _unique_sids([st.sid for st, _ in statements])
     return [
         (replace(st, sid=sid), replace(ev, sid=sid)) for (st, ev), sid in zip(statements, unique, strict=True)
     ]
+
+
+def _build_statement(
+    stmt_actions: tuple[str, ...],
+    c: tuple[Condition, ...],
+    all_resources: set[str],
+    groups: dict[tuple[str, str], list[UsageRow]],
+    widenings: dict[tuple[str, str], list[Widening]],
+    advice_time: dict[tuple[str, str], str],
+    options: SynthOptions,
+    drop_covered: bool,
+) -> _Built:
+    """The statement of *stmt_actions* on *all_resources* under *c*, and its evidence."""
+    resources = all_resources
+    if drop_covered and len(resources) > 1:
+        # After a ladder step a pattern may cover another resource of its statement
+        # (workgroup/* and workgroup/ml-analysts): the covered one adds characters only.
+        patterns = PatternIndex(p for p in resources if has_wildcard(p))
+        resources = {r for r in resources if not patterns.covers(r, besides=r)}
+    stmt_resources = tuple(sorted(resources))
+    every = tuple(sorted(all_resources))
+    written, expansions = action_wildcards(stmt_actions) if options.wildcards else (stmt_actions, {})
+    srows = [r for a in stmt_actions for rr in every for r in groups.get((a, rr), [])]
+    widened: list[Widening] = []
+    for a in stmt_actions:
+        for rr in every:
+            widened.extend(widenings.get((a, rr), []))
+    for pattern, expansion in sorted(expansions.items()):
+        widened.append(
+            Widening(
+                WideningKind.ACTION_WILDCARD,
+                pattern,
+                expansion,
+                "actions added to the service later that match the pattern",
+            )
+        )
+    sid = _sid(written, stmt_resources, c)
+    # Resources are IAM patterns already: a literal "$", "*" or "?" from a record was
+    # written "${$}", "${*}", "${?}" at normalization (model.escape_literal).
+    written_resources = tuple(_account_any_if_aws_owned(r) for r in stmt_resources)
+    st = Statement(Effect.ALLOW, actions=written, resources=written_resources, conditions=c, sid=sid)
+    times = [advice_time[(a, rr)] for a in stmt_actions for rr in stmt_resources if (a, rr) in advice_time]
+    return _Built(
+        frozenset(all_resources),
+        st,
+        _statement_evidence(sid, stmt_actions, stmt_resources, c, srows, times, widened),
+        sorted(expansions.items()),
+    )
 
 
 def _merge_services(
