@@ -18,9 +18,12 @@ from iamtrim.model import Outcome, UsageRow
 from iamtrim.model.policy import Condition, Effect, Statement
 from iamtrim.synth import GeneratedPolicy, SynthOptions, Target, generate_identity_policy
 from iamtrim.synth.limits import (
+    _ENVELOPE,
     MANAGED_POLICIES_PER_ENTITY,
     MANAGED_POLICY_CHARS,
+    _numbered,
     _split,
+    plan,
     size_of,
     statement_size,
 )
@@ -323,3 +326,41 @@ def test_statement_size_and_split_equal_serializing_the_statement(seed: int) -> 
         assert _split(st, budget) == _split_by_serializing(st, budget)
         for part in _split(st, budget):
             assert statement_size(part) == size_of(part.to_json())
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_plan_packs_first_fit_as_scanning_every_policy(seed: int) -> None:
+    """plan() skips policies too full for the smallest piece; the packing is the first fit that
+    scans every policy for every piece, sized by serializing each piece."""
+    rnd = random.Random(seed)
+    statements = [
+        Statement(
+            Effect.ALLOW,
+            actions=(f"s3:Get{i}",),
+            resources=tuple(
+                f"arn:aws:s3:::b{i}/" + "k" * rnd.randrange(1, 400) for _ in range(rnd.choice([1, 2, 9, 60]))
+            ),
+            sid=f"S{i}",
+        )
+        for i in range(rnd.randrange(1, 40))
+    ]
+    packing = plan(ROLE, statements, Target.MANAGED, 10**6)
+    pieces = [
+        p
+        for st in statements
+        for p in _numbered(_split_by_serializing(st, MANAGED_POLICY_CHARS - _ENVELOPE - 1 - len("Part10")))
+    ]
+    bins: list[list[Statement]] = []
+    sizes: list[int] = []
+    for st in pieces:
+        s = size_of(st.to_json()) + 1
+        for i, used in enumerate(sizes):
+            if used + s <= MANAGED_POLICY_CHARS:
+                bins[i].append(st)
+                sizes[i] += s
+                break
+        else:
+            bins.append([st])
+            sizes.append(_ENVELOPE + s)
+    assert packing.bins == tuple(tuple(b) for b in bins)
+    assert packing.sizes == tuple(sizes)

@@ -869,12 +869,11 @@ def _fit(
     memo = LadderMemo()  # the steps each round scores
     # Each round replaces resources by fewer patterns or merges statements, so the ladder runs
     # out of steps; the bound only guards against a step that saves nothing once rebuilt.
+    sized: dict[Statement, int] = {}  # last round's statements: most are this round's too
     while options.widen and not packing.fits and rounds < _MAX_ROUNDS:
         rounds += 1
-        shapes = [
-            StatementShape(ev.actions, ev.resources, ev.conditions, statement_size(st) + 1)
-            for st, ev in statements
-        ]
+        sized = {st: sized[st] if st in sized else statement_size(st) + 1 for st, _ in statements}
+        shapes = [StatementShape(ev.actions, ev.resources, ev.conditions, sized[st]) for st, ev in statements]
         steps = choose(
             candidates(g.groups.keys(), shapes, g.denied_only, options.prefix_threshold, memo),
             packing.overflow,
@@ -886,8 +885,9 @@ def _fit(
         # store's busiest role). Steps of a round cover disjoint resources, so the index holds for
         # every step but one covering a pattern an earlier step of the round wrote: that one scans.
         by_resource: dict[str, list[tuple[int, tuple[str, str]]]] = defaultdict(list)
-        for i, key in enumerate(g.groups):
-            by_resource[key[1]].append((i, key))
+        if any(step.kind not in MERGE_KINDS for step in steps):  # a merge moves no grant
+            for i, key in enumerate(g.groups):
+                by_resource[key[1]].append((i, key))
         written: set[str] = set()
         for step in steps:
             index = None if step.covers & written else by_resource

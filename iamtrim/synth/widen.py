@@ -652,7 +652,7 @@ class _Steps:
         saved = _estimate_saved(covers, pattern, self.in_statements)
         if saved <= 0:
             return None
-        acts = set().union(*(self.actions_of[r] for r in covers))
+        acts: set[str] = set().union(*map(self.actions_of.__getitem__, covers))
         return Candidate(
             kind,
             pattern,
@@ -814,14 +814,8 @@ def _name_prefixes(literal: str, members: tuple[str, ...]) -> list[tuple[str, li
     # ladder, was 29 s on a 10M-record store's busiest role).
     open_below: dict[str, int] = {}
     for r in members:
-        segs = _segments(r[len(literal) :]) if r.startswith(literal) else []
-        acc = literal
-        for i, seg in enumerate(segs[:-1]):
-            acc += seg
-            if "*" in seg or "?" in seg:
-                break
+        for acc, left in _prefix_chain(literal, r):
             by_prefix[acc].append(r)
-            left = len(segs) - i - 1
             if left > open_below.get(acc, 0):
                 open_below[acc] = left
     out = []
@@ -839,6 +833,32 @@ def _name_prefixes(literal: str, members: tuple[str, ...]) -> list[tuple[str, li
         _PREFIXES.clear()
     _PREFIXES[key] = out
     return out
+
+
+# (literal, name) → its prefixes and the segments each leaves open: a type whose members
+# changed in a round splits only its new names again. Bounded as _GLOBS is.
+_CHAINS: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {}
+
+
+def _prefix_chain(literal: str, r: str) -> tuple[tuple[str, int], ...]:
+    """The prefixes of *r* below *literal* that end at a separator, up to the first segment with
+    a wildcard, each with the segments it leaves open below it."""
+    key = (literal, r)
+    got = _CHAINS.get(key)
+    if got is not None:
+        return got
+    segs = _segments(r[len(literal) :]) if r.startswith(literal) else []
+    acc = literal
+    chain = []
+    for i, seg in enumerate(segs[:-1]):
+        acc += seg
+        if "*" in seg or "?" in seg:
+            break
+        chain.append((acc, len(segs) - i - 1))
+    if len(_CHAINS) > 262144:
+        _CHAINS.clear()
+    got = _CHAINS[key] = tuple(chain)
+    return got
 
 
 def _resource_type_step(steps: _Steps, tp: str, type_name: str, members: list[str]) -> None:
