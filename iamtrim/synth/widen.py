@@ -24,6 +24,7 @@ Two sources:
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import re
 from collections import defaultdict
@@ -36,7 +37,7 @@ from iamtrim import catalog
 from iamtrim.keysketch import ObservedKeys
 from iamtrim.model import has_wildcard, is_s3_object_arn, pattern_covers
 from iamtrim.model.policy import Condition
-from iamtrim.synth.minimize import generalize_object_arns
+from iamtrim.synth.minimize import generalize_object_arns, typed_arn
 
 
 class WideningKind(StrEnum):
@@ -247,24 +248,38 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return rx
 
 
-def _type_of(actions: Iterable[str], arn: str) -> catalog.ResourceType | None:
+def _type_of(
+    actions: Iterable[str], arn: str
+) -> tuple[catalog.ResourceType, tuple[tuple[str, str], ...] | None] | None:
+    """*arn*'s type for the first of *actions* (sorted) it is a resource of, with the template's
+    values (typed_arn: resolving the rows typed most of these already)."""
     for action in sorted(actions):
-        rt = catalog.resource_type_for_arn(action, arn)
+        rt, values = typed_arn(action, arn)
         if rt is not None:
-            return rt
+            return rt, values
     return None
 
 
 _SCOPE = frozenset({"Partition", "Region", "Account", "AccountId"})
 
 
-def _type_pattern(rt: catalog.ResourceType, arn: str) -> str | None:
-    """Every resource of *rt* in *arn*'s partition, region and account (``table/*``)."""
-    values = catalog.arn_variables(rt.arn_template, arn)
+def _type_pattern(rt: catalog.ResourceType, values: tuple[tuple[str, str], ...] | None) -> str | None:
+    """Every resource of *rt* in the partition, region and account of the ARN whose template
+    *values* these are (``table/*``)."""
     if values is None:
         return None
-    scope = {n: v for n, v in values if n in _SCOPE}
-    return re.sub(r"\*+", "*", catalog.fill_template(rt.arn_template, scope))
+    scope = tuple((n, v) for n, v in values if n in _SCOPE)
+    key = (rt.arn_template, scope)  # a type's resources share a few scopes: fill each once
+    got = _TYPE_PATTERNS.get(key)
+    if got is None:
+        got = re.sub(r"\*+", "*", catalog.fill_template(rt.arn_template, dict(scope)))
+        if len(_TYPE_PATTERNS) > 65536:
+            _TYPE_PATTERNS.clear()
+        _TYPE_PATTERNS[key] = got
+    return got
+
+
+_TYPE_PATTERNS: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 
 
 # --- generated names ------------------------------------------------------------------------------
@@ -343,10 +358,9 @@ def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tup
     for arn in sorted(set(arns)):
         if has_wildcard(arn):  # a pattern already; an escaped literal (${$}) is a name like any
             continue
-        rt = catalog.resource_type_for_arn(action, arn)
+        rt, values = typed_arn(action, arn)
         if rt is None:
             continue
-        values = catalog.arn_variables(rt.arn_template, arn)
         if not values:
             continue
         name_var, name = values[-1]
@@ -386,7 +400,15 @@ def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tup
 
 
 def _open_segments(literal: str, covered: Iterable[str]) -> int:
-    return max((len(_segments(r[len(literal) :])) for r in covered if r.startswith(literal)), default=1) or 1
+    n = len(literal)
+    return max((_segment_count(r[n:]) for r in covered if r.startswith(literal)), default=1) or 1
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _segment_count(text: str) -> int:
+    """``len(_segments(text))``: a type's every-resource step counts the segments of each of its
+    names again whenever one of them changed (bounded: names come from records)."""
+    return len(_segments(text))
 
 
 def _estimate_saved(
@@ -771,9 +793,9 @@ def _typed(r: str, actions: frozenset[str]) -> tuple[str, str] | None:
     key = (r, actions)
     if key in _TYPED:
         return _TYPED[key]
-    rt = _type_of(actions, r)
-    tp = _type_pattern(rt, r) if rt is not None else None
-    typed = (rt.name, tp) if rt is not None and tp is not None else None
+    found = _type_of(actions, r)
+    tp = _type_pattern(*found) if found is not None else None
+    typed = (found[0].name, tp) if found is not None and tp is not None else None
     if len(_TYPED) > 262144:
         _TYPED.clear()
     _TYPED[key] = typed
