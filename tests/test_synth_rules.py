@@ -837,3 +837,28 @@ def test_a_larger_threshold_never_grants_more_with_generated_names() -> None:
         for smaller, larger in itertools.pairwise(grants):
             wider = [p for p in larger if not any(glob_matches(q, p) for q in smaller)]
             assert not wider, (keys, denied, sorted(smaller), wider)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_statements_first_event_ids_are_those_of_its_earliest_rows(seed: int) -> None:
+    """The event ids shown for a statement: the first five distinct ones walking its rows by
+    first seen (ties in their given order), whatever how many rows hold none or the same ids."""
+    from dataclasses import replace
+
+    from iamtrim.synth.identity import _first_event_ids
+
+    rnd = random.Random(seed)
+    rows = [
+        replace(
+            row("s3:GetObject", f"arn:aws:s3:::b/k{i}"),
+            first_seen=f"2026-10-0{rnd.randint(1, 3)}T00:00:00Z",
+            event_ids=tuple(f"e{rnd.randint(0, 12)}" for _ in range(rnd.choice([0, 0, 1, 3]))),
+        )
+        for i in range(rnd.randint(0, 80))
+    ]
+    expected: list[str] = []
+    for r in sorted(rows, key=lambda r: r.first_seen):
+        for e in r.event_ids:
+            if e not in expected and len(expected) < 5:
+                expected.append(e)
+    assert _first_event_ids(rows, 5) == tuple(expected)

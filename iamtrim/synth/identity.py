@@ -20,6 +20,7 @@ Rules (docs/commands/generate-policy.md):
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 from collections import Counter, defaultdict
@@ -1243,11 +1244,6 @@ def _statement_evidence(
     widened: Sequence[Widening],
 ) -> StatementEvidence:
     """The calls behind a statement (and Access Advisor's last-accessed *times*), and its widenings."""
-    eids: list[str] = []
-    for r in sorted(rows, key=lambda r: r.first_seen):
-        for e in r.event_ids:
-            if e not in eids and len(eids) < 5:
-                eids.append(e)
     return StatementEvidence(
         sid=sid,
         actions=actions,
@@ -1256,6 +1252,22 @@ def _statement_evidence(
         calls=sum(r.count for r in rows),
         first_seen=min([r.first_seen for r in rows] + list(times)),
         last_seen=max([r.last_seen for r in rows] + list(times)),
-        event_ids=tuple(eids),
+        event_ids=_first_event_ids(rows, 5),
         widened_by=tuple(dict.fromkeys(widened)),
     )
+
+
+def _first_event_ids(rows: Sequence[UsageRow], limit: int) -> tuple[str, ...]:
+    """The first *limit* distinct event ids of *rows* taken in order of first seen (a stable
+    sort): the earliest rows only are sorted (heapq.nsmallest is sorted()[:n]), more of them
+    when those hold too few ids, instead of every row of a statement of tens of thousands."""
+    n = limit
+    while True:
+        eids: list[str] = []
+        for r in heapq.nsmallest(n, rows, key=lambda r: r.first_seen):
+            for e in r.event_ids:
+                if e not in eids and len(eids) < limit:
+                    eids.append(e)
+        if len(eids) >= limit or n >= len(rows):
+            return tuple(eids)
+        n *= 4

@@ -28,7 +28,7 @@ import functools
 import math
 import re
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -481,6 +481,7 @@ class LadderMemo:
     __slots__ = (
         "_actions_of",
         "_dirty",
+        "_groups",
         "_in_statements",
         "_keys",
         "_labels",
@@ -494,6 +495,7 @@ class LadderMemo:
         self._keys: frozenset[tuple[str, str]] = frozenset()
         self._actions_of: dict[str, set[str]] = {}
         self._proposals: list[_Proposal] | None = None
+        self._groups: dict[tuple[str, str], tuple[list[str], list[_Proposal]]] = {}
         self._labels: dict[tuple[tuple[str, ...], tuple[Condition, ...], int], int] = {}
         self._members: dict[int, tuple[str, ...]] = {}  # label → the statement's resources
         self._in_statements: dict[str, set[int]] = {}  # resource → labels of its statements
@@ -515,6 +517,15 @@ class LadderMemo:
 
     def proposed(self, proposals: list[_Proposal]) -> None:
         self._proposals = proposals
+
+    def group(self, key: tuple[str, str], members: list[str]) -> list[_Proposal] | None:
+        """What a group of resources (*key*: the objects, or a type) proposed the last time it
+        had these *members*, if it had."""
+        got = self._groups.get(key)
+        return got[1] if got is not None and got[0] == members else None
+
+    def keep_group(self, key: tuple[str, str], members: list[str], proposals: list[_Proposal]) -> None:
+        self._groups[key] = (members, proposals)
 
     def _label(self, statements: Sequence[StatementShape]) -> list[int]:
         """A label per statement, the same as last round's for the same (actions, conditions)."""
@@ -661,6 +672,22 @@ class _Steps:
         if step is not None:
             self.found.append(step)
 
+    def proposing(self, key: tuple[str, str], members: list[str], propose: Callable[[], None]) -> None:
+        """Run *propose* (the steps of one group of resources, *members*), or add what it proposed
+        the last round the group had these members."""
+        memo, recording = self.memo, self.recording
+        if memo is None or recording is None:
+            propose()
+            return
+        known = memo.group(key, members)
+        if known is not None:
+            for proposal in known:
+                self.add(*proposal)
+            return
+        start = len(recording)
+        propose()
+        memo.keep_group(key, members, recording[start:])
+
     def _scored(
         self,
         kind: WideningKind,
@@ -714,13 +741,23 @@ def candidates(
 
 
 def _propose(steps: _Steps, object_threshold: int) -> None:
-    """Rungs 1-4 of every resource granted: each step proposed to :meth:`_Steps.add`."""
+    """Rungs 1-4 of every resource granted: each step proposed to :meth:`_Steps.add`. The
+    object steps and each type's steps are proposed from their own resources alone: those the
+    round before proposed from the same resources are proposed again as they were."""
     objects = sorted(r for r in steps.actions_of if is_s3_object_arn(r))
-    _s3_prefix_steps(steps, objects, object_threshold)  # 1. deeper S3 prefixes
-    _bucket_prefix_steps(steps, objects)  # 2. buckets sharing a name prefix
+
+    def object_steps() -> None:
+        _s3_prefix_steps(steps, objects, object_threshold)  # 1. deeper S3 prefixes
+        _bucket_prefix_steps(steps, objects)  # 2. buckets sharing a name prefix
+
+    steps.proposing(("objects", str(object_threshold)), objects, object_steps)
     for tp, (type_name, members) in _by_type(steps.actions_of).items():  # 2-4. other resources
-        _name_prefix_steps(steps, tp, type_name, members)
-        _resource_type_step(steps, tp, type_name, members)
+
+        def type_steps(tp: str = tp, type_name: str = type_name, members: list[str] = members) -> None:
+            _name_prefix_steps(steps, tp, type_name, members)
+            _resource_type_step(steps, tp, type_name, members)
+
+        steps.proposing((tp, type_name), members, type_steps)
     _region_steps(steps)  # 3. the same name across regions
 
 
