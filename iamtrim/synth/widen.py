@@ -873,7 +873,9 @@ def _name_prefixes(literal: str, members: tuple[str, ...]) -> list[tuple[str, li
     # ladder, was 29 s on a 10M-record store's busiest role).
     open_below: dict[str, int] = {}
     for r in members:
-        for acc, left in _prefix_chain(literal, r):
+        chain = _prefix_chain(literal, r)
+        for j in range(0, len(chain), 2):
+            acc, left = r[: chain[j]], chain[j + 1]
             by_prefix[acc].append(r)
             if left > open_below.get(acc, 0):
                 open_below[acc] = left
@@ -894,26 +896,28 @@ def _name_prefixes(literal: str, members: tuple[str, ...]) -> list[tuple[str, li
     return out
 
 
-# (literal, name) → its prefixes and the segments each leaves open: a type whose members
-# changed in a round splits only its new names again. Bounded as _GLOBS is.
-_CHAINS: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {}
+# (literal, name) → where its prefixes end and the segments each leaves open, flat (end, left,
+# end, left, ...): a type whose members changed in a round splits only its new names again.
+# Offsets, not the prefix strings: a busy role's names have 400k prefixes (78 MiB as strings).
+# Bounded as _GLOBS is.
+_CHAINS: dict[tuple[str, str], tuple[int, ...]] = {}
 
 
-def _prefix_chain(literal: str, r: str) -> tuple[tuple[str, int], ...]:
-    """The prefixes of *r* below *literal* that end at a separator, up to the first segment with
-    a wildcard, each with the segments it leaves open below it."""
+def _prefix_chain(literal: str, r: str) -> tuple[int, ...]:
+    """Where the prefixes of *r* below *literal* that end at a separator end, up to the first
+    segment with a wildcard, each followed by the segments it leaves open below it."""
     key = (literal, r)
     got = _CHAINS.get(key)
     if got is not None:
         return got
     segs = _segments(r[len(literal) :]) if r.startswith(literal) else []
-    acc = literal
-    chain = []
+    end = len(literal)
+    chain: list[int] = []
     for i, seg in enumerate(segs[:-1]):
-        acc += seg
+        end += len(seg)
         if "*" in seg or "?" in seg:
             break
-        chain.append((acc, len(segs) - i - 1))
+        chain += (end, len(segs) - i - 1)
     if len(_CHAINS) > 262144:
         _CHAINS.clear()
     got = _CHAINS[key] = tuple(chain)
