@@ -897,6 +897,7 @@ def _fit(
             # The grants, rows and widenings of these resources changed (a merge's: its widening).
             built.touched |= step.covers
             built.touched.add(step.pattern)
+            built.moved |= step.kind not in MERGE_KINDS
             g.findings.append(_step_finding(step))
         statements = _statements(
             g.groups, g.widenings, g.advice_time, merged, options, None, bool(ladder), relaxed, built
@@ -1077,6 +1078,11 @@ class StatementMemo:
     )
     built: dict[tuple[tuple[str, ...], tuple[Condition, ...], bool], _Built] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)
+    # The statements' grouping before services are merged, while no grant moved (*moved*: a
+    # step other than a merge was taken since) and rung 6 relaxed the same services: a merge
+    # round groups the same grants the same way.
+    grouped: tuple[tuple[tuple[str, tuple[Condition, ...]], ...], dict[_StatementKey, set[str]]] | None = None
+    moved: bool = True
 
     def conditions_of(
         self, key: tuple[str, str], rows: list[UsageRow], enabled: bool
@@ -1114,18 +1120,13 @@ def _statements(
     unique Sids. *memo*: the same object for every call of one ladder."""
     relaxed = relaxed or {}
     memo = memo or StatementMemo()
-    conds = {
-        k: relaxed[k[0].split(":")[0]]
-        if k[0].split(":")[0] in relaxed
-        else memo.conditions_of(k, v, options.conditions)
-        for k, v in groups.items()
-    }
-    step1: dict[tuple[str, tuple[Condition, ...]], set[str]] = defaultdict(set)
-    for (action, resource), c in conds.items():
-        step1[(resource, c)].add(action)
-    step2: dict[tuple[tuple[str, ...], tuple[Condition, ...]], set[str]] = defaultdict(set)
-    for (resource, c), acts in step1.items():
-        step2[(tuple(sorted(acts)), c)].add(resource)
+    snapshot = tuple(sorted(relaxed.items()))
+    if memo.grouped is not None and not memo.moved and memo.grouped[0] == snapshot:
+        step2 = defaultdict(set, {k: set(v) for k, v in memo.grouped[1].items()})
+    else:
+        step2 = _grouped(groups, relaxed, options, memo)
+        memo.grouped = (snapshot, {k: set(v) for k, v in step2.items()})
+    memo.moved = False
     if merged:
         _merge_services(step2, merged)
     reusable = memo.reusable()
@@ -1164,6 +1165,31 @@ def _statements(
     return [
         (replace(st, sid=sid), replace(ev, sid=sid)) for (st, ev), sid in zip(statements, unique, strict=True)
     ]
+
+
+_StatementKey = tuple[tuple[str, ...], tuple[Condition, ...]]
+
+
+def _grouped(
+    groups: dict[tuple[str, str], list[UsageRow]],
+    relaxed: Mapping[str, tuple[Condition, ...]],
+    options: SynthOptions,
+    memo: StatementMemo,
+) -> defaultdict[_StatementKey, set[str]]:
+    """(resource, conditions) → actions; then (actions, conditions) → resources."""
+    conds = {
+        k: relaxed[k[0].split(":")[0]]
+        if k[0].split(":")[0] in relaxed
+        else memo.conditions_of(k, v, options.conditions)
+        for k, v in groups.items()
+    }
+    step1: dict[tuple[str, tuple[Condition, ...]], set[str]] = defaultdict(set)
+    for (action, resource), c in conds.items():
+        step1[(resource, c)].add(action)
+    step2: defaultdict[_StatementKey, set[str]] = defaultdict(set)
+    for (resource, c), acts in step1.items():
+        step2[(tuple(sorted(acts)), c)].add(resource)
+    return step2
 
 
 def _build_statement(
