@@ -881,3 +881,25 @@ def test_a_denied_call_named_by_an_aws_pattern_a_grant_overlaps_is_reported_orac
     # Still no refusal under --no-widen: the exact grant is not a widening.
     strict = generate(rows, widen=False)
     assert {f.subject for f in strict.findings if f.code == "DENIED_COVERED"} == {stack, secret}
+
+
+def test_a_denied_call_that_names_no_resource_under_a_resource_unknown_grant_is_reported() -> None:
+    """Calls of an action that name no resource are granted its ARN format in their region; a
+    denied call of that action and region that names none either is allowed by that grant, so
+    it is named by DENIED_COVERED. One in another region (no such grant there) is not."""
+    rows = [
+        row("sqs:SendMessage", None, count=5),
+        row("sqs:SendMessage", None, outcome=Outcome.DENIED, count=2),
+        row("sqs:SendMessage", None, outcome=Outcome.DENIED, region="eu-west-1"),
+    ]
+    g = generate(rows)
+    grant = f"arn:aws:sqs:us-east-1:{ACCT}:*"
+    assert statement_resources(g) == {grant}
+    found = [f for f in g.findings if f.code == "DENIED_COVERED"]
+    assert [f.subject for f in found] == [grant]
+    assert "sqs:SendMessage (no resource named) (2x)" in found[0].message
+    assert "1 call(s)" in found[0].message
+    # The grant does allow a call on a queue of that region, and not in the other region.
+    queue = grant.replace("*", "orders")
+    assert allowed(g, "sqs:SendMessage", queue)
+    assert not allowed(g, "sqs:SendMessage", queue.replace("us-east-1", "eu-west-1"))

@@ -959,13 +959,18 @@ def _check_denied(g: _Grants, docs: list[Policy], options: SynthOptions) -> None
             )
         )
         if (r.action, r.resource) not in used_keys and r.resource is not None:
-            req = request_for(g.principal.arn, r)
-            if evaluate(
-                req, docs, resource_policy=account_trust_policy(req.resource, req.resource_account)
-            ).allowed:
+            if _allows(g, docs, r):
                 granted_denials.append(r)
             elif has_wildcard(r.resource) and (covering := _overlapping_grants(g, docs, r)):
                 overlapping.append((r, covering))
+        elif (
+            r.resource is None
+            and (stand_in := g.unknown_patterns.get((r.action, r.context.region)))
+            and _allows(g, docs, r, stand_in[0])
+        ):
+            # Named no resource, as the authorized calls of the action in its region: the grant
+            # they need (any resource of the action's ARN format there) allows it too.
+            overlapping.append((r, stand_in))
     if granted_denials and not options.widen:
         r = granted_denials[0]
         raise SynthError(
@@ -973,6 +978,14 @@ def _check_denied(g: _Grants, docs: list[Policy], options: SynthOptions) -> None
             f"({r.action} on {r.resource})"
         )
     _report_denied_covered(g, docs, granted_denials, overlapping)
+
+
+def _allows(g: _Grants, docs: list[Policy], r: UsageRow, target: str | None = None) -> bool:
+    """Whether *docs* allow call *r* (on *target*, a request string, when given)."""
+    req = request_for(g.principal.arn, r, target)
+    return evaluate(
+        req, docs, resource_policy=account_trust_policy(req.resource, req.resource_account)
+    ).allowed
 
 
 def _overlapping_grants(g: _Grants, docs: list[Policy], r: UsageRow) -> tuple[str, ...]:
@@ -988,9 +1001,7 @@ def _overlapping_grants(g: _Grants, docs: list[Policy], r: UsageRow) -> tuple[st
             for p in s.resources:
                 if p in found or (witness := overlap_witness(p, r.resource or "")) is None:
                     continue
-                req = request_for(g.principal.arn, r, witness)
-                trust = account_trust_policy(req.resource, req.resource_account)
-                if evaluate(req, docs, resource_policy=trust).allowed:
+                if _allows(g, docs, r, witness):
                     found.add(p)
     return tuple(sorted(found))
 
@@ -1012,7 +1023,9 @@ def _report_denied_covered(
         if not (reported & set(covering)):
             by_covering[covering].append(r)
     for covering, rows_covered in sorted(by_covering.items()):
-        named = "; ".join(f"{r.action} {r.resource} ({r.count}x)" for r in rows_covered[:5])
+        named = "; ".join(
+            f"{r.action} {r.resource or '(no resource named)'} ({r.count}x)" for r in rows_covered[:5]
+        )
         more = f" and {len(rows_covered) - 5} more" if len(rows_covered) > 5 else ""
         folds = [
             f"{p} (folded by the store) {keys.phrase()}"
