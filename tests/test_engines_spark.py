@@ -269,12 +269,9 @@ def test_an_executor_read_error_ends_its_partition_in_one_message(buckets: str) 
     trail._aws, trail._pid = aws, os.getpid()  # the source's seam: its Aws for this process
     message = "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: kms:Decrypt on resource: k"
 
-    class Known:
-        value: frozenset[int] = frozenset()
-
     with Stubber(aws.client("s3")) as stub:
         stub.add_client_error("get_object", "AccessDenied", message, 403)
-        out = list(_read([(0, 0, refs[0])], [trail], 1 << 20, Known()))
+        out = list(_read([(0, 0, refs[0])], [trail], 1 << 20))
     key = refs[0].uri.removeprefix(f"s3://{TRAIL}/")
     assert out == [
         ("e", f"access denied: iamtrim needs kms:Decrypt (for s3:GetObject on arn:aws:s3:::{TRAIL}/{key}) "
