@@ -47,7 +47,10 @@ def write_parts(db: sqlite3.Connection, batches: list[dict[str, array[int]]]) ->
 
 
 def write_rows(db: sqlite3.Connection, batches: list[dict[str, array[int]]]) -> None:
-    db.execute("CREATE TABLE event_rows (day TEXT NOT NULL, hash INTEGER NOT NULL, PRIMARY KEY (day, hash)) WITHOUT ROWID")
+    db.execute(
+        "CREATE TABLE event_rows (day TEXT NOT NULL, hash INTEGER NOT NULL, PRIMARY KEY (day, hash)) "
+        "WITHOUT ROWID"
+    )
     for batch in batches:
         db.execute("BEGIN IMMEDIATE")
         for day, hashes in batch.items():
@@ -131,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     set_us = (time.process_time() - t0) / len(probes) * 1e6
     assert hits == set_hits
     print(
-        f"lookup in a day of {len(day):,}: bisect on array('q') {bisect_us:.2f} µs, {8 * len(day) / 2**20:.1f} MiB; "
+        f"lookup in a day of {len(day):,}: bisect on array('q') {bisect_us:.2f} µs, "
+        f"{8 * len(day) / 2**20:.1f} MiB; "
         f"set {set_us:.2f} µs, {set_bytes / 2**20:.1f} MiB ({set_bytes / len(day):.0f} B a hash), "
         f"built in {build:.2f} s"
     )
