@@ -183,14 +183,19 @@ def content_hash(identity: bytes) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
-_DAY_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fullmatch
+# YYYY-MM-DD with a year from 1970 to 2099, a month and a day of month: at most 48,360 distinct
+# days, whatever a hostile file writes (a bucket is a row of event_days and an entry per run).
+_DAY_SHAPE = re.compile(
+    r"(?:19[7-9][0-9]|20[0-9][0-9])-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+).fullmatch
 
 
 def event_day(time_prefix: str) -> str:
     """The day an event's hash is stored under (docs/store.md, "Event hashes"), from the first ten
-    characters of its eventTime as written: themselves when they look like ``YYYY-MM-DD``, else ''
-    (no eventTime, or one no trail wrote). Both hashes mix in the raw eventTime, so two copies of
-    one event always fall on the same day."""
+    characters of its eventTime as written: themselves when they read ``YYYY-MM-DD`` (years 1970
+    to 2099), else '' (no eventTime, or one no trail wrote). Both hashes mix in the raw
+    eventTime, so two copies of one event always fall on the same day; the answer depends on the
+    text only (not on today's date), so it is the same in every run."""
     return time_prefix if _DAY_SHAPE(time_prefix) else ""
 
 
@@ -567,6 +572,36 @@ class _Excluded:
 _NO_HASHES: array[int] = array("q")
 
 
+class _DayHashes:
+    """What a file's records are checked against, for the day of the record before (a file's
+    records mostly share one): that day's stored hashes, this run's when a chunk is read again,
+    a migrated store's legacy ones; and where the day's counted hashes go."""
+
+    __slots__ = ("days", "exclude", "hashes", "known", "legacy", "prefix", "runs", "stored")
+
+    def __init__(self, exclude: _Excluded, days: dict[str, array[int]]) -> None:
+        self.exclude, self.days, self.legacy = exclude, days, exclude.legacy
+        self.prefix: str | None = None  # the first ten characters of the eventTime
+        self.stored: array[int] = _NO_HASHES
+        self.runs: list[array[int]] = []
+        self.hashes: array[int] = _NO_HASHES
+        self.known = False  # any hash to look in
+
+    def move(self, prefix: str) -> None:
+        self.prefix = prefix
+        day = event_day(prefix)
+        self.stored, self.runs = self.exclude.day(day)
+        self.hashes = self.days.get(day) or self.days.setdefault(day, array("q"))
+        self.known = bool(self.stored or self.runs or self.legacy)
+
+    def counted(self, h: int) -> bool:
+        """Whether the event of hash *h* (on this day) was counted already."""
+        stored, legacy, runs = self.stored, self.legacy, self.runs
+        return bool(
+            (stored and _has(stored, h)) or (legacy and _has(legacy, h)) or any(_has(r, h) for r in runs)
+        )
+
+
 def _process_chunk(
     items: list[Item],
     sources: Sequence[TrailSource],
@@ -722,13 +757,7 @@ def _add_records(
     coverage = chunk.coverage
     data_names = DATA_EVENT_NAMES
     skips = result.skips
-    days = result.days
-    legacy = exclude.legacy
-    # The day's stored hashes and this run's (a redone chunk), for the day of the record before.
-    last_prefix: str | None = None
-    stored: array[int] = _NO_HASHES
-    runs: list[array[int]] = []
-    hashes: array[int] = _NO_HASHES
+    day = _DayHashes(exclude, result.days)
     for record in records:
         etime = record.eventTime
         eid = record.eventID
@@ -739,21 +768,13 @@ def _add_records(
             # Lines export of it) is known by what it describes, however it was encoded.
             h = content_hash(identity_text(record))
         prefix = etime[:10] if etime else ""
-        if prefix != last_prefix:  # a file's records mostly share their day
-            last_prefix = prefix
-            day = event_day(prefix)
-            stored, runs = exclude.day(day)
-            hashes = days.get(day) or days.setdefault(day, array("q"))
-        if (
-            h in seen_here
-            or (stored and _has(stored, h))
-            or (legacy and _has(legacy, h))
-            or (runs and any(_has(run, h) for run in runs))
-        ):
+        if prefix != day.prefix:  # a file's records mostly share their day
+            day.move(prefix)
+        if h in seen_here or (day.known and day.counted(h)):
             skips[_DUPLICATE] += 1
             continue
         seen_here.add(h)
-        hashes.append(h)
+        day.hashes.append(h)
         # Coverage: every distinct record (skipped ones too) shows what the trail logged.
         category = record.eventCategory
         if category == "Data":

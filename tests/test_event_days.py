@@ -61,8 +61,10 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_event_day_is_the_date_as_written_or_a_bucket_of_its_own() -> None:
-    assert event_day("2026-10-01") == "2026-10-01"
-    for odd in ("", "2026/10/01", "yesterday", "2026-10-0", "２０２６-10-01"):
+    for day in ("2026-10-01", "1970-01-01", "2099-12-31", "2026-02-31"):
+        assert event_day(day) == day  # the text, not the calendar: the same answer in every run
+    for odd in ("", "2026/10/01", "yesterday", "2026-10-0", "２０２６-10-01", "1969-12-31", "2100-01-01",
+                "2026-13-01", "2026-00-10", "2026-10-32", "9999-99-99"):  # fmt: skip
         assert event_day(odd) == ""
 
 

@@ -160,6 +160,24 @@ def _first_line(exc: BaseException) -> str:
     return (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)
 
 
+def _without_stored(sc: Any, records: Any, store: Store | None) -> tuple[Any, Counter[int], Any]:
+    """The records whose events the store did not count, how many it did per file, and the
+    broadcast (to unpersist; None when nothing was sent). A first job collects the days the
+    records fall on; only the store's hashes of those days (and a migrated store's legacy ones)
+    are sent to the executors: none for a run of new days."""
+    in_store: Counter[int] = Counter()
+    stored = StoredEvents(store) if store else None
+    if stored is None or not stored.days:
+        return records, in_store, None
+    days = set(records.map(lambda t: t[2][6]).distinct().collect())
+    need = {d: stored.day(d) for d in sorted(days & stored.days)}
+    if not any(need.values()) and not stored.legacy:
+        return records, in_store, None
+    known = sc.broadcast(({d: a for d, a in need.items() if a}, stored.legacy))
+    in_store.update(records.filter(lambda t: _in_store(t, known.value)).map(lambda t: t[2][0]).countByValue())
+    return records.filter(lambda t: not _in_store(t, known.value)), in_store, known
+
+
 def _per_file(kv: tuple[int, tuple[Any, ...]]) -> Iterator[tuple[str, Any, Any]]:
     """("h", day, hash) for the counted copy, ("d", file, None) for each later one."""
     first, later = kv[1]
@@ -228,19 +246,7 @@ def reduce_with_spark(
                 errors.append(t[1])
         if errors:
             raise AwsError(f"spark executor: {min(errors)}")
-        records = tagged.filter(lambda t: t[0] == "r")
-        in_store: Counter[int] = Counter()
-        stored = StoredEvents(store) if store else None
-        if stored is not None and stored.days:
-            days = set(records.map(lambda t: t[2][6]).distinct().collect())
-            need = {d: stored.day(d) for d in sorted(days & stored.days)}
-            if any(need.values()) or stored.legacy:
-                known = sc.broadcast(({d: a for d, a in need.items() if a}, stored.legacy))
-                value = known
-                in_store.update(
-                    records.filter(lambda t: _in_store(t, value.value)).map(lambda t: t[2][0]).countByValue()
-                )
-                records = records.filter(lambda t: not _in_store(t, value.value))
+        records, in_store, known = _without_stored(sc, tagged.filter(lambda t: t[0] == "r"), store)
         # One copy per event: the first in input order; the files of the others, to count them.
         events = (
             records.map(lambda t: (t[1], (t[2], ())))
