@@ -77,6 +77,13 @@ def store_facts(store: Path) -> dict[str, Any]:
         files, records = db.execute("SELECT COUNT(*), TOTAL(records) FROM files").fetchone()
         rows = db.execute("SELECT COUNT(*) FROM usage").fetchone()[0]
         principals = db.execute("SELECT COUNT(DISTINCT principal) FROM usage").fetchone()[0]
+        # Schema 6: the event hashes per day (8 bytes each) and the parts they are kept in.
+        hashes = {"event_days": 0, "event_day_parts": 0, "event_hash_mib": 0.0}
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'event_days'").fetchone():
+            days, parts, size = db.execute(
+                "SELECT COUNT(DISTINCT day), COUNT(*), TOTAL(length(hashes)) FROM event_days"
+            ).fetchone()
+            hashes = {"event_days": days, "event_day_parts": parts, "event_hash_mib": round(size / MiB, 1)}
     finally:
         db.close()
     size = sum(Path(str(store) + s).stat().st_size for s in ("", "-wal") if Path(str(store) + s).exists())
@@ -86,6 +93,7 @@ def store_facts(store: Path) -> dict[str, Any]:
         "usage_rows": rows,
         "principals": principals,
         "store_mib": round(size / MiB, 1),
+        **hashes,
     }
 
 

@@ -17,10 +17,12 @@ import json
 import multiprocessing
 import os
 import queue
+import re
 import signal
 import sys
 import time
 from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,7 +43,7 @@ from iamtrim.sources import Record
 from iamtrim.sources.files import MAX_FILE_BYTES, parse_object
 from iamtrim.sources.objects import ObjectRef, TrailSource, local_or_source
 from iamtrim.sources.records import identity_text
-from iamtrim.store import DEFAULT_WAIT_LOCK, FileEntry, Store
+from iamtrim.store import DEFAULT_WAIT_LOCK, FileEntry, Store, StoredEvents
 
 EXACT_KEYS_PER_FOLDER = 16  # entries (keys, sub-folders) kept per S3 folder before it folds: docs/store.md
 FAILED_KEYS_PER_FOLDER = 1000  # distinct keys only failed calls named, kept per S3 folder: docs/store.md
@@ -179,6 +181,60 @@ def content_hash(identity: bytes) -> int:
     """
     digest = hashlib.blake2b(identity, digest_size=8, person=b"no-eventID").digest()
     return int.from_bytes(digest, "little", signed=True)
+
+
+# YYYY-MM-DD with a year from 1970 to 2099, a month and a day of month: at most 48,360 distinct
+# days, whatever a hostile file writes (a bucket is a row of event_days and an entry per run).
+_DAY_SHAPE = re.compile(
+    r"(?:19[7-9][0-9]|20[0-9][0-9])-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+).fullmatch
+
+
+def event_day(time_prefix: str) -> str:
+    """The day an event's hash is stored under (docs/store.md, "Event hashes"), from the first ten
+    characters of its eventTime as written: themselves when they read ``YYYY-MM-DD`` (years 1970
+    to 2099), else '' (no eventTime, or one no trail wrote). Both hashes mix in the raw
+    eventTime, so two copies of one event always fall on the same day; the answer depends on the
+    text only (not on today's date), so it is the same in every run."""
+    return time_prefix if _DAY_SHAPE(time_prefix) else ""
+
+
+def _has(hashes: array[int], h: int) -> bool:
+    """Whether sorted *hashes* hold *h* (a binary search: no object per stored hash)."""
+    i = bisect_left(hashes, h)
+    return i != len(hashes) and hashes[i] == h
+
+
+class RunEvents:
+    """The hashes of the events one run counted, by day: a few sorted int64 arrays per day (8 bytes
+    a hash), merged as they grow so that a day holds at most about log2 of its count of them."""
+
+    def __init__(self) -> None:
+        self.days: dict[str, list[array[int]]] = {}
+
+    def add(self, day: str, hashes: Iterable[int]) -> None:
+        new = array("q", sorted(hashes))
+        if not new:
+            return
+        runs = self.days.setdefault(day, [])
+        runs.append(new)
+        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
+            last = runs.pop()
+            runs[-1] = array("q", sorted(itertools.chain(runs[-1], last)))  # two sorted runs: linear
+
+    def counted(self, day: str, hashes: set[int]) -> set[int]:
+        """Those of *hashes* (of events on *day*) this run counted."""
+        found: set[int] = set()
+        for run in self.days.get(day, ()):
+            if len(run) <= 16 * len(hashes):
+                found.update(hashes.intersection(run))  # one pass over the run, in C
+            else:
+                found.update(h for h in hashes if _has(run, h))
+        return found
+
+    def size(self) -> int:
+        """Hashes held (8 bytes each)."""
+        return sum(len(r) for runs in self.days.values() for r in runs)
 
 
 _FAILED_CONTEXTS_LIMIT = 20_000  # answers an ObjectKeyFolder remembers; a run has few contexts
@@ -395,7 +451,7 @@ class FileResult:
     malformed: int = 0
     error: str = ""
     already: bool = False  # same content as a file already ingested: not counted again
-    hashes: array = field(default_factory=lambda: array("q"))  # type: ignore[type-arg]
+    days: dict[str, array[int]] = field(default_factory=dict)  # day → hashes of the events counted
     skips: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
@@ -431,16 +487,19 @@ _DUPLICATE = (str(SkipReason.DUPLICATE_EVENT), "")
 def process_chunk(
     items: list[Item],
     sources: Sequence[TrailSource],
-    exclude: frozenset[int] = frozenset(),
+    known: StoredEvents | None = None,
     known_digests: frozenset[str] = frozenset(),
     folder: ObjectKeyFolder | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
     normalizer: Normalizer | None = None,
     digests_read: Mapping[str, str] | None = None,
+    counted: RunEvents | None = None,
 ) -> ChunkResult:
     """Read and normalize consecutive files into one aggregate. Never raises for bad content.
 
-    *exclude* and *known_digests* are the event hashes and file digests already counted.
+    *known* and *known_digests* are the event hashes (by day) and file digests already counted
+    in the store; *counted* the events counted by this run's earlier chunks (the parent's, when
+    it reads a chunk again).
     *digests_read* (uri → digest) are the digests a first reading of these files found: a file
     whose digest is already counted is then skipped without reading it again (no second download).
     Aggregating a run of files (not one file) lets the object-key folding work across them, so
@@ -464,7 +523,7 @@ def process_chunk(
                 return _process_chunk(
                     items,
                     sources,
-                    exclude,
+                    _Excluded(known, counted),
                     known_digests,
                     folder,
                     max_file_bytes,
@@ -491,10 +550,62 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+@dataclass(slots=True)
+class _Excluded:
+    """The events a chunk must not count again: the store's (by day) and, when the parent reads a
+    chunk again, those this run counted."""
+
+    known: StoredEvents | None
+    counted: RunEvents | None
+
+    def day(self, day: str) -> tuple[array[int], list[array[int]]]:
+        """*day*'s stored hashes and this run's sorted runs of it (each sorted)."""
+        stored = self.known.day(day) if self.known is not None else _NO_HASHES
+        runs = self.counted.days.get(day, []) if self.counted is not None else []
+        return stored, runs
+
+    @property
+    def legacy(self) -> array[int]:
+        return self.known.legacy if self.known is not None else _NO_HASHES
+
+
+_NO_HASHES: array[int] = array("q")
+
+
+class _DayHashes:
+    """What a file's records are checked against, for the day of the record before (a file's
+    records mostly share one): that day's stored hashes, this run's when a chunk is read again,
+    a migrated store's legacy ones; and where the day's counted hashes go."""
+
+    __slots__ = ("days", "exclude", "hashes", "known", "legacy", "prefix", "runs", "stored")
+
+    def __init__(self, exclude: _Excluded, days: dict[str, array[int]]) -> None:
+        self.exclude, self.days, self.legacy = exclude, days, exclude.legacy
+        self.prefix: str | None = None  # the first ten characters of the eventTime
+        self.stored: array[int] = _NO_HASHES
+        self.runs: list[array[int]] = []
+        self.hashes: array[int] = _NO_HASHES
+        self.known = False  # any hash to look in
+
+    def move(self, prefix: str) -> None:
+        self.prefix = prefix
+        day = event_day(prefix)
+        self.stored, self.runs = self.exclude.day(day)
+        self.hashes = self.days.get(day) or self.days.setdefault(day, array("q"))
+        self.known = bool(self.stored or self.runs or self.legacy)
+
+    def counted(self, h: int) -> bool:
+        """Whether the event of hash *h* (on this day) was counted already."""
+        stored, legacy, runs = self.stored, self.legacy, self.runs
+        return bool(
+            (stored and _has(stored, h)) or (legacy and _has(legacy, h)) or any(_has(r, h) for r in runs)
+        )
+
+
 def _process_chunk(
     items: list[Item],
     sources: Sequence[TrailSource],
-    exclude: frozenset[int],
+    exclude: _Excluded,
     known_digests: frozenset[str],
     folder: ObjectKeyFolder | None,
     max_file_bytes: int,
@@ -568,7 +679,7 @@ class _ReadAhead:
 def _read_chunk(
     chunk: ChunkResult,
     reads: _ReadAhead,
-    exclude: frozenset[int],
+    exclude: _Excluded,
     known_digests: frozenset[str],
     folder: ObjectKeyFolder,
     max_file_bytes: int,
@@ -634,7 +745,7 @@ def _add_records(
     chunk: ChunkResult,
     folder: ObjectKeyFolder,
     seen_here: set[int],
-    exclude: frozenset[int],
+    exclude: _Excluded,
     complete: bool,
     normalizer: Normalizer,
 ) -> None:
@@ -646,20 +757,24 @@ def _add_records(
     coverage = chunk.coverage
     data_names = DATA_EVENT_NAMES
     skips = result.skips
-    hashes = result.hashes
+    day = _DayHashes(exclude, result.days)
     for record in records:
+        etime = record.eventTime
         eid = record.eventID
         if eid:
-            h = event_hash(eid, record.eventTime or "", record.eventName or "")
+            h = event_hash(eid, etime or "", record.eventName or "")
         else:
             # Without an eventID the same record in two files (a trail extract and a JSON
             # Lines export of it) is known by what it describes, however it was encoded.
             h = content_hash(identity_text(record))
-        if h in seen_here or h in exclude:
+        prefix = etime[:10] if etime else ""
+        if prefix != day.prefix:  # a file's records mostly share their day
+            day.move(prefix)
+        if h in seen_here or (day.known and day.counted(h)):
             skips[_DUPLICATE] += 1
             continue
         seen_here.add(h)
-        hashes.append(h)
+        day.hashes.append(h)
         # Coverage: every distinct record (skipped ones too) shows what the trail logged.
         category = record.eventCategory
         if category == "Data":
@@ -674,7 +789,6 @@ def _add_records(
             data_source = None
         # A record whose eventTime is not a time a trail wrote (normalize.event_time) says
         # nothing about any day.
-        etime = record.eventTime
         if data_source is not None and etime and (etime in good_times or event_time(etime)):
             coverage[
                 (
@@ -989,7 +1103,7 @@ def _lane_worker(
     sources: Sequence[TrailSource],
     out: Any,
     digests: frozenset[str],
-    events: frozenset[int],
+    events: StoredEvents | None,
     max_file_bytes: int,
     parent: int,
 ) -> None:
@@ -1044,7 +1158,7 @@ def _results(
     sources: Sequence[TrailSource],
     workers: int,
     digests: frozenset[str],
-    events: frozenset[int],
+    events: StoredEvents | None,
     max_file_bytes: int = MAX_FILE_BYTES,
 ) -> Iterator[ChunkResult]:
     """Chunk results in input order.
@@ -1172,7 +1286,7 @@ def _ingest(
     if on_start:
         on_start(len(todo))
     merger = _Merger(store)
-    seen = store.event_hashes()
+    events = StoredEvents(store)
     digests = store.known_digests()
     principals: dict[str, Principal] = {p.arn: p for p in store.principals()}
     n_workers = _worker_count(len(todo), workers)
@@ -1186,7 +1300,7 @@ def _ingest(
             store,
             report,
             merger,
-            seen,
+            events,
             digests,
             principals,
             on_file,
@@ -1215,6 +1329,7 @@ class _Batch:
         self.skips: Counter[tuple[str, str]] = Counter()
         self.coverage: Counter[CoverageKey] = Counter()
         self.profile_changes: list[ProfileChange] = []
+        self.event_days: dict[str, array[int]] = {}  # the files' counted events, by day
         self.last_commit = time.monotonic()
 
     def due(self) -> bool:
@@ -1233,8 +1348,10 @@ class _Batch:
             [(*k, n) for k, n in sorted(self.coverage.items())],
             self.merger.take_deleted(),
             profile_changes=self.profile_changes,
+            event_days=self.event_days,
         )
         self.profile_changes = []
+        self.event_days = {}
         self.files.clear()
         self.principals.clear()
         self.skips.clear()
@@ -1249,35 +1366,38 @@ def _merge_chunks(
     store: Store,
     report: IngestReport,
     merger: _Merger,
-    seen: set[int],
+    known: StoredEvents,
     digests: set[str],
     principals: dict[str, Principal],
     on_file: Callable[[FileReport], None] | None,
     max_file_bytes: int,
 ) -> None:
     batch = _Batch(store, merger, report)
+    counted = RunEvents()  # this run's events: the workers know only the store's
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    for chunk in _results(
-        _chunks(todo), sources, n_workers, frozenset(digests), frozenset(seen), max_file_bytes
-    ):
-        clash = any(
-            not f.already and (f.digest in digests or not seen.isdisjoint(f.hashes)) for f in chunk.files
-        )
-        if clash:
+    for chunk in _results(_chunks(todo), sources, n_workers, frozenset(digests), known, max_file_bytes):
+        days = _chunk_days(chunk)
+        if any(not f.already and f.digest in digests for f in chunk.files) or any(
+            counted.counted(day, hashes) for day, hashes in days.items()
+        ):
             # Some events (or a whole file) of this chunk were already counted from a file read
             # by another worker in this run (an Event-history download overlapping the trail, a
             # copied file): redo the chunk here without them.
             chunk = process_chunk(
                 chunk.items,
                 sources,
-                frozenset(seen),
+                known,
                 frozenset(digests),
                 None,
                 max_file_bytes,
                 digests_read={f.path: f.digest for f in chunk.files if f.digest},
+                counted=counted,
             )
+            days = _chunk_days(chunk)
+        for day, hashes in days.items():
+            counted.add(day, hashes)
         for result in chunk.files:
-            _take_file(result, report, batch, seen, digests, on_file, now)
+            _take_file(result, report, batch, digests, on_file, now)
         for arn, p in chunk.principals.items():
             if arn not in principals:
                 principals[arn] = p
@@ -1290,11 +1410,22 @@ def _merge_chunks(
     batch.commit()
 
 
+def _chunk_days(chunk: ChunkResult) -> dict[str, set[int]]:
+    """The hashes of the events the chunk's files counted, by day (the files of one chunk never
+    count one event twice)."""
+    days: dict[str, set[int]] = {}
+    for f in chunk.files:
+        if not f.already:
+            for day, hashes in f.days.items():
+                if hashes:
+                    days.setdefault(day, set()).update(hashes)
+    return days
+
+
 def _take_file(
     result: FileResult,
     report: IngestReport,
     batch: _Batch,
-    seen: set[int],
     digests: set[str],
     on_file: Callable[[FileReport], None] | None,
     now: str,
@@ -1316,9 +1447,15 @@ def _take_file(
         report.files_failed.append((result.path, result.error + " (records before it were read)"))
     report.files_read += 1
     report.records += result.records
-    seen.update(result.hashes)
     if result.digest:
         digests.add(result.digest)
+        for day, hashes in result.days.items():
+            if hashes:
+                held = batch.event_days.get(day)
+                if held is None:
+                    batch.event_days[day] = array("q", hashes)
+                else:
+                    held.extend(hashes)
         batch.files.append(
             FileEntry(
                 result.digest,
@@ -1330,7 +1467,6 @@ def _take_file(
                 result.malformed,
                 result.error,
                 now,
-                result.hashes.tobytes(),
                 result.etag,
             )
         )

@@ -8,6 +8,8 @@ committed and never counts an event twice when re-run. Schema in docs/store.md.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import json
 import os
 import sqlite3
@@ -15,7 +17,7 @@ import sys
 import time
 import urllib.parse
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from iamtrim.model.finding import Finding
 from iamtrim.model.profile import ProfileChange, ProfileChangeKind
 from iamtrim.sources.access_advisor import Granularity, LastAccessed
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
 # How long an ingest waits for another one writing the same store (``--wait-lock``): a busy
 # month of one account ingests in well under a minute (docs/performance.md), so ten minutes
@@ -43,8 +45,9 @@ _LOCK_POLL = 0.2  # seconds between attempts while waiting
 # "${?}" (model.escape_literal; a literal "*" cannot be told from a folded folder, see
 # docs/store.md); 3 → 4 adds files.etag (trail objects from S3 are known by key and ETag); 4 → 5
 # adds usage.key_sketch (the distinct keys a folded S3 row stands for; folds made before are marked
-# as counts unknown).
-_MIGRATES_FROM = frozenset({"1", "2", "3", "4"})
+# as counts unknown); 5 → 6 moves the event hashes from files.event_hashes into event_days, under
+# the day LEGACY_DAY (they carry no day; see _move_file_hashes).
+_MIGRATES_FROM = frozenset({"1", "2", "3", "4", "5"})
 
 # ingest --lookup-events: the newest event time stored per account and region (where the next run
 # resumes). Made by the first run that stores a cursor, so any store gains it without a schema
@@ -94,7 +97,7 @@ CREATE TABLE IF NOT EXISTS files (
     malformed INTEGER NOT NULL,
     error TEXT NOT NULL,
     ingested_at TEXT NOT NULL,
-    event_hashes BLOB NOT NULL         -- int64 hashes of the eventIDs counted from this file
+    event_hashes BLOB NOT NULL         -- empty since schema 6 (the hashes are in event_days)
 );
 CREATE INDEX IF NOT EXISTS files_by_path ON files(path, size, mtime_ns);
 CREATE TABLE IF NOT EXISTS principals (
@@ -150,6 +153,43 @@ CREATE TABLE IF NOT EXISTS access_advisor_files (
     ingested_at TEXT NOT NULL
 );
 """
+
+# Added in schema 6: the hashes of the events counted (ingest.event_hash / content_hash), per UTC
+# day of their eventTime: a copy of an event has the same eventTime, so a run looks up only the
+# days its records fall on (docs/store.md, "Event hashes"). Each commit adds one part per day it
+# touched (its hashes, sorted int64), in the transaction that stores their files; a day's parts
+# are merged into one past EVENT_DAY_PARTS. day is YYYY-MM-DD, '' for a record without a usable
+# eventTime, LEGACY_DAY for the hashes a schema-5 store kept per file (no day known).
+_EVENT_DAYS = """
+CREATE TABLE IF NOT EXISTS event_days (
+    day TEXT NOT NULL, part INTEGER NOT NULL, hashes BLOB NOT NULL,
+    PRIMARY KEY (day, part)
+) WITHOUT ROWID
+"""
+LEGACY_DAY = "legacy"  # not YYYY-MM-DD, not '': no record's day
+EVENT_DAY_PARTS = 16  # parts a day may hold before a commit merges them into one
+_LEGACY_PART = 1 << 26  # hashes per part (512 MiB, under SQLite's 1 GB blob limit) of a migration
+_SORT_RUN = 1 << 20  # hashes sorted at a time by a migration before it merges the runs
+
+
+def _hashes(blob: bytes) -> array[int]:
+    arr = array("q")
+    arr.frombytes(blob)
+    return arr
+
+
+def merge_sorted(parts: Iterable[array[int]]) -> array[int]:
+    """The values of sorted int64 arrays, sorted. One part is returned as it is; a few are merged
+    by timsort (linear on sorted runs, through a transient list of ints: 40 bytes a hash of one
+    day); past _SORT_RUN hashes in several parts, by a streaming merge that holds no such list
+    (twice the CPU). Ingest never stores a hash twice, so the parts are disjoint."""
+    runs = [p for p in parts if p]
+    if len(runs) == 1:
+        return runs[0]
+    if sum(len(r) for r in runs) > _SORT_RUN:
+        return array("q", heapq.merge(*runs))
+    return array("q", sorted(itertools.chain.from_iterable(runs)))
+
 
 # Added in schema 4: trail objects read from S3 are known by their key and ETag (a local file by
 # its path, size and modification time). Added to the table (not in its CREATE above) so that a
@@ -421,6 +461,107 @@ class CoverageRow:
     records: int
 
 
+def day_hashes(db: sqlite3.Connection, day: str) -> array[int]:
+    """The sorted hashes ``event_days`` holds for *day*, on any connection (a worker's own)."""
+    return merge_sorted(
+        _hashes(blob) for (blob,) in db.execute("SELECT hashes FROM event_days WHERE day = ?", (day,))
+    )
+
+
+def _sorted_bytes(values: Iterable[int]) -> bytes:
+    return array("q", sorted(values)).tobytes()
+
+
+def _add_event_days(db: sqlite3.Connection, event_days: Mapping[str, array[int]]) -> None:
+    """One new part per day (its hashes sorted); a day past EVENT_DAY_PARTS parts is merged into one."""
+    for day in sorted(event_days):
+        new = event_days[day]
+        if not new:
+            continue
+        part, count = db.execute(
+            "SELECT coalesce(max(part), 0) + 1, COUNT(*) FROM event_days WHERE day = ?", (day,)
+        ).fetchone()
+        if count + 1 > EVENT_DAY_PARTS:
+            merged = merge_sorted([day_hashes(db, day), array("q", sorted(new))])  # sorted + sorted: linear
+            db.execute("DELETE FROM event_days WHERE day = ?", (day,))
+            db.execute("INSERT INTO event_days VALUES (?, 1, ?)", (day, merged.tobytes()))
+        else:
+            db.execute("INSERT INTO event_days VALUES (?, ?, ?)", (day, part, _sorted_bytes(new)))
+
+
+_NO_HASHES: array[int] = array("q")
+
+
+class StoredEvents:
+    """The event hashes a store held when a run began, looked up by day (docs/store.md, "Event
+    hashes"): a run loads only the days its records fall on, each as a sorted int64 array (8
+    bytes a hash), when first asked. Days the store holds nothing for cost nothing: an ordinary
+    incremental run of new days loads no hash.
+
+    Made by the parent before it forks its workers. The hashes of :data:`LEGACY_DAY` (a migrated
+    store's, which may fall on any day) are loaded at once, so the forked workers share their
+    pages; a worker loads a day through its own read-only connection (a SQLite connection must not
+    cross a fork), the parent through the store's. At most ``limit`` loaded hashes are kept (the
+    least recently used days are dropped first, and loaded again if asked again): a trail read in
+    order moves from day to day. An in-memory store (nothing to reconnect to) is read whole here.
+    """
+
+    def __init__(self, store: Store, limit: int = 8_000_000) -> None:
+        self.path = store.path
+        self.limit = limit
+        self.days = frozenset(store.event_days())
+        self.legacy = store.day_hashes(LEGACY_DAY) if LEGACY_DAY in self.days else _NO_HASHES
+        self._pid = os.getpid()
+        self._store: Store | None = store
+        self._db: sqlite3.Connection | None = None
+        self._loaded: dict[str, array[int]] = {}  # in order of use, the latest last
+        self._pinned: dict[str, array[int]] = {}
+        if store.path == ":memory:":
+            self._pinned = {d: store.day_hashes(d) for d in self.days if d != LEGACY_DAY}
+
+    def __getstate__(self) -> dict[str, Any]:  # to a spawned worker: what it needs to reconnect
+        state = {k: getattr(self, k) for k in ("path", "limit", "days", "legacy", "_pid", "_pinned")}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+        self._store, self._db, self._loaded = None, None, {}
+
+    def day(self, day: str) -> array[int]:
+        """The sorted hashes the store held for *day* (an empty array when none)."""
+        if day not in self.days or day == LEGACY_DAY:
+            return _NO_HASHES
+        pinned = self._pinned.get(day)
+        if pinned is not None:
+            return pinned
+        loaded = self._loaded.pop(day, None)
+        if loaded is None:
+            loaded = self._load(day)
+            held = sum(len(a) for a in self._loaded.values())
+            while self._loaded and held + len(loaded) > self.limit:
+                held -= len(self._loaded.pop(next(iter(self._loaded))))
+        self._loaded[day] = loaded
+        return loaded
+
+    def loaded(self) -> int:
+        """Hashes held now (the legacy ones included): what this object's memory grows with."""
+        return len(self.legacy) + sum(len(a) for a in (*self._loaded.values(), *self._pinned.values()))
+
+    def _load(self, day: str) -> array[int]:
+        if self._store is not None and os.getpid() == self._pid:
+            return self._store.day_hashes(day)
+        if self._db is None:
+            try:
+                self._db = _connect(self.path, read_only=True)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: {_describe(exc)}") from exc
+        try:
+            return day_hashes(self._db, day)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {_describe(exc)}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class AccessAdvisorFile:
     digest: str
@@ -445,7 +586,6 @@ class FileEntry:
     malformed: int
     error: str
     ingested_at: str
-    event_hashes: bytes
     etag: str = ""  # the S3 object's ETag ('' for a local file)
 
 
@@ -626,6 +766,7 @@ class Store:
                 db.execute(statement)
             _add_files_etag(db)
             _add_usage_sketch(db)
+            db.execute(_EVENT_DAYS)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
@@ -649,10 +790,44 @@ class Store:
             _add_files_etag(db)  # schema 4; files stored before were local files: no ETag
             if _add_usage_sketch(db):  # schema 5; the keys of folds made before were not kept
                 db.execute(f"UPDATE usage SET key_sketch = ? WHERE {_FOLDED_S3}", (_UNKNOWN_KEYS,))
+            self._move_file_hashes()  # schema 6
             db.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', ?)", (version,))
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={int(SCHEMA_VERSION)}")
+
+    def _move_file_hashes(self) -> None:
+        """Schema 6: the event hashes a store kept per file (``files.event_hashes``) move into
+        ``event_days`` under :data:`LEGACY_DAY`, sorted, and the files' column is emptied.
+
+        They carry no day (the hash hides the eventTime), so every later run looks them up for
+        every record, as before, but as a sorted int64 array (8 bytes a hash, shared by the forked
+        workers) instead of a set (127 bytes with the workers' copy): docs/store.md."""
+        db = self._db
+        db.execute(_EVENT_DAYS)
+        (part,) = db.execute(
+            "SELECT coalesce(max(part), 0) FROM event_days WHERE day = ?", (LEGACY_DAY,)
+        ).fetchone()
+        # Sorted a million at a time, then merged by streaming: 16 bytes a hash at the peak (the
+        # runs and the result), and one sorted part, which every later run loads without sorting.
+        runs: list[array[int]] = []
+        pending = array("q")
+        for (blob,) in db.execute("SELECT event_hashes FROM files WHERE length(event_hashes)"):
+            pending.frombytes(blob)
+            if len(pending) >= _SORT_RUN:
+                runs.append(array("q", sorted(pending)))
+                pending = array("q")
+        runs.append(array("q", sorted(pending)))
+        merged = merge_sorted(runs)
+        del runs, pending
+        db.executemany(
+            "INSERT INTO event_days VALUES (?,?,?)",
+            (
+                (LEGACY_DAY, part + 1 + n, merged[i : i + _LEGACY_PART].tobytes())
+                for n, i in enumerate(range(0, len(merged), _LEGACY_PART))
+            ),
+        )
+        db.execute("UPDATE files SET event_hashes = x'' WHERE length(event_hashes)")
 
     @contextmanager
     def writer_lock(
@@ -804,13 +979,14 @@ class Store:
         }
 
     @_guarded
-    def event_hashes(self) -> set[int]:
-        seen: set[int] = set()
-        for (blob,) in self._db.execute("SELECT event_hashes FROM files"):
-            arr = array("q")
-            arr.frombytes(blob)
-            seen.update(arr)
-        return seen
+    def event_days(self) -> set[str]:
+        """The days (YYYY-MM-DD, '' and LEGACY_DAY: ``event_days``) that hold event hashes."""
+        return {day for (day,) in self._db.execute("SELECT DISTINCT day FROM event_days")}
+
+    @_guarded
+    def day_hashes(self, day: str) -> array[int]:
+        """The hashes of the events counted on *day* (a bucket of :meth:`event_days`), sorted."""
+        return day_hashes(self._db, day)
 
     @_guarded
     def files(self) -> list[FileEntry]:
@@ -818,7 +994,7 @@ class Store:
             FileEntry(*row)
             for row in self._db.execute(
                 "SELECT digest, path, size, mtime_ns, format, records, malformed, error, ingested_at, "
-                "event_hashes, etag FROM files ORDER BY path"
+                "etag FROM files ORDER BY path"
             )
         ]
 
@@ -834,13 +1010,16 @@ class Store:
         coverage: Iterable[tuple[str, str, str, str, bool, int]] = (),
         deleted: Iterable[tuple[str, str, str, str, str]] = (),
         profile_changes: Sequence[ProfileChange] = (),
+        event_days: Mapping[str, array[int]] | None = None,
     ) -> None:
         """Write one batch atomically. ``rows`` are totals replacing the stored rows: tuples of
         (principal, action, resource, outcome, context, count, first_seen, last_seen, event_ids,
         source_ips[, key_sketch]). ``coverage`` are increments (account, region, day, data_source, complete,
         records), committed with the files they came from so an interrupted ingest never leaves
         a file counted without its coverage. ``deleted`` are usage keys (principal, action,
-        resource, outcome, context) whose rows moved into an S3 fold (``folder/*``) in ``rows``."""
+        resource, outcome, context) whose rows moved into an S3 fold (``folder/*``) in ``rows``.
+        ``event_days`` are the hashes of the events the files' records counted, by day (in any
+        order): written with the files, so a file is never stored without them, nor they without it."""
         self._written = True
         self._fresh = False
         with self._immediate() as db:
@@ -862,12 +1041,14 @@ class Store:
                         f.malformed,
                         f.error,
                         f.ingested_at,
-                        f.event_hashes,
+                        b"",
                         f.etag,
                     )
                     for f in files
                 ],
             )
+            if event_days:
+                _add_event_days(db, event_days)
             db.executemany(
                 "INSERT OR IGNORE INTO principals VALUES (?,?,?,?)",
                 [(p.arn, str(p.kind), p.account, p.name) for p in principals],

@@ -208,7 +208,7 @@ def test_v1_store_is_migrated_in_place(tmp_path: Path) -> None:
     path = tmp_path / "v1.sqlite"
     _v1_store(path)
     with Store(path) as st:
-        assert st.meta("schema") == "5" and st.meta("migrated_from") == "1"
+        assert st.meta("schema") == "6" and st.meta("migrated_from") == "1"
         assert st.meta("coverage_unknown_files") == "1"
         assert [r.action for r in st.usage(NOTEBOOK)] == ["sagemaker:ListTrainingJobs"]
         assert st.coverage() == [] and st.access_advisor() == []
@@ -222,7 +222,7 @@ def test_v1_store_is_migrated_in_place(tmp_path: Path) -> None:
         ingest([SAMPLES / "AWSLogs"], st, workers=1)  # the migrated store takes new data
         assert st.coverage()
     with Store(path) as st:  # reopening does not migrate again
-        assert st.meta("schema") == "5" and st.meta("coverage_unknown_files") == "1"
+        assert st.meta("schema") == "6" and st.meta("coverage_unknown_files") == "1"
 
 
 def test_unknown_schema_is_refused(tmp_path: Path) -> None:
@@ -236,7 +236,7 @@ def test_unknown_schema_is_refused(tmp_path: Path) -> None:
         Store(path)
 
 
-def test_new_store_is_version_5(tmp_path: Path) -> None:
+def test_new_store_is_version_6(tmp_path: Path) -> None:
     with Store(tmp_path / "n.sqlite") as st:
-        assert st.meta("schema") == store_mod.SCHEMA_VERSION == "5"
+        assert st.meta("schema") == store_mod.SCHEMA_VERSION == "6"
         assert st.meta("coverage_unknown_files") == ""

@@ -269,12 +269,9 @@ def test_an_executor_read_error_ends_its_partition_in_one_message(buckets: str) 
     trail._aws, trail._pid = aws, os.getpid()  # the source's seam: its Aws for this process
     message = "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: kms:Decrypt on resource: k"
 
-    class Known:
-        value: frozenset[int] = frozenset()
-
     with Stubber(aws.client("s3")) as stub:
         stub.add_client_error("get_object", "AccessDenied", message, 403)
-        out = list(_read([(0, 0, refs[0])], [trail], 1 << 20, Known()))
+        out = list(_read([(0, 0, refs[0])], [trail], 1 << 20))
     key = refs[0].uri.removeprefix(f"s3://{TRAIL}/")
     assert out == [
         ("e", f"access denied: iamtrim needs kms:Decrypt (for s3:GetObject on arn:aws:s3:::{TRAIL}/{key}) "
@@ -365,3 +362,29 @@ def test_cli_prints_each_file_problem_as_ingest_does(samples: Path, tmp_path: Pa
         lines.append(sorted(line for line in err.splitlines() if line.startswith("iamtrim: ")))
     assert lines[0] == lines[1] and len(lines[0]) == 2, lines
     assert_same_store(Store(tmp_path / "s2.sqlite"), Store(tmp_path / "s0.sqlite"))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_stored_days_and_legacy_hashes_same_as_local(tmp_path: Path, spark: Any, legacy: bool) -> None:
+    """A download over days the store holds (its hashes by day, or a migrated store's legacy ones)
+    plus new events: Spark sends the executors those days' hashes and counts what ingest counts."""
+    from tests.test_event_days import rec, to_schema_5, write_jsonl
+    from tests.test_ingest import write_trail
+
+    files = {f"{n}.json": [rec(1 + n, n * 10 + i) for i in range(10)] for n in range(3)}
+    for name, records in files.items():
+        write_trail(tmp_path / "t" / name, records)
+    everything = [r for records in files.values() for r in records]
+    write_jsonl(tmp_path / "d" / "0.jsonl", [*everything[::4], rec(2, 500), rec(5, 1)])
+    stores = {}
+    for name in ("local", "spark"):
+        path = tmp_path / f"{name}.sqlite"
+        with Store(path) as st:
+            ingest([tmp_path / "t"], st, workers=1)
+        if legacy:
+            to_schema_5(path, files)
+        stores[name] = Store(path)
+    ingest([tmp_path / "d"], stores["local"], workers=1)
+    ingest_spark([tmp_path / "d"], stores["spark"], spark=spark)
+    assert_same_store(stores["spark"], stores["local"])
+    assert stores["local"].skips()["duplicate-event"] == len(everything[::4])

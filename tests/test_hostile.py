@@ -714,7 +714,7 @@ def test_a_v2_store_has_its_literals_escaped_when_opened(tmp_path: Path) -> None
     db.commit()
     db.close()
     with Store(path) as st:
-        assert st.meta("schema") == "5" and st.meta("migrated_from") == "2"
+        assert st.meta("schema") == "6" and st.meta("migrated_from") == "2"
         assert sorted(r.resource or "" for r in st.usage()) == sorted(
             [
                 f"arn:aws:s3:::{BUCKET}/${{$}}x",

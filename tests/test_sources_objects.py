@@ -163,14 +163,14 @@ def test_schema_3_store_is_migrated_without_touching_its_rows(tmp_path: Path) ->
     assert "etag" not in {r[1] for r in db.execute("PRAGMA table_info(files)")}
     db.close()
     with Store(path) as st:
-        assert st.meta("schema") == store_mod.SCHEMA_VERSION == "5"
+        assert st.meta("schema") == store_mod.SCHEMA_VERSION == "6"
         assert st.meta("migrated_from") == "3"
         assert [f.etag for f in st.files()] == [""]
         assert "arn:aws:s3:::b/${$}x" in {r.resource for r in st.usage()}
         again = ingest([t], st, workers=1)
         assert (again.files_read, again.files_already) == (0, 1)
     with Store(path, read_only=True) as st:  # reopening does not migrate again
-        assert st.meta("schema") == "5" and st.meta("migrated_from") == "3"
+        assert st.meta("schema") == "6" and st.meta("migrated_from") == "3"
 
 
 def test_a_chunk_redone_for_copies_does_not_read_the_copies_again() -> None:

@@ -48,13 +48,13 @@ def test_a_schema_4_store_is_migrated_and_keeps_its_rows(tmp_path: Path, read_on
         before = {k: n for k, (n, _) in _rows(st).items()}
     _to_schema_4(path)
     with Store(path, read_only=read_only) as st:
-        assert (st.meta("schema"), st.meta("migrated_from")) == ("5", "4")
+        assert (st.meta("schema"), st.meta("migrated_from")) == (store_mod.SCHEMA_VERSION, "4")
         after = _rows(st)
     assert {k: n for k, (n, _) in after.items()} == before
     assert after[("s3:GetObject", FOLD, "used")][1] == KeySketch(partial=True).to_bytes()
     assert after[("s3:GetObject", "arn:aws:s3:::data/one", "used")][1] is None
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone() == (5,)
+    assert db.execute("PRAGMA user_version").fetchone() == (int(store_mod.SCHEMA_VERSION),)
     db.close()
 
 
@@ -74,17 +74,18 @@ def test_new_keys_into_a_migrated_fold_give_a_lower_bound(tmp_path: Path) -> Non
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     """As a schema-5 store is refused by the iamtrim that reads 4: one line, the file untouched."""
-    path = tmp_path / "v6.sqlite"
+    newer = str(int(store_mod.SCHEMA_VERSION) + 1)
+    path = tmp_path / f"v{newer}.sqlite"
     with Store(path):
         pass
     db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '6' WHERE key = 'schema'")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (newer,))
     db.commit()
     db.close()
     data = path.read_bytes()
     for read_only in (False, True):
         with pytest.raises(
-            StoreError, match=f"store schema 6, this iamtrim reads {store_mod.SCHEMA_VERSION}"
+            StoreError, match=f"store schema {newer}, this iamtrim reads {store_mod.SCHEMA_VERSION}"
         ):
             Store(path, read_only=read_only)
     assert path.read_bytes() == data

@@ -839,6 +839,72 @@ def test_a_larger_threshold_never_grants_more_with_generated_names() -> None:
             assert not wider, (keys, denied, sorted(smaller), wider)
 
 
+CFN = f"arn:aws:cloudformation:us-east-1:{ACCT}:stack"
+SECRET = f"arn:aws:secretsmanager:us-east-1:{ACCT}:secret"
+
+
+@pytest.mark.oracle
+def test_a_denied_call_named_by_an_aws_pattern_a_grant_overlaps_is_reported_oracle() -> None:
+    """A call that names a stack only by name is stored as ``stack/NAME/*`` (and a secret by
+    name as ``NAME-??????``): when such a call was denied and the policy grants the full ARN of
+    that stack (whose calls were authorized), the policy allows the denied call — the oracle
+    says so — and the finding names it. A pattern no grant overlaps gets no such finding."""
+    stack = f"{CFN}/inference-endpoints/0a1b2c3d-4e5f-11ef-9a8b-0a1b2c3d4e5f"
+    secret = f"{SECRET}:db/readonly-AbCdEf"
+    used = [
+        row("cloudformation:GetTemplate", stack, count=4),
+        row("cloudformation:DescribeStacks", stack, count=2),
+        row("secretsmanager:GetSecretValue", secret, count=3),
+    ]
+    covered = [
+        row("cloudformation:GetTemplate", f"{CFN}/inference-endpoints/*", outcome=Outcome.DENIED),
+        row("secretsmanager:GetSecretValue", f"{SECRET}:db/readonly-??????", outcome=Outcome.DENIED),
+    ]
+    apart = [
+        row("cloudformation:GetTemplate", f"{CFN}/billing/*", outcome=Outcome.DENIED),
+        row("secretsmanager:GetSecretValue", f"{SECRET}:db/admin-??????", outcome=Outcome.DENIED),
+    ]
+    rows = used + covered + apart
+    g = generate(rows)
+    assert stack in statement_resources(g) and secret in statement_resources(g)
+    found = {f.subject: f.message for f in g.findings if f.code == "DENIED_COVERED"}
+    assert set(found) == {stack, secret}
+    assert "inference-endpoints/*" in found[stack] and "readonly-??????" in found[secret]
+    assert not any("billing/*" in m or "admin-??????" in m for m in found.values())
+    # The independent judge allows the stack named by name (it reads a ``*`` in a request as
+    # any resource it stands for) and denies the two no grant overlaps. It reads a ``?`` in a
+    # request literally, so for the secret it is asked about the names the patterns stand for.
+    asked = [*rows, replace(apart[1], resource=f"{SECRET}:db/admin-XyZ123")]
+    decisions = [decision_of(res) for res in _oracle_results(g, asked)]
+    assert decisions[: len(used) + 1] == ["allowed"] * (len(used) + 1)
+    assert decisions[len(used) + len(covered) :] == ["implicit-deny"] * (len(apart) + 1)
+    # Still no refusal under --no-widen: the exact grant is not a widening.
+    strict = generate(rows, widen=False)
+    assert {f.subject for f in strict.findings if f.code == "DENIED_COVERED"} == {stack, secret}
+
+
+def test_a_denied_call_that_names_no_resource_under_a_resource_unknown_grant_is_reported() -> None:
+    """Calls of an action that name no resource are granted its ARN format in their region; a
+    denied call of that action and region that names none either is allowed by that grant, so
+    it is named by DENIED_COVERED. One in another region (no such grant there) is not."""
+    rows = [
+        row("sqs:SendMessage", None, count=5),
+        row("sqs:SendMessage", None, outcome=Outcome.DENIED, count=2),
+        row("sqs:SendMessage", None, outcome=Outcome.DENIED, region="eu-west-1"),
+    ]
+    g = generate(rows)
+    grant = f"arn:aws:sqs:us-east-1:{ACCT}:*"
+    assert statement_resources(g) == {grant}
+    found = [f for f in g.findings if f.code == "DENIED_COVERED"]
+    assert [f.subject for f in found] == [grant]
+    assert "sqs:SendMessage (no resource named) (2x)" in found[0].message
+    assert "1 call(s)" in found[0].message
+    # The grant does allow a call on a queue of that region, and not in the other region.
+    queue = grant.replace("*", "orders")
+    assert allowed(g, "sqs:SendMessage", queue)
+    assert not allowed(g, "sqs:SendMessage", queue.replace("us-east-1", "eu-west-1"))
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_a_statements_first_event_ids_are_those_of_its_earliest_rows(seed: int) -> None:
     """The event ids shown for a statement: the first five distinct ones walking its rows by

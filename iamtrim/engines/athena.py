@@ -154,7 +154,7 @@ def run_entry(table: str, window: Window, records: int) -> FileEntry:
     path = f"athena://{table}/{window.since.isoformat()}..{window.until.isoformat()}"
     digest = hashlib.sha256(path.encode()).hexdigest()
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return FileEntry(digest, path, 0, 0, "athena", records, 0, "", now, b"")
+    return FileEntry(digest, path, 0, 0, "athena", records, 0, "", now)
 
 
 def ingest_athena(

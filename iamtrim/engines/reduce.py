@@ -33,15 +33,17 @@ The aggregates are the record count, the first and last ``eventTime`` (as
 
 Records are deduplicated before they are grouped, as ingest does: by (eventID, eventTime,
 eventName), or by what the record describes when it has no eventID (``ingest.event_hash``,
-``ingest.content_hash``), the first occurrence in input order kept. S3 object keys are kept in
-full by the engine and folded here by ingest's own ``ObjectKeyFolder``: whether a folder folds
-depends on the set of keys, never on their order or split (``ingest.ObjectKeyFolder``).
+``ingest.content_hash``), the first occurrence in input order kept; against a store, only the
+days the records fall on are looked up (``ingest.event_day``, ``store.StoredEvents``). S3 object
+keys are kept in full by the engine and folded here by ingest's own ``ObjectKeyFolder``: whether a
+folder folds depends on the set of keys, never on their order or split (``ingest.ObjectKeyFolder``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -59,10 +61,12 @@ from iamtrim.ingest import (
     IngestReport,
     ObjectKeyFolder,
     _apply_moves,
+    _has,
     _is_trail_delivery,
     _Merger,
     _sample,
     content_hash,
+    event_day,
     event_hash,
 )
 from iamtrim.model import Principal, Skipped, SkipReason
@@ -88,7 +92,7 @@ from iamtrim.sources.records import (
     TlsDetails,
     identity_text,
 )
-from iamtrim.store import FileEntry, Store
+from iamtrim.store import FileEntry, Store, StoredEvents
 
 # The group key, in this order, as every engine returns it (engines/sql.py selects the same names).
 KEY_COLUMNS = (
@@ -291,6 +295,7 @@ class RecordFacts(NamedTuple):
     when: str
     event_id: str
     source_ip: str
+    day: str  # the day its hash is stored under (ingest.event_day)
 
 
 def reduce_object(
@@ -321,7 +326,8 @@ def reduce_object(
     for record in read.records:
         key, when = record_key(record, complete)
         ip = record.sourceIPAddress or ""
-        out.append(RecordFacts(record_hash(record), key, when, record.eventID or "", ip))
+        day = event_day(record.eventTime[:10]) if record.eventTime else ""
+        out.append(RecordFacts(record_hash(record), key, when, record.eventID or "", ip, day))
     return facts, out
 
 
@@ -358,7 +364,7 @@ class Reduction:
 
     rows: list[ReducedRow]
     files: list[FileFacts] = field(default_factory=list)
-    file_hashes: dict[str, bytes] = field(default_factory=dict)  # path → its counted event hashes
+    event_days: dict[str, array[int]] = field(default_factory=dict)  # day → the counted events' hashes
     duplicates: int = 0
     files_already: int = 0
     files_failed: list[tuple[str, str]] = field(default_factory=list)
@@ -400,11 +406,11 @@ def reduce_paths(
     """The reference engine: the reduction in plain Python, one object after another.
 
     Like ingest it skips objects already in *store* (same identity, or same content) and events
-    already counted there, and keeps the first of duplicate events in input order."""
-    from array import array
-
+    already counted there (looking up the days the records fall on), and keeps the first of
+    duplicate events in input order."""
     digests = store.known_digests() if store else set()
-    seen = store.event_hashes() if store else set()
+    stored = StoredEvents(store) if store else None
+    seen: dict[str, set[int]] = {}  # this run's events, by day
     acc = Accumulator()
     out = Reduction(rows=[])
     sources, todo = unread_objects(paths, store, out)
@@ -417,19 +423,23 @@ def reduce_paths(
             out.files_failed.append((facts.path, facts.error))
             continue
         digests.add(facts.digest)
-        hashes = array("q")
         for r in records:
-            if r.hash in seen:
+            day = seen.setdefault(r.day, set())
+            if r.hash in day or (stored is not None and _stored(stored, r.day, r.hash)):
                 facts.skips[_DUPLICATE] += 1
                 out.duplicates += 1
                 continue
-            seen.add(r.hash)
-            hashes.append(r.hash)
+            day.add(r.hash)
+            out.event_days.setdefault(r.day, array("q")).append(r.hash)
             acc.add(r.key, r.when, r.event_id, r.source_ip)
         out.files.append(facts)
-        out.file_hashes[facts.path] = hashes.tobytes()
     out.rows = acc.rows()
     return out
+
+
+def _stored(stored: StoredEvents, day: str, h: int) -> bool:
+    """Whether the store counted the event of hash *h* on *day* (or in its legacy hashes)."""
+    return _has(stored.day(day), h) or _has(stored.legacy, h)
 
 
 # -- from reduced rows to the store ------------------------------------------------------------
@@ -496,7 +506,6 @@ def store_reduction(
                 f.malformed,
                 f.error,
                 now,
-                reduction.file_hashes.get(f.path, b""),
                 f.etag,
             )
             for f in reduction.files
@@ -536,6 +545,7 @@ def store_reduction(
             [(*k, n) for k, n in sorted(coverage.items())],
             merger.take_deleted(),
             profile_changes=profile_changes,
+            event_days=reduction.event_days,
         )
         report.usage_keys = len(merger.totals)
         report.principals = len(principals)

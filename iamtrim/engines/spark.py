@@ -44,12 +44,12 @@ from iamtrim.engines.reduce import (
     unread_objects,
 )
 from iamtrim.errors import AwsError, EngineError, IamtrimError, InputError, NoReadableInput
-from iamtrim.ingest import _DUPLICATE, IngestReport, _sample
+from iamtrim.ingest import _DUPLICATE, IngestReport, _has, _sample
 from iamtrim.model import Context
 from iamtrim.model.usage import SAMPLE_EVENT_IDS, SAMPLE_SOURCE_IPS
 from iamtrim.sources.files import MAX_FILE_BYTES
 from iamtrim.sources.objects import ObjectRef, TrailSource, read_objects
-from iamtrim.store import Store, StoredRow
+from iamtrim.store import Store, StoredEvents, StoredRow
 
 try:
     from pyspark import StorageLevel
@@ -111,7 +111,6 @@ def _read(
     items: Iterable[tuple[int, int, ObjectRef]],
     sources: list[TrailSource],
     max_file_bytes: int,
-    known: Any,
 ) -> Iterator[tuple[Any, ...]]:
     """One partition's objects (file index, source index, object), read from their source (the
     sources arrive pickled with the task, configuration only: an S3 trail makes one client for
@@ -119,27 +118,31 @@ def _read(
     try:
         for index, (raw, error, ref) in read_objects(sources, items, max_file_bytes):
             facts, records = reduce_object(raw, error, ref, max_file_bytes)
-            yield from _tag(index, facts, records, known.value)
+            yield from _tag(index, facts, records)
     except AwsError as exc:  # no credentials on the executor, access denied, ...: the run stops
         yield ("e", str(exc))
 
 
-def _tag(index: int, facts: FileFacts, records: list[RecordFacts], seen: Any) -> Iterator[tuple[Any, ...]]:
+def _tag(index: int, facts: FileFacts, records: list[RecordFacts]) -> Iterator[tuple[Any, ...]]:
     """One file → ("f", file index, facts); ("K", key id, key) once per distinct key of the file;
-    ("r", event hash, (file, position, key id, when, id, ip)) per record; and ("k", file index)
-    per record whose event the store already counted. Records carry a 128-bit id of their key, not
-    the key (about 1 KB of JSON): the shuffles move ids, and each distinct key travels once."""
+    ("r", event hash, (file, position, key id, when, id, ip, day)) per record. Records carry a
+    128-bit id of their key, not the key (about 1 KB of JSON): the shuffles move ids, and each
+    distinct key travels once."""
     yield ("f", index, facts)
     ids: dict[Any, bytes] = {}
     for pos, r in enumerate(records):
-        if r.hash in seen:
-            yield ("k", index)
-            continue
         kid = ids.get(r.key)
         if kid is None:
             kid = ids[r.key] = hashlib.blake2b(_ENCODE(r.key), digest_size=16).digest()
             yield ("K", kid, r.key)
-        yield ("r", r.hash, (index, pos, kid, r.when, r.event_id, r.source_ip))
+        yield ("r", r.hash, (index, pos, kid, r.when, r.event_id, r.source_ip, r.day))
+
+
+def _in_store(t: tuple[Any, ...], known: tuple[dict[str, array[int]], array[int]]) -> bool:
+    """Whether the store counted record *t*'s event: its day's stored hashes, or the legacy ones."""
+    days, legacy = known
+    stored = days.get(t[2][6])
+    return (stored is not None and _has(stored, t[1])) or (len(legacy) > 0 and _has(legacy, t[1]))
 
 
 def _first(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -157,17 +160,35 @@ def _first_line(exc: BaseException) -> str:
     return (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)
 
 
-def _per_file(kv: tuple[int, tuple[Any, ...]]) -> Iterator[tuple[str, int, Any]]:
-    """("h", file, (position, hash)) for the counted copy, ("d", file, None) for each later one."""
+def _without_stored(sc: Any, records: Any, store: Store | None) -> tuple[Any, Counter[int], Any]:
+    """The records whose events the store did not count, how many it did per file, and the
+    broadcast (to unpersist; None when nothing was sent). A first job collects the days the
+    records fall on; only the store's hashes of those days (and a migrated store's legacy ones)
+    are sent to the executors: none for a run of new days."""
+    in_store: Counter[int] = Counter()
+    stored = StoredEvents(store) if store else None
+    if stored is None or not stored.days:
+        return records, in_store, None
+    days = set(records.map(lambda t: t[2][6]).distinct().collect())
+    need = {d: stored.day(d) for d in sorted(days & stored.days)}
+    if not any(need.values()) and not stored.legacy:
+        return records, in_store, None
+    known = sc.broadcast(({d: a for d, a in need.items() if a}, stored.legacy))
+    in_store.update(records.filter(lambda t: _in_store(t, known.value)).map(lambda t: t[2][0]).countByValue())
+    return records.filter(lambda t: not _in_store(t, known.value)), in_store, known
+
+
+def _per_file(kv: tuple[int, tuple[Any, ...]]) -> Iterator[tuple[str, Any, Any]]:
+    """("h", day, hash) for the counted copy, ("d", file, None) for each later one."""
     first, later = kv[1]
-    yield ("h", first[0], (first[1], kv[0]))
+    yield ("h", first[6], kv[0])
     for i in later:
         yield ("d", i, None)
 
 
 def _group_item(kv: tuple[int, tuple[Any, ...]]) -> tuple[Any, list[Any]]:
     """An event's first copy → (its key's id, its aggregate as one record)."""
-    _, _, key, when, event_id, source_ip = kv[1][0]
+    _, _, key, when, event_id, source_ip, _ = kv[1][0]
     return key, [1, when, when, [event_id] if event_id else [], [source_ip] if source_ip else []]
 
 
@@ -206,42 +227,44 @@ def reduce_with_spark(
     todo = [(n, i, ref) for n, (i, ref) in enumerate(listed)]
     if not todo:
         return out, SparkRun(0, 0, 0, time.perf_counter() - started, sc.master)
-    known = sc.broadcast(frozenset(store.event_hashes()) if store else frozenset())
     slices = min(len(todo), max(sc.defaultParallelism * 2, 1))
     tagged = (
         sc.parallelize(todo, slices)
-        .mapPartitions(lambda items: _read(items, sources, max_file_bytes, known))
+        .mapPartitions(lambda items: _read(items, sources, max_file_bytes))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
+    known = None
     try:
-        # Files' facts, the events the store already held, read errors: small, collected in one job.
+        # Files' facts and read errors (small, collected in one job), then the days the records
+        # fall on: the store's hashes of those days only are sent to the executors.
         facts: dict[int, FileFacts] = {}
-        in_store: Counter[int] = Counter()
         errors: list[str] = []
-        for t in tagged.filter(lambda t: t[0] in ("f", "k", "e")).collect():
+        for t in tagged.filter(lambda t: t[0] in ("f", "e")).collect():
             if t[0] == "f":
                 facts[t[1]] = t[2]
-            elif t[0] == "k":
-                in_store[t[1]] += 1
             else:
                 errors.append(t[1])
         if errors:
             raise AwsError(f"spark executor: {min(errors)}")
+        records, in_store, known = _without_stored(sc, tagged.filter(lambda t: t[0] == "r"), store)
         # One copy per event: the first in input order; the files of the others, to count them.
         events = (
-            tagged.filter(lambda t: t[0] == "r")
-            .map(lambda t: (t[1], (t[2], ())))
+            records.map(lambda t: (t[1], (t[2], ())))
             .reduceByKey(_first)
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        # Each file's counted event hashes (the store keeps them) and its later copies, in one job.
+        # The counted events' hashes by day (the store keeps them) and each file's later copies.
         later_copies: Counter[int] = Counter()
-        positions: dict[int, list[tuple[int, int]]] = {}
+        counted: dict[str, array[int]] = {}
         for kind, i, value in events.flatMap(_per_file).collect():
             if kind == "d":
                 later_copies[i] += 1
             else:
-                positions.setdefault(i, []).append(value)
+                held = counted.get(i)
+                if held is None:
+                    counted[i] = array("q", (value,))
+                else:
+                    held.append(value)
         keys = tagged.filter(lambda t: t[0] == "K").map(lambda t: (t[1], t[2])).reduceByKey(_either)
         # Streamed to the driver a partition at a time (collect() would build the whole result
         # in the driver's JVM heap first).
@@ -253,8 +276,9 @@ def reduce_with_spark(
         raise EngineError(f"spark: {_first_line(exc)}") from None
     finally:
         tagged.unpersist()
-        known.unpersist()
-    hashes = {i: array("q", (h for _, h in sorted(pairs))).tobytes() for i, pairs in positions.items()}
+        if known is not None:
+            known.unpersist()
+    out.event_days = counted
     for i in sorted(facts):
         f = facts[i]
         if f.digest and f.digest in digests:
@@ -269,7 +293,6 @@ def reduce_with_spark(
             f.skips[_DUPLICATE] += duplicates
             out.duplicates += duplicates
         out.files.append(f)
-        out.file_hashes[f.path] = hashes.get(i, b"")
     acc = Accumulator()
     acc.groups = {key: a for a, key in grouped}
     out.rows = acc.rows()

@@ -153,6 +153,88 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
+_STAR, _ONE = "*", "?"  # tokens of a pattern; every other token is one literal character
+
+
+def _pattern_tokens(pattern: str) -> list[str]:
+    """*pattern* as tokens: ``*``, ``?`` (wildcards) or one literal character (``${*}`` → a
+    literal ``*``, told apart from the wildcard by being wrapped: ``"\\*"``)."""
+    tokens: list[str] = []
+    pos = 0
+    for m in _PATTERN_TOKEN.finditer(pattern):
+        tokens.extend(pattern[pos : m.start()])
+        tokens.append("\\" + m.group(1) if m.group(1) else m.group(0))
+        pos = m.end()
+    tokens.extend(pattern[pos:])
+    return tokens
+
+
+def _literal_heads_agree(a: str, b: str) -> bool:
+    """A quick necessary test for :func:`overlap_witness`: the literal text before the first
+    wildcard or escape of each pattern agrees on their common length."""
+    ha = len(_PATTERN_TOKEN.split(a, maxsplit=1)[0])
+    hb = len(_PATTERN_TOKEN.split(b, maxsplit=1)[0])
+    n = min(ha, hb)
+    return a[:n] == b[:n]
+
+
+def overlap_witness(a: str, b: str) -> str | None:
+    """A request string both IAM patterns *a* and *b* match, or None when no string does.
+
+    A stored resource can itself be a pattern AWS imposes on a call (a CloudFormation stack
+    named only by name, ``stack/NAME/*``; a secret by name, ``NAME-??????``): the call was made
+    on *some* resource it matches, and a policy statement allows it when the two patterns
+    share a string, the way IAM simulators judge a wildcard request. The witness is the
+    shortest such string, built from the two patterns' product automaton (``*`` matches any
+    run, ``?`` one character, literals themselves)."""
+    if not _literal_heads_agree(a, b):
+        return None
+    ta, tb = [*_pattern_tokens(a), _END], [*_pattern_tokens(b), _END]
+    n, m = len(ta) - 1, len(tb) - 1
+    # can[i][j]: the rest of both patterns, from token i of a and j of b, share a string.
+    can = [[False] * (m + 2) for _ in range(n + 2)]
+    for i in range(n, -1, -1):
+        for j in range(m, -1, -1):
+            can[i][j] = (i, j) == (n, m) or any(can[i + di][j + dj] for di, dj, _ in _moves(ta[i], tb[j]))
+    if not can[0][0]:
+        return None
+    i = j = 0
+    out: list[str] = []
+    while (i, j) != (n, m):
+        di, dj, char = next(mv for mv in _moves(ta[i], tb[j]) if can[i + mv[0]][j + mv[1]])
+        out.append(char)
+        i, j = i + di, j + dj
+    return "".join(out)
+
+
+_END = ""  # past a pattern's last token
+
+
+def _moves(x: str, y: str) -> list[tuple[int, int, str]]:
+    """The steps from tokens *x* of one pattern and *y* of the other, each with the character it
+    spells: a star left empty first, then a star taking the other's character, then a character
+    both match."""
+    moves: list[tuple[int, int, str]] = []
+    if x == _STAR:
+        moves.append((1, 0, ""))
+    if y == _STAR:
+        moves.append((0, 1, ""))
+    if x == _STAR and y not in (_STAR, _END):
+        moves.append((0, 1, _char(y, x)))
+    if y == _STAR and x not in (_STAR, _END):
+        moves.append((1, 0, _char(x, y)))
+    if _STAR not in (x, y) and _END not in (x, y) and (x == y or _ONE in (x, y)):
+        moves.append((1, 1, _char(x, y)))
+    return moves
+
+
+def _char(token: str, other: str) -> str:
+    """The character *token* spells (where *other* is the token it meets)."""
+    if token == _ONE:
+        return _char(other, _STAR) if other not in (_ONE, _STAR) else "x"
+    return token[1:] if len(token) == 2 else token
+
+
 def pattern_covers(pattern: str, resource: str) -> bool:
     """Whether the IAM pattern *pattern* (``*`` any run, ``?`` one character, ``${*}`` a literal)
     matches the resource a stored *resource* names (its literal, :func:`literal_of`)."""

@@ -42,6 +42,7 @@ from iamtrim.model import (
     has_wildcard,
     is_s3_object_arn,
     literal_of,
+    overlap_witness,
     pattern_covers,
 )
 from iamtrim.model.finding import Finding
@@ -953,7 +954,11 @@ def _check_denied(g: _Grants, docs: list[Policy], options: SynthOptions) -> None
     """Every denied call is reported; one the policy would allow refuses the policy under
     ``--no-widen``, and is otherwise reported with the statements that allow it."""
     used_keys = {(r.action, r.resource) for r in g.used}
-    granted_denials = []
+    granted_denials: list[UsageRow] = []
+    # Denied calls on a resource named by a pattern AWS imposes (a stack by name, ``NAME/*``;
+    # a secret by name, ``NAME-??????``) that a grant overlaps: the policy allows the call on
+    # some resource it could have named, as an IAM simulator judges a wildcard request.
+    overlapping: list[tuple[UsageRow, tuple[str, ...]]] = []
     for r in g.denied:
         g.findings.append(
             Finding(
@@ -963,42 +968,73 @@ def _check_denied(g: _Grants, docs: list[Policy], options: SynthOptions) -> None
             )
         )
         if (r.action, r.resource) not in used_keys and r.resource is not None:
-            req = request_for(g.principal.arn, r)
-            if evaluate(
-                req, docs, resource_policy=account_trust_policy(req.resource, req.resource_account)
-            ).allowed:
+            if _allows(g, docs, r):
                 granted_denials.append(r)
+            elif has_wildcard(r.resource) and (covering := _overlapping_grants(g, docs, r)):
+                overlapping.append((r, covering))
+        elif (
+            r.resource is None
+            and (stand_in := g.unknown_patterns.get((r.action, r.context.region)))
+            and _allows(g, docs, r, stand_in[0])
+        ):
+            # Named no resource, as the authorized calls of the action in its region: the grant
+            # they need (any resource of the action's ARN format there) allows it too.
+            overlapping.append((r, stand_in))
     if granted_denials and not options.widen:
         r = granted_denials[0]
         raise SynthError(
             f"refusing to emit: the policy would allow a call that was only ever denied "
             f"({r.action} on {r.resource})"
         )
-    _report_denied_covered(g, docs, granted_denials)
+    _report_denied_covered(g, docs, granted_denials, overlapping)
 
 
-def _report_denied_covered(g: _Grants, docs: list[Policy], granted_denials: list[UsageRow]) -> None:
+def _allows(g: _Grants, docs: list[Policy], r: UsageRow, target: str | None = None) -> bool:
+    """Whether *docs* allow call *r* (on *target*, a request string, when given)."""
+    req = request_for(g.principal.arn, r, target)
+    return evaluate(
+        req, docs, resource_policy=account_trust_policy(req.resource, req.resource_account)
+    ).allowed
+
+
+def _overlapping_grants(g: _Grants, docs: list[Policy], r: UsageRow) -> tuple[str, ...]:
+    """The granted resources that allow denied call *r* (whose resource is a pattern) on some
+    resource both match: each checked by evaluating the call on a string both patterns match
+    (so the statement's conditions and the key or trust policy count as for any call)."""
+    found: set[str] = set()
+    action = r.action.lower()
+    for doc in docs:
+        for s in doc.statements:
+            if s.effect is not Effect.ALLOW or not any(glob_matches(a.lower(), action) for a in s.actions):
+                continue
+            for p in s.resources:
+                if p in found or (witness := overlap_witness(p, r.resource or "")) is None:
+                    continue
+                if _allows(g, docs, r, witness):
+                    found.add(p)
+    return tuple(sorted(found))
+
+
+def _report_denied_covered(
+    g: _Grants,
+    docs: list[Policy],
+    granted_denials: list[UsageRow],
+    overlapping: Sequence[tuple[UsageRow, tuple[str, ...]]] = (),
+) -> None:
     reported = {f.subject for f in g.findings if f.code == "DENIED_COVERED"}
     by_covering: dict[tuple[str, ...], list[UsageRow]] = defaultdict(list)
-    for r in granted_denials:
+    found: list[tuple[UsageRow, tuple[str, ...]]] = [
+        (r, _covering_patterns(docs, r)) for r in granted_denials
+    ]
+    for r, covering in [*found, *overlapping]:
         # A fold that covers a denied-only resource: the policy still needs the fold (its calls
         # were authorized), and IAM denied this one for a reason outside the identity policy.
-        covering = tuple(
-            sorted(
-                {
-                    p
-                    for st in docs
-                    for s in st.statements
-                    if any(glob_matches(a.lower(), r.action.lower()) for a in s.actions)
-                    for p in s.resources
-                    if glob_matches(p, r.resource or "")
-                }
-            )
-        )
         if not (reported & set(covering)):
             by_covering[covering].append(r)
     for covering, rows_covered in sorted(by_covering.items()):
-        named = "; ".join(f"{r.action} {r.resource} ({r.count}x)" for r in rows_covered[:5])
+        named = "; ".join(
+            f"{r.action} {r.resource or '(no resource named)'} ({r.count}x)" for r in rows_covered[:5]
+        )
         more = f" and {len(rows_covered) - 5} more" if len(rows_covered) > 5 else ""
         folds = [
             f"{p} (folded by the store) {keys.phrase()}"
@@ -1014,6 +1050,22 @@ def _report_denied_covered(g: _Grants, docs: list[Policy], granted_denials: list
                 "check that it stays" + (f". {'; '.join(folds)}" if folds else ""),
             )
         )
+
+
+def _covering_patterns(docs: list[Policy], r: UsageRow) -> tuple[str, ...]:
+    """The granted resources of the statements whose actions and resources match call *r*."""
+    return tuple(
+        sorted(
+            {
+                p
+                for st in docs
+                for s in st.statements
+                if any(glob_matches(a.lower(), r.action.lower()) for a in s.actions)
+                for p in s.resources
+                if glob_matches(p, r.resource or "")
+            }
+        )
+    )
 
 
 _MAX_ROUNDS = 200
