@@ -20,7 +20,7 @@ from iamtrim.engines.reduce import reduce_paths, store_reduction
 from iamtrim.ingest import RunEvents, event_day, event_hash, ingest
 from iamtrim.store import LEGACY_DAY, Store, StoredEvents
 from tests.engine_compare import assert_same_store, usage_table
-from tests.test_ingest import s3_get, total, write_trail
+from tests.test_ingest import interrupt_at, s3_get, total, write_trail
 
 
 def rec(day: int, i: int, *, time: str | None = None) -> dict[str, Any]:
@@ -149,15 +149,8 @@ def test_an_interrupted_run_keeps_each_file_with_its_hashes_and_resumes(
     for n, records in files.items():
         write_trail(tmp_path / "t" / f"{n}.json", records)
     monkeypatch.setattr(ingest_mod, "BATCH_FILES", 2)
-    calls = {"n": 0}
-
-    def boom(report: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-
     with Store(tmp_path / "s.sqlite") as st, pytest.raises(KeyboardInterrupt):
-        ingest([tmp_path / "t"], st, workers=workers, on_file=boom)
+        ingest([tmp_path / "t"], st, workers=workers, on_file=interrupt_at(5))
     with Store(tmp_path / "s.sqlite") as st:
         stored_files = [int(Path(f.path).stem) for f in st.files()]
         assert len(stored_files) == 4  # two batches of two files were committed
@@ -186,15 +179,21 @@ def to_schema_5(path: Path, file_records: dict[str, list[dict[str, Any]]]) -> No
     db.close()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_schema_5_store_keeps_dropping_the_copies_of_its_events(tmp_path: Path, workers: int) -> None:
-    files = {f"{n}.json": [rec(1 + n, n * 10 + i) for i in range(10)] for n in range(3)}
+def schema_5_store(tmp_path: Path, files: dict[str, list[dict[str, Any]]]) -> Path:
+    """A store iamtrim 5 wrote from *files* (trail files by name under tmp_path/t)."""
     for name, records in files.items():
         write_trail(tmp_path / "t" / name, records)
     path = tmp_path / "v5.sqlite"
     with Store(path) as st:
         ingest([tmp_path / "t"], st, workers=1)
     to_schema_5(path, files)
+    return path
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_schema_5_store_keeps_dropping_the_copies_of_its_events(tmp_path: Path, workers: int) -> None:
+    files = {f"{n}.json": [rec(1 + n, n * 10 + i) for i in range(10)] for n in range(3)}
+    path = schema_5_store(tmp_path, files)
     everything = [r for records in files.values() for r in records]
     with Store(path, read_only=True) as st:  # a reading command migrates it too
         assert (st.meta("schema"), st.meta("migrated_from")) == (store_mod.SCHEMA_VERSION, "5")
@@ -303,12 +302,7 @@ def test_a_migration_sorts_and_merges_in_bounded_runs_and_parts(
     monkeypatch.setattr(store_mod, "_SORT_RUN", 4)
     monkeypatch.setattr(store_mod, "_LEGACY_PART", 7)
     files = {f"{n}.json": [rec(1 + n % 2, n * 10 + i) for i in range(6)] for n in range(4)}
-    for name, records in files.items():
-        write_trail(tmp_path / "t" / name, records)
-    path = tmp_path / "v5.sqlite"
-    with Store(path) as st:
-        ingest([tmp_path / "t"], st, workers=1)
-    to_schema_5(path, files)
+    path = schema_5_store(tmp_path, files)
     everything = [r for records in files.values() for r in records]
     with Store(path) as st:
         assert list(st.day_hashes(LEGACY_DAY)) == sorted(hash_of(r) for r in everything)

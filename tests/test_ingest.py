@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,19 +101,24 @@ def test_event_seen_in_two_files_counts_once(tmp_path: Path) -> None:
         assert st.skips()["duplicate-event"] == 3
 
 
-def test_interrupted_ingest_keeps_committed_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for n in range(6):
-        write_trail(tmp_path / "t" / f"{n}.json", [s3_get(n * 10 + i, f"k/{n}/{i}") for i in range(10)])
-    monkeypatch.setattr(ingest_mod, "BATCH_FILES", 2)
+def interrupt_at(n: int) -> Callable[[object], None]:
+    """An ``on_file`` callback that stops the run (as Ctrl-C does) at the *n*-th file reported."""
     calls = {"n": 0}
 
     def boom(report: object) -> None:
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == n:
             raise KeyboardInterrupt
 
+    return boom
+
+
+def test_interrupted_ingest_keeps_committed_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(6):
+        write_trail(tmp_path / "t" / f"{n}.json", [s3_get(n * 10 + i, f"k/{n}/{i}") for i in range(10)])
+    monkeypatch.setattr(ingest_mod, "BATCH_FILES", 2)
     with Store(tmp_path / "s.sqlite") as st, pytest.raises(KeyboardInterrupt):
-        ingest([tmp_path / "t"], st, workers=1, on_file=boom)
+        ingest([tmp_path / "t"], st, workers=1, on_file=interrupt_at(5))
     with Store(tmp_path / "s.sqlite") as st:
         committed = total(st)
         assert committed == 40  # two batches of two files were committed before the interrupt
