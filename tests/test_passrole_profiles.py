@@ -446,3 +446,39 @@ def test_diff_judges_a_profile_pass_as_an_unknown_role_and_proposes_the_role(tmp
         for r in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])
     }
     assert proposed == {WEB_ROLE, f"arn:aws:iam::{ACCOUNT}:role/*/web-role"}
+
+
+def test_a_launch_template_is_a_finding_naming_it_and_grants_no_passrole(tmp_path: Path) -> None:
+    """RunInstances from a launch template names the template and a version, never the instance
+    profile its data may hold (API_RequestLaunchTemplateData IamInstanceProfile): no PassRole is
+    granted for it, and each template used is a LAUNCH_TEMPLATE_PROFILE finding naming it. A
+    launch with an explicit profile and no template gets none."""
+    records = [
+        _event(
+            "RunInstances",
+            "ec2.amazonaws.com",
+            {
+                "instancesSet": {"items": [{"minCount": 1, "maxCount": 1}]},
+                "launchTemplate": {"launchTemplateId": template, "version": version},
+            },
+            f"2026-10-0{day}T10:00:00Z",
+            responseElements={"instancesSet": {"items": [{"instanceId": f"i-0{day}23456789abcdef0"}]}},
+        )
+        for day, template, version in [
+            (1, "lt-0a1b2c3d4e5f60718", "3"),
+            (2, "lt-0a1b2c3d4e5f60718", "$Latest"),
+            (3, "lt-0fedcba9876543210", "1"),
+        ]
+    ]
+    out = policy(trail(tmp_path, records))
+    found = [f for f in out["findings"] if f["code"] == "LAUNCH_TEMPLATE_PROFILE"]
+    assert sorted(f["subject"].rsplit("/", 1)[1] for f in found) == [
+        "lt-0a1b2c3d4e5f60718",
+        "lt-0fedcba9876543210",
+    ]
+    assert all("describe-launch-template-versions" in f["message"] for f in found)
+    assert found[0]["severity"] == "medium"
+    assert pass_role_resources(out) == set()
+    explicit = policy(trail(tmp_path, [run_instances("2026-10-01T10:00:00Z", {"name": "web-profile"})]))
+    assert not [f for f in explicit["findings"] if f["code"] == "LAUNCH_TEMPLATE_PROFILE"]
+    assert pass_role_resources(explicit)  # the explicit profile is passed and granted

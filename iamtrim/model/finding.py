@@ -28,6 +28,10 @@ FINDINGS: dict[str, tuple[str, Severity]] = {
         "iam:PassRole through an instance profile granted on the role it held",
         Severity.INFO,
     ),
+    "LAUNCH_TEMPLATE_PROFILE": (
+        "Launched from a launch template: iam:PassRole for an instance profile it names is not visible",
+        Severity.MEDIUM,
+    ),
     "OBJECT_KEYS_GENERALIZED": ("S3 object keys generalized to a prefix", Severity.INFO),
     "RESOURCES_GENERALIZED": ("Many resources of one type generalized along their ARN format", Severity.INFO),
     "ACCESS_ADVISOR_KEPT": (

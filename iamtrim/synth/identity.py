@@ -376,6 +376,7 @@ def generate_identity_policy(
     _resolve_resources(g, options.prefix_threshold)
     _unknown_resources(g)
     _profile_passes(g, passes)
+    _launch_template_passes(g)
     # 2. Rows per (action, final resource) → conditions.
     _group_rows(g)
     _required_unseen(g)
@@ -757,6 +758,38 @@ def _profile_passes(g: _Grants, passes: Sequence[ProfilePass]) -> None:
             )
             if not p.resolved:
                 g.findings.append(Finding("RESOURCE_UNKNOWN", f"{PASS_ROLE} {p.profile}", admits))
+
+
+_RUN_INSTANCES = "ec2:RunInstances"
+
+
+def _launch_template_passes(g: _Grants) -> None:
+    """A launch template may name an instance profile: RunInstances with it then needs
+    iam:PassRole on the profile's role (AWS checks it as for ``iamInstanceProfile``), but the
+    record names only the template and its version, never the profile. Not granted (nothing says
+    which role); each template used is a finding saying how to look it up.
+    https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/permission-to-pass-iam-roles.html,
+    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RequestLaunchTemplateData.html"""
+    templates = sorted(
+        {
+            r.resource
+            for r in g.used
+            if r.action == _RUN_INSTANCES and r.resource is not None and ":launch-template/" in r.resource
+        }
+    )
+    for arn in templates:
+        template = arn.rsplit("/", 1)[1]
+        g.findings.append(
+            Finding(
+                "LAUNCH_TEMPLATE_PROFILE",
+                f"{_RUN_INSTANCES} {arn}",
+                f"RunInstances launched from launch template {template}; if the version it used names "
+                "an IAM instance profile, the call also needs iam:PassRole on that profile's role, "
+                "which CloudTrail does not show and this policy does not grant. Look it up with "
+                f"`aws ec2 describe-launch-template-versions --launch-template-id {template}` "
+                "(LaunchTemplateData.IamInstanceProfile) and add iam:PassRole on the role",
+            )
+        )
 
 
 def _group_rows(g: _Grants) -> None:
