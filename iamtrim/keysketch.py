@@ -100,10 +100,6 @@ class KeySketch:
         for d in digests:
             self._register(int.from_bytes(d, "big"))
 
-    def add_hash(self, h: int) -> None:
-        """Add one key by its :func:`key_hash`."""
-        self._add_digests([h.to_bytes(8, "big")])
-
     def _register(self, h: int) -> None:
         registers = self._registers
         assert registers is not None

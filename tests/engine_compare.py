@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from iamtrim.store import Store
-from tests.factories import ACCOUNT, make_record_dict, user_identity
+from tests.factories import ACCOUNT, make_record_dict, management_record_dict, user_identity
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,15 +57,12 @@ def _iam(name: str, request: dict[str, Any], when: str, event_id: str, **fields:
     # https://docs.aws.amazon.com/IAM/latest/APIReference/API_AddRoleToInstanceProfile.html and
     # its siblings; IAM's records are logged in us-east-1 with no resources[].
     identity = user_identity("IAMUser", arn=f"arn:aws:iam::{ACCOUNT}:user/admin", userName="admin")
-    return make_record_dict(
-        eventSource="iam.amazonaws.com",
-        eventName=name,
-        requestParameters=request,
+    return management_record_dict(
+        "iam.amazonaws.com",
+        name,
+        request,
         eventTime=when,
         eventID=event_id,
-        eventCategory="Management",
-        resources=None,
-        additionalEventData=None,
         userIdentity=identity,
         **fields,
     )

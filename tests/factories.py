@@ -149,6 +149,21 @@ def make_record(**overrides: Any) -> Record:
     return msgspec.json.decode(json.dumps(make_record_dict(**overrides)), type=Record)
 
 
+def management_record_dict(
+    event_source: str, event_name: str, request: Any, **overrides: Any
+) -> dict[str, Any]:
+    """The raw JSON object of a management call: no ``resources[]``, no ``additionalEventData``."""
+    return make_record_dict(
+        eventSource=event_source,
+        eventName=event_name,
+        requestParameters=request,
+        resources=None,
+        additionalEventData=None,
+        eventCategory="Management",
+        **overrides,
+    )
+
+
 def management_event(event_source: str, event_name: str, request: Any = None, **overrides: Any) -> Record:
     """A management event (no ``resources[]``, no S3 extras) for *event_source*/*event_name*."""
     fields: dict[str, Any] = {

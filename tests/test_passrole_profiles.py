@@ -25,7 +25,7 @@ from iamtrim.normalize import normalize_record
 from iamtrim.normalize.record import profile_change
 from iamtrim.store import Store
 from tests.awsparts import cli_here as cli
-from tests.factories import ACCOUNT, ROLE_ARN, make_record_dict, management_event, user_identity
+from tests.factories import ACCOUNT, ROLE_ARN, management_event, management_record_dict, user_identity
 from tests.oracle import decision_of, run_oracle
 
 OTHER = "999988887777"  # the account the instances are launched in (cross-account session)
@@ -35,16 +35,7 @@ ADMIN = f"arn:aws:iam::{ACCOUNT}:user/admin"
 
 
 def _event(name: str, source: str, request: dict[str, Any], when: str, **fields: Any) -> dict[str, Any]:
-    return make_record_dict(
-        eventSource=source,
-        eventName=name,
-        requestParameters=request,
-        resources=None,
-        additionalEventData=None,
-        eventCategory="Management",
-        eventTime=when,
-        **fields,
-    )
+    return management_record_dict(source, name, request, eventTime=when, **fields)
 
 
 def run_instances(when: str, profile: dict[str, str], **fields: Any) -> dict[str, Any]:
