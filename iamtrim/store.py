@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.parse
 from array import array
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -622,6 +623,7 @@ class PrincipalTotals:
 
 
 _decode_strings = msgspec.json.Decoder(tuple[str, ...]).decode
+_OUTCOMES = {o.value: o for o in Outcome}  # a dict lookup: Outcome(value) costs a call into enum
 
 
 class _Rows:
@@ -646,7 +648,7 @@ class _Rows:
             principal=row[0],
             action=row[1],
             resource=row[2] or None,
-            outcome=Outcome(row[3]),
+            outcome=_OUTCOMES.get(row[3]) or Outcome(row[3]),  # an unknown one: ValueError, damaged
             context=context,
             count=row[5],
             first_seen=row[6],
@@ -1145,10 +1147,21 @@ class Store:
 
         The window is a condition of the query, in SQLite, not a filter over built rows; whole rows
         are read from the table (a seek on the principal, or a scan that filters as it reads), not
-        through a range on the window index (:meth:`_window_conditions`)."""
+        through a range on the window index (:meth:`_window_conditions`).
+
+        One principal's rows are read in primary-key order (action, resource, outcome, context)
+        and split by outcome, which keeps each part in (action, resource, context) order: the
+        order asked for, without SQLite sorting whole rows in a temporary B-tree (0.16 → 0.11 s
+        for 44,226 rows, docs/performance.md)."""
         where, args = _where(("principal = ?", principal), *self._window_conditions(window, rows=True))
-        sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
-        return [self._rows(row) for row in self._db.execute(sql, args)]
+        if principal is None:
+            sql = f"SELECT * FROM usage{where} ORDER BY principal, outcome, action, resource, context"
+            return [self._rows(row) for row in self._db.execute(sql, args)]
+        by_outcome: dict[str, list[UsageRow]] = defaultdict(list)
+        sql = f"SELECT * FROM usage{where} ORDER BY action, resource, outcome, context"
+        for row in self._db.execute(sql, args):
+            by_outcome[row[3]].append(self._rows(row))
+        return [r for outcome in sorted(by_outcome) for r in by_outcome[outcome]]
 
     @staticmethod
     def _window_conditions(window: TimeWindow | None, rows: bool = False) -> list[tuple[str, str | None]]:

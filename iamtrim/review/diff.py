@@ -493,9 +493,10 @@ def diff_stored_principal(
     Policy documents alone (``--current``) name nobody, so there the usage data must know it.
     """
     p: Principal | None
+    stored: list[UsageRow] | None = None  # the rows read, when the store knows the principal
     try:
         p = resolve_principal_name(store, name)
-        rows = store.usage(p.arn, window)
+        rows = stored = store.usage(p.arn, window)
     except PrincipalError:
         if not policies_name_principal:
             raise
@@ -508,7 +509,7 @@ def diff_stored_principal(
         p,
         rows,
         policies,
-        evidence=for_principal(store, p.arn, window=window),
+        evidence=for_principal(store, p.arn, window=window, rows=stored),
         profiles=ProfileRoles(store.profile_changes()),
     )
 
