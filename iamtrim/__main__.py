@@ -1,3 +1,3 @@
-from iamtrim.cli import main
+from iamtrim.cli import run
 
-main()
+run()

@@ -1860,18 +1860,28 @@ def _write_report(text: str, output: Path | None) -> None:
         raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
-# CPython's cyclic collector runs a young-generation pass every 700 net allocations and a full
-# pass (every tracked object) every 70,000 or so. The reading commands build large acyclic
+# CPython's cyclic collector runs a young-generation pass every 700 net allocations and, about
+# every 70,000, a full pass over every tracked object. The reading commands build large acyclic
 # structures (a principal's rows, its statements): generate-policy for a principal with 44,226
-# rows spent 2.1 s of 7.6 s CPU in 2,800 collections, 1.6 s of it in 13 full passes over the
-# ~300 MiB it holds (docs/performance.md). One young pass every 100,000 allocations still frees
-# the rare cycle; full passes become rare. ingest keeps the defaults: its workers stream records
-# and its memory bound is measured with them.
-_GC_THRESHOLDS = (100_000, 50, 100)
+# rows spent 1.9 s of its CPU in 2,800 collections, 1.5 s of it in 12 full passes over the
+# ~300 MiB it holds (docs/performance.md). A young pass every 100,000 allocations still frees
+# the rare cycle, and full passes become rare. ingest keeps the defaults: its workers stream
+# records, and its memory bound is measured with them.
+GC_THRESHOLDS = (100_000, 50, 100)
 
 
-def _collect_rarely() -> None:
-    gc.set_threshold(*_GC_THRESHOLDS)
+def run() -> None:
+    """The ``iamtrim`` program (the console script and ``python -m iamtrim``): :func:`main` with the
+    cyclic collector set for a process that runs one command and exits."""
+    if "ingest" not in sys.argv[1:2]:
+        gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        main()
+    finally:
+        # What is still alive dies with the process, but exiting, the interpreter runs one more
+        # full collection over all of it (0.5 s after that generate-policy); frozen objects are
+        # left out of it.
+        gc.freeze()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1883,8 +1893,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         command = typer.main.get_command(app)  # built once: ~50 ms of start-up
         args = expand_multi_value(sys.argv[1:] if argv is None else argv, command)
-        if "ingest" not in args[:1]:
-            _collect_rarely()
         # Without standalone mode click returns the exit code of typer.Exit instead of exiting.
         code = command.main(args=args, prog_name="iamtrim", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)

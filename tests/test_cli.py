@@ -76,3 +76,39 @@ def test_not_a_store_exits_4(tmp_path: Path) -> None:
     (tmp_path / "x.sqlite").write_text("hello, not sqlite" * 100)
     res = run("principals", "--store", "x.sqlite", cwd=tmp_path)
     assert res.returncode == 4 and "not an iamtrim usage store" in res.stderr
+
+
+_PROBE = """
+import gc, sys
+from iamtrim import cli
+sys.argv = ["iamtrim", *sys.argv[1:]]
+default = gc.get_threshold()
+try:
+    cli.run()
+except SystemExit as exc:
+    kept = "default" if gc.get_threshold() == default else gc.get_threshold()
+    print(exc.code, kept, gc.get_freeze_count() > 0, file=sys.stderr)
+"""
+
+
+def test_program_sets_the_collector_for_one_command(tmp_path: Path) -> None:
+    """``iamtrim`` (cli.run): reading commands collect young objects rarely, ingest keeps CPython's
+    defaults, and what is alive at the end is frozen (left out of the exit's full collection)."""
+    write_trail(tmp_path / "t" / "a.json", [s3_get(1, "k")])
+
+    def probe(*args: str) -> tuple[str, str]:
+        res = subprocess.run(
+            [sys.executable, "-c", _PROBE, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        return res.stdout, res.stderr.strip().splitlines()[-1]
+
+    out, last = probe("ingest", "t", "--store", "s.sqlite")
+    assert "records: 1" in out
+    assert last == "0 default True"
+    out, last = probe("usage", "etl", "--store", "s.sqlite", "--format", "json")
+    assert json.loads(out)["principal"] == ROLE
+    from iamtrim.cli import GC_THRESHOLDS
+
+    assert last == f"0 {GC_THRESHOLDS} True"
+    _, last = probe("usage", "nobody", "--store", "s.sqlite")
+    assert last == f"2 {GC_THRESHOLDS} True"
