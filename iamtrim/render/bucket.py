@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from iamtrim.model.policy import Condition
-from iamtrim.render.common import denied_json, finding_json, scrub
+from iamtrim.render.common import denied_json, finding_json, json_text, scrub
 from iamtrim.synth.bucket import BucketStatement, GeneratedBucketPolicy
 from iamtrim.synth.kms import GeneratedKeyPolicy, KeyStatement
 from iamtrim.synth.merge import Merge
@@ -80,7 +80,7 @@ def bucket_json(g: GeneratedBucketPolicy, explain: bool = False) -> str:
             "break_glass": list(g.break_glass),
         },
     }
-    return json.dumps(doc, indent=2)
+    return json_text(doc)
 
 
 def bucket_policy_text(g: GeneratedBucketPolicy) -> str:
@@ -154,7 +154,7 @@ def key_json(g: GeneratedKeyPolicy, explain: bool = False) -> str:
             "admins": list(g.admins),
         },
     }
-    return json.dumps(doc, indent=2)
+    return json_text(doc)
 
 
 def key_policy_text(g: GeneratedKeyPolicy) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from iamtrim.evidence import Evidence
-from iamtrim.render.common import md_code, md_text, scrub
+from iamtrim.render.common import json_text, md_code, md_text, scrub
 from iamtrim.review.diff import Diff, Missing, Narrowing, Proposed, UnusedAction, class_label
 
 __all__ = ["to_json", "to_markdown", "to_text"]
@@ -174,7 +173,7 @@ def to_json(d: Diff) -> str:
         ],
         "catalog": d.catalog,
     }
-    return json.dumps(doc, indent=2)
+    return json_text(doc)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
 from iamtrim.graph import Picture, PictureEdge, PictureNode, PrincipalUse, ResourceUse, resource_group
-from iamtrim.render.common import scrub, terminal_safe, text_table
+from iamtrim.render.common import json_text, scrub, terminal_safe, text_table
 
 SVG_NS = "http://www.w3.org/2000/svg"
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
@@ -467,7 +466,7 @@ def who_used_json(pattern: str, uses: list[ResourceUse], summary: list[Principal
             for u in uses
         ],
     }
-    return json.dumps(doc, indent=2)
+    return json_text(doc)
 
 
 def _fold(uses: list[ResourceUse]) -> list[list[str]]:

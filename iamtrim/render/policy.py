@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from iamtrim.model import PrincipalKind
-from iamtrim.render.common import denied_json, finding_json, scrub, terminal_safe, text_table
+from iamtrim.render.common import denied_json, finding_json, json_text, scrub, terminal_safe, text_table
 from iamtrim.synth.identity import GeneratedPolicy, StatementEvidence
 from iamtrim.synth.limits import Target, size_of
 from iamtrim.synth.widen import Widening
@@ -80,7 +80,7 @@ def to_json(g: GeneratedPolicy, explain: bool = False) -> str:
         "findings": [finding_json(f) for f in g.findings],
         "verification": {"replayed_calls": g.replayed, "failed": 0},
     }
-    return json.dumps(doc, indent=2)
+    return json_text(doc)
 
 
 def policy_documents(g: GeneratedPolicy) -> list[tuple[str, str]]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from iamtrim.render.common import json_text
 from iamtrim.render.review import account_of, findings_in, severities
 from iamtrim.review.history import ReviewReport, Status, Suppression, Tracked
 from iamtrim.review.job import AccountResult, PrincipalReview
@@ -121,4 +121,4 @@ def render(rep: ReviewReport) -> str:
             for p in rep.trend
         ],
     }
-    return json.dumps(doc, indent=2)
+    return json_text(doc)

@@ -8,11 +8,11 @@ https://docs.oasis-open.org/sarif/sarif/v2.1.0/sarif-v2.1.0.html
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from iamtrim import __version__
 from iamtrim.model.finding import FINDINGS, Severity
+from iamtrim.render.common import json_text
 from iamtrim.render.review import account_of
 from iamtrim.review.history import ReviewReport, Status, Tracked
 
@@ -121,4 +121,4 @@ def render(rep: ReviewReport) -> str:
             }
         ],
     }
-    return json.dumps(doc, indent=2)
+    return json_text(doc)

@@ -10,7 +10,7 @@ from iamtrim.graph import resource_group
 from iamtrim.keysketch import KeySketch, ObservedKeys
 from iamtrim.model import UsageRow
 from iamtrim.query import PrincipalSummary, PrincipalUsage
-from iamtrim.render.common import scrub, text_table
+from iamtrim.render.common import json_text, scrub, text_table
 
 SHARED_SHOWN = 15  # shared resources listed in the usage table; JSON lists every one
 FOLD_PER_ACTION = 3  # resource families of one action shown apart by `usage --brief`
@@ -46,7 +46,7 @@ def usage_json(usage: PrincipalUsage) -> str:
         "shared_resources": [{"resource": res, "principals": list(others)} for res, others in usage.shared],
         "only_this_principal": list(usage.only_this),
     }
-    return json.dumps(doc, indent=2, sort_keys=False)
+    return json_text(doc)
 
 
 def _ctx_text(row: UsageRow) -> str:
