@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import bisect
 import functools
+import gc
 import itertools
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -475,18 +476,18 @@ class _Round:
 
     __slots__ = ("owner", "shared")
 
-    def __init__(self, statements: Sequence[StatementShape]) -> None:
+    def __init__(self, statements: Sequence[StatementShape], labels: Sequence[int]) -> None:
         owner: dict[str, _Owner] = {}
         several: dict[str, set[int]] = {}  # resources in more than one statement: which
-        for i, st in enumerate(statements):
+        for i, st in zip(labels, statements, strict=True):
             for r in owner.keys() & st.resources:
                 if r in several:
                     several[r].add(i)
                 else:
                     several[r] = {cast(int, owner[r]), i}
             owner.update(dict.fromkeys(st.resources, i))
-        for r, labels in several.items():
-            owner[r] = frozenset(labels)
+        for r, holding in several.items():
+            owner[r] = frozenset(holding)
         self.owner = owner
         self.shared = bool(several)
 
@@ -619,27 +620,42 @@ class LadderMemo:
         "_object_steps",
         "_objects",
         "_order",
+        "_region_counts",
+        "_region_lists",
         "_regions",
         "_s3_objects",
         "_types",
+        "labels",
+        "offered",
     )
 
     def __init__(self) -> None:
+        self._start()
+        self._free: dict[str, str | None] = {}  # resource → the same with * for its region
+        self._names: dict[tuple[str, str], _Names] = {}
+        self._chains: dict[tuple[str, str], tuple[tuple[int, ...], int]] = {}
+        self._object_steps: tuple[tuple[str, list[str]], list[_Proposal]] | None = None
+        self._merges: dict[tuple[str, tuple[Condition, ...]], tuple[object, Candidate | None]] = {}
+        self._denied: _DeniedIndex | None = None
+        # (actions, conditions, occurrence) of a statement → its label: a statement the round did
+        # not change keeps its label, so a type whose names are in the same statements scores
+        # the same (what it offered is kept in *offered*).
+        self.labels: dict[tuple[tuple[str, ...], tuple[Condition, ...], int], int] = {}
+        self.offered: dict[tuple[str, str], tuple[tuple[object, ...], list[_Offer]]] = {}
+
+    def _start(self) -> None:
+        """No grants: what follows from them is empty."""
         self._keys: frozenset[tuple[str, str]] = frozenset()
         self._actions: dict[str, set[str]] = {}  # resource → the actions granted on it
         self._frozen: dict[str, frozenset[str]] = {}  # the same, one object per set of actions
         self._kinds: dict[str, tuple[str, str] | None] = {}  # resource → (type name, type pattern)
         self._s3_objects: set[str] = set()
-        self._free: dict[str, str | None] = {}  # resource → the same with * for its region
         self._order: list[str] = []  # the resources, sorted
         self._objects: list[str] = []  # the S3 objects among them
         self._types: dict[str, tuple[str, list[str]]] = {}  # type pattern → (type name, members)
-        self._names: dict[tuple[str, str], _Names] = {}
-        self._chains: dict[tuple[str, str], tuple[tuple[int, ...], int]] = {}
         self._regions: list[tuple[str, list[str], str]] = []  # (pattern, resources, admits)
-        self._object_steps: tuple[tuple[str, list[str]], list[_Proposal]] | None = None
-        self._merges: dict[tuple[str, tuple[Condition, ...]], tuple[object, Candidate | None]] = {}
-        self._denied: _DeniedIndex | None = None
+        self._region_counts: Counter[str] = Counter()  # region-free pattern → resources
+        self._region_lists: dict[str, list[str]] = {}  # the same, of those with two or more
 
     @property
     def actions_of(self) -> Mapping[str, set[str]]:
@@ -651,9 +667,13 @@ class LadderMemo:
         now = frozenset(keys)
         if now == self._keys and self._keys:
             return
+        gone = self._keys - now
+        if len(gone) > len(now):  # most grants moved: start again from the new ones
+            self._start()
+            gone = frozenset()
         touched: set[str] = set()
         removed: set[str] = set()
-        for action, r in self._keys - now:
+        for action, r in gone:
             if r != "*":
                 left = self._actions[r]
                 left.discard(action)
@@ -671,52 +691,93 @@ class LadderMemo:
                 self._actions[r].add(action)
                 touched.add(r)
         self._keys = now
+        self._retype(touched, new, removed)
+
+    def _retype(self, touched: set[str], new: list[str], removed: set[str]) -> None:
+        """Type the resources whose actions changed; regroup the types, objects and regions
+        they are in (the others keep their groups)."""
         interned = {f: f for f in self._frozen.values()}  # one object per set of actions
+        affected: set[str] = set()  # the type patterns whose members changed
+        objects = False  # whether the S3 objects changed
         for r in touched:
+            old = self._kinds.pop(r, None)
+            if old is not None:
+                affected.add(old[1])
             if r in self._actions:
                 actions = frozenset(self._actions[r])
                 self._frozen[r] = interned.setdefault(actions, actions)
                 if is_s3_object_arn(r):
-                    self._kinds[r] = None
                     self._s3_objects.add(r)
+                    objects = True
                 else:
-                    self._kinds[r] = _typed(r, self._frozen[r])
+                    kind = self._kinds[r] = _typed(r, self._frozen[r])
+                    if kind is not None:
+                        affected.add(kind[1])
                 if r not in self._free:
                     self._free[r] = _region_free(r)
             else:
                 self._frozen.pop(r, None)
-                self._kinds.pop(r, None)
+                objects |= r in self._s3_objects
                 self._s3_objects.discard(r)
+        gone = [r for r in removed if r not in self._actions]
         self._order = [r for r in self._order if r in self._actions] + new
         self._order.sort()  # nearly sorted already: one pass
-        self._group()
+        if objects:
+            self._objects = sorted(self._s3_objects)
+        self._regroup_types(affected, touched)
+        self._regroup_regions(new, gone)
 
-    def _group(self) -> None:
-        """The resources by type (sorted members), and the names seen in several regions."""
-        types: dict[str, tuple[str, list[str]]] = {}
-        objects = []
-        by_region: dict[str, list[str]] = defaultdict(list)
-        kinds, free, s3_objects = self._kinds, self._free, self._s3_objects
-        for r in self._order:
-            kind = kinds[r]
+    def _regroup_types(self, affected: set[str], touched: set[str]) -> None:
+        """The members of each type whose members changed, sorted; the types in the order of
+        their first member."""
+        kinds, types = self._kinds, self._types
+        added: dict[str, list[str]] = defaultdict(list)
+        for r in touched:
+            kind = kinds.get(r)
             if kind is not None:
-                type_name, tp = kind
-                if tp in types:
-                    types[tp][1].append(r)
-                else:
-                    types[tp] = (type_name, [r])
-            elif r in s3_objects:
-                objects.append(r)
+                added[kind[1]].append(r)
+        for tp in affected:
+            members = [r for r in types[tp][1] if r not in touched] if tp in types else []
+            members += added.get(tp, ())
+            members.sort()
+            if members:
+                types[tp] = (cast(tuple[str, str], kinds[members[-1]])[0], members)
+            else:
+                del types[tp]
+        if affected:
+            self._types = dict(sorted(types.items(), key=lambda kv: kv[1][1][0]))
+
+    def _regroup_regions(self, new: list[str], gone: list[str]) -> None:
+        """The names seen in two or more regions, counted per region-free pattern and listed
+        only for those (few names are)."""
+        free, counts = self._free, self._region_counts
+        counts.update(filter(None, map(free.__getitem__, new)))
+        counts.subtract(filter(None, map(free.__getitem__, gone)))
+        changed = {f for f in map(free.__getitem__, [*new, *gone]) if f is not None}
+        lists = self._region_lists
+        targets = {f for f in changed if counts[f] >= 2 or f in lists}
+        if not targets:
+            return
+        for f in targets:
+            lists.pop(f, None)
+        for r in self._order:
             free_r = free[r]
-            if free_r is not None:
-                by_region[free_r].append(r)
-        self._types = types
-        self._objects = objects
+            if free_r is not None and free_r in targets and counts[free_r] >= 2:
+                lists.setdefault(free_r, []).append(r)
         self._regions = []
-        for pattern, covered in by_region.items():
-            if len(covered) >= 2:
-                regions = ", ".join(sorted({r.split(":")[3] for r in covered}))
-                self._regions.append((pattern, covered, f"the same name in every region, not only {regions}"))
+        for pattern, covered in sorted(lists.items(), key=lambda kv: kv[1][0]):
+            regions = ", ".join(sorted({r.split(":")[3] for r in covered}))
+            self._regions.append((pattern, covered, f"the same name in every region, not only {regions}"))
+
+    def label(self, statements: Sequence[StatementShape]) -> list[int]:
+        """A label per statement, the same as last round's for the same (actions, conditions)."""
+        seen: dict[tuple[tuple[str, ...], tuple[Condition, ...]], int] = defaultdict(int)
+        out = []
+        for st in statements:
+            n = seen[(st.actions, st.conditions)]
+            seen[(st.actions, st.conditions)] = n + 1
+            out.append(self.labels.setdefault((st.actions, st.conditions, n), len(self.labels)))
+        return out
 
     def denied(self, denied: Mapping[str, Sequence[str]]) -> _DeniedIndex:
         """The denied-only resources, indexed (kept while they are the same: one ladder's are)."""
@@ -787,6 +848,10 @@ def _region_free(resource: str) -> str | None:
     return None
 
 
+# What a type offered: kind, pattern, whether it was new this round, the step (None: saves nothing).
+_Offer = tuple[WideningKind, str, bool, "Candidate | None"]
+
+
 # A step a generator proposes: kind, pattern, covered resources, literal part, admits (the
 # arguments of _Steps.add).
 _Proposal = tuple[WideningKind, str, Collection[str], str, str]
@@ -800,7 +865,7 @@ class _Steps:
     ) -> None:
         self.memo = memo
         self.actions_of = memo.actions_of
-        self.round = _Round(statements)
+        self.round = _Round(statements, memo.label(statements))
         self.denied = memo.denied(denied)
         self.found: list[Candidate] = []
         self.seen: set[tuple[WideningKind, str]] = set()
@@ -833,10 +898,29 @@ class _Steps:
         acts: Collection[str],
         breadth: float,
         admits: str,
-    ) -> None:
-        self.found.append(
-            Candidate(kind, pattern, covered, saved, breadth, admits, _denied_by(pattern, acts, self.denied))
+    ) -> Candidate:
+        step = Candidate(
+            kind, pattern, covered, saved, breadth, admits, _denied_by(pattern, acts, self.denied)
         )
+        self.found.append(step)
+        return step
+
+    def replay(self, key: tuple[str, str], inputs: tuple[object, ...]) -> bool:
+        """Offer again what a type offered the round before, if it had the same *inputs* (names,
+        their statements, their actions, the denied index) and the steps found before it this
+        round leave the same of its patterns new; False (nothing offered) otherwise."""
+        got = self.memo.offered.get(key)
+        if got is None or got[0] != inputs:
+            return False
+        offered = got[1]
+        if any(((kind, pattern) in self.seen) == new for kind, pattern, new, _ in offered):
+            return False
+        for kind, pattern, new, step in offered:
+            if new:
+                self.seen.add((kind, pattern))
+                if step is not None:
+                    self.found.append(step)
+        return True
 
 
 def candidates(
@@ -848,6 +932,26 @@ def candidates(
 ) -> list[Candidate]:
     """Every ladder step that could be taken from the current (action, resource) grants.
     *memo*: the same object for every round of one ladder (what earlier rounds found)."""
+    # What a round builds is acyclic (strings, tuples, sets, steps): reference counting frees it.
+    # With the cyclic GC on, the tens of thousands of objects the first round keeps set off
+    # passes over everything the process holds (a busy role's rows, its statements): a third of
+    # the ladder's time on a 10M-record store's busiest role (as process_chunk does in ingest).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _candidates(keys, statements, denied, object_threshold, memo)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _candidates(
+    keys: Collection[tuple[str, str]],
+    statements: Sequence[StatementShape],
+    denied: Mapping[str, Sequence[str]],
+    object_threshold: int,
+    memo: LadderMemo | None,
+) -> list[Candidate]:
     memo = memo if memo is not None else LadderMemo()
     memo.grants(keys)
     steps = _Steps(memo, statements, denied)
@@ -941,24 +1045,34 @@ def _type_steps(steps: _Steps, tp: str, type_name: str, names: _Names) -> None:
     """2. Shared name prefixes, cut at a separator (billing-fn-*), longer than the type's; and
     4. every resource of the type in the account and region, never without an account (an S3
     bucket ARN names none: arn:aws:s3:::* would be every bucket of every account). Each scored
-    from the range of sorted names it covers."""
+    from the range of sorted names it covers; the steps of a type whose names, statements and
+    actions are those of the round before are that round's."""
     members, rnd = names.members, steps.round
     owners = list(map(rnd.owner.get, members))
-    sums = list(itertools.accumulate(rnd.weights(members, owners), initial=0))
     acts = list(map(steps.memo.frozen().__getitem__, members))
+    key = (tp, type_name)
+    inputs = (names, owners, acts, steps.denied)
+    if steps.replay(key, inputs):
+        return
+    sums = list(itertools.accumulate(rnd.weights(members, owners), initial=0))
     literal = names.literal
+    offered: list[tuple[WideningKind, str, bool, Candidate | None]] = []
 
     def offer(kind: WideningKind, pattern: str, start: int, end: int, breadth: int, admits: str) -> None:
+        if not steps.fresh(kind, pattern):
+            offered.append((kind, pattern, False, None))
+            return
         saved = sums[end] - sums[start] - rnd.touched(owners[start:end]) * (len(pattern) + 3)
+        step = None
         if saved > 0:
             granted: set[str] = set().union(*set(acts[start:end]))
-            steps.offer(
-                kind, pattern, names.covers(start, end), saved, granted, _WEIGHT[kind] * breadth, admits
-            )
+            covered = names.covers(start, end)
+            step = steps.offer(kind, pattern, covered, saved, granted, _WEIGHT[kind] * breadth, admits)
+        offered.append((kind, pattern, True, step))
 
     for prefix, start, end, open_below in names.prefixes:
         pattern = prefix + "*"
-        if not names.holds(pattern, start, end) and steps.fresh(WideningKind.NAME_PREFIX, pattern):
+        if not names.holds(pattern, start, end):
             offer(
                 WideningKind.NAME_PREFIX,
                 pattern,
@@ -970,7 +1084,7 @@ def _type_steps(steps: _Steps, tp: str, type_name: str, names: _Names) -> None:
     parts = tp.split(":", 5)
     n = len(members)
     typed = len(parts) == 6 and parts[4] and parts[4] != "*"
-    if typed and n >= 2 and tp not in names.whole and steps.fresh(WideningKind.RESOURCE_TYPE, tp):
+    if typed and n >= 2 and tp not in names.whole:
         where = f"account {parts[4]}" + (f", region {parts[3]}" if parts[3] else "")
         offer(
             WideningKind.RESOURCE_TYPE,
@@ -980,6 +1094,7 @@ def _type_steps(steps: _Steps, tp: str, type_name: str, names: _Names) -> None:
             max(names.segments, default=0) or 1,
             f"every {type_name} in {where} ({n} seen)",
         )
+    steps.memo.offered[key] = (inputs, offered)
 
 
 def _merged_size(
