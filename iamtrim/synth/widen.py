@@ -255,12 +255,23 @@ def _type_of(
 ) -> tuple[catalog.ResourceType, tuple[tuple[str, str], ...] | None] | None:
     """*arn*'s type for the first of *actions* (sorted) it is a resource of, with the template's
     values (typed_arn: resolving the rows typed most of these already)."""
-    for action in sorted(actions):
+    ordered = _SORTED.get(actions) if isinstance(actions, frozenset) else None
+    if ordered is None:
+        ordered = tuple(sorted(actions))
+        if isinstance(actions, frozenset):
+            if len(_SORTED) > 65536:
+                _SORTED.clear()
+            _SORTED[actions] = ordered
+    for action in ordered:
         rt, values = typed_arn(action, arn)
         if rt is not None:
             return rt, values
     return None
 
+
+# A set of actions, sorted (the sets a ladder types its resources with are few). Bounded as
+# _GLOBS is.
+_SORTED: dict[frozenset[str], tuple[str, ...]] = {}
 
 _SCOPE = frozenset({"Partition", "Region", "Account", "AccountId"})
 
@@ -270,7 +281,10 @@ def _type_pattern(rt: catalog.ResourceType, values: tuple[tuple[str, str], ...] 
     *values* these are (``table/*``)."""
     if values is None:
         return None
-    scope = tuple((n, v) for n, v in values if n in _SCOPE)
+    pick = _SCOPE_PICKS.get(rt.arn_template)
+    if pick is None:  # where the scope variables are among the template's (the same for all)
+        pick = _SCOPE_PICKS[rt.arn_template] = tuple(i for i, (n, _) in enumerate(values) if n in _SCOPE)
+    scope = tuple([values[i] for i in pick])
     key = (rt.arn_template, scope)  # a type's resources share a few scopes: fill each once
     got = _TYPE_PATTERNS.get(key)
     if got is None:
@@ -282,6 +296,7 @@ def _type_pattern(rt: catalog.ResourceType, values: tuple[tuple[str, str], ...] 
 
 
 _TYPE_PATTERNS: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+_SCOPE_PICKS: dict[str, tuple[int, ...]] = {}  # catalog template → its scope variables' places
 
 
 # --- generated names ------------------------------------------------------------------------------
@@ -588,9 +603,10 @@ def _chain(literal: str, r: str) -> tuple[tuple[int, ...], int]:
         return (), 0
     n = len(literal)
     segs = _TOKEN.findall(r, n)  # never an empty one
-    ends = list(itertools.accumulate(map(len, segs[:-1]), initial=n))[1:]
-    wild = min((i for i in (r.find("*", n), r.find("?", n)) if i >= 0), default=-1)
-    if wild >= 0:
+    ends = list(itertools.accumulate(map(len, segs[:-1]), initial=n))
+    del ends[0]
+    if "*" in r or "?" in r:
+        wild = min(i for i in (r.find("*", n), r.find("?", n), len(r)) if i >= 0)
         del ends[bisect.bisect_right(ends, wild) :]
     return tuple(ends), len(segs)
 
@@ -844,7 +860,8 @@ def _region_free(resource: str) -> str | None:
     """*resource* with ``*`` for its region (None: no region to free)."""
     parts = resource.split(":", 5)
     if len(parts) == 6 and parts[3] and parts[3] != "*":
-        return ":".join([*parts[:3], "*", *parts[4:]])
+        parts[3] = "*"
+        return ":".join(parts)
     return None
 
 
@@ -1150,8 +1167,10 @@ def _service_merge(
         return None
     observed = sum(len(st.actions) * len(st.resources) for st in sts)
     pairs = len(acts) * len(res)
-    granted = PatternIndex(res)
-    denied_hits = tuple(f"{a} {d}" for a in acts for d in denied.get(a, ()) if granted.covers(d))
+    denied_hits: tuple[str, ...] = ()
+    if any(denied.get(a) for a in acts):  # indexing tens of thousands of resources costs
+        granted = PatternIndex(res)
+        denied_hits = tuple(f"{a} {d}" for a in acts for d in denied.get(a, ()) if granted.covers(d))
     return Candidate(
         WideningKind.SERVICE_MERGE,
         f"{service}:{len(sts)} statements",
