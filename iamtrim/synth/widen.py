@@ -28,6 +28,7 @@ import functools
 import gc
 import itertools
 import math
+import operator
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -698,14 +699,21 @@ class LadderMemo:
                     removed.add(r)
                 touched.add(r)
         new = []  # resources not granted before
-        for action, r in now - self._keys:
-            if r != "*":
-                if r not in self._actions:
-                    self._actions[r] = set()
-                    if r not in removed:
-                        new.append(r)
-                self._actions[r].add(action)
-                touched.add(r)
+        added = now - self._keys if self._keys else now
+        granted = self._actions
+        for action, r in added:
+            got = granted.get(r)
+            if got is None:
+                granted[r] = {action}
+                if r not in removed:
+                    new.append(r)
+            else:
+                got.add(action)
+        touched.update(map(operator.itemgetter(1), added))
+        if "*" in granted:  # Resource "*": no step widens it
+            del granted["*"]
+            touched.discard("*")
+            new = [r for r in new if r != "*"]
         self._keys = now
         self._retype(touched, new, removed)
 
@@ -1040,22 +1048,11 @@ def _bucket_prefix_steps(found: list[_Proposal], objects: list[str]) -> None:
             )
 
 
-# (resource, its actions) → (type name, the type's account-and-region pattern). Bounded as
-# _GLOBS is.
-_TYPED: dict[tuple[str, frozenset[str]], tuple[str, str] | None] = {}
-
-
 def _typed(r: str, actions: frozenset[str]) -> tuple[str, str] | None:
-    key = (r, actions)
-    if key in _TYPED:
-        return _TYPED[key]
+    """(type name, the type's account-and-region pattern) of *r* granted *actions*."""
     found = _type_of(actions, r)
     tp = _type_pattern(*found) if found is not None else None
-    typed = (found[0].name, tp) if found is not None and tp is not None else None
-    if len(_TYPED) > 262144:
-        _TYPED.clear()
-    _TYPED[key] = typed
-    return typed
+    return (found[0].name, tp) if found is not None and tp is not None else None
 
 
 def _type_steps(steps: _Steps, tp: str, type_name: str, names: _Names) -> None:
