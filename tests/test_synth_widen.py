@@ -310,3 +310,38 @@ def test_name_prefix_steps_are_every_shared_prefix_scored_from_the_statements(se
     }
     assert found == _naive_name_prefix_steps(head, names, shapes)
     assert len(found) >= 5
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_type_whose_names_change_a_little_gives_the_steps_found_anew(seed: int) -> None:
+    """A type's name prefixes, updated from the round before when a few of its names went or
+    came (a step taken, a pattern written), are those found from its names anew, in the same
+    order (the order decides which of two types offering one pattern offers it)."""
+    from iamtrim.synth.widen import _chain, _Names
+
+    rnd = random.Random(seed)
+    head = "arn:aws:lambda:eu-west-1:111122223333:function:"
+    parts = ["billing", "fn", "etl", "ml", "7", "job*", ""]
+
+    def name() -> str:
+        return (
+            head
+            + "".join(rnd.choice(parts) + rnd.choice("-_.:/") for _ in range(rnd.randint(0, 4)))
+            + rnd.choice(["a", "12", "z9", "*", "-", ""])
+        )
+
+    def chain(r: str) -> tuple[tuple[int, ...], int]:
+        return _chain(head, r)
+
+    names = {name() for _ in range(300)}
+    memo = LadderMemo()
+    before = _Names(head, sorted(names), chain)
+    for _ in range(8):
+        keys = [("lambda:InvokeFunction", n) for n in sorted(names)]
+        shapes = _shapes(keys, set())
+        assert candidates(keys, shapes, {}, 10, memo) == candidates(keys, shapes, {}, 10)
+        updated = _Names(head, sorted(names), chain, before)
+        assert updated.prefixes == _Names(head, sorted(names), chain).prefixes
+        before = updated
+        gone = set(rnd.sample(sorted(names), rnd.randint(0, 12)))
+        names = (names - gone) | {name() for _ in range(rnd.randint(0, 12))}

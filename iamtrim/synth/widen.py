@@ -550,7 +550,11 @@ class _Names:
     __slots__ = ("_covers", "literal", "members", "prefixes", "segments", "whole")
 
     def __init__(
-        self, literal: str, members: Sequence[str], chains: Callable[[str], tuple[tuple[int, ...], int]]
+        self,
+        literal: str,
+        members: Sequence[str],
+        chains: Callable[[str], tuple[tuple[int, ...], int]],
+        before: _Names | None = None,
     ):
         self.literal = literal
         self.members = tuple(members)
@@ -559,7 +563,12 @@ class _Names:
         # The segments below the literal of each name (0 for a name outside the literal).
         self.segments = [n for _, n in found]
         self.prefixes: list[tuple[str, int, int, int]] = []  # (prefix, start, end, open below)
-        self._covers: dict[int, frozenset[str]] = {}
+        self._covers: dict[str, frozenset[str]] = {}  # prefix → the names under it
+        if before is not None and before.literal == literal:
+            changed = before.whole ^ self.whole
+            if len(changed) * 8 < len(self.members):
+                self._update(before, changed, chains)
+                return
         shared = 0  # prefixes of this name shared with the name before
         for i in range(len(self.members) - 1):
             r, ends, after = self.members[i], found[i][0], self.members[i + 1]
@@ -569,6 +578,35 @@ class _Names:
             for j in range(shared, k):
                 self._prefix(r[: ends[j]], i, j + 1)
             shared = k
+
+    def _update(
+        self, before: _Names, changed: frozenset[str], chains: Callable[[str], tuple[tuple[int, ...], int]]
+    ) -> None:
+        """The prefixes of names that differ from *before*'s in the names *changed* (gone or
+        come): the prefixes of the changed names are looked at again; every other prefix has the
+        same names under it as before (only their place in the sorted names moved)."""
+        again: dict[str, int] = {}  # prefix → its depth
+        for r in changed:
+            for j, e in enumerate(chains(r)[0]):
+                again[r[:e]] = j + 1
+        for prefix, start, end, open_below in before.prefixes:
+            if prefix not in again:
+                begin = self._start(prefix)
+                self.prefixes.append((prefix, begin, begin + end - start, open_below))
+                covered = before._covers.get(prefix)
+                if covered is not None:
+                    self._covers[prefix] = covered
+        for prefix, depth in again.items():
+            start = self._start(prefix)
+            if start + 1 < len(self.members) and self.members[start + 1].startswith(prefix):
+                self._prefix(prefix, start, depth)
+        # The order a pass over the names finds them in: by first name, then shortest first.
+        self.prefixes.sort(key=lambda p: (p[1], len(p[0])))
+
+    def _start(self, prefix: str) -> int:
+        """The first name under *prefix* (not *prefix* itself)."""
+        start = bisect.bisect_left(self.members, prefix)
+        return start + 1 if start < len(self.members) and self.members[start] == prefix else start
 
     def _prefix(self, prefix: str, start: int, depth: int) -> None:
         """The prefix ending *depth* segments below the literal, first reached at *start*."""
@@ -583,13 +621,14 @@ class _Names:
             return
         self.prefixes.append((prefix, start, end, max(self.segments[start:end]) - depth))
 
-    def covers(self, start: int, end: int) -> frozenset[str]:
-        """The names of a range, as a step's covered set (one object for the range)."""
+    def covers(self, prefix: str, start: int, end: int) -> frozenset[str]:
+        """The names of a prefix's range, as a step's covered set (one object for the prefix
+        while the names under it are the same)."""
         if end - start == len(self.members):
             return self.whole
-        got = self._covers.get(start * (len(self.members) + 1) + end)
+        got = self._covers.get(prefix)
         if got is None:
-            got = self._covers[start * (len(self.members) + 1) + end] = frozenset(self.members[start:end])
+            got = self._covers[prefix] = frozenset(self.members[start:end])
         return got
 
     def holds(self, value: str, start: int, end: int) -> bool:
@@ -838,7 +877,7 @@ class LadderMemo:
                     found = chains[(literal, r)] = _chain(literal, r)
                 return found
 
-            got = self._names[(tp, type_name)] = _Names(literal, members, chain)
+            got = self._names[(tp, type_name)] = _Names(literal, members, chain, got)
         return got
 
     def regions(self) -> list[tuple[str, list[str], str]]:
@@ -1072,7 +1111,9 @@ def _type_steps(steps: _Steps, tp: str, type_name: str, names: _Names) -> None:
     literal = names.literal
     offered: list[tuple[WideningKind, str, bool, Candidate | None]] = []
 
-    def offer(kind: WideningKind, pattern: str, start: int, end: int, breadth: int, admits: str) -> None:
+    def offer(
+        kind: WideningKind, pattern: str, prefix: str, start: int, end: int, breadth: int, admits: str
+    ) -> None:
         if not steps.fresh(kind, pattern):
             offered.append((kind, pattern, False, None))
             return
@@ -1080,7 +1121,7 @@ def _type_steps(steps: _Steps, tp: str, type_name: str, names: _Names) -> None:
         step = None
         if saved > 0:
             granted: set[str] = set().union(*set(acts[start:end]))
-            covered = names.covers(start, end)
+            covered = names.covers(prefix, start, end)
             step = steps.offer(kind, pattern, covered, saved, granted, _WEIGHT[kind] * breadth, admits)
         offered.append((kind, pattern, True, step))
 
@@ -1090,6 +1131,7 @@ def _type_steps(steps: _Steps, tp: str, type_name: str, names: _Names) -> None:
             offer(
                 WideningKind.NAME_PREFIX,
                 pattern,
+                prefix,
                 start,
                 end,
                 open_below,
@@ -1103,6 +1145,7 @@ def _type_steps(steps: _Steps, tp: str, type_name: str, names: _Names) -> None:
         offer(
             WideningKind.RESOURCE_TYPE,
             tp,
+            literal,
             0,
             n,
             max(names.segments, default=0) or 1,
