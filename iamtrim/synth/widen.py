@@ -762,26 +762,34 @@ class LadderMemo:
         interned = {f: f for f in self._frozen.values()}  # one object per set of actions
         affected: set[str] = set()  # the type patterns whose members changed
         objects = False  # whether the S3 objects changed
+        granted, frozen, kinds, free, s3_objects = (
+            self._actions,
+            self._frozen,
+            self._kinds,
+            self._free,
+            self._s3_objects,
+        )
         for r in touched:
-            old = self._kinds.pop(r, None)
+            old = kinds.pop(r, None)
             if old is not None:
                 affected.add(old[1])
-            if r in self._actions:
-                actions = frozenset(self._actions[r])
-                self._frozen[r] = interned.setdefault(actions, actions)
+            if r in granted:
+                actions = frozenset(granted[r])
+                actions = frozen[r] = interned.setdefault(actions, actions)
                 if is_s3_object_arn(r):
-                    self._s3_objects.add(r)
+                    s3_objects.add(r)
                     objects = True
                 else:
-                    kind = self._kinds[r] = _typed(r, self._frozen[r])
+                    kind = kinds[r] = _typed(r, actions)
                     if kind is not None:
                         affected.add(kind[1])
-                if r not in self._free:
-                    self._free[r] = _region_free(r)
+                if r not in free:
+                    free[r] = _region_free(r)
             else:
-                self._frozen.pop(r, None)
-                objects |= r in self._s3_objects
-                self._s3_objects.discard(r)
+                frozen.pop(r, None)
+                if r in s3_objects:
+                    s3_objects.discard(r)
+                    objects = True
         gone = [r for r in removed if r not in self._actions]
         self._order = [r for r in self._order if r in self._actions] + new
         self._order.sort()  # nearly sorted already: one pass
