@@ -950,16 +950,28 @@ class _Steps:
         return True
 
     def add(
-        self, kind: WideningKind, pattern: str, covers: Collection[str], literal: str, admits: str
+        self,
+        kind: WideningKind,
+        pattern: str,
+        covers: Collection[str],
+        literal: str,
+        admits: str,
+        offered: list[_Offer] | None = None,
     ) -> None:
-        """A step replacing *covers* by *pattern*, if it covers two or more and saves characters."""
-        if len(covers) < 2 or pattern == "*" or pattern in covers or not self.fresh(kind, pattern):
+        """A step replacing *covers* by *pattern*, if it covers two or more and saves characters
+        (what was offered is added to *offered*, when given)."""
+        if len(covers) < 2 or pattern == "*" or pattern in covers:
             return
-        saved = self.round.saved(covers, pattern)
-        if saved > 0:
-            acts: set[str] = set().union(*map(self.actions_of.__getitem__, covers))
-            breadth = _WEIGHT[kind] * _open_segments(literal, covers)
-            self.offer(kind, pattern, frozenset(covers), saved, acts, breadth, admits)
+        new = self.fresh(kind, pattern)
+        step = None
+        if new:
+            saved = self.round.saved(covers, pattern)
+            if saved > 0:
+                acts: set[str] = set().union(*map(self.actions_of.__getitem__, covers))
+                breadth = _WEIGHT[kind] * _open_segments(literal, covers)
+                step = self.offer(kind, pattern, frozenset(covers), saved, acts, breadth, admits)
+        if offered is not None:
+            offered.append((kind, pattern, new, step))
 
     def offer(
         self,
@@ -985,13 +997,15 @@ class _Steps:
         if got is None or got[0] != inputs:
             return False
         offered = got[1]
-        if any(((kind, pattern) in self.seen) == new for kind, pattern, new, _ in offered):
-            return False
-        for kind, pattern, new, step in offered:
+        seen = self.seen
+        fresh: set[tuple[WideningKind, str]] = set()  # what this replay offers anew
+        for kind, pattern, new, _ in offered:
+            if ((kind, pattern) not in seen and (kind, pattern) not in fresh) != new:
+                return False
             if new:
-                self.seen.add((kind, pattern))
-                if step is not None:
-                    self.found.append(step)
+                fresh.add((kind, pattern))
+        seen |= fresh
+        self.found += [step for _, _, new, step in offered if new and step is not None]
         return True
 
 
@@ -1035,8 +1049,20 @@ def _candidates(
         _bucket_prefix_steps(found, objects)  # 2. buckets sharing a name prefix
         return found
 
-    for proposal in memo.object_steps(object_threshold, objects, object_steps):
-        steps.add(*proposal)
+    # The object steps, scored again only when the objects' statements or actions changed.
+    proposals = memo.object_steps(object_threshold, objects, object_steps)
+    frozen = memo.frozen()
+    inputs = (
+        proposals,
+        list(map(steps.round.owner.get, objects)),
+        [frozen[r] for r in objects],
+        steps.denied,
+    )
+    if not steps.replay(("", "objects"), inputs):
+        offered: list[_Offer] = []
+        for proposal in proposals:
+            steps.add(*proposal, offered=offered)
+        memo.offered[("", "objects")] = (inputs, offered)
     for tp, (type_name, members) in memo.types().items():  # 2, 4. other resources, by type
         _type_steps(steps, tp, type_name, memo.names(tp, type_name, members))
     for pattern, covered, admits in memo.regions():  # 3. the same name across regions
