@@ -658,10 +658,13 @@ class LadderMemo:
     The grants change only where a step moved them (a merge round moves none): the actions of
     each resource, its type, the sorted names of each type and the ranges of their name prefixes
     (:class:`_Names`), the same name across regions and the S3 object steps are kept and updated
-    for the resources whose grants changed. What a step saves depends on the statements, which
-    change every round: it is scored anew each round, from per-name arrays. The steps found equal
-    those found without a memo (tests/test_synth_widen.py). Lives for one policy: nothing here
-    outlives :func:`identity._fit`."""
+    for the resources whose grants changed. What a step saves depends on the statements each of
+    its resources is in: a type (or the S3 objects) whose names, their statements (labelled so
+    that a statement keeps its label while its actions and conditions stay) and their actions are
+    those of the round before offers the steps it offered then; any other is scored anew, from
+    per-name arrays. The steps found equal those found without a memo
+    (tests/test_synth_widen.py). Lives for one policy: nothing here outlives
+    :func:`identity._fit`."""
 
     __slots__ = (
         "_actions",
