@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import replace as dataclasses_replace
 
 import pytest
 
@@ -16,6 +17,7 @@ from iamtrim.synth.widen import (
     LadderMemo,
     PatternIndex,
     StatementShape,
+    WideningKind,
     candidates,
     glob_matches,
 )
@@ -247,3 +249,99 @@ def test_the_ladder_memo_gives_the_steps_found_anew_every_round(seed: int) -> No
         keys = [k for k in keys if k[1] not in step.covers]
         keys += list(dict.fromkeys((a, step.pattern) for a, _ in moved))
     assert rounds == 10
+
+
+def _naive_name_prefix_steps(
+    literal: str, names: list[str], shapes: list[StatementShape]
+) -> dict[str, tuple[frozenset[str], int]]:
+    """The name-prefix steps of one type's *names*, derived the slow way: every prefix of every
+    name that ends at a separator before its last character and holds no wildcard, the names
+    under it, and what replacing them saves in the statements (each resource's characters plus
+    quotes and comma in each statement holding it, less the pattern once per statement touched)."""
+    seps = set("-_./:")
+    under: dict[str, set[str]] = {}
+    for name in names:
+        rest = name[len(literal) :] if name.startswith(literal) else ""
+        for q, ch in enumerate(rest[:-1]):
+            head = rest[: q + 1]
+            if ch in seps and "*" not in head and "?" not in head:
+                under.setdefault(literal + head, set()).add(name)
+    out = {}
+    for prefix, covered in under.items():
+        pattern = prefix + "*"
+        if len(covered) < 2 or pattern in covered or not re.search("[A-Za-z0-9]", prefix[len(literal) :]):
+            continue
+        holding = [st for st in shapes if covered & set(st.resources)]
+        saved = sum(len(r) + 3 for st in holding for r in st.resources if r in covered)
+        saved -= len(holding) * (len(pattern) + 3)
+        if saved > 0:
+            out[pattern] = (frozenset(covered), saved)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_name_prefix_steps_are_every_shared_prefix_scored_from_the_statements(seed: int) -> None:
+    """The name-prefix steps (found as ranges of sorted names and scored from per-name sums) are
+    exactly the prefixes an independent, slow derivation finds, with the same covered names and
+    savings; also with names that are patterns already (a ``*``), names in two statements and
+    names some statement no longer lists."""
+    rnd = random.Random(seed)
+    head = "arn:aws:lambda:eu-west-1:111122223333:function:"
+    parts = ["billing", "fn", "etl", "job*", "a?b", ""]
+    names = sorted(
+        {
+            head
+            + "".join(rnd.choice(parts) + rnd.choice("-_.:/") for _ in range(rnd.randint(0, 4)))
+            + rnd.choice(["a", "12", "z9", "*", "-"])
+            for _ in range(rnd.randint(60, 160))
+        }
+    )
+    keys = [("lambda:InvokeFunction", n) for n in names]
+    keys += [("lambda:GetFunction", n) for n in rnd.sample(names, len(names) // 3)]
+    shapes = _shapes(keys, set())
+    listed = [n for n in names if rnd.random() < 0.9]  # the rest: dropped under a pattern
+    shapes.append(StatementShape(("lambda:UpdateFunctionCode",), tuple(listed[: len(listed) // 4]), (), 90))
+    kept = set(listed)
+    shapes = [dataclasses_replace(st, resources=tuple(r for r in st.resources if r in kept)) for st in shapes]
+    found = {
+        c.pattern: (c.covers, c.saved)
+        for c in candidates(keys, shapes, {}, 10)
+        if c.kind is WideningKind.NAME_PREFIX
+    }
+    assert found == _naive_name_prefix_steps(head, names, shapes)
+    assert len(found) >= 5
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_type_whose_names_change_a_little_gives_the_steps_found_anew(seed: int) -> None:
+    """A type's name prefixes, updated from the round before when a few of its names went or
+    came (a step taken, a pattern written), are those found from its names anew, in the same
+    order (the order decides which of two types offering one pattern offers it)."""
+    from iamtrim.synth.widen import _chain, _Names
+
+    rnd = random.Random(seed)
+    head = "arn:aws:lambda:eu-west-1:111122223333:function:"
+    parts = ["billing", "fn", "etl", "ml", "7", "job*", ""]
+
+    def name() -> str:
+        return (
+            head
+            + "".join(rnd.choice(parts) + rnd.choice("-_.:/") for _ in range(rnd.randint(0, 4)))
+            + rnd.choice(["a", "12", "z9", "*", "-", ""])
+        )
+
+    def chain(r: str) -> tuple[tuple[int, ...], int]:
+        return _chain(head, r)
+
+    names = {name() for _ in range(300)}
+    memo = LadderMemo()
+    before = _Names(head, sorted(names), chain)
+    for _ in range(8):
+        keys = [("lambda:InvokeFunction", n) for n in sorted(names)]
+        shapes = _shapes(keys, set())
+        assert candidates(keys, shapes, {}, 10, memo) == candidates(keys, shapes, {}, 10)
+        updated = _Names(head, sorted(names), chain, before)
+        assert updated.prefixes == _Names(head, sorted(names), chain).prefixes
+        before = updated
+        gone = set(rnd.sample(sorted(names), rnd.randint(0, 12)))
+        names = (names - gone) | {name() for _ in range(rnd.randint(0, 12))}

@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import bisect
 import functools
+import gc
+import itertools
 import math
+import operator
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import cast
 
 from iamtrim import catalog
 from iamtrim.keysketch import ObservedKeys
@@ -253,12 +256,23 @@ def _type_of(
 ) -> tuple[catalog.ResourceType, tuple[tuple[str, str], ...] | None] | None:
     """*arn*'s type for the first of *actions* (sorted) it is a resource of, with the template's
     values (typed_arn: resolving the rows typed most of these already)."""
-    for action in sorted(actions):
+    ordered = _SORTED.get(actions) if isinstance(actions, frozenset) else None
+    if ordered is None:
+        ordered = tuple(sorted(actions))
+        if isinstance(actions, frozenset):
+            if len(_SORTED) > 65536:
+                _SORTED.clear()
+            _SORTED[actions] = ordered
+    for action in ordered:
         rt, values = typed_arn(action, arn)
         if rt is not None:
             return rt, values
     return None
 
+
+# A set of actions, sorted (the sets a ladder types its resources with are few). Bounded as
+# _GLOBS is.
+_SORTED: dict[frozenset[str], tuple[str, ...]] = {}
 
 _SCOPE = frozenset({"Partition", "Region", "Account", "AccountId"})
 
@@ -268,7 +282,10 @@ def _type_pattern(rt: catalog.ResourceType, values: tuple[tuple[str, str], ...] 
     *values* these are (``table/*``)."""
     if values is None:
         return None
-    scope = tuple((n, v) for n, v in values if n in _SCOPE)
+    pick = _SCOPE_PICKS.get(rt.arn_template)
+    if pick is None:  # where the scope variables are among the template's (the same for all)
+        pick = _SCOPE_PICKS[rt.arn_template] = tuple(i for i, (n, _) in enumerate(values) if n in _SCOPE)
+    scope = tuple([values[i] for i in pick])
     key = (rt.arn_template, scope)  # a type's resources share a few scopes: fill each once
     got = _TYPE_PATTERNS.get(key)
     if got is None:
@@ -280,6 +297,7 @@ def _type_pattern(rt: catalog.ResourceType, values: tuple[tuple[str, str], ...] 
 
 
 _TYPE_PATTERNS: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+_SCOPE_PICKS: dict[str, tuple[int, ...]] = {}  # catalog template → its scope variables' places
 
 
 # --- generated names ------------------------------------------------------------------------------
@@ -411,27 +429,15 @@ def _segment_count(text: str) -> int:
     return len(_segments(text))
 
 
-def _estimate_saved(
-    covers: Collection[str], pattern: str, in_statements: Mapping[str, AbstractSet[int]]
-) -> int:
-    touched: set[int] = set()
-    saved = 0
-    empty: frozenset[int] = frozenset()
-    for r in covers:
-        ids = in_statements.get(r, empty)
-        saved += len(ids) * (len(r) + 3)
-        touched |= ids
-    return saved - len(touched) * (len(pattern) + 3)
-
-
 class _DeniedIndex:
     """The denied-only resources of each action, sorted once, so that a ``prefix*`` step finds
     those it would allow by bisection instead of testing every one (a busy role has thousands
     of denied keys and the ladder thousands of steps)."""
 
     def __init__(self, denied: Mapping[str, Sequence[str]]) -> None:
-        self.denied = denied
+        self.denied = {action: tuple(values) for action, values in denied.items()}
         self._sorted: dict[str, tuple[list[str], list[int], list[int]]] = {}
+        self._hits: dict[tuple[str, str], list[str]] = {}  # (pattern, action) → matching()
 
     def _index(self, action: str) -> tuple[list[str], list[int], list[int]]:
         got = self._sorted.get(action)
@@ -447,6 +453,12 @@ class _DeniedIndex:
         values = self.denied.get(action, ())
         if not values:
             return []
+        got = self._hits.get((pattern, action))
+        if got is None:
+            got = self._hits[(pattern, action)] = self._matching(pattern, action, values)
+        return got
+
+    def _matching(self, pattern: str, action: str, values: Sequence[str]) -> list[str]:
         star = pattern.find("*")
         if star < 0 or star != len(pattern) - 1 or "${" in pattern or "?" in pattern or len(values) < 8:
             return [d for d in values if glob_matches(pattern, d)]
@@ -464,179 +476,481 @@ def _denied_by(pattern: str, actions: Collection[str], denied: _DeniedIndex) -> 
     return tuple(f"{a} {d}" for a in sorted(actions) for d in denied.matching(pattern, a))
 
 
-class LadderMemo:
-    """What one run of the ladder keeps from one round to the next, so that a round re-scores
-    only the steps whose inputs a taken step changed.
+# Where each resource sits in this round's statements: the index of its one statement, or the
+# indexes of the several it is in (None: in none, e.g. dropped under a pattern that covers it).
+_Owner = int | frozenset[int] | None
 
-    A step's score comes from its pattern, the resources it covers, the statements each covered
-    resource is in and the actions granted on it (its denied-only hits). A round finds the
-    resources whose statements or actions changed since the round before (``dirty``); a step
-    found again with the same covered resources, none of them dirty, is the step scored before.
-    On a 10M-record store's busiest role most of ~800 steps stay unchanged through nine rounds
-    (each merge round changes one service's statements). Statements are labelled by (actions,
-    conditions, occurrence) so that a statement the round did not change keeps its label; the
-    estimate depends only on which labels each resource has, so a label is never wrong, at
-    worst a miss. Lives for one policy: nothing here outlives :func:`identity._fit`."""
+
+class _Round:
+    """This round's statements as the steps are scored from them.
+
+    A step replacing its covered resources by one pattern saves, in each statement holding one
+    of them, that resource's characters (``len + 3`` with quotes and comma) and costs the pattern
+    once per statement it lands in: ``sum(len(r) + 3 per statement of r) - (statements touched)
+    * (len(pattern) + 3)``. Most resources are in one statement: the owner of each is its index,
+    found with one dict update per statement."""
+
+    __slots__ = ("owner", "shared")
+
+    def __init__(self, statements: Sequence[StatementShape], labels: Sequence[int]) -> None:
+        owner: dict[str, _Owner] = {}
+        several: dict[str, set[int]] = {}  # resources in more than one statement: which
+        for i, st in zip(labels, statements, strict=True):
+            for r in owner.keys() & st.resources:
+                if r in several:
+                    several[r].add(i)
+                else:
+                    several[r] = {cast(int, owner[r]), i}
+            owner.update(dict.fromkeys(st.resources, i))
+        for r, holding in several.items():
+            owner[r] = frozenset(holding)
+        self.owner = owner
+        self.shared = bool(several)
+
+    def weights(self, resources: Sequence[str], owners: Sequence[_Owner]) -> list[int]:
+        """Each resource's characters in the statements holding it."""
+        out = [0 if o is None else len(r) + 3 for r, o in zip(resources, owners, strict=True)]
+        if self.shared:
+            for i, o in enumerate(owners):
+                if isinstance(o, frozenset):
+                    out[i] *= len(o)
+        return out
+
+    def touched(self, owners: Iterable[_Owner]) -> int:
+        """How many statements hold one of the resources whose *owners* these are."""
+        got: set[_Owner] = set(owners)
+        got.discard(None)
+        if not self.shared:
+            return len(got)
+        labels: set[int] = set()
+        for o in got:
+            if isinstance(o, frozenset):
+                labels |= o
+            elif o is not None:
+                labels.add(o)
+        return len(labels)
+
+    def saved(self, covers: Collection[str], pattern: str) -> int:
+        """The characters a step saves (walking its covered resources)."""
+        owners = list(map(self.owner.get, covers))
+        return sum(self.weights(list(covers), owners)) - self.touched(owners) * (len(pattern) + 3)
+
+
+class _Names:
+    """One resource type's names, sorted, and the name-prefix steps they propose.
+
+    A step's prefix ends at a separator and is shared by two or more names; the names under a
+    prefix are a contiguous range of the sorted names, so each step is a (start, end) range and
+    is scored from per-name arrays (a sum, the statements of a slice) instead of walking its
+    names: a busy role's log streams are 26k names under ~350k (prefix, name) pairs. The prefixes
+    are found in one pass over neighbouring names: the prefixes a name shares with the next name
+    but not with the one before first appear at that name (where splitting every name into all
+    its prefixes first meets them too, so the steps come in the same order)."""
+
+    __slots__ = ("_covers", "literal", "members", "prefixes", "segments", "whole")
+
+    def __init__(
+        self,
+        literal: str,
+        members: Sequence[str],
+        chains: Callable[[str], tuple[tuple[int, ...], int]],
+        before: _Names | None = None,
+    ):
+        self.literal = literal
+        self.members = tuple(members)
+        self.whole = frozenset(self.members)
+        found = [chains(r) for r in self.members]
+        # The segments below the literal of each name (0 for a name outside the literal).
+        self.segments = [n for _, n in found]
+        self.prefixes: list[tuple[str, int, int, int]] = []  # (prefix, start, end, open below)
+        self._covers: dict[str, frozenset[str]] = {}  # prefix → the names under it
+        if before is not None and before.literal == literal:
+            changed = before.whole ^ self.whole
+            if len(changed) * 8 < len(self.members):
+                self._update(before, changed, chains)
+                return
+        shared = 0  # prefixes of this name shared with the name before
+        for i in range(len(self.members) - 1):
+            r, ends, after = self.members[i], found[i][0], self.members[i + 1]
+            k = len(ends)
+            while k > 0 and not after.startswith(r[: ends[k - 1]]):
+                k -= 1
+            for j in range(shared, k):
+                self._prefix(r[: ends[j]], i, j + 1)
+            shared = k
+
+    def _update(
+        self, before: _Names, changed: frozenset[str], chains: Callable[[str], tuple[tuple[int, ...], int]]
+    ) -> None:
+        """The prefixes of names that differ from *before*'s in the names *changed* (gone or
+        come): the prefixes of the changed names are looked at again; every other prefix has the
+        same names under it as before (only their place in the sorted names moved)."""
+        again: dict[str, int] = {}  # prefix → its depth
+        for r in changed:
+            for j, e in enumerate(chains(r)[0]):
+                again[r[:e]] = j + 1
+        for prefix, start, end, open_below in before.prefixes:
+            if prefix not in again:
+                begin = self._start(prefix)
+                self.prefixes.append((prefix, begin, begin + end - start, open_below))
+                covered = before._covers.get(prefix)
+                if covered is not None:
+                    self._covers[prefix] = covered
+        for prefix, depth in again.items():
+            start = self._start(prefix)
+            if start + 1 < len(self.members) and self.members[start + 1].startswith(prefix):
+                self._prefix(prefix, start, depth)
+        # The order a pass over the names finds them in: by first name, then shortest first.
+        self.prefixes.sort(key=lambda p: (p[1], len(p[0])))
+
+    def _start(self, prefix: str) -> int:
+        """The first name under *prefix* (not *prefix* itself)."""
+        start = bisect.bisect_left(self.members, prefix)
+        return start + 1 if start < len(self.members) and self.members[start] == prefix else start
+
+    def _prefix(self, prefix: str, start: int, depth: int) -> None:
+        """The prefix ending *depth* segments below the literal, first reached at *start*."""
+        stem = prefix[len(self.literal) :]
+        if not re.search(r"[A-Za-z0-9]", stem):
+            return
+        end = bisect.bisect_left(self.members, prefix[:-1] + chr(ord(prefix[-1]) + 1), start + 2)
+        n = len(self.literal)
+        # Ids sharing only their type's prefix (sg-*, i-*): that is every resource of the type,
+        # the resource-type step, listed as such, not a name prefix.
+        if re.fullmatch(r"[A-Za-z]+-", stem) and all(_ID.fullmatch(r[n:]) for r in self.members[start:end]):
+            return
+        self.prefixes.append((prefix, start, end, max(self.segments[start:end]) - depth))
+
+    def covers(self, prefix: str, start: int, end: int) -> frozenset[str]:
+        """The names of a prefix's range, as a step's covered set (one object for the prefix
+        while the names under it are the same)."""
+        if end - start == len(self.members):
+            return self.whole
+        got = self._covers.get(prefix)
+        if got is None:
+            got = self._covers[prefix] = frozenset(self.members[start:end])
+        return got
+
+    def holds(self, value: str, start: int, end: int) -> bool:
+        i = bisect.bisect_left(self.members, value, start, end)
+        return i < end and self.members[i] == value
+
+
+def _chain(literal: str, r: str) -> tuple[tuple[int, ...], int]:
+    """Where the prefixes of *r* below *literal* that end at a separator end, up to the first
+    segment with a wildcard; and how many segments *r* has below *literal*."""
+    if not r.startswith(literal):
+        return (), 0
+    n = len(literal)
+    segs = _TOKEN.findall(r, n)  # never an empty one
+    ends = list(itertools.accumulate(map(len, segs[:-1]), initial=n))
+    del ends[0]
+    if "*" in r or "?" in r:
+        wild = min(i for i in (r.find("*", n), r.find("?", n), len(r)) if i >= 0)
+        del ends[bisect.bisect_right(ends, wild) :]
+    return tuple(ends), len(segs)
+
+
+class LadderMemo:
+    """What one run of the ladder keeps from one round to the next, updated from what a round
+    changed instead of found again.
+
+    The grants change only where a step moved them (a merge round moves none): the actions of
+    each resource, its type, the sorted names of each type and the ranges of their name prefixes
+    (:class:`_Names`), the same name across regions and the S3 object steps are kept and updated
+    for the resources whose grants changed. What a step saves depends on the statements each of
+    its resources is in: a type (or the S3 objects) whose names, their statements (labelled so
+    that a statement keeps its label while its actions and conditions stay) and their actions are
+    those of the round before offers the steps it offered then; any other is scored anew, from
+    per-name arrays. The steps found equal those found without a memo
+    (tests/test_synth_widen.py). Lives for one policy: nothing here outlives
+    :func:`identity._fit`."""
 
     __slots__ = (
-        "_actions_of",
-        "_dirty",
-        "_groups",
-        "_in_statements",
+        "_actions",
+        "_chains",
+        "_denied",
+        "_free",
+        "_frozen",
         "_keys",
-        "_labels",
-        "_members",
-        "_proposals",
+        "_kinds",
+        "_merges",
+        "_names",
+        "_object_steps",
+        "_objects",
+        "_order",
+        "_region_counts",
+        "_region_lists",
         "_regions",
-        "_scored",
+        "_s3_objects",
+        "_types",
+        "labels",
+        "offered",
     )
 
     def __init__(self) -> None:
+        self._start()
+        self._free: dict[str, str | None] = {}  # resource → the same with * for its region
+        self._names: dict[tuple[str, str], _Names] = {}
+        self._chains: dict[tuple[str, str], tuple[tuple[int, ...], int]] = {}
+        self._object_steps: tuple[tuple[str, list[str]], list[_Proposal]] | None = None
+        self._merges: dict[tuple[str, tuple[Condition, ...]], tuple[object, Candidate | None]] = {}
+        self._denied: _DeniedIndex | None = None
+        # (actions, conditions, occurrence) of a statement → its label: a statement the round did
+        # not change keeps its label, so a type whose names are in the same statements scores
+        # the same (what it offered is kept in *offered*).
+        self.labels: dict[tuple[tuple[str, ...], tuple[Condition, ...], int], int] = {}
+        self.offered: dict[tuple[str, str], tuple[tuple[object, ...], list[_Offer]]] = {}
+
+    def _start(self) -> None:
+        """No grants: what follows from them is empty."""
         self._keys: frozenset[tuple[str, str]] = frozenset()
-        self._actions_of: dict[str, set[str]] = {}
-        self._proposals: list[_Proposal] | None = None
-        self._groups: dict[tuple[str, str], tuple[list[str], list[_Proposal]]] = {}
-        self._labels: dict[tuple[tuple[str, ...], tuple[Condition, ...], int], int] = {}
-        self._members: dict[int, tuple[str, ...]] = {}  # label → the statement's resources
-        self._in_statements: dict[str, set[int]] = {}  # resource → labels of its statements
-        self._dirty: set[str] = set()
-        self._scored: dict[tuple[WideningKind, str], tuple[frozenset[str], str, Candidate | None]] = {}
-        self._regions: dict[str, str | None] = {}
+        self._actions: dict[str, set[str]] = {}  # resource → the actions granted on it
+        self._frozen: dict[str, frozenset[str]] = {}  # the same, one object per set of actions
+        self._kinds: dict[str, tuple[str, str] | None] = {}  # resource → (type name, type pattern)
+        self._s3_objects: set[str] = set()
+        self._order: list[str] = []  # the resources, sorted
+        self._objects: list[str] = []  # the S3 objects among them
+        self._types: dict[str, tuple[str, list[str]]] = {}  # type pattern → (type name, members)
+        self._regions: list[tuple[str, list[str], str]] = []  # (pattern, resources, admits)
+        self._region_counts: Counter[str] = Counter()  # region-free pattern → resources
+        self._region_lists: dict[str, list[str]] = {}  # the same, of those with two or more
 
-    def grants(self, keys: Collection[tuple[str, str]]) -> tuple[dict[str, set[str]], list[_Proposal] | None]:
-        """The actions granted on each resource of *keys*; and, when the keys are last round's
-        (a round that merged statements moves no grant), the steps proposed then: the same
-        grants propose the same steps, so the round scores them without finding them again."""
+    @property
+    def actions_of(self) -> Mapping[str, set[str]]:
+        return self._actions
+
+    def grants(self, keys: Collection[tuple[str, str]]) -> None:
+        """Take this round's (action, resource) grants: what depends on them is updated for the
+        resources whose actions changed."""
         now = frozenset(keys)
-        if now != self._keys or not self._actions_of:
-            self._dirty.update(r for _, r in now.symmetric_difference(self._keys))
-            self._keys = now
-            self._actions_of = _actions_of(keys)
-            self._proposals = None
-        return self._actions_of, self._proposals
+        if now == self._keys and self._keys:
+            return
+        gone = self._keys - now
+        if len(gone) > len(now):  # most grants moved: start again from the new ones
+            self._start()
+            gone = frozenset()
+        touched: set[str] = set()
+        removed: set[str] = set()
+        for action, r in gone:
+            if r != "*":
+                left = self._actions[r]
+                left.discard(action)
+                if not left:
+                    del self._actions[r]
+                    removed.add(r)
+                touched.add(r)
+        new = []  # resources not granted before
+        added = now - self._keys if self._keys else now
+        granted = self._actions
+        for action, r in added:
+            got = granted.get(r)
+            if got is None:
+                granted[r] = {action}
+                if r not in removed:
+                    new.append(r)
+            else:
+                got.add(action)
+        touched.update(map(operator.itemgetter(1), added))
+        if "*" in granted:  # Resource "*": no step widens it
+            del granted["*"]
+            touched.discard("*")
+            new = [r for r in new if r != "*"]
+        self._keys = now
+        self._retype(touched, new, removed)
 
-    def proposed(self, proposals: list[_Proposal]) -> None:
-        self._proposals = proposals
+    def _retype(self, touched: set[str], new: list[str], removed: set[str]) -> None:
+        """Type the resources whose actions changed; regroup the types, objects and regions
+        they are in (the others keep their groups)."""
+        interned = {f: f for f in self._frozen.values()}  # one object per set of actions
+        affected: set[str] = set()  # the type patterns whose members changed
+        objects = False  # whether the S3 objects changed
+        granted, frozen, kinds, free, s3_objects = (
+            self._actions,
+            self._frozen,
+            self._kinds,
+            self._free,
+            self._s3_objects,
+        )
+        for r in touched:
+            old = kinds.pop(r, None)
+            if old is not None:
+                affected.add(old[1])
+            if r in granted:
+                actions = frozenset(granted[r])
+                actions = frozen[r] = interned.setdefault(actions, actions)
+                if is_s3_object_arn(r):
+                    s3_objects.add(r)
+                    objects = True
+                else:
+                    kind = kinds[r] = _typed(r, actions)
+                    if kind is not None:
+                        affected.add(kind[1])
+                if r not in free:
+                    free[r] = _region_free(r)
+            else:
+                frozen.pop(r, None)
+                if r in s3_objects:
+                    s3_objects.discard(r)
+                    objects = True
+        gone = [r for r in removed if r not in self._actions]
+        self._order = [r for r in self._order if r in self._actions] + new
+        self._order.sort()  # nearly sorted already: one pass
+        if objects:
+            self._objects = sorted(self._s3_objects)
+        self._regroup_types(affected, touched)
+        self._regroup_regions(new, gone)
 
-    def group(self, key: tuple[str, str], members: list[str]) -> list[_Proposal] | None:
-        """What a group of resources (*key*: the objects, or a type) proposed the last time it
-        had these *members*, if it had."""
-        got = self._groups.get(key)
-        return got[1] if got is not None and got[0] == members else None
+    def _regroup_types(self, affected: set[str], touched: set[str]) -> None:
+        """The members of each type whose members changed, sorted; the types in the order of
+        their first member."""
+        kinds, types = self._kinds, self._types
+        added: dict[str, list[str]] = defaultdict(list)
+        for r in touched:
+            kind = kinds.get(r)
+            if kind is not None:
+                added[kind[1]].append(r)
+        for tp in affected:
+            members = [r for r in types[tp][1] if r not in touched] if tp in types else []
+            members += added.get(tp, ())
+            members.sort()
+            if members:
+                types[tp] = (cast(tuple[str, str], kinds[members[-1]])[0], members)
+            else:
+                del types[tp]
+        if affected:
+            self._types = dict(sorted(types.items(), key=lambda kv: kv[1][1][0]))
 
-    def keep_group(self, key: tuple[str, str], members: list[str], proposals: list[_Proposal]) -> None:
-        self._groups[key] = (members, proposals)
+    def _regroup_regions(self, new: list[str], gone: list[str]) -> None:
+        """The names seen in two or more regions, counted per region-free pattern and listed
+        only for those (few names are)."""
+        free, counts = self._free, self._region_counts
+        counts.update(filter(None, map(free.__getitem__, new)))
+        counts.subtract(filter(None, map(free.__getitem__, gone)))
+        changed = {f for f in map(free.__getitem__, [*new, *gone]) if f is not None}
+        lists = self._region_lists
+        targets = {f for f in changed if counts[f] >= 2 or f in lists}
+        if not targets:
+            return
+        for f in targets:
+            lists.pop(f, None)
+        for r in self._order:
+            free_r = free[r]
+            if free_r is not None and free_r in targets and counts[free_r] >= 2:
+                lists.setdefault(free_r, []).append(r)
+        self._regions = []
+        for pattern, covered in sorted(lists.items(), key=lambda kv: kv[1][0]):
+            regions = ", ".join(sorted({r.split(":")[3] for r in covered}))
+            self._regions.append((pattern, covered, f"the same name in every region, not only {regions}"))
 
-    def _label(self, statements: Sequence[StatementShape]) -> list[int]:
+    def label(self, statements: Sequence[StatementShape]) -> list[int]:
         """A label per statement, the same as last round's for the same (actions, conditions)."""
         seen: dict[tuple[tuple[str, ...], tuple[Condition, ...]], int] = defaultdict(int)
         out = []
         for st in statements:
             n = seen[(st.actions, st.conditions)]
             seen[(st.actions, st.conditions)] = n + 1
-            out.append(self._labels.setdefault((st.actions, st.conditions, n), len(self._labels)))
+            out.append(self.labels.setdefault((st.actions, st.conditions, n), len(self.labels)))
         return out
 
-    def in_statements(self, statements: Sequence[StatementShape]) -> dict[str, set[int]]:
-        """The labels of the statements each resource is in: last round's, updated for the
-        statements whose resources changed (their resources become dirty)."""
-        now = dict(zip(self._label(statements), (st.resources for st in statements), strict=True))
-        index = self._in_statements
-        for label, resources in self._members.items():
-            new = now.get(label)
-            if new is not resources and new != resources:
-                for r in resources:
-                    labels = index[r]
-                    labels.discard(label)
-                    if not labels:
-                        del index[r]
-                self._dirty.update(resources)
-        for label, resources in now.items():
-            old = self._members.get(label)
-            if old is not resources and old != resources:
-                for r in resources:
-                    index.setdefault(r, set()).add(label)
-                self._dirty.update(resources)
-        self._members = now
-        return index
+    def denied(self, denied: Mapping[str, Sequence[str]]) -> _DeniedIndex:
+        """The denied-only resources, indexed (kept while they are the same: one ladder's are)."""
+        if (
+            self._denied is None
+            or any(tuple(values) != self._denied.denied.get(action, ()) for action, values in denied.items())
+            or len(denied) != len(self._denied.denied)
+        ):
+            self._denied = _DeniedIndex(denied)
+        return self._denied
 
-    def dirty(self) -> set[str]:
-        """The resources whose statements or actions changed since the last call (new ones too)."""
-        dirty, self._dirty = self._dirty, set()
-        return dirty
+    def types(self) -> dict[str, tuple[str, list[str]]]:
+        """Non-object resources by their type's account-and-region pattern: (type name, members)."""
+        return self._types
 
-    def scored(
-        self, kind: WideningKind, pattern: str, covers: frozenset[str], admits: str, dirty: set[str]
-    ) -> tuple[bool, Candidate | None]:
-        """(True, the step scored before) when nothing it is scored from changed."""
-        got = self._scored.get((kind, pattern))
-        if got is None or got[1] != admits or (got[0] is not covers and got[0] != covers):
-            return False, None
-        if not dirty.isdisjoint(covers):
-            return False, None
-        return True, got[2]
+    def objects(self) -> list[str]:
+        """The S3 object resources, sorted."""
+        return self._objects
 
-    def score(
-        self, kind: WideningKind, pattern: str, covers: frozenset[str], admits: str, step: Candidate | None
-    ) -> None:
-        self._scored[(kind, pattern)] = (covers, admits, step)
+    def frozen(self) -> Mapping[str, frozenset[str]]:
+        """The actions granted on each resource, one object per set of actions."""
+        return self._frozen
 
-    def region_free(self, resource: str) -> str | None:
-        """*resource* with ``*`` for its region (None: no region to free), computed once a run."""
-        if resource in self._regions:
-            return self._regions[resource]
-        parts = resource.split(":", 5)
-        free = None
-        if len(parts) == 6 and parts[3] and parts[3] != "*":
-            free = ":".join([*parts[:3], "*", *parts[4:]])
-        self._regions[resource] = free
-        return free
+    def names(self, tp: str, type_name: str, members: list[str]) -> _Names:
+        """The name prefixes of a type's *members* (kept while its members are the same)."""
+        got = self._names.get((tp, type_name))
+        if got is None or len(got.members) != len(members) or list(got.members) != members:
+            literal = tp.split("*", 1)[0]
+            chains = self._chains
+
+            def chain(r: str) -> tuple[tuple[int, ...], int]:
+                found = chains.get((literal, r))
+                if found is None:
+                    found = chains[(literal, r)] = _chain(literal, r)
+                return found
+
+            got = self._names[(tp, type_name)] = _Names(literal, members, chain, got)
+        return got
+
+    def regions(self) -> list[tuple[str, list[str], str]]:
+        """(pattern, resources, admits) of each name seen in two or more regions."""
+        return self._regions
+
+    def object_steps(
+        self, threshold: int, objects: list[str], propose: Callable[[], list[_Proposal]]
+    ) -> list[_Proposal]:
+        """The S3 object steps (kept while the objects are the same)."""
+        key = (str(threshold), objects)
+        if self._object_steps is None or self._object_steps[0] != key:
+            self._object_steps = (key, propose())
+        return self._object_steps[1]
+
+    def merge(
+        self, key: tuple[str, tuple[Condition, ...]], inputs: object, score: Callable[[], Candidate | None]
+    ) -> Candidate | None:
+        """A service merge, scored again only when its statements' *inputs* changed."""
+        got = self._merges.get(key)
+        if got is None or got[0] != inputs:
+            got = self._merges[key] = (inputs, score())
+        return got[1]
 
 
-# A step a generator proposes: kind, pattern, covered resources, literal part, admits, and
-# the segments it leaves open when known (the arguments of _Steps.add).
-_Proposal = tuple[WideningKind, str, Collection[str], str, str, "int | None"]
+def _region_free(resource: str) -> str | None:
+    """*resource* with ``*`` for its region (None: no region to free)."""
+    parts = resource.split(":", 5)
+    if len(parts) == 6 and parts[3] and parts[3] != "*":
+        parts[3] = "*"
+        return ":".join(parts)
+    return None
 
 
-def _actions_of(keys: Collection[tuple[str, str]]) -> dict[str, set[str]]:
-    actions_of: dict[str, set[str]] = defaultdict(set)
-    for action, resource in keys:
-        if resource != "*":
-            actions_of[resource].add(action)
-    return actions_of
+# What a type offered: kind, pattern, whether it was new this round, the step (None: saves nothing).
+_Offer = tuple[WideningKind, str, bool, "Candidate | None"]
+
+
+# A step a generator proposes: kind, pattern, covered resources, literal part, admits (the
+# arguments of _Steps.add).
+_Proposal = tuple[WideningKind, str, Collection[str], str, str]
 
 
 class _Steps:
     """The ladder steps found so far from one set of grants (:func:`candidates`)."""
 
     def __init__(
-        self,
-        keys: Collection[tuple[str, str]],
-        statements: Sequence[StatementShape],
-        denied: Mapping[str, Sequence[str]],
-        memo: LadderMemo | None = None,
+        self, memo: LadderMemo, statements: Sequence[StatementShape], denied: Mapping[str, Sequence[str]]
     ) -> None:
-        self.proposals: list[_Proposal] | None = None  # proposed last round, same grants
-        if memo is None:
-            self.actions_of = _actions_of(keys)
-        else:
-            self.actions_of, self.proposals = memo.grants(keys)
-        # What the generators propose this round (recorded for the next, when finding anew).
-        self.recording: list[_Proposal] | None = [] if memo is not None and self.proposals is None else None
-        self.in_statements: Mapping[str, AbstractSet[int]]
-        if memo is None:
-            in_statements: dict[str, set[int]] = defaultdict(set)
-            for i, st in enumerate(statements):
-                for r in st.resources:
-                    in_statements[r].add(i)
-            self.in_statements = in_statements
-        else:
-            self.in_statements = memo.in_statements(statements)
-        self.denied = _DeniedIndex(denied)
+        self.memo = memo
+        self.actions_of = memo.actions_of
+        self.round = _Round(statements, memo.label(statements))
+        self.denied = memo.denied(denied)
         self.found: list[Candidate] = []
         self.seen: set[tuple[WideningKind, str]] = set()
-        self.memo = memo
-        self.dirty = memo.dirty() if memo is not None else set()
+
+    def fresh(self, kind: WideningKind, pattern: str) -> bool:
+        """Whether no step of this kind and pattern was offered yet (it is now)."""
+        if (kind, pattern) in self.seen:
+            return False
+        self.seen.add((kind, pattern))
+        return True
 
     def add(
         self,
@@ -645,72 +959,57 @@ class _Steps:
         covers: Collection[str],
         literal: str,
         admits: str,
-        open_segments: int | None = None,
+        offered: list[_Offer] | None = None,
     ) -> None:
-        """A step replacing *covers* by *pattern*, if it covers two or more and saves characters.
-        *open_segments* is :func:`_open_segments` of *literal* over *covers* when the caller
-        already knows it."""
+        """A step replacing *covers* by *pattern*, if it covers two or more and saves characters
+        (what was offered is added to *offered*, when given)."""
         if len(covers) < 2 or pattern == "*" or pattern in covers:
             return
-        covered = frozenset(covers)  # the same object when *covers* is one (a replayed proposal)
-        if self.recording is not None:
-            # Recorded with the covered set (generators list each resource once): a replay
-            # builds no set again, and finds it identical to the scored step's.
-            self.recording.append((kind, pattern, covered, literal, admits, open_segments))
-        if (kind, pattern) in self.seen:
-            return
-        self.seen.add((kind, pattern))
-        if self.memo is not None:
-            known, step = self.memo.scored(kind, pattern, covered, admits, self.dirty)
-            if known:
-                if step is not None:
-                    self.found.append(step)
-                return
-        step = self._scored(kind, pattern, covers, covered, literal, admits, open_segments)
-        if self.memo is not None:
-            self.memo.score(kind, pattern, covered, admits, step)
-        if step is not None:
-            self.found.append(step)
+        new = self.fresh(kind, pattern)
+        step = None
+        if new:
+            saved = self.round.saved(covers, pattern)
+            if saved > 0:
+                acts: set[str] = set().union(*map(self.actions_of.__getitem__, covers))
+                breadth = _WEIGHT[kind] * _open_segments(literal, covers)
+                step = self.offer(kind, pattern, frozenset(covers), saved, acts, breadth, admits)
+        if offered is not None:
+            offered.append((kind, pattern, new, step))
 
-    def proposing(self, key: tuple[str, str], members: list[str], propose: Callable[[], None]) -> None:
-        """Run *propose* (the steps of one group of resources, *members*), or add what it proposed
-        the last round the group had these members."""
-        memo, recording = self.memo, self.recording
-        if memo is None or recording is None:
-            propose()
-            return
-        known = memo.group(key, members)
-        if known is not None:
-            for proposal in known:
-                self.add(*proposal)
-            return
-        start = len(recording)
-        propose()
-        memo.keep_group(key, members, recording[start:])
-
-    def _scored(
+    def offer(
         self,
         kind: WideningKind,
         pattern: str,
-        covers: Collection[str],
         covered: frozenset[str],
-        literal: str,
+        saved: int,
+        acts: Collection[str],
+        breadth: float,
         admits: str,
-        open_segments: int | None,
-    ) -> Candidate | None:
-        saved = _estimate_saved(covers, pattern, self.in_statements)
-        if saved <= 0:
-            return None
-        acts: set[str] = set().union(*map(self.actions_of.__getitem__, covers))
-        return Candidate(
-            kind,
-            pattern,
-            covered,
-            saved,
-            _WEIGHT[kind] * (open_segments or _open_segments(literal, covers)),
-            admits,
-            _denied_by(pattern, acts, self.denied),
+    ) -> Candidate:
+        step = Candidate(
+            kind, pattern, covered, saved, breadth, admits, _denied_by(pattern, acts, self.denied)
         )
+        self.found.append(step)
+        return step
+
+    def replay(self, key: tuple[str, str], inputs: tuple[object, ...]) -> bool:
+        """Offer again what a type offered the round before, if it had the same *inputs* (names,
+        their statements, their actions, the denied index) and the steps found before it this
+        round leave the same of its patterns new; False (nothing offered) otherwise."""
+        got = self.memo.offered.get(key)
+        if got is None or got[0] != inputs:
+            return False
+        offered = got[1]
+        seen = self.seen
+        fresh: set[tuple[WideningKind, str]] = set()  # what this replay offers anew
+        for kind, pattern, new, _ in offered:
+            if ((kind, pattern) not in seen and (kind, pattern) not in fresh) != new:
+                return False
+            if new:
+                fresh.add((kind, pattern))
+        seen |= fresh
+        self.found += [step for _, _, new, step in offered if new and step is not None]
+        return True
 
 
 def candidates(
@@ -721,17 +1020,57 @@ def candidates(
     memo: LadderMemo | None = None,
 ) -> list[Candidate]:
     """Every ladder step that could be taken from the current (action, resource) grants.
-    *memo*: the same object for every round of one ladder (what earlier rounds scored)."""
-    steps = _Steps(keys, statements, denied, memo)
-    if steps.proposals is not None:  # the grants of last round: the steps it proposed
-        for proposal in steps.proposals:
-            steps.add(*proposal)
-    else:
-        _propose(steps, object_threshold)
-        if memo is not None and steps.recording is not None:
-            memo.proposed(steps.recording)
-        steps.recording = None
-    steps.found += _service_merges(statements, denied)  # 5. statements of one service merged
+    *memo*: the same object for every round of one ladder (what earlier rounds found)."""
+    # What a round builds is acyclic (strings, tuples, sets, steps): reference counting frees it.
+    # With the cyclic GC on, the tens of thousands of objects the first round keeps set off
+    # passes over everything the process holds (a busy role's rows, its statements): a third of
+    # the ladder's time on a 10M-record store's busiest role (as process_chunk does in ingest).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _candidates(keys, statements, denied, object_threshold, memo)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _candidates(
+    keys: Collection[tuple[str, str]],
+    statements: Sequence[StatementShape],
+    denied: Mapping[str, Sequence[str]],
+    object_threshold: int,
+    memo: LadderMemo | None,
+) -> list[Candidate]:
+    memo = memo if memo is not None else LadderMemo()
+    memo.grants(keys)
+    steps = _Steps(memo, statements, denied)
+    objects = memo.objects()
+
+    def object_steps() -> list[_Proposal]:
+        found: list[_Proposal] = []
+        _s3_prefix_steps(found, objects, object_threshold)  # 1. deeper S3 prefixes
+        _bucket_prefix_steps(found, objects)  # 2. buckets sharing a name prefix
+        return found
+
+    # The object steps, scored again only when the objects' statements or actions changed.
+    proposals = memo.object_steps(object_threshold, objects, object_steps)
+    frozen = memo.frozen()
+    inputs = (
+        proposals,
+        list(map(steps.round.owner.get, objects)),
+        [frozen[r] for r in objects],
+        steps.denied,
+    )
+    if not steps.replay(("", "objects"), inputs):
+        offered: list[_Offer] = []
+        for proposal in proposals:
+            steps.add(*proposal, offered=offered)
+        memo.offered[("", "objects")] = (inputs, offered)
+    for tp, (type_name, members) in memo.types().items():  # 2, 4. other resources, by type
+        _type_steps(steps, tp, type_name, memo.names(tp, type_name, members))
+    for pattern, covered, admits in memo.regions():  # 3. the same name across regions
+        steps.add(WideningKind.ACROSS_REGIONS, pattern, covered, pattern, admits)
+    steps.found += _service_merges(statements, denied, memo)  # 5. statements of one service merged
     steps.found += _condition_merges(statements)  # 6. one service's conditions merged
     if not steps.found:  # 7. only when nothing narrower is left: every resource of a service
         _service_wide_steps(steps)
@@ -740,28 +1079,7 @@ def candidates(
     return out
 
 
-def _propose(steps: _Steps, object_threshold: int) -> None:
-    """Rungs 1-4 of every resource granted: each step proposed to :meth:`_Steps.add`. The
-    object steps and each type's steps are proposed from their own resources alone: those the
-    round before proposed from the same resources are proposed again as they were."""
-    objects = sorted(r for r in steps.actions_of if is_s3_object_arn(r))
-
-    def object_steps() -> None:
-        _s3_prefix_steps(steps, objects, object_threshold)  # 1. deeper S3 prefixes
-        _bucket_prefix_steps(steps, objects)  # 2. buckets sharing a name prefix
-
-    steps.proposing(("objects", str(object_threshold)), objects, object_steps)
-    for tp, (type_name, members) in _by_type(steps.actions_of).items():  # 2-4. other resources
-
-        def type_steps(tp: str = tp, type_name: str = type_name, members: list[str] = members) -> None:
-            _name_prefix_steps(steps, tp, type_name, members)
-            _resource_type_step(steps, tp, type_name, members)
-
-        steps.proposing((tp, type_name), members, type_steps)
-    _region_steps(steps)  # 3. the same name across regions
-
-
-def _s3_prefix_steps(steps: _Steps, objects: list[str], object_threshold: int) -> None:
+def _s3_prefix_steps(found: list[_Proposal], objects: list[str], object_threshold: int) -> None:
     """1. Deeper S3 prefixes: the object-key folding at lower thresholds."""
     for threshold in range(max(object_threshold, 2) - 1, 0, -1):
         if not objects:
@@ -771,16 +1089,18 @@ def _s3_prefix_steps(steps: _Steps, objects: list[str], object_threshold: int) -
             if target != arn:
                 folded[target].append(arn)
         for target, arns in folded.items():
-            steps.add(
-                WideningKind.S3_PREFIX,
-                target,
-                arns,
-                target[:-1],
-                f"any object under {target[:-1]} ({len(arns)} seen)",
+            found.append(
+                (
+                    WideningKind.S3_PREFIX,
+                    target,
+                    arns,
+                    target[:-1],
+                    f"any object under {target[:-1]} ({len(arns)} seen)",
+                )
             )
 
 
-def _bucket_prefix_steps(steps: _Steps, objects: list[str]) -> None:
+def _bucket_prefix_steps(found: list[_Proposal], objects: list[str]) -> None:
     """2. Objects of buckets sharing a name prefix: acme-data-*/*."""
     bucket_prefixes: dict[str, list[str]] = defaultdict(list)
     for r in objects:
@@ -792,174 +1112,87 @@ def _bucket_prefix_steps(steps: _Steps, objects: list[str]) -> None:
             bucket_prefixes[f"{head}:::{acc}"].append(r)
     for prefix, covered in bucket_prefixes.items():
         if re.search(r"[A-Za-z0-9]", prefix.partition(":::")[2]):
-            steps.add(
-                WideningKind.NAME_PREFIX,
-                prefix + "*/*",
-                covered,
-                prefix,
-                f"any object of any bucket whose name starts with "
-                f"{prefix.partition(':::')[2]!r} ({len(covered)} buckets seen)",
+            found.append(
+                (
+                    WideningKind.NAME_PREFIX,
+                    prefix + "*/*",
+                    covered,
+                    prefix,
+                    f"any object of any bucket whose name starts with "
+                    f"{prefix.partition(':::')[2]!r} ({len(covered)} buckets seen)",
+                )
             )
 
 
-def _by_type(actions_of: Mapping[str, set[str]]) -> dict[str, tuple[str, list[str]]]:
-    """Non-object resources by their type's account-and-region pattern: (type name, members)."""
-    by_type: dict[str, tuple[str, list[str]]] = {}
-    action_sets: dict[frozenset[str], frozenset[str]] = {}  # one object per set of actions
-    for r in sorted(actions_of):
-        if is_s3_object_arn(r):
-            continue  # object keys: step 1 (S3 prefixes)
-        actions = frozenset(actions_of[r])
-        typed = _typed(r, action_sets.setdefault(actions, actions))
-        if typed is None:
-            continue
-        type_name, tp = typed
-        members = by_type[tp][1] if tp in by_type else []
-        members.append(r)
-        by_type[tp] = (type_name, members)
-    return by_type
-
-
-# (resource, its actions) → (type name, the type's account-and-region pattern): the same tens of
-# thousands of resources are typed again in every round of the ladder (a third of its time on a
-# 10M-record store's busiest role). Bounded as _GLOBS is.
-_TYPED: dict[tuple[str, frozenset[str]], tuple[str, str] | None] = {}
-
-
 def _typed(r: str, actions: frozenset[str]) -> tuple[str, str] | None:
-    key = (r, actions)
-    if key in _TYPED:
-        return _TYPED[key]
+    """(type name, the type's account-and-region pattern) of *r* granted *actions*."""
     found = _type_of(actions, r)
     tp = _type_pattern(*found) if found is not None else None
-    typed = (found[0].name, tp) if found is not None and tp is not None else None
-    if len(_TYPED) > 262144:
-        _TYPED.clear()
-    _TYPED[key] = typed
-    return typed
+    return (found[0].name, tp) if found is not None and tp is not None else None
 
 
-def _name_prefix_steps(steps: _Steps, tp: str, type_name: str, members: list[str]) -> None:
-    """2. Shared name prefixes, cut at a separator (billing-fn-*), longer than the type's."""
-    literal = tp.split("*", 1)[0]
-    for prefix, covered, open_below in _name_prefixes(literal, tuple(members)):
-        steps.add(
-            WideningKind.NAME_PREFIX,
-            prefix + "*",
-            covered,
-            prefix,
-            f"any {type_name} whose name starts with {prefix[len(literal) :]!r} ({len(covered)} seen)",
-            open_below,
-        )
+def _type_steps(steps: _Steps, tp: str, type_name: str, names: _Names) -> None:
+    """2. Shared name prefixes, cut at a separator (billing-fn-*), longer than the type's; and
+    4. every resource of the type in the account and region, never without an account (an S3
+    bucket ARN names none: arn:aws:s3:::* would be every bucket of every account). Each scored
+    from the range of sorted names it covers; the steps of a type whose names, statements and
+    actions are those of the round before are that round's."""
+    members, rnd = names.members, steps.round
+    owners = list(map(rnd.owner.get, members))
+    acts = list(map(steps.memo.frozen().__getitem__, members))
+    key = (tp, type_name)
+    inputs = (names, owners, acts, steps.denied)
+    if steps.replay(key, inputs):
+        return
+    sums = list(itertools.accumulate(rnd.weights(members, owners), initial=0))
+    literal = names.literal
+    offered: list[tuple[WideningKind, str, bool, Candidate | None]] = []
 
+    def offer(
+        kind: WideningKind, pattern: str, prefix: str, start: int, end: int, breadth: int, admits: str
+    ) -> None:
+        if not steps.fresh(kind, pattern):
+            offered.append((kind, pattern, False, None))
+            return
+        saved = sums[end] - sums[start] - rnd.touched(owners[start:end]) * (len(pattern) + 3)
+        step = None
+        if saved > 0:
+            granted: set[str] = set().union(*set(acts[start:end]))
+            covered = names.covers(prefix, start, end)
+            step = steps.offer(kind, pattern, covered, saved, granted, _WEIGHT[kind] * breadth, admits)
+        offered.append((kind, pattern, True, step))
 
-# (literal, members) → their name prefixes: most types keep their members from one round of the
-# ladder to the next, and splitting tens of thousands of names again each round was a fifth of
-# the ladder's time on a 10M-record store's busiest role. Bounded as _GLOBS is.
-_PREFIXES: dict[tuple[str, tuple[str, ...]], list[tuple[str, list[str], int]]] = {}
-
-
-def _name_prefixes(literal: str, members: tuple[str, ...]) -> list[tuple[str, list[str], int]]:
-    """(prefix, the members under it, segments it leaves open) for each prefix of two or more
-    members that may be a step, in the order the members first reach them."""
-    key = (literal, members)
-    got = _PREFIXES.get(key)
-    if got is not None:
-        return got
-    by_prefix: dict[str, list[str]] = defaultdict(list)
-    # The segments a prefix leaves open below it (its breadth), known here from each member's
-    # own segments: a prefix ends at a separator, so what follows it splits into the member's
-    # remaining segments (re-splitting every member under every prefix, each round of the
-    # ladder, was 29 s on a 10M-record store's busiest role).
-    open_below: dict[str, int] = {}
-    for r in members:
-        chain = _prefix_chain(literal, r)
-        for j in range(0, len(chain), 2):
-            acc, left = r[: chain[j]], chain[j + 1]
-            by_prefix[acc].append(r)
-            if left > open_below.get(acc, 0):
-                open_below[acc] = left
-    out = []
-    for prefix, covered in by_prefix.items():
-        if len(covered) < 2:
-            continue  # a step covers two or more (_Steps.add)
-        stem = prefix[len(literal) :]
-        # Ids sharing only their type's prefix (sg-*, i-*): that is every resource of the type,
-        # the resource-type step, listed as such, not a name prefix.
-        if re.fullmatch(r"[A-Za-z]+-", stem) and all(_ID.fullmatch(r[len(literal) :]) for r in covered):
-            continue
-        if re.search(r"[A-Za-z0-9]", stem):
-            out.append((prefix, covered, open_below[prefix]))
-    if len(_PREFIXES) > 64:
-        _PREFIXES.clear()
-    _PREFIXES[key] = out
-    return out
-
-
-# (literal, name) → where its prefixes end and the segments each leaves open, flat (end, left,
-# end, left, ...): a type whose members changed in a round splits only its new names again.
-# Offsets, not the prefix strings: a busy role's names have 400k prefixes (78 MiB as strings).
-# Bounded as _GLOBS is.
-_CHAINS: dict[tuple[str, str], tuple[int, ...]] = {}
-
-
-def _prefix_chain(literal: str, r: str) -> tuple[int, ...]:
-    """Where the prefixes of *r* below *literal* that end at a separator end, up to the first
-    segment with a wildcard, each followed by the segments it leaves open below it."""
-    key = (literal, r)
-    got = _CHAINS.get(key)
-    if got is not None:
-        return got
-    segs = _segments(r[len(literal) :]) if r.startswith(literal) else []
-    end = len(literal)
-    chain: list[int] = []
-    for i, seg in enumerate(segs[:-1]):
-        end += len(seg)
-        if "*" in seg or "?" in seg:
-            break
-        chain += (end, len(segs) - i - 1)
-    if len(_CHAINS) > 262144:
-        _CHAINS.clear()
-    got = _CHAINS[key] = tuple(chain)
-    return got
-
-
-def _resource_type_step(steps: _Steps, tp: str, type_name: str, members: list[str]) -> None:
-    """4. Every resource of the type in the account and region — never without an account
-    (an S3 bucket ARN names none: arn:aws:s3:::* would be every bucket of every account)."""
+    for prefix, start, end, open_below in names.prefixes:
+        pattern = prefix + "*"
+        if not names.holds(pattern, start, end):
+            offer(
+                WideningKind.NAME_PREFIX,
+                pattern,
+                prefix,
+                start,
+                end,
+                open_below,
+                f"any {type_name} whose name starts with {prefix[len(literal) :]!r} ({end - start} seen)",
+            )
     parts = tp.split(":", 5)
-    if len(parts) == 6 and parts[4] and parts[4] != "*":
+    n = len(members)
+    typed = len(parts) == 6 and parts[4] and parts[4] != "*"
+    if typed and n >= 2 and tp not in names.whole:
         where = f"account {parts[4]}" + (f", region {parts[3]}" if parts[3] else "")
-        steps.add(
+        offer(
             WideningKind.RESOURCE_TYPE,
             tp,
-            members,
-            tp.split("*", 1)[0],
-            f"every {type_name} in {where} ({len(members)} seen)",
+            literal,
+            0,
+            n,
+            max(names.segments, default=0) or 1,
+            f"every {type_name} in {where} ({n} seen)",
         )
-
-
-def _region_steps(steps: _Steps) -> None:
-    """3. The same name across regions."""
-    by_region: dict[str, list[str]] = defaultdict(list)
-    memo = steps.memo or LadderMemo()
-    for r in steps.actions_of:
-        free = memo.region_free(r)
-        if free is not None:
-            by_region[free].append(r)
-    for pattern, covered in by_region.items():
-        regions = sorted({r.split(":")[3] for r in covered})
-        steps.add(
-            WideningKind.ACROSS_REGIONS,
-            pattern,
-            covered,
-            pattern,
-            f"the same name in every region, not only {', '.join(regions)}",
-        )
+    steps.memo.offered[key] = (inputs, offered)
 
 
 def _merged_size(
-    acts: Sequence[str], res: Sequence[str], conditions: Sequence[Condition] | None = None
+    acts: Collection[str], res: Collection[str], conditions: Sequence[Condition] | None = None
 ) -> int:
     """About the characters of one statement of *acts* on *res*, with a Condition block of
     *conditions* unless None (the merge steps' estimate; statements are measured once rebuilt)."""
@@ -971,9 +1204,11 @@ def _merged_size(
 
 
 def _service_merges(
-    statements: Sequence[StatementShape], denied: Mapping[str, Sequence[str]]
+    statements: Sequence[StatementShape], denied: Mapping[str, Sequence[str]], memo: LadderMemo | None = None
 ) -> list[Candidate]:
-    """5. Statements of one service (same conditions, no Resource "*") merged into one."""
+    """5. Statements of one service (same conditions, no Resource "*") merged into one. With a
+    *memo*, a merge whose statements did not change since the round before is not scored again
+    (a busy role's log streams are one statement of 28k resources, unchanged most rounds)."""
     by_service: dict[tuple[str, tuple[Condition, ...]], list[StatementShape]] = defaultdict(list)
     for st in statements:
         services = {a.split(":")[0] for a in st.actions}
@@ -983,30 +1218,48 @@ def _service_merges(
     for (service, conds), sts in sorted(by_service.items(), key=lambda kv: (kv[0][0], repr(kv[0][1]))):
         if len(sts) < 2:
             continue
-        acts = sorted({a for st in sts for a in st.actions})
-        res = sorted({r for st in sts for r in st.resources})
-        saved = sum(st.size for st in sts) - _merged_size(acts, res)
-        if saved <= 0:
-            continue
-        observed = sum(len(st.actions) * len(st.resources) for st in sts)
-        pairs = len(acts) * len(res)
+        step: Candidate | None
+        if memo is None:
+            step = _service_merge(service, conds, sts, denied)
+        else:
+            inputs = (tuple((st.actions, st.resources, st.size) for st in sts), denied)
+            step = memo.merge(
+                (service, conds), inputs, functools.partial(_service_merge, service, conds, sts, denied)
+            )
+        if step is not None:
+            out.append(step)
+    return out
+
+
+def _service_merge(
+    service: str,
+    conds: tuple[Condition, ...],
+    sts: Sequence[StatementShape],
+    denied: Mapping[str, Sequence[str]],
+) -> Candidate | None:
+    acts = sorted({a for st in sts for a in st.actions})
+    res = frozenset().union(*(st.resources for st in sts))  # no order needed: sized, indexed
+    saved = sum(st.size for st in sts) - _merged_size(acts, res)
+    if saved <= 0:
+        return None
+    observed = sum(len(st.actions) * len(st.resources) for st in sts)
+    pairs = len(acts) * len(res)
+    denied_hits: tuple[str, ...] = ()
+    if any(denied.get(a) for a in acts):  # indexing tens of thousands of resources costs
         granted = PatternIndex(res)
         denied_hits = tuple(f"{a} {d}" for a in acts for d in denied.get(a, ()) if granted.covers(d))
-        out.append(
-            Candidate(
-                WideningKind.SERVICE_MERGE,
-                f"{service}:{len(sts)} statements",
-                frozenset(res),
-                saved,
-                _WEIGHT[WideningKind.SERVICE_MERGE] * max(1.0, math.log2(pairs / max(observed, 1)) + 1),
-                f"each of {len(acts)} {service} actions on each of {len(res)} resources "
-                f"({pairs} action-resource pairs, {observed} granted before)",
-                denied_hits,
-                service=service,
-                conditions=conds,
-            )
-        )
-    return out
+    return Candidate(
+        WideningKind.SERVICE_MERGE,
+        f"{service}:{len(sts)} statements",
+        res,
+        saved,
+        _WEIGHT[WideningKind.SERVICE_MERGE] * max(1.0, math.log2(pairs / max(observed, 1)) + 1),
+        f"each of {len(acts)} {service} actions on each of {len(res)} resources "
+        f"({pairs} action-resource pairs, {observed} granted before)",
+        denied_hits,
+        service=service,
+        conditions=conds,
+    )
 
 
 def _service_wide_steps(steps: _Steps) -> None:
