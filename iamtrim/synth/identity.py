@@ -482,12 +482,17 @@ def _resolve_action(
         g, action, arows, failed_only, threshold
     )
     targets = sorted({t for t in [*mapping.values(), *template_mapping.values()] if has_wildcard(t)})
-    for arn in sorted({r.resource for r in arows if r.resource in failed_only}):
-        cover = next((t for t in targets if pattern_covers(t, arn)), None)
+    failed_codes: defaultdict[str, set[str]] = defaultdict(set)
+    for r in arows:
+        if r.resource in failed_only:
+            failed_codes[r.resource].add(r.context.error_code)
+    index = PatternIndex(targets)
+    for arn in sorted(failed_codes):
+        cover = min(index.matching(arn), default=None)  # the first target, in sorted order
         if cover is not None:
             (mapping if is_s3_object_arn(arn) else template_mapping)[arn] = cover
         else:
-            codes = sorted({r.context.error_code for r in arows if r.resource == arn})
+            codes = sorted(failed_codes[arn])
             g.findings.append(
                 Finding(
                     "FAILED_CALLS_ONLY",
@@ -522,20 +527,18 @@ def _generalize(
 ) -> tuple[list[str], list[str], dict[str, str], dict[str, str], dict[str, list[str]]]:
     """The action's S3 objects and other resources seen, and what each generalizes to: object
     prefixes, template patterns past the threshold, and the patterns of resources it created."""
-    objects = sorted({r.resource for r in arows if r.resource and is_s3_object_arn(r.resource)} - failed_only)
+    seen = {r.resource for r in arows if r.resource} - failed_only
+    objects = sorted(a for a in seen if is_s3_object_arn(a))
     # A fold never covers a key this action was only ever denied on: the folder is granted
     # as its allowed parts instead (generalize_object_arns); only a fold the store made can.
     refused = [d for d in g.denied_only.get(action, ()) if is_s3_object_arn(d)]
     mapping = generalize_object_arns(objects, threshold, refused) if objects else {}
-    others = sorted(
-        {r.resource for r in arows if r.resource and r.resource != "*" and not is_s3_object_arn(r.resource)}
-        - failed_only
-    )
+    others = sorted(a for a in seen if a != "*" and not is_s3_object_arn(a))
     template_mapping = generalize_by_template(action, others, threshold)
     # A resource the call created (RunInstances → instance/i-…): its AWS-generated id is
     # unknowable before the next call, so grant the ARN format with the caller's names kept.
     created: dict[str, list[str]] = defaultdict(list)
-    for arn in others:
+    for arn in others if creates_resources(action) else ():
         patterns = created_resource_patterns(action, arn)
         if patterns:
             template_mapping[arn] = patterns[-1]
@@ -569,7 +572,8 @@ def _generated_names(g: _Grants, action: str, names: list[str], mapping: dict[st
         hit = [d for d in g.denied_only.get(action, ()) if glob_matches(pattern, d)]
         if hit:
             continue  # a denied-only name of the same shape: keep the names exact
-        arns = [a for a in group if mapping.get(a, a) == a or not pattern_covers(mapping[a], pattern)]
+        folds: dict[str, bool] = {}  # many names share one fold: ask each fold once
+        arns = [a for a in group if mapping.get(a, a) == a or not _covers(folds, mapping[a], pattern)]
         if not arns:
             continue  # folds that cover the shape already
         written.add(pattern)
@@ -586,6 +590,14 @@ def _generated_names(g: _Grants, action: str, names: list[str], mapping: dict[st
             )
         )
     return written
+
+
+def _covers(answers: dict[str, bool], fold: str, pattern: str) -> bool:
+    """``pattern_covers(fold, pattern)``, remembered in *answers* (one *pattern* per dict)."""
+    got = answers.get(fold)
+    if got is None:
+        got = answers[fold] = pattern_covers(fold, pattern)
+    return got
 
 
 def _record_generalized(
@@ -657,37 +669,33 @@ def _store_folded(g: _Grants, action: str, resource: str, stored: list[bytes]) -
 
 def _final_resources(g: _Grants, action: str, arows: list[UsageRow], mapping: dict[str, str]) -> None:
     """Each row's final resource, with the findings a resource itself calls for."""
-    # The stored key sketches of the action's rows, by resource (a fold has a row per context).
-    sketches: defaultdict[str, list[bytes]] = defaultdict(list)
+    # The stored key sketches of the action's rows, by resource (a fold has a row per context),
+    # the resources in the order the rows name them: a resource's facts are the same for each row.
+    sketches: dict[str, list[bytes]] = {}
     for r in arows:
-        if r.key_sketch and r.resource is not None:
-            sketches[r.resource].append(r.key_sketch)
-    folds: set[str] = set()
-    for r in arows:
-        if r.resource is None:
-            continue
-        if r.resource in mapping:
-            g.final[(action, r.resource)] = mapping[r.resource]
+        if r.resource is not None:
+            got = sketches.get(r.resource)
+            if got is None:
+                got = sketches[r.resource] = []
+            if r.key_sketch:
+                got.append(r.key_sketch)
+    for res, stored in sketches.items():
+        target = mapping.get(res)
+        if target is not None:
+            g.final[(action, res)] = target
             # Only an S3 fold is the store's: ``stack/name/*`` is the ARN AWS imposes.
-            if (
-                is_s3_object_arn(r.resource)
-                and r.resource.endswith("/*")
-                and mapping[r.resource] == r.resource
-                and r.resource not in folds
-            ):
-                folds.add(r.resource)
-                _store_folded(g, action, r.resource, sketches[r.resource])
+            if target == res and res.endswith("/*") and is_s3_object_arn(res):
+                _store_folded(g, action, res, stored)
         else:
-            g.final[(action, r.resource)] = r.resource
-            if r.resource.endswith("-??????") and action.startswith("secretsmanager:"):
+            g.final[(action, res)] = res
+            if res.endswith("-??????") and action.startswith("secretsmanager:"):
                 g.findings.append(
                     Finding(
                         "SECRET_SUFFIX_PATTERN",
-                        r.resource,
+                        res,
                         "the secret was named without its ARN; '-??????' stands for AWS's suffix",
                     )
                 )
-        res = r.resource
         if has_escaped(res):
             # A caller may name "*" or "?" (an S3 key, a secret name): it was written as IAM's
             # literal ${*} / ${?} / ${$}, never as a wildcard; worth a look all the same.

@@ -198,8 +198,7 @@ def typed_arn(
     resource each action was seen on (generated names, template patterns, created resources):
     matching each ARN once instead of three times was a third of resolving a busy role's 44k
     rows. Bounded: ARNs come from records."""
-    rt = catalog.resource_type_for_arn(action, arn)
-    return rt, (catalog.arn_variables(rt.arn_template, arn) if rt is not None else None)
+    return catalog.typed_variables(action, arn)
 
 
 def generalize_by_template(action: str, arns: Iterable[str], threshold: int) -> dict[str, str]:
@@ -305,8 +304,11 @@ def creates_resources(action: str) -> bool:
     return bool(_created_noun(action))
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def _created_noun(action: str) -> str:
-    """``ec2:RunInstances`` → ``instance``; ``""`` when the action's verb creates nothing."""
+    """``ec2:RunInstances`` → ``instance``; ``""`` when the action's verb creates nothing.
+    Cached: asked for every resource an action was seen on (bounded like the catalog's
+    action caches: action names come from records)."""
     name = action.partition(":")[2]
     for verb in _CREATE_VERBS:
         if name.startswith(verb) and len(name) > len(verb) and name[len(verb)].isupper():
@@ -347,11 +349,19 @@ def created_resource_patterns(action: str, arn: str) -> tuple[str, ...]:
             unqualified = catalog.fill_template(rt.arn_template, {**filled, name: base})
             return (unqualified, catalog.fill_template(rt.arn_template, {**filled, name: f"{base}:*"}))
         return ()
-    type_noun = _norm(rt.name)
-    if not type_noun or not noun.endswith(type_noun):
-        return ()
-    generated = {n for n, _ in values if n.endswith("Id") and n not in _SCOPE_VARIABLES}
+    generated = _generated_variables(noun, rt)
     if not generated:
         return ()
     pattern = catalog.fill_template(rt.arn_template, {n: "*" if n in generated else v for n, v in values})
     return (pattern,) if pattern != arn else ()
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _generated_variables(noun: str, rt: catalog.ResourceType) -> frozenset[str]:
+    """The variables of *rt*'s ARN that AWS generates when an action creating *noun* makes one
+    (its ``…Id`` variables), or none when *noun* does not name the type. Per (noun, type), not
+    per ARN: a log group's 30k streams ask it once. Bounded: the catalog's types."""
+    type_noun = _norm(rt.name)
+    if not type_noun or not noun.endswith(type_noun):
+        return frozenset()
+    return frozenset(n for n in rt.variables if n.endswith("Id") and n not in _SCOPE_VARIABLES)
