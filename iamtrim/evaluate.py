@@ -739,27 +739,78 @@ class _CompiledStatement:
         )
 
 
-_COMPILED: dict[int, tuple[Policy, tuple[_CompiledStatement, ...]]] = {}
+# What a request's action and context decide (every part of a request but its resource): the
+# principal ARN, the action, the context and whether keys are derived from the principal.
+_CtxKey = tuple[str, str, tuple[tuple[str, tuple[str, ...]], ...], bool]
+
+
+class _CompiledPolicy:
+    """A policy's compiled statements, and per (action, context) the statements whose action and
+    conditions match it (only the resource is left to test): a replay asks the same few
+    (action, context) pairs of tens of thousands of resources."""
+
+    __slots__ = ("_candidates", "policy", "statements")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        variables = policy.version is PolicyVersion.V2012
+        self.statements = tuple(_CompiledStatement(s, i, variables) for i, s in enumerate(policy.statements))
+        self._candidates: dict[_CtxKey, tuple[_CompiledStatement, ...]] = {}
+
+    def candidates(self, key: _CtxKey, ctx: _Ctx) -> tuple[_CompiledStatement, ...]:
+        """The statements whose action and conditions match *key*'s request (context *ctx*)."""
+        hit = self._candidates.get(key)
+        if hit is None:
+            action = key[1]
+            hit = tuple(
+                cs
+                for cs in self.statements
+                if cs.action_matches(action) and all(c.matches(ctx) for c in cs.conditions)
+            )
+            if len(self._candidates) >= 4096:  # bounded: contexts come from records
+                self._candidates.clear()
+            self._candidates[key] = hit
+        return hit
+
+
+_COMPILED: dict[int, _CompiledPolicy] = {}
+
+
+def _compiled_policy(policy: Policy) -> _CompiledPolicy:
+    # Keyed by identity; the policy is kept alive in the value so its id cannot be reused.
+    hit = _COMPILED.get(id(policy))
+    if hit is not None and hit.policy is policy:
+        return hit
+    if len(_COMPILED) > 4096:
+        _COMPILED.clear()
+    compiled = _COMPILED[id(policy)] = _CompiledPolicy(policy)
+    return compiled
 
 
 def _compiled(policy: Policy) -> tuple[_CompiledStatement, ...]:
-    # Keyed by identity; the policy is kept alive in the value so its id cannot be reused.
-    hit = _COMPILED.get(id(policy))
-    if hit is not None and hit[0] is policy:
-        return hit[1]
-    if len(_COMPILED) > 4096:
-        _COMPILED.clear()
-    variables = policy.version is PolicyVersion.V2012
-    compiled = tuple(_CompiledStatement(s, i, variables) for i, s in enumerate(policy.statements))
-    _COMPILED[id(policy)] = (policy, compiled)
-    return compiled
+    return _compiled_policy(policy).statements
 
 
 # ---------------------------------------------------------------------------------------------
 # The decision
 
 
-def _context(request: Request, caller: _Caller) -> _Ctx:
+_CONTEXTS: dict[_CtxKey, _Ctx] = {}
+
+
+def _context(request: Request, caller: _Caller, key: _CtxKey) -> _Ctx:
+    """The request's condition keys, lower-cased, with those AWS derives from the principal.
+    Shared per *key* (read, never written, by the evaluation): a replay's tens of thousands of
+    requests have a few hundred contexts. Bounded: contexts come from records."""
+    ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        if len(_CONTEXTS) >= 4096:
+            _CONTEXTS.clear()
+        ctx = _CONTEXTS[key] = _new_context(request, caller)
+    return ctx
+
+
+def _new_context(request: Request, caller: _Caller) -> _Ctx:
     ctx: _Ctx = {k.lower(): v for k, v in request.context}
     if request.auto_context and caller.account:
         # Keys AWS adds to every signed request.
@@ -798,13 +849,16 @@ def _matched(kind: PolicyKind, policy: Policy, cs: _CompiledStatement) -> Matche
 
 
 def _scan(
-    kind: PolicyKind, policies: Sequence[Policy], request: Request, ctx: _Ctx
+    kind: PolicyKind, policies: Sequence[Policy], request: Request, ctx: _Ctx, key: _CtxKey
 ) -> tuple[list[MatchedStatement], list[MatchedStatement]]:
+    """The statements of *policies* that apply to *request* (``_CompiledStatement.applies``:
+    action, resource and conditions; the action and conditions decided once per *key*)."""
     allows: list[MatchedStatement] = []
     denies: list[MatchedStatement] = []
+    resource = request.resource
     for policy in policies:
-        for cs in _compiled(policy):
-            if cs.applies(request, ctx):
+        for cs in _compiled_policy(policy).candidates(key, ctx):
+            if cs.resource_matches(resource, ctx):
                 (allows if cs.statement.effect is Effect.ALLOW else denies).append(_matched(kind, policy, cs))
     return allows, denies
 
@@ -844,12 +898,15 @@ _AWS_RESERVED_ROLE_ACTIONS = frozenset(
     )
 )
 _KMS_ALIAS_ACTIONS = frozenset({"kms:createalias", "kms:deletealias", "kms:updatealias"})
+_AWS_OWNED_ACTIONS = _AWS_MANAGED_POLICY_ACTIONS | _AWS_RESERVED_ROLE_ACTIONS | _KMS_ALIAS_ACTIONS
 
 
 def _aws_owned_refusal(action: str, resource: str) -> str:
+    low = action.lower()
+    if low not in _AWS_OWNED_ACTIONS:
+        return ""
     parts = resource.split(":", 5)
     res = parts[5] if len(parts) == 6 else ""
-    low = action.lower()
     if (
         low in _AWS_MANAGED_POLICY_ACTIONS
         and len(parts) == 6
@@ -881,19 +938,20 @@ def evaluate(
     if action == "sts:getcalleridentity" and caller.kind is not _CallerKind.ANONYMOUS:
         return Evaluation(Decision.ALLOWED, (), "sts:GetCallerIdentity needs no permission")
 
-    ctx = _context(request, caller)
+    key = (request.principal_arn, request.action, request.context, request.auto_context)
+    ctx = _context(request, caller, key)
     anonymous = caller.kind is _CallerKind.ANONYMOUS
     identity_allows, identity_denies = (
-        ([], []) if anonymous else _scan(PolicyKind.IDENTITY, identity_policies, request, ctx)
+        ([], []) if anonymous else _scan(PolicyKind.IDENTITY, identity_policies, request, ctx, key)
     )
     boundary_allows: list[MatchedStatement] = []
     boundary_denies: list[MatchedStatement] = []
     if boundary is not None:
-        boundary_allows, boundary_denies = _scan(PolicyKind.BOUNDARY, [boundary], request, ctx)
+        boundary_allows, boundary_denies = _scan(PolicyKind.BOUNDARY, [boundary], request, ctx, key)
     session_allows: list[MatchedStatement] = []
     session_denies: list[MatchedStatement] = []
     if session_policy is not None:
-        session_allows, session_denies = _scan(PolicyKind.SESSION, [session_policy], request, ctx)
+        session_allows, session_denies = _scan(PolicyKind.SESSION, [session_policy], request, ctx, key)
 
     rp = _scan_resource_policy(resource_policy, caller, boundary is not None, request, ctx)
     denies = identity_denies + boundary_denies + session_denies + rp.denies
