@@ -63,6 +63,7 @@ from iamtrim.synth.minimize import (
     creates_resources,
     generalize_by_template,
     generalize_object_arns,
+    has_created_patterns,
 )
 from iamtrim.synth.passrole import PASS_ROLE, ProfilePass, resolve_instance_profiles
 from iamtrim.synth.widen import (
@@ -538,7 +539,7 @@ def _generalize(
     # A resource the call created (RunInstances → instance/i-…): its AWS-generated id is
     # unknowable before the next call, so grant the ARN format with the caller's names kept.
     created: dict[str, list[str]] = defaultdict(list)
-    for arn in others if creates_resources(action) else ():
+    for arn in others if has_created_patterns(action) else ():
         patterns = created_resource_patterns(action, arn)
         if patterns:
             template_mapping[arn] = patterns[-1]
@@ -831,8 +832,8 @@ def _required_unseen(g: _Grants) -> None:
         if not required:
             continue
         seen_types = set()
-        for r in arows:
-            rt = catalog.resource_type_for_arn(action, g.final.get((action, r.resource), r.resource or ""))
+        for resource in dict.fromkeys(g.final.get((action, r.resource), r.resource or "") for r in arows):
+            rt = catalog.resource_type_for_arn(action, resource)
             if rt is not None:
                 seen_types.add(rt.name)
         if not seen_types:

@@ -216,10 +216,12 @@ def generalize_by_template(action: str, arns: Iterable[str], threshold: int) -> 
         if values is not None:
             by_type.setdefault(rt.arn_template, []).append((arn, values))
     for template, all_items in by_type.items():
-        # Partition, region and account are never generalized: group by them.
+        # Partition, region and account are never generalized: group by them. A template's
+        # values come in the order of its variables: the scope's places are the same for each.
+        places = [i for i, (n, _) in enumerate(all_items[0][1]) if n in _SCOPE_VARIABLES]
         scopes: dict[tuple[str, ...], list[tuple[str, tuple[tuple[str, str], ...]]]] = {}
         for arn, values in all_items:
-            scope = tuple(v for n, v in values if n in _SCOPE_VARIABLES)
+            scope = tuple(values[i][1] for i in places)
             scopes.setdefault(scope, []).append((arn, values))
         for items in scopes.values():
             if len(items) <= threshold:
@@ -228,7 +230,7 @@ def generalize_by_template(action: str, arns: Iterable[str], threshold: int) -> 
             agreed: dict[str, str] = {}
             varying: dict[str, list[str]] = {}
             for i, name in enumerate(names):
-                seen = sorted({vals[i][1] for _, vals in items})
+                seen = list({vals[i][1] for _, vals in items})  # in no order: read by min and max
                 agreed[name] = seen[0] if len(seen) == 1 else _common_prefix_pattern(seen)
                 if len(seen) > 1:
                     varying[name] = seen
@@ -302,6 +304,16 @@ _CREATE_VERBS = (
 def creates_resources(action: str) -> bool:
     """Whether the action's verb creates something (``RunInstances``, ``CreateTable``, ...)."""
     return bool(_created_noun(action))
+
+
+def has_created_patterns(action: str) -> bool:
+    """Whether :func:`created_resource_patterns` can give *action* anything: its verb creates,
+    it is not a read, and one of its resource types has a generated id (or it publishes
+    versions). Asked once per action, so that 30k log streams need not be asked one by one."""
+    noun = _created_noun(action)
+    if not noun or catalog.access_level(action) in ("List", "Read"):
+        return False
+    return noun == "version" or any(_generated_variables(noun, rt) for rt in catalog.resource_types(action))
 
 
 @functools.lru_cache(maxsize=1 << 15)

@@ -368,7 +368,8 @@ def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tup
     """
     groups: dict[tuple[str, tuple[tuple[str, str], ...], str], list[str]] = defaultdict(list)
     info: dict[tuple[str, tuple[tuple[str, str], ...], str], tuple[str, str, str]] = {}
-    for arn in sorted(set(arns)):
+    ordered = sorted(set(arns))
+    for arn in ordered:
         if has_wildcard(arn):  # a pattern already; an escaped literal (${$}) is a name like any
             continue
         rt, values = typed_arn(action, arn)
@@ -394,7 +395,7 @@ def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tup
             taken.update(members)
     # A name the pattern matches although its own shape differs (churn-train-v2 under
     # churn-train-*) is covered by the grant: it joins the pattern instead of staying exact.
-    rest = [a for a in sorted(set(arns)) if a not in taken and not has_wildcard(a)]
+    rest = [a for a in ordered if a not in taken and not has_wildcard(a)]
     out: dict[str, tuple[str, str]] = {}
     for key, pattern in patterns.items():
         extra = [a for a in rest if a not in out and glob_matches(pattern, a)]
