@@ -20,8 +20,11 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-l
 
 Not modelled: SCPs/RCPs, VPC endpoint policies, S3 ACLs and Block Public Access.
 
-Every compiled pattern is cached, so evaluating the same policies over many requests costs one
-dictionary lookup per statement and action after the first request.
+Every compiled pattern is cached, and each compiled policy remembers, per (principal, action,
+context), the statements whose action and conditions match: evaluating the same policies over
+many requests (a replay: tens of thousands of resources, a few hundred contexts) tests only
+those statements' resources, with one regular expression per statement when its resources have
+no policy variables.
 """
 
 from __future__ import annotations
