@@ -6,10 +6,8 @@ output; generate-policy runs this before printing anything.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from iamtrim.evaluate import Evaluation, Request, evaluate
@@ -135,22 +133,6 @@ class ReplayFailure:
     evaluation: Evaluation
 
 
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for a loop over tens of thousands of rows that
-    makes no reference cycles (requests, evaluations; grants and patterns): reference counting
-    frees all of it, while the collector, started by the count of new objects, would scan the
-    whole heap (the rows, the IAM definition) again and again. On the 10M store's busiest role
-    those full scans were a fifth of generate-policy's CPU. The previous state is restored."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def replay(
     principal_arn: str,
     rows: Iterable[UsageRow],
@@ -159,16 +141,6 @@ def replay(
 ) -> tuple[int, list[ReplayFailure]]:
     """Replay *rows*; ``stand_in_for`` names a resource for a row whose records name none (a
     resource of the ARN format in the row's own region), or ``None`` to use the row's."""
-    with collector_paused():
-        return _replay(principal_arn, rows, policies, stand_in_for)
-
-
-def _replay(
-    principal_arn: str,
-    rows: Iterable[UsageRow],
-    policies: Sequence[Policy],
-    stand_in_for: Callable[[UsageRow], str | None] | None,
-) -> tuple[int, list[ReplayFailure]]:
     failures = []
     count = 0
     for row in rows:

@@ -2,29 +2,7 @@
 
 from __future__ import annotations
 
-import gc
-
-import pytest
-
-from iamtrim.verify import account_trust_policy, collector_paused
-
-
-def test_collector_paused_restores_an_enabled_collector_even_on_error() -> None:
-    assert gc.isenabled()
-    with pytest.raises(RuntimeError), collector_paused():
-        assert not gc.isenabled()
-        raise RuntimeError("boom")
-    assert gc.isenabled()
-
-
-def test_collector_paused_leaves_a_disabled_collector_disabled() -> None:
-    gc.disable()
-    try:
-        with collector_paused():
-            assert not gc.isenabled()
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
+from iamtrim.verify import account_trust_policy
 
 
 def test_account_trust_policy_is_one_object_per_account_and_kind() -> None:

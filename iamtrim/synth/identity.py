@@ -80,7 +80,7 @@ from iamtrim.synth.widen import (
     generated_name_patterns,
     glob_matches,
 )
-from iamtrim.verify import account_trust_policy, collector_paused, replay, request_for, via_service
+from iamtrim.verify import account_trust_policy, replay, request_for, via_service
 
 
 class EvidenceSource(StrEnum):
@@ -472,9 +472,8 @@ def _resolve_resources(g: _Grants, threshold: int) -> None:
     # drives a generalization; it is granted exactly unless one the other resources made covers it.
     succeeded = {r.resource for r in g.used if r.resource and not r.context.error_code}
     failed_only = {r.resource for r in g.used if r.resource and r.resource != "*"} - succeeded
-    with collector_paused():  # per-resource work that makes no reference cycles
-        for action, arows in sorted(g.by_action.items()):
-            _resolve_action(g, action, arows, failed_only, threshold)
+    for action, arows in sorted(g.by_action.items()):
+        _resolve_action(g, action, arows, failed_only, threshold)
 
 
 def _resolve_action(
