@@ -20,6 +20,7 @@ Rules (docs/commands/generate-policy.md):
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import json
 import re
@@ -479,8 +480,9 @@ def _resolve_resources(g: _Grants, threshold: int) -> None:
 def _resolve_action(
     g: _Grants, action: str, arows: list[UsageRow], failed_only: set[str], threshold: int
 ) -> None:
+    refused = _Refused(g.denied_only.get(action, ()))
     objects, others, mapping, template_mapping, created = _generalize(
-        g, action, arows, failed_only, threshold
+        g, action, arows, failed_only, threshold, refused
     )
     targets = sorted({t for t in [*mapping.values(), *template_mapping.values()] if has_wildcard(t)})
     failed_codes: defaultdict[str, set[str]] = defaultdict(set)
@@ -504,7 +506,8 @@ def _resolve_action(
     mapping.update(template_mapping)
     # Every name seen takes part, folded or not: the rule does not depend on the threshold, so a
     # larger threshold (fewer folds) never gives a broader policy (see _generated_names).
-    generated = _generated_names(g, action, [a for a in [*objects, *others] if not has_wildcard(a)], mapping)
+    names = [a for a in [*objects, *others] if not has_wildcard(a)]
+    generated = _generated_names(g, action, names, mapping, refused)
     covered: dict[str, list[str]] = defaultdict(list)
     for arn, target in mapping.items():
         if target != arn and target not in created and target not in generated:
@@ -524,7 +527,7 @@ def _resolve_action(
 
 
 def _generalize(
-    g: _Grants, action: str, arows: list[UsageRow], failed_only: set[str], threshold: int
+    g: _Grants, action: str, arows: list[UsageRow], failed_only: set[str], threshold: int, refused: _Refused
 ) -> tuple[list[str], list[str], dict[str, str], dict[str, str], dict[str, list[str]]]:
     """The action's S3 objects and other resources seen, and what each generalizes to: object
     prefixes, template patterns past the threshold, and the patterns of resources it created."""
@@ -532,8 +535,8 @@ def _generalize(
     objects = sorted(a for a in seen if is_s3_object_arn(a))
     # A fold never covers a key this action was only ever denied on: the folder is granted
     # as its allowed parts instead (generalize_object_arns); only a fold the store made can.
-    refused = [d for d in g.denied_only.get(action, ()) if is_s3_object_arn(d)]
-    mapping = generalize_object_arns(objects, threshold, refused) if objects else {}
+    denied_objects = [d for d in g.denied_only.get(action, ()) if is_s3_object_arn(d)]
+    mapping = generalize_object_arns(objects, threshold, denied_objects) if objects else {}
     others = sorted(a for a in seen if a != "*" and not is_s3_object_arn(a))
     template_mapping = generalize_by_template(action, others, threshold)
     # A resource the call created (RunInstances → instance/i-…): its AWS-generated id is
@@ -550,13 +553,15 @@ def _generalize(
     # access was denied is not made: those resources stay exact, and the ladder (if the
     # policy must shrink) looks for a step that leaves the denied one outside.
     for target in {t for a, t in template_mapping.items() if t != a and t not in created}:
-        if any(glob_matches(target, d) for d in g.denied_only.get(action, ())):
+        if refused.matched_by(target):
             for arn in [a for a, t in template_mapping.items() if t == target]:
                 template_mapping[arn] = arn
     return objects, others, mapping, template_mapping, created
 
 
-def _generated_names(g: _Grants, action: str, names: list[str], mapping: dict[str, str]) -> set[str]:
+def _generated_names(
+    g: _Grants, action: str, names: list[str], mapping: dict[str, str], refused: _Refused
+) -> set[str]:
     """Names a program generates per run (log streams, eval-7.json, churn-xgb-2026-10-14-09-21):
     the exact names seen today are not tomorrow's, so two or more of one shape get the shape.
 
@@ -570,8 +575,7 @@ def _generated_names(g: _Grants, action: str, names: list[str], mapping: dict[st
         by_pattern[(pattern, admits)].append(arn)
     written: set[str] = set()
     for (pattern, admits), group in sorted(by_pattern.items()):
-        hit = [d for d in g.denied_only.get(action, ()) if glob_matches(pattern, d)]
-        if hit:
+        if refused.matched_by(pattern):
             continue  # a denied-only name of the same shape: keep the names exact
         folds: dict[str, bool] = {}  # many names share one fold: ask each fold once
         arns = [a for a in group if mapping.get(a, a) == a or not _covers(folds, mapping[a], pattern)]
@@ -591,6 +595,33 @@ def _generated_names(g: _Grants, action: str, names: list[str], mapping: dict[st
             )
         )
     return written
+
+
+class _Refused:
+    """The resources an action was only ever denied on, asked whether a pattern matches one.
+    Only those that start with the pattern's literal head can (a glob's literal characters
+    match themselves), found by bisection: a log group's 648 denied streams are not each
+    tried against every pattern of its 30k allowed ones. Escaped literals (``${*}``) are
+    matched as what they name, one by one."""
+
+    def __init__(self, resources: Iterable[str]) -> None:
+        self.plain = sorted(r for r in resources if "${" not in r)
+        self.escaped = [r for r in resources if "${" in r]
+
+    def matched_by(self, pattern: str) -> bool:
+        if any(glob_matches(pattern, d) for d in self.escaped):
+            return True
+        if "${" in pattern:
+            return any(glob_matches(pattern, d) for d in self.plain)
+        wild = [i for i in (pattern.find("*"), pattern.find("?")) if i >= 0]
+        head = pattern[: min(wild, default=len(pattern))]
+        plain = self.plain
+        i = bisect.bisect_left(plain, head)
+        while i < len(plain) and plain[i].startswith(head):
+            if glob_matches(pattern, plain[i]):
+                return True
+            i += 1
+        return False
 
 
 def _covers(answers: dict[str, bool], fold: str, pattern: str) -> bool:
