@@ -965,6 +965,10 @@ def _aws_owned_refusal(action: str, resource: str) -> str:
     return ""
 
 
+# No statement of a policy that is not there (shared: read and concatenated, never appended to).
+_NONE_MATCHED: list[MatchedStatement] = []
+
+
 def evaluate(
     request: Request,
     identity_policies: Sequence[Policy],
@@ -986,18 +990,15 @@ def evaluate(
     identity_allows, identity_denies = (
         ([], []) if anonymous else _scan(PolicyKind.IDENTITY, identity_policies, request, keyed)
     )
-    boundary_allows: list[MatchedStatement] = []
-    boundary_denies: list[MatchedStatement] = []
+    boundary_allows = boundary_denies = session_allows = session_denies = _NONE_MATCHED
     if boundary is not None:
         boundary_allows, boundary_denies = _scan(PolicyKind.BOUNDARY, [boundary], request, keyed)
-    session_allows: list[MatchedStatement] = []
-    session_denies: list[MatchedStatement] = []
     if session_policy is not None:
         session_allows, session_denies = _scan(PolicyKind.SESSION, [session_policy], request, keyed)
 
     rp = _scan_resource_policy(resource_policy, caller, boundary is not None, request, keyed.keys)
-    denies = identity_denies + boundary_denies + session_denies + rp.denies
-    if denies:
+    if identity_denies or boundary_denies or session_denies or rp.denies:
+        denies = identity_denies + boundary_denies + session_denies + rp.denies
         return Evaluation(Decision.EXPLICIT_DENY, tuple(denies), "explicit deny")
 
     if anonymous or caller.kind is _CallerKind.SERVICE:
