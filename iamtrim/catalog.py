@@ -33,6 +33,7 @@ __all__ = [
     "risk_classes",
     "service_exists",
     "service_prefixes",
+    "typed_variables",
 ]
 
 
@@ -307,6 +308,25 @@ def resource_type_for_arn(action: str, arn: str) -> ResourceType | None:
     under a greedy variable), the most specific one wins. Not cached per ARN: object ARNs are
     unbounded in number.
     """
+    return _matched_type(action, arn)[0]
+
+
+def typed_variables(
+    action: str, arn: str
+) -> tuple[ResourceType | None, tuple[tuple[str, str], ...] | None]:
+    """:func:`resource_type_for_arn` and that type's :func:`arn_variables` in *arn*, matching the
+    ARN once: the match that picked the type holds the values (``(None, None)`` for no type)."""
+    rt, m = _matched_type(action, arn)
+    if rt is None:
+        return None, None
+    if m is None:
+        return rt, arn_variables(rt.arn_template, arn)
+    return rt, tuple(zip(_named_template_regex(rt.arn_template)[1], m.groups(), strict=True))
+
+
+def _matched_type(action: str, arn: str) -> tuple[ResourceType | None, re.Match[str] | None]:
+    """The resource type of :func:`resource_type_for_arn` and the template match that found it
+    (``None`` when S3's bucket/object rule decided without a regex)."""
     # S3 bucket and object ARNs (no region, no account) are the most common by far, and the two
     # templates differ only by the "/" after the bucket name: decide without a regex.
     i = arn.find(":s3:::")
@@ -316,15 +336,16 @@ def resource_type_for_arn(action: str, arn: str) -> ResourceType | None:
         slash = arn.find("/", start)
         if slash < 0:
             if len(arn) > start and bucket is not None:
-                return bucket
+                return bucket, None
             if bucket_only:
-                return None
+                return None, None
         elif start < slash < len(arn) - 1 and obj is not None:
-            return obj
+            return obj, None
     for rx, rt in _rt_matchers(action):
-        if rx.match(arn):
-            return rt
-    return None
+        m = rx.match(arn)
+        if m is not None:
+            return rt, m
+    return None, None
 
 
 def _variable_pattern(var: str) -> str:
@@ -344,10 +365,16 @@ def _variable_pattern(var: str) -> str:
 @functools.cache
 def _named_template_regex(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
     rx, names = [], []
-    for part in re.split(r"(\$\{[^}]+\})", template):
+    parts = [p for p in re.split(r"(\$\{[^}]+\})", template) if p]
+    for i, part in enumerate(parts):
         if part.startswith("${"):
             names.append(part[2:-1])
-            rx.append(f"(?P<v{len(names) - 1}>{_variable_pattern(names[-1])})")
+            pattern = _variable_pattern(names[-1])
+            if pattern == ".+?" and i == len(parts) - 1:
+                # The last part of the template takes the rest of the ARN either way (``\Z``):
+                # greedy reaches the end at once instead of one character at a time.
+                pattern = ".+"
+            rx.append(f"(?P<v{len(names) - 1}>{pattern})")
         else:
             rx.append(re.escape(part))
     return re.compile("".join(rx) + r"\Z", re.DOTALL), tuple(names)
@@ -362,7 +389,8 @@ def arn_variables(template: str, arn: str) -> tuple[tuple[str, str], ...] | None
     m = rx.match(arn)
     if m is None:
         return None
-    return tuple((names[i], m.group(f"v{i}")) for i in range(len(names)))
+    # The template's variables are its only capturing groups (v0, v1, … in order).
+    return tuple(zip(names, m.groups(), strict=True))
 
 
 def fill_template(template: str, values: dict[str, str]) -> str:

@@ -20,14 +20,18 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-l
 
 Not modelled: SCPs/RCPs, VPC endpoint policies, S3 ACLs and Block Public Access.
 
-Every compiled pattern is cached, so evaluating the same policies over many requests costs one
-dictionary lookup per statement and action after the first request.
+Every compiled pattern is cached, and each compiled policy remembers, per (principal, action,
+context), the statements whose action and conditions match: evaluating the same policies over
+many requests (a replay: tens of thousands of resources, a few hundred contexts) tests only
+those statements' resources, with one regular expression per statement when its resources have
+no policy variables.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -685,17 +689,22 @@ def _principals_match(principals: Principals, caller: _Caller) -> _PrincipalMatc
 # Compiled statements and policies
 
 
+_MAX_COMBINED = 512  # resources of one statement matched by one regular expression, at most
+
+
 class _CompiledStatement:
     """Internal, per-statement caches (never leaves this module)."""
 
     __slots__ = (
         "_action_cache",
+        "_matched",
         "actions_rx",
         "conditions",
         "index",
         "negate_action",
         "negate_resource",
         "resources",
+        "resources_rx",
         "statement",
     )
 
@@ -710,12 +719,35 @@ class _CompiledStatement:
             if (statement.not_resources or statement.resources)
             else None
         )
+        # Resources without policy variables, as one regular expression: one match per request
+        # instead of one per resource (a fullmatch of an alternation is a fullmatch of one of them).
+        # Only for a statement of a size IAM accepts: compiling is slow for a huge alternation.
+        self.resources_rx: re.Pattern[str] | None = None
+        if (
+            self.resources
+            and len(self.resources) <= _MAX_COMBINED
+            and all(p.static is not None for p in self.resources)
+        ):
+            self.resources_rx = _compile(
+                "(?:" + "|".join(p.static.pattern for p in self.resources if p.static is not None) + ")"
+            )
         conds = []
         for c in statement.conditions:
             set_op, base, if_exists = split_operator(c.operator)
             conds.append(_CompiledCondition(set_op, base, if_exists, c.key.lower(), c.values))
         self.conditions = tuple(conds)
         self._action_cache: dict[str, bool] = {}
+        self._matched: dict[PolicyKind, MatchedStatement] = {}
+
+    def matched(self, kind: PolicyKind, policy: Policy) -> MatchedStatement:
+        """This statement (of *policy*) as a :class:`MatchedStatement` of *kind*; one object per
+        kind (a statement belongs to one compiled policy)."""
+        m = self._matched.get(kind)
+        if m is None:
+            m = self._matched[kind] = MatchedStatement(
+                kind, policy.name, self.index, self.statement.sid, self.statement.effect
+            )
+        return m
 
     def action_matches(self, action: str) -> bool:
         hit = self._action_cache.get(action)
@@ -728,6 +760,8 @@ class _CompiledStatement:
     def resource_matches(self, resource: str, ctx: _Ctx) -> bool:
         if self.resources is None:
             return True  # no Resource element (trust policies): the statement is about its own resource
+        if self.resources_rx is not None:
+            return (self.resources_rx.fullmatch(resource) is not None) != self.negate_resource
         hit = any(p.matches(resource, ctx) for p in self.resources)
         return hit != self.negate_resource
 
@@ -739,27 +773,90 @@ class _CompiledStatement:
         )
 
 
-_COMPILED: dict[int, tuple[Policy, tuple[_CompiledStatement, ...]]] = {}
+# What a request's action and context decide (every part of a request but its resource): the
+# principal ARN, the action, the context and whether keys are derived from the principal.
+_CtxKey = tuple[str, str, tuple[tuple[str, tuple[str, ...]], ...], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyedCtx:
+    """A request's condition keys (lower-cased) with its action, under an id no other
+    (principal, action, context) gets in this process (the policies' caches key on it)."""
+
+    id: int
+    action: str
+    keys: _Ctx
+
+
+class _CompiledPolicy:
+    """A policy's compiled statements, and per (action, context) the statements whose action and
+    conditions match it (only the resource is left to test): a replay asks the same few
+    (action, context) pairs of tens of thousands of resources."""
+
+    __slots__ = ("_candidates", "policy", "statements")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        variables = policy.version is PolicyVersion.V2012
+        self.statements = tuple(_CompiledStatement(s, i, variables) for i, s in enumerate(policy.statements))
+        self._candidates: dict[int, tuple[_CompiledStatement, ...]] = {}
+
+    def candidates(self, ctx: _KeyedCtx) -> tuple[_CompiledStatement, ...]:
+        """The statements whose action and conditions match a request of context *ctx*."""
+        hit = self._candidates.get(ctx.id)
+        if hit is None:
+            action = ctx.action
+            hit = tuple(
+                cs
+                for cs in self.statements
+                if cs.action_matches(action) and all(c.matches(ctx.keys) for c in cs.conditions)
+            )
+            if len(self._candidates) >= 4096:  # bounded: contexts come from records
+                self._candidates.clear()
+            self._candidates[ctx.id] = hit
+        return hit
+
+
+_COMPILED: dict[int, _CompiledPolicy] = {}
+
+
+def _compiled_policy(policy: Policy) -> _CompiledPolicy:
+    # Keyed by identity; the policy is kept alive in the value so its id cannot be reused.
+    hit = _COMPILED.get(id(policy))
+    if hit is not None and hit.policy is policy:
+        return hit
+    if len(_COMPILED) > 4096:
+        _COMPILED.clear()
+    compiled = _COMPILED[id(policy)] = _CompiledPolicy(policy)
+    return compiled
 
 
 def _compiled(policy: Policy) -> tuple[_CompiledStatement, ...]:
-    # Keyed by identity; the policy is kept alive in the value so its id cannot be reused.
-    hit = _COMPILED.get(id(policy))
-    if hit is not None and hit[0] is policy:
-        return hit[1]
-    if len(_COMPILED) > 4096:
-        _COMPILED.clear()
-    variables = policy.version is PolicyVersion.V2012
-    compiled = tuple(_CompiledStatement(s, i, variables) for i, s in enumerate(policy.statements))
-    _COMPILED[id(policy)] = (policy, compiled)
-    return compiled
+    return _compiled_policy(policy).statements
 
 
 # ---------------------------------------------------------------------------------------------
 # The decision
 
 
-def _context(request: Request, caller: _Caller) -> _Ctx:
+_CONTEXTS: dict[_CtxKey, _KeyedCtx] = {}
+_CONTEXT_IDS = itertools.count()
+
+
+def _context(request: Request, caller: _Caller) -> _KeyedCtx:
+    """The request's condition keys, lower-cased, with those AWS derives from the principal.
+    Shared per (principal, action, context) (read, never written, by the evaluation): a replay's
+    tens of thousands of requests have a few hundred. Bounded: contexts come from records."""
+    key = (request.principal_arn, request.action, request.context, request.auto_context)
+    ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        if len(_CONTEXTS) >= 4096:
+            _CONTEXTS.clear()
+        ctx = _CONTEXTS[key] = _KeyedCtx(next(_CONTEXT_IDS), request.action, _new_context(request, caller))
+    return ctx
+
+
+def _new_context(request: Request, caller: _Caller) -> _Ctx:
     ctx: _Ctx = {k.lower(): v for k, v in request.context}
     if request.auto_context and caller.account:
         # Keys AWS adds to every signed request.
@@ -793,19 +890,19 @@ def _arn_account(arn: str) -> str:
     return parts[4] if len(parts) == 6 and len(parts[4]) == 12 and parts[4].isdigit() else ""
 
 
-def _matched(kind: PolicyKind, policy: Policy, cs: _CompiledStatement) -> MatchedStatement:
-    return MatchedStatement(kind, policy.name, cs.index, cs.statement.sid, cs.statement.effect)
-
-
 def _scan(
-    kind: PolicyKind, policies: Sequence[Policy], request: Request, ctx: _Ctx
+    kind: PolicyKind, policies: Sequence[Policy], request: Request, ctx: _KeyedCtx
 ) -> tuple[list[MatchedStatement], list[MatchedStatement]]:
+    """The statements of *policies* that apply to *request* (``_CompiledStatement.applies``:
+    action, resource and conditions; the action and conditions decided once per context)."""
     allows: list[MatchedStatement] = []
     denies: list[MatchedStatement] = []
+    resource = request.resource
+    keys = ctx.keys
     for policy in policies:
-        for cs in _compiled(policy):
-            if cs.applies(request, ctx):
-                (allows if cs.statement.effect is Effect.ALLOW else denies).append(_matched(kind, policy, cs))
+        for cs in _compiled_policy(policy).candidates(ctx):
+            if cs.resource_matches(resource, keys):
+                (allows if cs.statement.effect is Effect.ALLOW else denies).append(cs.matched(kind, policy))
     return allows, denies
 
 
@@ -844,12 +941,15 @@ _AWS_RESERVED_ROLE_ACTIONS = frozenset(
     )
 )
 _KMS_ALIAS_ACTIONS = frozenset({"kms:createalias", "kms:deletealias", "kms:updatealias"})
+_AWS_OWNED_ACTIONS = _AWS_MANAGED_POLICY_ACTIONS | _AWS_RESERVED_ROLE_ACTIONS | _KMS_ALIAS_ACTIONS
 
 
 def _aws_owned_refusal(action: str, resource: str) -> str:
+    low = action.lower()
+    if low not in _AWS_OWNED_ACTIONS:
+        return ""
     parts = resource.split(":", 5)
     res = parts[5] if len(parts) == 6 else ""
-    low = action.lower()
     if (
         low in _AWS_MANAGED_POLICY_ACTIONS
         and len(parts) == 6
@@ -863,6 +963,10 @@ def _aws_owned_refusal(action: str, resource: str) -> str:
         # https://docs.aws.amazon.com/kms/latest/developerguide/alias-access.html
         return "aliases under alias/aws/ are reserved for AWS managed keys"
     return ""
+
+
+# No statement of a policy that is not there (shared: read and concatenated, never appended to).
+_NONE_MATCHED: list[MatchedStatement] = []
 
 
 def evaluate(
@@ -881,23 +985,20 @@ def evaluate(
     if action == "sts:getcalleridentity" and caller.kind is not _CallerKind.ANONYMOUS:
         return Evaluation(Decision.ALLOWED, (), "sts:GetCallerIdentity needs no permission")
 
-    ctx = _context(request, caller)
+    keyed = _context(request, caller)
     anonymous = caller.kind is _CallerKind.ANONYMOUS
     identity_allows, identity_denies = (
-        ([], []) if anonymous else _scan(PolicyKind.IDENTITY, identity_policies, request, ctx)
+        ([], []) if anonymous else _scan(PolicyKind.IDENTITY, identity_policies, request, keyed)
     )
-    boundary_allows: list[MatchedStatement] = []
-    boundary_denies: list[MatchedStatement] = []
+    boundary_allows = boundary_denies = session_allows = session_denies = _NONE_MATCHED
     if boundary is not None:
-        boundary_allows, boundary_denies = _scan(PolicyKind.BOUNDARY, [boundary], request, ctx)
-    session_allows: list[MatchedStatement] = []
-    session_denies: list[MatchedStatement] = []
+        boundary_allows, boundary_denies = _scan(PolicyKind.BOUNDARY, [boundary], request, keyed)
     if session_policy is not None:
-        session_allows, session_denies = _scan(PolicyKind.SESSION, [session_policy], request, ctx)
+        session_allows, session_denies = _scan(PolicyKind.SESSION, [session_policy], request, keyed)
 
-    rp = _scan_resource_policy(resource_policy, caller, boundary is not None, request, ctx)
-    denies = identity_denies + boundary_denies + session_denies + rp.denies
-    if denies:
+    rp = _scan_resource_policy(resource_policy, caller, boundary is not None, request, keyed.keys)
+    if identity_denies or boundary_denies or session_denies or rp.denies:
+        denies = identity_denies + boundary_denies + session_denies + rp.denies
         return Evaluation(Decision.EXPLICIT_DENY, tuple(denies), "explicit deny")
 
     if anonymous or caller.kind is _CallerKind.SERVICE:
@@ -960,7 +1061,7 @@ def _scan_resource_policy(
             pm = _PrincipalMatch.NONE
         if pm is _PrincipalMatch.NONE or not cs.applies(request, ctx):
             continue
-        m = _matched(PolicyKind.RESOURCE, resource_policy, cs)
+        m = cs.matched(PolicyKind.RESOURCE, resource_policy)
         if st.effect is Effect.DENY:
             out.denies.append(m)
         elif pm is _PrincipalMatch.ACCOUNT:

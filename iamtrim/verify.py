@@ -6,6 +6,7 @@ output; generate-policy runs this before printing anything.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -53,13 +54,15 @@ def request_for(principal_arn: str, row: UsageRow, resource: str | None = None) 
     # request names the literal string the caller asked for.
     target = resource or (literal_of(row.resource) if row.resource else "*")
     account = principal_arn.split(":")[4] if principal_arn.startswith("arn:") else ""
-    return Request.make(
-        principal_arn,
-        row.action,
-        target,
-        request_context(row.action, row.context, row.source_ips[0] if row.source_ips else ""),
-        resource_account=account,
-    )
+    items = _context_items(row.action, row.context, row.source_ips[0] if row.source_ips else "")
+    return Request(principal_arn, row.action, target, items, account)
+
+
+@functools.lru_cache(maxsize=4096)
+def _context_items(action: str, context: Context, source_ip: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``Request.make``'s context of :func:`request_context`: the rows of a replay share a few
+    hundred (bounded: contexts come from records)."""
+    return Request.make("", action, "", request_context(action, context, source_ip)).context
 
 
 def account_trust_policy(resource: str, fallback_account: str) -> Policy | None:
@@ -74,28 +77,41 @@ def account_trust_policy(resource: str, fallback_account: str) -> Policy | None:
         return None
     account = parts[4] or fallback_account
     if account != fallback_account:
-        # A call into another account succeeded, so that account's resource policy allowed the
-        # caller; the replay checks the identity side, keeping the resource side as it was.
-        root = f"arn:{parts[1]}:iam::{fallback_account}:root"
-        return Policy(
-            statements=(
-                Statement(
-                    Effect.ALLOW,
-                    actions=("*",),
-                    resources=("*",),
-                    principals=Principals.aws(root),
-                    sid="ObservedCrossAccess",
-                ),
-            ),
-            name="assumed-resource-policy",
-        )
+        return _observed_cross_access(parts[1], fallback_account)
     if not (
         (parts[2] == "kms" and parts[5].startswith("key/"))
         or (parts[2] == "iam" and parts[5].startswith("role/"))
     ):
         return None
-    root = f"arn:{parts[1]}:iam::{account}:root"
-    action = "kms:*" if parts[2] == "kms" else "sts:AssumeRole*"
+    return _default_trust(parts[1], account, parts[2])
+
+
+# One policy object per (partition, account, service): a replay of many keys or roles evaluates
+# the same compiled policy (bounded: accounts come from records).
+@functools.lru_cache(maxsize=1024)
+def _observed_cross_access(partition: str, fallback_account: str) -> Policy:
+    """A call into another account succeeded, so that account's resource policy allowed the
+    caller; the replay checks the identity side, keeping the resource side as it was."""
+    root = f"arn:{partition}:iam::{fallback_account}:root"
+    return Policy(
+        statements=(
+            Statement(
+                Effect.ALLOW,
+                actions=("*",),
+                resources=("*",),
+                principals=Principals.aws(root),
+                sid="ObservedCrossAccess",
+            ),
+        ),
+        name="assumed-resource-policy",
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _default_trust(partition: str, account: str, service: str) -> Policy:
+    """The default key policy (``kms``) or a role trust policy (``iam``) trusting *account*."""
+    root = f"arn:{partition}:iam::{account}:root"
+    action = "kms:*" if service == "kms" else "sts:AssumeRole*"
     return Policy(
         statements=(
             Statement(

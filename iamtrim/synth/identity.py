@@ -20,6 +20,7 @@ Rules (docs/commands/generate-policy.md):
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import json
 import re
@@ -63,6 +64,7 @@ from iamtrim.synth.minimize import (
     creates_resources,
     generalize_by_template,
     generalize_object_arns,
+    has_created_patterns,
 )
 from iamtrim.synth.passrole import PASS_ROLE, ProfilePass, resolve_instance_profiles
 from iamtrim.synth.widen import (
@@ -478,16 +480,22 @@ def _resolve_resources(g: _Grants, threshold: int) -> None:
 def _resolve_action(
     g: _Grants, action: str, arows: list[UsageRow], failed_only: set[str], threshold: int
 ) -> None:
+    refused = _Refused(g.denied_only.get(action, ()))
     objects, others, mapping, template_mapping, created = _generalize(
-        g, action, arows, failed_only, threshold
+        g, action, arows, failed_only, threshold, refused
     )
     targets = sorted({t for t in [*mapping.values(), *template_mapping.values()] if has_wildcard(t)})
-    for arn in sorted({r.resource for r in arows if r.resource in failed_only}):
-        cover = next((t for t in targets if pattern_covers(t, arn)), None)
+    failed_codes: defaultdict[str, set[str]] = defaultdict(set)
+    for r in arows:
+        if r.resource in failed_only:
+            failed_codes[r.resource].add(r.context.error_code)
+    index = PatternIndex(targets)
+    for arn in sorted(failed_codes):
+        cover = min(index.matching(arn), default=None)  # the first target, in sorted order
         if cover is not None:
             (mapping if is_s3_object_arn(arn) else template_mapping)[arn] = cover
         else:
-            codes = sorted({r.context.error_code for r in arows if r.resource == arn})
+            codes = sorted(failed_codes[arn])
             g.findings.append(
                 Finding(
                     "FAILED_CALLS_ONLY",
@@ -498,7 +506,8 @@ def _resolve_action(
     mapping.update(template_mapping)
     # Every name seen takes part, folded or not: the rule does not depend on the threshold, so a
     # larger threshold (fewer folds) never gives a broader policy (see _generated_names).
-    generated = _generated_names(g, action, [a for a in [*objects, *others] if not has_wildcard(a)], mapping)
+    names = [a for a in [*objects, *others] if not has_wildcard(a)]
+    generated = _generated_names(g, action, names, mapping, refused)
     covered: dict[str, list[str]] = defaultdict(list)
     for arn, target in mapping.items():
         if target != arn and target not in created and target not in generated:
@@ -518,24 +527,22 @@ def _resolve_action(
 
 
 def _generalize(
-    g: _Grants, action: str, arows: list[UsageRow], failed_only: set[str], threshold: int
+    g: _Grants, action: str, arows: list[UsageRow], failed_only: set[str], threshold: int, refused: _Refused
 ) -> tuple[list[str], list[str], dict[str, str], dict[str, str], dict[str, list[str]]]:
     """The action's S3 objects and other resources seen, and what each generalizes to: object
     prefixes, template patterns past the threshold, and the patterns of resources it created."""
-    objects = sorted({r.resource for r in arows if r.resource and is_s3_object_arn(r.resource)} - failed_only)
+    seen = {r.resource for r in arows if r.resource} - failed_only
+    objects = sorted(a for a in seen if is_s3_object_arn(a))
     # A fold never covers a key this action was only ever denied on: the folder is granted
     # as its allowed parts instead (generalize_object_arns); only a fold the store made can.
-    refused = [d for d in g.denied_only.get(action, ()) if is_s3_object_arn(d)]
-    mapping = generalize_object_arns(objects, threshold, refused) if objects else {}
-    others = sorted(
-        {r.resource for r in arows if r.resource and r.resource != "*" and not is_s3_object_arn(r.resource)}
-        - failed_only
-    )
+    denied_objects = [d for d in g.denied_only.get(action, ()) if is_s3_object_arn(d)]
+    mapping = generalize_object_arns(objects, threshold, denied_objects) if objects else {}
+    others = sorted(a for a in seen if a != "*" and not is_s3_object_arn(a))
     template_mapping = generalize_by_template(action, others, threshold)
     # A resource the call created (RunInstances → instance/i-…): its AWS-generated id is
     # unknowable before the next call, so grant the ARN format with the caller's names kept.
     created: dict[str, list[str]] = defaultdict(list)
-    for arn in others:
+    for arn in others if has_created_patterns(action) else ():
         patterns = created_resource_patterns(action, arn)
         if patterns:
             template_mapping[arn] = patterns[-1]
@@ -546,13 +553,15 @@ def _generalize(
     # access was denied is not made: those resources stay exact, and the ladder (if the
     # policy must shrink) looks for a step that leaves the denied one outside.
     for target in {t for a, t in template_mapping.items() if t != a and t not in created}:
-        if any(glob_matches(target, d) for d in g.denied_only.get(action, ())):
+        if refused.matched_by(target):
             for arn in [a for a, t in template_mapping.items() if t == target]:
                 template_mapping[arn] = arn
     return objects, others, mapping, template_mapping, created
 
 
-def _generated_names(g: _Grants, action: str, names: list[str], mapping: dict[str, str]) -> set[str]:
+def _generated_names(
+    g: _Grants, action: str, names: list[str], mapping: dict[str, str], refused: _Refused
+) -> set[str]:
     """Names a program generates per run (log streams, eval-7.json, churn-xgb-2026-10-14-09-21):
     the exact names seen today are not tomorrow's, so two or more of one shape get the shape.
 
@@ -566,10 +575,10 @@ def _generated_names(g: _Grants, action: str, names: list[str], mapping: dict[st
         by_pattern[(pattern, admits)].append(arn)
     written: set[str] = set()
     for (pattern, admits), group in sorted(by_pattern.items()):
-        hit = [d for d in g.denied_only.get(action, ()) if glob_matches(pattern, d)]
-        if hit:
+        if refused.matched_by(pattern):
             continue  # a denied-only name of the same shape: keep the names exact
-        arns = [a for a in group if mapping.get(a, a) == a or not pattern_covers(mapping[a], pattern)]
+        folds: dict[str, bool] = {}  # many names share one fold: ask each fold once
+        arns = [a for a in group if mapping.get(a, a) == a or not _covers(folds, mapping[a], pattern)]
         if not arns:
             continue  # folds that cover the shape already
         written.add(pattern)
@@ -586,6 +595,41 @@ def _generated_names(g: _Grants, action: str, names: list[str], mapping: dict[st
             )
         )
     return written
+
+
+class _Refused:
+    """The resources an action was only ever denied on, asked whether a pattern matches one.
+    Only those that start with the pattern's literal head can (a glob's literal characters
+    match themselves), found by bisection: a log group's 648 denied streams are not each
+    tried against every pattern of its 30k allowed ones. Escaped literals (``${*}``) are
+    matched as what they name, one by one."""
+
+    def __init__(self, resources: Iterable[str]) -> None:
+        self.plain = sorted(r for r in resources if "${" not in r)
+        self.escaped = [r for r in resources if "${" in r]
+
+    def matched_by(self, pattern: str) -> bool:
+        if any(glob_matches(pattern, d) for d in self.escaped):
+            return True
+        if "${" in pattern:
+            return any(glob_matches(pattern, d) for d in self.plain)
+        wild = [i for i in (pattern.find("*"), pattern.find("?")) if i >= 0]
+        head = pattern[: min(wild, default=len(pattern))]
+        plain = self.plain
+        i = bisect.bisect_left(plain, head)
+        while i < len(plain) and plain[i].startswith(head):
+            if glob_matches(pattern, plain[i]):
+                return True
+            i += 1
+        return False
+
+
+def _covers(answers: dict[str, bool], fold: str, pattern: str) -> bool:
+    """``pattern_covers(fold, pattern)``, remembered in *answers* (one *pattern* per dict)."""
+    got = answers.get(fold)
+    if got is None:
+        got = answers[fold] = pattern_covers(fold, pattern)
+    return got
 
 
 def _record_generalized(
@@ -657,37 +701,33 @@ def _store_folded(g: _Grants, action: str, resource: str, stored: list[bytes]) -
 
 def _final_resources(g: _Grants, action: str, arows: list[UsageRow], mapping: dict[str, str]) -> None:
     """Each row's final resource, with the findings a resource itself calls for."""
-    # The stored key sketches of the action's rows, by resource (a fold has a row per context).
-    sketches: defaultdict[str, list[bytes]] = defaultdict(list)
+    # The stored key sketches of the action's rows, by resource (a fold has a row per context),
+    # the resources in the order the rows name them: a resource's facts are the same for each row.
+    sketches: dict[str, list[bytes]] = {}
     for r in arows:
-        if r.key_sketch and r.resource is not None:
-            sketches[r.resource].append(r.key_sketch)
-    folds: set[str] = set()
-    for r in arows:
-        if r.resource is None:
-            continue
-        if r.resource in mapping:
-            g.final[(action, r.resource)] = mapping[r.resource]
+        if r.resource is not None:
+            got = sketches.get(r.resource)
+            if got is None:
+                got = sketches[r.resource] = []
+            if r.key_sketch:
+                got.append(r.key_sketch)
+    for res, stored in sketches.items():
+        target = mapping.get(res)
+        if target is not None:
+            g.final[(action, res)] = target
             # Only an S3 fold is the store's: ``stack/name/*`` is the ARN AWS imposes.
-            if (
-                is_s3_object_arn(r.resource)
-                and r.resource.endswith("/*")
-                and mapping[r.resource] == r.resource
-                and r.resource not in folds
-            ):
-                folds.add(r.resource)
-                _store_folded(g, action, r.resource, sketches[r.resource])
+            if target == res and res.endswith("/*") and is_s3_object_arn(res):
+                _store_folded(g, action, res, stored)
         else:
-            g.final[(action, r.resource)] = r.resource
-            if r.resource.endswith("-??????") and action.startswith("secretsmanager:"):
+            g.final[(action, res)] = res
+            if res.endswith("-??????") and action.startswith("secretsmanager:"):
                 g.findings.append(
                     Finding(
                         "SECRET_SUFFIX_PATTERN",
-                        r.resource,
+                        res,
                         "the secret was named without its ARN; '-??????' stands for AWS's suffix",
                     )
                 )
-        res = r.resource
         if has_escaped(res):
             # A caller may name "*" or "?" (an S3 key, a secret name): it was written as IAM's
             # literal ${*} / ${?} / ${$}, never as a wildcard; worth a look all the same.
@@ -823,8 +863,8 @@ def _required_unseen(g: _Grants) -> None:
         if not required:
             continue
         seen_types = set()
-        for r in arows:
-            rt = catalog.resource_type_for_arn(action, g.final.get((action, r.resource), r.resource or ""))
+        for resource in dict.fromkeys(g.final.get((action, r.resource), r.resource or "") for r in arows):
+            rt = catalog.resource_type_for_arn(action, resource)
             if rt is not None:
                 seen_types.add(rt.name)
         if not seen_types:

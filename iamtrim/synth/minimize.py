@@ -198,8 +198,7 @@ def typed_arn(
     resource each action was seen on (generated names, template patterns, created resources):
     matching each ARN once instead of three times was a third of resolving a busy role's 44k
     rows. Bounded: ARNs come from records."""
-    rt = catalog.resource_type_for_arn(action, arn)
-    return rt, (catalog.arn_variables(rt.arn_template, arn) if rt is not None else None)
+    return catalog.typed_variables(action, arn)
 
 
 def generalize_by_template(action: str, arns: Iterable[str], threshold: int) -> dict[str, str]:
@@ -217,10 +216,12 @@ def generalize_by_template(action: str, arns: Iterable[str], threshold: int) -> 
         if values is not None:
             by_type.setdefault(rt.arn_template, []).append((arn, values))
     for template, all_items in by_type.items():
-        # Partition, region and account are never generalized: group by them.
+        # Partition, region and account are never generalized: group by them. A template's
+        # values come in the order of its variables: the scope's places are the same for each.
+        places = [i for i, (n, _) in enumerate(all_items[0][1]) if n in _SCOPE_VARIABLES]
         scopes: dict[tuple[str, ...], list[tuple[str, tuple[tuple[str, str], ...]]]] = {}
         for arn, values in all_items:
-            scope = tuple(v for n, v in values if n in _SCOPE_VARIABLES)
+            scope = tuple(values[i][1] for i in places)
             scopes.setdefault(scope, []).append((arn, values))
         for items in scopes.values():
             if len(items) <= threshold:
@@ -229,7 +230,7 @@ def generalize_by_template(action: str, arns: Iterable[str], threshold: int) -> 
             agreed: dict[str, str] = {}
             varying: dict[str, list[str]] = {}
             for i, name in enumerate(names):
-                seen = sorted({vals[i][1] for _, vals in items})
+                seen = list({vals[i][1] for _, vals in items})  # in no order: read by min and max
                 agreed[name] = seen[0] if len(seen) == 1 else _common_prefix_pattern(seen)
                 if len(seen) > 1:
                     varying[name] = seen
@@ -305,8 +306,21 @@ def creates_resources(action: str) -> bool:
     return bool(_created_noun(action))
 
 
+def has_created_patterns(action: str) -> bool:
+    """Whether :func:`created_resource_patterns` can give *action* anything: its verb creates,
+    it is not a read, and one of its resource types has a generated id (or it publishes
+    versions). Asked once per action, so that 30k log streams need not be asked one by one."""
+    noun = _created_noun(action)
+    if not noun or catalog.access_level(action) in ("List", "Read"):
+        return False
+    return noun == "version" or any(_generated_variables(noun, rt) for rt in catalog.resource_types(action))
+
+
+@functools.lru_cache(maxsize=1 << 15)
 def _created_noun(action: str) -> str:
-    """``ec2:RunInstances`` → ``instance``; ``""`` when the action's verb creates nothing."""
+    """``ec2:RunInstances`` → ``instance``; ``""`` when the action's verb creates nothing.
+    Cached: asked for every resource an action was seen on (bounded like the catalog's
+    action caches: action names come from records)."""
     name = action.partition(":")[2]
     for verb in _CREATE_VERBS:
         if name.startswith(verb) and len(name) > len(verb) and name[len(verb)].isupper():
@@ -347,11 +361,19 @@ def created_resource_patterns(action: str, arn: str) -> tuple[str, ...]:
             unqualified = catalog.fill_template(rt.arn_template, {**filled, name: base})
             return (unqualified, catalog.fill_template(rt.arn_template, {**filled, name: f"{base}:*"}))
         return ()
-    type_noun = _norm(rt.name)
-    if not type_noun or not noun.endswith(type_noun):
-        return ()
-    generated = {n for n, _ in values if n.endswith("Id") and n not in _SCOPE_VARIABLES}
+    generated = _generated_variables(noun, rt)
     if not generated:
         return ()
     pattern = catalog.fill_template(rt.arn_template, {n: "*" if n in generated else v for n, v in values})
     return (pattern,) if pattern != arn else ()
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _generated_variables(noun: str, rt: catalog.ResourceType) -> frozenset[str]:
+    """The variables of *rt*'s ARN that AWS generates when an action creating *noun* makes one
+    (its ``…Id`` variables), or none when *noun* does not name the type. Per (noun, type), not
+    per ARN: a log group's 30k streams ask it once. Bounded: the catalog's types."""
+    type_noun = _norm(rt.name)
+    if not type_noun or not noun.endswith(type_noun):
+        return frozenset()
+    return frozenset(n for n in rt.variables if n.endswith("Id") and n not in _SCOPE_VARIABLES)

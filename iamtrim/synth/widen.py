@@ -303,29 +303,34 @@ _SCOPE_PICKS: dict[str, tuple[int, ...]] = {}  # catalog template → its scope 
 # --- generated names ------------------------------------------------------------------------------
 
 # Parts of a name a program generates per run: request ids, timestamps, hex digests, counters.
-# Longest first: a uuid is not three hex runs, a date is not three counters.
+# Longest first: a uuid is not three hex runs, a date is not three counters. Every kind starts
+# with a hex digit: the leading look-ahead skips the other characters without trying each kind.
 _GENERATED = re.compile(
+    r"(?=[0-9a-fA-F])(?:"
     r"(?P<uuid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
     r"|(?P<date>(?<![0-9A-Za-z])(?:19|20)\d\d[-/_.]?[01]\d[-/_.]?[0-3]\d"
     r"(?:[-T_/]?[0-2]\d[-:_.]?[0-5]\d(?:[-:_.]?[0-5]\d)?(?:\.\d+)?Z?)?(?![0-9A-Za-z]))"
     r"|(?P<hex>(?<![0-9A-Za-z])(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{8,}(?![0-9A-Za-z]))"
-    r"|(?P<counter>(?<![A-Za-z0-9])\d+(?![A-Za-z0-9]))"
+    r"|(?P<counter>(?<![A-Za-z0-9])\d+(?![A-Za-z0-9])))"
 )
 
 
-def _shape(name: str) -> tuple[str, frozenset[str]]:
-    """``eval-7.json`` → (``eval-*.json``, {counter}); runs of ``*`` joined only by separators
-    collapse (``2026/11/20/[$LATEST]f889…`` → ``*/[$LATEST]*``)."""
-    kinds: set[str] = set()
+_JOINED_STARS = re.compile(r"\*[-_./:]*\*")
 
-    def sub(m: re.Match[str]) -> str:
-        kinds.add(m.lastgroup or "")
-        return "*"
 
-    text = _GENERATED.sub(sub, name)
-    text = re.sub(r"\*[-_./:]*\*", "*", text)
-    text = re.sub(r"\*[-_./:]*\*", "*", text)
-    return text, frozenset(kinds)
+def _shape(name: str) -> str:
+    """``eval-7.json`` → ``eval-*.json``; runs of ``*`` joined only by separators collapse
+    (``2026/11/20/[$LATEST]f889…`` → ``*/[$LATEST]*``)."""
+    text = _GENERATED.sub("*", name)
+    if text.count("*") > 1:
+        text = _JOINED_STARS.sub("*", _JOINED_STARS.sub("*", text))
+    return text
+
+
+def _generated_kinds(name: str) -> frozenset[str]:
+    """The kinds of generated parts in *name* (``eval-7.json`` → {counter}). Asked once per
+    pattern written, not per name: most names' shapes are never written."""
+    return frozenset(m.lastgroup or "" for m in _GENERATED.finditer(name))
 
 
 # An AWS-generated id: a short type prefix and a hex or decimal run (sg-0a1b2c3d, i-0123…ef0,
@@ -334,6 +339,8 @@ def _shape(name: str) -> tuple[str, frozenset[str]]:
 _ID = re.compile(r"(?P<prefix>[A-Za-z]+-)?(?:[0-9a-fA-F]*[0-9][0-9a-fA-F]*)")
 # A template whose resource part is one id variable (security-group/${SecurityGroupId}).
 _ID_VARIABLE = re.compile(r"[/:]\$\{[A-Za-z]*Id\}$")
+_ID_LEAD = re.compile(r"[A-Za-z]+-")
+_STEM_CHARACTER = re.compile(r"[A-Za-z0-9]")
 
 
 def _id_prefix(template: str, name: str) -> str | None:
@@ -344,10 +351,16 @@ def _id_prefix(template: str, name: str) -> str | None:
     m = _ID.fullmatch(name)
     if m is not None:
         return m.group("prefix") or ""
-    if _ID_VARIABLE.search(template):
-        lead = re.match(r"[A-Za-z]+-", name)
+    if _id_variable(template):
+        lead = _ID_LEAD.match(name)
         return lead.group(0) if lead else ""
     return None
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _id_variable(template: str) -> bool:
+    """Whether the template's resource part is one ``…Id`` variable (bounded: catalog templates)."""
+    return _ID_VARIABLE.search(template) is not None
 
 
 def _has_stem(shaped: str, id_prefix: str | None) -> bool:
@@ -356,7 +369,7 @@ def _has_stem(shaped: str, id_prefix: str | None) -> bool:
     literal = shaped.replace("*", "")
     if id_prefix and shaped.startswith(id_prefix):
         literal = shaped[len(id_prefix) :].replace("*", "")
-    return re.search(r"[A-Za-z0-9]", literal) is not None
+    return _STEM_CHARACTER.search(literal) is not None
 
 
 def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tuple[str, str]]:
@@ -372,8 +385,9 @@ def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tup
     stays exact.
     """
     groups: dict[tuple[str, tuple[tuple[str, str], ...], str], list[str]] = defaultdict(list)
-    info: dict[tuple[str, tuple[tuple[str, str], ...], str], tuple[str, str, frozenset[str]]] = {}
-    for arn in sorted(set(arns)):
+    info: dict[tuple[str, tuple[tuple[str, str], ...], str], tuple[str, str, str]] = {}
+    ordered = sorted(set(arns))
+    for arn in ordered:
         if has_wildcard(arn):  # a pattern already; an escaped literal (${$}) is a name like any
             continue
         rt, values = typed_arn(action, arn)
@@ -384,12 +398,12 @@ def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tup
         name_var, name = values[-1]
         if name_var in _SCOPE:
             continue
-        shaped, kinds = _shape(name)
+        shaped = _shape(name)
         if shaped == name or not _has_stem(shaped, _id_prefix(rt.arn_template, name)):
             continue
-        key = (rt.arn_template, tuple((n, v) for n, v in values[:-1]), shaped)
+        key = (rt.arn_template, values[:-1], shaped)
         groups[key].append(arn)
-        info[key] = (rt.name, name_var, kinds)
+        info[key] = (rt.name, name_var, name)  # the kinds said are the last name's
     patterns: dict[tuple[str, tuple[tuple[str, str], ...], str], str] = {}
     taken: set[str] = set()
     for key, members in sorted(groups.items()):
@@ -399,12 +413,13 @@ def generated_name_patterns(action: str, arns: Collection[str]) -> dict[str, tup
             taken.update(members)
     # A name the pattern matches although its own shape differs (churn-train-v2 under
     # churn-train-*) is covered by the grant: it joins the pattern instead of staying exact.
-    rest = [a for a in sorted(set(arns)) if a not in taken and not has_wildcard(a)]
+    rest = [a for a in ordered if a not in taken and not has_wildcard(a)]
     out: dict[str, tuple[str, str]] = {}
     for key, pattern in patterns.items():
         extra = [a for a in rest if a not in out and glob_matches(pattern, a)]
         members = [*groups[key], *extra]
-        type_name, _, kinds = info[key]
+        type_name, _, last = info[key]
+        kinds = _generated_kinds(last)
         admits = (
             f"any {type_name} named like {key[2]!r} (generated parts: {', '.join(sorted(kinds))}; "
             f"{len(members)} names seen)"
