@@ -52,10 +52,10 @@ from iamtrim.synth.limits import (
     MANAGED_POLICIES_PER_ENTITY,
     NamedPolicy,
     Packing,
+    PackMemo,
     Target,
     pack,
     plan,
-    statement_size,
 )
 from iamtrim.synth.minimize import (
     action_wildcards,
@@ -898,8 +898,9 @@ def _fit(
     relaxed: dict[str, tuple[Condition, ...]] = {}  # service → the conditions of rung 6
     ladder: list[Widening] = []
     built = StatementMemo()  # the statements each round rebuilds from the grants
+    packed = PackMemo()  # their pieces and sizes
     statements = _statements(g.groups, g.widenings, g.advice_time, merged, options, None, memo=built)
-    packing = plan(g.principal, [s for s, _ in statements], options.target, limit)
+    packing = plan(g.principal, [s for s, _ in statements], options.target, limit, packed)
     rounds = 0
     memo = LadderMemo()  # the steps each round scores
     # Each round replaces resources by fewer patterns or merges statements, so the ladder runs
@@ -907,7 +908,7 @@ def _fit(
     sized: dict[Statement, int] = {}  # last round's statements: most are this round's too
     while options.widen and not packing.fits and rounds < _MAX_ROUNDS:
         rounds += 1
-        sized = {st: sized[st] if st in sized else statement_size(st) + 1 for st, _ in statements}
+        sized = {st: sized[st] if st in sized else packed.statement_size(st) + 1 for st, _ in statements}
         shapes = [StatementShape(ev.actions, ev.resources, ev.conditions, sized[st]) for st, ev in statements]
         steps = choose(
             candidates(g.groups.keys(), shapes, g.denied_only, options.prefix_threshold, memo),
@@ -936,7 +937,7 @@ def _fit(
         statements = _statements(
             g.groups, g.widenings, g.advice_time, merged, options, None, bool(ladder), relaxed, built
         )
-        packing = plan(g.principal, [s for s, _ in statements], options.target, limit)
+        packing = plan(g.principal, [s for s, _ in statements], options.target, limit, packed)
     statements = _statements(
         g.groups, g.widenings, g.advice_time, merged, options, g.findings, bool(ladder), relaxed, built
     )
