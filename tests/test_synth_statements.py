@@ -11,7 +11,7 @@ import pytest
 
 from iamtrim.model import Context, Outcome, UsageRow, has_wildcard
 from iamtrim.model.policy import Condition
-from iamtrim.synth import SynthOptions
+from iamtrim.synth import SynthOptions, identity
 from iamtrim.synth.identity import StatementMemo, _covered, _statements, _take
 from iamtrim.synth.widen import Candidate, PatternIndex, Widening, WideningKind
 
@@ -97,11 +97,16 @@ def _random_step(rnd: random.Random, groups: dict[tuple[str, str], list[UsageRow
     return Candidate(kind, prefix + "*", covers, 1, 1.0, "names under the prefix", ())
 
 
+@pytest.mark.parametrize("base_min", [256, 1])
 @pytest.mark.parametrize("seed", range(40))
-def test_statements_kept_from_round_to_round_equal_statements_built_again(seed: int) -> None:
+def test_statements_kept_from_round_to_round_equal_statements_built_again(
+    seed: int, base_min: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A ladder's rounds with one StatementMemo (the grouping updated from the grants each step
-    changed, the statements no step touched kept) give the statements, evidence and findings
-    that a fresh memo gives each round."""
+    changed, the statements no step touched kept, the resources of a statement sorted from the
+    last round's: with *base_min* 1, for every statement) give the statements, evidence and
+    findings that a fresh memo gives each round."""
+    monkeypatch.setattr(identity, "_BASE_MIN", base_min)
     rnd = random.Random(seed)
     groups = _grants(rnd)
     widenings: defaultdict[tuple[str, str], list[Widening]] = defaultdict(list)

@@ -1152,6 +1152,7 @@ class _Built:
     statement: Statement
     evidence: StatementEvidence
     expansions: list[tuple[str, tuple[str, ...]]]
+    every: tuple[str, ...]  # *resources*, sorted
 
 
 @dataclass(slots=True)
@@ -1188,11 +1189,10 @@ class StatementMemo:
         return conds
 
     def reusable(self) -> dict[tuple[tuple[str, ...], tuple[Condition, ...], bool], _Built]:
-        """The statements built before that no step touched since; forgets the others."""
+        """The statements built before that no step touched since."""
         touched = self.touched
-        self.built = {k: b for k, b in self.built.items() if touched.isdisjoint(b.resources)}
         self.touched = set()
-        return self.built
+        return {k: b for k, b in self.built.items() if touched.isdisjoint(b.resources)}
 
 
 def _statements(
@@ -1224,8 +1224,9 @@ def _statements(
         if old is not None and old.resources == resources:
             one = old
         else:
+            base = _base(memo.built, (stmt_actions, c, drop_covered), resources)
             one = _build_statement(
-                stmt_actions, c, resources, groups, widenings, advice_time, options, drop_covered
+                stmt_actions, c, resources, groups, widenings, advice_time, options, drop_covered, base
             )
         built[(stmt_actions, c, drop_covered)] = one
         if findings is not None:
@@ -1276,6 +1277,10 @@ def _grouped(
     grouping.relaxed = snapshot
     if services:
         stale |= {k for k in groups if k[0].split(":")[0] in services}
+    if len(stale) > len(groups):
+        # A round that folded most grants into few patterns: grouping what is left is less work.
+        memo.grouping = _Grouping.of(groups, relaxed, options, memo, snapshot)
+        return memo.grouping
     for key in stale:
         grouping.remove(key)
         rows = groups.get(key)
@@ -1359,9 +1364,11 @@ def _build_statement(
     advice_time: dict[tuple[str, str], str],
     options: SynthOptions,
     drop_covered: bool,
+    base: _Built | None = None,
 ) -> _Built:
-    """The statement of *stmt_actions* on *all_resources* under *c*, and its evidence."""
-    every = tuple(sorted(all_resources))
+    """The statement of *stmt_actions* on *all_resources* under *c*, and its evidence. *base*:
+    a statement built before with many of the same resources (:func:`_base`)."""
+    every = _sorted_from(all_resources, base)
     stmt_resources = every
     if drop_covered and len(every) > 1:
         # After a ladder step a pattern may cover another resource of its statement
@@ -1405,7 +1412,46 @@ def _build_statement(
         st,
         _statement_evidence(sid, stmt_actions, stmt_resources, c, srows, times, widened),
         sorted(expansions.items()),
+        every,
     )
+
+
+# Below this many resources a statement's resources are sorted again, not merged from a base.
+_BASE_MIN = 256
+
+
+def _base(
+    built: Mapping[tuple[tuple[str, ...], tuple[Condition, ...], bool], _Built],
+    key: tuple[tuple[str, ...], tuple[Condition, ...], bool],
+    resources: set[str],
+) -> _Built | None:
+    """Of the statements built last round (*built*), the one most like the statement *key* on
+    *resources* about to be built: itself as it was (a round moves a few of a busy role's
+    28,000 resources), or else the largest whose resources all are among *resources* (the
+    statements a service merge joins)."""
+    if len(resources) < _BASE_MIN:
+        return None
+    same = built.get(key)
+    if same is not None:
+        return same
+    inside = [b for b in built.values() if len(b.resources) <= len(resources) and b.resources <= resources]
+    return max(inside, key=lambda b: len(b.resources), default=None)
+
+
+def _sorted_from(resources: set[str], base: _Built | None) -> tuple[str, ...]:
+    """*resources*, sorted: from *base*, the resources it has that are still here, then the new
+    ones sorted, merged by one sort of the two sorted runs (a merge, not a sort of tens of
+    thousands of ARNs again)."""
+    if base is None:
+        return tuple(sorted(resources))
+    added = resources - base.resources
+    if not added and len(resources) == len(base.resources):
+        return base.every
+    every = [r for r in base.every if r in resources]
+    if added:
+        every += sorted(added)
+        every.sort()
+    return tuple(every)
 
 
 # Where a pattern's literal text ends: its first wildcard or escaped literal.
