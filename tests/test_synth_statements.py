@@ -16,23 +16,29 @@ from iamtrim.synth.identity import StatementMemo, _covered, _statements, _take
 from iamtrim.synth.widen import Candidate, PatternIndex, Widening, WideningKind
 
 ACCT = "111122223333"
-_PARTS = ["a", "b", "/", ":", "-", "*", "?", "${*}", "${$}", "x1"]
+_PARTS = ["a", "b", "/", ":", "-", "*", "?", "x1"]
+_ESCAPES = ["${*}", "${$}"]
 
 
-def _resource(rnd: random.Random) -> str:
-    """A stored resource or pattern: escaped literals, ``?`` and several ``*`` included."""
+def _resource(rnd: random.Random, parts: list[str]) -> str:
+    """A stored resource or pattern: ``?`` and several ``*`` included."""
     service = rnd.choice(
         ["s3:::bkt/", f"logs:eu-west-1:{ACCT}:log-group:", f"logs:us-east-1:{ACCT}:log-group:"]
     )
-    return f"arn:aws:{service}" + "".join(rnd.choice(_PARTS) for _ in range(rnd.randint(0, 6)))
+    return f"arn:aws:{service}" + "".join(rnd.choice(parts) for _ in range(rnd.randint(0, 6)))
 
 
+@pytest.mark.parametrize("escapes", [False, True])
 @pytest.mark.parametrize("seed", range(60))
-def test_covered_resources_are_those_another_pattern_of_the_statement_matches(seed: int) -> None:
+def test_covered_resources_are_those_another_pattern_of_the_statement_matches(
+    seed: int, escapes: bool
+) -> None:
     """_covered reads only the ranges of the patterns' heads: the answer is the same as asking
-    every resource of every pattern (broad patterns like ``arn:aws:logs:*:…`` included)."""
+    every resource of every pattern (broad patterns like ``arn:aws:logs:*:…`` included), with
+    and without resources naming escaped literals."""
     rnd = random.Random(seed)
-    resources = {_resource(rnd) for _ in range(rnd.choice([2, 10, 80, 400]))}
+    parts = _PARTS + _ESCAPES if escapes else _PARTS
+    resources = {_resource(rnd, parts) for _ in range(rnd.choice([2, 10, 80, 400]))}
     broad = [f"arn:aws:logs:*:{ACCT}:log-group:a*", f"arn:aws:logs:*:{ACCT}:log-group:-x1", "arn:aws:*"]
     broad += ["arn:aws:s3:::bkt/*b", "arn:aws:s3:::bkt/?x1", "*"]
     resources.update(rnd.sample(broad, rnd.randint(0, 3)))

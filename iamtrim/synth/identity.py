@@ -28,6 +28,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from itertools import chain
+from operator import attrgetter
 from typing import Protocol
 
 from iamtrim import catalog
@@ -220,18 +222,17 @@ def _account_any_if_aws_owned(resource: str) -> str:
 def _conditions(action: str, rows: Sequence[UsageRow], enabled: bool) -> tuple[Condition, ...]:
     if not enabled:
         return ()
-    out: list[Condition] = []
     if action.startswith("s3:"):
         endpoints = {r.context.vpc_endpoint for r in rows}
         if endpoints and "" not in endpoints:
-            out.append(Condition("StringEquals", "aws:SourceVpce", tuple(sorted(endpoints))))
-    if action.startswith("kms:"):
+            return (Condition("StringEquals", "aws:SourceVpce", tuple(sorted(endpoints))),)
+    elif action.startswith("kms:"):
         services = {
             via_service(r.context.invoked_by, r.context.region) if r.context.invoked_by else "" for r in rows
         }
         if services and "" not in services:
-            out.append(Condition("StringEquals", "kms:ViaService", tuple(sorted(services))))
-    return tuple(out)
+            return (Condition("StringEquals", "kms:ViaService", tuple(sorted(services))),)
+    return ()
 
 
 _LEVEL_SHORT = {
@@ -1124,8 +1125,9 @@ def _take(
             merged.add((step.service, step.conditions))
         else:
             relaxed[step.service] = step.conditions
+        prefix = step.service + ":"
         for key in groups:
-            if key[0].split(":")[0] == step.service and key[1] in step.covers:
+            if key[1] in step.covers and (key[0].startswith(prefix) or key[0] == step.service):
                 widenings[key].append(w)
         return w
     if by_resource is None:
@@ -1477,15 +1479,27 @@ def _covered(resources: Sequence[str]) -> set[str]:
         parts = [] if "${" in p else _PATTERN_HEAD_END.split(p)[1:]
         lo, hi = _prefix_range(resources, head)
         scans.append((lo, hi, max(parts, key=len, default="")))
-    candidates: Iterable[str] = resources
     # Reading a resource of a range (a substring test) costs about a twentieth of asking the
     # patterns: ranges that add up to many times the statement are not read.
-    if sum(hi - lo for lo, hi, _ in scans) <= 16 * len(resources):
-        found = {r for r in resources if "${" in r}
-        for lo, hi, part in scans:
-            found.update(r for r in resources[lo:hi] if part in r)
-        candidates = found
-    index = PatternIndex(patterns)
+    if sum(hi - lo for lo, hi, _ in scans) > 16 * len(resources):
+        index = PatternIndex(patterns)
+        return {r for r in resources if index.covers(r, besides=r)}
+    # Only the patterns whose ranges hold another resource can cover one (none, most rounds:
+    # the index, a regular expression of the patterns, is then not compiled).
+    candidates: set[str] = set()
+    asked: list[str] = []
+    for p, (lo, hi, part) in zip(patterns, scans, strict=True):
+        found = [r for r in resources[lo:hi] if part in r and r != p]
+        if found:
+            candidates.update(found)
+            asked.append(p)
+    escaped = [r for r in resources if "${" in r]
+    if escaped:
+        candidates.update(escaped)
+        asked = patterns
+    if not candidates:
+        return set()
+    index = PatternIndex(asked)
     return {r for r in candidates if index.covers(r, besides=r)}
 
 
@@ -1524,6 +1538,11 @@ def _merge_services(
         step2[key] = step2[key] | resources if key in step2 else resources
 
 
+_COUNT = attrgetter("count")
+_FIRST_SEEN = attrgetter("first_seen")
+_LAST_SEEN = attrgetter("last_seen")
+
+
 def _statement_evidence(
     sid: str,
     actions: tuple[str, ...],
@@ -1539,9 +1558,9 @@ def _statement_evidence(
         actions=actions,
         resources=resources,
         conditions=conditions,
-        calls=sum(r.count for r in rows),
-        first_seen=min([r.first_seen for r in rows] + list(times)),
-        last_seen=max([r.last_seen for r in rows] + list(times)),
+        calls=sum(map(_COUNT, rows)),
+        first_seen=min(chain(map(_FIRST_SEEN, rows), times)),
+        last_seen=max(chain(map(_LAST_SEEN, rows), times)),
         event_ids=_first_event_ids(rows, 5),
         widened_by=tuple(dict.fromkeys(widened)),
     )
@@ -1554,7 +1573,7 @@ def _first_event_ids(rows: Sequence[UsageRow], limit: int) -> tuple[str, ...]:
     n = limit
     while True:
         eids: list[str] = []
-        for r in heapq.nsmallest(n, rows, key=lambda r: r.first_seen):
+        for r in heapq.nsmallest(n, rows, key=_FIRST_SEEN):
             for e in r.event_ids:
                 if e not in eids and len(eids) < limit:
                     eids.append(e)

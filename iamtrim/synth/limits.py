@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from itertools import accumulate
 
 from iamtrim.errors import SizeLimitError
 from iamtrim.model import Principal, PrincipalKind
@@ -113,9 +114,7 @@ def _split_sized(
     if lengths is None:
         lengths = _encoded_lengths(resources)
     bare = size_of(replace(statement, resources=()).to_json()) + _RESOURCE_KEY
-    prefix = [0]
-    for n in lengths:
-        prefix.append(prefix[-1] + n)
+    prefix = list(accumulate(lengths, initial=0))
     spans: list[tuple[int, int, int]] = []
 
     def halve(lo: int, hi: int) -> None:
@@ -209,14 +208,12 @@ class PackMemo:
 
     def encoded_lengths(self, resources: Sequence[str]) -> list[int]:
         known = self.lengths
-        encode = json.encoder.encode_basestring_ascii
-        out = []
-        for r in resources:
-            n = known.get(r)
-            if n is None:
-                n = known[r] = len(encode(r))
-            out.append(n)
-        return out
+        try:
+            return [known[r] for r in resources]
+        except KeyError:
+            encode = json.encoder.encode_basestring_ascii
+            known.update((r, len(encode(r))) for r in resources if r not in known)
+            return [known[r] for r in resources]
 
     def statement_size(self, statement: Statement) -> int:
         return statement_size(statement, self.encoded_lengths(statement.resources))
