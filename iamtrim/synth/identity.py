@@ -1433,7 +1433,8 @@ def _base(
     statements a service merge joins)."""
     if len(resources) < _BASE_MIN:
         return None
-    same = built.get(key)
+    # The same statement, as the ladder's rounds (drop_covered) or before them built it.
+    same = built.get(key) or built.get((key[0], key[1], not key[2]))
     if same is not None:
         return same
     inside = [b for b in built.values() if len(b.resources) <= len(resources) and b.resources <= resources]
@@ -1466,7 +1467,9 @@ def _covered(resources: Sequence[str]) -> set[str]:
     A resource a pattern matches starts with the pattern's literal head (its text before the
     first ``*``, ``?`` or ``${``) and holds the pattern's other literal parts, unless it names
     an escaped literal itself: only the resources in the sorted range of each head that hold
-    the longest other part are asked of the patterns. A busy role's statement of 28,000
+    the longest other part are asked of the pattern (:func:`widen.glob_matches`, whose answers
+    :class:`widen.PatternIndex` gives; a resource naming a literal, of every pattern). A busy
+    role's statement of 28,000
     resources holds about 75 patterns: most with a long head (a few resources each), a few
     like ``arn:aws:logs:*:ACCOUNT:log-group:/aws/lambda/*`` (a range of every log resource)."""
     patterns = [p for p in resources if ("*" in p or "?" in p) and has_wildcard(p)]
@@ -1484,23 +1487,17 @@ def _covered(resources: Sequence[str]) -> set[str]:
     if sum(hi - lo for lo, hi, _ in scans) > 16 * len(resources):
         index = PatternIndex(patterns)
         return {r for r in resources if index.covers(r, besides=r)}
-    # Only the patterns whose ranges hold another resource can cover one (none, most rounds:
-    # the index, a regular expression of the patterns, is then not compiled).
-    candidates: set[str] = set()
-    asked: list[str] = []
+    # Each resource of a range that holds the pattern's longest part is asked of that pattern
+    # (no index to build: a regular expression of hundreds of patterns, compiled each round).
+    covered: set[str] = set()
     for p, (lo, hi, part) in zip(patterns, scans, strict=True):
-        found = [r for r in resources[lo:hi] if part in r and r != p]
-        if found:
-            candidates.update(found)
-            asked.append(p)
-    escaped = [r for r in resources if "${" in r]
-    if escaped:
-        candidates.update(escaped)
-        asked = patterns
-    if not candidates:
-        return set()
-    index = PatternIndex(asked)
-    return {r for r in candidates if index.covers(r, besides=r)}
+        for r in [r for r in resources[lo:hi] if part in r and r != p]:
+            if r not in covered and glob_matches(p, r):
+                covered.add(r)
+    for r in resources:
+        if "${" in r and r not in covered and any(p != r and glob_matches(p, r) for p in patterns):
+            covered.add(r)
+    return covered
 
 
 def _prefix_range(values: Sequence[str], prefix: str) -> tuple[int, int]:
