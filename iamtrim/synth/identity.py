@@ -1404,7 +1404,10 @@ def _build_statement(
     sid = _sid(written, stmt_resources, c)
     # Resources are IAM patterns already: a literal "$", "*" or "?" from a record was
     # written "${$}", "${*}", "${?}" at normalization (model.escape_literal).
-    written_resources = tuple(_account_any_if_aws_owned(r) if ":ssm:" in r else r for r in stmt_resources)
+    # (Only an SSM ARN can change: most statements are written as they are.)
+    written_resources = stmt_resources
+    if [r for r in stmt_resources if ":ssm:" in r]:
+        written_resources = tuple(_account_any_if_aws_owned(r) for r in stmt_resources)
     st = Statement(Effect.ALLOW, actions=written, resources=written_resources, conditions=c, sid=sid)
     kept = set(stmt_resources) if len(stmt_resources) < len(every) else all_resources
     acts = set(stmt_actions)
