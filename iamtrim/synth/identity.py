@@ -1159,16 +1159,13 @@ class _Built:
 
 @dataclass(slots=True)
 class StatementMemo:
-    """What :func:`_statements` keeps from one round of the ladder to the next: the conditions of
-    each grant (keyed by its rows, which only grow), and each statement built, reused while its
-    resources are the same and no step touched one of them (*touched*: the resources a step
-    covered or wrote since). A merge round changes one service's statements: the others, with
-    the tens of thousands of resources a busy role's statements hold, are not built again.
-    Lives for one policy (identity._fit)."""
+    """What :func:`_statements` keeps from one round of the ladder to the next: the grouping of
+    the grants into statements, and each statement built, reused while its resources are the
+    same and no step touched one of them (*touched*: the resources a step covered or wrote
+    since). A merge round changes one service's statements: the others, with the tens of
+    thousands of resources a busy role's statements hold, are not built again. Lives for one
+    policy (identity._fit)."""
 
-    conditions: dict[tuple[str, str], tuple[list[UsageRow], int, tuple[Condition, ...]]] = field(
-        default_factory=dict
-    )
     built: dict[tuple[tuple[str, ...], tuple[Condition, ...], bool], _Built] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)
     # The statements' grouping before services are merged, kept up to date from the grants a
@@ -1177,18 +1174,6 @@ class StatementMemo:
     # thousands of grants a busy role has.
     grouping: _Grouping | None = None
     changed: set[tuple[str, str]] = field(default_factory=set)
-
-    def conditions_of(
-        self, key: tuple[str, str], rows: list[UsageRow], enabled: bool
-    ) -> tuple[Condition, ...]:
-        got = self.conditions.get(key)
-        # The rows of a grant are only ever added to (identity._take): the same list, as long
-        # as before, holds the same rows.
-        if got is not None and got[0] is rows and got[1] == len(rows):
-            return got[2]
-        conds = _conditions(key[0], rows, enabled)
-        self.conditions[key] = (rows, len(rows), conds)
-        return conds
 
     def reusable(self) -> dict[tuple[tuple[str, ...], tuple[Condition, ...], bool], _Built]:
         """The statements built before that no step touched since."""
@@ -1272,7 +1257,7 @@ def _grouped(
     memo.changed, stale = set(), memo.changed
     grouping = memo.grouping
     if grouping is None:
-        memo.grouping = _Grouping.of(groups, relaxed, options, memo, snapshot)
+        memo.grouping = _Grouping.of(groups, relaxed, options, snapshot)
         return memo.grouping
     was = dict(grouping.relaxed)
     services = {svc for svc, c in snapshot if was.get(svc) != c} | {svc for svc in was if svc not in relaxed}
@@ -1281,15 +1266,17 @@ def _grouped(
         stale |= {k for k in groups if k[0].split(":")[0] in services}
     if len(stale) > len(groups):
         # A round that folded most grants into few patterns: grouping what is left is less work.
-        memo.grouping = _Grouping.of(groups, relaxed, options, memo, snapshot)
+        memo.grouping = _Grouping.of(groups, relaxed, options, snapshot)
         return memo.grouping
+    # A grant changed since has new rows, or is new: its conditions are found again.
     for key in stale:
         grouping.remove(key)
         rows = groups.get(key)
         if rows is not None:
             service = key[0].split(":")[0]
-            c = relaxed[service] if service in relaxed else memo.conditions_of(key, rows, options.conditions)
-            grouping.add(key, c)
+            grouping.add(
+                key, relaxed[service] if service in relaxed else _conditions(key[0], rows, options.conditions)
+            )
     return grouping
 
 
@@ -1301,7 +1288,10 @@ class _Grouping:
 
     relaxed: tuple[tuple[str, tuple[Condition, ...]], ...]
     conditions: dict[tuple[str, str], tuple[Condition, ...]] = field(default_factory=dict)
-    actions: dict[tuple[str, tuple[Condition, ...]], set[str]] = field(default_factory=dict)
+    # (resource, conditions) → its actions, sorted: the actions of its statement. Tuples, not
+    # sets: most resources have one action, and a tuple of strings is not tracked by the
+    # garbage collector (tens of thousands of sets were).
+    actions: dict[tuple[str, tuple[Condition, ...]], tuple[str, ...]] = field(default_factory=dict)
     statements: dict[_StatementKey, set[str]] = field(default_factory=dict)
 
     @classmethod
@@ -1310,32 +1300,47 @@ class _Grouping:
         groups: dict[tuple[str, str], list[UsageRow]],
         relaxed: Mapping[str, tuple[Condition, ...]],
         options: SynthOptions,
-        memo: StatementMemo,
         snapshot: tuple[tuple[str, tuple[Condition, ...]], ...],
     ) -> _Grouping:
         """The grouping of every grant at once."""
+        enabled = options.conditions
         conds = {
             k: relaxed[k[0].split(":")[0]]
-            if k[0].split(":")[0] in relaxed
-            else memo.conditions_of(k, v, options.conditions)
+            if relaxed and k[0].split(":")[0] in relaxed
+            else _conditions(k[0], v, enabled)
             for k, v in groups.items()
         }
-        step1: dict[tuple[str, tuple[Condition, ...]], set[str]] = defaultdict(set)
+        alone: dict[str, tuple[str, ...]] = {}  # one tuple per action for the resources of one
+        actions: dict[tuple[str, tuple[Condition, ...]], tuple[str, ...]] = {}
         for (action, resource), c in conds.items():
-            step1[(resource, c)].add(action)
-        step2: defaultdict[_StatementKey, set[str]] = defaultdict(set)
-        for (resource, c), acts in step1.items():
-            step2[(tuple(sorted(acts)), c)].add(resource)
-        return cls(snapshot, conds, dict(step1), dict(step2))
+            got = actions.get((resource, c))
+            if got is None:
+                one = alone.get(action)
+                if one is None:
+                    one = alone[action] = (action,)
+                actions[(resource, c)] = one
+            else:
+                actions[(resource, c)] = tuple(sorted((*got, action)))
+        statements: dict[_StatementKey, set[str]] = {}
+        for (resource, c), acts in actions.items():
+            got_resources = statements.get((acts, c))
+            if got_resources is None:
+                statements[(acts, c)] = {resource}
+            else:
+                got_resources.add(resource)
+        return cls(snapshot, conds, actions, statements)
 
     def add(self, key: tuple[str, str], c: tuple[Condition, ...]) -> None:
         action, resource = key
         self.conditions[key] = c
-        acts = self.actions.setdefault((resource, c), set())
-        if acts:
-            self._leave((tuple(sorted(acts)), c), resource)
-        acts.add(action)
-        self.statements.setdefault((tuple(sorted(acts)), c), set()).add(resource)
+        acts = self.actions.get((resource, c))
+        if acts is not None:
+            self._leave((acts, c), resource)
+            acts = tuple(sorted((*acts, action)))
+        else:
+            acts = (action,)
+        self.actions[(resource, c)] = acts
+        self.statements.setdefault((acts, c), set()).add(resource)
 
     def remove(self, key: tuple[str, str]) -> None:
         c = self.conditions.pop(key, None)
@@ -1343,10 +1348,11 @@ class _Grouping:
             return
         action, resource = key
         acts = self.actions[(resource, c)]
-        self._leave((tuple(sorted(acts)), c), resource)
-        acts.discard(action)
+        self._leave((acts, c), resource)
+        acts = tuple(a for a in acts if a != action)
         if acts:
-            self.statements.setdefault((tuple(sorted(acts)), c), set()).add(resource)
+            self.actions[(resource, c)] = acts
+            self.statements.setdefault((acts, c), set()).add(resource)
         else:
             del self.actions[(resource, c)]
 
