@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import replace
 
 import pytest
 
@@ -132,3 +133,48 @@ def test_statements_kept_from_round_to_round_equal_statements_built_again(
                 continue
             _take(step, groups, widenings, merged, relaxed, None, memo.changed)
             memo.touched |= step.covers | {step.pattern}
+
+
+def _take_one_grant_at_a_time(
+    step: Candidate,
+    groups: dict[tuple[str, str], list[UsageRow]],
+    widenings: defaultdict[tuple[str, str], list[Widening]],
+) -> None:
+    """A name-prefix step taken as _take was first written (the reference): each grant moved
+    makes its new grant's widenings unique again."""
+    w = Widening(step.kind, step.pattern, tuple(sorted(step.covers)), step.admits)
+    for key in [k for k in groups if k[1] in step.covers]:
+        rows = groups.pop(key)
+        new = (key[0], step.pattern)
+        groups.setdefault(new, []).extend(rows)
+        moved = widenings.pop(key, [])
+        widenings[new] = list(dict.fromkeys([*widenings.get(new, []), *moved, w]))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_take_moves_grants_and_widenings_as_one_grant_at_a_time(seed: int) -> None:
+    """_take gathers the widenings of each new grant and makes them unique once: the grants,
+    their order, rows and widenings are those of the reference, step after step (a step's
+    pattern among what it covers included)."""
+    rnd = random.Random(seed)
+    groups = _grants(rnd)
+    widenings: defaultdict[tuple[str, str], list[Widening]] = defaultdict(list)
+    for i, key in enumerate(sorted(groups)):
+        if i % 3 == 0:
+            widenings[key].append(Widening(WideningKind.GENERATED_NAMES, key[1], (key[1],), "rule"))
+    ref_groups = {k: list(v) for k, v in groups.items()}
+    ref_widenings = defaultdict(list, {k: list(v) for k, v in widenings.items()})
+    written: list[str] = []
+    for _ in range(8):
+        step = _random_step(rnd, groups)
+        if step.kind is not WideningKind.NAME_PREFIX:
+            continue
+        if written and rnd.random() < 0.5:  # a pattern an earlier step wrote: its grants exist
+            step = replace(step, pattern=rnd.choice(written))
+        if rnd.random() < 0.3:  # the pattern among what the step covers
+            step = replace(step, covers=step.covers | {step.pattern})
+        written.append(step.pattern)
+        _take(step, groups, widenings, set(), {}, None, set())
+        _take_one_grant_at_a_time(step, ref_groups, ref_widenings)
+        assert list(groups.items()) == list(ref_groups.items())
+        assert {k: v for k, v in widenings.items() if v} == {k: v for k, v in ref_widenings.items() if v}

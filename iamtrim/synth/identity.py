@@ -1134,6 +1134,9 @@ def _take(
         keys = [k for k in groups if k[1] in step.covers]
     else:
         keys = [k for _, k in sorted(p for r in step.covers for p in by_resource.get(r, ()))]
+    # The widenings of each new grant: its own, those of the grants it takes in, then this
+    # step's, each once (in that order), gathered and made unique once per new grant.
+    gathered: dict[tuple[str, str], list[Widening]] = {}
     for key in keys:
         rows = groups.pop(key)
         new = (key[0], step.pattern)
@@ -1141,7 +1144,13 @@ def _take(
             changed.update((key, new))
         groups.setdefault(new, []).extend(rows)
         moved = widenings.pop(key, [])
-        widenings[new] = list(dict.fromkeys([*widenings.get(new, []), *moved, w]))
+        got = gathered.get(new)
+        if got is None:
+            gathered[new] = [*widenings.get(new, []), *moved, w]
+        else:
+            got += moved
+    for new, got in gathered.items():
+        widenings[new] = list(dict.fromkeys(got))
     return w
 
 
