@@ -21,6 +21,7 @@ from iamtrim.synth.limits import (
     _ENVELOPE,
     MANAGED_POLICIES_PER_ENTITY,
     MANAGED_POLICY_CHARS,
+    PackMemo,
     _numbered,
     _split,
     plan,
@@ -328,23 +329,26 @@ def test_statement_size_and_split_equal_serializing_the_statement(seed: int) -> 
             assert statement_size(part) == size_of(part.to_json())
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_plan_packs_first_fit_as_scanning_every_policy(seed: int) -> None:
-    """plan() skips policies too full for the smallest piece; the packing is the first fit that
-    scans every policy for every piece, sized by serializing each piece."""
-    rnd = random.Random(seed)
-    statements = [
-        Statement(
-            Effect.ALLOW,
-            actions=(f"s3:Get{i}",),
-            resources=tuple(
-                f"arn:aws:s3:::b{i}/" + "k" * rnd.randrange(1, 400) for _ in range(rnd.choice([1, 2, 9, 60]))
-            ),
-            sid=f"S{i}",
-        )
-        for i in range(rnd.randrange(1, 40))
-    ]
-    packing = plan(ROLE, statements, Target.MANAGED, 10**6)
+def _random_statements(rnd: random.Random) -> list[Statement]:
+    """Statements of 1 to 60 resources of random lengths; in one list of twenty, resources that
+    each fill most of a policy. One statement in five has no Sid, and short resources only: the
+    room a split keeps for ``PartN`` does not hold a whole ``"Sid":"PartN",`` element."""
+    longest = 400 if rnd.random() < 0.95 else 5500
+    out = []
+    for i in range(rnd.randrange(1, 40)):
+        sid = f"S{i}" if rnd.random() < 0.8 else ""
+        count = rnd.choice([1, 2, 9, 60])
+        longest_here = longest if sid else 250
+        resources = tuple(f"arn:aws:s3:::b{i}/" + "k" * rnd.randrange(1, longest_here) for _ in range(count))
+        out.append(Statement(Effect.ALLOW, actions=(f"s3:Get{i}",), resources=resources, sid=sid))
+    return out
+
+
+def _first_fit_by_scanning(
+    statements: list[Statement],
+) -> tuple[tuple[tuple[Statement, ...], ...], tuple[int, ...]]:
+    """The reference packing: every piece sized by serializing it, placed in the first policy
+    with room by scanning every policy."""
     pieces = [
         p
         for st in statements
@@ -362,5 +366,29 @@ def test_plan_packs_first_fit_as_scanning_every_policy(seed: int) -> None:
         else:
             bins.append([st])
             sizes.append(_ENVELOPE + s)
-    assert packing.bins == tuple(tuple(b) for b in bins)
-    assert packing.sizes == tuple(sizes)
+    return tuple(tuple(b) for b in bins), tuple(sizes)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_plan_packs_first_fit_as_scanning_every_policy(seed: int) -> None:
+    """plan() finds the first policy with room in a tree of maxima; the packing is the first fit
+    that scans every policy for every piece, sized by serializing each piece."""
+    statements = _random_statements(random.Random(seed))
+    packing = plan(ROLE, statements, Target.MANAGED, 10**6)
+    assert (packing.bins, packing.sizes) == _first_fit_by_scanning(statements)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_plan_with_a_memo_packs_as_without(seed: int) -> None:
+    """A ladder re-plans mostly the same statements: with one PackMemo for every call, each
+    packing equals the packing made from nothing, as statements come, go and change."""
+    rnd = random.Random(seed)
+    memo = PackMemo()
+    statements = _random_statements(rnd)
+    for _ in range(8):
+        with_memo = plan(ROLE, statements, Target.MANAGED, 10**6, memo)
+        assert (with_memo.bins, with_memo.sizes) == _first_fit_by_scanning(statements)
+        # The memo keeps the pieces of the statements of the last call only.
+        assert {st for st, _ in memo.pieces} == set(statements)
+        statements = [st for st in statements if rnd.random() < 0.8] + _random_statements(rnd)[:3]
+        rnd.shuffle(statements)

@@ -24,10 +24,13 @@ import bisect
 import heapq
 import json
 import re
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from itertools import chain
+from operator import attrgetter
 from typing import Protocol
 
 from iamtrim import catalog
@@ -53,10 +56,10 @@ from iamtrim.synth.limits import (
     MANAGED_POLICIES_PER_ENTITY,
     NamedPolicy,
     Packing,
+    PackMemo,
     Target,
     pack,
     plan,
-    statement_size,
 )
 from iamtrim.synth.minimize import (
     action_wildcards,
@@ -221,18 +224,17 @@ def _account_any_if_aws_owned(resource: str) -> str:
 def _conditions(action: str, rows: Sequence[UsageRow], enabled: bool) -> tuple[Condition, ...]:
     if not enabled:
         return ()
-    out: list[Condition] = []
     if action.startswith("s3:"):
         endpoints = {r.context.vpc_endpoint for r in rows}
         if endpoints and "" not in endpoints:
-            out.append(Condition("StringEquals", "aws:SourceVpce", tuple(sorted(endpoints))))
-    if action.startswith("kms:"):
+            return (Condition("StringEquals", "aws:SourceVpce", tuple(sorted(endpoints))),)
+    elif action.startswith("kms:"):
         services = {
             via_service(r.context.invoked_by, r.context.region) if r.context.invoked_by else "" for r in rows
         }
         if services and "" not in services:
-            out.append(Condition("StringEquals", "kms:ViaService", tuple(sorted(services))))
-    return tuple(out)
+            return (Condition("StringEquals", "kms:ViaService", tuple(sorted(services))),)
+    return ()
 
 
 _LEVEL_SHORT = {
@@ -938,8 +940,9 @@ def _fit(
     relaxed: dict[str, tuple[Condition, ...]] = {}  # service → the conditions of rung 6
     ladder: list[Widening] = []
     built = StatementMemo()  # the statements each round rebuilds from the grants
+    packed = PackMemo()  # their pieces and sizes
     statements = _statements(g.groups, g.widenings, g.advice_time, merged, options, None, memo=built)
-    packing = plan(g.principal, [s for s, _ in statements], options.target, limit)
+    packing = plan(g.principal, [s for s, _ in statements], options.target, limit, packed)
     rounds = 0
     memo = LadderMemo()  # the steps each round scores
     # Each round replaces resources by fewer patterns or merges statements, so the ladder runs
@@ -947,7 +950,7 @@ def _fit(
     sized: dict[Statement, int] = {}  # last round's statements: most are this round's too
     while options.widen and not packing.fits and rounds < _MAX_ROUNDS:
         rounds += 1
-        sized = {st: sized[st] if st in sized else statement_size(st) + 1 for st, _ in statements}
+        sized = {st: sized[st] if st in sized else packed.statement_size(st) + 1 for st, _ in statements}
         shapes = [StatementShape(ev.actions, ev.resources, ev.conditions, sized[st]) for st, ev in statements]
         steps = choose(
             candidates(g.groups.keys(), shapes, g.denied_only, options.prefix_threshold, memo),
@@ -966,17 +969,16 @@ def _fit(
         written: set[str] = set()
         for step in steps:
             index = None if step.covers & written else by_resource
-            ladder.append(_take(step, g.groups, g.widenings, merged, relaxed, index))
+            ladder.append(_take(step, g.groups, g.widenings, merged, relaxed, index, built.changed))
             written.add(step.pattern)
             # The grants, rows and widenings of these resources changed (a merge's: its widening).
             built.touched |= step.covers
             built.touched.add(step.pattern)
-            built.moved |= step.kind not in MERGE_KINDS
             g.findings.append(_step_finding(step))
         statements = _statements(
             g.groups, g.widenings, g.advice_time, merged, options, None, bool(ladder), relaxed, built
         )
-        packing = plan(g.principal, [s for s, _ in statements], options.target, limit)
+        packing = plan(g.principal, [s for s, _ in statements], options.target, limit, packed)
     statements = _statements(
         g.groups, g.widenings, g.advice_time, merged, options, g.findings, bool(ladder), relaxed, built
     )
@@ -1151,30 +1153,44 @@ def _take(
     merged: set[tuple[str, tuple[Condition, ...]]],
     relaxed: dict[str, tuple[Condition, ...]],
     by_resource: Mapping[str, list[tuple[int, tuple[str, str]]]] | None = None,
+    changed: set[tuple[str, str]] | None = None,
 ) -> Widening:
     """Apply one ladder step to the grants; the widening it records. *by_resource* lists the
     grants of each resource with their place in *groups* (the keys this step moves are found
-    there, in the order of *groups*), or None to scan *groups*."""
+    there, in the order of *groups*), or None to scan *groups*. *changed*: gets the grants the
+    step removed, added or added rows to."""
     w = Widening(step.kind, step.pattern, tuple(sorted(step.covers)), step.admits)
     if step.kind in MERGE_KINDS:
         if step.kind is WideningKind.SERVICE_MERGE:
             merged.add((step.service, step.conditions))
         else:
             relaxed[step.service] = step.conditions
+        prefix = step.service + ":"
         for key in groups:
-            if key[0].split(":")[0] == step.service and key[1] in step.covers:
+            if key[1] in step.covers and (key[0].startswith(prefix) or key[0] == step.service):
                 widenings[key].append(w)
         return w
     if by_resource is None:
         keys = [k for k in groups if k[1] in step.covers]
     else:
         keys = [k for _, k in sorted(p for r in step.covers for p in by_resource.get(r, ()))]
+    # The widenings of each new grant: its own, those of the grants it takes in, then this
+    # step's, each once (in that order), gathered and made unique once per new grant.
+    gathered: dict[tuple[str, str], list[Widening]] = {}
     for key in keys:
         rows = groups.pop(key)
         new = (key[0], step.pattern)
+        if changed is not None:
+            changed.update((key, new))
         groups.setdefault(new, []).extend(rows)
         moved = widenings.pop(key, [])
-        widenings[new] = list(dict.fromkeys([*widenings.get(new, []), *moved, w]))
+        got = gathered.get(new)
+        if got is None:
+            gathered[new] = [*widenings.get(new, []), *moved, w]
+        else:
+            got += moved
+    for new, got in gathered.items():
+        widenings[new] = list(dict.fromkeys(got))
     return w
 
 
@@ -1187,46 +1203,32 @@ class _Built:
     statement: Statement
     evidence: StatementEvidence
     expansions: list[tuple[str, tuple[str, ...]]]
+    every: tuple[str, ...]  # *resources*, sorted
 
 
 @dataclass(slots=True)
 class StatementMemo:
-    """What :func:`_statements` keeps from one round of the ladder to the next: the conditions of
-    each grant (keyed by its rows, which only grow), and each statement built, reused while its
-    resources are the same and no step touched one of them (*touched*: the resources a step
-    covered or wrote since). A merge round changes one service's statements: the others, with
-    the tens of thousands of resources a busy role's statements hold, are not built again.
-    Lives for one policy (identity._fit)."""
+    """What :func:`_statements` keeps from one round of the ladder to the next: the grouping of
+    the grants into statements, and each statement built, reused while its resources are the
+    same and no step touched one of them (*touched*: the resources a step covered or wrote
+    since). A merge round changes one service's statements: the others, with the tens of
+    thousands of resources a busy role's statements hold, are not built again. Lives for one
+    policy (identity._fit)."""
 
-    conditions: dict[tuple[str, str], tuple[list[UsageRow], int, tuple[Condition, ...]]] = field(
-        default_factory=dict
-    )
     built: dict[tuple[tuple[str, ...], tuple[Condition, ...], bool], _Built] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)
-    # The statements' grouping before services are merged, while no grant moved (*moved*: a
-    # step other than a merge was taken since) and rung 6 relaxed the same services: a merge
-    # round groups the same grants the same way.
-    grouped: tuple[tuple[tuple[str, tuple[Condition, ...]], ...], dict[_StatementKey, set[str]]] | None = None
-    moved: bool = True
-
-    def conditions_of(
-        self, key: tuple[str, str], rows: list[UsageRow], enabled: bool
-    ) -> tuple[Condition, ...]:
-        got = self.conditions.get(key)
-        # The rows of a grant are only ever added to (identity._take): the same list, as long
-        # as before, holds the same rows.
-        if got is not None and got[0] is rows and got[1] == len(rows):
-            return got[2]
-        conds = _conditions(key[0], rows, enabled)
-        self.conditions[key] = (rows, len(rows), conds)
-        return conds
+    # The statements' grouping before services are merged, kept up to date from the grants a
+    # step removed, added or added rows to since (*changed*, filled by identity._take) and the
+    # services whose conditions rung 6 relaxed since: a round moves hundreds of the tens of
+    # thousands of grants a busy role has.
+    grouping: _Grouping | None = None
+    changed: set[tuple[str, str]] = field(default_factory=set)
 
     def reusable(self) -> dict[tuple[tuple[str, ...], tuple[Condition, ...], bool], _Built]:
-        """The statements built before that no step touched since; forgets the others."""
+        """The statements built before that no step touched since."""
         touched = self.touched
-        self.built = {k: b for k, b in self.built.items() if touched.isdisjoint(b.resources)}
         self.touched = set()
-        return self.built
+        return {k: b for k, b in self.built.items() if touched.isdisjoint(b.resources)}
 
 
 def _statements(
@@ -1245,13 +1247,9 @@ def _statements(
     unique Sids. *memo*: the same object for every call of one ladder."""
     relaxed = relaxed or {}
     memo = memo or StatementMemo()
-    snapshot = tuple(sorted(relaxed.items()))
-    if memo.grouped is not None and not memo.moved and memo.grouped[0] == snapshot:
-        step2 = defaultdict(set, {k: set(v) for k, v in memo.grouped[1].items()})
-    else:
-        step2 = _grouped(groups, relaxed, options, memo)
-        memo.grouped = (snapshot, {k: set(v) for k, v in step2.items()})
-    memo.moved = False
+    # A copy of the kept grouping (its sets are shared, never changed here): merging services
+    # replaces entries.
+    step2 = dict(_grouped(groups, relaxed, options, memo).statements)
     if merged:
         _merge_services(step2, merged)
     reusable = memo.reusable()
@@ -1262,8 +1260,9 @@ def _statements(
         if old is not None and old.resources == resources:
             one = old
         else:
+            base = _base(memo.built, (stmt_actions, c, drop_covered), resources)
             one = _build_statement(
-                stmt_actions, c, resources, groups, widenings, advice_time, options, drop_covered
+                stmt_actions, c, resources, groups, widenings, advice_time, options, drop_covered, base
             )
         built[(stmt_actions, c, drop_covered)] = one
         if findings is not None:
@@ -1300,21 +1299,117 @@ def _grouped(
     relaxed: Mapping[str, tuple[Condition, ...]],
     options: SynthOptions,
     memo: StatementMemo,
-) -> defaultdict[_StatementKey, set[str]]:
-    """(resource, conditions) → actions; then (actions, conditions) → resources."""
-    conds = {
-        k: relaxed[k[0].split(":")[0]]
-        if k[0].split(":")[0] in relaxed
-        else memo.conditions_of(k, v, options.conditions)
-        for k, v in groups.items()
-    }
-    step1: dict[tuple[str, tuple[Condition, ...]], set[str]] = defaultdict(set)
-    for (action, resource), c in conds.items():
-        step1[(resource, c)].add(action)
-    step2: defaultdict[_StatementKey, set[str]] = defaultdict(set)
-    for (resource, c), acts in step1.items():
-        step2[(tuple(sorted(acts)), c)].add(resource)
-    return step2
+) -> _Grouping:
+    """(resource, conditions) → actions; then (actions, conditions) → resources: the grouping
+    of *memo*, brought up to date with the grants changed since (all of them the first time)."""
+    snapshot = tuple(sorted(relaxed.items()))
+    memo.changed, stale = set(), memo.changed
+    grouping = memo.grouping
+    if grouping is None:
+        memo.grouping = _Grouping.of(groups, relaxed, options, snapshot)
+        return memo.grouping
+    was = dict(grouping.relaxed)
+    services = {svc for svc, c in snapshot if was.get(svc) != c} | {svc for svc in was if svc not in relaxed}
+    grouping.relaxed = snapshot
+    if services:
+        stale |= {k for k in groups if k[0].split(":")[0] in services}
+    if len(stale) > len(groups):
+        # A round that folded most grants into few patterns: grouping what is left is less work.
+        memo.grouping = _Grouping.of(groups, relaxed, options, snapshot)
+        return memo.grouping
+    # A grant changed since has new rows, or is new: its conditions are found again.
+    for key in stale:
+        grouping.remove(key)
+        rows = groups.get(key)
+        if rows is not None:
+            service = key[0].split(":")[0]
+            grouping.add(
+                key, relaxed[service] if service in relaxed else _conditions(key[0], rows, options.conditions)
+            )
+    return grouping
+
+
+@dataclass(slots=True)
+class _Grouping:
+    """The grants grouped into statements before services are merged: each grant's conditions,
+    the actions granted on each (resource, conditions), and the resources of each (actions,
+    conditions). Kept up to date one grant at a time (:func:`_grouped`)."""
+
+    relaxed: tuple[tuple[str, tuple[Condition, ...]], ...]
+    conditions: dict[tuple[str, str], tuple[Condition, ...]] = field(default_factory=dict)
+    # (resource, conditions) → its actions, sorted: the actions of its statement. Tuples, not
+    # sets: most resources have one action, and a tuple of strings is not tracked by the
+    # garbage collector (tens of thousands of sets were).
+    actions: dict[tuple[str, tuple[Condition, ...]], tuple[str, ...]] = field(default_factory=dict)
+    statements: dict[_StatementKey, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        groups: dict[tuple[str, str], list[UsageRow]],
+        relaxed: Mapping[str, tuple[Condition, ...]],
+        options: SynthOptions,
+        snapshot: tuple[tuple[str, tuple[Condition, ...]], ...],
+    ) -> _Grouping:
+        """The grouping of every grant at once."""
+        enabled = options.conditions
+        conds = {
+            k: relaxed[k[0].split(":")[0]]
+            if relaxed and k[0].split(":")[0] in relaxed
+            else _conditions(k[0], v, enabled)
+            for k, v in groups.items()
+        }
+        alone: dict[str, tuple[str, ...]] = {}  # one tuple per action for the resources of one
+        actions: dict[tuple[str, tuple[Condition, ...]], tuple[str, ...]] = {}
+        for (action, resource), c in conds.items():
+            got = actions.get((resource, c))
+            if got is None:
+                one = alone.get(action)
+                if one is None:
+                    one = alone[action] = (action,)
+                actions[(resource, c)] = one
+            else:
+                actions[(resource, c)] = tuple(sorted((*got, action)))
+        statements: dict[_StatementKey, set[str]] = {}
+        for (resource, c), acts in actions.items():
+            got_resources = statements.get((acts, c))
+            if got_resources is None:
+                statements[(acts, c)] = {resource}
+            else:
+                got_resources.add(resource)
+        return cls(snapshot, conds, actions, statements)
+
+    def add(self, key: tuple[str, str], c: tuple[Condition, ...]) -> None:
+        action, resource = key
+        self.conditions[key] = c
+        acts = self.actions.get((resource, c))
+        if acts is not None:
+            self._leave((acts, c), resource)
+            acts = tuple(sorted((*acts, action)))
+        else:
+            acts = (action,)
+        self.actions[(resource, c)] = acts
+        self.statements.setdefault((acts, c), set()).add(resource)
+
+    def remove(self, key: tuple[str, str]) -> None:
+        c = self.conditions.pop(key, None)
+        if c is None:
+            return
+        action, resource = key
+        acts = self.actions[(resource, c)]
+        self._leave((acts, c), resource)
+        acts = tuple(a for a in acts if a != action)
+        if acts:
+            self.actions[(resource, c)] = acts
+            self.statements.setdefault((acts, c), set()).add(resource)
+        else:
+            del self.actions[(resource, c)]
+
+    def _leave(self, statement: _StatementKey, resource: str) -> None:
+        resources = self.statements[statement]
+        resources.discard(resource)
+        if not resources:
+            del self.statements[statement]
 
 
 def _build_statement(
@@ -1326,22 +1421,32 @@ def _build_statement(
     advice_time: dict[tuple[str, str], str],
     options: SynthOptions,
     drop_covered: bool,
+    base: _Built | None = None,
 ) -> _Built:
-    """The statement of *stmt_actions* on *all_resources* under *c*, and its evidence."""
-    resources = all_resources
-    if drop_covered and len(resources) > 1:
+    """The statement of *stmt_actions* on *all_resources* under *c*, and its evidence. *base*:
+    a statement built before with many of the same resources (:func:`_base`)."""
+    every = _sorted_from(all_resources, base)
+    stmt_resources = every
+    if drop_covered and len(every) > 1:
         # After a ladder step a pattern may cover another resource of its statement
         # (workgroup/* and workgroup/ml-analysts): the covered one adds characters only.
-        patterns = PatternIndex(p for p in resources if has_wildcard(p))
-        resources = {r for r in resources if not patterns.covers(r, besides=r)}
-    stmt_resources = tuple(sorted(resources))
-    every = tuple(sorted(all_resources))
+        covered = _covered(every)
+        if covered:
+            stmt_resources = tuple(r for r in every if r not in covered)
     written, expansions = action_wildcards(stmt_actions) if options.wildcards else (stmt_actions, {})
-    srows = [r for a in stmt_actions for rr in every for r in groups.get((a, rr), [])]
+    # The rows and widenings of each grant, by action then resource (the order the evidence
+    # lists them in), in one pass over the grants.
+    srows: list[UsageRow] = []
     widened: list[Widening] = []
     for a in stmt_actions:
         for rr in every:
-            widened.extend(widenings.get((a, rr), []))
+            key = (a, rr)
+            got = groups.get(key)
+            if got is not None:
+                srows += got
+            moved = widenings.get(key)
+            if moved:
+                widened += moved
     for pattern, expansion in sorted(expansions.items()):
         widened.append(
             Widening(
@@ -1354,15 +1459,116 @@ def _build_statement(
     sid = _sid(written, stmt_resources, c)
     # Resources are IAM patterns already: a literal "$", "*" or "?" from a record was
     # written "${$}", "${*}", "${?}" at normalization (model.escape_literal).
-    written_resources = tuple(_account_any_if_aws_owned(r) for r in stmt_resources)
+    # (Only an SSM ARN can change: most statements are written as they are.)
+    written_resources = stmt_resources
+    if [r for r in stmt_resources if ":ssm:" in r]:
+        written_resources = tuple(_account_any_if_aws_owned(r) for r in stmt_resources)
     st = Statement(Effect.ALLOW, actions=written, resources=written_resources, conditions=c, sid=sid)
-    times = [advice_time[(a, rr)] for a in stmt_actions for rr in stmt_resources if (a, rr) in advice_time]
+    kept = set(stmt_resources) if len(stmt_resources) < len(every) else all_resources
+    acts = set(stmt_actions)
+    times = [t for (a, rr), t in advice_time.items() if a in acts and rr in kept]
     return _Built(
         frozenset(all_resources),
         st,
         _statement_evidence(sid, stmt_actions, stmt_resources, c, srows, times, widened),
         sorted(expansions.items()),
+        every,
     )
+
+
+# Below this many resources a statement's resources are sorted again, not merged from a base.
+_BASE_MIN = 256
+
+
+def _base(
+    built: Mapping[tuple[tuple[str, ...], tuple[Condition, ...], bool], _Built],
+    key: tuple[tuple[str, ...], tuple[Condition, ...], bool],
+    resources: set[str],
+) -> _Built | None:
+    """Of the statements built last round (*built*), the one most like the statement *key* on
+    *resources* about to be built: itself as it was (a round moves a few of a busy role's
+    28,000 resources), or else the largest whose resources all are among *resources* (the
+    statements a service merge joins)."""
+    if len(resources) < _BASE_MIN:
+        return None
+    # The same statement, as the ladder's rounds (drop_covered) or before them built it.
+    same = built.get(key) or built.get((key[0], key[1], not key[2]))
+    if same is not None:
+        return same
+    inside = [b for b in built.values() if len(b.resources) <= len(resources) and b.resources <= resources]
+    return max(inside, key=lambda b: len(b.resources), default=None)
+
+
+def _sorted_from(resources: set[str], base: _Built | None) -> tuple[str, ...]:
+    """*resources*, sorted: from *base*, the resources it has that are still here, then the new
+    ones sorted, merged by one sort of the two sorted runs (a merge, not a sort of tens of
+    thousands of ARNs again)."""
+    if base is None:
+        return tuple(sorted(resources))
+    added = resources - base.resources
+    if not added and len(resources) == len(base.resources):
+        return base.every
+    every = [r for r in base.every if r in resources]
+    if added:
+        every += sorted(added)
+        every.sort()
+    return tuple(every)
+
+
+# Where a pattern's literal text ends: its first wildcard or escaped literal.
+_PATTERN_HEAD_END = re.compile(r"[*?]|\$\{")
+
+
+def _covered(resources: Sequence[str]) -> set[str]:
+    """The resources of a statement (*resources*, sorted) that another of its patterns covers.
+
+    A resource a pattern matches starts with the pattern's literal head (its text before the
+    first ``*``, ``?`` or ``${``) and holds the pattern's other literal parts, unless it names
+    an escaped literal itself: only the resources in the sorted range of each head that hold
+    the longest other part are asked of the pattern (:func:`widen.glob_matches`, whose answers
+    :class:`widen.PatternIndex` gives; a resource naming a literal, of every pattern). A busy
+    role's statement of 28,000
+    resources holds about 75 patterns: most with a long head (a few resources each), a few
+    like ``arn:aws:logs:*:ACCOUNT:log-group:/aws/lambda/*`` (a range of every log resource)."""
+    patterns = [p for p in resources if ("*" in p or "?" in p) and has_wildcard(p)]
+    if not patterns:
+        return set()
+    scans = []
+    for p in patterns:
+        head = _PATTERN_HEAD_END.split(p, 1)[0]
+        # A pattern naming a literal is read by its head only.
+        parts = [] if "${" in p else _PATTERN_HEAD_END.split(p)[1:]
+        lo, hi = _prefix_range(resources, head)
+        scans.append((lo, hi, max(parts, key=len, default="")))
+    # Reading a resource of a range (a substring test) costs about a twentieth of asking the
+    # patterns: ranges that add up to many times the statement are not read.
+    if sum(hi - lo for lo, hi, _ in scans) > 16 * len(resources):
+        index = PatternIndex(patterns)
+        return {r for r in resources if index.covers(r, besides=r)}
+    # Each resource of a range that holds the pattern's longest part is asked of that pattern
+    # (no index to build: a regular expression of hundreds of patterns, compiled each round).
+    covered: set[str] = set()
+    for p, (lo, hi, part) in zip(patterns, scans, strict=True):
+        for r in [r for r in resources[lo:hi] if part in r and r != p]:
+            if r not in covered and glob_matches(p, r):
+                covered.add(r)
+    for r in resources:
+        if "${" in r and r not in covered and any(p != r and glob_matches(p, r) for p in patterns):
+            covered.add(r)
+    return covered
+
+
+def _prefix_range(values: Sequence[str], prefix: str) -> tuple[int, int]:
+    """Where the values that start with *prefix* are in *values* (sorted)."""
+    lo = bisect_left(values, prefix)
+    if prefix and prefix[-1] != chr(0x10FFFF):
+        # Every string from prefix up to (not including) the prefix with its last character
+        # the next one starts with the prefix.
+        return lo, bisect_left(values, prefix[:-1] + chr(ord(prefix[-1]) + 1), lo)
+    hi = lo
+    while hi < len(values) and values[hi].startswith(prefix):
+        hi += 1
+    return lo, hi
 
 
 def _merge_services(
@@ -1382,7 +1588,14 @@ def _merge_services(
             got[0].update(names)
             got[1].update(resources)
     for (_, c), (acts_set, resources) in joined.items():
-        step2.setdefault((tuple(sorted(acts_set)), c), set()).update(resources)
+        key = (tuple(sorted(acts_set)), c)
+        # A new set: step2's sets may be the kept grouping's (_statements).
+        step2[key] = step2[key] | resources if key in step2 else resources
+
+
+_COUNT = attrgetter("count")
+_FIRST_SEEN = attrgetter("first_seen")
+_LAST_SEEN = attrgetter("last_seen")
 
 
 def _statement_evidence(
@@ -1400,9 +1613,9 @@ def _statement_evidence(
         actions=actions,
         resources=resources,
         conditions=conditions,
-        calls=sum(r.count for r in rows),
-        first_seen=min([r.first_seen for r in rows] + list(times)),
-        last_seen=max([r.last_seen for r in rows] + list(times)),
+        calls=sum(map(_COUNT, rows)),
+        first_seen=min(chain(map(_FIRST_SEEN, rows), times)),
+        last_seen=max(chain(map(_LAST_SEEN, rows), times)),
         event_ids=_first_event_ids(rows, 5),
         widened_by=tuple(dict.fromkeys(widened)),
     )
@@ -1415,7 +1628,7 @@ def _first_event_ids(rows: Sequence[UsageRow], limit: int) -> tuple[str, ...]:
     n = limit
     while True:
         eids: list[str] = []
-        for r in heapq.nsmallest(n, rows, key=lambda r: r.first_seen):
+        for r in heapq.nsmallest(n, rows, key=_FIRST_SEEN):
             for e in r.event_ids:
                 if e not in eids and len(eids) < limit:
                     eids.append(e)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from itertools import accumulate
 
 from iamtrim.errors import SizeLimitError
 from iamtrim.model import Principal, PrincipalKind
@@ -98,21 +99,29 @@ def statement_size(statement: Statement, lengths: Sequence[int] | None = None) -
 def _split(statement: Statement, budget: int) -> list[Statement]:
     """Split a statement too large alone into parts by resources (same actions and conditions):
     halves, and halves of halves, until each part fits or holds one resource."""
+    return [part for part, _ in _split_sized(statement, budget)]
+
+
+def _split_sized(
+    statement: Statement, budget: int, lengths: Sequence[int] | None = None, numbered: bool = False
+) -> list[tuple[Statement, int]]:
+    """:func:`_split`'s parts, each with its :func:`statement_size` (from the prefix sums the
+    halving adds anyway). *lengths*: :func:`_encoded_lengths` of its resources, if known.
+    *numbered*: the parts of a split statement as :func:`_numbered` names them, and sized so."""
     resources = statement.resources
     if len(resources) <= 1:
-        return [statement]
-    lengths = _encoded_lengths(resources)
+        return [(statement, statement_size(statement, lengths))]
+    if lengths is None:
+        lengths = _encoded_lengths(resources)
     bare = size_of(replace(statement, resources=()).to_json()) + _RESOURCE_KEY
-    prefix = [0]
-    for n in lengths:
-        prefix.append(prefix[-1] + n)
-    spans: list[tuple[int, int]] = []
+    prefix = list(accumulate(lengths, initial=0))
+    spans: list[tuple[int, int, int]] = []
 
     def halve(lo: int, hi: int) -> None:
         count = hi - lo
         size = bare + (prefix[hi] - prefix[lo]) + (0 if count == 1 else 2 + count - 1)
         if size <= budget or count <= 1:
-            spans.append((lo, hi))
+            spans.append((lo, hi, size))
             return
         half = lo + count // 2
         halve(lo, half)
@@ -120,17 +129,30 @@ def _split(statement: Statement, budget: int) -> list[Statement]:
 
     halve(0, len(resources))
     if len(spans) == 1:
-        return [statement]
+        return [(statement, spans[0][2])]
+    sid = statement.sid
+    suffixes = [f"Part{i + 1}" if numbered else "" for i in range(len(spans))]
     return [
-        Statement(
-            statement.effect,
-            actions=statement.actions,
-            resources=resources[lo:hi],
-            conditions=statement.conditions,
-            sid=statement.sid,
+        (
+            Statement(
+                statement.effect,
+                actions=statement.actions,
+                resources=resources[lo:hi],
+                conditions=statement.conditions,
+                sid=sid + suffix,
+            ),
+            size + _sid_growth(sid, suffix),
         )
-        for lo, hi in spans
+        for (lo, hi, size), suffix in zip(spans, suffixes, strict=True)
     ]
+
+
+def _sid_growth(sid: str, suffix: str) -> int:
+    """Characters ``Sid`` + *suffix* (ASCII) adds to a statement: the suffix, or the element
+    (``"Sid":"PartN",``, written first by Statement.to_json) for a statement without a Sid."""
+    if not suffix:
+        return 0
+    return len(suffix) if sid else len('"Sid":"",') + len(suffix)
 
 
 def _numbered(parts: list[Statement]) -> list[Statement]:
@@ -173,47 +195,119 @@ class Packing:
         return max(sum(self.sizes) - capacity + 64 * self.max_policies, 1)
 
 
-def plan(principal: Principal, statements: Sequence[Statement], target: Target, max_policies: int) -> Packing:
+@dataclass(slots=True)
+class PackMemo:
+    """What :func:`plan` keeps from one call to the next while the ladder re-plans the same
+    policy: each statement's pieces with their sizes (most statements of a round are the last
+    round's: a busy role's statement of 28,000 resources splits into a thousand pieces), kept
+    for the statements of the last call only, and each resource's encoded length. Lives for one
+    policy (identity._fit)."""
+
+    pieces: dict[tuple[Statement, int], list[tuple[Statement, int]]] = field(default_factory=dict)
+    lengths: dict[str, int] = field(default_factory=dict)
+
+    def encoded_lengths(self, resources: Sequence[str]) -> list[int]:
+        known = self.lengths
+        try:
+            return [known[r] for r in resources]
+        except KeyError:
+            encode = json.encoder.encode_basestring_ascii
+            known.update((r, len(encode(r))) for r in resources if r not in known)
+            return [known[r] for r in resources]
+
+    def statement_size(self, statement: Statement) -> int:
+        return statement_size(statement, self.encoded_lengths(statement.resources))
+
+
+def _budgets(principal: Principal, target: Target, max_policies: int) -> tuple[int, int | None, int]:
+    """(characters per policy, characters of all the policies together or None, policies)."""
     if target is Target.MANAGED:
-        budget, total_budget = MANAGED_POLICY_CHARS, None
-    else:
-        total = INLINE_TOTAL_CHARS.get(principal.kind, 2048)
-        budget, total_budget, max_policies = total, total, 10**6
-    pieces: list[Statement] = []
+        return MANAGED_POLICY_CHARS, None, max_policies
+    total = INLINE_TOTAL_CHARS.get(principal.kind, 2048)
+    return total, total, 10**6
+
+
+def plan(
+    principal: Principal,
+    statements: Sequence[Statement],
+    target: Target,
+    max_policies: int,
+    memo: PackMemo | None = None,
+) -> Packing:
+    """*statements* split by resources where one is too large alone, and packed first fit (in
+    statement order, deterministic) into policies. *memo*: the same object for each call of one
+    ladder."""
+    budget, total_budget, max_policies = _budgets(principal, target, max_policies)
+    memo = memo or PackMemo()
+    known, memo.pieces = memo.pieces, {}
+    pieces: list[tuple[Statement, int]] = []
     for st in statements:
-        pieces.extend(_numbered(_split(st, budget - _ENVELOPE - 1 - len("Part10"))))
-    piece_sizes = [statement_size(st) for st in pieces]
-    for st, piece_size in zip(pieces, piece_sizes, strict=True):
+        got = known.get((st, budget))
+        if got is None:
+            got = _pieces(principal, st, budget, target, memo)
+        memo.pieces[(st, budget)] = got
+        pieces.extend(got)
+    placed, sizes = _first_fit([size + 1 for _, size in pieces], budget)
+    bins: list[list[Statement]] = [[] for _ in sizes]
+    for (st, _), i in zip(pieces, placed, strict=True):
+        bins[i].append(st)
+    return Packing(tuple(tuple(b) for b in bins), tuple(sizes), budget, max_policies, total_budget)
+
+
+def _pieces(
+    principal: Principal, statement: Statement, budget: int, target: Target, memo: PackMemo
+) -> list[tuple[Statement, int]]:
+    """*statement* split into pieces that fit a policy of *budget* characters, each numbered and
+    with its size; :class:`SizeLimitError` when one resource alone is too large."""
+    lengths = memo.encoded_lengths(statement.resources) if len(statement.resources) > 1 else None
+    pieces = _split_sized(statement, budget - _ENVELOPE - 1 - len("Part10"), lengths, numbered=True)
+    for piece, piece_size in pieces:
         # Splitting by resources cannot shrink one resource or a condition's values (a 10 MB
         # object key, 400 VPC endpoints): such a statement fits no policy, and is refused.
         size = piece_size + _ENVELOPE
         if size > budget:
             raise SizeLimitError(
-                f"statement {st.sid or '(no Sid)'} for {principal.arn} alone is {size} characters; "
+                f"statement {piece.sid or '(no Sid)'} for {principal.arn} alone is {size} characters; "
                 f"an IAM {'managed' if target is Target.MANAGED else 'inline'} policy holds at most {budget}"
             )
-    bins: list[list[Statement]] = []
-    sizes: list[int] = []
-    # First fit, in statement order (deterministic). A policy too full for the smallest piece
-    # takes none again: it leaves the list scanned (a policy far over the limit makes hundreds
-    # of bins, each piece scanning them all was half of plan's time on a busy role's ladder).
-    smallest = min(piece_sizes, default=0) + 1
-    open_bins: list[int] = []  # bins that can still take the smallest piece, in order
-    for st, piece_size in zip(pieces, piece_sizes, strict=True):
-        s = piece_size + 1
-        for j, i in enumerate(open_bins):
-            if sizes[i] + s <= budget:
-                bins[i].append(st)
-                sizes[i] += s
-                if sizes[i] + smallest > budget:
-                    del open_bins[j]
-                break
+    return pieces
+
+
+def _first_fit(sizes: Sequence[int], budget: int) -> tuple[list[int], list[int]]:
+    """The policy each piece goes to (the first with room for it, or a new one) and the size of
+    each policy. The room of the policies is kept in a tree of maxima (a segment tree), so the
+    first with room is found in log(policies) steps: a policy far over the limit makes a
+    thousand policies, and scanning them for each piece was most of plan's time on a busy role's
+    ladder. Equal to scanning every policy (tests/test_synth_limits.py)."""
+    leaves = 1
+    while leaves < len(sizes):
+        leaves *= 2
+    # An unopened policy has room for everything but the envelope; policies open in order.
+    room = [0] * leaves + [budget - _ENVELOPE] * len(sizes) + [0] * (leaves - len(sizes))
+    for i in range(leaves - 1, 0, -1):
+        room[i] = max(room[2 * i], room[2 * i + 1])
+    placed: list[int] = []
+    used: list[int] = []
+    for s in sizes:
+        i = 1
+        if room[1] >= s:
+            while i < leaves:
+                i = 2 * i if room[2 * i] >= s else 2 * i + 1
+            j = i - leaves
         else:
-            bins.append([st])
-            sizes.append(_ENVELOPE + s)
-            if sizes[-1] + smallest <= budget:
-                open_bins.append(len(bins) - 1)
-    return Packing(tuple(tuple(b) for b in bins), tuple(sizes), budget, max_policies, total_budget)
+            j = len(used)  # a piece larger than an empty policy's room still opens one
+        if j < len(used):
+            used[j] += s
+        else:
+            j = len(used)
+            used.append(_ENVELOPE + s)
+        placed.append(j)
+        i = j + leaves
+        room[i] = budget - used[j]
+        while i > 1:
+            i //= 2
+            room[i] = max(room[2 * i], room[2 * i + 1])
+    return placed, used
 
 
 def pack(packing: Packing, principal: Principal, widened: bool) -> tuple[list[NamedPolicy], list[str]]:
