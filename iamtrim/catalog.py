@@ -311,9 +311,7 @@ def resource_type_for_arn(action: str, arn: str) -> ResourceType | None:
     return _matched_type(action, arn)[0]
 
 
-def typed_variables(
-    action: str, arn: str
-) -> tuple[ResourceType | None, tuple[tuple[str, str], ...] | None]:
+def typed_variables(action: str, arn: str) -> tuple[ResourceType | None, tuple[tuple[str, str], ...] | None]:
     """:func:`resource_type_for_arn` and that type's :func:`arn_variables` in *arn*, matching the
     ARN once: the match that picked the type holds the values (``(None, None)`` for no type)."""
     rt, m = _matched_type(action, arn)
