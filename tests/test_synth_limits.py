@@ -392,3 +392,28 @@ def test_plan_with_a_memo_packs_as_without(seed: int) -> None:
         assert {st for st, _ in memo.pieces} == set(statements)
         statements = [st for st in statements if rnd.random() < 0.8] + _random_statements(rnd)[:3]
         rnd.shuffle(statements)
+
+
+def test_a_statement_split_into_thousands_of_pieces_leaves_room_for_long_suffixes() -> None:
+    """Pieces are sized with room for "Part10"; past 999 pieces the suffix is "Part1000", two
+    characters more. 2,048 resources sized so that each pair fills a piece's room exactly: every
+    piece must still fit a policy (they were refused, 1 character over, past 999 pieces)."""
+    sid = "S3Get"
+    two = Statement(Effect.ALLOW, actions=("s3:GetObject",), resources=("a", "b"), sid=sid)
+    room = MANAGED_POLICY_CHARS - _ENVELOPE - 1 - len("Part10")
+    # Two names of lengths n and m take n + m + 5 characters ("n","m"); the rest is fixed.
+    fixed = statement_size(two) - len('"a","b"')
+    pair = room - fixed - len('"",""')
+    lengths = (pair // 2, pair - pair // 2)
+    resources = tuple(f"arn:aws:s3:::b/{i:06d}".ljust(lengths[i % 2], "k") for i in range(2048))
+    assert statement_size(replace(two, resources=resources[:2])) == room
+    statement = replace(two, resources=resources)
+    packing = plan(ROLE, [statement], Target.MANAGED, 10**6)
+    pieces = [st for b in packing.bins for st in b]
+    # With room for "Part1000" a pair no longer fits: one resource a piece.
+    assert len(pieces) == 2048
+    assert [r for st in pieces for r in st.resources] == list(resources)
+    assert [st.sid for st in pieces] == [f"{sid}Part{i + 1}" for i in range(2048)]
+    for b, size in zip(packing.bins, packing.sizes, strict=True):
+        real = size_of({"Version": "2012-10-17", "Statement": [st.to_json() for st in b]})
+        assert real <= size <= MANAGED_POLICY_CHARS  # plan counts a comma after every statement

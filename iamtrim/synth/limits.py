@@ -260,7 +260,16 @@ def _pieces(
     """*statement* split into pieces that fit a policy of *budget* characters, each numbered and
     with its size; :class:`SizeLimitError` when one resource alone is too large."""
     lengths = memo.encoded_lengths(statement.resources) if len(statement.resources) > 1 else None
-    pieces = _split_sized(statement, budget - _ENVELOPE - 1 - len("Part10"), lengths, numbered=True)
+    # Each piece leaves room for its Sid's suffix: "Part10" while there are fewer than 100
+    # pieces, and as long as the last piece's suffix when there are more ("Part1000": a piece
+    # sized for "Part10" could be 2 characters over and refuse the policy).
+    room = len("Part10")
+    while True:
+        pieces = _split_sized(statement, budget - _ENVELOPE - 1 - room, lengths, numbered=True)
+        needed = len(f"Part{len(pieces)}")
+        if needed <= room:
+            break
+        room = needed  # more room makes no fewer pieces: the count's digits only grow
     for piece, piece_size in pieces:
         # Splitting by resources cannot shrink one resource or a condition's values (a 10 MB
         # object key, 400 VPC endpoints): such a statement fits no policy, and is refused.
