@@ -13,6 +13,7 @@ every call that was only ever denied (not allowed, unless a DENIED_COVERED findi
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -23,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.oracle, for --oracle
 
+from iamtrim.cli import GC_THRESHOLDS
 from iamtrim.errors import IamtrimError
 from iamtrim.model import Outcome, UsageRow, has_wildcard, overlap_witness
 from iamtrim.store import Store
@@ -40,6 +42,7 @@ def main() -> int:
     parser.add_argument("--no-widen", action="store_true")
     parser.add_argument("--oracle", action="store_true", help="replay every call through the IAM oracle")
     args = parser.parse_args()
+    gc.set_threshold(*GC_THRESHOLDS)  # the collector as the program sets it (cli.run)
     documents: list[dict[str, Any]] = []
     # (principal, what, expected allowed; None: reported as DENIED_COVERED, not asked)
     expectations: list[tuple[str, str, bool | None]] = []
