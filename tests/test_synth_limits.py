@@ -22,8 +22,7 @@ from iamtrim.synth.limits import (
     MANAGED_POLICIES_PER_ENTITY,
     MANAGED_POLICY_CHARS,
     PackMemo,
-    _numbered,
-    _split,
+    _split_sized,
     plan,
     size_of,
     statement_size,
@@ -292,6 +291,18 @@ def test_no_step_writes_every_bucket_when_nothing_narrower_fits() -> None:
     assert 2 <= len(g.policies) <= 5
     resources = {r for p in g.policies for s in p.policy.statements for r in s.resources}
     assert resources == {f"arn:aws:s3:::{n}" for n in names}
+
+
+def _split(statement: Statement, budget: int) -> list[Statement]:
+    """limits' split, without its sizes."""
+    return [part for part, _ in _split_sized(statement, budget)]
+
+
+def _numbered(parts: list[Statement]) -> list[Statement]:
+    """``Sid`` → ``SidPart1`` … ``SidPartN`` when one statement had to be split (the reference)."""
+    if len(parts) == 1:
+        return parts
+    return [replace(p, sid=f"{p.sid}Part{i + 1}") for i, p in enumerate(parts)]
 
 
 def _split_by_serializing(statement: Statement, budget: int) -> list[Statement]:

@@ -96,18 +96,14 @@ def statement_size(statement: Statement, lengths: Sequence[int] | None = None) -
     return bare + _RESOURCE_KEY + _list_size(lengths, len(resources))
 
 
-def _split(statement: Statement, budget: int) -> list[Statement]:
-    """Split a statement too large alone into parts by resources (same actions and conditions):
-    halves, and halves of halves, until each part fits or holds one resource."""
-    return [part for part, _ in _split_sized(statement, budget)]
-
-
 def _split_sized(
     statement: Statement, budget: int, lengths: Sequence[int] | None = None, numbered: bool = False
 ) -> list[tuple[Statement, int]]:
-    """:func:`_split`'s parts, each with its :func:`statement_size` (from the prefix sums the
-    halving adds anyway). *lengths*: :func:`_encoded_lengths` of its resources, if known.
-    *numbered*: the parts of a split statement as :func:`_numbered` names them, and sized so."""
+    """A statement too large alone split into parts by resources (same actions and conditions):
+    halves, and halves of halves, until each part fits or holds one resource; each part with its
+    :func:`statement_size` (from the prefix sums the halving adds anyway). *lengths*:
+    :func:`_encoded_lengths` of its resources, if known. *numbered*: the parts of a split
+    statement named ``Sid`` → ``SidPart1`` … ``SidPartN``, and sized so."""
     resources = statement.resources
     if len(resources) <= 1:
         return [(statement, statement_size(statement, lengths))]
@@ -153,13 +149,6 @@ def _sid_growth(sid: str, suffix: str) -> int:
     if not suffix:
         return 0
     return len(suffix) if sid else len('"Sid":"",') + len(suffix)
-
-
-def _numbered(parts: list[Statement]) -> list[Statement]:
-    """``Sid`` → ``SidPart1`` … ``SidPartN`` when one statement had to be split."""
-    if len(parts) == 1:
-        return parts
-    return [replace(p, sid=f"{p.sid}Part{i + 1}") for i, p in enumerate(parts)]
 
 
 def _name(principal: Principal, index: int, total: int) -> str:

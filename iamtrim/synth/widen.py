@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import gc
 import itertools
 import math
 import operator
@@ -1036,26 +1035,6 @@ def candidates(
 ) -> list[Candidate]:
     """Every ladder step that could be taken from the current (action, resource) grants.
     *memo*: the same object for every round of one ladder (what earlier rounds found)."""
-    # What a round builds is acyclic (strings, tuples, sets, steps): reference counting frees it.
-    # With the cyclic GC on, the tens of thousands of objects the first round keeps set off
-    # passes over everything the process holds (a busy role's rows, its statements): a third of
-    # the ladder's time on a 10M-record store's busiest role (as process_chunk does in ingest).
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _candidates(keys, statements, denied, object_threshold, memo)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-def _candidates(
-    keys: Collection[tuple[str, str]],
-    statements: Sequence[StatementShape],
-    denied: Mapping[str, Sequence[str]],
-    object_threshold: int,
-    memo: LadderMemo | None,
-) -> list[Candidate]:
     memo = memo if memo is not None else LadderMemo()
     memo.grants(keys)
     steps = _Steps(memo, statements, denied)
